@@ -1,0 +1,250 @@
+"""The command line. Thin: parse, call :class:`~meshbridge.Bridge`, print.
+
+Exit codes: 0 done; 1 refused or failed (the reason is printed); 2 usage or configuration error;
+3 ``send`` stored the message but MESH could not take it yet (``poll`` will retry it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from .errors import ConfigError, MeshbridgeError, MeshRejected, TransportError, UnknownMessage
+
+if TYPE_CHECKING:
+    from .bridge import Bridge
+
+JSON_FIELDS = (
+    "id",
+    "direction",
+    "state",
+    "route",
+    "mailbox",
+    "peer",
+    "mesh_message_id",
+    "workflow_id",
+    "payload_type",
+    "payload_size",
+    "itk_message_id",
+    "inf_ack_code",
+    "bus_ack_code",
+    "overdue",
+    "last_error",
+    "created_at",
+    "updated_at",
+)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"meshbridge: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
+    """Open the configured Bridge; turn expected errors into one line and an exit code."""
+    from .bridge import Bridge
+
+    try:
+        with Bridge.from_file(ctx.obj["config"]) as bridge:
+            yield bridge
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except UnknownMessage as exc:
+        fail(str(exc), 1)
+    except MeshbridgeError as exc:
+        fail(str(exc), 1)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in JSON_FIELDS}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Config file (default: $MESHBRIDGE_CONFIG, else ./meshbridge.toml).",
+)
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.version_option(package_name="meshbridge")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
+    """meshbridge: NHS MESH with ITK3 reliable messaging."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config": config}
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--route", help="Outbound route name from the config.")
+@click.option("--from", "sender", help="Sending mailbox (instead of --route).")
+@click.option("--to", help="Recipient mailbox (instead of --route).")
+@click.option("--workflow", help="MESH workflow id (instead of --route).")
+@click.option("--type", "payload_type", help="Payload type (default: the route's, else auto).")
+@click.pass_context
+def send(
+    ctx: click.Context,
+    path: Path,
+    route: str | None,
+    sender: str | None,
+    to: str | None,
+    workflow: str | None,
+    payload_type: str | None,
+) -> None:
+    """Validate, store and send one payload; print its meshbridge id."""
+    if not route and not (sender and to and workflow):
+        fail("give --route NAME, or --from MB --to MB --workflow WF", 2)
+    with bridge_for(ctx) as bridge:
+        try:
+            message = bridge.send(
+                path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
+            )
+        except MeshRejected as exc:
+            fail(f"MESH refused it (message kept in state failed): {exc}", 1)
+        except TransportError as exc:
+            fail(f"stored, not sent yet ({exc}); `meshbridge poll` will retry", 3)
+        click.echo(message["id"])
+
+
+@main.command()
+@click.option("--mailbox", help="Only this mailbox.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@click.pass_context
+def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
+    """One pass: send what waits, collect, acknowledge, deliver, correlate, track."""
+    with bridge_for(ctx) as bridge:
+        report = bridge.poll(mailbox)
+        if as_json:
+            click.echo(json.dumps(report.__dict__, indent=2))
+        else:
+            for name in ("sent", "received", "delivered", "unrouted", "undeliverable", "tracked"):
+                ids = getattr(report, name)
+                if ids:
+                    click.echo(f"{name}: {len(ids)}")
+            for mid in report.unrouted:
+                m = bridge.store.get(mid)
+                click.echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
+            for problem in report.problems:
+                click.echo(f"problem: {problem}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Counts by direction and state, and overdue expectations."""
+    with bridge_for(ctx) as bridge:
+        result = bridge.status()
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("direction", "state", "messages")
+    for direction, states in result["counts"].items():
+        for state, n in states.items():
+            table.add_row(direction, state, str(n))
+    console = Console()
+    console.print(table)
+    console.print(f"overdue expectations: {result['overdue']}")
+
+
+@main.command()
+@click.option("--state", help="Only messages in this state.")
+@click.option("--overdue", is_flag=True, help="Only messages with an overdue expectation.")
+@click.option("--direction", type=click.Choice(["in", "out"]))
+@click.option("--limit", type=int, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def messages(
+    ctx: click.Context, state: str | None, overdue: bool, direction: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List messages (oldest first)."""
+    with bridge_for(ctx) as bridge:
+        rows = bridge.messages(state=state, overdue=overdue, direction=direction, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_public(r) for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["direction"],
+            r["state"] + (" (overdue)" if r["overdue"] else ""),
+            r["route"] or "",
+            r["workflow_id"] or "",
+            r["peer"] or "",
+            r["mesh_message_id"] or "",
+            str(r["payload_size"] or ""),
+            r["created_at"][:19],
+        )
+    Console().print(table)
+
+
+@main.command()
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
+    """One message and its timeline (by meshbridge id or MESH message id)."""
+    with bridge_for(ctx) as bridge:
+        message, events = bridge.show(message_id)
+    if as_json:
+        click.echo(json.dumps({**_public(message), "events": events}, indent=2))
+        return
+    print_timeline(message, events)
+
+
+def print_timeline(
+    message: dict[str, Any], events: list[dict[str, Any]], echo: Callable[..., None] | None = None
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    arrow = "→" if message["direction"] == "out" else "←"
+    title = (
+        f"{message['id']}  {message['mailbox']} {arrow} {message['peer'] or '?'}  "
+        f"{message['workflow_id']}  [bold]{message['state']}[/bold]"
+    )
+    table = Table("at", "event", "state", "detail", title=title, title_justify="left")
+    for e in events:
+        detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
+        table.add_row(e["at"][11:23], e["kind"], e["state"] or "", detail)
+    console.print(table)
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary workspace and print where it is.")
+def demo(keep: bool) -> None:
+    """Start an embedded MESH sandbox and run a full round trip; print each timeline."""
+    from .demo import run_demo
+
+    try:
+        ok = run_demo(keep=keep, echo=click.echo, show=print_timeline)
+    except MeshbridgeError as exc:
+        fail(str(exc), 1)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

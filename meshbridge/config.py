@@ -1,0 +1,439 @@
+"""``meshbridge.toml`` -> typed, validated config. Secret references are resolved here only.
+
+Every error is a :class:`ConfigError` naming the file, the key and the problem, e.g.
+``meshbridge.toml: mailboxes[0].password: environment variable MESH_PW is not set``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MESH_MIN_POLL = 300.0  # seconds: MESH guidance is at most one inbox poll per 5 minutes
+DEFAULT_CHUNK_SIZE = 100_000_000  # MESH's limit for one request (100 MB)
+
+
+class Secret:
+    """A secret value. Its text never appears in ``repr``, ``str`` or exceptions."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    url: str
+    shared_key: Secret
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_bundle: Path | None = None
+    check_hostname: bool = True
+    sandbox: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    compress: bool = False
+    timeout: float = 600.0
+    tracking_interval: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    id: str
+    password: Secret
+    poll_interval: float = MESH_MIN_POLL
+
+
+@dataclass(frozen=True)
+class ItkOptions:
+    """ITK3 wrapping and the acknowledgements a route expects (used by the ITK layer)."""
+
+    inf_ack: bool = True
+    bus_ack: bool = False
+    inf_ack_within: float | None = None
+    bus_ack_within: float | None = None
+    ack_workflow: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    direction: str  # "outbound" | "inbound"
+    workflow_id: str
+    mailbox: str  # ours: ``from`` of an outbound route, ``mailbox`` of an inbound one
+    to: str | None = None  # outbound only
+    payload_type: str = "auto"
+    fhir_version: str = "STU3"
+    itk: ItkOptions | None = None
+    source: dict[str, Any] | None = None
+    destination: dict[str, Any] | None = None
+    subject: str | None = None
+    content_type: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    store: StoreConfig
+    mesh: MeshConfig
+    mailboxes: dict[str, Mailbox]
+    routes: list[Route]
+
+    def route(self, name: str) -> Route:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        known = ", ".join(r.name for r in self.routes) or "none"
+        raise ConfigError(str(self.file), "routes", f"no route named {name!r} (known: {known})")
+
+    def inbound_route(self, mailbox: str, workflow_id: str) -> Route | None:
+        for route in self.routes:
+            if route.direction == "inbound" and route.mailbox == mailbox and route.workflow_id == workflow_id:
+                return route
+        return None
+
+
+# -- parsing helpers -----------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZES = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """``"90s"``, ``"5m"``, ``"1h"``, ``"2d"`` or a number of seconds -> seconds."""
+    if isinstance(text, bool):
+        raise ValueError("expected a duration such as '5m', got a boolean")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"duration must not be negative, got {text}")
+        return float(text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(text))
+    if not match:
+        raise ValueError(f"bad duration {text!r}: use a number and a unit s, m, h or d, e.g. '5m'")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def parse_size(text: str | int) -> int:
+    """``"100MB"``, ``"5MiB"`` or a number of bytes -> bytes."""
+    if isinstance(text, bool):
+        raise ValueError("expected a size such as '100MB', got a boolean")
+    if isinstance(text, int):
+        value = text
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(text))
+        if not match or match[2].lower() not in _SIZES:
+            raise ValueError(f"bad size {text!r}: use bytes or a unit KB, MB, GB, KiB, MiB, GiB")
+        value = int(match[1]) * _SIZES[match[2].lower()]
+    if value < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return value
+
+
+class _Reader:
+    """Walks the TOML tree, recording the dotted key for every error."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(str(self.file), key, problem)
+
+    def table(self, data: Any, key: str, allowed: set[str], required: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+        if not isinstance(data, dict):
+            raise self.fail(key, f"expected a table, got {type(data).__name__}")
+        for name in data:
+            if name not in allowed:
+                raise self.fail(
+                    f"{key}.{name}" if key else name,
+                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                )
+        for name in sorted(required):
+            if name not in data:
+                raise self.fail(f"{key}.{name}" if key else name, "required key is missing")
+        return data
+
+    def string(self, data: dict, key: str, name: str, default: str | None = None) -> str | None:
+        value = data.get(name, default)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise self.fail(f"{key}.{name}", f"expected a non-empty string, got {value!r}")
+        return value
+
+    def boolean(self, data: dict, key: str, name: str, default: bool) -> bool:
+        value = data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{key}.{name}", f"expected true or false, got {value!r}")
+        return value
+
+    def duration(self, data: dict, key: str, name: str, default: float | None) -> float | None:
+        if name not in data:
+            return default
+        try:
+            return parse_duration(data[name])
+        except ValueError as exc:
+            raise self.fail(f"{key}.{name}", str(exc)) from None
+
+    def path(self, data: dict, key: str, name: str, must_exist: bool = False) -> Path | None:
+        value = self.string(data, key, name)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = self.file.parent / path
+        if must_exist and not os.access(path, os.R_OK):
+            problem = "does not exist" if not path.exists() else "is not readable"
+            raise self.fail(f"{key}.{name}", f"file {path} {problem}")
+        return path
+
+    def secret(self, data: dict, key: str, name: str) -> Secret:
+        if name not in data:
+            raise self.fail(f"{key}.{name}", "required secret is missing")
+        value = data[name]
+        where = f"{key}.{name}"
+        if isinstance(value, str):
+            return Secret(value)
+        if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
+            resolved = os.environ.get(value["env"])
+            if not resolved:
+                raise self.fail(where, f"environment variable {value['env']} is not set")
+            return Secret(resolved)
+        if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
+            path = Path(value["file"]).expanduser()
+            if not path.is_absolute():
+                path = self.file.parent / path
+            try:
+                resolved = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise self.fail(where, f"cannot read secret file {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise self.fail(where, f"secret file {path} is not UTF-8 text") from None
+            if not resolved:
+                raise self.fail(where, f"secret file {path} is empty")
+            return Secret(resolved)
+        raise self.fail(where, 'expected a string, { env = "NAME" } or { file = "path" }')
+
+
+# -- the schema ----------------------------------------------------------------------------
+
+_TOP = {"store", "mesh", "mailboxes", "routes"}
+_STORE = {"path"}
+_MESH = {
+    "url",
+    "shared_key",
+    "client_cert",
+    "client_key",
+    "ca_bundle",
+    "check_hostname",
+    "sandbox",
+    "chunk_size",
+    "compress",
+    "timeout",
+    "tracking_interval",
+}
+_MAILBOX = {"id", "password", "poll_interval"}
+_ROUTE_COMMON = {"name", "direction", "workflow_id", "payload_type", "fhir_version", "itk", "options"}
+_OUTBOUND = _ROUTE_COMMON | {"from", "to", "source", "subject", "content_type"}
+_INBOUND = _ROUTE_COMMON | {"mailbox", "destination"}
+_ITK = {"inf_ack", "bus_ack", "inf_ack_within", "bus_ack_within", "ack_workflow"}
+_MAILBOX_ID = re.compile(r"[A-Z0-9]{3,20}")
+_FHIR_VERSIONS = {"STU3", "R4", "R5"}
+_DESTINATIONS = {"folder", "http", "command"}
+
+
+def default_path() -> Path:
+    """``$MESHBRIDGE_CONFIG`` or ``./meshbridge.toml``."""
+    return Path(os.environ.get("MESHBRIDGE_CONFIG", "meshbridge.toml"))
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config file; raise :class:`ConfigError` on any problem."""
+    file = Path(path) if path is not None else default_path()
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(file), "", "config file not found (use --config or $MESHBRIDGE_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(str(file), "", f"cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(file), "", "config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), "", f"not valid TOML: {exc}") from None
+    return parse(raw, file.resolve())
+
+
+def parse(raw: dict[str, Any], file: Path) -> Config:
+    """Validate an already-decoded TOML document; relative paths resolve against ``file``'s folder."""
+    r = _Reader(file)
+    r.table(raw, "", _TOP, {"store", "mesh"})
+
+    store_raw = r.table(raw["store"], "store", _STORE, {"path"})
+    store = StoreConfig(path=r.path(store_raw, "store", "path"))  # type: ignore[arg-type]
+
+    mesh = _mesh(r, raw["mesh"])
+    mailboxes = _mailboxes(r, raw.get("mailboxes", []), mesh)
+    routes = _routes(r, raw.get("routes", []), mailboxes)
+    return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes)
+
+
+def _mesh(r: _Reader, raw: Any) -> MeshConfig:
+    m = r.table(raw, "mesh", _MESH, {"url", "shared_key"})
+    url = r.string(m, "mesh", "url")
+    assert url is not None
+    if not re.match(r"https?://", url):
+        raise r.fail("mesh.url", f"expected an http:// or https:// URL, got {url!r}")
+    cert, key = r.path(m, "mesh", "client_cert", True), r.path(m, "mesh", "client_key", True)
+    if (cert is None) != (key is None):
+        raise r.fail(
+            "mesh.client_cert" if cert is None else "mesh.client_key",
+            "client_cert and client_key must be given together for mTLS",
+        )
+    try:
+        chunk_size = parse_size(m.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    except ValueError as exc:
+        raise r.fail("mesh.chunk_size", str(exc)) from None
+    if chunk_size > DEFAULT_CHUNK_SIZE:
+        raise r.fail("mesh.chunk_size", f"{chunk_size} bytes is over MESH's 100 MB per request")
+    return MeshConfig(
+        url=url.rstrip("/"),
+        shared_key=r.secret(m, "mesh", "shared_key"),
+        client_cert=cert,
+        client_key=key,
+        ca_bundle=r.path(m, "mesh", "ca_bundle", True),
+        check_hostname=r.boolean(m, "mesh", "check_hostname", True),
+        sandbox=r.boolean(m, "mesh", "sandbox", False),
+        chunk_size=chunk_size,
+        compress=r.boolean(m, "mesh", "compress", False),
+        timeout=r.duration(m, "mesh", "timeout", 600.0) or 600.0,
+        tracking_interval=r.duration(m, "mesh", "tracking_interval", 3600.0),  # type: ignore[arg-type]
+    )
+
+
+def _mailboxes(r: _Reader, raw: Any, mesh: MeshConfig) -> dict[str, Mailbox]:
+    if not isinstance(raw, list):
+        raise r.fail("mailboxes", "expected an array of tables: [[mailboxes]]")
+    result: dict[str, Mailbox] = {}
+    for i, item in enumerate(raw):
+        key = f"mailboxes[{i}]"
+        mb = r.table(item, key, _MAILBOX, {"id", "password"})
+        ident = r.string(mb, key, "id")
+        assert ident is not None
+        if not _MAILBOX_ID.fullmatch(ident):
+            raise r.fail(f"{key}.id", f"{ident!r} is not a MESH mailbox id (upper-case letters and digits)")
+        if ident in result:
+            raise r.fail(f"{key}.id", f"mailbox {ident} is configured twice")
+        interval = r.duration(mb, key, "poll_interval", MESH_MIN_POLL)
+        assert interval is not None
+        if interval < MESH_MIN_POLL and not mesh.sandbox:
+            raise r.fail(
+                f"{key}.poll_interval",
+                f"{interval:g}s is under the MESH guidance of one poll per 5 minutes "
+                "(allowed only with [mesh] sandbox = true)",
+            )
+        result[ident] = Mailbox(id=ident, password=r.secret(mb, key, "password"), poll_interval=interval)
+    return result
+
+
+def _routes(r: _Reader, raw: Any, mailboxes: dict[str, Mailbox]) -> list[Route]:
+    if not isinstance(raw, list):
+        raise r.fail("routes", "expected an array of tables: [[routes]]")
+    routes: list[Route] = []
+    for i, item in enumerate(raw):
+        key = f"routes[{i}]"
+        if not isinstance(item, dict):
+            raise r.fail(key, "expected a table")
+        direction = item.get("direction")
+        if direction not in ("outbound", "inbound"):
+            raise r.fail(f"{key}.direction", f"expected 'outbound' or 'inbound', got {direction!r}")
+        outbound = direction == "outbound"
+        rt = r.table(
+            item,
+            key,
+            _OUTBOUND if outbound else _INBOUND,
+            {"name", "workflow_id", "from", "to"} if outbound else {"name", "workflow_id", "mailbox"},
+        )
+        name = r.string(rt, key, "name")
+        if any(existing.name == name for existing in routes):
+            raise r.fail(f"{key}.name", f"route {name!r} is defined twice")
+        ours_key = "from" if outbound else "mailbox"
+        ours = r.string(rt, key, ours_key)
+        if ours not in mailboxes:
+            raise r.fail(f"{key}.{ours_key}", f"mailbox {ours!r} is not in [[mailboxes]]")
+        workflow = r.string(rt, key, "workflow_id")
+        fhir_version = r.string(rt, key, "fhir_version", "STU3")
+        if fhir_version not in _FHIR_VERSIONS:
+            raise r.fail(f"{key}.fhir_version", f"expected one of STU3, R4, R5, got {fhir_version!r}")
+        destination = rt.get("destination")
+        if destination is not None:
+            dest = r.table(destination, f"{key}.destination", _DESTINATIONS)
+            if len(dest) != 1:
+                raise r.fail(f"{key}.destination", "give exactly one of folder, http or command")
+            if "folder" in dest:
+                dest = {"folder": r.path(dest, f"{key}.destination", "folder")}
+            elif "command" in dest and not (
+                isinstance(dest["command"], list)
+                and dest["command"]
+                and all(isinstance(a, str) for a in dest["command"])
+            ):
+                raise r.fail(f"{key}.destination.command", "expected a list of strings, e.g. ['prog', '{path}']")
+            destination = dest
+        source = rt.get("source")
+        if source is not None:
+            src = r.table(source, f"{key}.source", {"folder"}, {"folder"})
+            source = {"folder": r.path(src, f"{key}.source", "folder")}
+        options = rt.get("options", {})
+        if not isinstance(options, dict):
+            raise r.fail(f"{key}.options", "expected a table")
+        routes.append(
+            Route(
+                name=name,  # type: ignore[arg-type]
+                direction=direction,
+                workflow_id=workflow,  # type: ignore[arg-type]
+                mailbox=ours,  # type: ignore[arg-type]
+                to=r.string(rt, key, "to") if outbound else None,
+                payload_type=r.string(rt, key, "payload_type", "auto"),  # type: ignore[arg-type]
+                fhir_version=fhir_version,  # type: ignore[arg-type]
+                itk=_itk(r, rt["itk"], f"{key}.itk", workflow) if "itk" in rt else None,  # type: ignore[arg-type]
+                source=source,
+                destination=destination,
+                subject=r.string(rt, key, "subject"),
+                content_type=r.string(rt, key, "content_type"),
+                options=options,
+            )
+        )
+    return routes
+
+
+def _itk(r: _Reader, raw: Any, key: str, workflow: str) -> ItkOptions:
+    itk = r.table(raw, key, _ITK)
+    return ItkOptions(
+        inf_ack=r.boolean(itk, key, "inf_ack", True),
+        bus_ack=r.boolean(itk, key, "bus_ack", False),
+        inf_ack_within=r.duration(itk, key, "inf_ack_within", None),
+        bus_ack_within=r.duration(itk, key, "bus_ack_within", None),
+        ack_workflow=r.string(itk, key, "ack_workflow") or f"{workflow}_ACK",
+    )

@@ -1,0 +1,106 @@
+"""``meshbridge demo``: a full round trip through an embedded mesh-sandbox, in a temporary workspace."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .bridge import Bridge
+from .config import load
+from .sandbox import Sandbox, config_text
+
+SENDER, RECIPIENT = "X26ABC1", "X26ABC2"
+CHUNK = 64 * 1024
+
+ROUTES = """
+[[routes]]
+name = "{name}-out"
+direction = "outbound"
+from = "{sender}"
+to = "{recipient}"
+workflow_id = "{workflow}"
+payload_type = "{ptype}"
+
+[[routes]]
+name = "{name}-in"
+direction = "inbound"
+mailbox = "{recipient}"
+workflow_id = "{workflow}"
+payload_type = "{ptype}"
+destination = {{ folder = "in/{name}" }}
+"""
+
+
+def samples() -> list[tuple[str, str, bytes]]:
+    """``(name, payload type, bytes)``: one per installed payload type, and one big enough to chunk."""
+    text = b"Discharge summary for a test patient.\nNo real patient data.\n"
+    bulk = b"".join(f"line {i:07d} of a bulk text extract\n".encode() for i in range(12_000))
+    return [("text", "text", text), ("chunked", "text", bulk)]
+
+
+def run_demo(
+    *, keep: bool, echo: Callable[[str], None], show: Callable[[dict[str, Any], list[dict[str, Any]]], None]
+) -> bool:
+    started = time.monotonic()
+    workspace = Path(tempfile.mkdtemp(prefix="meshbridge-demo-"))
+    try:
+        with Sandbox() as sandbox:
+            echo(f"mesh-sandbox running on {sandbox.url}; workspace {workspace}")
+            config_file = _write_workspace(workspace, sandbox)
+            with Bridge(load(config_file)) as bridge:
+                sent = []
+                for name, _ptype, data in samples():
+                    payload = workspace / "out" / f"{name}.txt"
+                    payload.write_bytes(data)
+                    message = bridge.send(payload, route=f"{name}-out")
+                    sent.append((message["id"], hashlib.sha256(data).hexdigest()))
+                    chunks = message["chunks_total"] or 1
+                    echo(f"sent {name}: {len(data)} bytes in {chunks} chunk(s) as {message['mesh_message_id']}")
+                report = bridge.poll()
+                for problem in report.problems:
+                    echo(f"problem: {problem}")
+                ok = not report.problems
+                for message_id, sha in sent:
+                    message, events = bridge.show(message_id)
+                    show(message, events)
+                    inbound = bridge.store.find("in", message["mesh_message_id"])
+                    if inbound is None:
+                        ok = False
+                        echo(f"{message_id} was not collected")
+                        continue
+                    show(*bridge.show(inbound["id"]))
+                    delivered = Path(inbound["destination"] or "")
+                    same = delivered.is_file() and hashlib.sha256(delivered.read_bytes()).hexdigest() == sha
+                    ok = ok and same and message["state"] == "delivered" and inbound["state"] == "delivered"
+                    echo(f"delivered to {delivered} — sha256 {'matches' if same else 'DIFFERS'}")
+        echo(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
+        return ok
+    finally:
+        if keep:
+            echo(f"workspace kept: {workspace}")
+        else:
+            _remove(workspace)
+
+
+def _write_workspace(workspace: Path, sandbox: Sandbox) -> Path:
+    (workspace / "out").mkdir()
+    routes = "".join(
+        ROUTES.format(
+            name=name, ptype=ptype, sender=SENDER, recipient=RECIPIENT, workflow=f"MESHBRIDGE_DEMO_{name.upper()}"
+        )
+        for name, ptype, _ in samples()
+    )
+    mesh = f'chunk_size = {CHUNK}\ntracking_interval = "0s"\n'
+    config_file = workspace / "meshbridge.toml"
+    config_file.write_text(config_text(sandbox, routes, mailboxes=(SENDER, RECIPIENT), mesh=mesh))
+    return config_file
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

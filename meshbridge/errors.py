@@ -1,0 +1,49 @@
+"""The exception tree. Catch by meaning::
+
+MeshbridgeError
+├── ConfigError      meshbridge.toml is wrong (exit code 2); names file, key and problem
+├── PayloadError     a payload cannot be read or is refused
+├── TransportError   MESH refused or failed a request
+│   └── MeshRejected MESH answered a send with an error code (not worth retrying as is)
+├── StoreError       the correlation store or a payload file is unusable or corrupt
+└── UnknownMessage   no message with that id
+"""
+
+from __future__ import annotations
+
+
+class MeshbridgeError(Exception):
+    """Base of every error meshbridge raises on purpose."""
+
+
+class ConfigError(MeshbridgeError):
+    """The configuration is invalid: ``file: key: problem``."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+class PayloadError(MeshbridgeError):
+    """A payload cannot be read or was refused."""
+
+
+class TransportError(MeshbridgeError):
+    """A MESH request failed (network, HTTP status or protocol)."""
+
+
+class MeshRejected(TransportError):
+    """MESH answered with an error code, e.g. ``12 Unregistered to address``."""
+
+    def __init__(self, message: str, code: str = "", event: str = "") -> None:
+        self.code, self.event = code, event
+        super().__init__(message)
+
+
+class StoreError(MeshbridgeError):
+    """The store or a payload file is unusable or corrupt."""
+
+
+class UnknownMessage(MeshbridgeError):
+    """No message with that id."""

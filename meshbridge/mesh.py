@@ -1,0 +1,294 @@
+"""MESH transport on NHS England's ``mesh-client``: one :class:`MeshMailbox` per mailbox.
+
+It knows MESH only: no store, no ITK. Sends stream each chunk from a reader (memory stays
+bounded by one chunk); downloads stream each chunk to a caller's writer and decode it by its own
+``Content-Encoding`` (never by ``mex-Content-Compressed``, which the sandbox sets whenever it
+serves gzip). Every failure becomes a :class:`TransportError` whose text names the mailbox and
+the problem, never a secret.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
+
+import requests
+from mesh_client import MeshClient, MeshError
+from mesh_client.io_helpers import GzipDecompressStream
+
+from . import __version__
+from .config import Mailbox, MeshConfig
+from .errors import MeshRejected, TransportError
+
+T = TypeVar("T")
+PAGE_SIZE = 500  # MESH's maximum page of inbox ids
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The mex-* headers of a downloaded message."""
+
+    message_id: str
+    message_type: str  # DATA or REPORT
+    sender: str | None
+    recipient: str | None
+    workflow_id: str | None
+    filename: str | None
+    local_id: str | None
+    subject: str | None
+    content_type: str | None
+    linked_message_id: str | None
+    status_code: str | None
+    status_event: str | None
+    status_description: str | None
+    chunks: int
+
+    @property
+    def is_report(self) -> bool:
+        return self.message_type.upper() == "REPORT"
+
+    @classmethod
+    def from_headers(cls, message_id: str, headers: Any, chunks: int) -> Envelope:
+        def mex(name: str) -> str | None:
+            return headers.get(f"mex-{name}") or None
+
+        return cls(
+            message_id=mex("MessageID") or message_id,
+            message_type=(mex("MessageType") or "DATA").upper(),
+            sender=mex("From"),
+            recipient=mex("To"),
+            workflow_id=mex("WorkflowID"),
+            filename=mex("FileName"),
+            local_id=mex("LocalID"),
+            subject=mex("Subject"),
+            content_type=mex("Content-Type") or headers.get("Content-Type"),
+            linked_message_id=mex("LinkedMsgID"),
+            status_code=mex("StatusCode"),
+            status_event=mex("StatusEvent"),
+            status_description=mex("StatusDescription"),
+            chunks=chunks,
+        )
+
+
+class _Slice:
+    """A file-like window of ``length`` bytes on a reader, with a length so requests can stream it."""
+
+    def __init__(self, reader: BinaryIO, length: int) -> None:
+        self._reader, self._left, self._length = reader, length, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._reader.read(n)
+        self._left -= len(data)
+        return data
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    return max(1, math.ceil(size / chunk_size))
+
+
+class MeshMailbox:
+    """One authenticated MESH mailbox."""
+
+    def __init__(self, mesh: MeshConfig, mailbox: Mailbox) -> None:
+        self.id = mailbox.id
+        self.chunk_size = mesh.chunk_size
+        self.compress = mesh.compress
+        cert: tuple[str, str] | None = None
+        if mesh.client_cert and mesh.client_key:
+            cert = (str(mesh.client_cert), str(mesh.client_key))
+        self._client = MeshClient(
+            mesh.url,
+            mailbox.id,
+            mailbox.password.reveal(),
+            shared_key=mesh.shared_key.reveal().encode(),
+            cert=cert,  # type: ignore[arg-type]
+            verify=str(mesh.ca_bundle) if mesh.ca_bundle else None,
+            check_hostname=mesh.check_hostname,
+            max_chunk_size=mesh.chunk_size,
+            timeout=mesh.timeout,
+            application_name=f"meshbridge=={__version__}",
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> MeshMailbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def handshake(self) -> None:
+        """Validate the mailbox (MESH asks for this once a day)."""
+        with self._errors("handshake"):
+            self._client.handshake()
+
+    def send(
+        self,
+        open_payload: Callable[[], BinaryIO],
+        size: int,
+        *,
+        to: str,
+        workflow_id: str,
+        local_id: str | None = None,
+        filename: str | None = None,
+        subject: str | None = None,
+        content_type: str | None = None,
+        resume: tuple[str, int] | None = None,
+        on_chunk: Callable[[str, int, int], None] | None = None,
+    ) -> str:
+        """Send a payload, chunked above ``chunk_size``; return the MESH message id.
+
+        ``on_chunk(message_id, n, total)`` is called after chunk n is accepted, so a caller can
+        record progress; ``resume=(message_id, n)`` continues an upload after chunk n.
+        """
+        total = chunk_count(size, self.chunk_size)
+        headers = {
+            k: v
+            for k, v in {
+                "workflow_id": workflow_id,
+                "local_id": local_id,
+                "filename": filename,
+                "subject": subject,
+                "content_type": content_type,
+            }.items()
+            if v
+        }
+        message_id, done = resume if resume else (None, 0)
+        with open_payload() as reader:
+            reader.seek(done * self.chunk_size)
+            for n in range(done + 1, total + 1):
+                length = min(self.chunk_size, size - (n - 1) * self.chunk_size)
+                chunk = _Slice(reader, length)
+                with self._errors(f"send chunk {n}/{total} to {to}"):
+                    if n == 1:
+                        response = self._client.send_chunk(to, chunk, 1, total, compress=self.compress, **headers)
+                        message_id = self._sent_id(response, to)
+                    else:
+                        self._client.send_chunk(to, chunk, n, total, compress=self.compress, message_id=message_id)
+                assert message_id is not None
+                if on_chunk:
+                    on_chunk(message_id, n, total)
+        assert message_id is not None
+        return message_id
+
+    def _sent_id(self, response: requests.Response, to: str) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code in (200, 202) and isinstance(body, dict) and body.get("message_id"):
+            return str(body.get("message_id") or body.get("messageID"))
+        code, event, text = _error_of(body, response)
+        raise MeshRejected(
+            f"MESH refused the send from {self.id} to {to}: {code} {text}".replace("  ", " "), code, event
+        )
+
+    def inbox(self) -> Iterator[str]:
+        """Every message id waiting in the inbox, following MESH's pages (500 ids each)."""
+        with self._errors("list the inbox"):
+            yield from self._client.iterate_message_ids(batch_size=PAGE_SIZE)
+
+    def download(self, message_id: str, write: Callable[[Iterable[bytes]], T]) -> tuple[Envelope, T]:
+        """Stream a message, all chunks in order, into ``write``; return its envelope and write's result."""
+        with self._errors(f"download {message_id}"):
+            first = self._client.retrieve_message_chunk(message_id, 1)
+            chunk_range = first.headers.get("mex-Chunk-Range") or "1:1"
+            try:
+                total = int(chunk_range.split(":")[1])
+            except (IndexError, ValueError):
+                raise TransportError(f"MESH sent a bad mex-Chunk-Range {chunk_range!r} for {message_id}") from None
+            envelope = Envelope.from_headers(message_id, first.headers, total)
+
+            def blocks() -> Iterator[bytes]:
+                response = first
+                for n in range(1, max(total, 1) + 1):
+                    if n > 1:
+                        response = self._client.retrieve_message_chunk(message_id, n)
+                    raw: Any = response.raw
+                    if response.headers.get("Content-Encoding", "").lower() == "gzip":
+                        raw = GzipDecompressStream(raw)
+                    yield from iter(lambda raw=raw: raw.read(1024 * 1024), b"")
+                    response.close()
+
+            result = write(blocks())
+        return envelope, result
+
+    def acknowledge(self, message_id: str) -> None:
+        """Remove a message from the inbox. Call only once its bytes and row are durable."""
+        with self._errors(f"acknowledge {message_id}"):
+            self._client.acknowledge_message(message_id)
+
+    def track(self, message_id: str) -> dict[str, Any]:
+        """The tracking record of a message this mailbox sent."""
+        with self._errors(f"track {message_id}"):
+            return dict(self._client.track_message(message_id))
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _errors(self, doing: str) -> _ErrorContext:
+        return _ErrorContext(self.id, doing)
+
+
+class _ErrorContext:
+    """Turns requests / mesh-client errors into TransportError with a one-line reason."""
+
+    def __init__(self, mailbox: str, doing: str) -> None:
+        self.mailbox, self.doing = mailbox, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: type | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, TransportError):
+            return False
+        where = f"MESH mailbox {self.mailbox}: cannot {self.doing}"
+        if isinstance(exc, MeshError):
+            body = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+            code, event, text = _error_of(body, None)
+            raise MeshRejected(f"{where}: {code} {text or exc.args[0]}".strip(), code, event) from None
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            try:
+                body = exc.response.json()
+            except ValueError:
+                body = {}
+            code, event, text = _error_of(body, exc.response)
+            status = exc.response.status_code
+            hint = " (check the mailbox password and [mesh] shared_key)" if status == 403 else ""
+            raise TransportError(f"{where}: HTTP {status} {code} {text}{hint}".replace("  ", " ")) from None
+        if isinstance(exc, requests.RequestException):
+            reason = exc.__class__.__name__
+            inner = exc.args[0] if exc.args else ""
+            reason_text = getattr(inner, "reason", None) or inner
+            raise TransportError(f"{where}: {reason}: {reason_text}") from None
+        return False
+
+
+def _error_of(body: Any, response: requests.Response | None) -> tuple[str, str, str]:
+    """``(code, event, text)`` from any of MESH's error shapes (v1, v2, FastAPI, plain)."""
+    if isinstance(body, dict):
+        if "errorCode" in body or "errorDescription" in body:
+            return (
+                str(body.get("errorCode", "")),
+                str(body.get("errorEvent", "")),
+                str(body.get("errorDescription", "")),
+            )
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            d = detail[0]
+            return str(d.get("code", "")), str(d.get("event", "")), str(d.get("msg", ""))
+        if "message" in body:
+            return "", "", str(body["message"]).splitlines()[0]
+    if response is not None:
+        return "", "", response.reason or ""
+    return "", "", ""

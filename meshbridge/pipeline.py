@@ -1,0 +1,274 @@
+"""The steps of the flow, each a small function over the store and one MESH mailbox.
+
+outbound: accept (bytes + row durable) -> transmit -> track
+inbound:  receive (download to disk, row durable) -> MESH acknowledge -> report | route -> deliver
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
+
+from .config import Config
+from .destinations import DeliveryError, deliver, safe_name
+from .errors import MeshRejected, StoreError, TransportError
+from .mesh import Envelope, MeshMailbox
+from .store import Row, Store, now
+
+log = logging.getLogger("meshbridge")
+
+# Outbound states MESH tracking or a REPORT may still move on.
+IN_FLIGHT = ("sent", "delivered")
+
+
+@dataclass
+class PollReport:
+    """What one pass did; ``problems`` are one-line reasons to show an operator."""
+
+    sent: list[str] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    unrouted: list[str] = field(default_factory=list)
+    undeliverable: list[str] = field(default_factory=list)
+    tracked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+# -- outbound -------------------------------------------------------------------------------
+
+
+def accept(
+    store: Store,
+    source: BinaryIO,
+    *,
+    route: str | None,
+    mailbox: str,
+    to: str,
+    workflow_id: str,
+    payload_type: str,
+    filename: str | None,
+    subject: str | None = None,
+    content_type: str | None = None,
+) -> Row:
+    """Make an outbound message durable: payload file first, then the row (state ``accepted``)."""
+    sha, size = store.payloads.write_file(source)
+    return store.add(
+        "out",
+        "accepted",
+        detail={"sha256": sha, "size": size},
+        route=route,
+        mailbox=mailbox,
+        peer=to,
+        workflow_id=workflow_id,
+        payload_type=payload_type,
+        payload_sha256=sha,
+        payload_size=size,
+        filename=filename,
+        subject=subject,
+        content_type=content_type,
+    )
+
+
+def transmit(store: Store, mesh: MeshMailbox, message: Row) -> bool:
+    """Send one accepted message. Returns True when MESH took it.
+
+    The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too.
+    A transient failure puts it back to ``accepted`` for the next pass; a MESH rejection fails it.
+    """
+    if not store.transition(message["id"], "sending", from_states=("accepted",), kind="sending"):
+        return False
+    sha = message["payload_sha256"]
+    try:
+        store.payloads.verify(sha)
+    except StoreError as exc:
+        store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
+        raise
+    resume = None
+    if message["mesh_message_id"] and message["chunks_done"]:
+        resume = (message["mesh_message_id"], message["chunks_done"])
+
+    def progress(mesh_id: str, n: int, total: int) -> None:
+        if total > 1:
+            store.update(
+                message["id"],
+                kind="chunk-sent",
+                detail={"chunk": f"{n}/{total}"},
+                mesh_message_id=mesh_id,
+                chunks_done=n,
+                chunks_total=total,
+            )
+
+    try:
+        mesh_id = mesh.send(
+            lambda: store.payloads.path(sha).open("rb"),
+            message["payload_size"],
+            to=message["peer"],
+            workflow_id=message["workflow_id"],
+            local_id=message["id"],
+            filename=message["filename"],
+            subject=message["subject"],
+            content_type=message["content_type"],
+            resume=resume,
+            on_chunk=progress,
+        )
+    except MeshRejected as exc:
+        store.transition(
+            message["id"],
+            "failed",
+            detail={"reason": str(exc), "code": exc.code},
+            last_error=str(exc),
+            attempts=message["attempts"] + 1,
+        )
+        raise
+    except TransportError as exc:
+        store.transition(
+            message["id"],
+            "accepted",
+            kind="send-failed",
+            detail={"reason": str(exc)},
+            last_error=str(exc),
+            attempts=message["attempts"] + 1,
+        )
+        raise
+    store.transition(
+        message["id"],
+        "sent",
+        detail={"mesh_message_id": mesh_id},
+        mesh_message_id=mesh_id,
+        attempts=message["attempts"] + 1,
+        last_error=None,
+    )
+    return True
+
+
+def track(store: Store, mesh: MeshMailbox, message: Row) -> None:
+    """Ask MESH how a sent message is doing: ``acknowledged`` by the recipient means delivered."""
+    record = mesh.track(message["mesh_message_id"])
+    status = str(record.get("status", "")).lower()
+    detail = {
+        k: record[k] for k in ("status", "status_code", "status_description", "status_timestamp") if record.get(k)
+    }
+    if status == "acknowledged":
+        store.transition(message["id"], "delivered", from_states=("sent",), detail=detail, tracked_at=now())
+    elif status in ("undeliverable", "error"):
+        store.transition(message["id"], "undeliverable", from_states=IN_FLIGHT, detail=detail, tracked_at=now())
+    else:
+        store.update(message["id"], tracked_at=now())
+
+
+def tracking_due(message: Row, interval: float) -> bool:
+    if not message["tracked_at"]:
+        return True
+    last = datetime.fromisoformat(message["tracked_at"])
+    return datetime.now(UTC) - last >= timedelta(seconds=interval)
+
+
+# -- inbound --------------------------------------------------------------------------------
+
+
+def receive(store: Store, mesh: MeshMailbox, mesh_id: str) -> Row:
+    """Download one message to disk, record it, then (only then) acknowledge it in MESH."""
+    message = store.find("in", mesh_id)
+    if message is None:
+        envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write)
+        try:
+            message = _record(store, mesh.id, envelope, sha, size)
+        except StoreError:  # another process stored it first
+            message = store.find("in", mesh_id)
+            if message is None:
+                raise
+    if message["state"] == "received":
+        mesh.acknowledge(mesh_id)
+        store.transition(message["id"], "mesh-acked", from_states=("received",))
+    return store.get(message["id"])
+
+
+def _record(store: Store, mailbox: str, envelope: Envelope, sha: str, size: int) -> Row:
+    return store.add(
+        "in",
+        "received",
+        detail={"sha256": sha, "size": size, "from": envelope.sender, "chunks": envelope.chunks},
+        mailbox=mailbox,
+        peer=envelope.sender,
+        workflow_id=envelope.workflow_id,
+        mesh_message_id=envelope.message_id,
+        message_type=envelope.message_type,
+        payload_sha256=sha,
+        payload_size=size,
+        filename=envelope.filename,
+        subject=envelope.subject,
+        content_type=envelope.content_type,
+        linked_message_id=envelope.linked_message_id,
+        chunks_total=envelope.chunks,
+        last_error=" ".join(x for x in (envelope.status_code, envelope.status_description) if x)
+        if envelope.is_report
+        else None,
+    )
+
+
+def apply_report(store: Store, report: Row) -> Row | None:
+    """A MESH REPORT: mark the linked outbound message ``undeliverable`` with MESH's code."""
+    code, _, description = (report["last_error"] or "").partition(" ")
+    detail = {"mesh_code": code, "mesh_description": description, "report": report["mesh_message_id"]}
+    linked = store.find("out", report["linked_message_id"] or "")
+    if linked is None:
+        store.transition(report["id"], "orphan", from_states=("mesh-acked",), detail=detail)
+        log.warning(
+            "MESH report %s is about %s, which this store did not send",
+            report["mesh_message_id"],
+            report["linked_message_id"],
+        )
+        return None
+    store.transition(linked["id"], "undeliverable", from_states=("accepted", "sending", *IN_FLIGHT), detail=detail)
+    store.transition(
+        report["id"],
+        "report",
+        from_states=("mesh-acked",),
+        detail={**detail, "about": linked["id"]},
+        route=linked["route"],
+    )
+    return store.get(linked["id"])
+
+
+def route_and_deliver(store: Store, config: Config, message: Row) -> str:
+    """Deliver a collected DATA message to its route's destination; return its new state."""
+    route = config.inbound_route(message["mailbox"], message["workflow_id"] or "")
+    if route is None or route.destination is None:
+        reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
+        store.transition(
+            message["id"],
+            "unrouted",
+            from_states=("mesh-acked",),
+            detail={"reason": reason, "workflow_id": message["workflow_id"]},
+        )
+        log.warning(
+            "unrouted: %s from %s on workflow %s (%s); kept in the store",
+            message["id"],
+            message["peer"],
+            message["workflow_id"],
+            reason,
+        )
+        return "unrouted"
+    store.update(message["id"], route=route.name)
+    name = safe_name(message["mesh_message_id"], message["filename"])
+    try:
+        where = deliver(route.destination, _blocks(store, message), name, message["content_type"])
+    except DeliveryError as exc:
+        store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+        raise
+    store.transition(
+        message["id"],
+        "delivered",
+        from_states=("mesh-acked", "valid"),
+        detail={"destination": where},
+        destination=where,
+        last_error=None,
+    )
+    return "delivered"
+
+
+def _blocks(store: Store, message: Row) -> Iterable[bytes]:
+    return store.payloads.blocks(message["payload_sha256"])

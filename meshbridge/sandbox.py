@@ -1,0 +1,164 @@
+"""An embedded NHS mesh-sandbox in a child process, for ``meshbridge demo`` and the test fixtures.
+
+The sandbox (PyPI ``mesh-sandbox``) is NHS England's own local MESH server. It runs here in its own
+process group on a free 127.0.0.1 port, so stopping it never leaves a process behind and a test
+can stop and restart it (``store_mode="file"`` keeps messages across restarts).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .errors import MeshbridgeError
+
+MAILBOXES = ("X26ABC1", "X26ABC2", "X26ABC3")
+PASSWORD = "password"  # the sandbox's built-in mailboxes all use this
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sandbox:
+    """A running mesh-sandbox: ``with Sandbox() as sbx: sbx.url``."""
+
+    def __init__(
+        self, *, shared_key: str = "TestKey", store_mode: str = "memory", store_dir: Path | None = None
+    ) -> None:
+        if importlib.util.find_spec("mesh_sandbox") is None:
+            raise MeshbridgeError(
+                "the embedded MESH sandbox needs the mesh-sandbox package: pip install 'meshbridge[sandbox]'"
+            )
+        self.shared_key = shared_key
+        self.store_mode = store_mode
+        self.store_dir = store_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the sandbox
+
+    def start(self, timeout: float = 30.0) -> Sandbox:
+        env = {
+            **os.environ,
+            "AUTH_MODE": "full",
+            "STORE_MODE": self.store_mode,
+            "SHARED_KEY": self.shared_key,
+        }
+        if self.store_dir is not None:
+            env["FILE_STORE_DIR"] = str(self.store_dir)
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "mesh_sandbox.api:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ]
+        self._process = subprocess.Popen(
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        output = self.output()
+        self.stop()
+        raise MeshbridgeError(f"mesh-sandbox did not start on {self.url}:\n{output}")
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._log.close()
+
+    # -- the sandbox's admin endpoints (no auth) --------------------------------------------
+
+    def reset(self) -> None:
+        requests.delete(f"{self.url}/messageexchange/admin/reset", timeout=10).raise_for_status()
+
+    def report(
+        self,
+        mailbox_id: str,
+        linked_message_id: str,
+        *,
+        workflow_id: str,
+        code: str = "14",
+        description: str = "Message not collected by recipient after 5 days",
+        local_id: str | None = None,
+    ) -> str:
+        """Put a non-delivery REPORT about ``linked_message_id`` into ``mailbox_id``'s inbox."""
+        body: dict[str, Any] = {
+            "mailbox_id": mailbox_id,
+            "code": code,
+            "description": description,
+            "workflow_id": workflow_id,
+            "linked_message_id": linked_message_id,
+            "status": "undeliverable",
+        }
+        if local_id:
+            body["local_id"] = local_id
+        response = requests.post(f"{self.url}/messageexchange/admin/report", json=body, timeout=10)
+        response.raise_for_status()
+        return str(response.json()["message_id"])
+
+
+def config_text(
+    sandbox: Sandbox,
+    routes: str = "",
+    *,
+    store: str = "var/meshbridge.db",
+    mailboxes: tuple[str, ...] = MAILBOXES,
+    mesh: str = "",
+) -> str:
+    """A ``meshbridge.toml`` for this sandbox: its mailboxes, fast polling, ``routes`` appended as TOML."""
+    text = (
+        f'[store]\npath = "{store}"\n\n'
+        f'[mesh]\nurl = "{sandbox.url}"\nshared_key = "{sandbox.shared_key}"\nsandbox = true\n{mesh}\n'
+    )
+    for mailbox in mailboxes:
+        text += f'\n[[mailboxes]]\nid = "{mailbox}"\npassword = "{PASSWORD}"\npoll_interval = "5s"\n'
+    return text + "\n" + routes

@@ -1,0 +1,6 @@
+"""The correlation store: messages, their timelines and expectations, and payload files."""
+
+from .payloads import PayloadFiles
+from .sqlite import Row, Store, now
+
+__all__ = ["PayloadFiles", "Row", "Store", "now"]

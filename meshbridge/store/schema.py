@@ -1,0 +1,74 @@
+"""The store's schema as ordered sqlite-utils migrations. Add new ones at the end; never edit old ones."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("meshbridge")
+
+
+@migrations()
+def m001_messages_and_events(db: Database) -> None:
+    db["messages"].create(
+        {
+            "id": str,  # meshbridge's own id; also sent as mex-LocalID
+            "direction": str,  # "out" | "in"
+            "state": str,
+            "route": str,
+            "mailbox": str,  # our mailbox
+            "peer": str,  # the other mailbox (recipient of out, sender of in)
+            "workflow_id": str,
+            "mesh_message_id": str,
+            "message_type": str,  # DATA | REPORT
+            "payload_type": str,
+            "payload_sha256": str,
+            "payload_size": int,
+            "filename": str,
+            "subject": str,
+            "content_type": str,
+            "linked_message_id": str,  # REPORT: the MESH id of the message it is about
+            "chunks_done": int,
+            "chunks_total": int,
+            "attempts": int,
+            "last_error": str,
+            "destination": str,
+            "itk_message_id": str,
+            "inf_ack_code": str,
+            "bus_ack_code": str,
+            "tracked_at": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"direction", "state", "created_at", "updated_at"},
+        defaults={"attempts": 0, "chunks_done": 0},
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX idx_messages_mesh_id ON messages(direction, mesh_message_id) "
+        "WHERE mesh_message_id IS NOT NULL"
+    )
+    db["messages"].create_index(["state"])
+    db["messages"].create_index(["created_at"])
+    db["events"].create(
+        {"seq": int, "message_id": str, "at": str, "kind": str, "state": str, "detail": str},
+        pk="seq",
+        not_null={"message_id", "at", "kind"},
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db["events"].create_index(["message_id"])
+    # The timeline is evidence: events are append-only.
+    db.execute(
+        "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
+    )
+    db["expectations"].create(
+        {"message_id": str, "kind": str, "due_at": str, "met_at": str, "outcome": str, "overdue_at": str},
+        pk=("message_id", "kind"),
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db["expectations"].create_index(["due_at"])

@@ -1,0 +1,198 @@
+"""The correlation store on SQLite (sqlite-utils): one row per message, an append-only timeline.
+
+Every state change is one ``BEGIN IMMEDIATE`` transaction holding a conditional UPDATE and its
+event row, so two processes on one file never both win the same transition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..errors import StoreError, UnknownMessage
+from .payloads import PayloadFiles, secure_dir
+from .schema import migrations
+
+Row = dict[str, Any]
+
+
+def now() -> str:
+    """UTC now as ISO 8601 with microseconds: sorts as text."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Store:
+    """Messages, their events and expectations; payload files in ``payloads/`` beside the database."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        secure_dir(self.path.parent)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = Database(conn, execute_plugins=False)
+        self.payloads = PayloadFiles(self.path.parent / "payloads")
+        with self.immediate():
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def immediate(self) -> Iterator[Database]:
+        """A write transaction that takes the write lock up front (no lost races under WAL)."""
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(self, direction: str, state: str, detail: dict[str, Any] | None = None, **fields: Any) -> Row:
+        """Insert a message and its first event. ``direction`` is ``out`` or ``in``."""
+        stamp = now()
+        row = {
+            "id": fields.pop("id", None) or uuid.uuid4().hex,
+            "direction": direction,
+            "state": state,
+            "created_at": stamp,
+            "updated_at": stamp,
+            **fields,
+        }
+        try:
+            with self.immediate() as db:
+                db["messages"].insert(row)
+                self._event(row["id"], state, state, detail, stamp)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"message already stored: {exc}") from None
+        return self.get(row["id"])
+
+    def transition(
+        self,
+        message_id: str,
+        to_state: str,
+        *,
+        from_states: tuple[str, ...] | None = None,
+        kind: str | None = None,
+        detail: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a message to ``to_state`` if it is in one of ``from_states``; record the event.
+
+        Returns False (and changes nothing) when the message was not in an allowed state, which
+        is how a second process learns that the first one already did the work.
+        """
+        stamp = now()
+        sets = {"state": to_state, "updated_at": stamp, **fields}
+        sql = "UPDATE messages SET " + ", ".join(f"{k} = ?" for k in sets) + " WHERE id = ?"
+        params = [*sets.values(), message_id]
+        if from_states:
+            sql += f" AND state IN ({', '.join('?' * len(from_states))})"
+            params += from_states
+        with self.immediate() as db:
+            changed = db.execute(sql, params).rowcount
+            if changed:
+                self._event(message_id, kind or to_state, to_state, detail, stamp)
+        return bool(changed)
+
+    def update(
+        self, message_id: str, kind: str | None = None, detail: dict[str, Any] | None = None, **fields: Any
+    ) -> None:
+        """Set fields without a state change; with ``kind``, also record an event."""
+        stamp = now()
+        sets = {"updated_at": stamp, **fields}
+        with self.immediate() as db:
+            db.execute(
+                "UPDATE messages SET " + ", ".join(f"{k} = ?" for k in sets) + " WHERE id = ?",
+                [*sets.values(), message_id],
+            )
+            if kind:
+                self._event(message_id, kind, None, detail, stamp)
+
+    def event(self, message_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
+        with self.immediate():
+            self._event(message_id, kind, None, detail, now())
+
+    def _event(self, message_id: str, kind: str, state: str | None, detail: dict[str, Any] | None, at: str) -> None:
+        self.db.execute(
+            "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
+            [message_id, at, kind, state, json.dumps(detail, sort_keys=True) if detail else None],
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, message_id: str) -> Row:
+        """A message by meshbridge id, or else by MESH message id."""
+        for column in ("id", "mesh_message_id"):
+            rows = self._select(f"m.{column} = ?", [message_id], limit=1)
+            if rows:
+                return rows[0]
+        raise UnknownMessage(f"no message with id {message_id!r}")
+
+    def find(self, direction: str, mesh_message_id: str) -> Row | None:
+        rows = self._select("m.direction = ? AND m.mesh_message_id = ?", [direction, mesh_message_id], limit=1)
+        return rows[0] if rows else None
+
+    def messages(
+        self,
+        *,
+        state: str | None = None,
+        direction: str | None = None,
+        overdue: bool = False,
+        limit: int | None = None,
+    ) -> list[Row]:
+        where, params = ["1 = 1"], []
+        if state:
+            where.append("m.state = ?")
+            params.append(state)
+        if direction:
+            where.append("m.direction = ?")
+            params.append(direction)
+        if overdue:
+            where.append(_OVERDUE)
+        return self._select(" AND ".join(where), params, limit=limit)
+
+    def _select(self, where: str, params: list[Any], limit: int | None = None) -> list[Row]:
+        sql = f"SELECT m.*, {_OVERDUE} AS overdue FROM messages m WHERE {where} ORDER BY m.created_at, m.id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        stamp = now()
+        args = [stamp, *params] + ([stamp] if _OVERDUE in where else [])
+        return [{**row, "overdue": bool(row["overdue"])} for row in self.db.query(sql, args)]
+
+    def events(self, message_id: str) -> list[Row]:
+        return [
+            {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
+            for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
+        ]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{direction: {state: count}}``."""
+        result: dict[str, dict[str, int]] = {}
+        for row in self.db.query("SELECT direction, state, count(*) AS n FROM messages GROUP BY 1, 2 ORDER BY 1, 2"):
+            result.setdefault(row["direction"], {})[row["state"]] = row["n"]
+        return result
+
+    def overdue_count(self) -> int:
+        return len(self.messages(overdue=True))
+
+
+_OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.met_at IS NULL AND e.due_at < ?)"

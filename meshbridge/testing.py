@@ -1,0 +1,58 @@
+"""pytest fixtures for meshbridge and its plugins (a ``pytest11`` plugin, loaded automatically).
+
+- ``mesh_sandbox_server``: one real NHS mesh-sandbox per test session (memory store).
+- ``mesh_sandbox``: that sandbox with every mailbox emptied before the test.
+- ``meshbridge_config``: ``meshbridge_config(routes_toml, mesh="...") -> Path`` writes a config
+  for the sandbox's mailboxes X26ABC1..3 into the test's ``tmp_path``.
+- ``make_bridge``: ``make_bridge(config_path) -> Bridge``, closed after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .sandbox import Sandbox, config_text
+
+
+@pytest.fixture(scope="session")
+def mesh_sandbox_server() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def mesh_sandbox(mesh_sandbox_server: Sandbox) -> Sandbox:
+    mesh_sandbox_server.reset()
+    return mesh_sandbox_server
+
+
+@pytest.fixture
+def meshbridge_config(tmp_path: Path, mesh_sandbox: Sandbox) -> Callable[..., Path]:
+    def make(
+        routes: str = "", *, name: str = "meshbridge.toml", store: str = "var/meshbridge.db", mesh: str = ""
+    ) -> Path:
+        path = tmp_path / name
+        path.write_text(config_text(mesh_sandbox, routes, store=store, mesh=mesh))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def make_bridge() -> Iterator[Callable[[Path], object]]:
+    from .bridge import Bridge
+    from .config import load
+
+    opened: list[Bridge] = []
+
+    def make(config_path: Path) -> Bridge:
+        bridge = Bridge(load(config_path))
+        opened.append(bridge)
+        return bridge
+
+    yield make
+    for bridge in opened:
+        bridge.close()
