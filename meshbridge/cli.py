@@ -63,6 +63,13 @@ def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
         fail(str(exc), 1)
 
 
+def _console() -> Any:
+    """A rich console; when output is piped, wide enough that ids are never cut."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in JSON_FIELDS}
 
@@ -153,14 +160,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("direction", "state", "messages")
     for direction, states in result["counts"].items():
         for state, n in states.items():
             table.add_row(direction, state, str(n))
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(f"overdue expectations: {result['overdue']}")
 
@@ -181,7 +187,6 @@ def messages(
     if as_json:
         click.echo(json.dumps([_public(r) for r in rows], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created")
@@ -197,7 +202,7 @@ def messages(
             str(r["payload_size"] or ""),
             r["created_at"][:19],
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @main.command()
@@ -217,10 +222,9 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
 def print_timeline(
     message: dict[str, Any], events: list[dict[str, Any]], echo: Callable[..., None] | None = None
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     arrow = "→" if message["direction"] == "out" else "←"
     title = (
         f"{message['id']}  {message['mailbox']} {arrow} {message['peer'] or '?'}  "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 import requests
+import urllib3
 from mesh_client import MeshClient, MeshError
 from mesh_client.io_helpers import GzipDecompressStream
 
@@ -266,11 +267,11 @@ class _ErrorContext:
             status = exc.response.status_code
             hint = " (check the mailbox password and [mesh] shared_key)" if status == 403 else ""
             raise TransportError(f"{where}: HTTP {status} {code} {text}{hint}".replace("  ", " ")) from None
-        if isinstance(exc, requests.RequestException):
-            reason = exc.__class__.__name__
+        if isinstance(exc, requests.RequestException | urllib3.exceptions.HTTPError | OSError):
+            # mesh-client's retry re-raises urllib3's own errors, not requests' wrappers
             inner = exc.args[0] if exc.args else ""
-            reason_text = getattr(inner, "reason", None) or inner
-            raise TransportError(f"{where}: {reason}: {reason_text}") from None
+            reason = getattr(inner, "reason", None) or inner
+            raise TransportError(f"{where}: {exc.__class__.__name__}: {reason}") from None
         return False
 
 

@@ -1,0 +1,64 @@
+"""Shared helpers for meshbridge's own tests (the sandbox fixtures come from meshbridge.testing)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mesh_client import MeshClient
+
+from meshbridge.sandbox import PASSWORD, Sandbox
+
+OUT_IN = """
+[[routes]]
+name = "out"
+direction = "outbound"
+from = "X26ABC1"
+to = "X26ABC2"
+workflow_id = "TEST_WORKFLOW"
+payload_type = "text"
+
+[[routes]]
+name = "in"
+direction = "inbound"
+mailbox = "X26ABC2"
+workflow_id = "TEST_WORKFLOW"
+destination = { folder = "delivered" }
+"""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_random(path: Path, size: int) -> Path:
+    """A file of ``size`` pseudo-random bytes, written in blocks."""
+    with path.open("wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, 1 << 20))
+            f.write(block)
+            left -= len(block)
+    return path
+
+
+@pytest.fixture
+def raw_client(mesh_sandbox: Sandbox) -> Iterator:
+    """``raw_client(mailbox)``: a plain mesh-client session on the sandbox (a foreign peer)."""
+    clients: list[MeshClient] = []
+
+    def make(mailbox: str) -> MeshClient:
+        client = MeshClient(mesh_sandbox.url, mailbox, PASSWORD, shared_key=mesh_sandbox.shared_key.encode())
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

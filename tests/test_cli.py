@@ -1,0 +1,113 @@
+"""The command line in real processes: send, a restart, poll, status, messages --json, show, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from conftest import OUT_IN
+
+JSON_FIELDS = {
+    "id", "direction", "state", "route", "mesh_message_id", "workflow_id", "payload_type", "itk_message_id",
+    "inf_ack_code", "bus_ack_code", "overdue", "created_at", "updated_at",
+}  # fmt: skip
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_send_restart_poll_in_separate_processes(tmp_path: Path, meshbridge_config) -> None:
+    config = meshbridge_config(OUT_IN)
+    payload = tmp_path / "note.txt"
+    payload.write_text("sent by one process, collected by another")
+
+    sent = cli(config, "send", str(payload), "--route", "out")
+    assert sent.returncode == 0, sent.stderr
+    message_id = sent.stdout.strip()
+
+    # a new process (the restart) collects, acknowledges, delivers, tracks
+    polled = cli(config, "poll")
+    assert polled.returncode == 0, polled.stderr
+    assert "received: 1" in polled.stdout and "delivered: 1" in polled.stdout
+
+    listing = json.loads(cli(config, "messages", "--json").stdout)
+    assert len(listing) == 2
+    assert all(set(item) >= JSON_FIELDS for item in listing)
+    out = next(m for m in listing if m["direction"] == "out")
+    inbound = next(m for m in listing if m["direction"] == "in")
+    assert out["id"] == message_id and out["state"] == "delivered" and out["overdue"] is False
+    assert inbound["mesh_message_id"] == out["mesh_message_id"] and inbound["state"] == "delivered"
+    assert (tmp_path / "delivered" / f"{out['mesh_message_id']}_note.txt").read_text() == payload.read_text()
+
+    only_in = json.loads(cli(config, "messages", "--json", "--direction", "in").stdout)
+    assert [m["id"] for m in only_in] == [inbound["id"]]
+    assert json.loads(cli(config, "messages", "--json", "--state", "unrouted").stdout) == []
+
+    status = json.loads(cli(config, "status", "--json").stdout)
+    assert status == {"counts": {"in": {"delivered": 1}, "out": {"delivered": 1}}, "overdue": 0}
+
+    shown = json.loads(cli(config, "show", message_id, "--json").stdout)
+    assert [e["kind"] for e in shown["events"]] == ["accepted", "sending", "sent", "delivered"]
+    by_mesh_id = cli(config, "show", out["mesh_message_id"])
+    assert by_mesh_id.returncode == 0 and message_id in by_mesh_id.stdout
+
+    table = cli(config, "messages")
+    assert table.returncode == 0 and message_id[:8] in table.stdout
+
+
+def test_show_unknown_is_exit_1(meshbridge_config) -> None:
+    done = cli(meshbridge_config(OUT_IN), "show", "does-not-exist")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "meshbridge: no message with id 'does-not-exist'"
+
+
+def test_send_errors_are_one_line(tmp_path: Path, meshbridge_config) -> None:
+    config = meshbridge_config(OUT_IN)
+    missing = cli(config, "send", str(tmp_path / "nope.txt"), "--route", "out")
+    assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    refused = cli(config, "send", str(empty), "--route", "out")
+    assert refused.returncode == 1 and "payload is empty" in refused.stderr
+    no_route = cli(config, "send", str(empty), "--route", "nope")
+    assert no_route.returncode == 2 and "no route named 'nope'" in no_route.stderr
+    usage = cli(config, "send", str(empty))
+    assert usage.returncode == 2 and "--route" in usage.stderr
+    assert json.loads(cli(config, "messages", "--json").stdout) == []  # nothing half-stored
+
+
+def test_unknown_recipient_is_refused_and_kept(tmp_path: Path, meshbridge_config) -> None:
+    config = meshbridge_config(OUT_IN)
+    payload = tmp_path / "p.txt"
+    payload.write_text("x")
+    done = cli(config, "send", str(payload), "--from", "X26ABC1", "--to", "NOSUCHBOX", "--workflow", "WF")
+    assert done.returncode == 1
+    assert "MESH refused" in done.stderr and "12" in done.stderr and "Unregistered" in done.stderr
+    [failed] = json.loads(cli(config, "messages", "--json", "--state", "failed").stdout)
+    assert failed["peer"] == "NOSUCHBOX" and "Unregistered" in failed["last_error"]
+
+
+def test_demo_runs_fast_and_leaves_nothing_behind() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "meshbridge", "demo"], capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "demo passed" in done.stdout and "sha256 matches" in done.stdout
+    assert "7 chunk(s)" in done.stdout  # the chunked one really was chunked
+    assert elapsed < 30
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
+    workspace = done.stdout.split("workspace ")[1].split()[0]
+    assert not Path(workspace).exists()
+    leftover = [p for p in psutil.process_iter(["cmdline"]) if workspace in " ".join(p.info["cmdline"] or [])]
+    assert leftover == []

@@ -1,0 +1,116 @@
+"""The SQLite store: WAL, migrations, permissions, append-only events, race-free transitions, checked payloads."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from meshbridge import StoreError, UnknownMessage
+from meshbridge.store import Store
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_are_private_and_wal(tmp_path: Path) -> None:
+    store = Store(tmp_path / "var" / "db" / "mb.db")
+    sha, _ = store.payloads.write_file(io.BytesIO(b"hello"))
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert mode(tmp_path / "var" / "db") == 0o700
+    assert mode(store.path) == 0o600
+    assert mode(store.payloads.path(sha)) == 0o600
+    assert mode(store.payloads.path(sha).parent) == 0o700
+    assert mode(store.payloads.root) == 0o700
+    store.close()
+
+
+def test_migrations_apply_once(tmp_path: Path) -> None:
+    Store(tmp_path / "mb.db").close()
+    store = Store(tmp_path / "mb.db")  # reopening must not re-run or fail
+    applied = [r["name"] for r in store.db.query("SELECT name FROM _sqlite_migrations")]
+    assert applied == ["m001_messages_and_events"]
+    assert {"messages", "events", "expectations"} <= set(store.db.table_names())
+
+
+def test_events_are_append_only(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    message = store.add("out", "accepted", route="r")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.db.execute("UPDATE events SET kind = 'forged'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.db.execute("DELETE FROM events")
+    assert [e["kind"] for e in store.events(message["id"])] == ["accepted"]
+
+
+def test_transition_is_conditional(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    message = store.add("out", "accepted")
+    assert store.transition(message["id"], "sending", from_states=("accepted",))
+    assert not store.transition(message["id"], "sending", from_states=("accepted",))
+    assert store.get(message["id"])["state"] == "sending"
+    assert [e["state"] for e in store.events(message["id"])] == ["accepted", "sending"]
+
+
+def _claim(path: str, ids: list[str], queue: multiprocessing.Queue) -> None:
+    store = Store(path)
+    won = [i for i in ids if store.transition(i, "sending", from_states=("accepted",))]
+    queue.put(won)
+
+
+def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
+    path = tmp_path / "mb.db"
+    store = Store(path)
+    ids = [store.add("out", "accepted")["id"] for _ in range(200)]
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_claim, args=(str(path), ids, queue)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(30)
+    claimed = [i for won in results for i in won]
+    assert sorted(claimed) == sorted(ids)  # every message claimed exactly once
+    assert all(len(store.events(i)) == 2 for i in ids)
+
+
+def test_payload_sha256_checked_on_read(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    sha, size = store.payloads.write_file(io.BytesIO(b"original bytes"))
+    assert size == 14 and store.payloads.read(sha) == b"original bytes"
+    path = store.payloads.path(sha)
+    path.chmod(0o600)
+    path.write_bytes(b"tampered bytes")
+    with pytest.raises(StoreError, match="corrupt"):
+        store.payloads.read(sha)
+    path.unlink()
+    with pytest.raises(StoreError, match="missing"):
+        store.payloads.verify(sha)
+
+
+def test_same_bytes_stored_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    a, _ = store.payloads.write_file(io.BytesIO(b"x" * 10))
+    b, _ = store.payloads.write_file(io.BytesIO(b"x" * 10))
+    assert a == b
+    assert list((store.payloads.root / "tmp").iterdir()) == []
+
+
+def test_unknown_message(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    with pytest.raises(UnknownMessage, match="no message with id 'nope'"):
+        store.get("nope")
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "mb.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open store"):
+        Store(path)

@@ -1,0 +1,107 @@
+"""MESH failures: bad credentials, an unreachable server, a crash between storing and acknowledging; secrets kept out."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import OUT_IN
+
+from meshbridge import Bridge, TransportError, load
+from meshbridge.pipeline import _record
+from meshbridge.sandbox import Sandbox, config_text, free_port
+
+
+def test_wrong_password_is_a_clear_error_without_the_password(tmp_path: Path, mesh_sandbox: Sandbox) -> None:
+    text = config_text(mesh_sandbox, OUT_IN).replace('password = "password"', 'password = "Wr0ng-Pa55-xyz"')
+    path = tmp_path / "meshbridge.toml"
+    path.write_text(text)
+    with Bridge(load(path)) as bridge:
+        with pytest.raises(TransportError) as info:
+            bridge.mailbox("X26ABC1").handshake()
+        report = bridge.poll(mailbox="X26ABC2")
+    message = str(info.value)
+    assert "MESH mailbox X26ABC1: cannot handshake: HTTP 403" in message
+    assert "check the mailbox password" in message
+    assert "Wr0ng-Pa55-xyz" not in message
+    assert len(report.problems) == 1 and "HTTP 403" in report.problems[0]
+
+
+def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, mesh_sandbox: Sandbox) -> None:
+    path = tmp_path / "meshbridge.toml"
+    down = config_text(mesh_sandbox, OUT_IN).replace(mesh_sandbox.url, f"http://127.0.0.1:{free_port()}")
+    path.write_text(down.replace("sandbox = true", "sandbox = true\ntimeout = 5"))
+    payload = tmp_path / "p.txt"
+    payload.write_text("wait for MESH")
+    done = subprocess.run(
+        [sys.executable, "-m", "meshbridge", "--config", str(path), "send", str(payload), "--route", "out"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 3
+    assert "stored, not sent yet" in done.stderr and "ConnectionError" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    path.write_text(config_text(mesh_sandbox, OUT_IN))  # MESH is back
+    with Bridge(load(path)) as bridge:
+        [waiting] = bridge.messages(state="accepted")
+        assert waiting["attempts"] == 1 and "ConnectionError" in waiting["last_error"]
+        report = bridge.poll()
+        assert report.sent == [waiting["id"]] and report.problems == []
+        assert bridge.store.get(waiting["id"])["state"] == "delivered"
+        assert len(bridge.messages(direction="in", state="delivered")) == 1
+
+
+def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge, raw_client) -> None:
+    """The inbox still lists a stored message: the next poll acknowledges it once and delivers it once."""
+    mesh_id = raw_client("X26ABC1").send_message("X26ABC2", b"stored, then crash", workflow_id="TEST_WORKFLOW")
+    config = meshbridge_config(OUT_IN)
+    first = make_bridge(config)
+    envelope, (sha, size) = first.mailbox("X26ABC2").download(mesh_id, first.store.payloads.write)
+    _record(first.store, "X26ABC2", envelope, sha, size)  # ... and the process dies before the acknowledge
+    assert raw_client("X26ABC2").list_messages() == [mesh_id]
+
+    second = make_bridge(config)
+    report = second.poll()
+    assert report.problems == []
+    [message] = second.messages(direction="in")
+    assert message["state"] == "delivered"
+    assert [e["kind"] for e in second.store.events(message["id"])] == ["received", "mesh-acked", "delivered"]
+    assert raw_client("X26ABC2").list_messages() == []
+    assert second.poll().received == []
+
+
+def test_secrets_never_reach_output_logs_or_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "Shared-Key-Unmistakable-31337"
+    with Sandbox(shared_key=key) as sandbox:
+        path = tmp_path / "meshbridge.toml"
+        path.write_text(config_text(sandbox, OUT_IN).replace(f'shared_key = "{key}"', 'shared_key = { env = "SK" }'))
+        env = {"SK": key, "PATH": "", "PYTHONPATH": ""}
+        runs = []
+        payload = tmp_path / "p.txt"
+        payload.write_text("x" * 100)
+        for args in (["send", str(payload), "--route", "out"], ["poll"], ["messages", "--json"], ["status"]):
+            runs.append(
+                subprocess.run(
+                    [sys.executable, "-m", "meshbridge", "--log-level", "DEBUG", "--config", str(path), *args],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+            )
+        assert [r.returncode for r in runs] == [0, 0, 0, 0], [r.stderr for r in runs]
+        monkeypatch.setenv("SK", key)
+        with caplog.at_level(logging.DEBUG), Bridge(load(path)) as bridge:
+            bridge.poll()
+            details = bridge.store.db.execute("SELECT group_concat(detail) FROM events").fetchone()[0]
+    text = "".join(r.stdout + r.stderr for r in runs) + caplog.text
+    assert "DEBUG" in text  # the debug logs really were captured
+    assert key not in text
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
+    assert len(stored) > 0 and key.encode() not in stored
+    assert "password" not in details
