@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,37 @@ from .errors import MeshbridgeError
 
 MAILBOXES = ("X26ABC1", "X26ABC2", "X26ABC3")
 PASSWORD = "password"  # the sandbox's built-in mailboxes all use this
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Serve HTTPS and demand a client certificate signed by ``ca`` (mutual TLS, as the real MESH does)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def generate(cls, folder: Path) -> TLS:
+        """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate (openssl)."""
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=meshbridge test CA",
+            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+        (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        for name, cn in (("server", "localhost"), ("client", "SERVER001.X26.api.mesh-client.nhs.uk")):
+            run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key",
+                "-out", f"{name}.csr")  # fmt: skip
+            extra = ["-extfile", "server.ext"] if name == "server" else []
+            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{name}.pem", *extra)  # fmt: skip
+        return cls(folder / "ca.pem", folder / "server.pem", folder / "server.key", folder / "client.pem",
+                   folder / "client.key")  # fmt: skip
 
 
 def free_port() -> int:
@@ -36,7 +68,12 @@ class Sandbox:
     """A running mesh-sandbox: ``with Sandbox() as sbx: sbx.url``."""
 
     def __init__(
-        self, *, shared_key: str = "TestKey", store_mode: str = "memory", store_dir: Path | None = None
+        self,
+        *,
+        shared_key: str = "TestKey",
+        store_mode: str = "memory",
+        store_dir: Path | None = None,
+        tls: TLS | None = None,
     ) -> None:
         if importlib.util.find_spec("mesh_sandbox") is None:
             raise MeshbridgeError(
@@ -45,8 +82,9 @@ class Sandbox:
         self.shared_key = shared_key
         self.store_mode = store_mode
         self.store_dir = store_dir
+        self.tls = tls
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the sandbox
 
@@ -59,20 +97,11 @@ class Sandbox:
         }
         if self.store_dir is not None:
             env["FILE_STORE_DIR"] = str(self.store_dir)
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "mesh_sandbox.api:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-        ]
+        command = [sys.executable, "-m", "uvicorn", "mesh_sandbox.api:app", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--workers", "1", "--log-level", "warning"]
+        if self.tls:
+            command += ["--ssl-certfile", str(self.tls.server_cert), "--ssl-keyfile", str(self.tls.server_key)]
+            command += ["--ssl-ca-certs", str(self.tls.ca), "--ssl-cert-reqs", "2"]  # CERT_REQUIRED
         self._process = subprocess.Popen(
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -81,13 +110,18 @@ class Sandbox:
             if self._process.poll() is not None:
                 break
             try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
+                if requests.get(f"{self.url}/health", timeout=1, **self._tls_args()).ok:
                     return self
             except requests.RequestException:
                 time.sleep(0.05)
         output = self.output()
         self.stop()
         raise MeshbridgeError(f"mesh-sandbox did not start on {self.url}:\n{output}")
+
+    def _tls_args(self) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        return {"verify": str(self.tls.ca), "cert": (str(self.tls.client_cert), str(self.tls.client_key))}
 
     def output(self) -> str:
         self._log.seek(0)
@@ -118,7 +152,7 @@ class Sandbox:
     # -- the sandbox's admin endpoints (no auth) --------------------------------------------
 
     def reset(self) -> None:
-        requests.delete(f"{self.url}/messageexchange/admin/reset", timeout=10).raise_for_status()
+        requests.delete(f"{self.url}/messageexchange/admin/reset", timeout=10, **self._tls_args()).raise_for_status()
 
     def report(
         self,
@@ -141,7 +175,7 @@ class Sandbox:
         }
         if local_id:
             body["local_id"] = local_id
-        response = requests.post(f"{self.url}/messageexchange/admin/report", json=body, timeout=10)
+        response = requests.post(f"{self.url}/messageexchange/admin/report", json=body, timeout=10, **self._tls_args())
         response.raise_for_status()
         return str(response.json()["message_id"])
 

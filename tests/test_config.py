@@ -164,3 +164,9 @@ def test_default_path_from_environment(config_dir: Path, monkeypatch: pytest.Mon
     path = write(config_dir, GOOD)
     monkeypatch.setenv("MESHBRIDGE_CONFIG", str(path))
     assert load().file == path.resolve()
+
+
+def test_shipped_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_SHARED_KEY", "TestKey")
+    config = load(Path(__file__).parent.parent / "examples" / "meshbridge.toml")
+    assert [r.name for r in config.routes] == ["notes-out", "notes-in"]

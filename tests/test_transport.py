@@ -1,4 +1,4 @@
-"""MESH failures: bad credentials, an unreachable server, a crash between storing and acknowledging; secrets kept out."""
+"""MESH failures: bad credentials, no server, a crash between storing and acknowledging; secrets kept out."""
 
 from __future__ import annotations
 
