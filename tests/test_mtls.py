@@ -42,15 +42,20 @@ def test_round_trip_over_mutual_tls(tmp_path: Path, tls_sandbox: Sandbox) -> Non
 
 def test_without_client_certificate_the_server_refuses(tmp_path: Path, tls_sandbox: Sandbox) -> None:
     assert tls_sandbox.tls is not None
-    with Bridge(load(config(tmp_path, tls_sandbox, f'ca_bundle = "{tls_sandbox.tls.ca}"\n'))) as bridge:
-        with pytest.raises(TransportError, match="MESH mailbox X26ABC1: cannot handshake: (SSLError|ConnectionError)"):
-            bridge.mailbox("X26ABC1").handshake()
+    refused = r"MESH mailbox X26ABC1: cannot handshake: (SSLError|ConnectionError)"
+    with (
+        Bridge(load(config(tmp_path, tls_sandbox, f'ca_bundle = "{tls_sandbox.tls.ca}"\n'))) as bridge,
+        pytest.raises(TransportError, match=refused),
+    ):
+        bridge.mailbox("X26ABC1").handshake()
 
 
 def test_unknown_server_ca_is_refused(tmp_path: Path, tls_sandbox: Sandbox) -> None:
     tls = tls_sandbox.tls
     assert tls is not None
     mesh = f'client_cert = "{tls.client_cert}"\nclient_key = "{tls.client_key}"\n'  # system CAs only
-    with Bridge(load(config(tmp_path, tls_sandbox, mesh))) as bridge:
-        with pytest.raises(TransportError, match="certificate verify failed"):
-            bridge.mailbox("X26ABC1").handshake()
+    with (
+        Bridge(load(config(tmp_path, tls_sandbox, mesh))) as bridge,
+        pytest.raises(TransportError, match="certificate verify failed"),
+    ):
+        bridge.mailbox("X26ABC1").handshake()
