@@ -18,25 +18,38 @@ from .errors import (
     MeshbridgeError,
     MeshRejected,
     PayloadError,
+    PayloadRejected,
     StoreError,
     TransportError,
     UnknownMessage,
 )
+from .events import Event
+from .hookspecs import hookimpl
+from .payloads.base import Finding, Payload, PayloadType, ValidationResult
+from .plugins import Plugins
 
 __all__ = [
     "Bridge",
     "Config",
     "ConfigError",
+    "Event",
+    "Finding",
     "Mailbox",
     "MeshRejected",
     "MeshbridgeError",
+    "Payload",
     "PayloadError",
+    "PayloadRejected",
+    "PayloadType",
+    "Plugins",
     "PollReport",
     "Route",
     "Secret",
     "StoreError",
     "TransportError",
     "UnknownMessage",
+    "ValidationResult",
     "__version__",
+    "hookimpl",
     "load",
 ]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from . import pipeline
-from .config import Config, load
-from .errors import ConfigError, MeshbridgeError, PayloadError
+from .config import Config, Route, load
+from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected
+from .events import Event
 from .mesh import MeshMailbox
+from .payloads.base import Payload
 from .pipeline import PollReport
+from .plugins import Plugins
 from .store import Row, Store
+from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
 
@@ -22,10 +27,34 @@ __all__ = ["Bridge", "PollReport"]
 class Bridge:
     """One meshbridge: a config, its store and a MESH session per mailbox."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
         self.config = config
+        self.plugins = plugins or Plugins()
+        self._check_routes()
         self.store = Store(config.store.path)
         self._mailboxes: dict[str, MeshMailbox] = {}
+
+    def _check_routes(self) -> None:
+        """Route settings that depend on installed plugins: payload types and destination kinds."""
+        types, kinds = self.plugins.payload_types(), self.plugins.destinations()
+        for i, route in enumerate(self.config.routes):
+            if route.payload_type != "auto" and route.payload_type not in types:
+                raise ConfigError(
+                    str(self.config.file),
+                    f"routes[{i}].payload_type",
+                    f"no payload type {route.payload_type!r} is installed (have: {', '.join(sorted(types))})",
+                )
+            for kind in route.destination or {}:
+                if kind not in kinds:
+                    raise ConfigError(
+                        str(self.config.file),
+                        f"routes[{i}].destination.{kind}",
+                        f"no destination kind {kind!r} is installed (have: {', '.join(sorted(kinds))})",
+                    )
+
+    def _notify(self, kind: str, message_id: str, summary: str, **detail: Any) -> None:
+        log.warning("%s: %s", kind, summary)
+        self.plugins.notify(Event(kind, message_id, summary, detail))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None) -> Bridge:
@@ -62,44 +91,82 @@ class Bridge:
         workflow_id: str | None = None,
         payload_type: str | None = None,
     ) -> Row:
-        """Store a payload durably and send it. Returns the message row.
+        """Validate a payload, store it durably and send it. Returns the message row.
 
-        A MESH rejection or outage leaves the message stored (``failed`` or ``accepted``) and
-        raises :class:`~meshbridge.TransportError`; ``poll`` retries ``accepted`` ones.
+        A payload that fails validation is quarantined (state ``rejected``) and
+        :class:`~meshbridge.PayloadRejected` raised. A MESH rejection or outage leaves the message
+        stored (``failed`` or ``accepted``) and raises :class:`~meshbridge.TransportError`;
+        ``poll`` retries ``accepted`` ones.
         """
+        r_obj: Route | None = None
         if route:
-            r = self.config.route(route)
-            if r.direction != "outbound":
+            r_obj = self.config.route(route)
+            if r_obj.direction != "outbound":
                 raise ConfigError(str(self.config.file), "routes", f"route {route!r} is not outbound")
-            sender, to, workflow_id = r.mailbox, r.to, r.workflow_id
-            payload_type = payload_type or r.payload_type
-            subject, content_type = r.subject, r.content_type
+            sender, to, workflow_id = r_obj.mailbox, r_obj.to, r_obj.workflow_id
+            payload_type = payload_type or r_obj.payload_type
+            subject, content_type = r_obj.subject, r_obj.content_type
         else:
             if not (sender and to and workflow_id):
                 raise ConfigError(str(self.config.file), "", "give a route, or a sender, a recipient and a workflow id")
             subject = content_type = None
         self.mailbox(sender)  # refuse an unknown sender before storing anything
+        assert to
+        assert workflow_id
+        ptype = payload_type or "auto"
         file = Path(path)
         try:
-            with file.open("rb") as source:
-                if file.stat().st_size == 0:
-                    raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
-                message = pipeline.accept(
-                    self.store,
-                    source,
-                    route=route,
-                    mailbox=sender,
-                    to=to,
-                    workflow_id=workflow_id,  # type: ignore[union-attr]
-                    payload_type=payload_type or "auto",
-                    filename=file.name,
-                    subject=subject,
-                    content_type=content_type,
-                )
+            size = file.stat().st_size
+            if size == 0:
+                raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
+            fields = dict(
+                route=route,
+                mailbox=sender,
+                to=to,
+                workflow_id=workflow_id,
+                filename=file.name,
+                subject=subject,
+                content_type=content_type,
+            )
+            if not needs_validation(ptype):
+                with file.open("rb") as source:
+                    message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
+            else:
+                message = self._accept_validated(file, size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         pipeline.transmit(self.store, self.mailbox(sender), message)
         return self.store.get(message["id"])
+
+    def _accept_validated(self, file: Path, size: int, ptype: str, route: Route | None, fields: dict[str, Any]) -> Row:
+        cap = int(route_options(route).get("max_size") or DEFAULT_CAP)
+        if size > cap:
+            result = oversize(ptype, size, cap)
+            data = None
+        else:
+            data = file.read_bytes()
+            result = check(
+                self.plugins,
+                data,
+                payload_type=ptype,
+                route=route,
+                direction="out",
+                workflow_id=fields["workflow_id"],
+                filename=file.name,
+            )
+        if not result.valid:
+            with file.open("rb") as source:
+                message = pipeline.accept(
+                    self.store, source, payload_type=result.payload_type, rejected=result, **fields
+                )
+            summary = f"{file.name} refused: " + "; ".join(str(f) for f in result.errors[:3])
+            self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in result.findings])
+            raise PayloadRejected(summary, list(result.findings), message["id"])
+        assert data is not None
+        if route is not None:
+            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+            data = self.plugins.transform(payload, route)
+        return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
 
     def flush(self, report: PollReport | None = None) -> PollReport:
         """Send every stored message still waiting (``accepted``)."""
@@ -108,6 +175,9 @@ class Bridge:
             try:
                 if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message):
                     report.sent.append(message["id"])
+            except MeshRejected as exc:
+                report.problems.append(f"send {message['id']}: {exc}")
+                self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
             except MeshbridgeError as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
         return report
@@ -140,24 +210,54 @@ class Bridge:
             report.problems.append(str(exc))
 
     def _finish_inbound(self, report: PollReport) -> None:
-        """Everything collected but not yet routed: REPORTs applied, DATA delivered."""
-        for message in self.store.messages(state="mesh-acked", direction="in"):
+        """Everything collected but not finished: REPORTs applied, DATA validated and delivered."""
+        for message in self.store.messages(state="mesh-acked", direction="in") + self.store.messages(
+            state="valid", direction="in"
+        ):
             try:
                 if message["message_type"] == "REPORT":
-                    linked = pipeline.apply_report(self.store, message)
-                    if linked:
-                        report.undeliverable.append(linked["id"])
-                    else:
-                        report.problems.append(
-                            f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
-                            "which this store did not send"
-                        )
-                elif pipeline.route_and_deliver(self.store, self.config, message) == "delivered":
-                    report.delivered.append(message["id"])
-                else:
+                    self._apply_report(message, report)
+                    continue
+                route = pipeline.inbound_route(self.config, message)
+                if route is None or route.destination is None:
+                    pipeline.mark_unrouted(self.store, message, route)
                     report.unrouted.append(message["id"])
+                    self._notify(
+                        "unrouted",
+                        message["id"],
+                        f"{message['id']} from {message['peer']} on workflow "
+                        f"{message['workflow_id']}: no inbound route; kept in the store",
+                    )
+                    continue
+                if message["state"] == "mesh-acked":
+                    result = pipeline.validate_inbound(self.store, self.plugins, route, message)
+                    if not result.valid:
+                        report.invalid.append(message["id"])
+                        self._notify(
+                            "invalid",
+                            message["id"],
+                            f"{message['id']} on {route.name} is invalid: "
+                            + "; ".join(str(f) for f in result.errors[:3]),
+                            findings=[f.as_dict() for f in result.findings],
+                        )
+                        continue
+                pipeline.deliver_inbound(self.store, self.plugins, route, message)
+                report.delivered.append(message["id"])
             except MeshbridgeError as exc:
                 report.problems.append(f"deliver {message['id']}: {exc}")
+
+    def _apply_report(self, message: Row, report: PollReport) -> None:
+        linked = pipeline.apply_report(self.store, message)
+        if linked:
+            report.undeliverable.append(linked["id"])
+            self._notify("undeliverable", linked["id"], f"{linked['id']} undeliverable: {message['last_error']}")
+        else:
+            problem = (
+                f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
+                "which this store did not send"
+            )
+            report.problems.append(problem)
+            self._notify("orphan", message["id"], problem)
 
     def track(self, report: PollReport | None = None, *, force: bool = False) -> PollReport:
         """Refresh MESH tracking of sent messages (rarely: ``[mesh] tracking_interval``)."""

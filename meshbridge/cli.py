@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .errors import ConfigError, MeshbridgeError, MeshRejected, TransportError, UnknownMessage
+from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadRejected, TransportError, UnknownMessage
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -71,7 +71,9 @@ def _console() -> Any:
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row.get(k) for k in JSON_FIELDS}
+    public = {k: row.get(k) for k in JSON_FIELDS}
+    public["findings"] = json.loads(row["findings"]) if row.get("findings") else []
+    return public
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,6 +123,10 @@ def send(
             message = bridge.send(
                 path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
             )
+        except PayloadRejected as exc:
+            for finding in exc.findings:
+                click.echo(format_finding(finding), err=True)
+            fail(f"refused, not sent: quarantined as {exc.message_id} (state rejected)", 1)
         except MeshRejected as exc:
             fail(f"MESH refused it (message kept in state failed): {exc}", 1)
         except TransportError as exc:
@@ -139,7 +145,7 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(report.__dict__, indent=2))
         else:
-            for name in ("sent", "received", "delivered", "unrouted", "undeliverable", "tracked"):
+            for name in ("sent", "received", "delivered", "invalid", "unrouted", "undeliverable", "tracked"):
                 ids = getattr(report, name)
                 if ids:
                     click.echo(f"{name}: {len(ids)}")
@@ -217,11 +223,11 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
         click.echo(json.dumps({**_public(message), "events": events}, indent=2))
         return
     print_timeline(message, events)
+    for finding in json.loads(message.get("findings") or "[]"):
+        click.echo(format_finding(finding))
 
 
-def print_timeline(
-    message: dict[str, Any], events: list[dict[str, Any]], echo: Callable[..., None] | None = None
-) -> None:
+def print_timeline(message: dict[str, Any], events: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     console = _console()
@@ -234,6 +240,103 @@ def print_timeline(
     for e in events:
         detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
         table.add_row(e["at"][11:23], e["kind"], e["state"] or "", detail)
+    console.print(table)
+
+
+def format_finding(finding: Any) -> str:
+    """``error edifact.unt-count segment 14 (UNT): ...`` from a Finding or its dict."""
+    f = finding if isinstance(finding, dict) else finding.as_dict()
+    where = f" {f['where']}:" if f.get("where") else ""
+    return f"{f.get('severity', 'error')} {f.get('code') or ''}{where} {f['message']}".replace("  ", " ")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--type", "payload_type", default="auto", show_default=True, help="Payload type, or auto to sniff.")
+@click.option("--fhir-version", type=click.Choice(["STU3", "R4", "R5"]), help="FHIR release (default STU3).")
+@click.option("--route", help="Apply this route's settings (needs the config file).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def validate(
+    ctx: click.Context, path: Path, payload_type: str, fhir_version: str | None, route: str | None, as_json: bool
+) -> None:
+    """Detect and validate one payload; print findings. Exit 0 valid, 1 invalid. No MESH needed."""
+    from .config import load
+    from .plugins import Plugins
+    from .validation import check
+
+    route_obj = None
+    try:
+        if route:
+            route_obj = load(ctx.obj["config"]).route(route)
+            if payload_type == "auto":
+                payload_type = route_obj.payload_type
+        data = path.read_bytes()
+        plugins = Plugins()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", 2)
+    except MeshbridgeError as exc:
+        fail(str(exc), 2)
+    options = {"fhir_version": fhir_version} if fhir_version else {}
+    result = check(plugins, data, payload_type=payload_type, options=options, route=route_obj, filename=path.name)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "valid": result.valid,
+                    "payload_type": result.payload_type,
+                    "details": dict(result.details),
+                    "findings": [f.as_dict() for f in result.findings],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        for finding in result.findings:
+            click.echo(format_finding(finding))
+        click.echo(f"{path}: {result.payload_type} {'valid' if result.valid else 'INVALID'}")
+    sys.exit(0 if result.valid else 1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json: bool) -> None:
+    """Installed payload types and plugins."""
+    from .plugins import Plugins
+
+    try:
+        installed = Plugins()
+        types = installed.payload_types()
+        infos = installed.describe()
+    except MeshbridgeError as exc:
+        fail(str(exc), 2)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "payload_types": [
+                        {"name": t.name, "media_type": t.media_type, "description": t.description}
+                        for t in types.values()
+                    ],
+                    "plugins": [i.__dict__ for i in infos],
+                },
+                indent=2,
+            )
+        )
+        return
+    from rich.table import Table
+
+    console = _console()
+    table = Table("payload type", "media type", "description", title="payload types", title_justify="left")
+    for t in types.values():
+        table.add_row(t.name, t.media_type, t.description)
+    console.print(table)
+    table = Table("plugin", "version", "hooks", title="plugins", title_justify="left")
+    for info in infos:
+        table.add_row(info.name + (" (built-in)" if info.builtin else ""), info.version or "", ", ".join(info.hooks))
     console.print(table)
 
 

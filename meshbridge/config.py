@@ -6,6 +6,7 @@ Every error is a :class:`ConfigError` naming the file, the key and the problem, 
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import tomllib
@@ -256,13 +257,13 @@ _MESH = {
     "tracking_interval",
 }
 _MAILBOX = {"id", "password", "poll_interval"}
-_ROUTE_COMMON = {"name", "direction", "workflow_id", "payload_type", "fhir_version", "itk", "options"}
+_VALIDATION = {"xml_schema", "schematron", "charset", "max_size", "control_chars"}
+_ROUTE_COMMON = {"name", "direction", "workflow_id", "payload_type", "fhir_version", "itk", "options", *_VALIDATION}
 _OUTBOUND = _ROUTE_COMMON | {"from", "to", "source", "subject", "content_type"}
 _INBOUND = _ROUTE_COMMON | {"mailbox", "destination"}
 _ITK = {"inf_ack", "bus_ack", "inf_ack_within", "bus_ack_within", "ack_workflow"}
 _MAILBOX_ID = re.compile(r"[A-Z0-9]{3,20}")
 _FHIR_VERSIONS = {"STU3", "R4", "R5"}
-_DESTINATIONS = {"folder", "http", "command"}
 
 
 def default_path() -> Path:
@@ -389,9 +390,9 @@ def _routes(r: _Reader, raw: Any, mailboxes: dict[str, Mailbox]) -> list[Route]:
             raise r.fail(f"{key}.fhir_version", f"expected one of STU3, R4, R5, got {fhir_version!r}")
         destination = rt.get("destination")
         if destination is not None:
-            dest = r.table(destination, f"{key}.destination", _DESTINATIONS)
-            if len(dest) != 1:
-                raise r.fail(f"{key}.destination", "give exactly one of folder, http or command")
+            if not isinstance(destination, dict) or len(destination) != 1:
+                raise r.fail(f"{key}.destination", 'give exactly one destination, e.g. { folder = "in" }')
+            dest = destination
             if "folder" in dest:
                 dest = {"folder": r.path(dest, f"{key}.destination", "folder")}
             elif "command" in dest and not (
@@ -408,6 +409,7 @@ def _routes(r: _Reader, raw: Any, mailboxes: dict[str, Mailbox]) -> list[Route]:
         options = rt.get("options", {})
         if not isinstance(options, dict):
             raise r.fail(f"{key}.options", "expected a table")
+        options = {**options, **_validation_options(r, rt, key)}
         routes.append(
             Route(
                 name=name,  # type: ignore[arg-type]
@@ -426,6 +428,35 @@ def _routes(r: _Reader, raw: Any, mailboxes: dict[str, Mailbox]) -> list[Route]:
             )
         )
     return routes
+
+
+def _validation_options(r: _Reader, rt: dict, key: str) -> dict[str, Any]:
+    """Route-level validator settings, checked here so a typo fails at start-up."""
+    options: dict[str, Any] = {}
+    for name in ("xml_schema", "schematron"):
+        if name in rt:
+            value = r.string(rt, key, name)
+            beside = r.file.parent / value  # type: ignore[operator]
+            # next to the config file if it is there; else the XML validator also searches schemas/
+            options[name] = str(beside) if beside.exists() else value
+    if "charset" in rt:
+        charset = r.string(rt, key, "charset")
+        try:
+            codecs.lookup(charset)  # type: ignore[arg-type]
+        except LookupError:
+            raise r.fail(f"{key}.charset", f"unknown charset {charset!r}") from None
+        options["charset"] = charset
+    if "max_size" in rt:
+        try:
+            options["max_size"] = parse_size(rt["max_size"])
+        except ValueError as exc:
+            raise r.fail(f"{key}.max_size", str(exc)) from None
+    if "control_chars" in rt:
+        policy = rt["control_chars"]
+        if policy not in ("reject", "warn", "allow"):
+            raise r.fail(f"{key}.control_chars", f"expected 'reject', 'warn' or 'allow', got {policy!r}")
+        options["control_chars"] = policy
+    return options
 
 
 def _itk(r: _Reader, raw: Any, key: str, workflow: str) -> ItkOptions:

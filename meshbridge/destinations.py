@@ -13,11 +13,11 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import requests
 
 from .errors import MeshbridgeError
+from .hookspecs import Destination, hookimpl
 from .store.payloads import fsync_dir, secure_dir
 
 
@@ -32,19 +32,14 @@ def safe_name(mesh_message_id: str, filename: str | None) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', mesh_message_id)}_{base}"
 
 
-def deliver(destination: dict[str, Any], blocks: Iterable[bytes], name: str, content_type: str | None) -> str:
-    """Deliver; return a description of where it went (recorded in the timeline)."""
-    if "folder" in destination:
-        return _to_folder(Path(destination["folder"]), blocks, name)
-    if "http" in destination:
-        return _to_http(destination["http"], blocks, name, content_type)
-    if "command" in destination:
-        return _to_command(destination["command"], blocks, name)
-    raise DeliveryError(f"unknown destination {sorted(destination)}")
+@hookimpl
+def meshbridge_destinations() -> dict[str, Destination]:
+    return {"folder": to_folder, "http": to_http, "command": to_command}
 
 
-def _to_folder(folder: Path, blocks: Iterable[bytes], name: str) -> str:
+def to_folder(folder: str | Path, blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
     """Temp file in the same folder, fsync, rename: readers never see a partial file."""
+    folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".meshbridge-", suffix=".part")
@@ -64,7 +59,8 @@ def _to_folder(folder: Path, blocks: Iterable[bytes], name: str) -> str:
     return str(folder / name)
 
 
-def _to_http(url: str, blocks: Iterable[bytes], name: str, content_type: str | None) -> str:
+def to_http(url: str, blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
+    """POST the payload; any 2xx answer means delivered."""
     try:
         response = requests.post(
             url,
@@ -79,7 +75,7 @@ def _to_http(url: str, blocks: Iterable[bytes], name: str, content_type: str | N
     return url
 
 
-def _to_command(command: list[str], blocks: Iterable[bytes], name: str) -> str:
+def to_command(command: list[str], blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
     """Run the command with ``{path}`` replaced by a private temp copy of the payload; exit 0 = delivered."""
     with tempfile.TemporaryDirectory(prefix="meshbridge-") as tmp:
         path = Path(secure_dir(Path(tmp))) / name

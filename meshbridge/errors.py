@@ -3,6 +3,7 @@
 MeshbridgeError
 ├── ConfigError      meshbridge.toml is wrong (exit code 2); names file, key and problem
 ├── PayloadError     a payload cannot be read or is refused
+│   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
 ├── TransportError   MESH refused or failed a request
 │   └── MeshRejected MESH answered a send with an error code (not worth retrying as is)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
@@ -47,3 +48,11 @@ class StoreError(MeshbridgeError):
 
 class UnknownMessage(MeshbridgeError):
     """No message with that id."""
+
+
+class PayloadRejected(PayloadError):
+    """Validation refused a payload; it is quarantined in the store with its findings."""
+
+    def __init__(self, message: str, findings: list, message_id: str | None = None) -> None:
+        self.findings, self.message_id = findings, message_id
+        super().__init__(message)

@@ -6,17 +6,20 @@ inbound:  receive (download to disk, row durable) -> MESH acknowledge -> report 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .config import Config
-from .destinations import DeliveryError, deliver, safe_name
+from .config import Config, Route
+from .destinations import DeliveryError, safe_name
 from .errors import MeshRejected, StoreError, TransportError
 from .mesh import Envelope, MeshMailbox
+from .payloads.base import ValidationResult
+from .plugins import Plugins
 from .store import Row, Store, now
+from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
 
@@ -32,6 +35,7 @@ class PollReport:
     received: list[str] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     unrouted: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
     undeliverable: list[str] = field(default_factory=list)
     tracked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -52,13 +56,23 @@ def accept(
     filename: str | None,
     subject: str | None = None,
     content_type: str | None = None,
+    rejected: ValidationResult | None = None,
 ) -> Row:
-    """Make an outbound message durable: payload file first, then the row (state ``accepted``)."""
+    """Make an outbound message durable: payload file first, then the row.
+
+    State ``accepted``, or ``rejected`` (quarantined: bytes and findings kept, never sent).
+    """
     sha, size = store.payloads.write_file(source)
+    detail: dict[str, Any] = {"sha256": sha, "size": size}
+    findings = None
+    if rejected is not None:
+        findings = [f.as_dict() for f in rejected.findings]
+        detail["findings"] = findings
     return store.add(
         "out",
-        "accepted",
-        detail={"sha256": sha, "size": size},
+        "rejected" if rejected is not None else "accepted",
+        detail=detail,
+        findings=json.dumps(findings) if findings else None,
         route=route,
         mailbox=mailbox,
         peer=to,
@@ -233,29 +247,85 @@ def apply_report(store: Store, report: Row) -> Row | None:
     return store.get(linked["id"])
 
 
-def route_and_deliver(store: Store, config: Config, message: Row) -> str:
-    """Deliver a collected DATA message to its route's destination; return its new state."""
-    route = config.inbound_route(message["mailbox"], message["workflow_id"] or "")
-    if route is None or route.destination is None:
-        reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
+def inbound_route(config: Config, message: Row) -> Route | None:
+    return config.inbound_route(message["mailbox"], message["workflow_id"] or "")
+
+
+def mark_unrouted(store: Store, message: Row, route: Route | None) -> None:
+    """No route takes it: kept in the store (already acknowledged in MESH) and reported."""
+    reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
+    store.transition(
+        message["id"],
+        "unrouted",
+        from_states=("mesh-acked",),
+        detail={"reason": reason, "workflow_id": message["workflow_id"]},
+    )
+    log.warning(
+        "unrouted: %s from %s on workflow %s (%s); kept in the store",
+        message["id"],
+        message["peer"],
+        message["workflow_id"],
+        reason,
+    )
+
+
+def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> ValidationResult:
+    """Check a collected payload against its route: ``valid`` or ``invalid`` (with findings)."""
+    result = check_stored(store, plugins, message, route.payload_type, route)
+    if result.valid:
         store.transition(
             message["id"],
-            "unrouted",
+            "valid",
             from_states=("mesh-acked",),
-            detail={"reason": reason, "workflow_id": message["workflow_id"]},
+            route=route.name,
+            payload_type=result.payload_type,
+            detail={"payload_type": result.payload_type},
         )
-        log.warning(
-            "unrouted: %s from %s on workflow %s (%s); kept in the store",
+    else:
+        findings = [f.as_dict() for f in result.findings]
+        store.transition(
             message["id"],
-            message["peer"],
-            message["workflow_id"],
-            reason,
+            "invalid",
+            from_states=("mesh-acked",),
+            route=route.name,
+            payload_type=result.payload_type,
+            findings=json.dumps(findings),
+            detail={"payload_type": result.payload_type, "findings": findings},
         )
-        return "unrouted"
-    store.update(message["id"], route=route.name)
+    return result
+
+
+def check_stored(
+    store: Store, plugins: Plugins, message: Row, payload_type: str, route: Route | None
+) -> ValidationResult:
+    """Validate a stored payload without loading more than the validation cap into memory."""
+    if not needs_validation(payload_type):
+        return ValidationResult(payload_type, (), {"size": message["payload_size"]})
+    options = route_options(route)
+    cap = int(options.get("max_size") or DEFAULT_CAP)
+    if message["payload_size"] > cap:
+        return oversize(payload_type, message["payload_size"], cap)
+    return check(
+        plugins,
+        store.payloads.read(message["payload_sha256"]),
+        payload_type=payload_type,
+        route=route,
+        direction=message["direction"],
+        workflow_id=message["workflow_id"],
+        filename=message["filename"],
+    )
+
+
+def deliver_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> None:
+    """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id."""
+    assert route.destination is not None
+    [(kind, target)] = route.destination.items()
+    deliver = plugins.destinations().get(kind)
+    if deliver is None:
+        raise DeliveryError(f"route {route.name}: no destination kind {kind!r} is installed")
     name = safe_name(message["mesh_message_id"], message["filename"])
     try:
-        where = deliver(route.destination, _blocks(store, message), name, message["content_type"])
+        where = deliver(target, store.payloads.blocks(message["payload_sha256"]), name, message["content_type"])
     except DeliveryError as exc:
         store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
@@ -267,8 +337,3 @@ def route_and_deliver(store: Store, config: Config, message: Row) -> str:
         destination=where,
         last_error=None,
     )
-    return "delivered"
-
-
-def _blocks(store: Store, message: Row) -> Iterable[bytes]:
-    return store.payloads.blocks(message["payload_sha256"])

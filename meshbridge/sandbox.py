@@ -45,17 +45,59 @@ class TLS:
         def run(*args: str) -> None:
             subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
 
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=meshbridge test CA",
-            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+        run(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=meshbridge test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        )
         (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
         for name, cn in (("server", "localhost"), ("client", "SERVER001.X26.api.mesh-client.nhs.uk")):
-            run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key",
-                "-out", f"{name}.csr")  # fmt: skip
+            run(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                f"/CN={cn}",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.csr",
+            )
             extra = ["-extfile", "server.ext"] if name == "server" else []
-            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-out", f"{name}.pem", *extra)  # fmt: skip
-        return cls(folder / "ca.pem", folder / "server.pem", folder / "server.key", folder / "client.pem",
-                   folder / "client.key")  # fmt: skip
+            run(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                f"{name}.pem",
+                *extra,
+            )
+        return cls(
+            folder / "ca.pem",
+            folder / "server.pem",
+            folder / "server.key",
+            folder / "client.pem",
+            folder / "client.key",
+        )
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ direction = "outbound"
 from = "X26ABC1"
 to = "X26ABC2"
 workflow_id = "TEST_WORKFLOW"
-payload_type = "text"
+payload_type = "binary"
 
 [[routes]]
 name = "in"

@@ -76,7 +76,7 @@ def test_failed_delivery_is_retried_on_the_next_poll(
     report = bridge.poll()
     assert len(report.problems) == 1 and "cannot write to folder" in report.problems[0]
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "mesh-acked" and "cannot write to folder" in message["last_error"]
+    assert message["state"] == "valid" and "cannot write to folder" in message["last_error"]
     blocker.unlink()
     report = bridge.poll()
     assert report.delivered == [message["id"]]

@@ -37,7 +37,7 @@ def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, raw_client, 
     assert bridge.store.get(sent["id"])["state"] == "delivered"  # from MESH tracking: acknowledged
     assert raw_client("X26ABC2").list_messages() == []  # acknowledged, gone from the inbox
     kinds = [e["kind"] for e in bridge.store.events(inbound["id"])]
-    assert kinds == ["received", "mesh-acked", "delivered"]
+    assert kinds == ["received", "mesh-acked", "valid", "delivered"]
 
 
 def test_gzip_payload_is_not_decompressed(tmp_path: Path, meshbridge_config, make_bridge) -> None:

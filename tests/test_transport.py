@@ -69,7 +69,7 @@ def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge
     assert report.problems == []
     [message] = second.messages(direction="in")
     assert message["state"] == "delivered"
-    assert [e["kind"] for e in second.store.events(message["id"])] == ["received", "mesh-acked", "delivered"]
+    assert [e["kind"] for e in second.store.events(message["id"])] == ["received", "mesh-acked", "valid", "delivered"]
     assert raw_client("X26ABC2").list_messages() == []
     assert second.poll().received == []
 

@@ -72,3 +72,9 @@ def m001_messages_and_events(db: Database) -> None:
         foreign_keys=[("message_id", "messages", "id")],
     )
     db["expectations"].create_index(["due_at"])
+
+
+@migrations()
+def m002_findings(db: Database) -> None:
+    """Validation findings (JSON list) of rejected and invalid messages."""
+    db["messages"].add_column("findings", str)

@@ -1,0 +1,100 @@
+"""The plugin contract: every hook a meshbridge plugin may implement.
+
+Implement a hook with ``@meshbridge.hookimpl`` on a module-level function of the same name, and
+expose the module under the entry-point group ``meshbridge``::
+
+    [project.entry-points.meshbridge]
+    hl7v2 = "meshbridge_hl7v2"
+
+Hooks are called with keyword arguments; an implementation may accept only the arguments it needs.
+Built-in payload types and destinations are registered through these same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .config import Route
+    from .events import Event
+    from .payloads.base import Finding, Payload, PayloadType
+
+hookspec = pluggy.HookspecMarker("meshbridge")
+hookimpl = pluggy.HookimplMarker("meshbridge")
+
+# A destination delivers blocks of bytes under a file name and returns where they went.
+Destination = Callable[[Any, Iterable[bytes], str, "str | None"], str]
+
+
+@hookspec
+def meshbridge_payload_types() -> list[PayloadType]:
+    """Return the payload types this plugin adds.
+
+    Each :class:`~meshbridge.PayloadType` has a ``name`` used as ``payload_type`` in routes, a
+    ``media_type``, a ``sniff(head) -> float`` used when a route says ``payload_type = "auto"``
+    (the highest confidence wins; an explicit type is confirmed by its own sniffer) and a
+    ``validate(data, options) -> ValidationResult``. Names must be unique across plugins.
+
+    All results are collected.
+    """
+
+
+@hookspec
+def meshbridge_validate(payload: Payload, route: Route | None) -> list[Finding] | None:
+    """Add findings of your own after the payload type's validator ran (e.g. NHS number checks).
+
+    :param payload: the bytes, type, direction and the type validator's result.
+    :param route: the route the payload travels on, or ``None`` (``meshbridge validate`` without
+        ``--route``).
+
+    Return a list of :class:`~meshbridge.Finding` (empty or ``None`` when there is nothing to
+    say). All results are collected; any error finding refuses the payload.
+    """
+
+
+@hookspec
+def meshbridge_transform(payload: Payload, route: Route) -> bytes | None:
+    """Rewrite an outbound payload after validation, before ITK wrapping and sending.
+
+    Return the new bytes, or ``None`` to leave it alone. Transforms run in plugin order (last
+    registered first, as pluggy calls them); each sees the output of the one before. The final
+    bytes are the ones stored and sent.
+    """
+
+
+@hookspec
+def meshbridge_destinations() -> dict[str, Destination]:
+    """Return destination kinds for inbound routes, by the key used in config.
+
+    ``destination = { folder = "..." }`` is the built-in ``folder`` kind. A destination is called
+    as ``deliver(target, blocks, name, content_type)`` where ``target`` is the config value,
+    ``blocks`` the payload's bytes, ``name`` a safe file name unique per MESH message id; it
+    returns a description of where the payload went and raises
+    :class:`~meshbridge.destinations.DeliveryError` when it was not delivered (it will be tried
+    again). Delivery must be idempotent for the same name.
+
+    All results are collected and merged; a later plugin may not replace an existing kind.
+    """
+
+
+@hookspec
+def meshbridge_ack_protocols() -> list[Any]:
+    """Return domain acknowledgement protocols (e.g. EDIFACT RECEP, NHSACK) built on the same
+    expectation machinery as ITK3 acks: what a sent message expects back, how to recognise the
+    answer among inbound messages, and how to correlate it. See the ITK layer for the type.
+
+    All results are collected.
+    """
+
+
+@hookspec
+def meshbridge_on_event(event: Event) -> None:
+    """Hear about events an operator may need to act on: ``overdue``, ``nack``,
+    ``undeliverable``, ``orphan``, ``unrouted``, ``rejected``, ``invalid``, ``failed``.
+
+    Called after the event is recorded in the store. Exceptions raised here are logged and
+    ignored: a failing notifier must not stop messages moving.
+    """
