@@ -154,6 +154,7 @@ def transmit(store: Store, mesh: MeshMailbox, message: Row) -> bool:
         mesh_message_id=mesh_id,
         attempts=message["attempts"] + 1,
         last_error=None,
+        tracked_at=now(),  # the tracking interval counts from the send
     )
     return True
 
@@ -174,6 +175,7 @@ def track(store: Store, mesh: MeshMailbox, message: Row) -> None:
 
 
 def tracking_due(message: Row, interval: float) -> bool:
+    """MESH asks for tracking to be rare: once per ``interval`` after the send, per message."""
     if not message["tracked_at"]:
         return True
     last = datetime.fromisoformat(message["tracked_at"])

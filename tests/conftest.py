@@ -12,6 +12,8 @@ from mesh_client import MeshClient
 
 from meshbridge.sandbox import PASSWORD, Sandbox
 
+TRACK_NOW = 'tracking_interval = "0s"\n'  # track on every poll (MESH asks for it rarely; tests want it now)
+
 OUT_IN = """
 [[routes]]
 name = "out"
@@ -26,6 +28,7 @@ name = "in"
 direction = "inbound"
 mailbox = "X26ABC2"
 workflow_id = "TEST_WORKFLOW"
+payload_type = "binary"
 destination = { folder = "delivered" }
 """
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import OUT_IN
+from conftest import OUT_IN, TRACK_NOW
 
 JSON_FIELDS = {
     "id", "direction", "state", "route", "mesh_message_id", "workflow_id", "payload_type", "itk_message_id",
@@ -27,7 +27,7 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_send_restart_poll_in_separate_processes(tmp_path: Path, meshbridge_config) -> None:
-    config = meshbridge_config(OUT_IN)
+    config = meshbridge_config(OUT_IN, mesh=TRACK_NOW)
     payload = tmp_path / "note.txt"
     payload.write_text("sent by one process, collected by another")
 

@@ -78,7 +78,7 @@ class Shouty:
 
 
 ROUTES = OUT_IN.replace('payload_type = "binary"', 'payload_type = "shout"').replace(
-    'destination = { folder = "delivered" }', 'destination = { memory = "box" }\npayload_type = "shout"'
+    'destination = { folder = "delivered" }', 'destination = { memory = "box" }'
 )
 
 

@@ -6,7 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
-from conftest import OUT_IN, sha256, write_random
+from conftest import OUT_IN, TRACK_NOW, sha256, write_random
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,7 @@ from conftest import OUT_IN, sha256, write_random
     ],
 )
 def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, raw_client, size: int, mesh: str) -> None:
-    bridge = make_bridge(meshbridge_config(OUT_IN, mesh=mesh))
+    bridge = make_bridge(meshbridge_config(OUT_IN, mesh=mesh + "\n" + TRACK_NOW))
     payload = write_random(tmp_path / "payload.bin", size)
 
     sent = bridge.send(payload, route="out")

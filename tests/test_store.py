@@ -35,7 +35,7 @@ def test_migrations_apply_once(tmp_path: Path) -> None:
     Store(tmp_path / "mb.db").close()
     store = Store(tmp_path / "mb.db")  # reopening must not re-run or fail
     applied = [r["name"] for r in store.db.query("SELECT name FROM _sqlite_migrations")]
-    assert applied == ["m001_messages_and_events", "m002_findings"]
+    assert applied == ["m001_messages_and_events", "m002_findings", "m003_itk"]
     assert {"messages", "events", "expectations"} <= set(store.db.table_names())
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OUT_IN
+from conftest import OUT_IN, TRACK_NOW
 
 from meshbridge import Bridge, TransportError, load
 from meshbridge.pipeline import _record
@@ -45,7 +45,7 @@ def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, me
     assert "stored, not sent yet" in done.stderr and "ConnectionError" in done.stderr
     assert "Traceback" not in done.stderr
 
-    path.write_text(config_text(mesh_sandbox, OUT_IN))  # MESH is back
+    path.write_text(config_text(mesh_sandbox, OUT_IN, mesh=TRACK_NOW))  # MESH is back
     with Bridge(load(path)) as bridge:
         [waiting] = bridge.messages(state="accepted")
         assert waiting["attempts"] == 1 and "ConnectionError" in waiting["last_error"]

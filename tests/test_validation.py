@@ -17,9 +17,7 @@ from meshbridge import PayloadRejected
 from meshbridge.plugins import Plugins, make_plugin_manager
 from meshbridge.validation import check
 
-TEXT_ROUTES = OUT_IN.replace('payload_type = "binary"', 'payload_type = "text"').replace(
-    'destination = { folder = "delivered" }', 'destination = { folder = "delivered" }\npayload_type = "text"'
-)
+TEXT_ROUTES = OUT_IN.replace('payload_type = "binary"', 'payload_type = "text"')
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def sniff(head: bytes) -> float:
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         return 0.0
-    return 0.3 if text and not _CONTROL.search(text) else 0.05 if text else 0.0
+    return 0.3 if text and not _CONTROL.search(text) else 0.0
 
 
 def _position(text: str, index: int) -> str:

@@ -38,6 +38,7 @@ class PayloadFiles:
     def __init__(self, root: Path) -> None:
         self.root = secure_dir(root)
         self._tmp = secure_dir(root / "tmp")
+        self._dirs: set[Path] = set()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -57,12 +58,15 @@ class PayloadFiles:
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
             final = self.path(sha)
-            secure_dir(final.parent)
+            if final.parent not in self._dirs:
+                secure_dir(final.parent)
+                self._dirs.add(final.parent)
             os.replace(tmp, final)
             fsync_dir(final.parent)
             return sha, size
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
 
     def write_file(self, source: BinaryIO) -> tuple[str, int]:
         return self.write(iter(lambda: source.read(BLOCK), b""))

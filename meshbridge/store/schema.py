@@ -78,3 +78,10 @@ def m001_messages_and_events(db: Database) -> None:
 def m002_findings(db: Database) -> None:
     """Validation findings (JSON list) of rejected and invalid messages."""
     db["messages"].add_column("findings", str)
+
+
+@migrations()
+def m003_itk(db: Database) -> None:
+    """ITK3 correlation: responses point at the message they answer; ids compare case-insensitively."""
+    db["messages"].add_column("answers", str)  # meshbridge id of the message this response answers
+    db.execute("CREATE INDEX idx_messages_itk_id ON messages(direction, itk_message_id COLLATE NOCASE)")

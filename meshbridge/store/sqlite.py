@@ -137,6 +137,56 @@ class Store:
             [message_id, at, kind, state, json.dumps(detail, sort_keys=True) if detail else None],
         )
 
+    # -- expectations ---------------------------------------------------------------------
+
+    def expect(self, message_id: str, kind: str, due_at: str | None) -> None:
+        """Record that ``kind`` (``inf-ack``, ``bus-ack``, a plugin's ack) must come back by ``due_at``."""
+        with self.immediate() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO expectations (message_id, kind, due_at) VALUES (?, ?, ?)",
+                [message_id, kind, due_at],
+            )
+
+    def meet(self, message_id: str, kind: str, outcome: str) -> bool:
+        """Mark an expectation met (once). Returns False if it was already met or never expected."""
+        with self.immediate() as db:
+            return bool(
+                db.execute(
+                    "UPDATE expectations SET met_at = ?, outcome = ? "
+                    "WHERE message_id = ? AND kind = ? AND met_at IS NULL",
+                    [now(), outcome, message_id, kind],
+                ).rowcount
+            )
+
+    def close_expectations(self, message_id: str, outcome: str) -> int:
+        """A final answer (a nack) ends every open expectation of the message."""
+        with self.immediate() as db:
+            return db.execute(
+                "UPDATE expectations SET met_at = ?, outcome = ? WHERE message_id = ? AND met_at IS NULL",
+                [now(), outcome, message_id],
+            ).rowcount
+
+    def expectations(self, message_id: str) -> list[Row]:
+        return list(self.db.query("SELECT * FROM expectations WHERE message_id = ? ORDER BY kind", [message_id]))
+
+    def sweep_overdue(self) -> list[Row]:
+        """Flag expectations whose deadline passed (once each) and record an ``overdue`` event."""
+        stamp = now()
+        with self.immediate() as db:
+            rows = list(
+                db.query(
+                    "UPDATE expectations SET overdue_at = ? "
+                    "WHERE met_at IS NULL AND overdue_at IS NULL AND due_at IS NOT NULL AND due_at < ? "
+                    "RETURNING message_id, kind, due_at",
+                    [stamp, stamp],
+                )
+            )
+            for row in rows:
+                self._event(
+                    row["message_id"], "overdue", None, {"expected": row["kind"], "due_at": row["due_at"]}, stamp
+                )
+        return rows
+
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, message_id: str) -> Row:
@@ -146,6 +196,10 @@ class Store:
             if rows:
                 return rows[0]
         raise UnknownMessage(f"no message with id {message_id!r}")
+
+    def find_itk(self, direction: str, itk_message_id: str) -> list[Row]:
+        """Messages whose ITK ``MessageHeader.id`` equals this one, compared case-insensitively."""
+        return self._select("m.direction = ? AND m.itk_message_id = ? COLLATE NOCASE", [direction, itk_message_id])
 
     def find(self, direction: str, mesh_message_id: str) -> Row | None:
         rows = self._select("m.direction = ? AND m.mesh_message_id = ?", [direction, mesh_message_id], limit=1)

@@ -5,6 +5,7 @@ Run from the project root with the dev venv active::
     python tests/bench/bench_foundation.py [--n 500] [--gib 1]
 
 Quick check: ``--n 50 --gib 0.25 --reps 1``. ``--n 0`` skips the throughput part, ``--gib 0`` the RSS part.
+Routes use ``payload_type = "binary"`` (no validation); ``--payload-type auto`` times the throughput with it.
 Not part of the pytest run (``tests/bench`` is in ``norecursedirs``).
 
 1. Throughput, against an embedded mesh-sandbox (memory store, full auth): ``--n`` small messages
@@ -22,17 +23,20 @@ The exit status is non-zero only if a check fails (messages missing, sha256 mism
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -51,21 +55,29 @@ RSS_GOAL = 3.0  # peak RSS / chunk size
 BLOCK = 1024 * 1024
 MIB = 1024 * 1024
 
-ROUTES = f"""
+# ``binary`` carries the bytes unvalidated, so both parts measure the transport and store path; a typed
+# route would add validation, which holds a payload in memory and refuses one over its 100 MB cap.
+ROUTES = """
 [[routes]]
 name = "out"
 direction = "outbound"
-from = "{SENDER}"
-to = "{RECIPIENT}"
-workflow_id = "{WORKFLOW}"
+from = "{sender}"
+to = "{recipient}"
+workflow_id = "{workflow}"
+payload_type = "{payload_type}"
 
 [[routes]]
 name = "in"
 direction = "inbound"
-mailbox = "{RECIPIENT}"
-workflow_id = "{WORKFLOW}"
+mailbox = "{recipient}"
+workflow_id = "{workflow}"
+payload_type = "{payload_type}"
 destination = {{ folder = "inbox" }}
 """
+
+
+def routes(payload_type: str = "binary") -> str:
+    return ROUTES.format(sender=SENDER, recipient=RECIPIENT, workflow=WORKFLOW, payload_type=payload_type)
 
 
 @dataclass
@@ -139,11 +151,11 @@ def run_baseline(sandbox: Sandbox, files: list[Path], rundir: Path) -> Run:
     return Run("baseline", received, done - started, sent - started, done - sent)
 
 
-def run_meshbridge(sandbox: Sandbox, files: list[Path], rundir: Path) -> Run:
+def run_meshbridge(sandbox: Sandbox, files: list[Path], rundir: Path, payload_type: str = "binary") -> Run:
     """meshbridge: ``Bridge.send`` each file, then one ``Bridge.poll`` collects and delivers to a folder."""
     rundir.mkdir(parents=True)
     config = rundir / "meshbridge.toml"
-    config.write_text(config_text(sandbox, ROUTES, mailboxes=(SENDER, RECIPIENT)))
+    config.write_text(config_text(sandbox, routes(payload_type), mailboxes=(SENDER, RECIPIENT)))
     started = time.perf_counter()
     with Bridge.from_file(config) as bridge:
         for file in files:
@@ -158,9 +170,15 @@ def run_meshbridge(sandbox: Sandbox, files: list[Path], rundir: Path) -> Run:
 
 
 def throughput(args: argparse.Namespace, workdir: Path, results: Results) -> None:
-    print(f"\n== Throughput: {args.n} messages x {args.size} bytes {SENDER} -> {RECIPIENT}, {args.reps} reps each")
+    print(
+        f"\n== Throughput: {args.n} messages x {args.size} bytes {SENDER} -> {RECIPIENT}, {args.reps} reps each"
+        f" (payload_type {args.payload_type})"
+    )
     files = make_payloads(workdir / "payloads", args.n, args.size)
-    runners = {"baseline": run_baseline, "meshbridge": run_meshbridge}
+    runners: dict[str, Callable[[Sandbox, list[Path], Path], Run]] = {
+        "baseline": run_baseline,
+        "meshbridge": functools.partial(run_meshbridge, payload_type=args.payload_type),
+    }
     with Sandbox() as sandbox:
         print(f"   mesh-sandbox {sandbox.url} (memory store, AUTH_MODE=full)")
         for kind, runner in runners.items():  # warm-up, untimed: first-request costs on both sides
@@ -215,7 +233,7 @@ def child(step: str, config: Path, payload: Path | None) -> None:
             result = {
                 "problems": report.problems,
                 "destinations": [m["destination"] for m in delivered],
-                "chunks": [m["chunks_total"] for m in delivered],
+                "chunks": ",".join(str(m["chunks_total"]) for m in delivered),
             }
     seconds = time.perf_counter() - started
     print(json.dumps({"baseline_kib": baseline, "peak_kib": maxrss_kib(), "seconds": seconds, **result}))
@@ -271,7 +289,7 @@ def peak_rss(args: argparse.Namespace, workdir: Path, results: Results) -> None:
         for step in ("send", "receive"):
             (rss / step).mkdir()
             configs[step] = rss / step / "meshbridge.toml"
-            configs[step].write_text(config_text(sandbox, ROUTES, mailboxes=(SENDER, RECIPIENT)))
+            configs[step].write_text(config_text(sandbox, routes(), mailboxes=(SENDER, RECIPIENT)))
         for step in ("send", "receive"):
             report = run_child(step, configs[step], payload if step == "send" else None)
             results.rss[step] = report
@@ -280,7 +298,7 @@ def peak_rss(args: argparse.Namespace, workdir: Path, results: Results) -> None:
             print(
                 f"   {step:<7} baseline {report['baseline_kib'] / 1024:6.1f} MiB  peak {peak / MIB:7.1f} MiB"
                 f"  = {ratio:.2f} x chunk (goal < {RSS_GOAL:g}: met {yes(ratio < RSS_GOAL)})"
-                f"  {report['seconds']:.1f} s, {size / MIB / report['seconds']:.0f} MiB/s"
+                f"  {report['seconds']:.1f} s, {size / MIB / report['seconds']:.0f} MiB/s, chunks {report['chunks']}"
             )
             if step == "send" and report["state"] != "sent":
                 results.failures.append(f"large send ended in state {report['state']}")
@@ -308,7 +326,7 @@ def summary(args: argparse.Namespace, results: Results, seconds: float) -> str:
     if {r.kind for r in results.runs} == {"baseline", "meshbridge"}:
         base, mb = medians(results)
         lines.append(
-            f"throughput ({args.n} msgs x {args.size} B, {args.reps} reps each, median): "
+            f"throughput ({args.n} msgs x {args.size} B {args.payload_type}, {args.reps} reps each, median): "
             f"baseline mesh-client {base:.1f} msg/s, meshbridge {mb:.1f} msg/s, "
             f"ratio {mb / base:.2f} (goal >= {THROUGHPUT_GOAL}: {yes(mb / base >= THROUGHPUT_GOAL)})"
         )
@@ -330,6 +348,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=500, help="messages per throughput run (0 skips; default 500)")
     parser.add_argument("--size", type=int, default=200, help="bytes per small message (default 200)")
+    parser.add_argument(
+        "--payload-type", default="binary", help="payload_type of the throughput routes (default binary: unvalidated)"
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each throughput run (default 3)")
     parser.add_argument("--gib", type=float, default=1.0, help="large payload size in GiB (0 skips; default 1)")
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (default: system temp)")
@@ -344,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child, args.config, args.payload)
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the finally blocks clean up
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="meshbridge-bench-", dir=args.workdir))
     print(f"meshbridge foundation bench: {os.cpu_count()} cores; work dir {workdir}")
@@ -353,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             throughput(args, workdir, results)
         if args.gib > 0:
             peak_rss(args, workdir, results)
-    except Exception as exc:
+    except BaseException as exc:  # also Ctrl-C and SIGTERM: say so in the summary, then clean up
         results.failures.append(f"{type(exc).__name__}: {exc}")
         raise
     finally:
