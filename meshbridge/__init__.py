@@ -25,10 +25,12 @@ from .errors import (
 )
 from .events import Event
 from .hookspecs import hookimpl
-from .payloads.base import Finding, Payload, PayloadType, ValidationResult
+from .payloads.base import ERROR, WARNING, Finding, Payload, PayloadType, ValidationResult
 from .plugins import Plugins
 
 __all__ = [
+    "ERROR",
+    "WARNING",
     "Bridge",
     "Config",
     "ConfigError",

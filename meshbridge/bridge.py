@@ -13,7 +13,7 @@ from .config import Config, Route, load
 from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected
 from .events import Event
 from .mesh import MeshMailbox
-from .payloads.base import Payload
+from .payloads.base import Payload, ValidationResult
 from .pipeline import PollReport
 from .plugins import Plugins
 from .store import Row, Store
@@ -166,7 +166,14 @@ class Bridge:
         if route is not None:
             payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
             data = self.plugins.transform(payload, route)
+        fields["content_type"] = fields["content_type"] or self.media_type(result)
         return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
+
+    def media_type(self, result: ValidationResult) -> str | None:
+        """The MIME type of a validated payload: its type's, or the one its validator found."""
+        found = result.details.get("media_type")
+        payload_type = self.plugins.payload_types().get(result.payload_type)
+        return found or (payload_type.media_type if payload_type else None)
 
     def flush(self, report: PollReport | None = None) -> PollReport:
         """Send every stored message still waiting (``accepted``)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from .bridge import Bridge
 from .config import load
+from .plugins import Plugins
 from .sandbox import Sandbox, config_text
 
 SENDER, RECIPIENT = "X26ABC1", "X26ABC2"
@@ -35,11 +36,11 @@ destination = {{ folder = "in/{name}" }}
 """
 
 
-def samples() -> list[tuple[str, str, bytes]]:
-    """``(name, payload type, bytes)``: one per installed payload type, and one big enough to chunk."""
-    text = b"Discharge summary for a test patient.\nNo real patient data.\n"
+def samples(plugins: Plugins) -> list[tuple[str, str, bytes]]:
+    """``(name, type, bytes)``: one per installed payload type with an example, one big enough to chunk."""
     bulk = b"".join(f"line {i:07d} of a bulk text extract\n".encode() for i in range(12_000))
-    return [("text", "text", text), ("chunked", "text", bulk)]
+    examples = [(t.name, t.name, t.example) for t in plugins.payload_types().values() if t.example]
+    return [*examples, ("chunked", "text", bulk)]
 
 
 def run_demo(
@@ -50,16 +51,20 @@ def run_demo(
     try:
         with Sandbox() as sandbox:
             echo(f"mesh-sandbox running on {sandbox.url}; workspace {workspace}")
-            config_file = _write_workspace(workspace, sandbox)
-            with Bridge(load(config_file)) as bridge:
+            plugins = Plugins()
+            config_file = _write_workspace(workspace, sandbox, samples(plugins))
+            with Bridge(load(config_file), plugins) as bridge:
                 sent = []
-                for name, _ptype, data in samples():
-                    payload = workspace / "out" / f"{name}.txt"
+                for name, _ptype, data in samples(plugins):
+                    payload = workspace / "out" / f"{name}.dat"
                     payload.write_bytes(data)
                     message = bridge.send(payload, route=f"{name}-out")
                     sent.append((message["id"], hashlib.sha256(data).hexdigest()))
                     chunks = message["chunks_total"] or 1
-                    echo(f"sent {name}: {len(data)} bytes in {chunks} chunk(s) as {message['mesh_message_id']}")
+                    echo(
+                        f"sent {name}: {len(data)} bytes, {message['payload_type']}, in {chunks} chunk(s)"
+                        f" as {message['mesh_message_id']}"
+                    )
                 report = bridge.poll()
                 for problem in report.problems:
                     echo(f"problem: {problem}")
@@ -86,13 +91,13 @@ def run_demo(
             _remove(workspace)
 
 
-def _write_workspace(workspace: Path, sandbox: Sandbox) -> Path:
+def _write_workspace(workspace: Path, sandbox: Sandbox, payloads: list[tuple[str, str, bytes]]) -> Path:
     (workspace / "out").mkdir()
     routes = "".join(
         ROUTES.format(
             name=name, ptype=ptype, sender=SENDER, recipient=RECIPIENT, workflow=f"MESHBRIDGE_DEMO_{name.upper()}"
         )
-        for name, ptype, _ in samples()
+        for name, ptype, _ in payloads
     )
     mesh = f'chunk_size = {CHUNK}\ntracking_interval = "0s"\n'
     config_file = workspace / "meshbridge.toml"

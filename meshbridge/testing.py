@@ -5,6 +5,8 @@
 - ``meshbridge_config``: ``meshbridge_config(routes_toml, mesh="...") -> Path`` writes a config
   for the sandbox's mailboxes X26ABC1..3 into the test's ``tmp_path``.
 - ``make_bridge``: ``make_bridge(config_path) -> Bridge``, closed after the test.
+- ``mesh_peer``: ``mesh_peer(mailbox) -> mesh_client.MeshClient``, a plain mesh-client session on
+  the sandbox: a foreign sender or receiver that is not meshbridge.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .sandbox import Sandbox, config_text
+from .sandbox import PASSWORD, Sandbox, config_text
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +58,19 @@ def make_bridge() -> Iterator[Callable[[Path], object]]:
     yield make
     for bridge in opened:
         bridge.close()
+
+
+@pytest.fixture
+def mesh_peer(mesh_sandbox: Sandbox) -> Iterator[Callable[[str], object]]:
+    from mesh_client import MeshClient
+
+    clients: list[MeshClient] = []
+
+    def make(mailbox: str) -> MeshClient:
+        client = MeshClient(mesh_sandbox.url, mailbox, PASSWORD, shared_key=mesh_sandbox.shared_key.encode())
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from mesh_client import MeshClient
-
-from meshbridge.sandbox import PASSWORD, Sandbox
 
 TRACK_NOW = 'tracking_interval = "0s"\n'  # track on every poll (MESH asks for it rarely; tests want it now)
 
@@ -50,18 +44,3 @@ def write_random(path: Path, size: int) -> Path:
             f.write(block)
             left -= len(block)
     return path
-
-
-@pytest.fixture
-def raw_client(mesh_sandbox: Sandbox) -> Iterator:
-    """``raw_client(mailbox)``: a plain mesh-client session on the sandbox (a foreign peer)."""
-    clients: list[MeshClient] = []
-
-    def make(mailbox: str) -> MeshClient:
-        client = MeshClient(mesh_sandbox.url, mailbox, PASSWORD, shared_key=mesh_sandbox.shared_key.encode())
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()

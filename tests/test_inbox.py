@@ -7,10 +7,10 @@ from pathlib import Path
 from conftest import OUT_IN
 
 
-def test_more_than_500_waiting_are_all_collected(meshbridge_config, make_bridge, raw_client, mesh_sandbox) -> None:
-    peer = raw_client("X26ABC1")
+def test_more_than_500_waiting_are_all_collected(meshbridge_config, make_bridge, mesh_peer, mesh_sandbox) -> None:
+    peer = mesh_peer("X26ABC1")
     ids = {peer.send_message("X26ABC2", f"message {i}".encode(), workflow_id="TEST_WORKFLOW") for i in range(520)}
-    first_page = raw_client("X26ABC2").list_messages()
+    first_page = mesh_peer("X26ABC2").list_messages()
     assert len(first_page) == 500  # MESH pages at 500: the rest are only reachable by paging
 
     bridge = make_bridge(meshbridge_config(OUT_IN))
@@ -19,7 +19,7 @@ def test_more_than_500_waiting_are_all_collected(meshbridge_config, make_bridge,
     assert len(report.received) == 520 and len(report.delivered) == 520
     assert {m["mesh_message_id"] for m in bridge.messages(direction="in", state="delivered")} == ids
     assert len(list((bridge.config.file.parent / "delivered").iterdir())) == 520
-    assert raw_client("X26ABC2").list_messages() == []
+    assert mesh_peer("X26ABC2").list_messages() == []
 
 
 def test_report_marks_outbound_undeliverable(tmp_path: Path, meshbridge_config, make_bridge, mesh_sandbox) -> None:
@@ -54,24 +54,22 @@ def test_report_about_an_unknown_message_is_kept_as_orphan(meshbridge_config, ma
     assert len(orphan) == 1 and orphan[0]["linked_message_id"] == "NOT-OURS-0001"
 
 
-def test_unrouted_workflow_is_stored_acknowledged_and_reported(meshbridge_config, make_bridge, raw_client) -> None:
-    mesh_id = raw_client("X26ABC1").send_message("X26ABC2", b"nobody routes this", workflow_id="SURPRISE_WF")
+def test_unrouted_workflow_is_stored_acknowledged_and_reported(meshbridge_config, make_bridge, mesh_peer) -> None:
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"nobody routes this", workflow_id="SURPRISE_WF")
     bridge = make_bridge(meshbridge_config(OUT_IN))
     report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
     assert message["state"] == "unrouted"
     assert report.unrouted == [message["id"]]
     assert bridge.store.payloads.read(message["payload_sha256"]) == b"nobody routes this"
-    assert raw_client("X26ABC2").list_messages() == []  # not left to expire in MESH
+    assert mesh_peer("X26ABC2").list_messages() == []  # not left to expire in MESH
     assert bridge.store.events(message["id"])[-1]["detail"]["reason"] == "no inbound route takes this workflow"
 
 
-def test_failed_delivery_is_retried_on_the_next_poll(
-    tmp_path: Path, meshbridge_config, make_bridge, raw_client
-) -> None:
+def test_failed_delivery_is_retried_on_the_next_poll(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer) -> None:
     blocker = tmp_path / "delivered"
     blocker.write_text("a file where the destination folder should be")
-    mesh_id = raw_client("X26ABC1").send_message("X26ABC2", b"keep me", workflow_id="TEST_WORKFLOW")
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"keep me", workflow_id="TEST_WORKFLOW")
     bridge = make_bridge(meshbridge_config(OUT_IN))
     report = bridge.poll()
     assert len(report.problems) == 1 and "cannot write to folder" in report.problems[0]

@@ -18,7 +18,7 @@ from conftest import OUT_IN, TRACK_NOW, sha256, write_random
         pytest.param(25_000_000, 'chunk_size = "4MB"', id="25MB-7-chunks", marks=pytest.mark.slow),
     ],
 )
-def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, raw_client, size: int, mesh: str) -> None:
+def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer, size: int, mesh: str) -> None:
     bridge = make_bridge(meshbridge_config(OUT_IN, mesh=mesh + "\n" + TRACK_NOW))
     payload = write_random(tmp_path / "payload.bin", size)
 
@@ -35,7 +35,7 @@ def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, raw_client, 
     assert delivered.parent == tmp_path / "delivered"
     assert sha256(delivered) == sha256(payload) == inbound["payload_sha256"] == sent["payload_sha256"]
     assert bridge.store.get(sent["id"])["state"] == "delivered"  # from MESH tracking: acknowledged
-    assert raw_client("X26ABC2").list_messages() == []  # acknowledged, gone from the inbox
+    assert mesh_peer("X26ABC2").list_messages() == []  # acknowledged, gone from the inbox
     kinds = [e["kind"] for e in bridge.store.events(inbound["id"])]
     assert kinds == ["received", "mesh-acked", "valid", "delivered"]
 
@@ -52,9 +52,9 @@ def test_gzip_payload_is_not_decompressed(tmp_path: Path, meshbridge_config, mak
     assert inbound["destination"].endswith("_extract.csv.gz")
 
 
-def test_foreign_sender_headers_are_recorded(meshbridge_config, make_bridge, raw_client) -> None:
+def test_foreign_sender_headers_are_recorded(meshbridge_config, make_bridge, mesh_peer) -> None:
     bridge = make_bridge(meshbridge_config(OUT_IN))
-    mesh_id = raw_client("X26ABC1").send_message(
+    mesh_id = mesh_peer("X26ABC1").send_message(
         "X26ABC2", b"from a plain mesh-client", workflow_id="TEST_WORKFLOW", filename="../../etc/passwd",
         subject="hello", local_id="their-ref",
     )  # fmt: skip

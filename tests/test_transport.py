@@ -55,14 +55,14 @@ def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, me
         assert len(bridge.messages(direction="in", state="delivered")) == 1
 
 
-def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge, raw_client) -> None:
+def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge, mesh_peer) -> None:
     """The inbox still lists a stored message: the next poll acknowledges it once and delivers it once."""
-    mesh_id = raw_client("X26ABC1").send_message("X26ABC2", b"stored, then crash", workflow_id="TEST_WORKFLOW")
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"stored, then crash", workflow_id="TEST_WORKFLOW")
     config = meshbridge_config(OUT_IN)
     first = make_bridge(config)
     envelope, (sha, size) = first.mailbox("X26ABC2").download(mesh_id, first.store.payloads.write)
     _record(first.store, "X26ABC2", envelope, sha, size)  # ... and the process dies before the acknowledge
-    assert raw_client("X26ABC2").list_messages() == [mesh_id]
+    assert mesh_peer("X26ABC2").list_messages() == [mesh_id]
 
     second = make_bridge(config)
     report = second.poll()
@@ -70,7 +70,7 @@ def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge
     [message] = second.messages(direction="in")
     assert message["state"] == "delivered"
     assert [e["kind"] for e in second.store.events(message["id"])] == ["received", "mesh-acked", "valid", "delivered"]
-    assert raw_client("X26ABC2").list_messages() == []
+    assert mesh_peer("X26ABC2").list_messages() == []
     assert second.poll().received == []
 
 

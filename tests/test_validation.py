@@ -57,7 +57,7 @@ def test_validate_with_route_applies_its_settings(tmp_path: Path, meshbridge_con
     assert unknown.returncode == 2 and "no route named 'nope'" in unknown.stderr
 
 
-def test_send_refuses_and_quarantines(tmp_path: Path, meshbridge_config, raw_client) -> None:
+def test_send_refuses_and_quarantines(tmp_path: Path, meshbridge_config, mesh_peer) -> None:
     config = meshbridge_config(TEXT_ROUTES)
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9 au lait".encode("latin-1"))
@@ -67,13 +67,13 @@ def test_send_refuses_and_quarantines(tmp_path: Path, meshbridge_config, raw_cli
     assert "refused, not sent: quarantined as" in done.stderr and "Traceback" not in done.stderr
     [row] = json.loads(run("--config", str(config), "messages", "--json", "--state", "rejected", cwd=tmp_path).stdout)
     assert row["findings"][0]["code"] == "text.encoding" and row["mesh_message_id"] is None
-    assert raw_client("X26ABC2").list_messages() == []  # nothing went to MESH
+    assert mesh_peer("X26ABC2").list_messages() == []  # nothing went to MESH
     payload = next((tmp_path / "var" / "payloads").glob("??/*"))
     assert payload.read_bytes() == bad.read_bytes()  # the bytes are kept
 
 
-def test_invalid_inbound_is_recorded_not_delivered(tmp_path: Path, meshbridge_config, make_bridge, raw_client) -> None:
-    mesh_id = raw_client("X26ABC1").send_message("X26ABC2", b"ok\x00not ok", workflow_id="TEST_WORKFLOW")
+def test_invalid_inbound_is_recorded_not_delivered(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer) -> None:
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"ok\x00not ok", workflow_id="TEST_WORKFLOW")
     bridge = make_bridge(meshbridge_config(TEXT_ROUTES))
     report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
@@ -84,7 +84,7 @@ def test_invalid_inbound_is_recorded_not_delivered(tmp_path: Path, meshbridge_co
         "severity": "error", "where": "line 1, column 3",
     }  # fmt: skip
     assert not (tmp_path / "delivered").exists()
-    assert raw_client("X26ABC2").list_messages() == []  # acknowledged: kept here, not left in MESH
+    assert mesh_peer("X26ABC2").list_messages() == []  # acknowledged: kept here, not left in MESH
     assert bridge.store.payloads.read(message["payload_sha256"]) == b"ok\x00not ok"
 
 

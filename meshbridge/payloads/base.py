@@ -78,6 +78,8 @@ class PayloadType:
         ``max_size``, ``control_chars`` and anything under the route's ``options`` table). It
         returns findings instead of raising.
     :param description: one line for ``meshbridge plugins``.
+    :param example: a small valid payload (no patient data); ``meshbridge demo`` sends one of
+        every installed type that has an example.
     """
 
     name: str
@@ -85,6 +87,7 @@ class PayloadType:
     sniff: Sniffer
     validate: Validator
     description: str = ""
+    example: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -494,6 +494,17 @@ PAYLOAD_TYPE = PayloadType(
     sniff=sniff,
     validate=validate,
     description="FHIR JSON or XML (STU3, R4 via R4B, or R5), checked with fhir.resources",
+    example=b"""<Patient xmlns="http://hl7.org/fhir">
+  <id value="demo-patient"/>
+  <identifier>
+    <system value="https://fhir.nhs.uk/Id/nhs-number"/>
+    <value value="9000000009"/>
+  </identifier>
+  <name><family value="Test"/><given value="Demo"/></name>
+  <gender value="unknown"/>
+  <birthDate value="1970-01-01"/>
+</Patient>
+""",
 )
 
 

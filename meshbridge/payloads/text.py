@@ -84,7 +84,14 @@ def _accept(data: bytes, options: Mapping[str, Any]) -> ValidationResult:
     return ValidationResult("binary", (), {"size": len(data)})
 
 
-TEXT = PayloadType("text", "text/plain", sniff, validate, "Plain text: strict decoding, size cap, control characters")
+TEXT = PayloadType(
+    "text",
+    "text/plain",
+    sniff,
+    validate,
+    "Plain text: strict decoding, size cap, control characters",
+    b"Discharge summary for a demo patient.\nNo real patient data.\n",
+)
 BINARY = PayloadType(
     "binary", "application/octet-stream", lambda head: 0.01, _accept, "Opaque bytes: carried, never validated"
 )

@@ -427,6 +427,8 @@ PAYLOAD_TYPE = PayloadType(
     sniff=sniff,
     validate=validate,
     description="well-formed XML (hardened parser, no DTDs), optional XSD and ISO Schematron",
+    example=b'<?xml version="1.0" encoding="UTF-8"?>\n<referral xmlns="urn:example:meshbridge:demo">'
+    b"<service>Demo clinic</service><urgency>routine</urgency></referral>\n",
 )
 
 
