@@ -72,13 +72,24 @@ class Mailbox:
 
 @dataclass(frozen=True)
 class ItkOptions:
-    """ITK3 wrapping and the acknowledgements a route expects (used by the ITK layer)."""
+    """ITK3 on a route.
+
+    Outbound: payloads are wrapped as ITK3 messages asking for the acks set here, which must
+    arrive within ``*_within``. Inbound: messages are answered (infrastructure ack or nack) and
+    the end application's business ack is sent back. Responses travel on ``ack_workflow``.
+    """
 
     inf_ack: bool = True
     bus_ack: bool = False
     inf_ack_within: float | None = None
     bus_ack_within: float | None = None
-    ack_workflow: str | None = None
+    ack_workflow: str = ""
+    event: str = "ITK003D"
+    message_definition: str | None = None
+    recipient_type: str = "FA"
+    local_extension: str = "None"
+    ods_code: str | None = None
+    full_ack: bool = True  # inbound: our business responses ask the sender for an inf ack
 
 
 @dataclass(frozen=True)
@@ -261,7 +272,10 @@ _VALIDATION = {"xml_schema", "schematron", "charset", "max_size", "control_chars
 _ROUTE_COMMON = {"name", "direction", "workflow_id", "payload_type", "fhir_version", "itk", "options", *_VALIDATION}
 _OUTBOUND = _ROUTE_COMMON | {"from", "to", "source", "subject", "content_type"}
 _INBOUND = _ROUTE_COMMON | {"mailbox", "destination"}
-_ITK = {"inf_ack", "bus_ack", "inf_ack_within", "bus_ack_within", "ack_workflow"}
+_ITK = {
+    "inf_ack", "bus_ack", "inf_ack_within", "bus_ack_within", "ack_workflow", "event", "message_definition",
+    "recipient_type", "local_extension", "ods_code", "full_ack",
+}  # fmt: skip
 _MAILBOX_ID = re.compile(r"[A-Z0-9]{3,20}")
 _FHIR_VERSIONS = {"STU3", "R4", "R5"}
 
@@ -467,4 +481,17 @@ def _itk(r: _Reader, raw: Any, key: str, workflow: str) -> ItkOptions:
         inf_ack_within=r.duration(itk, key, "inf_ack_within", None),
         bus_ack_within=r.duration(itk, key, "bus_ack_within", None),
         ack_workflow=r.string(itk, key, "ack_workflow") or f"{workflow}_ACK",
+        event=r.string(itk, key, "event", "ITK003D"),  # type: ignore[arg-type]
+        message_definition=r.string(itk, key, "message_definition"),
+        recipient_type=_choice(r, itk, key, "recipient_type", ("FA", "FI"), "FA"),
+        local_extension=r.string(itk, key, "local_extension", "None"),  # type: ignore[arg-type]
+        ods_code=r.string(itk, key, "ods_code"),
+        full_ack=r.boolean(itk, key, "full_ack", True),
     )
+
+
+def _choice(r: _Reader, data: dict, key: str, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = data.get(name, default)
+    if value not in allowed:
+        raise r.fail(f"{key}.{name}", f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value

@@ -51,10 +51,7 @@ def make_plugin_manager(load_entrypoints: bool = True, blocked: Iterable[str] = 
     for name in [*blocked, *filter(None, os.environ.get("MESHBRIDGE_DISABLE_PLUGINS", "").split(","))]:
         pm.set_blocked(name.strip())
     for module_name in BUILTINS:
-        try:  # noqa: SIM105 TEMPORARY while the built-in types are written
-            pm.register(importlib.import_module(module_name), name=module_name)
-        except ModuleNotFoundError:
-            pass
+        pm.register(importlib.import_module(module_name), name=module_name)
     if load_entrypoints:
         try:
             pm.load_setuptools_entrypoints("meshbridge")
