@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .sandbox import PASSWORD, Sandbox, config_text
+from .sandbox import MAILBOXES, PASSWORD, Sandbox, config_text
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +34,15 @@ def mesh_sandbox(mesh_sandbox_server: Sandbox) -> Sandbox:
 @pytest.fixture
 def meshbridge_config(tmp_path: Path, mesh_sandbox: Sandbox) -> Callable[..., Path]:
     def make(
-        routes: str = "", *, name: str = "meshbridge.toml", store: str = "var/meshbridge.db", mesh: str = ""
+        routes: str = "",
+        *,
+        name: str = "meshbridge.toml",
+        store: str = "var/meshbridge.db",
+        mesh: str = "",
+        mailboxes: tuple[str, ...] = MAILBOXES,
     ) -> Path:
         path = tmp_path / name
-        path.write_text(config_text(mesh_sandbox, routes, store=store, mesh=mesh))
+        path.write_text(config_text(mesh_sandbox, routes, store=store, mesh=mesh, mailboxes=mailboxes))
         return path
 
     return make
