@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
+from . import acks, pipeline
+from .acks import Acknowledgements
 from .config import Config, Route, load
 from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected
 from .events import Event
@@ -33,6 +34,7 @@ class Bridge:
         self._check_routes()
         self.store = Store(config.store.path)
         self._mailboxes: dict[str, MeshMailbox] = {}
+        self._acks: Acknowledgements | None = None
 
     def _check_routes(self) -> None:
         """Route settings that depend on installed plugins: payload types and destination kinds."""
@@ -128,7 +130,7 @@ class Bridge:
                 subject=subject,
                 content_type=content_type,
             )
-            if not needs_validation(ptype):
+            if not needs_validation(ptype) and not (r_obj and r_obj.itk):
                 with file.open("rb") as source:
                     message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
             else:
@@ -167,7 +169,16 @@ class Bridge:
             payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
             data = self.plugins.transform(payload, route)
         fields["content_type"] = fields["content_type"] or self.media_type(result)
-        return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
+        if route is None or route.itk is None:
+            return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
+        wrapped = acks.wrap(data, fields["content_type"], route)
+        fields["content_type"] = wrapped.content_type
+        extra = {"id": wrapped.message_id, "itk_message_id": wrapped.itk_message_id}
+        message = pipeline.accept(
+            self.store, io.BytesIO(wrapped.data), payload_type=result.payload_type, extra=extra, **fields
+        )
+        acks.expect(self.store, message["id"], route.itk)
+        return message
 
     def media_type(self, result: ValidationResult) -> str | None:
         """The MIME type of a validated payload: its type's, or the one its validator found."""
@@ -200,9 +211,38 @@ class Bridge:
         for mailbox_id in ids:
             self._collect(mailbox_id, report)
         self._finish_inbound(report)
+        self.flush(report)  # responses made while finishing
         if track:
             self.track(report)
+        self.sweep(report)
         return report
+
+    def sweep(self, report: PollReport | None = None) -> PollReport:
+        """Flag expectations whose deadline passed (once each) and tell the plugins."""
+        report = report or PollReport()
+        for row in self.store.sweep_overdue():
+            report.overdue.append(row["message_id"])
+            self._notify(
+                "overdue",
+                row["message_id"],
+                f"{row['message_id']}: {row['kind']} was due by {row['due_at']}",
+                expected=row["kind"],
+                due_at=row["due_at"],
+            )
+        return report
+
+    def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
+        """The end application's business response to an inbound ITK message (30001 is "patient known here").
+
+        The response goes back to the sender on the route's ack workflow; a negative code is a nack.
+        """
+        return self.acks.business_ack(message_id, code, text)
+
+    @property
+    def acks(self) -> Acknowledgements:
+        if self._acks is None:
+            self._acks = Acknowledgements(self.config, self.store, self.plugins, self.mailbox, self._notify)
+        return self._acks
 
     def _collect(self, mailbox_id: str, report: PollReport) -> None:
         mesh = self.mailbox(mailbox_id)
@@ -226,6 +266,10 @@ class Bridge:
                     self._apply_report(message, report)
                     continue
                 route = pipeline.inbound_route(self.config, message)
+                if route is None and message["workflow_id"] in acks.ack_workflows(self.config, message["mailbox"]):
+                    if self.acks.receive_response(message):
+                        report.correlated.append(message["id"])
+                    continue
                 if route is None or route.destination is None:
                     pipeline.mark_unrouted(self.store, message, route)
                     report.unrouted.append(message["id"])
@@ -236,7 +280,14 @@ class Bridge:
                         f"{message['workflow_id']}: no inbound route; kept in the store",
                     )
                     continue
-                if message["state"] == "mesh-acked":
+                if message["state"] == "mesh-acked" and route.itk:
+                    state = self.acks.receive_message(route, message)
+                    if state in ("invalid", "duplicate"):
+                        report.invalid.append(message["id"])
+                    if state != "valid":
+                        continue
+                    message = self.store.get(message["id"])
+                elif message["state"] == "mesh-acked":
                     result = pipeline.validate_inbound(self.store, self.plugins, route, message)
                     if not result.valid:
                         report.invalid.append(message["id"])

@@ -145,7 +145,17 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(report.__dict__, indent=2))
         else:
-            for name in ("sent", "received", "delivered", "invalid", "unrouted", "undeliverable", "tracked"):
+            for name in (
+                "sent",
+                "received",
+                "delivered",
+                "invalid",
+                "unrouted",
+                "undeliverable",
+                "correlated",
+                "overdue",
+                "tracked",
+            ):
                 ids = getattr(report, name)
                 if ids:
                     click.echo(f"{name}: {len(ids)}")
@@ -219,12 +229,16 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     """One message and its timeline (by meshbridge id or MESH message id)."""
     with bridge_for(ctx) as bridge:
         message, events = bridge.show(message_id)
+        expectations = bridge.store.expectations(message["id"])
     if as_json:
-        click.echo(json.dumps({**_public(message), "events": events}, indent=2))
+        click.echo(json.dumps({**_public(message), "events": events, "expectations": expectations}, indent=2))
         return
     print_timeline(message, events)
     for finding in json.loads(message.get("findings") or "[]"):
         click.echo(format_finding(finding))
+    for e in expectations:
+        status = f"met {e['met_at'][:19]} ({e['outcome']})" if e["met_at"] else "OVERDUE" if e["overdue_at"] else "open"
+        click.echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
 
 
 def print_timeline(message: dict[str, Any], events: list[dict[str, Any]]) -> None:
@@ -255,10 +269,17 @@ def format_finding(finding: Any) -> str:
 @click.option("--type", "payload_type", default="auto", show_default=True, help="Payload type, or auto to sniff.")
 @click.option("--fhir-version", type=click.Choice(["STU3", "R4", "R5"]), help="FHIR release (default STU3).")
 @click.option("--route", help="Apply this route's settings (needs the config file).")
+@click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules in schemas/).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def validate(
-    ctx: click.Context, path: Path, payload_type: str, fhir_version: str | None, route: str | None, as_json: bool
+    ctx: click.Context,
+    path: Path,
+    payload_type: str,
+    fhir_version: str | None,
+    route: str | None,
+    itk_rules: bool,
+    as_json: bool,
 ) -> None:
     """Detect and validate one payload; print findings. Exit 0 valid, 1 invalid. No MESH needed."""
     from .config import load
@@ -281,6 +302,11 @@ def validate(
         fail(str(exc), 2)
     options = {"fhir_version": fhir_version} if fhir_version else {}
     result = check(plugins, data, payload_type=payload_type, options=options, route=route_obj, filename=path.name)
+    if itk_rules:
+        from .itk import check as itk_check
+        from .payloads.base import ValidationResult
+
+        result = ValidationResult(result.payload_type, (*result.findings, *itk_check(data)), result.details)
     if as_json:
         click.echo(
             json.dumps(
@@ -299,6 +325,22 @@ def validate(
             click.echo(format_finding(finding))
         click.echo(f"{path}: {result.payload_type} {'valid' if result.valid else 'INVALID'}")
     sys.exit(0 if result.valid else 1)
+
+
+@main.command()
+@click.argument("message_id")
+@click.option("--ok", "ok", is_flag=True, help="Positive business response (30001, or --code).")
+@click.option("--nack", "nack", metavar="CODE", help="Negative business response code, e.g. 30002.")
+@click.option("--code", help="With --ok: another positive or outcome code, e.g. 30004 or 30016.")
+@click.option("--text", help="Human-readable text for the response (no patient data).")
+@click.pass_context
+def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: str | None, text: str | None) -> None:
+    """The end application's business ack for an inbound ITK message; the response goes to the sender."""
+    if ok == bool(nack):
+        fail("give exactly one of --ok or --nack CODE", 2)
+    with bridge_for(ctx) as bridge:
+        message = bridge.ack(message_id, code=nack or code or "30001", text=text)
+        click.echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")
 
 
 @main.command()

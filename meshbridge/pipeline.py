@@ -36,6 +36,8 @@ class PollReport:
     delivered: list[str] = field(default_factory=list)
     unrouted: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
+    correlated: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
     undeliverable: list[str] = field(default_factory=list)
     tracked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -57,6 +59,7 @@ def accept(
     subject: str | None = None,
     content_type: str | None = None,
     rejected: ValidationResult | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Row:
     """Make an outbound message durable: payload file first, then the row.
 
@@ -73,6 +76,7 @@ def accept(
         "rejected" if rejected is not None else "accepted",
         detail=detail,
         findings=json.dumps(findings) if findings else None,
+        **(extra or {}),
         route=route,
         mailbox=mailbox,
         peer=to,

@@ -166,6 +166,9 @@ class Store:
                 [now(), outcome, message_id],
             ).rowcount
 
+    def open_expectations(self, message_id: str) -> list[Row]:
+        return [e for e in self.expectations(message_id) if e["met_at"] is None]
+
     def expectations(self, message_id: str) -> list[Row]:
         return list(self.db.query("SELECT * FROM expectations WHERE message_id = ? ORDER BY kind", [message_id]))
 

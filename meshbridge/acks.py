@@ -1,0 +1,494 @@
+"""ITK3 reliable messaging over the store: wrap, answer, correlate, expect.
+
+Sending side: an outbound payload on an ITK route is wrapped as an ITK3 message that asks for
+the route's acks; each requested ack becomes an *expectation* with a deadline. Responses
+(ITK008M) are correlated on ``response.identifier`` = the original ``MessageHeader.id``
+(case-insensitively), idempotently on their own ``MessageHeader.id``; a negative code is final;
+a business response may arrive before the infrastructure one; anything that matches nothing is
+kept as an ``orphan``. Receiving side: an inbound ITK message gets 20013 or the right nack when it
+asks for an infrastructure ack, and the end application's business ack (``Bridge.ack``) goes back
+to the sender on the route's ack workflow.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from . import itk, pipeline
+from .config import Config, ItkOptions, Route
+from .errors import MeshbridgeError, TransportError
+from .mesh import MeshMailbox
+from .payloads.base import Finding, ValidationResult
+from .plugins import Plugins
+from .store import Row, Store
+
+log = logging.getLogger("meshbridge")
+
+# event code -> (display, MessageDefinition name), reference itk3.md §2.3 and §2.5
+EVENTS = {
+    "ITK003D": ("ITK eDischarge", "ITK-eDischarge-MessageDefinition-4"),
+    "ITK004D": ("ITK Mental Health eDischarge", "ITK-MH-eDischarge-MessageDefinition-4"),
+    "ITK005D": ("ITK Emergency Care eDischarge", "ITK-EC-eDischarge-MessageDefinition-4"),
+    "ITK006D": ("ITK Outpatient Letter", "ITK-OPL-MessageDefinition-4"),
+    "ITK007C": ("ITK GP Connect Send Document", "ITK-GPConnectSendDocument-MessageDefinition-1"),
+    "ITK009D": ("ITK Digital Medicine Immunization Document", "ITK-DM-Immunization-MessageDefinition-1"),
+    "ITK010D": ("ITK Digital Medicine Emergency Supply Document", "ITK-DM-EmergencySupply-MessageDefinition-1"),
+    "ITK011M": ("ITK Events Management Service", None),
+    "ITK012M": ("ITK National Pathology", None),
+    "ITK013D": ("ITK Digital Medicine Minor Illness Document", None),
+    "ITK014M": ("ITK Update Record", None),
+}
+GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
+INF, BUS, BUS_OWED = "inf-ack", "bus-ack", "bus-ack-owed"
+FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
+
+Notify = Callable[..., None]  # notify(kind, message_id, summary, **detail)
+
+
+def due(within: float | None) -> str | None:
+    if within is None:
+        return None
+    return (datetime.now(UTC) + timedelta(seconds=within)).isoformat(timespec="microseconds")
+
+
+def ods(options: ItkOptions, mailbox: str) -> str:
+    """The sending organisation's ODS code: configured, else the mailbox id's ODS prefix."""
+    return options.ods_code or mailbox[:3]
+
+
+# -- sending side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    data: bytes
+    message_id: str  # meshbridge id, also SenderReference
+    itk_message_id: str  # MessageHeader.id
+    content_type: str
+
+
+def wrap(payload: bytes, media_type: str | None, route: Route) -> Wrapped:
+    """Wrap a validated payload as an ITK3 message asking for the route's acks."""
+    options = route.itk
+    assert options is not None
+    display, definition = EVENTS.get(options.event, (options.event, None))
+    definition_url = options.message_definition or f"{itk.MESSAGE_DEFINITION_BASE}/{definition or GENERIC_DEFINITION}"
+    message_id = uuid.uuid4().hex
+    handling = itk.Handling(
+        bus_ack=options.bus_ack,
+        inf_ack=options.inf_ack,
+        recipient_type=options.recipient_type,
+        message_definition=definition_url,
+        sender_reference=message_id,
+        local_extension=options.local_extension,
+    )
+    media = media_type or "application/octet-stream"
+    data, header_id = itk.build_message(
+        payload,
+        media_type=media,
+        event_code=options.event,
+        event_display=display,
+        handling=handling,
+        sender_mailbox=route.mailbox,
+        sender_ods=ods(options, route.mailbox),
+    )
+    json_payload = media.split(";")[0].strip().lower() in (itk.FHIR_JSON, "application/json+fhir")
+    content_type = itk.FHIR_JSON if json_payload else itk.FHIR_XML
+    return Wrapped(data, message_id, header_id, content_type)
+
+
+def expect(store: Store, message_id: str, options: ItkOptions) -> None:
+    """Record what must come back for an outbound ITK message, and by when."""
+    if options.inf_ack:
+        store.expect(message_id, INF, due(options.inf_ack_within))
+    if options.bus_ack:
+        store.expect(message_id, BUS, due(options.bus_ack_within))
+
+
+def ack_workflows(config: Config, mailbox: str) -> set[str]:
+    """Workflows on which ``mailbox`` receives ITK responses (no route needed for them)."""
+    return {r.itk.ack_workflow for r in config.routes if r.itk and r.mailbox == mailbox}
+
+
+def correlate(store: Store, response: Row, header: itk.ItkHeader, notify: Notify) -> Row | None:
+    """Apply an ITK response to the message it answers. Returns that message, or None (orphan/duplicate)."""
+    store.update(response["id"], itk_message_id=header.message_id)
+    earlier = [m for m in store.find_itk("in", header.message_id) if m["id"] != response["id"]]
+    if any(m["state"] in ("correlated", "orphan", "duplicate") for m in earlier):
+        store.transition(response["id"], "duplicate", detail={"itk_message_id": header.message_id})
+        return None
+    detail = {
+        "code": header.itk_code,
+        "display": header.itk_display,
+        "text": header.itk_text,
+        "level": header.level,
+        "response": response["id"],
+    }
+    code = itk.lookup(header.itk_code)
+    targets = (
+        [] if header.response_identifier == itk.UNREADABLE else store.find_itk("out", header.response_identifier or "")
+    )
+    if code is None or not targets:
+        reason = (
+            f"unknown ITK response code {header.itk_code!r}"
+            if code is None
+            else f"answers {header.response_identifier!r}, which this store did not send"
+        )
+        store.transition(response["id"], "orphan", detail={**detail, "reason": reason})
+        notify("orphan", response["id"], f"ITK response {header.message_id} {reason}", **detail)
+        return None
+    target = targets[0]
+    positive = code.positive is not False
+    if code.code in ("20007", "20008") and target["inf_ack_code"] == itk.SUCCESS:
+        # a re-send after a lost ack: the receiver already has it (reference itk3.md §6.2)
+        store.update(target["id"], kind="duplicate-reported", detail=detail)
+        store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
+        return store.get(target["id"])
+    if code.level == itk.INFRASTRUCTURE:
+        kind, column, expectation = ("inf-ack" if positive else "inf-nack"), "inf_ack_code", INF
+        state = "inf-acked" if positive else "inf-nacked"
+        advance_from = ("accepted", "sending", "sent", "delivered")
+    else:
+        kind, column, expectation = ("bus-ack" if positive else "bus-nack"), "bus_ack_code", BUS
+        state = "bus-acked" if positive else "bus-nacked"
+        advance_from = ("accepted", "sending", "sent", "delivered", "inf-acked")
+    store.meet(target["id"], expectation, code.code)
+    store.update(target["id"], kind=kind, detail=detail, **{column: code.code})
+    if not positive:
+        store.close_expectations(target["id"], f"closed by {code.code}")
+        store.transition(target["id"], state, from_states=tuple(s for s in _ALL if s not in FINAL), detail=detail)
+        notify("nack", target["id"], f"{target['id']} got {code.code} {code.display}", **detail)
+    else:
+        store.transition(target["id"], state, from_states=advance_from, detail=detail)
+        if not store.open_expectations(target["id"]):
+            store.transition(target["id"], "complete", from_states=("inf-acked", "bus-acked"))
+    store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
+    return store.get(target["id"])
+
+
+_ALL = ("accepted", "sending", "sent", "delivered", "inf-acked", "bus-acked")
+
+
+# -- receiving side -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to answer an inbound ITK message with: 20013, or a nack code and why."""
+
+    code: str
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def positive(self) -> bool:
+        return self.code == itk.SUCCESS
+
+
+def judge(header: itk.ItkHeader, result: ValidationResult, conformance: list[Finding], duplicate: bool) -> Verdict:
+    """The infrastructure response an inbound ITK message deserves (reference itk3.md §4, §9.1)."""
+    errors = [f for f in conformance if f.severity == "error"]
+    if duplicate:
+        return Verdict("20007", (Finding(f"message {header.message_id} was already received", code="itk.20007"),))
+    handling = header.handling
+    if handling is None:
+        return Verdict("10001", (*errors, Finding("no ITK handling specification", code="itk.10001")))
+    if handling.inf_ack is None:
+        return Verdict("10002", tuple(errors))
+    if handling.bus_ack is None:
+        return Verdict("10003", tuple(errors))
+    for finding in errors:  # conformance codes look like itk.10004
+        number = (finding.code or "").rpartition(".")[2]
+        if itk.lookup(number) is not None and number.startswith("1"):
+            return Verdict(number, tuple(errors))
+    if errors:
+        return Verdict("20006", tuple(errors))
+    if not result.valid:
+        return Verdict("20009", tuple(result.findings))
+    return Verdict(itk.SUCCESS)
+
+
+def findings_json(findings: tuple[Finding, ...] | list[Finding]) -> str:
+    return json.dumps([f.as_dict() for f in findings])
+
+
+def response_row(
+    store: Store,
+    *,
+    route: Route | None,
+    mailbox: str,
+    to: str,
+    workflow: str,
+    original_id: str,
+    code: str,
+    text: str | None,
+    inf_ack_requested: bool,
+    answers: str | None,
+    ods_code: str,
+    sender_reference: str | None = None,
+) -> Row:
+    """Build an ITK008M response and store it as an outbound message ready to send."""
+    data, header_id = itk.build_response(
+        original_id=original_id,
+        code=code,
+        sender_mailbox=mailbox,
+        text=text,
+        inf_ack_requested=inf_ack_requested,
+        sender_ods=ods_code,
+        sender_reference=sender_reference or "None",
+    )
+    return pipeline.accept(
+        store,
+        io.BytesIO(data),
+        route=route.name if route else None,
+        mailbox=mailbox,
+        to=to,
+        workflow_id=workflow,
+        payload_type="fhir",
+        filename=f"ITK-Response-{code}.xml",
+        content_type=itk.FHIR_XML,
+        extra={"itk_message_id": header_id, "answers": answers},
+    )
+
+
+class Acknowledgements:
+    """The ITK steps of a poll and of ``Bridge.ack``, wired to one store and its MESH mailboxes."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        plugins: Plugins,
+        mailbox: Callable[[str], MeshMailbox],
+        notify: Notify,
+    ) -> None:
+        self.config, self.store, self.plugins, self.mailbox, self.notify = config, store, plugins, mailbox, notify
+
+    # -- responses we receive --------------------------------------------------------------
+
+    def receive_response(self, message: Row) -> Row | None:
+        """An inbound message on an ack workflow (or an ITK008M anywhere): correlate it."""
+        try:
+            header = itk.parse(self.store.payloads.read(message["payload_sha256"]))
+        except itk.ItkUnreadable as exc:
+            self._orphan(message, f"unreadable ITK response: {exc}")
+            return None
+        if not header.is_response:
+            self._orphan(message, f"not an ITK response (event {header.event_code}) on an ack workflow")
+            return None
+        target = correlate(self.store, message, header, self.notify)
+        if target is not None and header.level == itk.BUSINESS and header.handling and header.handling.inf_ack:
+            # Full Acknowledgement: the business response asks us for an infrastructure ack
+            self.respond(
+                route=None,
+                mailbox=message["mailbox"],
+                to=message["peer"],
+                workflow=message["workflow_id"],
+                original_id=header.message_id,
+                code=itk.SUCCESS,
+                answers=message["id"],
+                ods_code=self._ods(target.get("route"), message["mailbox"]),
+                sender_reference=header.handling.sender_reference,
+            )
+        return target
+
+    def _orphan(self, message: Row, reason: str) -> None:
+        self.store.transition(message["id"], "orphan", from_states=("mesh-acked",), detail={"reason": reason})
+        self.notify("orphan", message["id"], f"{message['id']} from {message['peer']}: {reason}")
+
+    # -- messages we receive ---------------------------------------------------------------
+
+    def receive_message(self, route: Route, message: Row) -> str:
+        """Answer an inbound ITK message (20013 or a nack) and return its new state."""
+        options = route.itk
+        assert options is not None
+        data = self.store.payloads.read(message["payload_sha256"])
+        try:
+            header = itk.parse(data)
+        except itk.ItkUnreadable as exc:
+            finding = Finding(f"unreadable ITK message: {exc}", code="itk.10009")
+            self._refuse(route, message, "invalid", "10009", (finding,), itk.UNREADABLE, True)
+            return "invalid"
+        if header.is_response:
+            self.receive_response(message)
+            return "correlated"
+        self.store.update(message["id"], itk_message_id=header.message_id)
+        duplicate = any(m["id"] != message["id"] for m in self.store.find_itk("in", header.message_id))
+        result = pipeline.check_stored(self.store, self.plugins, message, route.payload_type, route)
+        verdict = judge(header, result, itk.check(data), duplicate)
+        handling = header.handling
+        wants_inf = handling is None or handling.inf_ack is not False
+        if not verdict.positive:
+            state = "duplicate" if verdict.code == "20007" else "invalid"
+            reference = handling.sender_reference if handling else None
+            self._refuse(route, message, state, verdict.code, verdict.findings, header.message_id, wants_inf, reference)
+            return state
+        self.store.transition(
+            message["id"],
+            "valid",
+            from_states=("mesh-acked",),
+            route=route.name,
+            payload_type=result.payload_type,
+            inf_ack_code=itk.SUCCESS if wants_inf else None,
+            detail={"payload_type": result.payload_type, "itk_message_id": header.message_id},
+        )
+        if handling is not None and handling.bus_ack:
+            self.store.expect(message["id"], BUS_OWED, None)
+        if wants_inf:
+            self.respond(
+                route=route,
+                mailbox=message["mailbox"],
+                to=message["peer"],
+                workflow=options.ack_workflow,
+                original_id=header.message_id,
+                code=itk.SUCCESS,
+                answers=message["id"],
+                ods_code=ods(options, message["mailbox"]),
+                sender_reference=handling.sender_reference if handling else None,
+            )
+        return "valid"
+
+    def _refuse(
+        self,
+        route: Route,
+        message: Row,
+        state: str,
+        code: str,
+        findings: tuple[Finding, ...],
+        original: str,
+        answer: bool,
+        sender_reference: str | None = None,
+    ) -> None:
+        options = route.itk
+        assert options is not None
+        self.store.transition(
+            message["id"],
+            state,
+            from_states=("mesh-acked",),
+            route=route.name,
+            inf_ack_code=code if answer else None,
+            findings=findings_json(findings),
+            detail={"code": code, "findings": [f.as_dict() for f in findings]},
+        )
+        if answer:
+            text = "; ".join(str(f) for f in findings[:3]) or None
+            self.respond(
+                route=route,
+                mailbox=message["mailbox"],
+                to=message["peer"],
+                workflow=options.ack_workflow,
+                original_id=original,
+                code=code,
+                text=text,
+                answers=message["id"],
+                ods_code=ods(options, message["mailbox"]),
+                sender_reference=sender_reference,
+            )
+        self.notify(
+            state,
+            message["id"],
+            f"{message['id']} on {route.name} refused with {code}",
+            findings=[f.as_dict() for f in findings],
+        )
+
+    # -- the end application's business ack -------------------------------------------------
+
+    def business_ack(self, message_id: str, code: str, text: str | None) -> Row:
+        message = self.store.get(message_id)
+        route = self.config.route(message["route"]) if message["route"] else None
+        if message["direction"] != "in" or not message["itk_message_id"] or route is None or route.itk is None:
+            raise AckRefused(f"{message['id']} is not an inbound ITK message")
+        if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
+            raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
+        if message["bus_ack_code"]:
+            raise AckRefused(f"{message['id']} was already answered with {message['bus_ack_code']}")
+        if message["state"] not in ("valid", "delivered"):
+            raise AckRefused(f"{message['id']} is {message['state']}: only a valid message gets a business ack")
+        rc = itk.lookup(code)
+        if rc is None or rc.level != itk.BUSINESS:
+            raise AckRefused(f"{code} is not a business response code (30001-30025)")
+        positive = rc.positive is not False
+        original = itk.parse(self.store.payloads.read(message["payload_sha256"]))
+        self.respond(
+            route=route,
+            mailbox=message["mailbox"],
+            to=message["peer"],
+            workflow=route.itk.ack_workflow,
+            original_id=message["itk_message_id"],
+            code=code,
+            text=text,
+            answers=message["id"],
+            inf_ack_requested=route.itk.full_ack,
+            ods_code=ods(route.itk, message["mailbox"]),
+            expect_within=route.itk.inf_ack_within,
+            sender_reference=original.handling.sender_reference if original.handling else None,
+        )
+        self.store.meet(message["id"], BUS_OWED, code)
+        self.store.transition(
+            message["id"],
+            "bus-acked" if positive else "bus-nacked",
+            from_states=("valid", "delivered"),
+            bus_ack_code=code,
+            detail={"code": code, "display": rc.display, "text": text},
+        )
+        return self.store.get(message["id"])
+
+    # -- sending a response ----------------------------------------------------------------
+
+    def respond(
+        self,
+        *,
+        route: Route | None,
+        mailbox: str,
+        to: str,
+        workflow: str,
+        original_id: str,
+        code: str,
+        answers: str,
+        ods_code: str,
+        text: str | None = None,
+        inf_ack_requested: bool = False,
+        expect_within: float | None = None,
+        sender_reference: str | None = None,
+    ) -> Row:
+        """Store an ITK008M response and send it; a MESH outage leaves it ``accepted`` for the next poll.
+
+        ``sender_reference`` is the answered message's SenderReference, echoed back as GP Connect requires.
+        """
+        row = response_row(
+            self.store,
+            route=route,
+            mailbox=mailbox,
+            to=to,
+            workflow=workflow,
+            original_id=original_id,
+            code=code,
+            text=text,
+            inf_ack_requested=inf_ack_requested,
+            answers=answers,
+            ods_code=ods_code,
+            sender_reference=sender_reference,
+        )
+        if inf_ack_requested:
+            self.store.expect(row["id"], INF, due(expect_within))
+        self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
+        try:
+            pipeline.transmit(self.store, self.mailbox(mailbox), row)
+        except TransportError as exc:
+            log.warning("response %s not sent yet: %s", row["id"], exc)
+        return self.store.get(row["id"])
+
+    def _ods(self, route_name: str | None, mailbox: str) -> str:
+        for route in self.config.routes:
+            if route.name == route_name and route.itk:
+                return ods(route.itk, mailbox)
+        return mailbox[:3]
+
+
+class AckRefused(MeshbridgeError):
+    """A business ack that cannot be sent (wrong message, code or state)."""
