@@ -403,12 +403,12 @@ class Acknowledgements:
         route = self.config.route(message["route"]) if message["route"] else None
         if message["direction"] != "in" or not message["itk_message_id"] or route is None or route.itk is None:
             raise AckRefused(f"{message['id']} is not an inbound ITK message")
-        if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
-            raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
         if message["bus_ack_code"]:
             raise AckRefused(f"{message['id']} was already answered with {message['bus_ack_code']}")
         if message["state"] not in ("valid", "delivered"):
             raise AckRefused(f"{message['id']} is {message['state']}: only a valid message gets a business ack")
+        if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
+            raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
         rc = itk.lookup(code)
         if rc is None or rc.level != itk.BUSINESS:
             raise AckRefused(f"{code} is not a business response code (30001-30025)")
