@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from .bridge import Bridge, PollReport
 from .config import Config, Mailbox, Route, Secret, load
+from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
     MeshbridgeError,
@@ -29,6 +30,8 @@ from .payloads.base import ERROR, WARNING, Finding, Payload, PayloadType, Valida
 from .plugins import Plugins
 
 __all__ = [
+    "AckMatch",
+    "AckProtocol",
     "ERROR",
     "WARNING",
     "Bridge",

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import acks, pipeline
+from . import acks, domain_acks, pipeline
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected
@@ -21,6 +21,7 @@ from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
+DOMAIN_ACK_CAP = 10_000_000  # bytes: larger inbound payloads are never read as acknowledgements
 
 __all__ = ["Bridge", "PollReport"]
 
@@ -169,8 +170,13 @@ class Bridge:
             payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
             data = self.plugins.transform(payload, route)
         fields["content_type"] = fields["content_type"] or self.media_type(result)
-        if route is None or route.itk is None:
+        if route is None:
             return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
+        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+        if route.itk is None:
+            message = pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
+            self._expect_domain_acks(message, payload, route)
+            return message
         wrapped = acks.wrap(data, fields["content_type"], route)
         fields["content_type"] = wrapped.content_type
         extra = {"id": wrapped.message_id, "itk_message_id": wrapped.itk_message_id}
@@ -178,7 +184,39 @@ class Bridge:
             self.store, io.BytesIO(wrapped.data), payload_type=result.payload_type, extra=extra, **fields
         )
         acks.expect(self.store, message["id"], route.itk)
+        self._expect_domain_acks(message, payload, route)
         return message
+
+    def _expect_domain_acks(self, message: Row, payload: Payload, route: Route) -> None:
+        for protocol in self.plugins.ack_protocols():
+            try:
+                key = protocol.expects(payload, route)
+            except Exception as exc:  # a broken plugin must not stop the send
+                log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message["id"], type(exc).__name__, exc)
+                continue
+            if key:
+                self.store.remember_key(protocol.name, key, message["id"])
+                self.store.expect(message["id"], protocol.name, acks.due(protocol.within(route)))
+
+    def _domain_ack(self, message: Row, report: PollReport) -> bool:
+        """Is this inbound message a domain acknowledgement? If so, correlate it."""
+        protocols = self.plugins.ack_protocols()
+        if not protocols or message["payload_size"] > DOMAIN_ACK_CAP:
+            return False
+        data = self.store.payloads.read(message["payload_sha256"])
+        result = check(self.plugins, data, direction="in", workflow_id=message["workflow_id"])
+        payload = Payload(data, result.payload_type, "in", message["workflow_id"], message["filename"], result)
+        for protocol in protocols:
+            try:
+                match = protocol.answers(payload)
+            except Exception as exc:
+                log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message["id"], type(exc).__name__, exc)
+                continue
+            if match is not None:
+                if domain_acks.correlate(self.store, protocol, message, match, self._notify):
+                    report.correlated.append(message["id"])
+                return True
+        return False
 
     def media_type(self, result: ValidationResult) -> str | None:
         """The MIME type of a validated payload: its type's, or the one its validator found."""
@@ -264,6 +302,8 @@ class Bridge:
             try:
                 if message["message_type"] == "REPORT":
                     self._apply_report(message, report)
+                    continue
+                if message["state"] == "mesh-acked" and self._domain_ack(message, report):
                     continue
                 route = pipeline.inbound_route(self.config, message)
                 if route is None and message["workflow_id"] in acks.ack_workflows(self.config, message["mailbox"]):

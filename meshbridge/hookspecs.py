@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .config import Route
+    from .domain_acks import AckProtocol
     from .events import Event
     from .payloads.base import Finding, Payload, PayloadType
 
@@ -81,10 +82,16 @@ def meshbridge_destinations() -> dict[str, Destination]:
 
 
 @hookspec
-def meshbridge_ack_protocols() -> list[Any]:
-    """Return domain acknowledgement protocols (e.g. EDIFACT RECEP, NHSACK) built on the same
-    expectation machinery as ITK3 acks: what a sent message expects back, how to recognise the
-    answer among inbound messages, and how to correlate it. See the ITK layer for the type.
+def meshbridge_ack_protocols() -> list[AckProtocol]:
+    """Return domain acknowledgement protocols (e.g. EDIFACT RECEP, NHSACK) that run on the same
+    expectation machinery as ITK3 acks.
+
+    Each :class:`~meshbridge.AckProtocol` has a ``name`` (the expectation kind), an
+    ``expects(payload, route) -> key | None`` that gives an outbound payload's correlation key
+    when it expects this acknowledgement (the deadline comes from the route option
+    ``<name>_within``), and an ``answers(payload) -> AckMatch | None`` that recognises an inbound
+    payload as such an acknowledgement and says which key it answers. ``examples/recep_ack.py``
+    is a complete plugin.
 
     All results are collected.
     """

@@ -17,6 +17,7 @@ import pluggy
 
 from . import hookspecs
 from .config import Route
+from .domain_acks import AckProtocol
 from .errors import MeshbridgeError
 from .events import Event
 from .hookspecs import Destination
@@ -71,6 +72,7 @@ class Plugins:
         self.pm = pm or make_plugin_manager()
         self._types: dict[str, PayloadType] | None = None
         self._destinations: dict[str, Destination] | None = None
+        self._protocols: list[AckProtocol] | None = None
 
     def payload_types(self) -> dict[str, PayloadType]:
         if self._types is None:
@@ -108,8 +110,10 @@ class Plugins:
             self._destinations = kinds
         return self._destinations
 
-    def ack_protocols(self) -> list[Any]:
-        return [p for batch in self.pm.hook.meshbridge_ack_protocols() for p in batch or []]
+    def ack_protocols(self) -> list[AckProtocol]:
+        if self._protocols is None:
+            self._protocols = [p for batch in self.pm.hook.meshbridge_ack_protocols() for p in batch or []]
+        return self._protocols
 
     def notify(self, event: Event) -> None:
         """Tell every plugin; a failing notifier is logged, never allowed to stop the pipeline."""

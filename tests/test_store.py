@@ -12,6 +12,7 @@ import pytest
 
 from meshbridge import StoreError, UnknownMessage
 from meshbridge.store import Store
+from meshbridge.store.schema import migrations
 
 
 def mode(path: Path) -> int:
@@ -35,7 +36,8 @@ def test_migrations_apply_once(tmp_path: Path) -> None:
     Store(tmp_path / "mb.db").close()
     store = Store(tmp_path / "mb.db")  # reopening must not re-run or fail
     applied = [r["name"] for r in store.db.query("SELECT name FROM _sqlite_migrations")]
-    assert applied == ["m001_messages_and_events", "m002_findings", "m003_itk"]
+    assert applied[0] == "m001_messages_and_events" and len(applied) == len(set(applied)) >= 4
+    assert migrations.pending(store.db) == []
     assert {"messages", "events", "expectations"} <= set(store.db.table_names())
 
 

@@ -85,3 +85,13 @@ def m003_itk(db: Database) -> None:
     """ITK3 correlation: responses point at the message they answer; ids compare case-insensitively."""
     db["messages"].add_column("answers", str)  # meshbridge id of the message this response answers
     db.execute("CREATE INDEX idx_messages_itk_id ON messages(direction, itk_message_id COLLATE NOCASE)")
+
+
+@migrations()
+def m004_ack_keys(db: Database) -> None:
+    """Correlation keys of domain acknowledgements (``meshbridge_ack_protocols``)."""
+    db["ack_keys"].create(
+        {"protocol": str, "key": str, "message_id": str},
+        pk=("protocol", "key"),
+        foreign_keys=[("message_id", "messages", "id")],
+    )

@@ -172,6 +172,17 @@ class Store:
     def expectations(self, message_id: str) -> list[Row]:
         return list(self.db.query("SELECT * FROM expectations WHERE message_id = ? ORDER BY kind", [message_id]))
 
+    def remember_key(self, protocol: str, key: str, message_id: str) -> None:
+        with self.immediate() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO ack_keys (protocol, key, message_id) VALUES (?, ?, ?)",
+                [protocol, key, message_id],
+            )
+
+    def by_key(self, protocol: str, key: str) -> Row | None:
+        rows = list(self.db.query("SELECT message_id FROM ack_keys WHERE protocol = ? AND key = ?", [protocol, key]))
+        return self.get(rows[0]["message_id"]) if rows else None
+
     def sweep_overdue(self) -> list[Row]:
         """Flag expectations whose deadline passed (once each) and record an ``overdue`` event."""
         stamp = now()

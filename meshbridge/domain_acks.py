@@ -1,0 +1,80 @@
+"""Domain acknowledgements (EDIFACT RECEP, NHSACK ...) on the same expectation machinery as ITK3.
+
+A plugin returns :class:`AckProtocol` objects from ``meshbridge_ack_protocols``. For each outbound
+payload, ``expects`` may return a correlation key: meshbridge then records an expectation named
+after the protocol (deadline from the route option ``<name>_within``, e.g. ``recep_within = "1d"``).
+For each inbound payload, ``answers`` may recognise it as such an acknowledgement and say which
+key it answers: meshbridge meets the expectation, records the outcome on the original's timeline
+and files the acknowledgement as ``correlated`` (or ``orphan`` when nothing matches).
+See ``examples/recep_ack.py`` for a complete plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Route, parse_duration
+from .payloads.base import Payload
+from .store import Row, Store
+
+Notify = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class AckMatch:
+    """An inbound payload recognised as an acknowledgement.
+
+    :param key: the correlation key of the message it answers (as ``expects`` produced it).
+    :param positive: accepted (True) or rejected (False); a rejection closes every expectation.
+    :param code: the protocol's own outcome code, e.g. ``OK`` or ``CA``.
+    :param text: words for the timeline (no patient data).
+    """
+
+    key: str
+    positive: bool
+    code: str
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class AckProtocol:
+    """A kind of domain acknowledgement.
+
+    :param name: expectation kind and event name, e.g. ``recep``.
+    :param expects: ``expects(payload, route) -> key | None`` for outbound payloads.
+    :param answers: ``answers(payload) -> AckMatch | None`` for inbound payloads.
+    """
+
+    name: str
+    expects: Callable[[Payload, Route], str | None]
+    answers: Callable[[Payload], AckMatch | None]
+
+    def within(self, route: Route) -> float | None:
+        value = route.options.get(f"{self.name}_within")
+        return None if value is None else parse_duration(value)
+
+
+def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch, notify: Notify) -> Row | None:
+    """Apply a recognised domain acknowledgement to the message it answers."""
+    detail = {"protocol": protocol.name, "code": match.code, "text": match.text, "ack": message["id"]}
+    target = store.by_key(protocol.name, match.key)
+    if target is None:
+        reason = f"{protocol.name} answers {match.key!r}, which this store did not send"
+        store.transition(message["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason})
+        notify("orphan", message["id"], reason, **detail)
+        return None
+    store.meet(target["id"], protocol.name, match.code)
+    store.update(target["id"], kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
+    if not match.positive:
+        store.close_expectations(target["id"], f"closed by {protocol.name} {match.code}")
+        notify("nack", target["id"], f"{target['id']} rejected by {protocol.name} {match.code}", **detail)
+    store.transition(
+        message["id"],
+        "correlated",
+        from_states=("mesh-acked",),
+        answers=target["id"],
+        detail={**detail, "answers": target["id"]},
+    )
+    return store.get(target["id"])
