@@ -253,6 +253,7 @@ def response_row(
         filename=f"ITK-Response-{code}.xml",
         content_type=itk.FHIR_XML,
         extra={"itk_message_id": header_id, "answers": answers},
+        claim=True,
     )
 
 
@@ -478,7 +479,7 @@ class Acknowledgements:
             self.store.expect(row["id"], INF, due(expect_within))
         self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
         try:
-            pipeline.transmit(self.store, self.mailbox(mailbox), row)
+            pipeline.transmit(self.store, self.mailbox(mailbox), row, claimed=True)
         except TransportError as exc:
             log.warning("response %s not sent yet: %s", row["id"], exc)
         return self.store.get(row["id"])

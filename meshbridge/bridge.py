@@ -130,6 +130,7 @@ class Bridge:
                 filename=file.name,
                 subject=subject,
                 content_type=content_type,
+                claim=True,
             )
             if not needs_validation(ptype) and not (r_obj and r_obj.itk):
                 with file.open("rb") as source:
@@ -138,7 +139,7 @@ class Bridge:
                 message = self._accept_validated(file, size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
-        pipeline.transmit(self.store, self.mailbox(sender), message)
+        pipeline.transmit(self.store, self.mailbox(sender), message, claimed=True)
         return self.store.get(message["id"])
 
     def _accept_validated(self, file: Path, size: int, ptype: str, route: Route | None, fields: dict[str, Any]) -> Row:
@@ -225,9 +226,10 @@ class Bridge:
         return found or (payload_type.media_type if payload_type else None)
 
     def flush(self, report: PollReport | None = None) -> PollReport:
-        """Send every stored message still waiting (``accepted``)."""
+        """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
         report = report or PollReport()
-        for message in self.store.messages(state="accepted", direction="out"):
+        waiting = self.store.messages(state="accepted", direction="out")
+        for message in waiting + self.store.stale_sending(pipeline.SEND_LEASE):
             try:
                 if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message):
                     report.sent.append(message["id"])
@@ -339,6 +341,9 @@ class Bridge:
                             findings=[f.as_dict() for f in result.findings],
                         )
                         continue
+                    pipeline.deliver_inbound(self.store, self.plugins, route, message, validated=result)
+                    report.delivered.append(message["id"])
+                    continue
                 pipeline.deliver_inbound(self.store, self.plugins, route, message)
                 report.delivered.append(message["id"])
             except MeshbridgeError as exc:

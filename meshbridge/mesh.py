@@ -116,7 +116,11 @@ class MeshMailbox:
             max_chunk_size=mesh.chunk_size,
             timeout=mesh.timeout,
             application_name=f"meshbridge=={__version__}",
+            proxies=requests.utils.get_environ_proxies(mesh.url) or None,
         )
+        # requests re-reads the proxy environment on every request (~0.7 ms each here); the
+        # proxies were read once above, and the CA bundle comes from [mesh] ca_bundle, not the env.
+        self._client._session.trust_env = False
 
     def close(self) -> None:
         self._client.close()

@@ -23,6 +23,8 @@ from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_op
 
 log = logging.getLogger("meshbridge")
 
+SEND_LEASE = 900.0  # seconds a ``sending`` claim lasts without progress before another pass may resume it
+
 # Outbound states MESH tracking or a REPORT may still move on.
 IN_FLIGHT = ("sent", "delivered")
 
@@ -60,10 +62,12 @@ def accept(
     content_type: str | None = None,
     rejected: ValidationResult | None = None,
     extra: dict[str, Any] | None = None,
+    claim: bool = False,
 ) -> Row:
     """Make an outbound message durable: payload file first, then the row.
 
-    State ``accepted``, or ``rejected`` (quarantined: bytes and findings kept, never sent).
+    State ``accepted``, or ``sending`` when ``claim`` (the caller sends it at once: one
+    transaction less), or ``rejected`` (quarantined: bytes and findings kept, never sent).
     """
     sha, size = store.payloads.write_file(source)
     detail: dict[str, Any] = {"sha256": sha, "size": size}
@@ -71,10 +75,12 @@ def accept(
     if rejected is not None:
         findings = [f.as_dict() for f in rejected.findings]
         detail["findings"] = findings
+    state = "rejected" if rejected is not None else "sending" if claim else "accepted"
     return store.add(
         "out",
-        "rejected" if rejected is not None else "accepted",
+        state,
         detail=detail,
+        before="accepted" if state == "sending" else "",
         findings=json.dumps(findings) if findings else None,
         **(extra or {}),
         route=route,
@@ -90,13 +96,14 @@ def accept(
     )
 
 
-def transmit(store: Store, mesh: MeshMailbox, message: Row) -> bool:
+def transmit(store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = False) -> bool:
     """Send one accepted message. Returns True when MESH took it.
 
-    The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too.
-    A transient failure puts it back to ``accepted`` for the next pass; a MESH rejection fails it.
+    The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too,
+    unless it was born claimed (``claimed=True``). A transient failure puts it back to
+    ``accepted`` for the next pass; a MESH rejection fails it.
     """
-    if not store.transition(message["id"], "sending", from_states=("accepted",), kind="sending"):
+    if not claimed and not store.claim(message["id"], SEND_LEASE):
         return False
     sha = message["payload_sha256"]
     try:
@@ -276,18 +283,13 @@ def mark_unrouted(store: Store, message: Row, route: Route | None) -> None:
 
 
 def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> ValidationResult:
-    """Check a collected payload against its route: ``valid`` or ``invalid`` (with findings)."""
+    """Check a collected payload against its route; an invalid one is recorded ``invalid`` with findings.
+
+    A valid one stays ``mesh-acked``: :func:`deliver_inbound` records ``valid`` and ``delivered``
+    together (one transaction less per message).
+    """
     result = check_stored(store, plugins, message, route.payload_type, route)
-    if result.valid:
-        store.transition(
-            message["id"],
-            "valid",
-            from_states=("mesh-acked",),
-            route=route.name,
-            payload_type=result.payload_type,
-            detail={"payload_type": result.payload_type},
-        )
-    else:
+    if not result.valid:
         findings = [f.as_dict() for f in result.findings]
         store.transition(
             message["id"],
@@ -322,24 +324,39 @@ def check_stored(
     )
 
 
-def deliver_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> None:
-    """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id."""
+def deliver_inbound(
+    store: Store, plugins: Plugins, route: Route, message: Row, validated: ValidationResult | None = None
+) -> None:
+    """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
+
+    ``validated`` is the verdict of a message still ``mesh-acked``: it is recorded as ``valid``
+    with the delivery, or alone when the delivery fails (the next poll retries it).
+    """
     assert route.destination is not None
     [(kind, target)] = route.destination.items()
     deliver = plugins.destinations().get(kind)
     if deliver is None:
         raise DeliveryError(f"route {route.name}: no destination kind {kind!r} is installed")
+    valid = None
+    fields: dict[str, Any] = {}
+    if validated is not None:
+        valid = ("valid", {"payload_type": validated.payload_type})
+        fields = {"route": route.name, "payload_type": validated.payload_type}
     name = safe_name(message["mesh_message_id"], message["filename"])
     try:
         where = deliver(target, store.payloads.blocks(message["payload_sha256"]), name, message["content_type"])
-    except DeliveryError as exc:
+    except (DeliveryError, StoreError) as exc:
+        if valid:
+            store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=valid[1], **fields)
         store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
     store.transition(
         message["id"],
         "delivered",
         from_states=("mesh-acked", "valid"),
+        before=valid,
         detail={"destination": where},
         destination=where,
         last_error=None,
+        **fields,
     )

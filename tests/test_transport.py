@@ -105,3 +105,38 @@ def test_secrets_never_reach_output_logs_or_store(
     stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
     assert len(stored) > 0 and key.encode() not in stored
     assert "password" not in details
+
+
+def test_a_send_whose_sender_died_is_resumed_after_the_lease(tmp_path: Path, meshbridge_config, make_bridge) -> None:
+    import io
+
+    from meshbridge import pipeline
+
+    bridge = make_bridge(meshbridge_config(OUT_IN))
+    fresh = pipeline.accept(
+        bridge.store,
+        io.BytesIO(b"claimed just now"),
+        route="out",
+        mailbox="X26ABC1",
+        to="X26ABC2",
+        workflow_id="TEST_WORKFLOW",
+        payload_type="binary",
+        filename="a",
+        claim=True,
+    )
+    dead = pipeline.accept(
+        bridge.store,
+        io.BytesIO(b"claimed by a process that died"),
+        route="out",
+        mailbox="X26ABC1",
+        to="X26ABC2",
+        workflow_id="TEST_WORKFLOW",
+        payload_type="binary",
+        filename="b",
+        claim=True,
+    )
+    bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00' WHERE id = ?", [dead["id"]])
+    report = bridge.flush()
+    assert report.sent == [dead["id"]]  # the live claim is left alone
+    assert bridge.store.get(fresh["id"])["state"] == "sending"
+    assert [e["kind"] for e in bridge.store.events(dead["id"])] == ["accepted", "sending", "resending", "sent"]

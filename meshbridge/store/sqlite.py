@@ -12,7 +12,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,14 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def add(self, direction: str, state: str, detail: dict[str, Any] | None = None, **fields: Any) -> Row:
-        """Insert a message and its first event. ``direction`` is ``out`` or ``in``."""
+    def add(
+        self, direction: str, state: str, detail: dict[str, Any] | None = None, *, before: str = "", **fields: Any
+    ) -> Row:
+        """Insert a message and its first event. ``direction`` is ``out`` or ``in``.
+
+        ``before`` names a state the message passed through on the way (e.g. ``accepted`` for a
+        message born claimed as ``sending``): it gets its own event, in the same transaction.
+        """
         stamp = now()
         row = {
             "id": fields.pop("id", None) or uuid.uuid4().hex,
@@ -80,7 +86,9 @@ class Store:
         try:
             with self.immediate() as db:
                 db["messages"].insert(row)
-                self._event(row["id"], state, state, detail, stamp)
+                if before:
+                    self._event(row["id"], before, before, detail, stamp)
+                self._event(row["id"], state, state, None if before else detail, stamp)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"message already stored: {exc}") from None
         return self.get(row["id"])
@@ -93,9 +101,12 @@ class Store:
         from_states: tuple[str, ...] | None = None,
         kind: str | None = None,
         detail: dict[str, Any] | None = None,
+        before: tuple[str, dict[str, Any] | None] | None = None,
         **fields: Any,
     ) -> bool:
         """Move a message to ``to_state`` if it is in one of ``from_states``; record the event.
+
+        ``before=(state, detail)`` records a state passed through on the way, in the same transaction.
 
         Returns False (and changes nothing) when the message was not in an allowed state, which
         is how a second process learns that the first one already did the work.
@@ -109,8 +120,27 @@ class Store:
             params += from_states
         with self.immediate() as db:
             changed = db.execute(sql, params).rowcount
+            if changed and before:
+                self._event(message_id, before[0], before[0], before[1], stamp)
             if changed:
                 self._event(message_id, kind or to_state, to_state, detail, stamp)
+        return bool(changed)
+
+    def claim(self, message_id: str, lease: float) -> bool:
+        """Take an outbound message to send: ``accepted``, or ``sending`` but untouched for ``lease``
+        seconds (its sender died). One process wins; the others get False."""
+        stamp = datetime.now(UTC)
+        stale = (stamp - timedelta(seconds=lease)).isoformat(timespec="microseconds")
+        with self.immediate() as db:
+            row = db.execute("SELECT state FROM messages WHERE id = ?", [message_id]).fetchone()
+            changed = db.execute(
+                "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ? "
+                "AND (state = 'accepted' OR (state = 'sending' AND updated_at < ?))",
+                [stamp.isoformat(timespec="microseconds"), message_id, stale],
+            ).rowcount
+            if changed:
+                kind = "sending" if row[0] == "accepted" else "resending"
+                self._event(message_id, kind, "sending", None, stamp.isoformat(timespec="microseconds"))
         return bool(changed)
 
     def update(
@@ -218,6 +248,11 @@ class Store:
     def find(self, direction: str, mesh_message_id: str) -> Row | None:
         rows = self._select("m.direction = ? AND m.mesh_message_id = ?", [direction, mesh_message_id], limit=1)
         return rows[0] if rows else None
+
+    def stale_sending(self, lease: float) -> list[Row]:
+        """Outbound messages claimed ``sending`` but untouched for ``lease`` seconds."""
+        stale = (datetime.now(UTC) - timedelta(seconds=lease)).isoformat(timespec="microseconds")
+        return self._select("m.direction = 'out' AND m.state = 'sending' AND m.updated_at < ?", [stale])
 
     def messages(
         self,
