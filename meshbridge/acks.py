@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from . import itk, pipeline
 from .config import Config, ItkOptions, Route
 from .errors import MeshbridgeError, TransportError
+from .faults import checkpoint
 from .mesh import MeshMailbox
 from .payloads.base import Finding, ValidationResult
 from .plugins import Plugins
@@ -477,6 +478,7 @@ class Acknowledgements:
         )
         if inf_ack_requested:
             self.store.expect(row["id"], INF, due(expect_within))
+        checkpoint("respond:stored")
         self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
         try:
             pipeline.transmit(self.store, self.mailbox(mailbox), row, claimed=True)

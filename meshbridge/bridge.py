@@ -11,8 +11,9 @@ from typing import Any
 from . import acks, domain_acks, pipeline
 from .acks import Acknowledgements
 from .config import Config, Route, load
-from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected
+from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected, SendAbandoned
 from .events import Event
+from .faults import checkpoint
 from .mesh import MeshMailbox
 from .payloads.base import Payload, ValidationResult
 from .pipeline import PollReport
@@ -74,6 +75,11 @@ class Bridge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def retry_policy(self) -> pipeline.RetryPolicy:
+        mesh = self.config.mesh
+        return pipeline.RetryPolicy(mesh.send_attempts, mesh.retry_backoff, mesh.retry_backoff_max)
 
     def mailbox(self, mailbox_id: str) -> MeshMailbox:
         if mailbox_id not in self.config.mailboxes:
@@ -139,7 +145,8 @@ class Bridge:
                 message = self._accept_validated(file, size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
-        pipeline.transmit(self.store, self.mailbox(sender), message, claimed=True)
+        checkpoint("send:stored")
+        pipeline.transmit(self.store, self.mailbox(sender), message, claimed=True, policy=self.retry_policy)
         return self.store.get(message["id"])
 
     def _accept_validated(self, file: Path, size: int, ptype: str, route: Route | None, fields: dict[str, Any]) -> Row:
@@ -228,11 +235,14 @@ class Bridge:
     def flush(self, report: PollReport | None = None) -> PollReport:
         """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
         report = report or PollReport()
-        waiting = self.store.messages(state="accepted", direction="out")
+        waiting = [m for m in self.store.messages(state="accepted", direction="out") if pipeline.due_for_sending(m)]
         for message in waiting + self.store.stale_sending(pipeline.SEND_LEASE):
             try:
-                if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message):
+                if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message, policy=self.retry_policy):
                     report.sent.append(message["id"])
+            except SendAbandoned as exc:
+                report.problems.append(f"send {message['id']}: {exc}")
+                self._notify("failed", message["id"], str(exc))
             except MeshRejected as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
                 self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)

@@ -61,6 +61,9 @@ class MeshConfig:
     compress: bool = False
     timeout: float = 600.0
     tracking_interval: float = 3600.0
+    send_attempts: int = 10
+    retry_backoff: float = 30.0
+    retry_backoff_max: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,9 @@ _MESH = {
     "compress",
     "timeout",
     "tracking_interval",
+    "send_attempts",
+    "retry_backoff",
+    "retry_backoff_max",
 }
 _MAILBOX = {"id", "password", "poll_interval"}
 _VALIDATION = {"xml_schema", "schematron", "charset", "max_size", "control_chars"}
@@ -345,7 +351,17 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
         compress=r.boolean(m, "mesh", "compress", False),
         timeout=r.duration(m, "mesh", "timeout", 600.0) or 600.0,
         tracking_interval=r.duration(m, "mesh", "tracking_interval", 3600.0),  # type: ignore[arg-type]
+        send_attempts=_positive_int(r, m, "mesh", "send_attempts", 10),
+        retry_backoff=r.duration(m, "mesh", "retry_backoff", 30.0),  # type: ignore[arg-type]
+        retry_backoff_max=r.duration(m, "mesh", "retry_backoff_max", 3600.0),  # type: ignore[arg-type]
     )
+
+
+def _positive_int(r: _Reader, data: dict, key: str, name: str, default: int) -> int:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise r.fail(f"{key}.{name}", f"expected a whole number of at least 1, got {value!r}")
+    return value
 
 
 def _mailboxes(r: _Reader, raw: Any, mesh: MeshConfig) -> dict[str, Mailbox]:

@@ -5,7 +5,8 @@ MeshbridgeError
 ├── PayloadError     a payload cannot be read or is refused
 │   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
 ├── TransportError   MESH refused or failed a request
-│   └── MeshRejected MESH answered a send with an error code (not worth retrying as is)
+│   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
+│   └── SendAbandoned   a send failed too often and is now ``failed``
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
 └── UnknownMessage   no message with that id
 """
@@ -40,6 +41,10 @@ class MeshRejected(TransportError):
     def __init__(self, message: str, code: str = "", event: str = "") -> None:
         self.code, self.event = code, event
         super().__init__(message)
+
+
+class SendAbandoned(TransportError):
+    """A send failed ``attempts`` times; the message is now ``failed`` (``meshbridge retry`` resumes it)."""
 
 
 class StoreError(MeshbridgeError):

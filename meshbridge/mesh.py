@@ -199,6 +199,25 @@ class MeshMailbox:
             f"MESH refused the send from {self.id} to {to}: {code} {text}".replace("  ", " "), code, event
         )
 
+    def find_sent(self, local_id: str) -> str | None:
+        """The MESH id of a message this mailbox sent with ``local_id``, or None if MESH has none.
+
+        Uses MESH's tracking by local id (a v1 endpoint), so a send whose answer was lost (a
+        timeout, a crash) can be recognised instead of sent twice.
+        """
+        url = f"{self._client.mailbox_url}/outbox/tracking/{local_id}"
+        with self._errors(f"look up local id {local_id}"):
+            response = self._client._session.get(
+                url, headers={"Accept": "application/vnd.mesh.v1+json"}, timeout=self._client._timeout
+            )
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            body = response.json()
+        if str(body.get("status", "")).lower() in ("error", "undeliverable") and not body.get("messageId"):
+            return None
+        return str(body.get("messageId") or body.get("message_id") or "") or None
+
     def inbox(self) -> Iterator[str]:
         """Every message id waiting in the inbox, following MESH's pages (500 ids each)."""
         with self._errors("list the inbox"):

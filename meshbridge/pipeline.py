@@ -14,7 +14,8 @@ from typing import Any, BinaryIO
 
 from .config import Config, Route
 from .destinations import DeliveryError, safe_name
-from .errors import MeshRejected, StoreError, TransportError
+from .errors import MeshRejected, SendAbandoned, StoreError, TransportError
+from .faults import checkpoint
 from .mesh import Envelope, MeshMailbox
 from .payloads.base import ValidationResult
 from .plugins import Plugins
@@ -96,12 +97,28 @@ def accept(
     )
 
 
-def transmit(store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = False) -> bool:
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a send is retried before it is ``failed``."""
+
+    attempts: int = 10
+    backoff: float = 30.0
+    backoff_max: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1)))
+
+
+def transmit(
+    store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = False, policy: RetryPolicy = RetryPolicy()
+) -> bool:
     """Send one accepted message. Returns True when MESH took it.
 
     The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too,
-    unless it was born claimed (``claimed=True``). A transient failure puts it back to
-    ``accepted`` for the next pass; a MESH rejection fails it.
+    unless it was born claimed (``claimed=True``). A retry first asks MESH whether an earlier
+    attempt got through after all (by local id), so a lost answer never becomes a duplicate.
+    A transient failure puts it back to ``accepted`` with a backoff, until ``policy.attempts``
+    is spent (then ``failed``); a MESH rejection fails it at once.
     """
     if not claimed and not store.claim(message["id"], SEND_LEASE):
         return False
@@ -111,22 +128,29 @@ def transmit(store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = F
     except StoreError as exc:
         store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
+    attempts = message["attempts"] + 1
     resume = None
-    if message["mesh_message_id"] and message["chunks_done"]:
-        resume = (message["mesh_message_id"], message["chunks_done"])
-
-    def progress(mesh_id: str, n: int, total: int) -> None:
-        if total > 1:
-            store.update(
-                message["id"],
-                kind="chunk-sent",
-                detail={"chunk": f"{n}/{total}"},
-                mesh_message_id=mesh_id,
-                chunks_done=n,
-                chunks_total=total,
-            )
-
     try:
+        if message["mesh_message_id"] and message["chunks_done"]:
+            resume = (message["mesh_message_id"], message["chunks_done"])
+        elif message["attempts"] or message["state"] == "sending":
+            earlier = mesh.find_sent(message["id"])
+            if earlier:
+                _sent(store, message, earlier, attempts, {"found_by_local_id": True})
+                return True
+
+        def progress(mesh_id: str, n: int, total: int) -> None:
+            checkpoint("send:chunk")
+            if total > 1:
+                store.update(
+                    message["id"],
+                    kind="chunk-sent",
+                    detail={"chunk": f"{n}/{total}"},
+                    mesh_message_id=mesh_id,
+                    chunks_done=n,
+                    chunks_total=total,
+                )
+
         mesh_id = mesh.send(
             lambda: store.payloads.path(sha).open("rb"),
             message["payload_size"],
@@ -145,29 +169,51 @@ def transmit(store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = F
             "failed",
             detail={"reason": str(exc), "code": exc.code},
             last_error=str(exc),
-            attempts=message["attempts"] + 1,
+            attempts=attempts,
         )
         raise
     except TransportError as exc:
+        if attempts >= policy.attempts:
+            store.transition(
+                message["id"],
+                "failed",
+                detail={"reason": f"gave up after {attempts} attempts: {exc}"},
+                last_error=str(exc),
+                attempts=attempts,
+            )
+            raise SendAbandoned(f"{message['id']}: gave up after {attempts} attempts: {exc}") from None
+        retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
         store.transition(
             message["id"],
             "accepted",
             kind="send-failed",
-            detail={"reason": str(exc)},
+            detail={"reason": str(exc), "retry_at": retry_at},
             last_error=str(exc),
-            attempts=message["attempts"] + 1,
+            attempts=attempts,
+            next_attempt_at=retry_at,
         )
         raise
+    checkpoint("send:accepted")
+    _sent(store, message, mesh_id, attempts)
+    checkpoint("send:recorded")
+    return True
+
+
+def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[str, Any] | None = None) -> None:
     store.transition(
         message["id"],
         "sent",
-        detail={"mesh_message_id": mesh_id},
+        detail={"mesh_message_id": mesh_id, **(extra or {})},
         mesh_message_id=mesh_id,
-        attempts=message["attempts"] + 1,
+        attempts=attempts,
         last_error=None,
+        next_attempt_at=None,
         tracked_at=now(),  # the tracking interval counts from the send
     )
-    return True
+
+
+def due_for_sending(message: Row) -> bool:
+    return not message["next_attempt_at"] or message["next_attempt_at"] <= now()
 
 
 def track(store: Store, mesh: MeshMailbox, message: Row) -> None:
@@ -201,6 +247,7 @@ def receive(store: Store, mesh: MeshMailbox, mesh_id: str) -> Row:
     message = store.find("in", mesh_id)
     if message is None:
         envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write)
+        checkpoint("receive:downloaded")
         try:
             message = _record(store, mesh.id, envelope, sha, size)
         except StoreError:  # another process stored it first
@@ -208,7 +255,9 @@ def receive(store: Store, mesh: MeshMailbox, mesh_id: str) -> Row:
             if message is None:
                 raise
     if message["state"] == "received":
+        checkpoint("receive:stored")
         mesh.acknowledge(mesh_id)
+        checkpoint("receive:acknowledged")
         store.transition(message["id"], "mesh-acked", from_states=("received",))
     return store.get(message["id"])
 
@@ -350,6 +399,7 @@ def deliver_inbound(
             store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=valid[1], **fields)
         store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
+    checkpoint("deliver:written")
     store.transition(
         message["id"],
         "delivered",
@@ -360,3 +410,4 @@ def deliver_inbound(
         last_error=None,
         **fields,
     )
+    checkpoint("deliver:recorded")

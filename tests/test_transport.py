@@ -33,7 +33,7 @@ def test_wrong_password_is_a_clear_error_without_the_password(tmp_path: Path, me
 def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, mesh_sandbox: Sandbox) -> None:
     path = tmp_path / "meshbridge.toml"
     down = config_text(mesh_sandbox, OUT_IN).replace(mesh_sandbox.url, f"http://127.0.0.1:{free_port()}")
-    path.write_text(down.replace("sandbox = true", "sandbox = true\ntimeout = 5"))
+    path.write_text(down.replace("sandbox = true", 'sandbox = true\ntimeout = 5\nretry_backoff = "0s"'))
     payload = tmp_path / "p.txt"
     payload.write_text("wait for MESH")
     done = subprocess.run(
@@ -45,7 +45,7 @@ def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, me
     assert "stored, not sent yet" in done.stderr and "ConnectionError" in done.stderr
     assert "Traceback" not in done.stderr
 
-    path.write_text(config_text(mesh_sandbox, OUT_IN, mesh=TRACK_NOW))  # MESH is back
+    path.write_text(config_text(mesh_sandbox, OUT_IN, mesh=TRACK_NOW + 'retry_backoff = "0s"'))  # MESH is back
     with Bridge(load(path)) as bridge:
         [waiting] = bridge.messages(state="accepted")
         assert waiting["attempts"] == 1 and "ConnectionError" in waiting["last_error"]
@@ -140,3 +140,37 @@ def test_a_send_whose_sender_died_is_resumed_after_the_lease(tmp_path: Path, mes
     assert report.sent == [dead["id"]]  # the live claim is left alone
     assert bridge.store.get(fresh["id"])["state"] == "sending"
     assert [e["kind"] for e in bridge.store.events(dead["id"])] == ["accepted", "sending", "resending", "sent"]
+
+
+def test_retries_back_off_then_give_up(tmp_path: Path, mesh_sandbox: Sandbox) -> None:
+    from meshbridge import hookimpl
+    from meshbridge.plugins import Plugins, make_plugin_manager
+
+    events = []
+
+    class Listener:
+        @hookimpl
+        def meshbridge_on_event(self, event):
+            events.append(event)
+
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.register(Listener(), name="listener")
+    path = tmp_path / "meshbridge.toml"
+    down = config_text(mesh_sandbox, OUT_IN, mesh='send_attempts = 3\nretry_backoff = "1h"\ntimeout = 5\n')
+    path.write_text(down.replace(mesh_sandbox.url, f"http://127.0.0.1:{free_port()}"))
+    payload = tmp_path / "p.txt"
+    payload.write_text("never gets through")
+    with Bridge(load(path), Plugins(pm)) as bridge:
+        with pytest.raises(TransportError):
+            bridge.send(payload, route="out")
+        [message] = bridge.messages(state="accepted")
+        assert message["attempts"] == 1 and message["next_attempt_at"] > message["updated_at"]
+        assert bridge.flush().sent == []  # not due for an hour: nothing tried
+        assert bridge.store.get(message["id"])["attempts"] == 1
+        for attempt in (2, 3):  # make it due, as an hour passing would
+            bridge.store.db.execute("UPDATE messages SET next_attempt_at = NULL WHERE id = ?", [message["id"]])
+            report = bridge.flush()
+            assert bridge.store.get(message["id"])["attempts"] == attempt
+        assert bridge.store.get(message["id"])["state"] == "failed"
+        assert "gave up after 3 attempts" in report.problems[0]
+        assert [e.kind for e in events] == ["failed"]

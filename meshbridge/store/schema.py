@@ -95,3 +95,11 @@ def m004_ack_keys(db: Database) -> None:
         pk=("protocol", "key"),
         foreign_keys=[("message_id", "messages", "id")],
     )
+
+
+@migrations()
+def m005_service(db: Database) -> None:
+    """Send backoff, and the source file a message came from (never picked twice)."""
+    db["messages"].add_column("next_attempt_at", str)
+    db["messages"].add_column("source_file", str)
+    db.execute("CREATE INDEX idx_messages_source ON messages(source_file, payload_sha256)")
