@@ -99,6 +99,7 @@ class Bridge:
         to: str | None = None,
         workflow_id: str | None = None,
         payload_type: str | None = None,
+        source_file: str | None = None,
     ) -> Row:
         """Validate a payload, store it durably and send it. Returns the message row.
 
@@ -137,6 +138,7 @@ class Bridge:
                 subject=subject,
                 content_type=content_type,
                 claim=True,
+                source_file=source_file,
             )
             if not needs_validation(ptype) and not (r_obj and r_obj.itk):
                 with file.open("rb") as source:
@@ -280,6 +282,43 @@ class Bridge:
                 due_at=row["due_at"],
             )
         return report
+
+    def retry(self, message_id: str) -> Row:
+        """Send a ``failed`` outbound message again (a fresh set of attempts)."""
+        message = self.store.get(message_id)
+        if message["direction"] != "out" or message["state"] != "failed":
+            raise MeshbridgeError(
+                f"{message['id']} is {message['direction']} and {message['state']}: only a failed "
+                "outbound message can be retried"
+            )
+        if not message["payload_sha256"]:
+            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
+        self.store.transition(
+            message["id"], "accepted", from_states=("failed",), kind="retry", attempts=0, next_attempt_at=None
+        )
+        pipeline.transmit(
+            self.store, self.mailbox(message["mailbox"]), self.store.get(message["id"]), policy=self.retry_policy
+        )
+        return self.store.get(message["id"])
+
+    def replay(self, message_id: str) -> Row:
+        """Deliver an inbound message to its route's destination again (e.g. after the EPR lost it)."""
+        message = self.store.get(message_id)
+        route = pipeline.inbound_route(self.config, message)
+        if message["direction"] != "in" or message["state"] not in ("delivered", "valid", "bus-acked", "bus-nacked"):
+            raise MeshbridgeError(
+                f"{message['id']} is {message['direction']} and {message['state']}: only a "
+                "delivered inbound message can be replayed"
+            )
+        if route is None or route.destination is None:
+            raise MeshbridgeError(
+                f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
+            )
+        if not message["payload_sha256"]:
+            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
+        self.store.event(message["id"], "replay")
+        pipeline.deliver_inbound(self.store, self.plugins, route, {**message, "state": "valid"}, replay=True)
+        return self.store.get(message["id"])
 
     def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
         """The end application's business response to an inbound ITK message (30001 is "patient known here").

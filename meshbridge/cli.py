@@ -7,7 +7,6 @@ Exit codes: 0 done; 1 refused or failed (the reason is printed); 2 usage or conf
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,9 +50,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
     """Open the configured Bridge; turn expected errors into one line and an exit code."""
     from .bridge import Bridge
+    from .logs import redact
 
     try:
         with Bridge.from_file(ctx.obj["config"]) as bridge:
+            config = bridge.config
+            redact([config.mesh.shared_key.reveal(), *(m.password.reveal() for m in config.mailboxes.values())])
             yield bridge
     except ConfigError as exc:
         fail(str(exc), 2)
@@ -85,6 +87,13 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     help="Config file (default: $MESHBRIDGE_CONFIG, else ./meshbridge.toml).",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line (for journald, Splunk, ELK).",
+)
+@click.option(
     "--log-level",
     default="WARNING",
     show_default=True,
@@ -92,9 +101,11 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 )
 @click.version_option(package_name="meshbridge")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
+def main(ctx: click.Context, config: Path | None, log_format: str, log_level: str) -> None:
     """meshbridge: NHS MESH with ITK3 reliable messaging."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+
+    configure(log_level, log_format)
     ctx.obj = {"config": config}
 
 
@@ -325,6 +336,38 @@ def validate(
             click.echo(format_finding(finding))
         click.echo(f"{path}: {result.payload_type} {'valid' if result.valid else 'INVALID'}")
     sys.exit(0 if result.valid else 1)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron).")
+@click.pass_context
+def run(ctx: click.Context, once: bool) -> None:
+    """The service: scheduled polling, sending, tracking and deadline sweeps, until SIGTERM."""
+    from .service import Service
+
+    with bridge_for(ctx) as bridge:
+        service = Service(bridge)
+        service.run_once() if once else service.run()
+
+
+@main.command()
+@click.argument("message_id")
+@click.pass_context
+def retry(ctx: click.Context, message_id: str) -> None:
+    """Send a failed outbound message again."""
+    with bridge_for(ctx) as bridge:
+        message = bridge.retry(message_id)
+        click.echo(f"{message['id']}: {message['state']}")
+
+
+@main.command()
+@click.argument("message_id")
+@click.pass_context
+def replay(ctx: click.Context, message_id: str) -> None:
+    """Deliver an inbound message to its destination again."""
+    with bridge_for(ctx) as bridge:
+        message = bridge.replay(message_id)
+        click.echo(f"{message['id']}: delivered again to {message['destination']}")
 
 
 @main.command()

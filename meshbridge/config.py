@@ -67,6 +67,18 @@ class MeshConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """``meshbridge run``: how often each job runs (poll intervals are per mailbox)."""
+
+    send_interval: float = 30.0
+    sweep_interval: float = 60.0
+    handshake_interval: float = 86400.0
+    housekeeping_interval: float = 86400.0
+    retention: float = 30 * 86400.0
+    source_settle: float = 2.0
+
+
+@dataclass(frozen=True)
 class Mailbox:
     id: str
     password: Secret
@@ -119,6 +131,7 @@ class Config:
     mesh: MeshConfig
     mailboxes: dict[str, Mailbox]
     routes: list[Route]
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
     def route(self, name: str) -> Route:
         for route in self.routes:
@@ -255,7 +268,15 @@ class _Reader:
 
 # -- the schema ----------------------------------------------------------------------------
 
-_TOP = {"store", "mesh", "mailboxes", "routes"}
+_TOP = {"store", "mesh", "mailboxes", "routes", "service"}
+_SERVICE = {
+    "send_interval",
+    "sweep_interval",
+    "handshake_interval",
+    "housekeeping_interval",
+    "retention",
+    "source_settle",
+}
 _STORE = {"path"}
 _MESH = {
     "url",
@@ -318,7 +339,12 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
     mesh = _mesh(r, raw["mesh"])
     mailboxes = _mailboxes(r, raw.get("mailboxes", []), mesh)
     routes = _routes(r, raw.get("routes", []), mailboxes)
-    return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes)
+    service_raw = r.table(raw.get("service", {}), "service", _SERVICE)
+    defaults = ServiceConfig()
+    service = ServiceConfig(
+        **{name: r.duration(service_raw, "service", name, getattr(defaults, name)) for name in _SERVICE}
+    )
+    return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes, service=service)
 
 
 def _mesh(r: _Reader, raw: Any) -> MeshConfig:

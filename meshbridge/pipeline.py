@@ -64,6 +64,7 @@ def accept(
     rejected: ValidationResult | None = None,
     extra: dict[str, Any] | None = None,
     claim: bool = False,
+    source_file: str | None = None,
 ) -> Row:
     """Make an outbound message durable: payload file first, then the row.
 
@@ -82,6 +83,7 @@ def accept(
         state,
         detail=detail,
         before="accepted" if state == "sending" else "",
+        source_file=source_file,
         findings=json.dumps(findings) if findings else None,
         **(extra or {}),
         route=route,
@@ -374,7 +376,12 @@ def check_stored(
 
 
 def deliver_inbound(
-    store: Store, plugins: Plugins, route: Route, message: Row, validated: ValidationResult | None = None
+    store: Store,
+    plugins: Plugins,
+    route: Route,
+    message: Row,
+    validated: ValidationResult | None = None,
+    replay: bool = False,
 ) -> None:
     """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
 
@@ -400,6 +407,9 @@ def deliver_inbound(
         store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
     checkpoint("deliver:written")
+    if replay:
+        store.event(message["id"], "delivered", {"destination": where, "replay": True})
+        return
     store.transition(
         message["id"],
         "delivered",

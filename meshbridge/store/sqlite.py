@@ -167,6 +167,36 @@ class Store:
             [message_id, at, kind, state, json.dumps(detail, sort_keys=True) if detail else None],
         )
 
+    def remove_old_payloads(self, retention: float) -> int:
+        """Delete payload files of finished messages older than ``retention`` seconds; rows stay.
+
+        A file still used by an unfinished (or younger) message is kept. Returns files removed.
+        """
+        cutoff = (datetime.now(UTC) - timedelta(seconds=retention)).isoformat(timespec="microseconds")
+        finished = ", ".join(f"'{state}'" for state in FINISHED)
+        old = list(
+            self.db.query(
+                f"SELECT id, payload_sha256 FROM messages WHERE state IN ({finished}) AND updated_at < ? "
+                "AND payload_sha256 IS NOT NULL AND id NOT IN "
+                "(SELECT message_id FROM expectations WHERE met_at IS NULL)",
+                [cutoff],
+            )
+        )
+        removed = 0
+        for row in old:
+            sha = row["payload_sha256"]
+            still_used = self.db.execute(
+                f"SELECT count(*) FROM messages WHERE payload_sha256 = ? AND (state NOT IN ({finished}) "
+                "OR updated_at >= ?)",
+                [sha, cutoff],
+            ).fetchone()[0]
+            path = self.payloads.path(sha)
+            if not still_used and path.exists():
+                path.unlink()
+                removed += 1
+            self.update(row["id"], kind="payload-removed", detail={"sha256": sha}, payload_sha256=None)
+        return removed
+
     # -- expectations ---------------------------------------------------------------------
 
     def expect(self, message_id: str, kind: str, due_at: str | None) -> None:
@@ -245,6 +275,11 @@ class Store:
         """Messages whose ITK ``MessageHeader.id`` equals this one, compared case-insensitively."""
         return self._select("m.direction = ? AND m.itk_message_id = ? COLLATE NOCASE", [direction, itk_message_id])
 
+    def from_source(self, source_key: str) -> Row | None:
+        """The message stored from this source file (``path@sha256``), if any."""
+        rows = self._select("m.source_file = ?", [source_key], limit=1)
+        return rows[0] if rows else None
+
     def find(self, direction: str, mesh_message_id: str) -> Row | None:
         rows = self._select("m.direction = ? AND m.mesh_message_id = ?", [direction, mesh_message_id], limit=1)
         return rows[0] if rows else None
@@ -299,3 +334,9 @@ class Store:
 
 
 _OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.met_at IS NULL AND e.due_at < ?)"
+
+# States after which a message's payload is no longer needed (retention may remove it).
+FINISHED = (
+    "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
+    "report", "duplicate", "orphan", "invalid", "rejected", "failed",
+)  # fmt: skip

@@ -1,0 +1,127 @@
+"""Folder sources: completely written files become outbound messages, then move aside.
+
+A file is taken when it is *complete*, by either convention:
+
+- **temp name, then rename** (preferred): write ``letter.xml.part`` (or ``.tmp``, or a name
+  starting with ``.``) and rename it to ``letter.xml`` when done; such names are never taken;
+- **stable size**: a file whose size and modification time have not changed for ``settle``
+  seconds (``[service] source_settle``, default 2 s) is taken as complete.
+
+Once stored (bytes and row durable) the file moves to ``<folder>/.meshbridge/sent/`` (or
+``rejected/`` when validation refused it, with the findings in the store). A file is never taken
+twice: the store remembers each file's name, inode, modification time and sha256, so after a
+crash between storing and moving, the next scan only moves it aside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import MeshbridgeError, PayloadRejected, TransportError
+from .faults import checkpoint
+from .store import Row, Store
+
+log = logging.getLogger("meshbridge")
+
+TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", "~")
+ASIDE = ".meshbridge"
+
+
+def is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.lower().endswith(TEMP_SUFFIXES)
+
+
+@dataclass
+class ScanReport:
+    stored: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def complete_files(folder: Path, settle: float) -> list[Path]:
+    """Files in ``folder`` (not below it) that are finished being written, oldest first."""
+    now = time.time()
+    ready = []
+    for entry in os.scandir(folder):
+        path = Path(entry.path)
+        if not entry.is_file(follow_symlinks=False) or is_temporary(path):
+            continue
+        stat = entry.stat(follow_symlinks=False)
+        if now - stat.st_mtime >= settle:
+            ready.append((stat.st_mtime, path))
+    return [path for _, path in sorted(ready)]
+
+
+def source_key(path: Path) -> str:
+    """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes).
+
+    After a crash the file left behind has the same key and is only moved aside; a new file
+    dropped later under the same name, even with the same bytes, is a new message.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        stat = os.fstat(f.fileno())
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path}@{stat.st_ino}:{stat.st_mtime_ns}@{digest.hexdigest()}"
+
+
+def move_aside(path: Path, outcome: str, message_id: str) -> Path:
+    folder = path.parent / ASIDE / outcome
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{message_id}_{path.name}"
+    os.replace(path, target)
+    return target
+
+
+def scan(
+    folder: Path,
+    route: str,
+    store: Store,
+    send: Callable[..., Row],
+    settle: float,
+    report: ScanReport | None = None,
+) -> ScanReport:
+    """Take every complete file in ``folder``: store and send it on ``route``, then move it aside."""
+    report = report or ScanReport()
+    if not folder.is_dir():
+        report.problems.append(f"source folder {folder} of route {route} does not exist")
+        return report
+    for path in complete_files(folder, settle):
+        try:
+            _take(path, route, store, send, report)
+        except OSError as exc:
+            report.problems.append(f"source {path}: {exc.strerror}")
+        except MeshbridgeError as exc:
+            report.problems.append(f"source {path}: {exc}")
+    return report
+
+
+def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport) -> None:
+    key = source_key(path)
+    already = store.from_source(key)
+    if already is not None:  # stored before a crash, never moved aside
+        move_aside(path, "rejected" if already["state"] == "rejected" else "sent", already["id"])
+        return
+    try:
+        message = send(path, route=route, source_file=key)
+    except PayloadRejected as exc:
+        checkpoint("source:stored")
+        move_aside(path, "rejected", exc.message_id or "unstored")
+        report.rejected.append(exc.message_id or path.name)
+        return
+    except TransportError as exc:  # stored; the next flush sends it
+        stored = store.from_source(key)
+        if stored is None:
+            raise
+        message = stored
+        log.warning("source %s stored as %s, not sent yet: %s", path.name, message["id"], exc)
+    checkpoint("source:stored")
+    move_aside(path, "sent", message["id"])
+    report.stored.append(message["id"])
