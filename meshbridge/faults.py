@@ -24,10 +24,17 @@ POINTS = (
     "source:stored",  # a source file stored as a message, not yet moved aside
 )
 
-_CRASH_AT = os.environ.get("MESHBRIDGE_CRASH_AT", "")
+_CRASH_AT, _, _NTH = os.environ.get("MESHBRIDGE_CRASH_AT", "").partition("#")
+_hits = 0
 
 
 def checkpoint(point: str) -> None:
-    """Die here, hard (SIGKILL: no cleanup, no flush), if the environment asks for it."""
+    """Die here, hard (SIGKILL: no cleanup, no flush), if the environment asks for it.
+
+    ``MESHBRIDGE_CRASH_AT=send:chunk`` dies at the first pass, ``send:chunk#3`` at the third.
+    """
+    global _hits
     if point == _CRASH_AT:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _hits += 1
+        if _hits >= int(_NTH or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
