@@ -170,3 +170,20 @@ def test_send_rejected_through_the_api(tmp_path: Path, meshbridge_config, make_b
         bridge.send(bad, route="out")
     assert bridge.store.get(info.value.message_id)["state"] == "rejected"
     assert [e["kind"] for e in bridge.store.events(info.value.message_id)] == ["rejected"]
+
+
+def test_explicit_type_is_confirmed(plugins: Plugins) -> None:
+    fhir_json = b'{"resourceType": "Patient", "gender": "unknown"}'
+    result = check(plugins, fhir_json, payload_type="edifact")
+    assert not result.valid
+    assert [(f.code, f.message) for f in result.findings] == [
+        ("payload.mismatch", "expected payload type 'edifact', but this looks like fhir")
+    ]
+    assert check(plugins, fhir_json, payload_type="auto").payload_type == "fhir"
+    assert check(plugins, fhir_json, payload_type="text").valid  # JSON is also text: no mismatch
+
+
+def test_unknown_payload_type(plugins: Plugins) -> None:
+    result = check(plugins, b"x", payload_type="cobol")
+    assert result.findings[0].code == "payload.type"
+    assert "unknown payload type 'cobol' (installed: " in result.findings[0].message

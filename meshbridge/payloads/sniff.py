@@ -92,7 +92,7 @@ def detect(data: bytes, declared: str, types: Mapping[str, PayloadType], cap: in
     confidence = _score(types[declared], head)
     guess, guess_confidence = best_guess(head, types)
     if confidence == 0 and guess != declared and guess_confidence >= 0.5:
-        finding = Finding(f"expected a {declared} payload, but it looks like {guess}", code="payload.mismatch")
+        finding = Finding(f"expected payload type {declared!r}, but this looks like {guess}", code="payload.mismatch")
         return Detection(declared, content, compressed, 0.0, (finding,))
     # nothing else claims it: the declared type's own validator says what is wrong
     return Detection(declared, content, compressed, confidence)
