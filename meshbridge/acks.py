@@ -478,8 +478,8 @@ class Acknowledgements:
         )
         if inf_ack_requested:
             self.store.expect(row["id"], INF, due(expect_within))
-        checkpoint("respond:stored")
         self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
+        checkpoint("respond:stored")
         try:
             pipeline.transmit(self.store, self.mailbox(mailbox), row, claimed=True)
         except TransportError as exc:

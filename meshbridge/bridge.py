@@ -79,7 +79,7 @@ class Bridge:
     @property
     def retry_policy(self) -> pipeline.RetryPolicy:
         mesh = self.config.mesh
-        return pipeline.RetryPolicy(mesh.send_attempts, mesh.retry_backoff, mesh.retry_backoff_max)
+        return pipeline.RetryPolicy(mesh.send_attempts, mesh.retry_backoff, mesh.retry_backoff_max, mesh.send_lease)
 
     def mailbox(self, mailbox_id: str) -> MeshMailbox:
         if mailbox_id not in self.config.mailboxes:
@@ -237,10 +237,11 @@ class Bridge:
     def flush(self, report: PollReport | None = None) -> PollReport:
         """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
         report = report or PollReport()
+        policy = self.retry_policy
         waiting = [m for m in self.store.messages(state="accepted", direction="out") if pipeline.due_for_sending(m)]
-        for message in waiting + self.store.stale_sending(pipeline.SEND_LEASE):
+        for message in waiting + self.store.stale_sending(policy.lease):
             try:
-                if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message, policy=self.retry_policy):
+                if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message, policy=policy):
                     report.sent.append(message["id"])
             except SendAbandoned as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
@@ -255,14 +256,19 @@ class Bridge:
     # -- inbound --------------------------------------------------------------------------
 
     def poll(self, mailbox: str | None = None, *, track: bool = True) -> PollReport:
-        """One pass: flush sends, collect every inbox, deliver, apply REPORTs, refresh tracking."""
+        """One pass: flush sends, collect every inbox, deliver, apply REPORTs, refresh tracking.
+
+        Collecting and delivering hold the store's ``inbound`` lock: a second process polling the
+        same store waits, so no message is downloaded, answered or delivered twice.
+        """
         ids = [mailbox] if mailbox else list(self.config.mailboxes)
         for mailbox_id in ids:
             self.mailbox(mailbox_id)
         report = self.flush()
-        for mailbox_id in ids:
-            self._collect(mailbox_id, report)
-        self._finish_inbound(report)
+        with self.store.exclusive("inbound"):  # one process at a time collects and delivers
+            for mailbox_id in ids:
+                self._collect(mailbox_id, report)
+            self._finish_inbound(report)
         self.flush(report)  # responses made while finishing
         if track:
             self.track(report)
@@ -335,6 +341,15 @@ class Bridge:
 
     def _collect(self, mailbox_id: str, report: PollReport) -> None:
         mesh = self.mailbox(mailbox_id)
+        # Stored but not recorded as acknowledged (a crash on either side of the acknowledge): the
+        # inbox may no longer list it, so finish it from the store. A repeated acknowledge is harmless.
+        for message in self.store.messages(state="received", direction="in"):
+            if message["mailbox"] == mailbox_id:
+                try:
+                    pipeline.receive(self.store, mesh, message["mesh_message_id"])
+                    report.received.append(message["id"])
+                except MeshbridgeError as exc:
+                    report.problems.append(f"collect {message['mesh_message_id']} for {mailbox_id}: {exc}")
         try:
             for mesh_id in mesh.inbox():
                 try:

@@ -64,6 +64,7 @@ class MeshConfig:
     send_attempts: int = 10
     retry_backoff: float = 30.0
     retry_backoff_max: float = 3600.0
+    send_lease: float = 900.0  # a ``sending`` claim untouched this long belonged to a process that died
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,7 @@ _MESH = {
     "send_attempts",
     "retry_backoff",
     "retry_backoff_max",
+    "send_lease",
 }
 _MAILBOX = {"id", "password", "poll_interval"}
 _VALIDATION = {"xml_schema", "schematron", "charset", "max_size", "control_chars"}
@@ -380,6 +382,7 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
         send_attempts=_positive_int(r, m, "mesh", "send_attempts", 10),
         retry_backoff=r.duration(m, "mesh", "retry_backoff", 30.0),  # type: ignore[arg-type]
         retry_backoff_max=r.duration(m, "mesh", "retry_backoff_max", 3600.0),  # type: ignore[arg-type]
+        send_lease=r.duration(m, "mesh", "send_lease", 900.0),  # type: ignore[arg-type]
     )
 
 

@@ -10,14 +10,16 @@ the problem, never a secret.
 from __future__ import annotations
 
 import math
+import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, BinaryIO, TypeVar
 
 import requests
 import urllib3
 from mesh_client import MeshClient, MeshError
-from mesh_client.io_helpers import GzipDecompressStream
 
 from . import __version__
 from .config import Mailbox, MeshConfig
@@ -25,6 +27,7 @@ from .errors import MeshRejected, TransportError
 
 T = TypeVar("T")
 PAGE_SIZE = 500  # MESH's maximum page of inbox ids
+READ_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -180,12 +183,30 @@ class MeshMailbox:
                         response = self._client.send_chunk(to, chunk, 1, total, compress=self.compress, **headers)
                         message_id = self._sent_id(response, to)
                     else:
-                        self._client.send_chunk(to, chunk, n, total, compress=self.compress, message_id=message_id)
+                        assert message_id is not None
+                        self._send_later_chunk(to, chunk, n, total, message_id)
                 assert message_id is not None
                 if on_chunk:
                     on_chunk(message_id, n, total)
         assert message_id is not None
         return message_id
+
+    def _send_later_chunk(self, to: str, chunk: _Slice, n: int, total: int, message_id: str) -> None:
+        """Upload chunk n > 1. MESH answers 423 once the last chunk has arrived (the message is
+        final): when the answer to that last chunk was lost and it is sent again (mesh-client's own
+        retry, or a resumed send), 423 plus a tracking status past ``uploading`` means it got there."""
+        try:
+            self._client.send_chunk(to, chunk, n, total, compress=self.compress, message_id=message_id)
+        except requests.HTTPError as exc:
+            if n < total or exc.response is None or exc.response.status_code != 423 or not self._final(message_id):
+                raise
+
+    def _final(self, message_id: str) -> bool:
+        try:
+            status = str(self._client.track_message(message_id).get("status") or "").lower()
+        except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError):
+            return False
+        return status not in ("", "uploading")
 
     def _sent_id(self, response: requests.Response, to: str) -> str:
         try:
@@ -212,6 +233,11 @@ class MeshMailbox:
             )
             if response.status_code == 404:
                 return None
+            if response.status_code == 300:  # sending again could make one more duplicate
+                raise TransportError(
+                    f"MESH mailbox {self.id}: several messages carry local id {local_id}: "
+                    "cannot tell which attempt got through"
+                )
             response.raise_for_status()
             body = response.json()
         if str(body.get("status", "")).lower() in ("error", "undeliverable") and not body.get("messageId"):
@@ -236,14 +262,16 @@ class MeshMailbox:
 
             def blocks() -> Iterator[bytes]:
                 response = first
-                for n in range(1, max(total, 1) + 1):
-                    if n > 1:
-                        response = self._client.retrieve_message_chunk(message_id, n)
-                    raw: Any = response.raw
-                    if response.headers.get("Content-Encoding", "").lower() == "gzip":
-                        raw = GzipDecompressStream(raw)
-                    yield from iter(lambda raw=raw: raw.read(1024 * 1024), b"")
-                    response.close()
+                try:
+                    for n in range(1, max(total, 1) + 1):
+                        if n > 1:
+                            response = self._client.retrieve_message_chunk(message_id, n)
+                        raw = iter(lambda raw=response.raw: raw.read(READ_SIZE), b"")
+                        gzipped = response.headers.get("Content-Encoding", "").lower() == "gzip"
+                        yield from _gunzip(raw, f"chunk {n}/{total}") if gzipped else raw
+                        response.close()
+                finally:
+                    response.close()  # a failed read: the connection is not reused
 
             result = write(blocks())
         return envelope, result
@@ -290,12 +318,62 @@ class _ErrorContext:
             status = exc.response.status_code
             hint = " (check the mailbox password and [mesh] shared_key)" if status == 403 else ""
             raise TransportError(f"{where}: HTTP {status} {code} {text}{hint}".replace("  ", " ")) from None
+        if isinstance(exc, _BadBody):
+            raise TransportError(f"{where}: {exc}") from None
         if isinstance(exc, requests.RequestException | urllib3.exceptions.HTTPError | OSError):
             # mesh-client's retry re-raises urllib3's own errors, not requests' wrappers
-            inner = exc.args[0] if exc.args else ""
-            reason = getattr(inner, "reason", None) or inner
-            raise TransportError(f"{where}: {exc.__class__.__name__}: {reason}") from None
+            raise TransportError(f"{where}: {exc.__class__.__name__}: {_reason(exc)}") from None
         return False
+
+
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
+class _BadBody(Exception):
+    """A downloaded body that cannot be whole (its gzip stream is cut short or corrupt)."""
+
+
+def _gunzip(blocks: Iterable[bytes], what: str) -> Iterator[bytes]:
+    """Decompress a gzip body (one or more members), to its end: a cut-short stream is an error.
+
+    (mesh-client's GzipDecompressStream returns whatever it got, so a body cut short where the
+    transport cannot tell, e.g. by a middlebox, would be stored and acknowledged.)
+    """
+    decoder, started = zlib.decompressobj(47), False
+    try:
+        for block in blocks:
+            data = b""
+            while block or len(data) == READ_SIZE:  # input left, or output still pending
+                if decoder.eof and block:  # another gzip member follows
+                    decoder = zlib.decompressobj(47)
+                started = True
+                data = decoder.decompress(block, READ_SIZE)  # bounded: no gzip bomb in memory
+                if data:
+                    yield data
+                block = decoder.unconsumed_tail or decoder.unused_data
+    except zlib.error as exc:
+        raise _BadBody(f"{what} is not valid gzip: {exc}") from None
+    if started and not decoder.eof:
+        raise _BadBody(f"{what} was cut short: its gzip stream has no end")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests / urllib3 error on one line, without pool or socket reprs."""
+    while True:
+        inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        inner = inner or getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    text = str(exc)
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and len(exc.args) == 2:
+        # ('Connection aborted.', RemoteDisconnected(..)), ('Connection broken: IncompleteRead(..)', IncompleteRead)
+        first, cause = str(exc.args[0]), str(exc.args[1])
+        text = first if cause in first else f"{first.rstrip('.')}: {cause}"
+    elif status := re.fullmatch(r"too many (\d{3}) error responses", text):  # mesh-client's (retries spent)
+        text = f"HTTP {status[1]} {_PHRASES.get(int(status[1]), '')}"
+    text = re.sub(r"\w*(?:Connection|ConnectionPool)\(host='[^']*', port=\d+\): |<[^<>]* object at 0x\w+>: ", "", text)
+    return " ".join(text.split()) or exc.__class__.__name__
 
 
 def _error_of(body: Any, response: requests.Response | None) -> tuple[str, str, str]:

@@ -16,7 +16,7 @@ from .config import Config, Route
 from .destinations import DeliveryError, safe_name
 from .errors import MeshRejected, SendAbandoned, StoreError, TransportError
 from .faults import checkpoint
-from .mesh import Envelope, MeshMailbox
+from .mesh import Envelope, MeshMailbox, chunk_count
 from .payloads.base import ValidationResult
 from .plugins import Plugins
 from .store import Row, Store, now
@@ -24,7 +24,7 @@ from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_op
 
 log = logging.getLogger("meshbridge")
 
-SEND_LEASE = 900.0  # seconds a ``sending`` claim lasts without progress before another pass may resume it
+SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without progress
 
 # Outbound states MESH tracking or a REPORT may still move on.
 IN_FLIGHT = ("sent", "delivered")
@@ -101,11 +101,16 @@ def accept(
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a send is retried before it is ``failed``."""
+    """How often and how patiently a send is retried before it is ``failed``; how long a claim lasts.
+
+    ``lease``: a message left ``sending`` without progress for this long belongs to a process that
+    died, and another pass may claim it and resume the send.
+    """
 
     attempts: int = 10
     backoff: float = 30.0
     backoff_max: float = 3600.0
+    lease: float = SEND_LEASE
 
     def delay(self, attempts: int) -> float:
         return float(min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1)))
@@ -119,10 +124,13 @@ def transmit(
     The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too,
     unless it was born claimed (``claimed=True``). A retry first asks MESH whether an earlier
     attempt got through after all (by local id), so a lost answer never becomes a duplicate.
+    A chunked upload resumes after the last chunk recorded. A sender can die after MESH took a
+    chunk and before recording it: a message MESH finds by local id has its first chunk, and one
+    MESH tracks past ``uploading`` has its last; neither is uploaded again.
     A transient failure puts it back to ``accepted`` with a backoff, until ``policy.attempts``
     is spent (then ``failed``); a MESH rejection fails it at once.
     """
-    if not claimed and not store.claim(message["id"], SEND_LEASE):
+    if not claimed and not store.claim(message["id"], policy.lease):
         return False
     sha = message["payload_sha256"]
     try:
@@ -131,15 +139,23 @@ def transmit(
         store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
     attempts = message["attempts"] + 1
+    total = chunk_count(message["payload_size"], mesh.chunk_size)
     resume = None
     try:
         if message["mesh_message_id"] and message["chunks_done"]:
             resume = (message["mesh_message_id"], message["chunks_done"])
-        elif message["attempts"] or message["state"] == "sending":
+        elif message["attempts"] or (message["state"] == "sending" and not claimed):  # a retry, or a dead claim
             earlier = mesh.find_sent(message["id"])
-            if earlier:
+            if earlier and total == 1:
                 _sent(store, message, earlier, attempts, {"found_by_local_id": True})
                 return True
+            if earlier:  # MESH has the first chunk (it made the id): continue after it
+                _found_chunk(store, message, earlier, 1, total)
+                resume = (earlier, 1)
+        if resume and resume[1] < total and _uploaded(mesh, resume[0]):  # MESH has the last one too
+            _found_chunk(store, message, resume[0], total, total)
+            _sent(store, message, resume[0], attempts)
+            return True
 
         def progress(mesh_id: str, n: int, total: int) -> None:
             checkpoint("send:chunk")
@@ -199,6 +215,27 @@ def transmit(
     _sent(store, message, mesh_id, attempts)
     checkpoint("send:recorded")
     return True
+
+
+def _found_chunk(store: Store, message: Row, mesh_id: str, n: int, total: int) -> None:
+    """Record chunk ``n`` that MESH took before the sender died, unrecorded (see ``send:chunk``)."""
+    store.update(
+        message["id"],
+        kind="chunk-sent",
+        detail={"chunk": f"{n}/{total}", "found_in_mesh": True},
+        mesh_message_id=mesh_id,
+        chunks_done=n,
+        chunks_total=total,
+    )
+
+
+def _uploaded(mesh: MeshMailbox, mesh_id: str) -> bool:
+    """Does MESH have every chunk of a chunked message? (``uploading`` until the last one arrives.)"""
+    try:
+        status = str(mesh.track(mesh_id).get("status", "")).lower()
+    except TransportError:  # not known: resume; a finished message answers the next chunk with an error
+        return False
+    return status not in ("", "uploading")
 
 
 def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[str, Any] | None = None) -> None:

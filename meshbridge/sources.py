@@ -10,7 +10,8 @@ A file is taken when it is *complete*, by either convention:
 Once stored (bytes and row durable) the file moves to ``<folder>/.meshbridge/sent/`` (or
 ``rejected/`` when validation refused it, with the findings in the store). A file is never taken
 twice: the store remembers each file's name, inode, modification time and sha256, so after a
-crash between storing and moving, the next scan only moves it aside.
+crash between storing and moving, the next scan only moves it aside; and two processes scanning
+one folder cannot both store it (the store checks and inserts in one transaction).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from .errors import MeshbridgeError, PayloadRejected, TransportError
 from .faults import checkpoint
-from .store import Row, Store
+from .store import Row, SourceTaken, Store
 
 log = logging.getLogger("meshbridge")
 
@@ -96,6 +97,8 @@ def scan(
     for path in complete_files(folder, settle):
         try:
             _take(path, route, store, send, report)
+        except FileNotFoundError:  # another process took it and moved it aside meanwhile
+            continue
         except OSError as exc:
             report.problems.append(f"source {path}: {exc.strerror}")
         except MeshbridgeError as exc:
@@ -111,6 +114,8 @@ def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report
         return
     try:
         message = send(path, route=route, source_file=key)
+    except SourceTaken:  # another process stored it first: it sends it and moves it aside
+        return
     except PayloadRejected as exc:
         checkpoint("source:stored")
         move_aside(path, "rejected", exc.message_id or "unstored")

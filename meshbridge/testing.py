@@ -3,10 +3,14 @@
 - ``mesh_sandbox_server``: one real NHS mesh-sandbox per test session (memory store).
 - ``mesh_sandbox``: that sandbox with every mailbox emptied before the test.
 - ``meshbridge_config``: ``meshbridge_config(routes_toml, mesh="...") -> Path`` writes a config
-  for the sandbox's mailboxes X26ABC1..3 into the test's ``tmp_path``.
+  for the sandbox's mailboxes X26ABC1..3 into the test's ``tmp_path`` (``url=`` puts another
+  address in ``[mesh] url``, e.g. the fault proxy's).
 - ``make_bridge``: ``make_bridge(config_path) -> Bridge``, closed after the test.
 - ``mesh_peer``: ``mesh_peer(mailbox) -> mesh_client.MeshClient``, a plain mesh-client session on
   the sandbox: a foreign sender or receiver that is not meshbridge.
+- ``mesh_fault_proxy``: a :class:`meshbridge.faultproxy.FaultProxy` in front of the sandbox, with no
+  rules (healthy) at the start of each test: ``meshbridge_config(routes, url=mesh_fault_proxy.url)``,
+  then ``mesh_fault_proxy.add("POST", r"/outbox$", answer(503))``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from .faultproxy import FaultProxy
 from .sandbox import MAILBOXES, PASSWORD, Sandbox, config_text
 
 
@@ -40,9 +45,13 @@ def meshbridge_config(tmp_path: Path, mesh_sandbox: Sandbox) -> Callable[..., Pa
         store: str = "var/meshbridge.db",
         mesh: str = "",
         mailboxes: tuple[str, ...] = MAILBOXES,
+        url: str | None = None,
     ) -> Path:
         path = tmp_path / name
-        path.write_text(config_text(mesh_sandbox, routes, store=store, mesh=mesh, mailboxes=mailboxes))
+        text = config_text(mesh_sandbox, routes, store=store, mesh=mesh, mailboxes=mailboxes)
+        if url:
+            text = text.replace(f'url = "{mesh_sandbox.url}"', f'url = "{url}"', 1)
+        path.write_text(text)
         return path
 
     return make
@@ -79,3 +88,15 @@ def mesh_peer(mesh_sandbox: Sandbox) -> Iterator[Callable[[str], object]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def mesh_fault_proxy_server(mesh_sandbox_server: Sandbox) -> Iterator[FaultProxy]:
+    with FaultProxy(mesh_sandbox_server.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def mesh_fault_proxy(mesh_fault_proxy_server: FaultProxy, mesh_sandbox: Sandbox) -> FaultProxy:
+    mesh_fault_proxy_server.clear()
+    return mesh_fault_proxy_server

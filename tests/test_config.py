@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from meshbridge import ConfigError, Secret, load
+from meshbridge import Bridge, ConfigError, Secret, load
 from meshbridge.cli import main
 
 GOOD = """
@@ -120,6 +120,10 @@ BAD_CASES = {
         GOOD.replace('workflow_id = "TOC_FHIR_IP_DISCH"\npayload_type', "payload_type"),
         "routes[0].workflow_id: required key is missing",
     ),
+    "bad send lease": (
+        GOOD.replace('chunk_size = "20MB"', 'chunk_size = "20MB"\nsend_lease = "soon"'),
+        "mesh.send_lease: bad duration 'soon'",
+    ),
     "not TOML": ("[store\npath=", "not valid TOML"),
 }
 
@@ -146,6 +150,15 @@ def test_sandbox_allows_fast_polling(config_dir: Path) -> None:
         'chunk_size = "20MB"', 'chunk_size = "20MB"\nsandbox = true'
     )
     assert load(write(config_dir, text)).mailboxes["X26ABC1"].poll_interval == 10
+
+
+def test_send_lease_defaults_to_15_minutes_and_reaches_the_retry_policy(config_dir: Path) -> None:
+    from meshbridge.pipeline import SEND_LEASE, RetryPolicy
+
+    assert load(write(config_dir, GOOD)).mesh.send_lease == SEND_LEASE == RetryPolicy().lease == 900
+    text = GOOD.replace('chunk_size = "20MB"', 'chunk_size = "20MB"\nsend_lease = "2m"')
+    with Bridge(load(write(config_dir, text))) as bridge:
+        assert bridge.config.mesh.send_lease == bridge.retry_policy.lease == 120
 
 
 def test_unreadable_config_file_in_a_real_process(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshbridge import StoreError, UnknownMessage
-from meshbridge.store import Store
+from meshbridge.store import SourceTaken, Store
 from meshbridge.store.schema import migrations
 
 
@@ -81,6 +81,37 @@ def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
     claimed = [i for won in results for i in won]
     assert sorted(claimed) == sorted(ids)  # every message claimed exactly once
     assert all(len(store.events(i)) == 2 for i in ids)
+
+
+def _open_fresh(paths: list[str], barrier) -> None:
+    for path in paths:
+        barrier.wait(20)  # all at once; a worker that died breaks the barrier for the others
+        Store(path).close()  # raises (the process exits non-zero) if the store cannot be opened
+
+
+def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Switching a new database to WAL needs it to itself, and SQLite's busy timeout does not cover that."""
+    paths = [str(tmp_path / f"s{n}" / "mb.db") for n in range(15)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    workers = [ctx.Process(target=_open_fresh, args=(paths, barrier), daemon=True) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        if w.exitcode is None:
+            w.kill()
+            w.join()
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+
+
+def test_a_source_file_is_stored_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    first = store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
+    with pytest.raises(SourceTaken):  # a second process that checked before the first stored it
+        store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
+    assert [m["id"] for m in store.messages()] == [first["id"]]
+    store.add("out", "sending", source_file="outbox/a.txt@1:3@ab")  # a new file of that name
 
 
 def test_payload_sha256_checked_on_read(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ event row, so two processes on one file never both win the same transition.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,10 @@ from .payloads import PayloadFiles, secure_dir
 from .schema import migrations
 
 Row = dict[str, Any]
+
+
+class SourceTaken(StoreError):
+    """Another process stored this source file first (it sends it and moves it aside)."""
 
 
 def now() -> str:
@@ -40,7 +46,7 @@ class Store:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn, timeout=30)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         conn.execute("PRAGMA synchronous=FULL")
@@ -64,6 +70,20 @@ class Store:
             raise
         self.db.conn.execute("COMMIT")
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Work only one process at a time may do on this store (``<db>.<name>.lock``; others wait).
+
+        An OS file lock, not a row: the kernel drops it when its process dies, so a crash never
+        leaves it taken.
+        """
+        fd = os.open(f"{self.path}.{name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     # -- writes ---------------------------------------------------------------------------
 
     def add(
@@ -83,8 +103,11 @@ class Store:
             "updated_at": stamp,
             **fields,
         }
+        source = fields.get("source_file")
         try:
             with self.immediate() as db:
+                if source and db.execute("SELECT 1 FROM messages WHERE source_file = ?", [source]).fetchone():
+                    raise SourceTaken(f"source file {source} is already stored")  # checked and taken at once
                 db["messages"].insert(row)
                 if before:
                     self._event(row["id"], before, before, detail, stamp)
@@ -331,6 +354,20 @@ class Store:
 
     def overdue_count(self) -> int:
         return len(self.messages(overdue=True))
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode. Switching needs it to itself, and SQLite's busy timeout does
+    not cover that: when another process creates the same store at once, wait and try again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 _OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.met_at IS NULL AND e.due_at < ?)"
