@@ -108,7 +108,8 @@ class Store:
             with self.immediate() as db:
                 if source and db.execute("SELECT 1 FROM messages WHERE source_file = ?", [source]).fetchone():
                     raise SourceTaken(f"source file {source} is already stored")  # checked and taken at once
-                db["messages"].insert(row)
+                columns = ", ".join(row)  # plain SQL: sqlite-utils' insert introspects the schema each time
+                db.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
                 if before:
                     self._event(row["id"], before, before, detail, stamp)
                 self._event(row["id"], state, state, None if before else detail, stamp)
@@ -337,7 +338,9 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         stamp = now()
         args = [stamp, *params] + ([stamp] if _OVERDUE in where else [])
-        return [{**row, "overdue": bool(row["overdue"])} for row in self.db.query(sql, args)]
+        cursor = self.db.conn.execute(sql, args)  # not db.query: that wraps every read in a savepoint
+        names = [d[0] for d in cursor.description]
+        return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
 
     def events(self, message_id: str) -> list[Row]:
         return [
