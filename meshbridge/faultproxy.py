@@ -336,6 +336,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, status: int) -> None:
         body = b'{"message": "fault injected by meshbridge.faultproxy"}'
         self.send_response_only(status)
+        if status in (429, 503):  # as a real server might: an hour. meshbridge must not sleep on it
+            self.send_header("Retry-After", "3600")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

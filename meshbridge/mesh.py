@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import requests
 import urllib3
-from mesh_client import MeshClient, MeshError
+from mesh_client import MeshClient, MeshError, MeshRetry
 
 from . import __version__
 from .config import Mailbox, MeshConfig
@@ -120,6 +120,15 @@ class MeshMailbox:
             timeout=mesh.timeout,
             application_name=f"meshbridge=={__version__}",
             proxies=requests.utils.get_environ_proxies(mesh.url) or None,
+            # mesh-client's retry policy, except that a server's Retry-After is not obeyed blindly:
+            # urllib3 would sleep for any value it is given, stalling a poll for as long as it says.
+            max_retries=MeshRetry(
+                total=3,
+                backoff_factor=0.5,
+                status_forcelist=(425, 429, 502, 503, 504),
+                allowed_methods=("HEAD", "GET", "PUT", "POST", "DELETE", "OPTIONS", "TRACE"),
+                respect_retry_after_header=False,
+            ),
         )
         # requests re-reads the proxy environment on every request (~0.7 ms each here); the
         # proxies were read once above, and the CA bundle comes from [mesh] ca_bundle, not the env.
