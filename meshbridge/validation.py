@@ -17,7 +17,6 @@ from .plugins import Plugins
 log = logging.getLogger("meshbridge")
 
 DEFAULT_CAP = 100_000_000  # bytes meshbridge will hold in memory to validate one payload
-ROUTE_OPTIONS = ("fhir_version", "xml_schema", "schematron", "charset", "max_size", "control_chars")
 
 
 def route_options(route: Route | None) -> dict[str, Any]:
