@@ -60,11 +60,12 @@ def to_folder(folder: str | Path, blocks: Iterable[bytes], name: str, content_ty
 
 
 def to_http(url: str, blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
-    """POST the payload; any 2xx answer means delivered."""
+    """POST the payload, streamed (chunked transfer encoding: memory stays at one block);
+    any 2xx answer means delivered."""
     try:
         response = requests.post(
             url,
-            data=b"".join(blocks),
+            data=iter(blocks),
             headers={"Content-Type": content_type or "application/octet-stream", "X-Meshbridge-Name": name},
             timeout=60,
         )

@@ -17,7 +17,12 @@ class Endpoint(http.server.BaseHTTPRequestHandler):
     received: typing.ClassVar[list[tuple[bytes, str]]] = []
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
+        assert self.headers["Transfer-Encoding"] == "chunked"  # streamed, not held in memory
+        body = b""
+        while size := int(self.rfile.readline().strip(), 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        self.rfile.readline()
         status = self.statuses.pop(0) if self.statuses else 204
         if status < 300:
             self.received.append((body, self.headers["X-Meshbridge-Name"]))
