@@ -218,46 +218,6 @@ def findings_json(findings: tuple[Finding, ...] | list[Finding]) -> str:
     return json.dumps([f.as_dict() for f in findings])
 
 
-def response_row(
-    store: Store,
-    *,
-    route: Route | None,
-    mailbox: str,
-    to: str,
-    workflow: str,
-    original_id: str,
-    code: str,
-    text: str | None,
-    inf_ack_requested: bool,
-    answers: str | None,
-    ods_code: str,
-    sender_reference: str | None = None,
-) -> Row:
-    """Build an ITK008M response and store it as an outbound message ready to send."""
-    data, header_id = itk.build_response(
-        original_id=original_id,
-        code=code,
-        sender_mailbox=mailbox,
-        text=text,
-        inf_ack_requested=inf_ack_requested,
-        sender_ods=ods_code,
-        sender_reference=sender_reference or "None",
-    )
-    return pipeline.accept(
-        store,
-        io.BytesIO(data),
-        route=route.name if route else None,
-        mailbox=mailbox,
-        to=to,
-        workflow_id=workflow,
-        payload_type="fhir",
-        filename=f"ITK-Response-{code}.xml",
-        content_type=itk.FHIR_XML,
-        extra={"itk_message_id": header_id, "answers": answers},
-        claim=True,
-    )
-
-
 class Acknowledgements:
     """The ITK steps of a poll and of ``Bridge.ack``, wired to one store and its MESH mailboxes."""
 
@@ -462,19 +422,27 @@ class Acknowledgements:
 
         ``sender_reference`` is the answered message's SenderReference, echoed back as GP Connect requires.
         """
-        row = response_row(
-            self.store,
-            route=route,
-            mailbox=mailbox,
-            to=to,
-            workflow=workflow,
+        data, header_id = itk.build_response(
             original_id=original_id,
             code=code,
+            sender_mailbox=mailbox,
             text=text,
             inf_ack_requested=inf_ack_requested,
-            answers=answers,
-            ods_code=ods_code,
-            sender_reference=sender_reference,
+            sender_ods=ods_code,
+            sender_reference=sender_reference or "None",
+        )
+        row = pipeline.accept(
+            self.store,
+            io.BytesIO(data),
+            route=route.name if route else None,
+            mailbox=mailbox,
+            to=to,
+            workflow_id=workflow,
+            payload_type="fhir",
+            filename=f"ITK-Response-{code}.xml",
+            content_type=itk.FHIR_XML,
+            extra={"itk_message_id": header_id, "answers": answers},
+            claim=True,
         )
         if inf_ack_requested:
             self.store.expect(row["id"], INF, due(expect_within))
