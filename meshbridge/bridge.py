@@ -23,6 +23,7 @@ from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_op
 
 log = logging.getLogger("meshbridge")
 DOMAIN_ACK_CAP = 10_000_000  # bytes: larger inbound payloads are never read as acknowledgements
+RECEIVE_BATCH = 50  # messages downloaded and recorded before one fsync makes them durable and they are acknowledged
 
 __all__ = ["Bridge", "PollReport"]
 
@@ -34,7 +35,7 @@ class Bridge:
         self.config = config
         self.plugins = plugins or Plugins()
         self._check_routes()
-        self.store = Store(config.store.path)
+        self.store = Store(config.store.path, inline_max=config.store.inline_max)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
 
@@ -350,18 +351,38 @@ class Bridge:
                     report.received.append(message["id"])
                 except MeshbridgeError as exc:
                     report.problems.append(f"collect {message['mesh_message_id']} for {mailbox_id}: {exc}")
+        batch: list[Row] = []
         try:
             for mesh_id in mesh.inbox():
                 try:
-                    message = pipeline.receive(self.store, mesh, mesh_id)
-                    report.received.append(message["id"])
+                    batch.append(pipeline.download(self.store, mesh, mesh_id, durable=False))
                 except MeshbridgeError as exc:
                     report.problems.append(f"collect {mesh_id} for {mailbox_id}: {exc}")
+                if len(batch) >= RECEIVE_BATCH:
+                    self._acknowledge(mesh, batch, report)
+                    batch = []
         except MeshbridgeError as exc:
             report.problems.append(str(exc))
+        self._acknowledge(mesh, batch, report)
+
+    def _acknowledge(self, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
+        """Acknowledge a batch of downloaded messages in MESH, once their rows are durable (one fsync)."""
+        self.store.sync()
+        for message in batch:
+            try:
+                pipeline.acknowledge(self.store, mesh, message)
+                report.received.append(message["id"])
+            except MeshbridgeError as exc:
+                report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
 
     def _finish_inbound(self, report: PollReport) -> None:
         """Everything collected but not finished: REPORTs applied, DATA validated and delivered."""
+        try:
+            self._deliver_all(report)
+        finally:
+            self.store.sync()  # the deliveries above were recorded lazily
+
+    def _deliver_all(self, report: PollReport) -> None:
         for message in self.store.messages(state="mesh-acked", direction="in") + self.store.messages(
             state="valid", direction="in"
         ):
@@ -405,10 +426,10 @@ class Bridge:
                             findings=[f.as_dict() for f in result.findings],
                         )
                         continue
-                    pipeline.deliver_inbound(self.store, self.plugins, route, message, validated=result)
+                    pipeline.deliver_inbound(self.store, self.plugins, route, message, validated=result, durable=False)
                     report.delivered.append(message["id"])
                     continue
-                pipeline.deliver_inbound(self.store, self.plugins, route, message)
+                pipeline.deliver_inbound(self.store, self.plugins, route, message, durable=False)
                 report.delivered.append(message["id"])
             except MeshbridgeError as exc:
                 report.problems.append(f"deliver {message['id']}: {exc}")

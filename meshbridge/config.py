@@ -18,6 +18,7 @@ from .errors import ConfigError
 
 MESH_MIN_POLL = 300.0  # seconds: MESH guidance is at most one inbox poll per 5 minutes
 DEFAULT_CHUNK_SIZE = 100_000_000  # MESH's limit for one request (100 MB)
+INLINE_MAX = 64 * 1024  # ``[store] inline_max``: payloads up to this size live in the database
 
 
 class Secret:
@@ -46,6 +47,7 @@ class Secret:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path
+    inline_max: int = INLINE_MAX  # payloads up to this size live in the database, bigger ones as files
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ _SERVICE = {
     "retention",
     "source_settle",
 }
-_STORE = {"path"}
+_STORE = {"path", "inline_max"}
 _MESH = {
     "url",
     "shared_key",
@@ -336,7 +338,7 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
     r.table(raw, "", _TOP, {"store", "mesh"})
 
     store_raw = r.table(raw["store"], "store", _STORE, {"path"})
-    store = StoreConfig(path=r.path(store_raw, "store", "path"))  # type: ignore[arg-type]
+    store = StoreConfig(path=r.path(store_raw, "store", "path"), inline_max=_inline_max(r, store_raw))  # type: ignore[arg-type]
 
     mesh = _mesh(r, raw["mesh"])
     mailboxes = _mailboxes(r, raw.get("mailboxes", []), mesh)
@@ -347,6 +349,16 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
         **{name: r.duration(service_raw, "service", name, getattr(defaults, name)) for name in _SERVICE}
     )
     return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes, service=service)
+
+
+def _inline_max(r: _Reader, store: dict[str, Any]) -> int:
+    value = store.get("inline_max", INLINE_MAX)
+    if value in (0, "0"):
+        return 0  # every payload a file
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise r.fail("store.inline_max", str(exc)) from None
 
 
 def _mesh(r: _Reader, raw: Any) -> MeshConfig:

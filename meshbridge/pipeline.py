@@ -170,7 +170,7 @@ def transmit(
                 )
 
         mesh_id = mesh.send(
-            lambda: store.payloads.path(sha).open("rb"),
+            lambda: store.payloads.open(sha),
             message["payload_size"],
             to=message["peer"],
             workflow_id=message["workflow_id"],
@@ -248,6 +248,7 @@ def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[s
         last_error=None,
         next_attempt_at=None,
         tracked_at=now(),  # the tracking interval counts from the send
+        durable=False,  # lost in a power cut: the claim lapses and a retry finds the message by local id
     )
 
 
@@ -283,28 +284,45 @@ def tracking_due(message: Row, interval: float) -> bool:
 
 def receive(store: Store, mesh: MeshMailbox, mesh_id: str) -> Row:
     """Download one message to disk, record it, then (only then) acknowledge it in MESH."""
+    message = download(store, mesh, mesh_id)
+    acknowledge(store, mesh, message)
+    return store.get(message["id"])
+
+
+def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
+    """Download one message and record it ``received``: stored, not yet acknowledged in MESH.
+
+    ``durable=False`` records it lazily; the caller must :meth:`Store.sync` before
+    :func:`acknowledge` (one fsync for a batch of messages instead of one each).
+    """
     message = store.find("in", mesh_id)
     if message is None:
         envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write)
         checkpoint("receive:downloaded")
         try:
-            message = _record(store, mesh.id, envelope, sha, size)
+            message = _record(store, mesh.id, envelope, sha, size, durable)
         except StoreError:  # another process stored it first
             message = store.find("in", mesh_id)
             if message is None:
                 raise
+    return message
+
+
+def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
+    """Acknowledge a durably stored ``received`` message in MESH (which then forgets it), and record that."""
     if message["state"] == "received":
         checkpoint("receive:stored")
-        mesh.acknowledge(mesh_id)
+        mesh.acknowledge(message["mesh_message_id"])
         checkpoint("receive:acknowledged")
-        store.transition(message["id"], "mesh-acked", from_states=("received",))
-    return store.get(message["id"])
+        # lost in a power cut: the message is ``received`` again and the acknowledge is repeated
+        store.transition(message["id"], "mesh-acked", from_states=("received",), durable=False)
 
 
-def _record(store: Store, mailbox: str, envelope: Envelope, sha: str, size: int) -> Row:
+def _record(store: Store, mailbox: str, envelope: Envelope, sha: str, size: int, durable: bool) -> Row:
     return store.add(
         "in",
         "received",
+        durable=durable,
         detail={"sha256": sha, "size": size, "from": envelope.sender, "chunks": envelope.chunks},
         mailbox=mailbox,
         peer=envelope.sender,
@@ -419,8 +437,12 @@ def deliver_inbound(
     message: Row,
     validated: ValidationResult | None = None,
     replay: bool = False,
+    durable: bool = True,
 ) -> None:
     """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
+
+    ``durable=False`` leaves the record to the caller's :meth:`Store.sync` (one fsync per pass):
+    a power cut before it delivers the message again, under the same name.
 
     ``validated`` is the verdict of a message still ``mesh-acked``: it is recorded as ``valid``
     with the delivery, or alone when the delivery fails (the next poll retries it).
@@ -455,6 +477,7 @@ def deliver_inbound(
         detail={"destination": where},
         destination=where,
         last_error=None,
+        durable=durable,
         **fields,
     )
     checkpoint("deliver:recorded")

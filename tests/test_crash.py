@@ -243,21 +243,24 @@ def test_killed_at_a_step_then_restarted_delivers_each_payload_once(
         with opened(config) as store:
             assert len([m for m in store.messages(direction="out") if m["mesh_message_id"]]) == nth - 1
         assert len(inbox(mesh_sandbox, RECIPIENT)) == nth  # after the restart: still one each
-    if point.startswith("receive:"):  # the n-th message collected is the one in hand
+    if point.startswith("receive:"):  # a batch is downloaded and recorded, made durable, then acknowledged
         with opened(config) as store:
             sent = [m for m in store.messages(direction="out") if m["mesh_message_id"] and m["peer"] == RECIPIENT]
             received = store.messages(direction="in")
+        acked = [m for m in received if m["state"] != "received"]
+        in_hand = [m for m in received if m["state"] == "received"]
         waiting = inbox(mesh_sandbox, RECIPIENT)
-        if point == "receive:downloaded":  # bytes on disk, no row: not acknowledged
-            assert len(received) == nth - 1
+        if point == "receive:downloaded":  # the n-th one's bytes on disk, no row; nothing acknowledged yet
+            assert len(received) == nth - 1 and not acked
+            assert len(waiting) == len(sent)
+        elif point == "receive:stored":  # the batch's rows durable; n - 1 acknowledged, the n-th not yet
+            assert len(acked) == nth - 1 and in_hand
+            assert all(m["mesh_message_id"] in waiting for m in in_hand)
             assert len(waiting) == len(sent) - (nth - 1)
-        elif point == "receive:stored":  # bytes and row durable: still not acknowledged
-            assert len(received) == nth and received[-1]["state"] == "received"
-            assert received[-1]["mesh_message_id"] in waiting
-            assert len(waiting) == len(sent) - (nth - 1)
-        else:  # acknowledged, after the row was durable; only the state change was lost
-            assert len(received) == nth and received[-1]["state"] == "received"
-            assert received[-1]["mesh_message_id"] not in waiting
+        else:  # the n-th acknowledged after its row was durable; only the state change was lost
+            assert len(acked) == nth - 1
+            assert [m["mesh_message_id"] in waiting for m in in_hand].count(False) == 1
+            assert len(waiting) == len(sent) - nth
 
     run_until_quiet(config)
     assert_each_once(tmp_path, config, mesh_sandbox, made)
@@ -356,21 +359,21 @@ def test_mesh_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path, file_s
     with peer(file_sandbox, "X26ABC3") as other:
         other.send_message(RECIPIENT, foreign, workflow_id=WORKFLOW)
 
-    # a run sends all three, collects one, stores the next and dies before acknowledging it
+    # a run sends all three, stores all four, acknowledges one and dies before acknowledging the next
     crash(config, "receive:stored#2")
     with opened(config) as store:
-        assert [m["state"] for m in store.messages(direction="in")] == ["mesh-acked", "received"]
+        assert [m["state"] for m in store.messages(direction="in")] == ["mesh-acked", *["received"] * 3]
     file_sandbox.stop()
 
     down = meshbridge(config, "poll", "--mailbox", RECIPIENT, "--json")  # MESH is down: reported
     assert down.returncode == 0, down.stderr
     problems = json.loads(down.stdout)["problems"]
     assert problems and all("ConnectionError" in p for p in problems), problems
-    with opened(config) as store:  # local work goes on; the stored one waits, not acknowledged
-        assert [m["state"] for m in store.messages(direction="in")] == ["delivered", "received"]
+    with opened(config) as store:  # local work goes on; the stored ones wait, not acknowledged
+        assert [m["state"] for m in store.messages(direction="in")] == ["delivered", *["received"] * 3]
 
     file_sandbox.start()  # same port, same files: what was sent before the stop is still there
-    assert len(inbox(file_sandbox, RECIPIENT)) == 3  # the stored one, the third and the foreign one
+    assert len(inbox(file_sandbox, RECIPIENT)) == 3  # the three stored, not yet acknowledged
     run_until_quiet(config)
     assert inbox(file_sandbox, RECIPIENT) == []
     assert sorted(map(sha256, files(tmp_path / "delivered"))) == sorted(map(digest, [*plain, foreign]))

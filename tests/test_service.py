@@ -119,7 +119,7 @@ def test_housekeeping_removes_old_payloads_only(tmp_path: Path, meshbridge_confi
     assert bridge.store.remove_old_payloads(3600) == 0  # nothing is old yet
     bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
     assert bridge.store.remove_old_payloads(3600) == 1  # the same bytes, stored once
-    assert not bridge.store.payloads.path(inbound["payload_sha256"]).exists()
+    assert not bridge.store.payloads.exists(inbound["payload_sha256"])
     assert bridge.store.get(inbound["id"])["payload_sha256"] is None
     assert bridge.store.events(inbound["id"])[-1]["kind"] == "payload-removed"
     assert bridge.store.get(sent["id"])["state"] == "delivered"
@@ -130,4 +130,4 @@ def test_housekeeping_removes_old_payloads_only(tmp_path: Path, meshbridge_confi
     )
     bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
     assert bridge.store.remove_old_payloads(3600) == 0  # sent, not yet delivered: not finished, kept
-    assert bridge.store.payloads.path(unfinished["payload_sha256"]).exists()
+    assert bridge.store.payloads.exists(unfinished["payload_sha256"])

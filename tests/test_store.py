@@ -20,7 +20,7 @@ def mode(path: Path) -> int:
 
 
 def test_files_are_private_and_wal(tmp_path: Path) -> None:
-    store = Store(tmp_path / "var" / "db" / "mb.db")
+    store = Store(tmp_path / "var" / "db" / "mb.db", inline_max=0)  # every payload a file
     sha, _ = store.payloads.write_file(io.BytesIO(b"hello"))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -114,18 +114,65 @@ def test_a_source_file_is_stored_once(tmp_path: Path) -> None:
     store.add("out", "sending", source_file="outbox/a.txt@1:3@ab")  # a new file of that name
 
 
-def test_payload_sha256_checked_on_read(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+@pytest.mark.parametrize("inline_max", [0, 1024], ids=["file", "inline"])
+def test_payload_sha256_checked_on_read(tmp_path: Path, inline_max: int) -> None:
+    store = Store(tmp_path / "mb.db", inline_max=inline_max)
     sha, size = store.payloads.write_file(io.BytesIO(b"original bytes"))
     assert size == 14 and store.payloads.read(sha) == b"original bytes"
     path = store.payloads.path(sha)
-    path.chmod(0o600)
-    path.write_bytes(b"tampered bytes")
-    with pytest.raises(StoreError, match="corrupt"):
+    assert path.exists() is (inline_max == 0)
+    if inline_max:
+        store.db.execute("UPDATE payloads SET data = ? WHERE sha256 = ?", [b"tampered bytes", sha])
+    else:
+        path.chmod(0o600)
+        path.write_bytes(b"tampered bytes")
+    with pytest.raises(StoreError, match=f"{sha}.* is corrupt: sha256 is "):
         store.payloads.read(sha)
-    path.unlink()
-    with pytest.raises(StoreError, match="missing"):
+    assert store.payloads.remove(sha)
+    with pytest.raises(StoreError, match=f"payload {sha} is missing"):
         store.payloads.verify(sha)
+    assert not store.payloads.remove(sha)
+
+
+def test_small_payloads_inline_big_ones_files(tmp_path: Path) -> None:
+    """Up to ``inline_max`` bytes in the payloads table; past it, streamed to a file."""
+    store = Store(tmp_path / "mb.db", inline_max=1000)
+    small, big = b"s" * 1000, bytes(range(256)) * 40  # 1000 and 10,240 bytes
+    small_sha, _ = store.payloads.write(iter([small[:400], small[400:]]))
+    big_sha, big_size = store.payloads.write(iter([big[:600], big[600:700], big[700:]]))  # crosses the line mid-stream
+    assert big_size == len(big) and store.payloads.path(big_sha).read_bytes() == big
+    assert not store.payloads.path(small_sha).exists()
+    assert [r["sha256"] for r in store.db.query("SELECT sha256 FROM payloads")] == [small_sha]
+    assert store.payloads.read(small_sha) == small and store.payloads.read(big_sha) == big
+    assert b"".join(store.payloads.blocks(big_sha, 600, 100)) == big[600:700]  # a chunk's range
+    with store.payloads.open(small_sha) as handle:
+        handle.seek(10)
+        assert handle.read(5) == small[10:15]
+    assert list((store.payloads.root / "tmp").iterdir()) == []
+
+
+def test_lazy_commits_keep_the_connection_durable(tmp_path: Path) -> None:
+    """A lazy commit (or a payload insert) switches ``synchronous`` off for itself only, even when it fails."""
+    store = Store(tmp_path / "mb.db")
+    message = store.add("in", "received", durable=False)
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    inside = []
+
+    def fail() -> None:
+        with store.immediate(durable=False):
+            inside.append(store.db.execute("PRAGMA synchronous").fetchone()[0])
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail()
+    assert inside == [1]  # NORMAL inside
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    store.payloads.write([b"x"])
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    store.sync()
+    with store.immediate(), pytest.raises(StoreError, match="before the transaction that records it"):
+        store.payloads.write([b"inside a transaction"])
+    assert store.get(message["id"])["state"] == "received"
 
 
 def test_same_bytes_stored_once(tmp_path: Path) -> None:

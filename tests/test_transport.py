@@ -11,7 +11,7 @@ import pytest
 from conftest import OUT_IN, TRACK_NOW
 
 from meshbridge import Bridge, TransportError, load
-from meshbridge.pipeline import _record
+from meshbridge.pipeline import download
 from meshbridge.sandbox import Sandbox, config_text, free_port
 
 
@@ -60,8 +60,7 @@ def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"stored, then crash", workflow_id="TEST_WORKFLOW")
     config = meshbridge_config(OUT_IN)
     first = make_bridge(config)
-    envelope, (sha, size) = first.mailbox("X26ABC2").download(mesh_id, first.store.payloads.write)
-    _record(first.store, "X26ABC2", envelope, sha, size)  # ... and the process dies before the acknowledge
+    download(first.store, first.mailbox("X26ABC2"), mesh_id)  # ... and the process dies before the acknowledge
     assert mesh_peer("X26ABC2").list_messages() == [mesh_id]
 
     second = make_bridge(config)

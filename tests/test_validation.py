@@ -15,6 +15,7 @@ from conftest import OUT_IN
 
 from meshbridge import PayloadRejected
 from meshbridge.plugins import Plugins, make_plugin_manager
+from meshbridge.store import Store
 from meshbridge.validation import check
 
 TEXT_ROUTES = OUT_IN.replace('payload_type = "binary"', 'payload_type = "text"')
@@ -68,8 +69,9 @@ def test_send_refuses_and_quarantines(tmp_path: Path, meshbridge_config, mesh_pe
     [row] = json.loads(run("--config", str(config), "messages", "--json", "--state", "rejected", cwd=tmp_path).stdout)
     assert row["findings"][0]["code"] == "text.encoding" and row["mesh_message_id"] is None
     assert mesh_peer("X26ABC2").list_messages() == []  # nothing went to MESH
-    payload = next((tmp_path / "var" / "payloads").glob("??/*"))
-    assert payload.read_bytes() == bad.read_bytes()  # the bytes are kept
+    store = Store(tmp_path / "var" / "meshbridge.db")
+    assert store.payloads.read(store.get(row["id"])["payload_sha256"]) == bad.read_bytes()  # the bytes are kept
+    store.close()
 
 
 def test_invalid_inbound_is_recorded_not_delivered(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer) -> None:

@@ -1,18 +1,24 @@
-"""Payload bytes as content-addressed files: ``<root>/ab/abcdef...`` named by sha256.
+"""Payload bytes, content-addressed by sha256: small ones in the database, big ones as files.
 
-Files are written to a temporary name, fsynced, then renamed, so a payload file either exists
-whole or not at all. Files are 0600 in 0700 folders; reads check the sha256.
+A payload up to ``inline_max`` bytes is a row of the ``payloads`` table; SQLite reads and writes
+small blobs faster than the file system does files, and it saves a file create, two fsyncs and a
+directory fsync per message (see the note in ``Store``). A bigger one is a file
+``<root>/ab/abcdef...``, written to a temporary name, fsynced, then renamed, so it exists whole or
+not at all. Files are 0600 in 0700 folders. Every whole read checks the sha256.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..config import INLINE_MAX
 from ..errors import StoreError
 
 BLOCK = 1024 * 1024
@@ -32,25 +38,66 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class PayloadFiles:
-    """The folder of payload files beside the database."""
+class Payloads:
+    """The payload store of one database: the ``payloads`` table and the folder beside it.
 
-    def __init__(self, root: Path) -> None:
+    An inline payload is committed without waiting for the disk (``synchronous=NORMAL``): it
+    becomes durable with the next durable commit on the connection, which is the message row that
+    names it. SQLite's write-ahead log is written in order, so that row is never on disk without it.
+    """
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, inline_max: int = INLINE_MAX) -> None:
         self.root = secure_dir(root)
         self._tmp = secure_dir(root / "tmp")
+        self._conn = conn
+        self.inline_max = inline_max
         self._dirs: set[Path] = set()
 
     def path(self, sha256: str) -> Path:
+        """Where the file of a big payload lives (inline payloads have none)."""
         return self.root / sha256[:2] / sha256
 
+    # -- writing --------------------------------------------------------------------------
+
     def write(self, blocks: Iterable[bytes]) -> tuple[str, int]:
-        """Store the bytes of ``blocks`` durably; return ``(sha256, size)``."""
-        digest, size = hashlib.sha256(), 0
+        """Store the bytes of ``blocks``; return ``(sha256, size)``.
+
+        Up to ``inline_max`` bytes are buffered and kept in the database; past that, the bytes
+        stream to a file and memory stays at one block.
+        """
+        digest, buffer = hashlib.sha256(), bytearray()
+        blocks = iter(blocks)
+        for block in blocks:
+            digest.update(block)
+            buffer += block
+            if len(buffer) > self.inline_max:
+                return self._write_file(digest, bytes(buffer), blocks)
+        sha = digest.hexdigest()
+        self._insert(sha, bytes(buffer))
+        return sha, len(buffer)
+
+    def write_file(self, source: BinaryIO) -> tuple[str, int]:
+        return self.write(iter(lambda: source.read(BLOCK), b""))
+
+    def _insert(self, sha: str, data: bytes) -> None:
+        if self._conn.in_transaction:
+            raise StoreError("a payload must be stored before the transaction that records it")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # made durable by the row that names it
+        try:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO payloads (sha256, size, data) VALUES (?, ?, ?)", [sha, len(data), data]
+            )
+        finally:
+            self._conn.execute("PRAGMA synchronous=FULL")
+
+    def _write_file(self, digest: hashlib._Hash, head: bytes, rest: Iterator[bytes]) -> tuple[str, int]:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp)  # mkstemp creates 0600
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                for block in blocks:
+                out.write(head)
+                size = len(head)
+                for block in rest:
                     digest.update(block)
                     size += len(block)
                     out.write(block)
@@ -68,19 +115,27 @@ class PayloadFiles:
             tmp.unlink(missing_ok=True)
             raise
 
-    def write_file(self, source: BinaryIO) -> tuple[str, int]:
-        return self.write(iter(lambda: source.read(BLOCK), b""))
+    # -- reading --------------------------------------------------------------------------
+
+    def _inline(self, sha256: str) -> bytes | None:
+        row = self._conn.execute("SELECT data FROM payloads WHERE sha256 = ?", [sha256]).fetchone()
+        return None if row is None else row[0]
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A binary file object over the payload (a file, or the inline bytes in memory)."""
+        data = self._inline(sha256)
+        if data is not None:
+            return io.BytesIO(data)
+        try:
+            return self.path(sha256).open("rb")
+        except FileNotFoundError:
+            raise StoreError(f"payload {sha256} is missing (no row, no file {self.path(sha256)})") from None
 
     def blocks(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """Stream a payload. A whole-file read (the default) checks the sha256 at the end."""
-        path = self.path(sha256)
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:
-            raise StoreError(f"payload file {path} is missing") from None
+        """Stream a payload. A whole read (the default) checks the sha256 at the end."""
         whole = start == 0 and length is None
         digest = hashlib.sha256()
-        with handle:
+        with self.open(sha256) as handle:
             handle.seek(start)
             remaining = length
             while remaining is None or remaining > 0:
@@ -93,7 +148,8 @@ class PayloadFiles:
                     remaining -= len(block)
                 yield block
         if whole and digest.hexdigest() != sha256:
-            raise StoreError(f"payload file {path} is corrupt: sha256 is {digest.hexdigest()}")
+            where = "payload file " + str(self.path(sha256)) if self.path(sha256).exists() else f"payload {sha256}"
+            raise StoreError(f"{where} is corrupt: sha256 is {digest.hexdigest()}")
 
     def read(self, sha256: str) -> bytes:
         """The whole payload, sha256-checked (for small payloads; stream big ones)."""
@@ -102,3 +158,15 @@ class PayloadFiles:
     def verify(self, sha256: str) -> None:
         for _ in self.blocks(sha256):
             pass
+
+    def exists(self, sha256: str) -> bool:
+        return self._inline(sha256) is not None or self.path(sha256).exists()
+
+    def remove(self, sha256: str) -> bool:
+        """Delete a payload (retention); True if there was one. Call outside a transaction."""
+        removed = self._conn.execute("DELETE FROM payloads WHERE sha256 = ?", [sha256]).rowcount
+        path = self.path(sha256)
+        if path.exists():
+            path.unlink()
+            removed = 1
+        return bool(removed)

@@ -103,3 +103,9 @@ def m005_service(db: Database) -> None:
     db["messages"].add_column("next_attempt_at", str)
     db["messages"].add_column("source_file", str)
     db.execute("CREATE INDEX idx_messages_source ON messages(source_file, payload_sha256)")
+
+
+@migrations()
+def m006_inline_payloads(db: Database) -> None:
+    """Small payloads live in the database (``[store] inline_max``); big ones stay files."""
+    db["payloads"].create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})

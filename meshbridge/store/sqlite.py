@@ -21,7 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..errors import StoreError, UnknownMessage
-from .payloads import PayloadFiles, secure_dir
+from .payloads import INLINE_MAX, Payloads, secure_dir
 from .schema import migrations
 
 Row = dict[str, Any]
@@ -37,9 +37,17 @@ def now() -> str:
 
 
 class Store:
-    """Messages, their events and expectations; payload files in ``payloads/`` beside the database."""
+    """Messages, their events and expectations, and their payloads (see :class:`Payloads`).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    Durability: a commit waits for the disk (``synchronous=FULL``) unless the work it records can
+    be found again after a power cut, in which case it is *lazy* and becomes durable with the next
+    durable commit (the write-ahead log keeps order, so the store after a power cut is always an
+    earlier state of itself). Lazy: ``sent`` (a retry asks MESH by local id), ``mesh-acked`` (the
+    acknowledge is repeated), ``delivered`` within a poll, which ends with :meth:`sync` (the
+    delivery is repeated, to the same name). Durable: everything a MESH call relies on afterwards.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX) -> None:
         self.path = Path(path)
         secure_dir(self.path.parent)
         if not self.path.exists():
@@ -52,23 +60,45 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = Database(conn, execute_plugins=False)
-        self.payloads = PayloadFiles(self.path.parent / "payloads")
         with self.immediate():
             migrations.apply(self.db)
+        self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max)
 
     def close(self) -> None:
         self.db.conn.close()
 
     @contextmanager
-    def immediate(self) -> Iterator[Database]:
-        """A write transaction that takes the write lock up front (no lost races under WAL)."""
-        self.db.conn.execute("BEGIN IMMEDIATE")
+    def immediate(self, durable: bool = True) -> Iterator[Database]:
+        """A write transaction that takes the write lock up front (no lost races under WAL).
+
+        ``durable=False``: the commit does not wait for the disk (see the class docstring).
+        """
+        conn = self.db.conn
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self.db
-        except BaseException:
-            self.db.conn.execute("ROLLBACK")
-            raise
-        self.db.conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    def sync(self) -> None:
+        """Make every lazy commit so far durable: one fsync of the write-ahead log, where a durable
+        commit would do the same. (A checkpoint that emptied the log synced the database first.)"""
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no log: everything is in the database file, which checkpoints sync
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -87,12 +117,20 @@ class Store:
     # -- writes ---------------------------------------------------------------------------
 
     def add(
-        self, direction: str, state: str, detail: dict[str, Any] | None = None, *, before: str = "", **fields: Any
+        self,
+        direction: str,
+        state: str,
+        detail: dict[str, Any] | None = None,
+        *,
+        before: str = "",
+        durable: bool = True,
+        **fields: Any,
     ) -> Row:
         """Insert a message and its first event. ``direction`` is ``out`` or ``in``.
 
         ``before`` names a state the message passed through on the way (e.g. ``accepted`` for a
         message born claimed as ``sending``): it gets its own event, in the same transaction.
+        ``durable=False``: see the class docstring; the caller syncs before relying on the row.
         """
         stamp = now()
         row = {
@@ -105,7 +143,7 @@ class Store:
         }
         source = fields.get("source_file")
         try:
-            with self.immediate() as db:
+            with self.immediate(durable) as db:
                 if source and db.execute("SELECT 1 FROM messages WHERE source_file = ?", [source]).fetchone():
                     raise SourceTaken(f"source file {source} is already stored")  # checked and taken at once
                 columns = ", ".join(row)  # plain SQL: sqlite-utils' insert introspects the schema each time
@@ -126,11 +164,13 @@ class Store:
         kind: str | None = None,
         detail: dict[str, Any] | None = None,
         before: tuple[str, dict[str, Any] | None] | None = None,
+        durable: bool = True,
         **fields: Any,
     ) -> bool:
         """Move a message to ``to_state`` if it is in one of ``from_states``; record the event.
 
         ``before=(state, detail)`` records a state passed through on the way, in the same transaction.
+        ``durable=False`` for a change that can be found again after a power cut (class docstring).
 
         Returns False (and changes nothing) when the message was not in an allowed state, which
         is how a second process learns that the first one already did the work.
@@ -142,7 +182,7 @@ class Store:
         if from_states:
             sql += f" AND state IN ({', '.join('?' * len(from_states))})"
             params += from_states
-        with self.immediate() as db:
+        with self.immediate(durable) as db:
             changed = db.execute(sql, params).rowcount
             if changed and before:
                 self._event(message_id, before[0], before[0], before[1], stamp)
@@ -168,12 +208,18 @@ class Store:
         return bool(changed)
 
     def update(
-        self, message_id: str, kind: str | None = None, detail: dict[str, Any] | None = None, **fields: Any
+        self,
+        message_id: str,
+        kind: str | None = None,
+        detail: dict[str, Any] | None = None,
+        *,
+        durable: bool = True,
+        **fields: Any,
     ) -> None:
         """Set fields without a state change; with ``kind``, also record an event."""
         stamp = now()
         sets = {"updated_at": stamp, **fields}
-        with self.immediate() as db:
+        with self.immediate(durable) as db:
             db.execute(
                 "UPDATE messages SET " + ", ".join(f"{k} = ?" for k in sets) + " WHERE id = ?",
                 [*sets.values(), message_id],
@@ -192,9 +238,9 @@ class Store:
         )
 
     def remove_old_payloads(self, retention: float) -> int:
-        """Delete payload files of finished messages older than ``retention`` seconds; rows stay.
+        """Delete payloads of finished messages older than ``retention`` seconds; rows stay.
 
-        A file still used by an unfinished (or younger) message is kept. Returns files removed.
+        A payload still used by an unfinished (or younger) message is kept. Returns payloads removed.
         """
         cutoff = (datetime.now(UTC) - timedelta(seconds=retention)).isoformat(timespec="microseconds")
         finished = ", ".join(f"'{state}'" for state in FINISHED)
@@ -214,9 +260,7 @@ class Store:
                 "OR updated_at >= ?)",
                 [sha, cutoff],
             ).fetchone()[0]
-            path = self.payloads.path(sha)
-            if not still_used and path.exists():
-                path.unlink()
+            if not still_used and self.payloads.remove(sha):
                 removed += 1
             self.update(row["id"], kind="payload-removed", detail={"sha256": sha}, payload_sha256=None)
         return removed
