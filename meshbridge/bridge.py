@@ -344,13 +344,8 @@ class Bridge:
         mesh = self.mailbox(mailbox_id)
         # Stored but not recorded as acknowledged (a crash on either side of the acknowledge): the
         # inbox may no longer list it, so finish it from the store. A repeated acknowledge is harmless.
-        for message in self.store.messages(state="received", direction="in"):
-            if message["mailbox"] == mailbox_id:
-                try:
-                    pipeline.receive(self.store, mesh, message["mesh_message_id"])
-                    report.received.append(message["id"])
-                except MeshbridgeError as exc:
-                    report.problems.append(f"collect {message['mesh_message_id']} for {mailbox_id}: {exc}")
+        stored = [m for m in self.store.messages(state="received", direction="in") if m["mailbox"] == mailbox_id]
+        self._acknowledge(mesh, stored, report)
         batch: list[Row] = []
         try:
             for mesh_id in mesh.inbox():
@@ -366,8 +361,10 @@ class Bridge:
         self._acknowledge(mesh, batch, report)
 
     def _acknowledge(self, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
-        """Acknowledge a batch of downloaded messages in MESH, once their rows are durable (one fsync)."""
-        self.store.sync()
+        """Acknowledge stored messages in MESH once their rows are durable: one fsync for the batch
+        (also for rows another process stored and died before syncing)."""
+        if batch:
+            self.store.sync()
         for message in batch:
             try:
                 pipeline.acknowledge(self.store, mesh, message)

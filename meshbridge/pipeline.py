@@ -1,7 +1,7 @@
 """The steps of the flow, each a small function over the store and one MESH mailbox.
 
 outbound: accept (bytes + row durable) -> transmit -> track
-inbound:  receive (download to disk, row durable) -> MESH acknowledge -> report | route -> deliver
+inbound:  download (to disk, row durable) -> MESH acknowledge -> report | route -> deliver
 """
 
 from __future__ import annotations
@@ -282,18 +282,11 @@ def tracking_due(message: Row, interval: float) -> bool:
 # -- inbound --------------------------------------------------------------------------------
 
 
-def receive(store: Store, mesh: MeshMailbox, mesh_id: str) -> Row:
-    """Download one message to disk, record it, then (only then) acknowledge it in MESH."""
-    message = download(store, mesh, mesh_id)
-    acknowledge(store, mesh, message)
-    return store.get(message["id"])
-
-
 def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
     """Download one message and record it ``received``: stored, not yet acknowledged in MESH.
 
-    ``durable=False`` records it lazily; the caller must :meth:`Store.sync` before
-    :func:`acknowledge` (one fsync for a batch of messages instead of one each).
+    ``durable=False`` records it lazily: :meth:`Store.sync` after a batch makes them all durable
+    with one fsync instead of one each (:func:`acknowledge` syncs if the caller did not).
     """
     message = store.find("in", mesh_id)
     if message is None:
@@ -309,8 +302,9 @@ def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = T
 
 
 def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
-    """Acknowledge a durably stored ``received`` message in MESH (which then forgets it), and record that."""
+    """Acknowledge a stored ``received`` message in MESH (which then forgets it), and record that."""
     if message["state"] == "received":
+        store.make_durable(message["id"])
         checkpoint("receive:stored")
         mesh.acknowledge(message["mesh_message_id"])
         checkpoint("receive:acknowledged")

@@ -79,3 +79,41 @@ def test_failed_delivery_is_retried_on_the_next_poll(tmp_path: Path, meshbridge_
     report = bridge.poll()
     assert report.delivered == [message["id"]]
     assert (blocker / f"{mesh_id}_{mesh_id}.dat").read_bytes() == b"keep me"
+
+
+def test_each_acknowledge_follows_a_sync_of_its_row(meshbridge_config, make_bridge, mesh_peer, monkeypatch) -> None:
+    """Rows are recorded lazily and made durable one batch at a time, always before MESH is told."""
+    peer = mesh_peer("X26ABC1")
+    ids = [peer.send_message("X26ABC2", f"message {i}".encode(), workflow_id="TEST_WORKFLOW") for i in range(120)]
+    bridge = make_bridge(meshbridge_config(OUT_IN))
+    store, mesh = bridge.store, bridge.mailbox("X26ABC2")
+    log: list[tuple[str, ...]] = []
+
+    def spy(obj, name, record):
+        real = getattr(obj, name)
+
+        def wrapper(*args, **kwargs):
+            result = real(*args, **kwargs)
+            log.append(record(result, *args, **kwargs))
+            return result
+
+        monkeypatch.setattr(obj, name, wrapper)
+
+    spy(store, "add", lambda row, *a, durable=True, **k: ("add", row["mesh_message_id"] or "", str(durable)))
+    spy(store, "sync", lambda *a: ("sync",))
+    spy(mesh, "acknowledge", lambda _, mesh_id: ("ack", mesh_id))
+
+    report = bridge.poll(track=False)
+    assert report.problems == [] and len(report.delivered) == 120
+    durable_since: dict[str, bool] = {}
+    for entry in log:
+        if entry[0] == "add":
+            durable_since[entry[1]] = entry[2] == "True"
+        elif entry[0] == "sync":
+            durable_since = dict.fromkeys(durable_since, True)
+        else:
+            assert durable_since[entry[1]], f"{entry[1]} acknowledged before its row was durable"
+    assert sorted(e[1] for e in log if e[0] == "ack") == sorted(ids)
+    before_last_ack = log[: max(i for i, e in enumerate(log) if e[0] == "ack")]
+    assert before_last_ack.count(("sync",)) == 3  # batches of 50, 50 and 20: not one fsync per message
+    assert mesh_peer("X26ABC2").list_messages() == []

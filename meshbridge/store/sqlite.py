@@ -60,6 +60,7 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = Database(conn, execute_plugins=False)
+        self._lazy_rows: set[str] = set()  # messages added lazily since the log was last synced
         with self.immediate():
             migrations.apply(self.db)
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max)
@@ -87,6 +88,8 @@ class Store:
         finally:
             if not durable:
                 conn.execute("PRAGMA synchronous=FULL")
+        if durable:
+            self._lazy_rows.clear()  # the log is synced: everything before this commit is durable
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: one fsync of the write-ahead log, where a durable
@@ -94,11 +97,18 @@ class Store:
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         except FileNotFoundError:
-            return  # no log: everything is in the database file, which checkpoints sync
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = None  # no log: everything is in the database file, which checkpoints sync
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._lazy_rows.clear()
+
+    def make_durable(self, message_id: str) -> None:
+        """Sync if this message was added lazily since the last sync (before MESH forgets it)."""
+        if message_id in self._lazy_rows:
+            self.sync()
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -153,6 +163,8 @@ class Store:
                 self._event(row["id"], state, state, None if before else detail, stamp)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"message already stored: {exc}") from None
+        if not durable:
+            self._lazy_rows.add(row["id"])
         return self.get(row["id"])
 
     def transition(
