@@ -124,6 +124,10 @@ BAD_CASES = {
         GOOD.replace('chunk_size = "20MB"', 'chunk_size = "20MB"\nsend_lease = "soon"'),
         "mesh.send_lease: bad duration 'soon'",
     ),
+    "bad inline size": (
+        GOOD.replace('path = "var/mb.db"', 'path = "var/mb.db"\ninline_max = "tiny"'),
+        "store.inline_max: bad size 'tiny'",
+    ),
     "not TOML": ("[store\npath=", "not valid TOML"),
 }
 
@@ -159,6 +163,16 @@ def test_send_lease_defaults_to_15_minutes_and_reaches_the_retry_policy(config_d
     text = GOOD.replace('chunk_size = "20MB"', 'chunk_size = "20MB"\nsend_lease = "2m"')
     with Bridge(load(write(config_dir, text))) as bridge:
         assert bridge.config.mesh.send_lease == bridge.retry_policy.lease == 120
+
+
+def test_inline_max_reaches_the_store(config_dir: Path) -> None:
+    assert load(write(config_dir, GOOD)).store.inline_max == 64 * 1024
+    for value, expected in (('"1KiB"', 1024), ("0", 0)):
+        text = GOOD.replace('path = "var/mb.db"', f'path = "var/mb.db"\ninline_max = {value}')
+        with Bridge(load(write(config_dir, text))) as bridge:
+            assert bridge.store.payloads.inline_max == expected
+            sha, _ = bridge.store.payloads.write([b"x" * 1000])
+            assert bridge.store.payloads.path(sha).exists() is (expected == 0)
 
 
 def test_unreadable_config_file_in_a_real_process(tmp_path: Path) -> None:
