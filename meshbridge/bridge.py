@@ -363,8 +363,7 @@ class Bridge:
     def _acknowledge(self, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
         """Acknowledge stored messages in MESH once their rows are durable: one fsync for the batch
         (also for rows another process stored and died before syncing)."""
-        if batch:
-            self.store.sync()
+        self.store.make_durable(*(m["id"] for m in batch))
         for message in batch:
             try:
                 pipeline.acknowledge(self.store, mesh, message)
@@ -374,10 +373,12 @@ class Bridge:
 
     def _finish_inbound(self, report: PollReport) -> None:
         """Everything collected but not finished: REPORTs applied, DATA validated and delivered."""
+        delivered = len(report.delivered)
         try:
             self._deliver_all(report)
         finally:
-            self.store.sync()  # the deliveries above were recorded lazily
+            if len(report.delivered) > delivered:
+                self.store.sync()  # folder deliveries above were recorded lazily
 
     def _deliver_all(self, report: PollReport) -> None:
         for message in self.store.messages(state="mesh-acked", direction="in") + self.store.messages(

@@ -19,6 +19,7 @@ from .errors import ConfigError
 MESH_MIN_POLL = 300.0  # seconds: MESH guidance is at most one inbox poll per 5 minutes
 DEFAULT_CHUNK_SIZE = 100_000_000  # MESH's limit for one request (100 MB)
 INLINE_MAX = 64 * 1024  # ``[store] inline_max``: payloads up to this size live in the database
+INLINE_LIMIT = 1024 * 1024  # held whole in memory on the way in, so kept small
 
 
 class Secret:
@@ -356,9 +357,12 @@ def _inline_max(r: _Reader, store: dict[str, Any]) -> int:
     if value in (0, "0"):
         return 0  # every payload a file
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except ValueError as exc:
         raise r.fail("store.inline_max", str(exc)) from None
+    if size > INLINE_LIMIT:
+        raise r.fail("store.inline_max", f"{size} bytes is over 1 MiB: bigger payloads belong in files")
+    return size
 
 
 def _mesh(r: _Reader, raw: Any) -> MeshConfig:

@@ -285,8 +285,8 @@ def tracking_due(message: Row, interval: float) -> bool:
 def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
     """Download one message and record it ``received``: stored, not yet acknowledged in MESH.
 
-    ``durable=False`` records it lazily: :meth:`Store.sync` after a batch makes them all durable
-    with one fsync instead of one each (:func:`acknowledge` syncs if the caller did not).
+    ``durable=False`` records it lazily: :meth:`Store.make_durable` on a batch makes them all
+    durable with one sync instead of one each (:func:`acknowledge` syncs if the caller did not).
     """
     message = store.find("in", mesh_id)
     if message is None:
@@ -435,8 +435,9 @@ def deliver_inbound(
 ) -> None:
     """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
 
-    ``durable=False`` leaves the record to the caller's :meth:`Store.sync` (one fsync per pass):
-    a power cut before it delivers the message again, under the same name.
+    ``durable=False`` leaves the record of a folder delivery to the caller's :meth:`Store.sync`
+    (one per pass): a power cut before it writes the same file again, under the same name. Other
+    destinations (an HTTP POST, a command) are not repeated so lightly: always recorded durably.
 
     ``validated`` is the verdict of a message still ``mesh-acked``: it is recorded as ``valid``
     with the delivery, or alone when the delivery fails (the next poll retries it).
@@ -471,7 +472,7 @@ def deliver_inbound(
         detail={"destination": where},
         destination=where,
         last_error=None,
-        durable=durable,
+        durable=durable or kind != "folder",
         **fields,
     )
     checkpoint("deliver:recorded")

@@ -128,6 +128,10 @@ BAD_CASES = {
         GOOD.replace('path = "var/mb.db"', 'path = "var/mb.db"\ninline_max = "tiny"'),
         "store.inline_max: bad size 'tiny'",
     ),
+    "inline size too big": (
+        GOOD.replace('path = "var/mb.db"', 'path = "var/mb.db"\ninline_max = "2MiB"'),
+        "store.inline_max: 2097152 bytes is over 1 MiB",
+    ),
     "not TOML": ("[store\npath=", "not valid TOML"),
 }
 

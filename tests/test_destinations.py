@@ -45,11 +45,16 @@ def endpoint() -> Iterator[tuple[str, type[Endpoint]]]:
     server.server_close()
 
 
-def test_http_destination_retries_until_2xx(meshbridge_config, make_bridge, mesh_peer, endpoint) -> None:
+def test_http_destination_retries_until_2xx(meshbridge_config, make_bridge, mesh_peer, endpoint, monkeypatch) -> None:
     url, handler = endpoint
     handler.statuses = [503]  # the EPR is down at first
     routes = OUT_IN.replace('destination = { folder = "delivered" }', f'destination = {{ http = "{url}" }}')
     bridge = make_bridge(meshbridge_config(routes))
+    recorded = []  # a POST is not repeated lightly: its delivery is recorded durably, not left to a later sync
+    real = bridge.store.transition
+    monkeypatch.setattr(
+        bridge.store, "transition", lambda i, to, **k: recorded.append((to, k.get("durable", True))) or real(i, to, **k)
+    )
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to the EPR", workflow_id="TEST_WORKFLOW")
     first = bridge.poll()
     message = bridge.store.find("in", mesh_id)
@@ -59,6 +64,7 @@ def test_http_destination_retries_until_2xx(meshbridge_config, make_bridge, mesh
     assert second.delivered == [message["id"]] and second.problems == []
     assert handler.received == [(b"to the EPR", f"{mesh_id}_{mesh_id}.dat")]
     assert bridge.store.get(message["id"])["state"] == "delivered"
+    assert ("delivered", True) in recorded
     bridge.poll()
     assert len(handler.received) == 1  # once
 

@@ -194,3 +194,52 @@ def test_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open store"):
         Store(path)
+
+
+def test_housekeeping_never_strands_a_new_message_without_its_bytes(tmp_path: Path) -> None:
+    """New identical bytes are written, old ones removed by housekeeping, then the new row comes:
+    the row is refused (the caller keeps the message, e.g. MESH still holds it) instead of pointing at nothing."""
+    store = Store(tmp_path / "mb.db")
+    sha, size = store.payloads.write([b"same bytes twice"])
+    old = store.add("in", "delivered", payload_sha256=sha, payload_size=size)
+    store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
+    assert store.payloads.write([b"same bytes twice"]) == (sha, size)  # a new message's download ...
+    assert store.remove_old_payloads(3600) == 1  # ... and housekeeping in between
+    with pytest.raises(StoreError, match=f"payload {sha} was removed by housekeeping before its message"):
+        store.add("in", "received", payload_sha256=sha, payload_size=size)
+    assert [m["id"] for m in store.messages()] == [old["id"]]  # nothing recorded
+    assert store.get(old["id"])["payload_sha256"] is None
+    assert [e["kind"] for e in store.events(old["id"])][-1] == "payload-removed"
+
+
+def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(tmp_path: Path, monkeypatch) -> None:
+    store = Store(tmp_path / "mb.db")
+    syncs = []
+    real = store.sync
+    monkeypatch.setattr(store, "sync", lambda: syncs.append(1) or real())
+    lazy = store.add("in", "received", durable=False)
+    assert not store.transition(lazy["id"], "delivered", from_states=("valid",))  # durable, but a no-op
+    store.make_durable(lazy["id"])
+    assert len(syncs) == 1
+    store.make_durable(lazy["id"])  # known durable now
+    durable = store.add("in", "received")
+    store.make_durable(durable["id"])
+    assert len(syncs) == 1
+    other = Store(tmp_path / "mb.db")  # rows another process wrote are unknown here: synced once
+    other_syncs = []
+    other_real = other.sync
+    monkeypatch.setattr(other, "sync", lambda: other_syncs.append(1) or other_real())
+    other.make_durable(lazy["id"], durable["id"])
+    other.make_durable(lazy["id"])
+    assert len(other_syncs) == 1
+    assert store.db.execute("SELECT count FROM syncs").fetchone()[0] == 2
+
+
+def test_a_damaged_inline_payload_is_repaired_by_the_same_bytes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "mb.db")
+    sha, _ = store.payloads.write([b"precious"])
+    store.db.execute("UPDATE payloads SET data = ? WHERE sha256 = ?", [b"damaged!", sha])
+    with pytest.raises(StoreError, match="corrupt"):
+        store.payloads.read(sha)
+    store.payloads.write([b"precious"])
+    assert store.payloads.read(sha) == b"precious"

@@ -84,8 +84,10 @@ class Payloads:
             raise StoreError("a payload must be stored before the transaction that records it")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # made durable by the row that names it
         try:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO payloads (sha256, size, data) VALUES (?, ?, ?)", [sha, len(data), data]
+            self._conn.execute(  # the same bytes again replace the row: a damaged one is repaired
+                "INSERT INTO payloads (sha256, size, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, data = excluded.data",
+                [sha, len(data), data],
             )
         finally:
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -163,7 +165,8 @@ class Payloads:
         return self._inline(sha256) is not None or self.path(sha256).exists()
 
     def remove(self, sha256: str) -> bool:
-        """Delete a payload (retention); True if there was one. Call outside a transaction."""
+        """Delete a payload (retention); True if there was one. Call in the transaction that
+        checked no message still needs it."""
         removed = self._conn.execute("DELETE FROM payloads WHERE sha256 = ?", [sha256]).rowcount
         path = self.path(sha256)
         if path.exists():

@@ -60,7 +60,8 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = Database(conn, execute_plugins=False)
-        self._lazy_rows: set[str] = set()  # messages added lazily since the log was last synced
+        self._lazy: set[str] = set()  # messages this store added lazily, not synced since
+        self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
         with self.immediate():
             migrations.apply(self.db)
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max)
@@ -88,27 +89,26 @@ class Store:
         finally:
             if not durable:
                 conn.execute("PRAGMA synchronous=FULL")
-        if durable:
-            self._lazy_rows.clear()  # the log is synced: everything before this commit is durable
 
     def sync(self) -> None:
-        """Make every lazy commit so far durable: one fsync of the write-ahead log, where a durable
-        commit would do the same. (A checkpoint that emptied the log synced the database first.)"""
-        try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-        except FileNotFoundError:
-            fd = None  # no log: everything is in the database file, which checkpoints sync
-        if fd is not None:
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self._lazy_rows.clear()
+        """Make every lazy commit so far durable: a durable commit of a real write (SQLite syncs
+        the log, which holds everything committed before it, in order)."""
+        with self.immediate() as db:
+            db.execute("UPDATE syncs SET count = count + 1")
+        self._synced()
 
-    def make_durable(self, message_id: str) -> None:
-        """Sync if this message was added lazily since the last sync (before MESH forgets it)."""
-        if message_id in self._lazy_rows:
+    def make_durable(self, *message_ids: str) -> None:
+        """Make sure these messages' rows are durable (before MESH forgets them): one sync,
+        unless each is known durable already. Rows this store did not write count as unknown."""
+        if not self._durable.issuperset(message_ids):
             self.sync()
+            self._durable.update(message_ids)
+
+    def _synced(self, *also: str) -> None:
+        if len(self._durable) > 100_000:  # forgetting costs one more sync, never safety
+            self._durable.clear()
+        self._durable.update(self._lazy, also)
+        self._lazy.clear()
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -156,6 +156,9 @@ class Store:
             with self.immediate(durable) as db:
                 if source and db.execute("SELECT 1 FROM messages WHERE source_file = ?", [source]).fetchone():
                     raise SourceTaken(f"source file {source} is already stored")  # checked and taken at once
+                sha = fields.get("payload_sha256")
+                if sha and not self.payloads.exists(sha):  # housekeeping removed identical old bytes meanwhile
+                    raise StoreError(f"payload {sha} was removed by housekeeping before its message was recorded")
                 columns = ", ".join(row)  # plain SQL: sqlite-utils' insert introspects the schema each time
                 db.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
                 if before:
@@ -163,8 +166,10 @@ class Store:
                 self._event(row["id"], state, state, None if before else detail, stamp)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"message already stored: {exc}") from None
-        if not durable:
-            self._lazy_rows.add(row["id"])
+        if durable:
+            self._synced(row["id"])  # this commit synced the log: it and everything before are durable
+        else:
+            self._lazy.add(row["id"])
         return self.get(row["id"])
 
     def transition(
@@ -267,14 +272,17 @@ class Store:
         removed = 0
         for row in old:
             sha = row["payload_sha256"]
-            still_used = self.db.execute(
-                f"SELECT count(*) FROM messages WHERE payload_sha256 = ? AND (state NOT IN ({finished}) "
-                "OR updated_at >= ?)",
-                [sha, cutoff],
-            ).fetchone()[0]
-            if not still_used and self.payloads.remove(sha):
-                removed += 1
-            self.update(row["id"], kind="payload-removed", detail={"sha256": sha}, payload_sha256=None)
+            with self.immediate() as db:  # checked, removed and recorded at once: see add()
+                still_used = db.execute(
+                    f"SELECT count(*) FROM messages WHERE payload_sha256 = ? AND (state NOT IN ({finished}) "
+                    "OR updated_at >= ? OR id IN (SELECT message_id FROM expectations WHERE met_at IS NULL))",
+                    [sha, cutoff],
+                ).fetchone()[0]
+                if not still_used and self.payloads.remove(sha):
+                    removed += 1
+                stamp = now()
+                db.execute("UPDATE messages SET payload_sha256 = NULL, updated_at = ? WHERE id = ?", [stamp, row["id"]])
+                self._event(row["id"], "payload-removed", None, {"sha256": sha}, stamp)
         return removed
 
     # -- expectations ---------------------------------------------------------------------
