@@ -11,6 +11,7 @@ from typing import Any
 from . import acks, domain_acks, pipeline
 from .acks import Acknowledgements
 from .config import Config, Route, load
+from .destinations import FolderBatch
 from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected, SendAbandoned
 from .events import Event
 from .faults import checkpoint
@@ -372,15 +373,26 @@ class Bridge:
                 report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
 
     def _finish_inbound(self, report: PollReport) -> None:
-        """Everything collected but not finished: REPORTs applied, DATA validated and delivered."""
+        """Everything collected but not finished: REPORTs applied, DATA validated and delivered.
+
+        Folder deliveries are staged and made durable a batch at a time (see ``FolderBatch``),
+        recorded lazily, and the store synced at the end.
+        """
+        batch = FolderBatch(self.store.path.parent / "delivering")
+        batch.clean()  # under the inbound lock: what is there, a crashed pass left
         delivered = len(report.delivered)
         try:
-            self._deliver_all(report)
+            self._deliver_all(report, batch)
         finally:
+            self._finish_batch(batch)
             if len(report.delivered) > delivered:
-                self.store.sync()  # folder deliveries above were recorded lazily
+                self.store.sync()  # folder deliveries were recorded lazily
 
-    def _deliver_all(self, report: PollReport) -> None:
+    def _finish_batch(self, batch: FolderBatch) -> None:
+        if len(batch):
+            batch.finish()
+
+    def _deliver_all(self, report: PollReport, batch: FolderBatch) -> None:
         for message in self.store.messages(state="mesh-acked", direction="in") + self.store.messages(
             state="valid", direction="in"
         ):
@@ -424,13 +436,32 @@ class Bridge:
                             findings=[f.as_dict() for f in result.findings],
                         )
                         continue
-                    pipeline.deliver_inbound(self.store, self.plugins, route, message, validated=result, durable=False)
-                    report.delivered.append(message["id"])
+                    self._deliver(route, message, batch, report, validated=result)
                     continue
-                pipeline.deliver_inbound(self.store, self.plugins, route, message, durable=False)
-                report.delivered.append(message["id"])
+                self._deliver(route, message, batch, report)
             except MeshbridgeError as exc:
                 report.problems.append(f"deliver {message['id']}: {exc}")
+
+    def _deliver(
+        self,
+        route: Route,
+        message: Row,
+        batch: FolderBatch,
+        report: PollReport,
+        validated: ValidationResult | None = None,
+    ) -> None:
+        def done(error: MeshbridgeError | None) -> None:
+            if error:
+                report.problems.append(f"deliver {message['id']}: {error}")
+            else:
+                report.delivered.append(message["id"])
+
+        if pipeline.deliver_inbound(
+            self.store, self.plugins, route, message, validated=validated, batch=batch, on_done=done
+        ):
+            report.delivered.append(message["id"])
+        elif len(batch) >= RECEIVE_BATCH:
+            self._finish_batch(batch)
 
     def _apply_report(self, message: Row, report: PollReport) -> None:
         linked = pipeline.apply_report(self.store, message)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from .config import Config, Route
-from .destinations import DeliveryError, safe_name
-from .errors import MeshRejected, SendAbandoned, StoreError, TransportError
+from .destinations import DeliveryError, FolderBatch, safe_name, to_folder
+from .errors import MeshbridgeError, MeshRejected, SendAbandoned, StoreError, TransportError
 from .faults import checkpoint
 from .mesh import Envelope, MeshMailbox, chunk_count
 from .payloads.base import ValidationResult
@@ -431,16 +432,19 @@ def deliver_inbound(
     message: Row,
     validated: ValidationResult | None = None,
     replay: bool = False,
-    durable: bool = True,
-) -> None:
+    batch: FolderBatch | None = None,
+    on_done: Callable[[MeshbridgeError | None], None] | None = None,
+) -> bool:
     """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
-
-    ``durable=False`` leaves the record of a folder delivery to the caller's :meth:`Store.sync`
-    (one per pass): a power cut before it writes the same file again, under the same name. Other
-    destinations (an HTTP POST, a command) are not repeated so lightly: always recorded durably.
 
     ``validated`` is the verdict of a message still ``mesh-acked``: it is recorded as ``valid``
     with the delivery, or alone when the delivery fails (the next poll retries it).
+
+    With a ``batch``, a delivery to the built-in folder destination is staged and False returned:
+    it is recorded when the caller finishes the batch, and ``on_done`` then gets None or the error.
+    That record is lazy (the caller syncs the store after the pass): lost in a power cut, the same
+    file is written again under the same name. Every other delivery is made and recorded durably
+    at once (an HTTP POST or a command is not repeated so lightly), and True returned.
     """
     assert route.destination is not None
     [(kind, target)] = route.destination.items()
@@ -452,27 +456,50 @@ def deliver_inbound(
     if validated is not None:
         valid = ("valid", {"payload_type": validated.payload_type})
         fields = {"route": route.name, "payload_type": validated.payload_type}
-    name = safe_name(message["mesh_message_id"], message["filename"])
-    try:
-        where = deliver(target, store.payloads.blocks(message["payload_sha256"]), name, message["content_type"])
-    except (DeliveryError, StoreError) as exc:
+
+    def failed(exc: DeliveryError | StoreError) -> None:
         if valid:
             store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=valid[1], **fields)
         store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+
+    def delivered(where: str, durable: bool) -> None:
+        checkpoint("deliver:written")
+        if replay:
+            store.event(message["id"], "delivered", {"destination": where, "replay": True})
+            return
+        store.transition(
+            message["id"],
+            "delivered",
+            from_states=("mesh-acked", "valid"),
+            before=valid,
+            detail={"destination": where},
+            destination=where,
+            last_error=None,
+            durable=durable,
+            **fields,
+        )
+        checkpoint("deliver:recorded")
+
+    def staged(outcome: str | DeliveryError) -> None:
+        error: MeshbridgeError | None = outcome if isinstance(outcome, DeliveryError) else None
+        try:
+            if isinstance(outcome, DeliveryError):
+                failed(outcome)
+            else:
+                delivered(outcome, durable=False)
+        except MeshbridgeError as exc:  # the next message in the batch is still recorded
+            error = exc
+        if on_done:
+            on_done(error)
+
+    name = safe_name(message["mesh_message_id"], message["filename"])
+    blocks = store.payloads.blocks(message["payload_sha256"])
+    try:
+        if batch is not None and deliver is to_folder and not replay and batch.add(target, blocks, name, staged):
+            return False
+        where = deliver(target, blocks, name, message["content_type"])
+    except (DeliveryError, StoreError) as exc:
+        failed(exc)
         raise
-    checkpoint("deliver:written")
-    if replay:
-        store.event(message["id"], "delivered", {"destination": where, "replay": True})
-        return
-    store.transition(
-        message["id"],
-        "delivered",
-        from_states=("mesh-acked", "valid"),
-        before=valid,
-        detail={"destination": where},
-        destination=where,
-        last_error=None,
-        durable=durable or kind != "folder",
-        **fields,
-    )
-    checkpoint("deliver:recorded")
+    delivered(where, durable=True)
+    return True

@@ -1,8 +1,11 @@
-"""Destinations: HTTP POST (2xx = delivered, retried otherwise) and command (exit 0 = delivered)."""
+"""Destinations: folder batches, HTTP POST (2xx = delivered, retried otherwise) and command (exit 0 = delivered)."""
 
 from __future__ import annotations
 
 import http.server
+import os
+import stat
+import tempfile
 import threading
 import typing
 from collections.abc import Iterator
@@ -10,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import OUT_IN
+
+from meshbridge.destinations import DeliveryError, FolderBatch
 
 
 class Endpoint(http.server.BaseHTTPRequestHandler):
@@ -82,3 +87,62 @@ def test_command_destination(tmp_path: Path, meshbridge_config, make_bridge, mes
     mesh_peer("X26ABC1").send_message("X26ABC2", b"refused", workflow_id="TEST_WORKFLOW")
     report = other.poll()
     assert report.delivered == [] and "command false exited 1" in report.problems[0]
+
+
+def test_folder_batch_shows_nothing_until_every_file_is_durable(tmp_path: Path) -> None:
+    batch, outbox = FolderBatch(tmp_path / "store" / "delivering"), tmp_path / "epr" / "in"
+    done: list[object] = []
+    for n in range(3):
+        assert batch.add(outbox, [b"part one, ", f"part two of {n}".encode()], f"m{n}.dat", done.append)
+    assert len(batch) == 3 and list(outbox.iterdir()) == []  # staged in meshbridge's own folder
+    batch.finish()
+    assert done == [str(outbox / f"m{n}.dat") for n in range(3)]
+    expected = [f"part one, part two of {n}".encode() for n in range(3)]
+    assert [(outbox / f"m{n}.dat").read_bytes() for n in range(3)] == expected
+    assert stat.S_IMODE((outbox / "m0.dat").stat().st_mode) == 0o640
+    assert list(batch.staging.iterdir()) == [] and len(batch) == 0
+
+
+def test_folder_batch_failures_are_per_file_and_leftovers_are_cleaned(tmp_path: Path) -> None:
+    batch, good, gone = FolderBatch(tmp_path / "delivering"), tmp_path / "good", tmp_path / "gone"
+    done: list[object] = []
+    batch.add(good, [b"kept"], "a.dat", done.append)
+    batch.add(gone, [b"lost"], "b.dat", done.append)
+    gone.rmdir()
+    gone.write_text("a file where the folder was")  # the rename into it fails
+    batch.finish()
+    assert done[0] == str(good / "a.dat") and (good / "a.dat").read_bytes() == b"kept"
+    assert isinstance(done[1], DeliveryError) and f"cannot write to folder {gone}" in str(done[1])
+    assert list(batch.staging.iterdir()) == []  # the failed one's temp file too
+
+    crashed = FolderBatch(tmp_path / "delivering")  # a pass dies with files staged ...
+    crashed.add(good, [b"half a pass"], "c.dat", done.append)
+    os.close(crashed._staged[0].fd)  # (the dead process's descriptor)
+    again = FolderBatch(tmp_path / "delivering")
+    again.clean()  # ... the next one starts clean; nothing half-written ever reached the folder
+    assert list(again.staging.iterdir()) == [] and sorted(p.name for p in good.iterdir()) == ["a.dat"]
+
+
+def test_folder_batch_hands_back_a_folder_on_another_file_system(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a file system other than the test's tmp_path")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        batch = FolderBatch(tmp_path / "delivering")
+        assert not batch.add(other, iter([b"untouched"]), "x.dat", print)  # the caller writes it at once
+        assert len(batch) == 0 and list(Path(other).iterdir()) == []
+
+
+def test_a_folder_on_another_file_system_is_delivered_at_once(meshbridge_config, make_bridge, mesh_peer) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("needs /dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        routes = OUT_IN.replace('destination = { folder = "delivered" }', f'destination = {{ folder = "{other}" }}')
+        bridge = make_bridge(meshbridge_config(routes))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to tmpfs", workflow_id="TEST_WORKFLOW")
+        report = bridge.poll()
+        message = bridge.store.find("in", mesh_id)
+        assert report.problems == [] and report.delivered == [message["id"]]
+        assert message["state"] == "delivered" and Path(message["destination"]).read_bytes() == b"to tmpfs"
+        assert Path(message["destination"]).parent == Path(other)
