@@ -24,6 +24,7 @@ from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_op
 
 log = logging.getLogger("meshbridge")
 DOMAIN_ACK_CAP = 10_000_000  # bytes: larger inbound payloads are never read as acknowledgements
+BATCH_BYTES = 100_000_000  # a folder batch is finished early once it holds this much (disk space)
 RECEIVE_BATCH = 50  # messages downloaded and recorded before one fsync makes them durable and they are acknowledged
 
 __all__ = ["Bridge", "PollReport"]
@@ -378,15 +379,19 @@ class Bridge:
         Folder deliveries are staged and made durable a batch at a time (see ``FolderBatch``),
         recorded lazily, and the store synced at the end.
         """
-        batch = FolderBatch(self.store.path.parent / "delivering")
-        batch.clean()  # under the inbound lock: what is there, a crashed pass left
+        batch = FolderBatch(self.store.tag)
+        batch.clean(  # under the inbound lock: what is there, a crashed pass of this store left
+            r.destination["folder"] for r in self.config.routes if r.destination and "folder" in r.destination
+        )
         delivered = len(report.delivered)
         try:
             self._deliver_all(report, batch)
         finally:
-            self._finish_batch(batch)
-            if len(report.delivered) > delivered:
-                self.store.sync()  # folder deliveries were recorded lazily
+            try:
+                self._finish_batch(batch)
+            finally:
+                if len(report.delivered) > delivered:
+                    self.store.sync()  # folder deliveries were recorded lazily
 
     def _finish_batch(self, batch: FolderBatch) -> None:
         if len(batch):
@@ -460,7 +465,7 @@ class Bridge:
             self.store, self.plugins, route, message, validated=validated, batch=batch, on_done=done
         ):
             report.delivered.append(message["id"])
-        elif len(batch) >= RECEIVE_BATCH:
+        elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
             self._finish_batch(batch)
 
     def _apply_report(self, message: Row, report: PollReport) -> None:

@@ -7,6 +7,7 @@ that id, so a repeat after a crash overwrites the same file with the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -71,40 +72,41 @@ class _Staged:
 class FolderBatch:
     """Folder deliveries made durable together, for a pass that delivers many small payloads.
 
-    :meth:`add` writes a payload to a temp file in ``staging`` (meshbridge's own folder: a crash
-    leaves nothing half-written where the EPR looks; :meth:`clean` removes what a crash left).
-    :meth:`finish` starts the write-back of every file, fsyncs each, renames each into its folder
-    and fsyncs each folder once, then calls each ``on_done`` with the path or the error. The disk
-    is waited on about once per batch instead of twice per file; a reader still never sees a
-    partial file. A folder on another file system than ``staging`` is written at once instead.
+    :meth:`add` writes a payload to a hidden temp file in its destination folder
+    (``.meshbridge-<tag>-*.part``: it takes the folder's group, ACLs and file system, and a
+    rename can always put it in place). :meth:`finish` starts the write-back of every file,
+    fsyncs each, renames each to its name and fsyncs each folder once, then calls each
+    ``on_done`` with the path or the error: the disk is waited on about once per batch instead of
+    twice per file, and a reader never sees a partial file. ``tag`` names the store, so
+    :meth:`clean` removes only what a crashed pass of this store left.
     """
 
-    def __init__(self, staging: Path) -> None:
-        self.staging = secure_dir(staging)
-        self._device = os.stat(self.staging).st_dev
+    def __init__(self, tag: str) -> None:
+        self.prefix = f".meshbridge-{tag}-"
+        self.size = 0  # bytes staged
         self._staged: list[_Staged] = []
 
     def __len__(self) -> int:
         return len(self._staged)
 
-    def clean(self) -> None:
+    def clean(self, folders: Iterable[str | Path]) -> None:
         """Remove temp files a crashed pass left (call only while holding the store's inbound lock)."""
-        for leftover in self.staging.iterdir():
-            leftover.unlink(missing_ok=True)
+        for folder in folders:
+            for leftover in Path(folder).glob(f"{self.prefix}*.part"):
+                leftover.unlink(missing_ok=True)
 
     def add(
         self, folder: str | Path, blocks: Iterable[bytes], name: str, on_done: Callable[[str | DeliveryError], None]
-    ) -> bool:
-        """Stage one delivery; False (nothing staged) when ``folder`` is on another file system."""
+    ) -> None:
+        """Stage one delivery (written, not yet durable nor visible under its name)."""
         folder = Path(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            if os.stat(folder).st_dev != self._device:
-                return False
-            fd, tmp = tempfile.mkstemp(dir=self.staging, suffix=".part")
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=self.prefix, suffix=".part")
             try:
                 for block in blocks:
                     _write_all(fd, block)
+                    self.size += len(block)
             except BaseException:
                 os.close(fd)
                 os.unlink(tmp)
@@ -112,13 +114,14 @@ class FolderBatch:
         except OSError as exc:
             raise DeliveryError(f"cannot write to folder {folder}: {exc.strerror}") from None
         self._staged.append(_Staged(fd, Path(tmp), folder / name, on_done))
-        return True
 
     def finish(self) -> None:
-        staged, self._staged = self._staged, []
-        outcome: dict[int, str | DeliveryError] = {}
+        """Make every staged file durable under its name, then tell each ``on_done``. Every
+        ``on_done`` is called even if one raises; the first exception is raised after them."""
+        staged, self._staged, self.size = self._staged, [], 0
+        outcome: dict[int, DeliveryError] = {}
         for item in staged:  # start writing every file back before waiting for any
-            if hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError, AttributeError):  # advice only (not on every system)
                 os.posix_fadvise(item.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         folders: dict[Path, list[_Staged]] = {}
         for item in staged:
@@ -131,15 +134,22 @@ class FolderBatch:
                 item.tmp.unlink(missing_ok=True)
                 outcome[id(item)] = DeliveryError(f"cannot write to folder {item.final.parent}: {exc.strerror}")
             finally:
-                os.close(item.fd)
+                with contextlib.suppress(OSError):
+                    os.close(item.fd)
         for folder, items in folders.items():
             try:
                 fsync_dir(folder)
             except OSError as exc:
                 for item in items:
                     outcome[id(item)] = DeliveryError(f"cannot write to folder {folder}: {exc.strerror}")
+        first: BaseException | None = None
         for item in staged:
-            item.on_done(outcome.get(id(item), str(item.final)))
+            try:
+                item.on_done(outcome.get(id(item), str(item.final)))
+            except Exception as exc:  # the others are still recorded
+                first = first or exc
+        if first is not None:
+            raise first
 
 
 def _write_all(fd: int, block: bytes) -> None:

@@ -495,7 +495,8 @@ def deliver_inbound(
     name = safe_name(message["mesh_message_id"], message["filename"])
     blocks = store.payloads.blocks(message["payload_sha256"])
     try:
-        if batch is not None and deliver is to_folder and not replay and batch.add(target, blocks, name, staged):
+        if batch is not None and deliver is to_folder and not replay:
+            batch.add(target, blocks, name, staged)
             return False
         where = deliver(target, blocks, name, message["content_type"])
     except (DeliveryError, StoreError) as exc:

@@ -90,50 +90,66 @@ def test_command_destination(tmp_path: Path, meshbridge_config, make_bridge, mes
 
 
 def test_folder_batch_shows_nothing_until_every_file_is_durable(tmp_path: Path) -> None:
-    batch, outbox = FolderBatch(tmp_path / "store" / "delivering"), tmp_path / "epr" / "in"
+    batch, outbox = FolderBatch("cafe0123"), tmp_path / "epr" / "in"
     done: list[object] = []
     for n in range(3):
-        assert batch.add(outbox, [b"part one, ", f"part two of {n}".encode()], f"m{n}.dat", done.append)
-    assert len(batch) == 3 and list(outbox.iterdir()) == []  # staged in meshbridge's own folder
+        batch.add(outbox, [b"part one, ", f"part two of {n}".encode()], f"m{n}.dat", done.append)
+    assert len(batch) == 3 and batch.size == sum(len(f"part one, part two of {n}") for n in range(3))
+    assert all(p.name.startswith(".meshbridge-cafe0123-") and p.suffix == ".part" for p in outbox.iterdir())
     batch.finish()
     assert done == [str(outbox / f"m{n}.dat") for n in range(3)]
     expected = [f"part one, part two of {n}".encode() for n in range(3)]
     assert [(outbox / f"m{n}.dat").read_bytes() for n in range(3)] == expected
     assert stat.S_IMODE((outbox / "m0.dat").stat().st_mode) == 0o640
-    assert list(batch.staging.iterdir()) == [] and len(batch) == 0
+    assert sorted(p.name for p in outbox.iterdir()) == ["m0.dat", "m1.dat", "m2.dat"] and len(batch) == 0
 
 
 def test_folder_batch_failures_are_per_file_and_leftovers_are_cleaned(tmp_path: Path) -> None:
-    batch, good, gone = FolderBatch(tmp_path / "delivering"), tmp_path / "good", tmp_path / "gone"
+    batch, good, gone = FolderBatch("cafe0123"), tmp_path / "good", tmp_path / "gone"
     done: list[object] = []
     batch.add(good, [b"kept"], "a.dat", done.append)
     batch.add(gone, [b"lost"], "b.dat", done.append)
-    gone.rmdir()
-    gone.write_text("a file where the folder was")  # the rename into it fails
+    (gone / "b.dat").mkdir()  # a folder where the file should go: the rename fails
     batch.finish()
     assert done[0] == str(good / "a.dat") and (good / "a.dat").read_bytes() == b"kept"
     assert isinstance(done[1], DeliveryError) and f"cannot write to folder {gone}" in str(done[1])
-    assert list(batch.staging.iterdir()) == []  # the failed one's temp file too
+    assert [p.name for p in gone.iterdir()] == ["b.dat"]  # the failed one's temp file is gone
 
-    crashed = FolderBatch(tmp_path / "delivering")  # a pass dies with files staged ...
+    crashed = FolderBatch("cafe0123")  # a pass dies with files staged ...
     crashed.add(good, [b"half a pass"], "c.dat", done.append)
     os.close(crashed._staged[0].fd)  # (the dead process's descriptor)
-    again = FolderBatch(tmp_path / "delivering")
-    again.clean()  # ... the next one starts clean; nothing half-written ever reached the folder
-    assert list(again.staging.iterdir()) == [] and sorted(p.name for p in good.iterdir()) == ["a.dat"]
+    (good / ".meshbridge-0ther5t0re-inflight.part").write_bytes(b"another store's")
+    FolderBatch("cafe0123").clean([good, gone])  # ... the next one removes what it left, only that
+    assert sorted(p.name for p in good.iterdir()) == [".meshbridge-0ther5t0re-inflight.part", "a.dat"]
 
 
-def test_folder_batch_hands_back_a_folder_on_another_file_system(tmp_path: Path) -> None:
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("needs /dev/shm on a file system other than the test's tmp_path")
-    with tempfile.TemporaryDirectory(dir=shm) as other:
-        batch = FolderBatch(tmp_path / "delivering")
-        assert not batch.add(other, iter([b"untouched"]), "x.dat", print)  # the caller writes it at once
-        assert len(batch) == 0 and list(Path(other).iterdir()) == []
+def test_folder_batch_records_every_file_when_one_record_fails(tmp_path: Path) -> None:
+    batch, done = FolderBatch("cafe0123"), []
+
+    def refuse(outcome: object) -> None:
+        raise RuntimeError("database is locked")
+
+    batch.add(tmp_path, [b"one"], "1.dat", refuse)
+    batch.add(tmp_path, [b"two"], "2.dat", done.append)
+    with pytest.raises(RuntimeError, match="database is locked"):
+        batch.finish()
+    assert done == [str(tmp_path / "2.dat")] and (tmp_path / "1.dat").read_bytes() == b"one"
 
 
-def test_a_folder_on_another_file_system_is_delivered_at_once(meshbridge_config, make_bridge, mesh_peer) -> None:
+def test_folder_batch_files_take_the_folders_group(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the folder another group")
+    shared = tmp_path / "epr"
+    shared.mkdir()
+    os.chown(shared, -1, 65534)
+    shared.chmod(0o2770)  # setgid: files made here belong to the EPR's group
+    batch, done = FolderBatch("cafe0123"), []
+    batch.add(shared, [b"for the EPR"], "m.dat", done.append)
+    batch.finish()
+    assert (shared / "m.dat").stat().st_gid == 65534
+
+
+def test_a_folder_on_another_file_system_than_the_store(meshbridge_config, make_bridge, mesh_peer) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir():
         pytest.skip("needs /dev/shm")

@@ -7,6 +7,7 @@ event row, so two processes on one file never both win the same transition.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -43,8 +44,9 @@ class Store:
     be found again after a power cut, in which case it is *lazy* and becomes durable with the next
     durable commit (the write-ahead log keeps order, so the store after a power cut is always an
     earlier state of itself). Lazy: ``sent`` (a retry asks MESH by local id), ``mesh-acked`` (the
-    acknowledge is repeated), ``delivered`` within a poll, which ends with :meth:`sync` (the
-    delivery is repeated, to the same name). Durable: everything a MESH call relies on afterwards.
+    acknowledge is repeated), a folder delivery within a poll, which ends with :meth:`sync` (the
+    file is written again, under the same name). Durable: everything a MESH call or an outside
+    reader relies on afterwards.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX) -> None:
@@ -68,6 +70,11 @@ class Store:
 
     def close(self) -> None:
         self.db.conn.close()
+
+    @property
+    def tag(self) -> str:
+        """A short name for this store, unique per database path (e.g. for its temp files elsewhere)."""
+        return hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:8]
 
     @contextmanager
     def immediate(self, durable: bool = True) -> Iterator[Database]:
