@@ -6,6 +6,7 @@ Run from the project root with the dev venv active::
 
 Quick check: ``--n 50 --gib 0.25 --reps 1``. ``--n 0`` skips the throughput part, ``--gib 0`` the RSS part.
 Routes use ``payload_type = "binary"`` (no validation); ``--payload-type auto`` times the throughput with it.
+``--inline-max 0`` keeps every payload as a file (the default keeps payloads up to 64 KiB in the database).
 Not part of the pytest run (``tests/bench`` is in ``norecursedirs``).
 
 1. Throughput, against an embedded mesh-sandbox (memory store, full auth): ``--n`` small messages
@@ -151,11 +152,16 @@ def run_baseline(sandbox: Sandbox, files: list[Path], rundir: Path) -> Run:
     return Run("baseline", received, done - started, sent - started, done - sent)
 
 
-def run_meshbridge(sandbox: Sandbox, files: list[Path], rundir: Path, payload_type: str = "binary") -> Run:
+def run_meshbridge(
+    sandbox: Sandbox, files: list[Path], rundir: Path, payload_type: str = "binary", inline_max: str | None = None
+) -> Run:
     """meshbridge: ``Bridge.send`` each file, then one ``Bridge.poll`` collects and delivers to a folder."""
     rundir.mkdir(parents=True)
     config = rundir / "meshbridge.toml"
-    config.write_text(config_text(sandbox, routes(payload_type), mailboxes=(SENDER, RECIPIENT)))
+    text = config_text(sandbox, routes(payload_type), mailboxes=(SENDER, RECIPIENT))
+    if inline_max is not None:
+        text = text.replace("[store]\n", f'[store]\ninline_max = "{inline_max}"\n', 1)
+    config.write_text(text)
     started = time.perf_counter()
     with Bridge.from_file(config) as bridge:
         for file in files:
@@ -172,12 +178,12 @@ def run_meshbridge(sandbox: Sandbox, files: list[Path], rundir: Path, payload_ty
 def throughput(args: argparse.Namespace, workdir: Path, results: Results) -> None:
     print(
         f"\n== Throughput: {args.n} messages x {args.size} bytes {SENDER} -> {RECIPIENT}, {args.reps} reps each"
-        f" (payload_type {args.payload_type})"
+        f" (payload_type {args.payload_type}, inline_max {args.inline_max or 'default'})"
     )
     files = make_payloads(workdir / "payloads", args.n, args.size)
     runners: dict[str, Callable[[Sandbox, list[Path], Path], Run]] = {
         "baseline": run_baseline,
-        "meshbridge": functools.partial(run_meshbridge, payload_type=args.payload_type),
+        "meshbridge": functools.partial(run_meshbridge, payload_type=args.payload_type, inline_max=args.inline_max),
     }
     with Sandbox() as sandbox:
         print(f"   mesh-sandbox {sandbox.url} (memory store, AUTH_MODE=full)")
@@ -326,7 +332,8 @@ def summary(args: argparse.Namespace, results: Results, seconds: float) -> str:
     if {r.kind for r in results.runs} == {"baseline", "meshbridge"}:
         base, mb = medians(results)
         lines.append(
-            f"throughput ({args.n} msgs x {args.size} B {args.payload_type}, {args.reps} reps each, median): "
+            f"throughput ({args.n} msgs x {args.size} B {args.payload_type}, "
+            f"inline_max {args.inline_max or 'default'}, {args.reps} reps each, median): "
             f"baseline mesh-client {base:.1f} msg/s, meshbridge {mb:.1f} msg/s, "
             f"ratio {mb / base:.2f} (goal >= {THROUGHPUT_GOAL}: {yes(mb / base >= THROUGHPUT_GOAL)})"
         )
@@ -350,6 +357,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=200, help="bytes per small message (default 200)")
     parser.add_argument(
         "--payload-type", default="binary", help="payload_type of the throughput routes (default binary: unvalidated)"
+    )
+    parser.add_argument(
+        "--inline-max", help="[store] inline_max of the meshbridge runs (default: the config default; 0: all files)"
     )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each throughput run (default 3)")
     parser.add_argument("--gib", type=float, default=1.0, help="large payload size in GiB (0 skips; default 1)")
