@@ -285,11 +285,11 @@ class Store:
                     "OR updated_at >= ? OR id IN (SELECT message_id FROM expectations WHERE met_at IS NULL))",
                     [sha, cutoff],
                 ).fetchone()[0]
-                if not still_used and self.payloads.remove(sha):
-                    removed += 1
                 stamp = now()
                 db.execute("UPDATE messages SET payload_sha256 = NULL, updated_at = ? WHERE id = ?", [stamp, row["id"]])
                 self._event(row["id"], "payload-removed", None, {"sha256": sha}, stamp)
+                if not still_used and self.payloads.remove(sha):  # last: a failure above removes nothing
+                    removed += 1
         return removed
 
     # -- expectations ---------------------------------------------------------------------
