@@ -1,0 +1,57 @@
+"""The steps of the flow, each a small function over the store and one MESH mailbox.
+
+outbound: accept (bytes + row durable) -> transmit -> track                     (``outbound``)
+inbound:  download (to disk, row durable) -> MESH acknowledge -> report | route -> deliver  (``inbound``)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .inbound import (
+    acknowledge,
+    apply_report,
+    check_stored,
+    deliver_inbound,
+    download,
+    inbound_route,
+    mark_unrouted,
+    validate_inbound,
+)
+from .outbound import IN_FLIGHT, SEND_LEASE, RetryPolicy, accept, due_for_sending, track, tracking_due, transmit
+
+__all__ = [
+    "IN_FLIGHT",
+    "SEND_LEASE",
+    "PollReport",
+    "RetryPolicy",
+    "accept",
+    "acknowledge",
+    "apply_report",
+    "check_stored",
+    "deliver_inbound",
+    "download",
+    "due_for_sending",
+    "inbound_route",
+    "mark_unrouted",
+    "track",
+    "tracking_due",
+    "transmit",
+    "validate_inbound",
+]
+
+
+@dataclass
+class PollReport:
+    """What one pass did; ``problems`` are one-line reasons to show an operator."""
+
+    sent: list[str] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    unrouted: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    correlated: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
+    undeliverable: list[str] = field(default_factory=list)
+    tracked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)

@@ -1,0 +1,244 @@
+"""Inbound steps: download (to disk, row durable) -> MESH acknowledge -> report | route -> validate -> deliver."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config, Route
+from ..destinations import DeliveryError, FolderBatch, safe_name, to_folder
+from ..errors import MeshbridgeError, StoreError
+from ..faults import checkpoint
+from ..mesh import Envelope, MeshMailbox
+from ..payloads.base import ValidationResult
+from ..plugins import Plugins
+from ..store import Row, Store
+from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
+from .outbound import IN_FLIGHT
+
+log = logging.getLogger("meshbridge")
+
+
+def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
+    """Download one message and record it ``received``: stored, not yet acknowledged in MESH.
+
+    ``durable=False`` records it lazily: :meth:`Store.make_durable` on a batch makes them all
+    durable with one sync instead of one each (:func:`acknowledge` syncs if the caller did not).
+    """
+    message = store.find("in", mesh_id)
+    if message is None:
+        envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write)
+        checkpoint("receive:downloaded")
+        try:
+            message = _record(store, mesh.id, envelope, sha, size, durable)
+        except StoreError:  # another process stored it first
+            message = store.find("in", mesh_id)
+            if message is None:
+                raise
+    return message
+
+
+def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
+    """Acknowledge a stored ``received`` message in MESH (which then forgets it), and record that."""
+    if message["state"] == "received":
+        store.make_durable(message["id"])
+        checkpoint("receive:stored")
+        mesh.acknowledge(message["mesh_message_id"])
+        checkpoint("receive:acknowledged")
+        # lost in a power cut: the message is ``received`` again and the acknowledge is repeated
+        store.transition(message["id"], "mesh-acked", from_states=("received",), durable=False)
+
+
+def _record(store: Store, mailbox: str, envelope: Envelope, sha: str, size: int, durable: bool) -> Row:
+    return store.add(
+        "in",
+        "received",
+        durable=durable,
+        detail={"sha256": sha, "size": size, "from": envelope.sender, "chunks": envelope.chunks},
+        mailbox=mailbox,
+        peer=envelope.sender,
+        workflow_id=envelope.workflow_id,
+        mesh_message_id=envelope.message_id,
+        message_type=envelope.message_type,
+        payload_sha256=sha,
+        payload_size=size,
+        filename=envelope.filename,
+        subject=envelope.subject,
+        content_type=envelope.content_type,
+        linked_message_id=envelope.linked_message_id,
+        chunks_total=envelope.chunks,
+        last_error=" ".join(x for x in (envelope.status_code, envelope.status_description) if x)
+        if envelope.is_report
+        else None,
+    )
+
+
+def apply_report(store: Store, report: Row) -> Row | None:
+    """A MESH REPORT: mark the linked outbound message ``undeliverable`` with MESH's code."""
+    code, _, description = (report["last_error"] or "").partition(" ")
+    detail = {"mesh_code": code, "mesh_description": description, "report": report["mesh_message_id"]}
+    linked = store.find("out", report["linked_message_id"] or "")
+    if linked is None:
+        store.transition(report["id"], "orphan", from_states=("mesh-acked",), detail=detail)
+        log.warning(
+            "MESH report %s is about %s, which this store did not send",
+            report["mesh_message_id"],
+            report["linked_message_id"],
+        )
+        return None
+    store.transition(linked["id"], "undeliverable", from_states=("accepted", "sending", *IN_FLIGHT), detail=detail)
+    store.transition(
+        report["id"],
+        "report",
+        from_states=("mesh-acked",),
+        detail={**detail, "about": linked["id"]},
+        route=linked["route"],
+    )
+    return store.get(linked["id"])
+
+
+def inbound_route(config: Config, message: Row) -> Route | None:
+    return config.inbound_route(message["mailbox"], message["workflow_id"] or "")
+
+
+def mark_unrouted(store: Store, message: Row, route: Route | None) -> None:
+    """No route takes it: kept in the store (already acknowledged in MESH) and reported."""
+    reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
+    store.transition(
+        message["id"],
+        "unrouted",
+        from_states=("mesh-acked",),
+        detail={"reason": reason, "workflow_id": message["workflow_id"]},
+    )
+    log.warning(
+        "unrouted: %s from %s on workflow %s (%s); kept in the store",
+        message["id"],
+        message["peer"],
+        message["workflow_id"],
+        reason,
+    )
+
+
+def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> ValidationResult:
+    """Check a collected payload against its route; an invalid one is recorded ``invalid`` with findings.
+
+    A valid one stays ``mesh-acked``: :func:`deliver_inbound` records ``valid`` and ``delivered``
+    together (one transaction less per message).
+    """
+    result = check_stored(store, plugins, message, route.payload_type, route)
+    if not result.valid:
+        findings = [f.as_dict() for f in result.findings]
+        store.transition(
+            message["id"],
+            "invalid",
+            from_states=("mesh-acked",),
+            route=route.name,
+            payload_type=result.payload_type,
+            findings=json.dumps(findings),
+            detail={"payload_type": result.payload_type, "findings": findings},
+        )
+    return result
+
+
+def check_stored(
+    store: Store, plugins: Plugins, message: Row, payload_type: str, route: Route | None
+) -> ValidationResult:
+    """Validate a stored payload without loading more than the validation cap into memory."""
+    if not needs_validation(payload_type):
+        return ValidationResult(payload_type, (), {"size": message["payload_size"]})
+    options = route_options(route)
+    cap = int(options.get("max_size") or DEFAULT_CAP)
+    if message["payload_size"] > cap:
+        return oversize(payload_type, message["payload_size"], cap)
+    return check(
+        plugins,
+        store.payloads.read(message["payload_sha256"]),
+        payload_type=payload_type,
+        route=route,
+        direction=message["direction"],
+        workflow_id=message["workflow_id"],
+        filename=message["filename"],
+    )
+
+
+def deliver_inbound(
+    store: Store,
+    plugins: Plugins,
+    route: Route,
+    message: Row,
+    validated: ValidationResult | None = None,
+    replay: bool = False,
+    batch: FolderBatch | None = None,
+    on_done: Callable[[MeshbridgeError | None], None] | None = None,
+) -> bool:
+    """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
+
+    ``validated`` is the verdict of a message still ``mesh-acked``: it is recorded as ``valid``
+    with the delivery, or alone when the delivery fails (the next poll retries it).
+
+    With a ``batch``, a delivery to the built-in folder destination is staged and False returned:
+    it is recorded when the caller finishes the batch, and ``on_done`` then gets None or the error.
+    That record is lazy (the caller syncs the store after the pass): lost in a power cut, the same
+    file is written again under the same name. Every other delivery is made and recorded durably
+    at once (an HTTP POST or a command is not repeated so lightly), and True returned.
+    """
+    assert route.destination is not None
+    [(kind, target)] = route.destination.items()
+    deliver = plugins.destinations().get(kind)
+    if deliver is None:
+        raise DeliveryError(f"route {route.name}: no destination kind {kind!r} is installed")
+    valid = None
+    fields: dict[str, Any] = {}
+    if validated is not None:
+        valid = ("valid", {"payload_type": validated.payload_type})
+        fields = {"route": route.name, "payload_type": validated.payload_type}
+
+    def failed(exc: DeliveryError | StoreError) -> None:
+        if valid:
+            store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=valid[1], **fields)
+        store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+
+    def delivered(where: str, durable: bool) -> None:
+        checkpoint("deliver:written")
+        if replay:
+            store.event(message["id"], "delivered", {"destination": where, "replay": True})
+            return
+        store.transition(
+            message["id"],
+            "delivered",
+            from_states=("mesh-acked", "valid"),
+            before=valid,
+            detail={"destination": where},
+            destination=where,
+            last_error=None,
+            durable=durable,
+            **fields,
+        )
+        checkpoint("deliver:recorded")
+
+    def staged(outcome: str | DeliveryError) -> None:
+        error: MeshbridgeError | None = outcome if isinstance(outcome, DeliveryError) else None
+        try:
+            if isinstance(outcome, DeliveryError):
+                failed(outcome)
+            else:
+                delivered(outcome, durable=False)
+        except MeshbridgeError as exc:  # the next message in the batch is still recorded
+            error = exc
+        if on_done:
+            on_done(error)
+
+    name = safe_name(message["mesh_message_id"], message["filename"])
+    blocks = store.payloads.blocks(message["payload_sha256"])
+    try:
+        if batch is not None and deliver is to_folder and not replay:
+            batch.add(target, blocks, name, staged)
+            return False
+        where = deliver(target, blocks, name, message["content_type"])
+    except (DeliveryError, StoreError) as exc:
+        failed(exc)
+        raise
+    delivered(where, durable=True)
+    return True

@@ -1,0 +1,249 @@
+"""Outbound steps: accept (bytes + row durable) -> transmit (claimed, resumable, retried) -> track."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+
+from ..errors import MeshRejected, SendAbandoned, StoreError, TransportError
+from ..faults import checkpoint
+from ..mesh import MeshMailbox, chunk_count
+from ..payloads.base import ValidationResult
+from ..store import Row, Store, now
+
+SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without progress
+
+# Outbound states MESH tracking or a REPORT may still move on.
+IN_FLIGHT = ("sent", "delivered")
+
+
+def accept(
+    store: Store,
+    source: BinaryIO,
+    *,
+    route: str | None,
+    mailbox: str,
+    to: str,
+    workflow_id: str,
+    payload_type: str,
+    filename: str | None,
+    subject: str | None = None,
+    content_type: str | None = None,
+    rejected: ValidationResult | None = None,
+    extra: dict[str, Any] | None = None,
+    claim: bool = False,
+    source_file: str | None = None,
+) -> Row:
+    """Make an outbound message durable: payload file first, then the row.
+
+    State ``accepted``, or ``sending`` when ``claim`` (the caller sends it at once: one
+    transaction less), or ``rejected`` (quarantined: bytes and findings kept, never sent).
+    """
+    sha, size = store.payloads.write_file(source)
+    detail: dict[str, Any] = {"sha256": sha, "size": size}
+    findings = None
+    if rejected is not None:
+        findings = [f.as_dict() for f in rejected.findings]
+        detail["findings"] = findings
+    state = "rejected" if rejected is not None else "sending" if claim else "accepted"
+    return store.add(
+        "out",
+        state,
+        detail=detail,
+        before="accepted" if state == "sending" else "",
+        source_file=source_file,
+        findings=json.dumps(findings) if findings else None,
+        **(extra or {}),
+        route=route,
+        mailbox=mailbox,
+        peer=to,
+        workflow_id=workflow_id,
+        payload_type=payload_type,
+        payload_sha256=sha,
+        payload_size=size,
+        filename=filename,
+        subject=subject,
+        content_type=content_type,
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a send is retried before it is ``failed``; how long a claim lasts.
+
+    ``lease``: a message left ``sending`` without progress for this long belongs to a process that
+    died, and another pass may claim it and resume the send.
+    """
+
+    attempts: int = 10
+    backoff: float = 30.0
+    backoff_max: float = 3600.0
+    lease: float = SEND_LEASE
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1)))
+
+
+def transmit(
+    store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = False, policy: RetryPolicy = RetryPolicy()
+) -> bool:
+    """Send one accepted message. Returns True when MESH took it.
+
+    The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too,
+    unless it was born claimed (``claimed=True``). A retry first asks MESH whether an earlier
+    attempt got through after all (by local id), so a lost answer never becomes a duplicate.
+    A chunked upload resumes after the last chunk recorded. A sender can die after MESH took a
+    chunk and before recording it: a message MESH finds by local id has its first chunk, and one
+    MESH tracks past ``uploading`` has its last; neither is uploaded again.
+    A transient failure puts it back to ``accepted`` with a backoff, until ``policy.attempts``
+    is spent (then ``failed``); a MESH rejection fails it at once.
+    """
+    if not claimed and not store.claim(message["id"], policy.lease):
+        return False
+    sha = message["payload_sha256"]
+    try:
+        store.payloads.verify(sha)
+    except StoreError as exc:
+        store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
+        raise
+    attempts = message["attempts"] + 1
+    total = chunk_count(message["payload_size"], mesh.chunk_size)
+    resume = None
+    try:
+        if message["mesh_message_id"] and message["chunks_done"]:
+            resume = (message["mesh_message_id"], message["chunks_done"])
+        elif message["attempts"] or (message["state"] == "sending" and not claimed):  # a retry, or a dead claim
+            earlier = mesh.find_sent(message["id"])
+            if earlier and total == 1:
+                _sent(store, message, earlier, attempts, {"found_by_local_id": True})
+                return True
+            if earlier:  # MESH has the first chunk (it made the id): continue after it
+                _found_chunk(store, message, earlier, 1, total)
+                resume = (earlier, 1)
+        if resume and resume[1] < total and _uploaded(mesh, resume[0]):  # MESH has the last one too
+            _found_chunk(store, message, resume[0], total, total)
+            _sent(store, message, resume[0], attempts)
+            return True
+
+        def progress(mesh_id: str, n: int, total: int) -> None:
+            checkpoint("send:chunk")
+            if total > 1:
+                store.update(
+                    message["id"],
+                    kind="chunk-sent",
+                    detail={"chunk": f"{n}/{total}"},
+                    mesh_message_id=mesh_id,
+                    chunks_done=n,
+                    chunks_total=total,
+                )
+
+        mesh_id = mesh.send(
+            lambda: store.payloads.open(sha),
+            message["payload_size"],
+            to=message["peer"],
+            workflow_id=message["workflow_id"],
+            local_id=message["id"],
+            filename=message["filename"],
+            subject=message["subject"],
+            content_type=message["content_type"],
+            resume=resume,
+            on_chunk=progress,
+        )
+    except MeshRejected as exc:
+        store.transition(
+            message["id"],
+            "failed",
+            detail={"reason": str(exc), "code": exc.code},
+            last_error=str(exc),
+            attempts=attempts,
+        )
+        raise
+    except TransportError as exc:
+        if attempts >= policy.attempts:
+            store.transition(
+                message["id"],
+                "failed",
+                detail={"reason": f"gave up after {attempts} attempts: {exc}"},
+                last_error=str(exc),
+                attempts=attempts,
+            )
+            raise SendAbandoned(f"{message['id']}: gave up after {attempts} attempts: {exc}") from None
+        retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
+        store.transition(
+            message["id"],
+            "accepted",
+            kind="send-failed",
+            detail={"reason": str(exc), "retry_at": retry_at},
+            last_error=str(exc),
+            attempts=attempts,
+            next_attempt_at=retry_at,
+        )
+        raise
+    checkpoint("send:accepted")
+    _sent(store, message, mesh_id, attempts)
+    checkpoint("send:recorded")
+    return True
+
+
+def _found_chunk(store: Store, message: Row, mesh_id: str, n: int, total: int) -> None:
+    """Record chunk ``n`` that MESH took before the sender died, unrecorded (see ``send:chunk``)."""
+    store.update(
+        message["id"],
+        kind="chunk-sent",
+        detail={"chunk": f"{n}/{total}", "found_in_mesh": True},
+        mesh_message_id=mesh_id,
+        chunks_done=n,
+        chunks_total=total,
+    )
+
+
+def _uploaded(mesh: MeshMailbox, mesh_id: str) -> bool:
+    """Does MESH have every chunk of a chunked message? (``uploading`` until the last one arrives.)"""
+    try:
+        status = str(mesh.track(mesh_id).get("status", "")).lower()
+    except TransportError:  # not known: resume; a finished message answers the next chunk with an error
+        return False
+    return status not in ("", "uploading")
+
+
+def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[str, Any] | None = None) -> None:
+    store.transition(
+        message["id"],
+        "sent",
+        detail={"mesh_message_id": mesh_id, **(extra or {})},
+        mesh_message_id=mesh_id,
+        attempts=attempts,
+        last_error=None,
+        next_attempt_at=None,
+        tracked_at=now(),  # the tracking interval counts from the send
+        durable=False,  # lost in a power cut: the claim lapses and a retry finds the message by local id
+    )
+
+
+def due_for_sending(message: Row) -> bool:
+    return not message["next_attempt_at"] or message["next_attempt_at"] <= now()
+
+
+def track(store: Store, mesh: MeshMailbox, message: Row) -> None:
+    """Ask MESH how a sent message is doing: ``acknowledged`` by the recipient means delivered."""
+    record = mesh.track(message["mesh_message_id"])
+    status = str(record.get("status", "")).lower()
+    detail = {
+        k: record[k] for k in ("status", "status_code", "status_description", "status_timestamp") if record.get(k)
+    }
+    if status == "acknowledged":
+        store.transition(message["id"], "delivered", from_states=("sent",), detail=detail, tracked_at=now())
+    elif status in ("undeliverable", "error"):
+        store.transition(message["id"], "undeliverable", from_states=IN_FLIGHT, detail=detail, tracked_at=now())
+    else:
+        store.update(message["id"], tracked_at=now())
+
+
+def tracking_due(message: Row, interval: float) -> bool:
+    """MESH asks for tracking to be rare: once per ``interval`` after the send, per message."""
+    if not message["tracked_at"]:
+        return True
+    last = datetime.fromisoformat(message["tracked_at"])
+    return datetime.now(UTC) - last >= timedelta(seconds=interval)
