@@ -207,6 +207,9 @@ def throughput(args: argparse.Namespace, workdir: Path, results: Results) -> Non
     print(f"   median meshbridge {mb:8.1f} msg/s")
     ratio = mb / base
     print(f"   ratio meshbridge/baseline {ratio:.2f} (goal >= {THROUGHPUT_GOAL}: met {yes(ratio >= THROUGHPUT_GOAL)})")
+    base_runs = [r for r in results.runs if r.kind == "baseline"]
+    pairs = zip(base_runs, [r for r in results.runs if r.kind == "meshbridge"], strict=True)
+    print("   ratio per repetition (the noise): " + " ".join(f"{m.rate / b.rate:.2f}" for b, m in pairs))
 
 
 def medians(results: Results) -> tuple[float, float]:
