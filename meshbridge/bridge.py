@@ -388,14 +388,10 @@ class Bridge:
             self._deliver_all(report, batch)
         finally:
             try:
-                self._finish_batch(batch)
+                batch.finish()
             finally:
                 if len(report.delivered) > delivered:
                     self.store.sync()  # folder deliveries were recorded lazily
-
-    def _finish_batch(self, batch: FolderBatch) -> None:
-        if len(batch):
-            batch.finish()
 
     def _deliver_all(self, report: PollReport, batch: FolderBatch) -> None:
         for message in self.store.messages(state="mesh-acked", direction="in") + self.store.messages(
@@ -466,7 +462,7 @@ class Bridge:
         ):
             report.delivered.append(message["id"])
         elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
-            self._finish_batch(batch)
+            batch.finish()
 
     def _apply_report(self, message: Row, report: PollReport) -> None:
         linked = pipeline.apply_report(self.store, message)

@@ -40,25 +40,13 @@ def meshbridge_destinations() -> dict[str, Destination]:
 
 
 def to_folder(folder: str | Path, blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
-    """Temp file in the same folder, fsync, rename: readers never see a partial file."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".meshbridge-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for block in blocks:
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, folder / name)
-            fsync_dir(folder)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except OSError as exc:
-        raise DeliveryError(f"cannot write to folder {folder}: {exc.strerror}") from None
-    return str(folder / name)
+    """Temp file in the same folder, fsync, rename: readers never see a partial file (a batch of one)."""
+    batch, outcome = FolderBatch(), []  # type: list[str | DeliveryError]
+    batch.add(folder, blocks, name, outcome.append)
+    batch.finish()
+    if isinstance(outcome[0], DeliveryError):
+        raise outcome[0]
+    return outcome[0]
 
 
 @dataclass
@@ -81,8 +69,8 @@ class FolderBatch:
     :meth:`clean` removes only what a crashed pass of this store left.
     """
 
-    def __init__(self, tag: str) -> None:
-        self.prefix = f".meshbridge-{tag}-"
+    def __init__(self, tag: str = "") -> None:
+        self.prefix = f".meshbridge-{tag}-" if tag else ".meshbridge-"
         self.size = 0  # bytes staged
         self._staged: list[_Staged] = []
 

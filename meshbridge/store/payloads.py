@@ -9,6 +9,7 @@ not at all. Files are 0600 in 0700 folders. Every whole read checks the sha256.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -28,6 +29,17 @@ def secure_dir(path: Path) -> Path:
     """Create ``path`` (and parents) with mode 0700 for the folders meshbridge makes."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def unsynced(conn: sqlite3.Connection) -> Iterator[None]:
+    """Commits in this block do not wait for the disk (``synchronous=NORMAL``); they become
+    durable with the next commit that does, as the write-ahead log keeps order."""
+    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA synchronous=FULL")
 
 
 def fsync_dir(path: Path) -> None:
@@ -82,15 +94,12 @@ class Payloads:
     def _insert(self, sha: str, data: bytes) -> None:
         if self._conn.in_transaction:
             raise StoreError("a payload must be stored before the transaction that records it")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # made durable by the row that names it
-        try:
+        with unsynced(self._conn):  # made durable by the row that names it
             self._conn.execute(  # the same bytes again replace the row: a damaged one is repaired
                 "INSERT INTO payloads (sha256, size, data) VALUES (?, ?, ?) "
                 "ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, data = excluded.data",
                 [sha, len(data), data],
             )
-        finally:
-            self._conn.execute("PRAGMA synchronous=FULL")
 
     def _write_file(self, digest: hashlib._Hash, head: bytes, rest: Iterator[bytes]) -> tuple[str, int]:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp)  # mkstemp creates 0600
@@ -150,7 +159,8 @@ class Payloads:
                     remaining -= len(block)
                 yield block
         if whole and digest.hexdigest() != sha256:
-            where = "payload file " + str(self.path(sha256)) if self.path(sha256).exists() else f"payload {sha256}"
+            path = self.path(sha256)
+            where = f"payload file {path}" if path.exists() else f"payload {sha256}"
             raise StoreError(f"{where} is corrupt: sha256 is {digest.hexdigest()}")
 
     def read(self, sha256: str) -> bytes:

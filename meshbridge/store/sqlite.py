@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..errors import StoreError, UnknownMessage
-from .payloads import INLINE_MAX, Payloads, secure_dir
+from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
 from .schema import migrations
 
 Row = dict[str, Any]
@@ -83,9 +83,7 @@ class Store:
         ``durable=False``: the commit does not wait for the disk (see the class docstring).
         """
         conn = self.db.conn
-        if not durable:
-            conn.execute("PRAGMA synchronous=NORMAL")
-        try:
+        with nullcontext() if durable else unsynced(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -93,9 +91,6 @@ class Store:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        finally:
-            if not durable:
-                conn.execute("PRAGMA synchronous=FULL")
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: a durable commit of a real write (SQLite syncs
