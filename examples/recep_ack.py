@@ -2,9 +2,12 @@
 
 An outbound NHAIS interchange (FHSREG...) expects a RECEP from its recipient. The RECEP names the
 interchange it answers in ``RFF+RIS:<interchange ref> <status>`` (``OK`` accepted, anything else
-a problem), and comes from the original recipient to the original sender. Register it like any
-plugin (an entry point in the ``meshbridge`` group, or ``pm.register`` in tests) and give the
-outbound route a deadline::
+a problem), and comes from the original recipient to the original sender on the MESH workflow
+``NHAIS_RECEP`` (the interchanges themselves travel on ``NHAIS_REG``). meshbridge applies a RECEP
+only when MESH says it came from the mailbox the interchange was sent to, into the mailbox it was
+sent from, on a workflow declared here; any other is kept as an ``orphan`` with the reason and
+changes nothing. Register it like any plugin (an entry point in the ``meshbridge`` group, or
+``pm.register`` in tests) and give the outbound route a deadline::
 
     [[routes]]
     name = "registrations-out"
@@ -54,7 +57,7 @@ def answers(payload: Payload) -> AckMatch | None:
     )
 
 
-RECEP = AckProtocol("recep", expects, answers)
+RECEP = AckProtocol("recep", expects, answers, workflows=("NHAIS_RECEP",))
 
 
 @hookimpl

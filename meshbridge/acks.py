@@ -3,10 +3,12 @@
 Sending side: an outbound payload on an ITK route is wrapped as an ITK3 message that asks for
 the route's acks; each requested ack becomes an *expectation* with a deadline. Responses
 (ITK008M) are correlated on ``response.identifier`` = the original ``MessageHeader.id``
-(case-insensitively), idempotently on their own ``MessageHeader.id``; a negative code is final;
-a business response may arrive before the infrastructure one; anything that matches nothing is
-kept as an ``orphan``. Receiving side: an inbound ITK message gets 20013 or the right nack when it
-asks for an infrastructure ack, and the end application's business ack (``Bridge.ack``) goes back
+(case-insensitively), only when they come from the original's recipient to the mailbox it left
+from on its route's ack workflow (``responders``), idempotently on their own ``MessageHeader.id``
+per sender; a negative code is final; a business response may arrive before the infrastructure
+one; anything that matches nothing or comes from anyone else is kept as an ``orphan``.
+Receiving side: an inbound ITK message gets 20013 or the right nack when it asks for an
+infrastructure ack, and the end application's business ack (``Bridge.ack``) goes back
 to the sender on the route's ack workflow.
 """
 
@@ -19,8 +21,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from . import itk, pipeline
+from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
 from .errors import MeshbridgeError, TransportError
 from .faults import checkpoint
@@ -117,13 +120,26 @@ def ack_workflows(config: Config, mailbox: str) -> set[str]:
     return {r.itk.ack_workflow for r in config.routes if r.itk and r.mailbox == mailbox}
 
 
-def correlate(store: Store, response: Row, header: itk.ItkHeader, notify: Notify) -> Row | None:
-    """Apply an ITK response to the message it answers. Returns that message, or None (orphan/duplicate)."""
+def answer_workflows(config: Config, original: Row) -> set[str]:
+    """Workflows on which answers to ``original`` may arrive: its route's ack workflow.
+
+    A message whose route is gone from the config (or had none) takes the ack workflows of the
+    mailbox it was sent from, and its own workflow.
+    """
+    for route in config.routes:
+        if route.name == original["route"] and route.itk:
+            return {route.itk.ack_workflow}
+    return ack_workflows(config, original["mailbox"]) | {original["workflow_id"]}
+
+
+def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader, notify: Notify) -> Row | None:
+    """Apply an ITK response to the message it answers. Returns that message, or None (orphan/duplicate).
+
+    Checked in this order, so that a response nobody may send changes nothing and blocks nothing:
+    the code and the answered message, then who sent it, where and on which workflow
+    (``responders.misfit``), and only then whether that sender's response was seen before.
+    """
     store.update(response["id"], itk_message_id=header.message_id)
-    earlier = [m for m in store.find_itk("in", header.message_id) if m["id"] != response["id"]]
-    if any(m["state"] in ("correlated", "orphan", "duplicate") for m in earlier):
-        store.transition(response["id"], "duplicate", detail={"itk_message_id": header.message_id})
-        return None
     detail = {
         "code": header.itk_code,
         "display": header.itk_display,
@@ -141,10 +157,16 @@ def correlate(store: Store, response: Row, header: itk.ItkHeader, notify: Notify
             if code is None
             else f"answers {header.response_identifier!r}, which this store did not send"
         )
-        store.transition(response["id"], "orphan", detail={**detail, "reason": reason})
-        notify("orphan", response["id"], f"ITK response {header.message_id} {reason}", **detail)
+        _orphan_response(store, response, header, reason, detail, notify)
         return None
     target = targets[0]
+    reason = responders.misfit(response, target, answer_workflows(config, target), header.response_identifier or "")
+    if reason:
+        _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
+        return None
+    if _seen_before(store, response, header):
+        store.transition(response["id"], "duplicate", detail={"itk_message_id": header.message_id})
+        return None
     positive = code.positive is not False
     if code.code in ("20007", "20008") and target["inf_ack_code"] == itk.SUCCESS:
         # a re-send after a lost ack: the receiver already has it (reference itk3.md §6.2)
@@ -171,6 +193,34 @@ def correlate(store: Store, response: Row, header: itk.ItkHeader, notify: Notify
             store.transition(target["id"], "complete", from_states=("inf-acked", "bus-acked"))
     store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
     return store.get(target["id"])
+
+
+def _seen_before(store: Store, response: Row, header: itk.ItkHeader) -> bool:
+    """Was this response (its MessageHeader.id, from this sender) already applied?
+
+    Only responses that were applied count: an orphan reusing a genuine response's id (a forger
+    quick off the mark) must not make the genuine one a duplicate.
+    """
+    return any(
+        m["id"] != response["id"]
+        and m["state"] in ("correlated", "duplicate")
+        and responders.same_mailbox(m["peer"], response["peer"])
+        for m in store.find_itk("in", header.message_id)
+    )
+
+
+def _orphan_response(
+    store: Store, response: Row, header: itk.ItkHeader, reason: str, detail: dict[str, Any], notify: Notify
+) -> None:
+    """Keep a response that may not be applied, with its reason; the message it names is left alone."""
+    store.transition(response["id"], "orphan", detail={**detail, "reason": reason}, last_error=reason)
+    notify(
+        "orphan",
+        response["id"],
+        f"ITK response {header.message_id} from {response['peer']}: {reason}",
+        **detail,
+        reason=reason,
+    )
 
 
 _ALL = ("accepted", "sending", "sent", "delivered", "inf-acked", "bus-acked")
@@ -243,7 +293,7 @@ class Acknowledgements:
         if not header.is_response:
             self._orphan(message, f"not an ITK response (event {header.event_code}) on an ack workflow")
             return None
-        target = correlate(self.store, message, header, self.notify)
+        target = correlate(self.config, self.store, message, header, self.notify)
         if target is not None and header.level == itk.BUSINESS and header.handling and header.handling.inf_ack:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
@@ -260,8 +310,10 @@ class Acknowledgements:
         return target
 
     def _orphan(self, message: Row, reason: str) -> None:
-        self.store.transition(message["id"], "orphan", from_states=("mesh-acked",), detail={"reason": reason})
-        self.notify("orphan", message["id"], f"{message['id']} from {message['peer']}: {reason}")
+        self.store.transition(
+            message["id"], "orphan", from_states=("mesh-acked",), detail={"reason": reason}, last_error=reason
+        )
+        self.notify("orphan", message["id"], f"{message['id']} from {message['peer']}: {reason}", reason=reason)
 
     # -- messages we receive ---------------------------------------------------------------
 

@@ -4,8 +4,12 @@ A plugin returns :class:`AckProtocol` objects from ``meshbridge_ack_protocols``.
 payload, ``expects`` may return a correlation key: meshbridge then records an expectation named
 after the protocol (deadline from the route option ``<name>_within``, e.g. ``recep_within = "1d"``).
 For each inbound payload, ``answers`` may recognise it as such an acknowledgement and say which
-key it answers: meshbridge meets the expectation, records the outcome on the original's timeline
-and files the acknowledgement as ``correlated`` (or ``orphan`` when nothing matches).
+key it answers. meshbridge applies it only when it comes from the mailbox the original was sent
+to (MESH's ``mex-From``), arrives on the mailbox the original was sent from, on a workflow the
+protocol declares (``workflows``): then it meets the expectation, records the outcome on the
+original's timeline and files the acknowledgement as ``correlated``. Anything else (nothing
+matches, or the wrong sender, mailbox or workflow) is kept as ``orphan`` with its reason, raised
+as an event, and changes nothing on the original.
 See ``examples/recep_ack.py`` for a complete plugin.
 """
 
@@ -15,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import responders
 from .config import Route, parse_duration
 from .payloads.base import Payload
 from .store import Row, Store
@@ -45,25 +50,38 @@ class AckProtocol:
     :param name: expectation kind and event name, e.g. ``recep``.
     :param expects: ``expects(payload, route) -> key | None`` for outbound payloads.
     :param answers: ``answers(payload) -> AckMatch | None`` for inbound payloads.
+    :param workflows: the MESH workflow ids the acknowledgement arrives on, e.g.
+        ``("NHAIS_RECEP",)``. ``None`` (the default): the original's own workflow id, or that id
+        with ``_ACK`` appended (the usual MESH convention, as ITK3's ack workflows).
     """
 
     name: str
     expects: Callable[[Payload, Route], str | None]
     answers: Callable[[Payload], AckMatch | None]
+    workflows: tuple[str, ...] | None = None
 
     def within(self, route: Route) -> float | None:
         value = route.options.get(f"{self.name}_within")
         return None if value is None else parse_duration(value)
 
+    def arrives_on(self, original: Row) -> frozenset[str]:
+        """The workflow ids on which an acknowledgement of ``original`` may arrive."""
+        if self.workflows is not None:
+            return frozenset(self.workflows)
+        return frozenset({original["workflow_id"], f"{original['workflow_id']}_ACK"})
+
 
 def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch, notify: Notify) -> Row | None:
-    """Apply a recognised domain acknowledgement to the message it answers."""
+    """Apply a recognised domain acknowledgement to the message it answers, if its sender may answer it."""
     detail = {"protocol": protocol.name, "code": match.code, "text": match.text, "ack": message["id"]}
     target = store.by_key(protocol.name, match.key)
     if target is None:
         reason = f"{protocol.name} answers {match.key!r}, which this store did not send"
-        store.transition(message["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason})
-        notify("orphan", message["id"], reason, **detail)
+        _orphan(store, message, reason, detail, notify)
+        return None
+    reason = responders.misfit(message, target, protocol.arrives_on(target), f"{match.key!r}")
+    if reason:
+        _orphan(store, message, f"{protocol.name} {reason}", {**detail, "claims": target["id"]}, notify)
         return None
     store.meet(target["id"], protocol.name, match.code)
     store.update(target["id"], kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
@@ -78,3 +96,11 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
         detail={**detail, "answers": target["id"]},
     )
     return store.get(target["id"])
+
+
+def _orphan(store: Store, message: Row, reason: str, detail: dict[str, Any], notify: Notify) -> None:
+    """Keep an acknowledgement that may not be applied, with its reason; the original is left alone."""
+    store.transition(
+        message["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason}, last_error=reason
+    )
+    notify("orphan", message["id"], f"{message['id']} from {message['peer']}: {reason}", **detail, reason=reason)

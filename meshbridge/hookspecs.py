@@ -90,8 +90,12 @@ def meshbridge_ack_protocols() -> list[AckProtocol]:
     ``expects(payload, route) -> key | None`` that gives an outbound payload's correlation key
     when it expects this acknowledgement (the deadline comes from the route option
     ``<name>_within``), and an ``answers(payload) -> AckMatch | None`` that recognises an inbound
-    payload as such an acknowledgement and says which key it answers. ``examples/recep_ack.py``
-    is a complete plugin.
+    payload as such an acknowledgement and says which key it answers, and ``workflows``: the MESH
+    workflow ids the acknowledgement arrives on (default: the original's workflow id, or that id
+    with ``_ACK``). An acknowledgement is applied only when MESH says it came from the mailbox the
+    original was sent to (``mex-From``), into the mailbox the original was sent from, on one of
+    those workflows; any other is kept as an ``orphan`` with the reason (an ``orphan`` event) and
+    changes nothing on the original. ``examples/recep_ack.py`` is a complete plugin.
 
     All results are collected.
     """
