@@ -69,7 +69,9 @@ def bridge(meshbridge_config):
         pm.register(recorder, name="recorder")
         if protocol is not None:
             pm.register(protocol, name="protocol")
-        made = Bridge(load(meshbridge_config(routes, mailboxes=mailboxes)), Plugins(pm))
+        n = len(opened)
+        config = meshbridge_config(routes, name=f"mb{n}.toml", store=f"var{n}/mb.db", mailboxes=mailboxes)
+        made = Bridge(load(config), Plugins(pm))
         opened.append(made)
         return made, recorder
 
@@ -230,6 +232,38 @@ def test_a_response_arriving_on_another_of_our_mailboxes(tmp_path: Path, bridge,
     ours.poll(track=False)
     assert_orphans(ours, recorder, "which was sent from X26ABC1, but arrived on X26ABC3", 1)
     assert snapshot(ours, sent["id"]) == before
+
+
+def test_a_forged_ack_of_our_business_response_changes_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """Full Acknowledgement: our 30001 asks X26ABC1 for a 20013; only X26ABC1 may give it."""
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "X26ABC2"
+workflow_id = "{WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    sender, _ = bridge(itk_route("toc-out", "X26ABC1"))
+    ours, recorder = bridge(inbound, mailboxes=("X26ABC2",))
+    send(sender, tmp_path)
+    ours.poll(track=False)
+    [received] = ours.messages(direction="in")
+    ours.ack(received["id"], code="30001")
+    [business] = [m for m in ours.messages(direction="out") if m["filename"] == "ITK-Response-30001.xml"]
+    assert [e["kind"] for e in ours.store.expectations(business["id"])] == ["inf-ack"]
+    before = snapshot(ours, business["id"])
+
+    mesh_peer("X26ABC3").send_message("X26ABC2", response(business["itk_message_id"], "20013"), workflow_id=ACK)
+    ours.poll(track=False)
+    assert_orphans(ours, recorder, "which was sent to X26ABC1, not to X26ABC3", 1)
+    assert snapshot(ours, business["id"]) == before
+
+    mesh_peer("X26ABC1").send_message("X26ABC2", response(business["itk_message_id"], "20013"), workflow_id=ACK)
+    ours.poll(track=False)
+    assert ours.store.get(business["id"])["state"] == "complete"
 
 
 # -- domain acknowledgements (the RECEP example) ----------------------------------------------
