@@ -332,7 +332,11 @@ class Acknowledgements:
             self.receive_response(message)
             return "correlated"
         self.store.update(message["id"], itk_message_id=header.message_id)
-        duplicate = any(m["id"] != message["id"] for m in self.store.find_itk("in", header.message_id))
+        # a duplicate comes from the same sender: another mailbox reusing the id must not block the genuine one
+        duplicate = any(
+            m["id"] != message["id"] and (m["peer"] or "").upper() == (message["peer"] or "").upper()
+            for m in self.store.find_itk("in", header.message_id)
+        )
         result = pipeline.check_stored(self.store, self.plugins, message, route.payload_type, route)
         verdict = judge(header, result, itk.check(data), duplicate)
         handling = header.handling

@@ -332,3 +332,16 @@ def test_command_line(tmp_path: Path, pair) -> None:
     broken.write_bytes(wire.read_bytes().replace(b'url="InfAckRequested"', b'url="InfAckWanted"'))
     refused = cli(a_config, "validate", "--itk", str(broken))
     assert refused.returncode == 1 and "itk.10002" in refused.stdout
+
+
+def test_a_third_mailbox_cannot_make_a_genuine_message_a_duplicate(tmp_path: Path, pair, mesh_peer) -> None:
+    """20007 is per sender: a copy of a message id sent first by another mailbox blocks nothing."""
+    a, b, _ = pair()
+    wire = acks.wrap(PATIENT, itk.FHIR_XML, a.config.route("toc-out")).data
+    mesh_peer("X26ABC3").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the forger is first
+    mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the genuine sender
+    b.poll()
+    by_peer = {m["peer"]: m for m in b.messages(direction="in") if m["route"] == "toc-in"}
+    assert by_peer["X26ABC1"]["state"] == "delivered"
+    assert by_peer["X26ABC1"]["inf_ack_code"] == "20013"
+    assert len(list((tmp_path / "in").iterdir())) == 2  # each sender's message delivered once
