@@ -545,6 +545,7 @@ _PLUGIN_DESTINATION_OPTIONS = ("timeout",)
 _ANY_DESTINATION_OPTION = {name for names in _DESTINATION_OPTIONS.values() for name in names}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")  # printable ASCII, no space at the ends
 
 
 def _destination(r: _Reader, raw: Any, key: str) -> tuple[dict[str, Any], DestinationOptions]:
@@ -593,8 +594,8 @@ def _http_url(r: _Reader, raw: dict, key: str) -> str:
             "the URL carries credentials (user:password@): give them as auth = { username = ..., "
             'password = { env = "NAME" } } or a header, never in the URL',
         )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise r.fail(f"{key}.http", f"expected an http:// or https:// URL, got {url!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:  # (not printed: it may hold a token)
+        raise r.fail(f"{key}.http", "expected an http:// or https:// URL with a host, e.g. 'https://epr.local/hook'")
     return url
 
 
@@ -608,8 +609,8 @@ def _headers(r: _Reader, raw: dict, key: str) -> dict[str, Secret]:
         if not _HEADER_NAME.fullmatch(name):
             raise r.fail(f"{key}.headers", f"{name!r} is not an HTTP header name")
         value = r.secret(table, f"{key}.headers", name)
-        if any(c in value.reveal() for c in "\r\n\0"):
-            raise r.fail(f"{key}.headers.{name}", "the value holds a line break or NUL")
+        if not HEADER_VALUE.fullmatch(value.reveal()):  # (the value itself is never printed)
+            raise r.fail(f"{key}.headers.{name}", "the value must be printable ASCII, without spaces at either end")
         headers[name] = value
     return headers
 
@@ -620,9 +621,21 @@ def _basic_auth(r: _Reader, raw: dict, key: str) -> tuple[str, Secret] | None:
     auth = r.table(raw["auth"], f"{key}.auth", {"username", "password"}, {"username", "password"})
     username = r.string(auth, f"{key}.auth", "username")
     assert username is not None
-    if ":" in username:
-        raise r.fail(f"{key}.auth.username", "a basic-auth user name cannot hold ':'")
-    return username, r.secret(auth, f"{key}.auth", "password")
+    if ":" in username or not _latin1(username):
+        raise r.fail(f"{key}.auth.username", "a basic-auth user name is Latin-1 text without ':'")
+    password = r.secret(auth, f"{key}.auth", "password")
+    if not _latin1(password.reveal()):
+        raise r.fail(f"{key}.auth.password", "a basic-auth password is Latin-1 text")
+    return username, password
+
+
+def _latin1(text: str) -> bool:
+    """What HTTP basic auth can carry (requests encodes it as Latin-1)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _env_names(r: _Reader, raw: dict, key: str) -> tuple[str, ...]:

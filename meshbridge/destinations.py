@@ -30,7 +30,7 @@ import requests.auth
 import urllib3
 import urllib3.connection
 
-from .config import COMMAND_TIMEOUT, HTTP_TIMEOUT, DestinationOptions
+from .config import COMMAND_TIMEOUT, HEADER_VALUE, HTTP_TIMEOUT, DestinationOptions
 from .errors import MeshbridgeError
 from .hookspecs import Destination, hookimpl
 from .store.payloads import fsync_dir, secure_dir
@@ -193,7 +193,9 @@ def to_http(
     and the whole exchange has one total deadline, ``options.timeout``."""
     options = options or DestinationOptions(timeout=HTTP_TIMEOUT)
     shown = shown_url(url)
-    headers = {"Content-Type": content_type or "application/octet-stream", "X-Meshbridge-Name": name}
+    if not content_type or not HEADER_VALUE.fullmatch(content_type):  # the sender's: may be anything
+        content_type = "application/octet-stream"
+    headers = {"Content-Type": content_type, "X-Meshbridge-Name": name}
     headers.update({header: value.reveal() for header, value in options.headers.items()})
     auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
     with requests.Session() as session, _Deadline(options.timeout) as deadline:
@@ -211,10 +213,10 @@ def to_http(
                 stream=True,  # the answer's body is never read: a status line and headers are enough
             )
             response.close()
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:
             if deadline.expired:
                 raise DeliveryError(f"POST {shown} took more than its {options.timeout:g}s deadline") from None
-            raise DeliveryError(f"POST {shown} failed: {transport_reason(exc)}") from None
+            raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
     if 300 <= response.status_code < 400:
         location = response.headers.get("Location")
         where = shown_url(urllib.parse.urljoin(url, location)) if location else "nowhere"
@@ -222,6 +224,15 @@ def to_http(
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}")
     return shown
+
+
+def _scrub(text: str, options: DestinationOptions) -> str:
+    """No secret of the destination's in an error's text, whatever a library put there."""
+    secrets = [value.reveal() for value in options.headers.values()]
+    secrets += [options.auth[1].reveal()] if options.auth else []
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
 
 
 def shown_url(url: str) -> str:
@@ -232,10 +243,11 @@ def shown_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "(an unreadable URL)"
-    host = parts.hostname or ""
+    host = urllib.parse.quote(parts.hostname or "", safe=".-_:%")
     host = f"[{host}]" if ":" in host else host
-    path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
-    return f"{parts.scheme}://{host}{port}{path}{'?...' if parts.query else ''}"
+    path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=-._~")[:200]
+    scheme = parts.scheme if parts.scheme in ("http", "https") else urllib.parse.quote(parts.scheme[:20])
+    return f"{scheme}://{host[:200]}{port}{path}{'?...' if parts.query else ''}"
 
 
 def transport_reason(exc: BaseException) -> str:

@@ -154,6 +154,14 @@ BAD_CASES = {
         GOOD.replace(CMD, 'destination = { http = "https://e/", headers = { Authorization = { env = "MB_NO" } } }'),
         "routes[1].destination.headers.Authorization: environment variable MB_NO is not set",
     ),
+    "a header value that is not printable ASCII": (
+        GOOD.replace(CMD, 'destination = { http = "https://e/", headers = { X-Key = " Hidden-8d2f\\r\\nX: y" } }'),
+        "routes[1].destination.headers.X-Key: the value must be printable ASCII, without spaces at either end",
+    ),
+    "not an http URL": (
+        GOOD.replace(CMD, 'destination = { http = "ftp://epr.local/?token=Hidden-8d2f" }'),
+        "routes[1].destination.http: expected an http:// or https:// URL with a host",
+    ),
     "basic auth and an Authorization header": (
         GOOD.replace(
             CMD,
@@ -179,7 +187,7 @@ def test_bad_config_names_file_key_and_problem(config_dir: Path, case: str) -> N
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
     assert "Traceback" not in result.output
-    assert SECRET_KEY not in result.output and SECRET_PW not in result.output
+    assert SECRET_KEY not in result.output and SECRET_PW not in result.output and "Hidden-8d2f" not in result.output
 
 
 def test_sandbox_allows_fast_polling(config_dir: Path) -> None:
