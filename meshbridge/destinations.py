@@ -262,7 +262,7 @@ def transport_reason(exc: BaseException) -> str:
         link = link.__cause__ or (reason if isinstance(reason, BaseException) else None) or wrapped or link.__context__
     for link in reversed(chain):
         if text := _describe(link):
-            return text
+            return text[:300]  # (it may quote what the endpoint sent)
     return exc.__class__.__name__
 
 
