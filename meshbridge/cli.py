@@ -55,7 +55,7 @@ def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
     try:
         with Bridge.from_file(ctx.obj["config"]) as bridge:
             config = bridge.config
-            redact([config.mesh.shared_key.reveal(), *(m.password.reveal() for m in config.mailboxes.values())])
+            redact(secret.reveal() for secret in config.secrets())
             yield bridge
     except ConfigError as exc:
         fail(str(exc), 2)

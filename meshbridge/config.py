@@ -7,9 +7,12 @@ Every error is a :class:`ConfigError` naming the file, the key and the problem, 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import os
 import re
 import tomllib
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,25 @@ class ItkOptions:
     full_ack: bool = True  # inbound: our business responses ask the sender for an inf ack
 
 
+HTTP_TIMEOUT = 60.0  # seconds, total, for one POST: what the old per-read timeout allowed
+COMMAND_TIMEOUT = 300.0  # seconds, total, for one run of a command destination (and a plugin's)
+
+
+@dataclass(frozen=True)
+class DestinationOptions:
+    """Settings beside a destination's kind, e.g. ``{ http = "...", timeout = "30s", headers = {...} }``.
+
+    ``timeout`` is the total deadline of one delivery; ``headers`` and ``auth`` (user name and
+    password, HTTP basic) are sent with an HTTP POST; ``env`` names the environment variables a
+    command destination is given besides ``PATH`` and ``LANG``.
+    """
+
+    timeout: float = COMMAND_TIMEOUT
+    headers: dict[str, Secret] = field(default_factory=dict)
+    auth: tuple[str, Secret] | None = None
+    env: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
@@ -122,10 +144,11 @@ class Route:
     fhir_version: str = "STU3"
     itk: ItkOptions | None = None
     source: dict[str, Any] | None = None
-    destination: dict[str, Any] | None = None
+    destination: dict[str, Any] | None = None  # {kind: target}
     subject: str | None = None
     content_type: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    destination_options: DestinationOptions = field(default_factory=DestinationOptions)
 
 
 @dataclass(frozen=True)
@@ -149,6 +172,25 @@ class Config:
             if route.direction == "inbound" and route.mailbox == mailbox and route.workflow_id == workflow_id:
                 return route
         return None
+
+    def secrets(self) -> list[Secret]:
+        """Every secret the config references, wherever it is (for log redaction)."""
+        return list(_secrets_in(self))
+
+
+def _secrets_in(value: Any) -> Iterator[Secret]:
+    """Walk dataclasses, mappings and sequences for :class:`Secret` values."""
+    if isinstance(value, Secret):
+        yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _secrets_in(getattr(value, f.name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets_in(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _secrets_in(item)
 
 
 # -- parsing helpers -----------------------------------------------------------------------
@@ -192,6 +234,7 @@ class _Reader:
 
     def __init__(self, file: Path) -> None:
         self.file = file
+        self.secret_envs: set[str] = set()  # environment variables secrets were read from
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(str(self.file), key, problem)
@@ -253,6 +296,7 @@ class _Reader:
             resolved = os.environ.get(value["env"])
             if not resolved:
                 raise self.fail(where, f"environment variable {value['env']} is not set")
+            self.secret_envs.add(value["env"])
             return Secret(resolved)
         if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
             path = Path(value["file"]).expanduser()
@@ -349,6 +393,7 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
     service = ServiceConfig(
         **{name: r.duration(service_raw, "service", name, getattr(defaults, name)) for name in _SERVICE}
     )
+    _no_secrets_to_commands(r, routes)
     return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes, service=service)
 
 
@@ -463,20 +508,9 @@ def _routes(r: _Reader, raw: Any, mailboxes: dict[str, Mailbox]) -> list[Route]:
         fhir_version = r.string(rt, key, "fhir_version", "STU3")
         if fhir_version not in _FHIR_VERSIONS:
             raise r.fail(f"{key}.fhir_version", f"expected one of STU3, R4, R5, got {fhir_version!r}")
-        destination = rt.get("destination")
-        if destination is not None:
-            if not isinstance(destination, dict) or len(destination) != 1:
-                raise r.fail(f"{key}.destination", 'give exactly one destination, e.g. { folder = "in" }')
-            dest = destination
-            if "folder" in dest:
-                dest = {"folder": r.path(dest, f"{key}.destination", "folder")}
-            elif "command" in dest and not (
-                isinstance(dest["command"], list)
-                and dest["command"]
-                and all(isinstance(a, str) for a in dest["command"])
-            ):
-                raise r.fail(f"{key}.destination.command", "expected a list of strings, e.g. ['prog', '{path}']")
-            destination = dest
+        destination, destination_options = None, DestinationOptions()
+        if "destination" in rt:
+            destination, destination_options = _destination(r, rt["destination"], f"{key}.destination")
         source = rt.get("source")
         if source is not None:
             src = r.table(source, f"{key}.source", {"folder"}, {"folder"})
@@ -500,9 +534,123 @@ def _routes(r: _Reader, raw: Any, mailboxes: dict[str, Mailbox]) -> list[Route]:
                 subject=r.string(rt, key, "subject"),
                 content_type=r.string(rt, key, "content_type"),
                 options=options,
+                destination_options=destination_options,
             )
         )
     return routes
+
+
+_DESTINATION_OPTIONS = {"folder": (), "http": ("auth", "headers", "timeout"), "command": ("env", "timeout")}
+_PLUGIN_DESTINATION_OPTIONS = ("timeout",)
+_ANY_DESTINATION_OPTION = {name for names in _DESTINATION_OPTIONS.values() for name in names}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")  # printable ASCII, no space at the ends
+
+
+def _destination(r: _Reader, raw: Any, key: str) -> tuple[dict[str, Any], DestinationOptions]:
+    """``{ kind = target, option = ... }`` -> ``({kind: target}, options)``; options are checked per kind."""
+    if not isinstance(raw, dict):
+        raise r.fail(key, 'expected a table, e.g. { folder = "in" }')
+    kinds = [name for name in raw if name not in _ANY_DESTINATION_OPTION]
+    builtin = [name for name in kinds if name in _DESTINATION_OPTIONS]
+    if len(builtin) == 1:
+        kinds = builtin  # any other key beside a built-in kind is an unknown option
+    if len(kinds) != 1:
+        raise r.fail(key, 'give exactly one destination, e.g. { folder = "in" }')
+    kind = kinds[0]
+    allowed = _DESTINATION_OPTIONS.get(kind, _PLUGIN_DESTINATION_OPTIONS)
+    for name in raw:
+        if name != kind and name not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise r.fail(f"{key}.{name}", f"unknown option for a {kind} destination (allowed: {known})")
+    target = raw[kind]
+    if kind == "folder":
+        target = r.path(raw, key, "folder")
+    elif kind == "http":
+        target = _http_url(r, raw, key)
+    elif kind == "command" and not (isinstance(target, list) and target and all(isinstance(a, str) for a in target)):
+        raise r.fail(f"{key}.command", "expected a list of strings, e.g. ['prog', '{path}']")
+    headers = _headers(r, raw, key)
+    auth = _basic_auth(r, raw, key)
+    if auth and any(name.lower() == "authorization" for name in headers):
+        raise r.fail(f"{key}.auth", "give auth or an Authorization header, not both")
+    default = HTTP_TIMEOUT if kind == "http" else COMMAND_TIMEOUT
+    timeout = r.duration(raw, key, "timeout", default)
+    if not timeout or timeout <= 0:
+        raise r.fail(f"{key}.timeout", "expected a duration above zero, e.g. '30s'")
+    options = DestinationOptions(timeout=timeout, headers=headers, auth=auth, env=_env_names(r, raw, key))
+    return {kind: target}, options
+
+
+def _http_url(r: _Reader, raw: dict, key: str) -> str:
+    """An http(s) URL without credentials: those come from secret references, never the URL."""
+    url = r.string(raw, key, "http")
+    assert url is not None
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:  # the URL itself is not printed: it holds a password
+        raise r.fail(
+            f"{key}.http",
+            "the URL carries credentials (user:password@): give them as auth = { username = ..., "
+            'password = { env = "NAME" } } or a header, never in the URL',
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:  # (not printed: it may hold a token)
+        raise r.fail(f"{key}.http", "expected an http:// or https:// URL with a host, e.g. 'https://epr.local/hook'")
+    return url
+
+
+def _headers(r: _Reader, raw: dict, key: str) -> dict[str, Secret]:
+    """Header values are secret references (a token in ``Authorization`` is the usual case)."""
+    table = raw.get("headers", {})
+    if not isinstance(table, dict):
+        raise r.fail(f"{key}.headers", 'expected a table, e.g. { Authorization = { env = "EPR_TOKEN" } }')
+    headers: dict[str, Secret] = {}
+    for name in table:
+        if not _HEADER_NAME.fullmatch(name):
+            raise r.fail(f"{key}.headers", f"{name!r} is not an HTTP header name")
+        value = r.secret(table, f"{key}.headers", name)
+        if not HEADER_VALUE.fullmatch(value.reveal()):  # (the value itself is never printed)
+            raise r.fail(f"{key}.headers.{name}", "the value must be printable ASCII, without spaces at either end")
+        headers[name] = value
+    return headers
+
+
+def _basic_auth(r: _Reader, raw: dict, key: str) -> tuple[str, Secret] | None:
+    if "auth" not in raw:
+        return None
+    auth = r.table(raw["auth"], f"{key}.auth", {"username", "password"}, {"username", "password"})
+    username = r.string(auth, f"{key}.auth", "username")
+    assert username is not None
+    if ":" in username or not _latin1(username):
+        raise r.fail(f"{key}.auth.username", "a basic-auth user name is Latin-1 text without ':'")
+    password = r.secret(auth, f"{key}.auth", "password")
+    if not _latin1(password.reveal()):
+        raise r.fail(f"{key}.auth.password", "a basic-auth password is Latin-1 text")
+    return username, password
+
+
+def _latin1(text: str) -> bool:
+    """What HTTP basic auth can carry (requests encodes it as Latin-1)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _env_names(r: _Reader, raw: dict, key: str) -> tuple[str, ...]:
+    names = raw.get("env", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and _ENV_NAME.fullmatch(n) for n in names):
+        raise r.fail(f"{key}.env", "expected a list of environment variable names, e.g. ['EPR_HOME']")
+    return tuple(names)
+
+
+def _no_secrets_to_commands(r: _Reader, routes: list[Route]) -> None:
+    """A command destination is never handed a variable the config reads a secret from."""
+    for i, route in enumerate(routes):
+        for name in route.destination_options.env:
+            if name in r.secret_envs:
+                raise r.fail(f"routes[{i}].destination.env", f"{name} holds a secret of this config; not passed on")
 
 
 def _validation_options(r: _Reader, rt: dict, key: str) -> dict[str, Any]:

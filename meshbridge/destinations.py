@@ -10,14 +10,27 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, ClassVar
 
 import requests
+import requests.adapters
+import requests.auth
+import urllib3
+import urllib3.connection
 
+from .config import COMMAND_TIMEOUT, HEADER_VALUE, HTTP_TIMEOUT, DestinationOptions
 from .errors import MeshbridgeError
 from .hookspecs import Destination, hookimpl
 from .store.payloads import fsync_dir, secure_dir
@@ -146,36 +159,293 @@ def _write_all(fd: int, block: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def to_http(url: str, blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
-    """POST the payload, streamed (chunked transfer encoding: memory stays at one block);
-    any 2xx answer means delivered."""
-    try:
-        response = requests.post(
-            url,
-            data=iter(blocks),
-            headers={"Content-Type": content_type or "application/octet-stream", "X-Meshbridge-Name": name},
-            timeout=60,
-        )
-    except requests.RequestException as exc:
-        raise DeliveryError(f"POST {url} failed: {exc.__class__.__name__}") from None
+def deliver(
+    kind: str,
+    destination: Destination,
+    target: Any,
+    blocks: Iterable[bytes],
+    name: str,
+    content_type: str | None,
+    options: DestinationOptions,
+) -> str:
+    """Make one delivery to a route's destination of ``kind``: the built-in ``http`` and ``command``
+    get the route's options, any other (folder, a plugin's) is called as
+    ``destination(target, blocks, name, content_type)``."""
+    if destination is to_http:
+        return to_http(target, blocks, name, content_type, options)
+    if destination is to_command:
+        return to_command(target, blocks, name, content_type, options)
+    return destination(target, blocks, name, content_type)
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+
+def to_http(
+    url: str,
+    blocks: Iterable[bytes],
+    name: str,
+    content_type: str | None = None,
+    options: DestinationOptions | None = None,
+) -> str:
+    """POST the payload, streamed (chunked transfer encoding: memory stays at one block); any 2xx
+    answer means delivered. Redirects are not followed (a 3xx is a failure naming the Location)
+    and the whole exchange has one total deadline, ``options.timeout``."""
+    options = options or DestinationOptions(timeout=HTTP_TIMEOUT)
+    shown = shown_url(url)
+    if not content_type or not HEADER_VALUE.fullmatch(content_type):  # the sender's: may be anything
+        content_type = "application/octet-stream"
+    headers = {"Content-Type": content_type, "X-Meshbridge-Name": name}
+    headers.update({header: value.reveal() for header, value in options.headers.items()})
+    auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
+    with requests.Session() as session, _Deadline(options.timeout) as deadline:
+        adapter = _DeadlineAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            response = session.post(
+                url,
+                data=iter(blocks),
+                headers=headers,
+                auth=auth,
+                timeout=options.timeout,  # each step; the deadline bounds them all together
+                allow_redirects=False,
+                stream=True,  # the answer's body is never read: a status line and headers are enough
+            )
+            response.close()
+        except (requests.RequestException, ValueError) as exc:
+            if deadline.expired:
+                raise DeliveryError(f"POST {shown} took more than its {options.timeout:g}s deadline") from None
+            raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("Location")
+        where = shown_url(urllib.parse.urljoin(url, location)) if location else "nowhere"
+        raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}, a redirect to {where} (not followed)")
     if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"POST {url} answered HTTP {response.status_code}")
-    return url
+        raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}")
+    return shown
 
 
-def to_command(command: list[str], blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
-    """Run the command with ``{path}`` replaced by a private temp copy of the payload; exit 0 = delivered."""
-    with tempfile.TemporaryDirectory(prefix="meshbridge-") as tmp:
+def _scrub(text: str, options: DestinationOptions) -> str:
+    """No secret of the destination's in an error's text, whatever a library put there."""
+    secrets = [value.reveal() for value in options.headers.values()]
+    secrets += [options.auth[1].reveal()] if options.auth else []
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
+
+
+def shown_url(url: str) -> str:
+    """A URL as printed and stored: scheme, host, port and path; never user info, a query or a
+    fragment (where credentials hide). A query is shown as ``?...``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    host = urllib.parse.quote(parts.hostname or "", safe=".-_:%")
+    host = f"[{host}]" if ":" in host else host
+    path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=-._~")[:200]
+    scheme = parts.scheme if parts.scheme in ("http", "https") else urllib.parse.quote(parts.scheme[:20])
+    return f"{scheme}://{host[:200]}{port}{path}{'?...' if parts.query else ''}"
+
+
+def transport_reason(exc: BaseException) -> str:
+    """The innermost useful reason in an exception chain, e.g. ``certificate verify failed:
+    self-signed certificate`` rather than ``SSLError``."""
+    chain: list[BaseException] = []
+    link: object = exc
+    while isinstance(link, BaseException) and all(link is not seen for seen in chain):
+        chain.append(link)
+        reason = getattr(link, "reason", None)  # urllib3 keeps the cause of a MaxRetryError here
+        wrapped = next((arg for arg in link.args if isinstance(arg, BaseException)), None)
+        link = link.__cause__ or (reason if isinstance(reason, BaseException) else None) or wrapped or link.__context__
+    for link in reversed(chain):
+        if text := _describe(link):
+            return text[:300]  # (it may quote what the endpoint sent)
+    return exc.__class__.__name__
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ssl.SSLError):
+        return exc.strerror
+    text = re.sub(r"^\[SSL(: [A-Z0-9_]+)?\] ", "", str(exc))
+    return re.sub(r" \(_ssl\.c:\d+\)$", "", text).strip()
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """No credentials at all: without an ``auth``, requests would look in ``~/.netrc``."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_NO_AUTH = _NoAuth()
+
+
+class _Deadline:
+    """The total time one delivery may take. When it is up, every socket the delivery opened is
+    shut down, so whatever send or read is blocked on it fails at once (a per-read timeout would
+    let an endpoint that trickles a byte at a time hold the delivery for ever)."""
+
+    _current: ContextVar[_Deadline | None] = ContextVar("meshbridge_delivery_deadline", default=None)
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._token = self._current.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        self._current.reset(self._token)
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    @classmethod
+    def watch(cls, sock: socket.socket) -> None:
+        """Put a newly connected socket under the current deadline, if there is one."""
+        deadline = cls._current.get()
+        if deadline is None:
+            return
+        with deadline._lock:
+            # a second descriptor for the same socket: shutting it ends the connection whatever
+            # object urllib3 or ssl holds for it then (an SSL handshake takes the first one over)
+            watched = sock.dup()
+            deadline._sockets.append(watched)
+            if deadline.expired:
+                _shut(watched)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _Deadline.watch(sock)
+        return sock
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _Deadline.watch(sock)
+        return sock
+
+
+class _WatchedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedTlsPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter whose connections are put under the current :class:`_Deadline`."""
+
+    _pools: ClassVar[dict[str, type]] = {"http": _WatchedPool, "https": _WatchedTlsPool}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own (per-step timeouts only)
+            manager.pool_classes_by_scheme = self._pools
+        return manager
+
+
+# -- command ---------------------------------------------------------------------------------
+
+
+def to_command(
+    command: list[str],
+    blocks: Iterable[bytes],
+    name: str,
+    content_type: str | None = None,
+    options: DestinationOptions | None = None,
+) -> str:
+    """Run the command with ``{path}`` replaced by a private temp copy of the payload; exit 0 =
+    delivered. It runs in a process group of its own with a minimal environment (``PATH``,
+    ``LANG`` and the names in ``options.env``); when it exits, or at the deadline, whatever is
+    left of its group is killed."""
+    options = options or DestinationOptions(timeout=COMMAND_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="meshbridge-") as tmp, tempfile.TemporaryFile() as stderr:
         path = Path(secure_dir(Path(tmp))) / name
         with path.open("wb") as out:
             for block in blocks:
                 out.write(block)
         argv = [arg.replace("{path}", str(path)) for arg in command]
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DeliveryError(f"command {command[0]} could not run: {exc}") from None
-        if done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            raise DeliveryError(f"command {command[0]} exited {done.returncode}: {tail[0][:200]}")
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # files, not pipes: a child left running cannot hold them open
+                stderr=stderr,
+                env=command_environment(options.env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise DeliveryError(f"command {command[0]} could not run: {exc.strerror or exc}") from None
+        if not _run_bounded(process, options.timeout):
+            raise DeliveryError(
+                f"command {command[0]} did not finish within its {options.timeout:g}s deadline "
+                "(its process group was killed)"
+            )
+        if process.returncode != 0:
+            raise DeliveryError(f"command {command[0]} exited {process.returncode}: {_last_line(stderr)}")
     return " ".join(command)
+
+
+def command_environment(names: Iterable[str]) -> dict[str, str]:
+    """``PATH``, ``LANG`` and the named variables that are set: never meshbridge's own secrets."""
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": os.environ.get("LANG", "C.UTF-8")}
+    env.update({name: os.environ[name] for name in names if name in os.environ})
+    return env
+
+
+def _run_bounded(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for the command until the deadline, kill what is left of its process group, reap it.
+    True if it exited in time. It is left unreaped until then, so its pid still names its group."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    exited = False
+    while not exited:
+        exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        left = deadline - time.monotonic()
+        if exited or left <= 0:
+            break
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return exited
+
+
+def _last_line(stderr: IO[bytes]) -> str:
+    """The last line the command wrote to its standard error (from the file's last 4 KiB)."""
+    stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 4096))
+    lines = stderr.read().decode(errors="replace").strip().splitlines()
+    return lines[-1][:200] if lines else ""

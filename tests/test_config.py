@@ -45,6 +45,7 @@ workflow_id = "TOC_FHIR_IP_DISCH"
 destination = { command = ["epr-import", "{path}"] }
 """
 
+CMD = 'destination = { command = ["epr-import", "{path}"] }'
 SECRET_KEY = "sk-Very-Distinctive-9f3b"
 SECRET_PW = "pw-Also-Distinctive-77aa"
 
@@ -133,6 +134,42 @@ BAD_CASES = {
         "store.inline_max: 2097152 bytes is over 1 MiB",
     ),
     "not TOML": ("[store\npath=", "not valid TOML"),
+    "an option the destination kind does not take": (
+        GOOD.replace(CMD, 'destination = { command = ["epr-import", "{path}"], headers = {} }'),
+        "routes[1].destination.headers: unknown option for a command destination (allowed: env, timeout)",
+    ),
+    "a folder takes no options": (
+        GOOD.replace(CMD, 'destination = { folder = "in", timeout = "1m" }'),
+        "routes[1].destination.timeout: unknown option for a folder destination (allowed: none)",
+    ),
+    "a command given a secret's variable": (
+        GOOD.replace(CMD, 'destination = { command = ["epr-import"], env = ["MB_TEST_SHARED_KEY"] }'),
+        "routes[1].destination.env: MB_TEST_SHARED_KEY holds a secret of this config; not passed on",
+    ),
+    "bad destination timeout": (
+        GOOD.replace(CMD, 'destination = { http = "https://epr.local/hook", timeout = "soon" }'),
+        "routes[1].destination.timeout: bad duration 'soon'",
+    ),
+    "unset header secret": (
+        GOOD.replace(CMD, 'destination = { http = "https://e/", headers = { Authorization = { env = "MB_NO" } } }'),
+        "routes[1].destination.headers.Authorization: environment variable MB_NO is not set",
+    ),
+    "a header value that is not printable ASCII": (
+        GOOD.replace(CMD, 'destination = { http = "https://e/", headers = { X-Key = " Hidden-8d2f\\r\\nX: y" } }'),
+        "routes[1].destination.headers.X-Key: the value must be printable ASCII, without spaces at either end",
+    ),
+    "not an http URL": (
+        GOOD.replace(CMD, 'destination = { http = "ftp://epr.local/?token=Hidden-8d2f" }'),
+        "routes[1].destination.http: expected an http:// or https:// URL with a host",
+    ),
+    "basic auth and an Authorization header": (
+        GOOD.replace(
+            CMD,
+            'destination = { http = "https://epr.local/", headers = { Authorization = "Bearer x" }, '
+            'auth = { username = "mb", password = "pw" } }',
+        ),
+        "routes[1].destination.auth: give auth or an Authorization header, not both",
+    ),
 }
 
 
@@ -150,7 +187,7 @@ def test_bad_config_names_file_key_and_problem(config_dir: Path, case: str) -> N
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
     assert "Traceback" not in result.output
-    assert SECRET_KEY not in result.output and SECRET_PW not in result.output
+    assert SECRET_KEY not in result.output and SECRET_PW not in result.output and "Hidden-8d2f" not in result.output
 
 
 def test_sandbox_allows_fast_polling(config_dir: Path) -> None:
@@ -201,3 +238,76 @@ def test_shipped_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESH_SHARED_KEY", "TestKey")
     config = load(Path(__file__).parent.parent / "examples" / "meshbridge.toml")
     assert [r.name for r in config.routes] == ["notes-out", "notes-in"]
+
+
+def test_url_with_credentials_is_refused_without_printing_them(config_dir: Path) -> None:
+    for url in ("https://epr-user:Hunter2-Distinctive@epr.local/hook", "https://Hunter2-Distinctive@epr.local/"):
+        path = write(config_dir, GOOD.replace(CMD, f'destination = {{ http = "{url}" }}'))
+        with pytest.raises(ConfigError, match=r"routes\[1\]\.destination\.http: the URL carries credentials") as info:
+            load(path)
+        assert "Hunter2" not in str(info.value)
+        result = CliRunner().invoke(main, ["--config", str(path), "status"])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert "the URL carries credentials" in result.output and "Hunter2" not in result.output
+
+
+HTTP_WITH_SECRETS = GOOD.replace(
+    CMD,
+    'destination = { http = "https://epr.local/hook", timeout = "30s", '
+    'headers = { X-Api-Key = { env = "MB_TEST_API_KEY" }, Accept = "text/plain" } }\n'
+    "[[routes]]\n"
+    'name = "results-in"\ndirection = "inbound"\nmailbox = "X26ABC1"\nworkflow_id = "RESULTS"\n'
+    'destination = { http = "https://lab.local/in", auth = { username = "mb", password = { file = "secrets/lab" } } }',
+)
+API_KEY, LAB_PW = "key-Distinctive-0c4e", "lab-Distinctive-a3f1"
+
+
+def test_destination_options_load_typed(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MB_TEST_API_KEY", API_KEY)
+    (config_dir / "secrets" / "lab").write_text(LAB_PW)
+    config = load(write(config_dir, HTTP_WITH_SECRETS))
+    epr, lab = config.route("discharge-in"), config.route("results-in")
+    assert epr.destination == {"http": "https://epr.local/hook"} and lab.destination == {"http": "https://lab.local/in"}
+    assert epr.destination_options.timeout == 30 and lab.destination_options.timeout == 60  # the HTTP default
+    assert {k: v.reveal() for k, v in epr.destination_options.headers.items()} == {
+        "X-Api-Key": API_KEY,
+        "Accept": "text/plain",
+    }
+    assert lab.destination_options.auth is not None and lab.destination_options.auth[0] == "mb"
+    assert lab.destination_options.auth[1].reveal() == LAB_PW
+    assert API_KEY not in repr(config) and LAB_PW not in repr(config)
+    command = load(write(config_dir, GOOD.replace(CMD, CMD[:-2] + ', env = ["EPR_HOME"] }')))
+    assert command.route("discharge-in").destination_options.env == ("EPR_HOME",)
+    assert command.route("discharge-in").destination_options.timeout == 300  # the command default
+    plugin = load(write(config_dir, GOOD.replace(CMD, 'destination = { s3 = { bucket = "b" }, timeout = "10m" }')))
+    assert plugin.route("discharge-in").destination == {"s3": {"bucket": "b"}}
+    assert plugin.route("discharge-in").destination_options.timeout == 600
+    with pytest.raises(ConfigError, match=r"\.env: unknown option for a s3 destination \(allowed: timeout\)"):
+        load(write(config_dir, GOOD.replace(CMD, 'destination = { s3 = "b", env = [] }')))
+
+
+def test_every_secret_in_the_config_is_redacted_from_logs(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from meshbridge.logs import JsonFormatter, Redactor
+
+    monkeypatch.setenv("MB_TEST_API_KEY", API_KEY)
+    (config_dir / "secrets" / "lab").write_text(LAB_PW)
+    path = write(config_dir, HTTP_WITH_SECRETS)
+    config = load(path)
+    assert {s.reveal() for s in config.secrets()} == {SECRET_KEY, SECRET_PW, API_KEY, "text/plain", LAB_PW}
+    result = CliRunner().invoke(main, ["--config", str(path), "status"])  # the command line sets redaction up
+    assert result.exit_code == 0, result.output
+    [redactor] = [f for h in logging.getLogger().handlers for f in h.filters if isinstance(f, Redactor)]
+    assert {SECRET_KEY, SECRET_PW, API_KEY, LAB_PW} <= set(redactor.secrets)
+    try:
+        raise RuntimeError(f"refused {LAB_PW}")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "sent %s", (API_KEY,), sys.exc_info())
+    redactor.filter(record)
+    for formatter in (logging.Formatter(), JsonFormatter()):
+        text = formatter.format(record)
+        assert "sent ********" in text and "refused ********" in text
+        assert all(secret not in text for secret in (SECRET_KEY, SECRET_PW, API_KEY, LAB_PW))

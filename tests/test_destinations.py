@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import json
+import logging
 import os
+import re
+import shutil
+import ssl
 import stat
+import subprocess
 import tempfile
 import threading
+import time
 import typing
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import OUT_IN
 
@@ -162,3 +171,248 @@ def test_a_folder_on_another_file_system_than_the_store(meshbridge_config, make_
         assert report.problems == [] and report.delivered == [message["id"]]
         assert message["state"] == "delivered" and Path(message["destination"]).read_bytes() == b"to tmpfs"
         assert Path(message["destination"]).parent == Path(other)
+
+
+# -- HTTP: redirects, a total deadline, credentials from secret references, causes kept -------
+
+
+def inbound(destination: str) -> str:
+    """The OUT_IN routes with another destination for the inbound route."""
+    return OUT_IN.replace('destination = { folder = "delivered" }', f"destination = {destination}")
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Records each request (method, path, headers, body) and answers ``answer(handler)``'s status."""
+
+    protocol_version = "HTTP/1.1"
+    requests: typing.ClassVar[list[tuple[str, str, dict[str, str], bytes]]]
+    answer: typing.ClassVar[typing.Callable[..., tuple[int, dict[str, str]] | None]]
+
+    def do_any(self) -> None:
+        type(self).requests.append((self.command, self.path, dict(self.headers), self.body()))
+        answered = type(self).answer(self)
+        if answered is None:  # the answer function wrote its own
+            return
+        status, headers = answered
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": "0"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_any
+
+    def body(self) -> bytes:
+        if self.headers["Transfer-Encoding"] == "chunked":
+            body = b""
+            while size := int(self.rfile.readline().strip(), 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return body
+        return self.rfile.read(int(self.headers["Content-Length"] or 0))
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(answer: typing.Callable[..., tuple[int, dict[str, str]] | None], tls: ssl.SSLContext | None = None):
+    """A real HTTP(S) server on 127.0.0.1 in a thread: yields (base URL, the requests it got)."""
+    handler = type("Handler", (Recorder,), {"requests": [], "answer": staticmethod(answer)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}", handler.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def poll_within(bridge, seconds: float = 60.0):
+    """Poll in a thread; the poll must come back within a generous bound (a hang fails the test)."""
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(bridge.poll()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the poll did not come back within {seconds:g}s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_http_redirect_is_a_failed_delivery_and_never_followed(
+    status: int, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    with serving(lambda h: (204, {})) as (elsewhere, diverted):
+        location = f"{elsewhere}/other-host?sig=Token-In-Query-3c9d"
+        with serving(lambda h: (status, {"Location": location})) as (url, received):
+            bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr" }}')))
+            mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"for the EPR", workflow_id="TEST_WORKFLOW")
+            report = bridge.poll()
+            message = bridge.store.find("in", mesh_id)
+            assert report.delivered == [] and message["state"] == "valid" and message["destination"] is None
+            error = message["last_error"]
+            assert f"answered HTTP {status}, a redirect to {elsewhere}/other-host?... (not followed)" in error
+            assert "Token-In-Query" not in error and "Token-In-Query" not in " ".join(report.problems)
+            assert [(m, b) for m, _, _, b in received] == [("POST", b"for the EPR")]
+            assert diverted == []  # the redirect target never heard of it
+
+
+def trickle(handler: Recorder) -> None:
+    """An endpoint that takes the POST, then answers one byte every half second for a minute."""
+    with contextlib.suppress(OSError):
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"." * 120:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.5)
+    handler.close_connection = True
+
+
+def test_http_total_deadline_ends_a_trickling_endpoint(meshbridge_config, make_bridge, mesh_peer) -> None:
+    with serving(trickle) as (url, received):
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", timeout = "2s" }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"slowly", workflow_id="TEST_WORKFLOW")
+        report = poll_within(bridge, 30)  # the trickle would take a minute; a per-read timeout never fires
+        message = bridge.store.find("in", mesh_id)
+        assert report.delivered == [] and message["state"] == "valid"
+        assert f"POST {url}/epr took more than its 2s deadline" in message["last_error"]
+        assert len(received) == 1
+
+
+TOKEN = "Bearer tok-Distinctive-5e1f0a"
+
+
+def test_http_header_secret_from_env_reaches_the_endpoint_and_nothing_else(
+    meshbridge_config, make_bridge, mesh_peer, monkeypatch, tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("EPR_TOKEN", TOKEN)
+    answers = iter([500, 204])
+    with serving(lambda h: (next(answers), {})) as (url, received):
+        headers = 'headers = { Authorization = { env = "EPR_TOKEN" } }'
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", {headers} }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"with a token", workflow_id="TEST_WORKFLOW")
+        first = bridge.poll()
+        assert "answered HTTP 500" in first.problems[0]
+        second = bridge.poll()
+        message = bridge.store.find("in", mesh_id)
+        assert second.delivered == [message["id"]] and message["state"] == "delivered"
+    assert [h["Authorization"] for _, _, h, _ in received] == [TOKEN, TOKEN]
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
+    assert TOKEN.encode() not in stored and b"tok-Distinctive" not in stored
+    assert "tok-Distinctive" not in caplog.text + " ".join(first.problems) + repr(bridge.config)
+
+
+def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge, mesh_peer, monkeypatch) -> None:
+    import base64
+
+    monkeypatch.setenv("EPR_PASSWORD", "pw-Basic-Distinctive-41")
+    with serving(lambda h: (204, {})) as (url, received):
+        auth = 'auth = { username = "meshbridge", password = { env = "EPR_PASSWORD" } }'
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", {auth} }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"authenticated", workflow_id="TEST_WORKFLOW")
+        assert bridge.poll().problems == []
+    assert bridge.store.find("in", mesh_id)["state"] == "delivered"
+    expected = "Basic " + base64.b64encode(b"meshbridge:pw-Basic-Distinctive-41").decode()
+    assert [(h["Authorization"], b) for _, _, h, b in received] == [(expected, b"authenticated")]
+
+
+def test_http_tls_error_keeps_its_cause(meshbridge_config, make_bridge, mesh_peer, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        assert os.environ.get("CI") != "true", "openssl is needed to make a self-signed certificate"
+        pytest.skip("needs openssl")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    with serving(lambda h: (204, {}), tls=tls) as (url, received):
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr" }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"over TLS", workflow_id="TEST_WORKFLOW")
+        report = bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert report.delivered == [] and message["state"] == "valid" and received == []
+    assert re.search(r"failed: certificate verify failed: self.signed certificate$", message["last_error"])
+
+
+# -- command: a total deadline over the process group, a minimal environment -----------------
+
+
+def leftovers(marker: str) -> list[psutil.Process]:
+    """Processes still running whose command line holds ``marker`` (unique to one test)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if marker in " ".join(process.info["cmdline"] or []) and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+def gone(marker: str) -> bool:
+    """Wait (bounded) for the processes with ``marker`` to end; kill any left so none outlives the test."""
+    for _ in range(100):
+        if not leftovers(marker):
+            return True
+        time.sleep(0.1)
+    for process in leftovers(marker):
+        process.kill()
+    return False
+
+
+def test_command_leaving_a_background_child_is_delivered_once(
+    tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    target = tmp_path / "imported.txt"
+    script = f'cat "$0" >> {target}; sleep 98761 & exit 0'  # the child holds stdout and stderr open
+    bridge = make_bridge(
+        meshbridge_config(inbound(f"{{ command = {json.dumps(['/bin/sh', '-c', script, '{path}'])} }}"))
+    )
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"once\n", workflow_id="TEST_WORKFLOW")
+    try:
+        report = poll_within(bridge, 60)
+        message = bridge.store.find("in", mesh_id)
+        assert report.problems == [] and report.delivered == [message["id"]] and message["state"] == "delivered"
+        assert poll_within(bridge, 60).delivered == []
+        assert target.read_bytes() == b"once\n"
+    finally:
+        assert gone("sleep 98761")  # the command's group ends with it
+
+
+def test_command_deadline_kills_its_whole_process_group(meshbridge_config, make_bridge, mesh_peer) -> None:
+    script = "sleep 98762 & sleep 98763"
+    command = json.dumps(["/bin/sh", "-c", script, "{path}"])
+    bridge = make_bridge(meshbridge_config(inbound(f'{{ command = {command}, timeout = "1s" }}')))
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"too slow", workflow_id="TEST_WORKFLOW")
+    try:
+        report = poll_within(bridge, 60)
+        message = bridge.store.find("in", mesh_id)
+        assert report.delivered == [] and message["state"] == "valid"
+        assert "command /bin/sh did not finish within its 1s deadline" in message["last_error"]
+    finally:
+        assert gone("sleep 9876")
+
+
+def test_command_gets_a_minimal_environment(
+    tmp_path: Path, meshbridge_config, make_bridge, mesh_peer, monkeypatch
+) -> None:
+    monkeypatch.setenv("MB_TEST_MESH_PASSWORD", "password")  # the sandbox mailboxes' password
+    monkeypatch.setenv("EPR_HOME", "/srv/epr")
+    monkeypatch.setenv("UNRELATED", "not for the command")
+    seen = tmp_path / "env.txt"
+    command = json.dumps(["/bin/sh", "-c", f"env > {seen}", "{path}"])
+    for options, wanted in (("", set()), (', env = ["EPR_HOME"]', {"EPR_HOME"})):
+        config = meshbridge_config(inbound(f"{{ command = {command}{options} }}"), name=f"c{len(wanted)}.toml")
+        config.write_text(
+            config.read_text().replace('password = "password"', 'password = { env = "MB_TEST_MESH_PASSWORD" }')
+        )
+        bridge = make_bridge(config)
+        mesh_peer("X26ABC1").send_message("X26ABC2", b"env", workflow_id="TEST_WORKFLOW")
+        assert bridge.poll().problems == []
+        env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+        assert "MB_TEST_MESH_PASSWORD" not in env and "UNRELATED" not in env
+        assert env["PATH"] == os.environ["PATH"] and "LANG" in env
+        assert set(env) - {"PATH", "LANG", "PWD", "SHLVL", "_"} == wanted  # (sh sets PWD, SHLVL and _)
+        bridge.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import Config, Route
 from ..destinations import DeliveryError, FolderBatch, safe_name, to_folder
+from ..destinations import deliver as deliver_to
 from ..errors import MeshbridgeError, StoreError
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
@@ -236,7 +237,7 @@ def deliver_inbound(
         if batch is not None and deliver is to_folder and not replay:
             batch.add(target, blocks, name, staged)
             return False
-        where = deliver(target, blocks, name, message["content_type"])
+        where = deliver_to(kind, deliver, target, blocks, name, message["content_type"], route.destination_options)
     except (DeliveryError, StoreError) as exc:
         failed(exc)
         raise
