@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadRejected, TransportError, UnknownMessage
+from .printable import visible
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -51,19 +51,6 @@ JSON_FIELDS = (
     "created_at",
     "updated_at",
 )
-
-
-def visible(text: object) -> str:
-    """``text`` with each control or format character (C0, DEL, C1, bidi overrides, line breaks) as an escape
-    such as ``\\x1b``: text from a peer can never move the cursor, recolour or rewrite the terminal."""
-    shown = str(text)
-    if shown.isprintable():
-        return shown
-    return "".join(c if c.isprintable() or unicodedata.category(c) == "Zs" else _escape(c) for c in shown)
-
-
-def _escape(char: str) -> str:
-    return char.encode("unicode_escape").decode("ascii")
 
 
 def literal(value: object) -> Text:

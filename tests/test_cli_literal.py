@@ -15,10 +15,12 @@ from pathlib import Path
 from conftest import OUT_IN
 
 BAD_WORKFLOW = "WF[/x]"
+# the sandbox (like MESH) refuses C0 controls such as ESC in its headers, but passes C1 ones: CSI \x9b is ESC [
+C1_WORKFLOW = "WF[/x]\x9b2J"
+C1_WORKFLOW_SHOWN = "WF[/x]\\x9b2J"
 LINK = "[link=http://evil.example]click[/link]"
 BOLD = "[bold red]x"
 FILENAME = "[bold]scan[/bold] :warning:.txt"
-# the sandbox (like MESH) refuses C0 controls such as ESC in its headers, but passes C1 ones: CSI \x9b is ESC [
 LOCAL_ID = "[/]L1 \x9b2J\x9b31m"
 LOCAL_ID_SHOWN = "[/]L1 \\x9b2J\\x9b31m"
 CONTROL = ("\x1b", "\x9b", "\x07", "\r")
@@ -57,19 +59,24 @@ def test_peer_headers_print_literally(meshbridge_config, mesh_peer) -> None:
     config = meshbridge_config(OUT_IN)
     peer = mesh_peer("X26ABC1")
     unrouted = peer.send_message("X26ABC2", b"on a workflow nobody routes", workflow_id=BAD_WORKFLOW, subject=BOLD)
+    c1 = peer.send_message("X26ABC2", b"and on another", workflow_id=C1_WORKFLOW)
     routed = peer.send_message(
         "X26ABC2", b"hello", workflow_id="TEST_WORKFLOW", subject=LINK, filename=FILENAME, local_id=LOCAL_ID
     )
 
-    polled = clean(cli(config, "poll"))
+    done = cli(config, "poll")
+    polled = clean(done)
     assert f"on workflow {BAD_WORKFLOW} (kept in the store)" in polled
-    assert "received: 2" in polled and "unrouted: 1" in polled
+    assert f"on workflow {C1_WORKFLOW_SHOWN} (kept in the store)" in polled
+    assert f"on workflow {C1_WORKFLOW_SHOWN} (no inbound route" in done.stderr  # the warning in the log
+    assert "received: 3" in polled and "unrouted: 2" in polled
 
     status = clean(cli(config, "status"))
     assert "unrouted" in status and "delivered" in status
 
     listing = clean(cli(config, "messages"))
-    assert f" {BAD_WORKFLOW} " in listing and unrouted in listing and routed in listing
+    assert f" {BAD_WORKFLOW} " in listing and f" {C1_WORKFLOW_SHOWN} " in listing
+    assert unrouted in listing and routed in listing and c1 in listing
 
     shown = clean(cli(config, "show", unrouted))
     assert f"X26ABC2 ← X26ABC1  {BAD_WORKFLOW}  unrouted" in shown
@@ -110,6 +117,12 @@ def test_local_control_characters_are_shown_as_escapes(tmp_path: Path, meshbridg
     shown = clean(cli(config, "show", message["id"]))
     assert "file: scan\\x1b[2J\\x1b]8;;evil.example\\x07.txt\n" in shown
     assert "\x1b" not in clean(cli(config, "messages"))
+    retried = cli(config, "retry", message["id"])  # MESH refuses it again: an error line
+    assert retried.returncode == 1 and "MalformedControlFile" in retried.stderr
+    unknown = cli(config, "show", "no\x1b[2Jsuch")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "no\\x1b[2Jsuch" in unknown.stderr
+    for done in (retried, unknown):
+        assert "\x1b" not in done.stdout + done.stderr and "Traceback" not in done.stderr
 
 
 def test_an_ack_text_prints_literally(tmp_path: Path, meshbridge_config) -> None:
@@ -132,7 +145,7 @@ def test_an_ack_text_prints_literally(tmp_path: Path, meshbridge_config) -> None
 
 
 def test_visible_escapes_what_would_act_on_a_terminal() -> None:
-    from meshbridge.cli import visible
+    from meshbridge.printable import visible
 
     assert visible("WF[/x] :warning: café\u00a0ok") == "WF[/x] :warning: café\u00a0ok"  # printable stays
     assert visible("a\x1b[2Jb\x9b1m\x7f\u202eevil\r\n\t") == "a\\x1b[2Jb\\x9b1m\\x7f\\u202eevil\\r\\n\\t"
