@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .bridge import Bridge
 
+SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
 PIPED_WIDTH = 10_000  # a table piped to a file or grep is never wrapped: each row stays one line
 
 JSON_FIELDS = (
@@ -282,9 +283,6 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     for e in expectations:
         status = f"met {e['met_at'][:19]} ({e['outcome']})" if e["met_at"] else "OVERDUE" if e["overdue_at"] else "open"
         echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
-
-
-SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
 
 
 def print_timeline(message: dict[str, Any], events: list[dict[str, Any]]) -> None:
