@@ -2,13 +2,17 @@
 
 Exit codes: 0 done; 1 refused or failed (the reason is printed); 2 usage or configuration error;
 3 ``send`` stored the message but MESH could not take it yet (``poll`` will retry it).
+
+Text from a peer (workflow ids, subjects, file names, local ids, findings, ack texts) is data: every
+human line goes through :func:`echo` or :func:`literal`, never through rich markup, and control
+characters are shown as escapes (:func:`visible`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -16,9 +20,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadRejected, TransportError, UnknownMessage
+from .printable import visible
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from .bridge import Bridge
+
+SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
+PIPED_WIDTH = 10_000  # a table piped to a file or grep is never wrapped: each row stays one line
 
 JSON_FIELDS = (
     "id",
@@ -29,6 +39,9 @@ JSON_FIELDS = (
     "peer",
     "mesh_message_id",
     "workflow_id",
+    "filename",
+    "subject",
+    "local_id",
     "payload_type",
     "payload_size",
     "itk_message_id",
@@ -41,8 +54,20 @@ JSON_FIELDS = (
 )
 
 
+def literal(value: object) -> Text:
+    """A rich cell or title for ``value``, printed as it is: never read as markup, emoji codes or control codes."""
+    from rich.text import Text
+
+    return Text("" if value is None else visible(value))
+
+
+def echo(line: str, err: bool = False) -> None:
+    """Print one human line; the text it carries is shown literally (see :func:`visible`)."""
+    click.echo(visible(line), err=err)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"meshbridge: {message}", err=True)
+    echo(f"meshbridge: {message}", err=True)
     sys.exit(code)
 
 
@@ -66,10 +91,20 @@ def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
 
 
 def _console() -> Any:
-    """A rich console; when output is piped, wide enough that ids are never cut."""
+    """A rich console that reads no markup or emoji codes; when output is piped, wide enough that no cell wraps."""
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH, markup=False, emoji=False, highlight=False)
+
+
+def _table(*columns: str, rows: Iterable[tuple[object, ...]], **options: Any) -> Any:
+    """A rich table whose cells are all :func:`literal`."""
+    from rich.table import Table
+
+    table = Table(*columns, **options)
+    for row in rows:
+        table.add_row(*(literal(cell) for cell in row))
+    return table
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -136,13 +171,13 @@ def send(
             )
         except PayloadRejected as exc:
             for finding in exc.findings:
-                click.echo(format_finding(finding), err=True)
+                echo(format_finding(finding), err=True)
             fail(f"refused, not sent: quarantined as {exc.message_id} (state rejected)", 1)
         except MeshRejected as exc:
             fail(f"MESH refused it (message kept in state failed): {exc}", 1)
         except TransportError as exc:
             fail(f"stored, not sent yet ({exc}); `meshbridge poll` will retry", 3)
-        click.echo(message["id"])
+        echo(message["id"])
 
 
 @main.command()
@@ -169,12 +204,12 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
             ):
                 ids = getattr(report, name)
                 if ids:
-                    click.echo(f"{name}: {len(ids)}")
+                    echo(f"{name}: {len(ids)}")
             for mid in report.unrouted:
                 m = bridge.store.get(mid)
-                click.echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
+                echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
             for problem in report.problems:
-                click.echo(f"problem: {problem}", err=True)
+                echo(f"problem: {problem}", err=True)
 
 
 @main.command()
@@ -187,15 +222,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from rich.table import Table
-
-    table = Table("direction", "state", "messages")
-    for direction, states in result["counts"].items():
-        for state, n in states.items():
-            table.add_row(direction, state, str(n))
+    counts = ((direction, state, n) for direction, states in result["counts"].items() for state, n in states.items())
     console = _console()
-    console.print(table)
-    console.print(f"overdue expectations: {result['overdue']}")
+    console.print(_table("direction", "state", "messages", rows=counts))
+    console.print(literal(f"overdue expectations: {result['overdue']}"))
 
 
 @main.command()
@@ -214,22 +244,22 @@ def messages(
     if as_json:
         click.echo(json.dumps([_public(r) for r in rows], indent=2))
         return
-    from rich.table import Table
-
-    table = Table("id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created")
-    for r in rows:
-        table.add_row(
+    cells = (
+        (
             r["id"],
             r["direction"],
             r["state"] + (" (overdue)" if r["overdue"] else ""),
-            r["route"] or "",
-            r["workflow_id"] or "",
-            r["peer"] or "",
-            r["mesh_message_id"] or "",
-            str(r["payload_size"] or ""),
+            r["route"],
+            r["workflow_id"],
+            r["peer"],
+            r["mesh_message_id"],
+            r["payload_size"] or "",
             r["created_at"][:19],
         )
-    _console().print(table)
+        for r in rows
+    )
+    columns = ("id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created")
+    _console().print(_table(*columns, rows=cells))
 
 
 @main.command()
@@ -245,27 +275,26 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
         click.echo(json.dumps({**_public(message), "events": events, "expectations": expectations}, indent=2))
         return
     print_timeline(message, events)
+    for label, field in SHOWN_FIELDS:
+        if message.get(field):
+            echo(f"{label}: {message[field]}")
     for finding in json.loads(message.get("findings") or "[]"):
-        click.echo(format_finding(finding))
+        echo(format_finding(finding))
     for e in expectations:
         status = f"met {e['met_at'][:19]} ({e['outcome']})" if e["met_at"] else "OVERDUE" if e["overdue_at"] else "open"
-        click.echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
+        echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
 
 
 def print_timeline(message: dict[str, Any], events: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    console = _console()
     arrow = "→" if message["direction"] == "out" else "←"
-    title = (
-        f"{message['id']}  {message['mailbox']} {arrow} {message['peer'] or '?'}  "
-        f"{message['workflow_id']}  [bold]{message['state']}[/bold]"
+    title = literal(
+        f"{message['id']}  {message['mailbox']} {arrow} {message['peer'] or '?'}  {message['workflow_id']}  "
     )
-    table = Table("at", "event", "state", "detail", title=title, title_justify="left")
-    for e in events:
-        detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
-        table.add_row(e["at"][11:23], e["kind"], e["state"] or "", detail)
-    console.print(table)
+    title.append(visible(message["state"]), style="bold")
+    rows = (
+        (e["at"][11:23], e["kind"], e["state"], ", ".join(f"{k}={v}" for k, v in e["detail"].items())) for e in events
+    )
+    _console().print(_table("at", "event", "state", "detail", rows=rows, title=title, title_justify="left"))
 
 
 def format_finding(finding: Any) -> str:
@@ -333,8 +362,8 @@ def validate(
         )
     else:
         for finding in result.findings:
-            click.echo(format_finding(finding))
-        click.echo(f"{path}: {result.payload_type} {'valid' if result.valid else 'INVALID'}")
+            echo(format_finding(finding))
+        echo(f"{path}: {result.payload_type} {'valid' if result.valid else 'INVALID'}")
     sys.exit(0 if result.valid else 1)
 
 
@@ -357,7 +386,7 @@ def retry(ctx: click.Context, message_id: str) -> None:
     """Send a failed outbound message again."""
     with bridge_for(ctx) as bridge:
         message = bridge.retry(message_id)
-        click.echo(f"{message['id']}: {message['state']}")
+        echo(f"{message['id']}: {message['state']}")
 
 
 @main.command()
@@ -367,7 +396,7 @@ def replay(ctx: click.Context, message_id: str) -> None:
     """Deliver an inbound message to its destination again."""
     with bridge_for(ctx) as bridge:
         message = bridge.replay(message_id)
-        click.echo(f"{message['id']}: delivered again to {message['destination']}")
+        echo(f"{message['id']}: delivered again to {message['destination']}")
 
 
 @main.command()
@@ -383,7 +412,7 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
         fail("give exactly one of --ok or --nack CODE", 2)
     with bridge_for(ctx) as bridge:
         message = bridge.ack(message_id, code=nack or code or "30001", text=text)
-        click.echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")
+        echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")
 
 
 @main.command()
@@ -412,17 +441,13 @@ def plugins(as_json: bool) -> None:
             )
         )
         return
-    from rich.table import Table
-
     console = _console()
-    table = Table("payload type", "media type", "description", title="payload types", title_justify="left")
-    for t in types.values():
-        table.add_row(t.name, t.media_type, t.description)
-    console.print(table)
-    table = Table("plugin", "version", "hooks", title="plugins", title_justify="left")
-    for info in infos:
-        table.add_row(info.name + (" (built-in)" if info.builtin else ""), info.version or "", ", ".join(info.hooks))
-    console.print(table)
+    rows = ((t.name, t.media_type, t.description) for t in types.values())
+    console.print(
+        _table("payload type", "media type", "description", rows=rows, title="payload types", title_justify="left")
+    )
+    rows = ((i.name + (" (built-in)" if i.builtin else ""), i.version, ", ".join(i.hooks)) for i in infos)
+    console.print(_table("plugin", "version", "hooks", rows=rows, title="plugins", title_justify="left"))
 
 
 @main.command()

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from .printable import visible
+
 REDACTED = "********"
 
 
@@ -52,11 +54,19 @@ class Redactor(logging.Filter):
         return text
 
 
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message``, with control characters (a peer's text may carry them) shown as escapes."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+
 def configure(level: str = "WARNING", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

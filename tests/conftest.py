@@ -1,10 +1,20 @@
-"""Shared helpers for meshbridge's own tests (the sandbox fixtures come from meshbridge.testing)."""
+"""Shared helpers for meshbridge's own tests (the sandbox fixtures come from meshbridge.testing).
+
+Under ``CI=true`` a skipped test is a failure that names the skip's reason: only a test that skips
+because ``../shared/fixtures`` (beside the repository) is absent may skip there.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 TRACK_NOW = 'tracking_interval = "0s"\n'  # track on every poll (MESH asks for it rarely; tests want it now)
 
@@ -44,3 +54,42 @@ def write_random(path: Path, size: int) -> Path:
             f.write(block)
             left -= len(block)
     return path
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_allowed_in_ci(reason: str) -> bool:
+    """Only the NHS example fixtures may be missing in CI: they live outside the repository."""
+    return not SHARED_FIXTURES.is_dir() and "fixture" in reason and "shared" in reason
+
+
+class SkipsFailInCI:
+    """Turns a skipped test (or module) into a failure that quotes the skip's reason."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        self.judge(outcome.get_result())
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Iterator[None]:
+        outcome = yield
+        self.judge(outcome.get_result())
+
+    @staticmethod
+    def judge(report: Any) -> None:
+        if not report.skipped or hasattr(report, "wasxfail"):
+            return
+        longrepr = report.longrepr
+        reason = (longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)).removeprefix("Skipped: ")
+        if not skip_allowed_in_ci(reason):
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI=true, where every test must run ({reason})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if in_ci() and not config.pluginmanager.has_plugin("meshbridge-ci-skips"):
+        # a plugin, not conftest hooks: those would only see tests under tests/, not the plugin's tests
+        config.pluginmanager.register(SkipsFailInCI(), "meshbridge-ci-skips")

@@ -111,3 +111,9 @@ def m006_inline_payloads(db: Database) -> None:
     db["payloads"].create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})
     # Store.sync() bumps this one row in a durable commit: a real write, so SQLite syncs the log
     db["syncs"].insert({"id": 1, "count": 0}, pk="id")
+
+
+@migrations()
+def m009_local_id(db: Database) -> None:
+    """The sender's own id of an inbound message (its ``mex-LocalID``), shown by ``show``."""
+    db["messages"].add_column("local_id", str)

@@ -1,0 +1,18 @@
+"""Text for a terminal: what a peer sent, shown as it is, with nothing in it acting on the terminal."""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def visible(text: object) -> str:
+    """``text`` with each control or format character (C0, DEL, C1, bidi overrides, line breaks) as an escape
+    such as ``\\x1b``: text from a peer can never move the cursor, recolour or rewrite the terminal."""
+    shown = str(text)
+    if shown.isprintable():
+        return shown
+    return "".join(c if c.isprintable() or unicodedata.category(c) == "Zs" else _escape(c) for c in shown)
+
+
+def _escape(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
