@@ -24,10 +24,12 @@ from . import itk, pipeline
 from .config import Config, ItkOptions, Route
 from .errors import MeshbridgeError, TransportError
 from .faults import checkpoint
+from .itk.parse import HEAD as ITK_HEAD
 from .mesh import MeshMailbox
 from .payloads.base import Finding, ValidationResult
 from .plugins import Plugins
 from .store import Row, Store
+from .validation import DEFAULT_CAP, route_options
 
 log = logging.getLogger("meshbridge")
 
@@ -47,6 +49,7 @@ EVENTS = {
 }
 GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
 INF, BUS, BUS_OWED = "inf-ack", "bus-ack", "bus-ack-owed"
+RESPONSE_CAP = 1_000_000  # bytes: an ITK008M response is a few KB; a bigger one is an orphan, never read
 FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
 
 Notify = Callable[..., None]  # notify(kind, message_id, summary, **detail)
@@ -56,6 +59,12 @@ def due(within: float | None) -> str | None:
     if within is None:
         return None
     return (datetime.now(UTC) + timedelta(seconds=within)).isoformat(timespec="microseconds")
+
+
+def itk_cap(route: Route) -> int:
+    """The most an inbound ITK message on ``route`` may be to be read (parsed) at all: the route's
+    validation cap (option ``max_size``, default ``DEFAULT_CAP``); a bigger one is nacked 20015."""
+    return int(route_options(route).get("max_size") or DEFAULT_CAP)
 
 
 def ods(options: ItkOptions, mailbox: str) -> str:
@@ -234,7 +243,14 @@ class Acknowledgements:
     # -- responses we receive --------------------------------------------------------------
 
     def receive_response(self, message: Row) -> Row | None:
-        """An inbound message on an ack workflow (or an ITK008M anywhere): correlate it."""
+        """An inbound message on an ack workflow (or an ITK008M anywhere): correlate it.
+
+        One over ``RESPONSE_CAP`` is never read: an orphan with the reason.
+        """
+        if message["payload_size"] > RESPONSE_CAP:
+            size = message["payload_size"]
+            self._orphan(message, f"ITK response of {size} bytes is over the {RESPONSE_CAP}-byte cap: not read")
+            return None
         try:
             header = itk.parse(self.store.payloads.read(message["payload_sha256"]))
         except itk.ItkUnreadable as exc:
@@ -269,6 +285,10 @@ class Acknowledgements:
         """Answer an inbound ITK message (20013 or a nack) and return its new state."""
         options = route.itk
         assert options is not None
+        cap = itk_cap(route)
+        if message["payload_size"] > cap:
+            self._too_large(route, message, cap)
+            return "invalid"
         data = self.store.payloads.read(message["payload_sha256"])
         try:
             header = itk.parse(data)
@@ -314,6 +334,23 @@ class Acknowledgements:
                 sender_reference=handling.sender_reference if handling else None,
             )
         return "valid"
+
+    def _too_large(self, route: Route, message: Row, cap: int) -> None:
+        """Refuse a message over the cap with 20015 "Message too large", reading only its head:
+        the answer names its MessageHeader.id if that is in the first bytes, else UNREADABLE."""
+        with self.store.payloads.open(message["payload_sha256"]) as payload:
+            found = itk.header_in_head(payload.read(ITK_HEAD))
+        original, handling = found if found else (itk.UNREADABLE, None)
+        if found:
+            self.store.update(message["id"], itk_message_id=original)
+        size = message["payload_size"]
+        finding = Finding(
+            f"ITK message is {size} bytes, over the {cap}-byte cap (route option max_size): not read",
+            code=f"itk.{itk.TOO_LARGE}",
+        )
+        wants_inf = handling is None or handling.inf_ack is not False
+        reference = handling.sender_reference if handling else None
+        self._refuse(route, message, "invalid", itk.TOO_LARGE, (finding,), original, wants_inf, reference)
 
     def _refuse(
         self,
@@ -375,7 +412,12 @@ class Acknowledgements:
         if rc is None or rc.level != itk.BUSINESS:
             raise AckRefused(f"{code} is not a business response code (30001-30025)")
         positive = rc.positive is not False
-        original = itk.parse(self.store.payloads.read(message["payload_sha256"]))
+        if message["payload_size"] > itk_cap(route):  # read only the head of what is too big to read
+            with self.store.payloads.open(message["payload_sha256"]) as payload:
+                found = itk.header_in_head(payload.read(ITK_HEAD))
+            handling = found[1] if found else None
+        else:
+            handling = itk.parse(self.store.payloads.read(message["payload_sha256"])).handling
         self.respond(
             route=route,
             mailbox=message["mailbox"],
@@ -388,7 +430,7 @@ class Acknowledgements:
             inf_ack_requested=route.itk.full_ack,
             ods_code=ods(route.itk, message["mailbox"]),
             expect_within=route.itk.inf_ack_within,
-            sender_reference=original.handling.sender_reference if original.handling else None,
+            sender_reference=handling.sender_reference if handling else None,
         )
         self.store.meet(message["id"], BUS_OWED, code)
         self.store.transition(

@@ -111,3 +111,14 @@ def m006_inline_payloads(db: Database) -> None:
     db["payloads"].create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})
     # Store.sync() bumps this one row in a durable commit: a real write, so SQLite syncs the log
     db["syncs"].insert({"id": 1, "count": 0}, pk="id")
+
+
+@migrations()
+def m011_bad_bodies(db: Database) -> None:
+    """Sightings of inbound bodies that could not be decoded: the same raw bytes twice, or too many
+    tries, and they are stored ``invalid`` and acknowledged (a table, not a message row: nothing is
+    stored or shown as a message until that decision)."""
+    db["bad_bodies"].create(
+        {"mesh_message_id": str, "raw_sha256": str, "mailbox": str, "seen": int, "reason": str, "last_seen": str},
+        pk=("mesh_message_id", "raw_sha256"),
+    )
