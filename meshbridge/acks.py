@@ -282,13 +282,24 @@ class Acknowledgements:
     # -- messages we receive ---------------------------------------------------------------
 
     def receive_message(self, route: Route, message: Row) -> str:
-        """Answer an inbound ITK message (20013 or a nack) and return its new state."""
-        options = route.itk
-        assert options is not None
+        """Answer an inbound ITK message (20013 or a nack) and return its new state.
+
+        One over the route's cap is never read, and one this process has not the memory to read
+        either: both are ``invalid`` and answered 20015 (the messages behind it go on).
+        """
         cap = itk_cap(route)
         if message["payload_size"] > cap:
-            self._too_large(route, message, cap)
+            self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)")
             return "invalid"
+        try:
+            return self._answer(route, message)
+        except MemoryError:
+            self._too_large(route, message, "more than this process has the memory to read")
+            return "invalid"
+
+    def _answer(self, route: Route, message: Row) -> str:
+        options = route.itk
+        assert options is not None
         data = self.store.payloads.read(message["payload_sha256"])
         try:
             header = itk.parse(data)
@@ -335,7 +346,7 @@ class Acknowledgements:
             )
         return "valid"
 
-    def _too_large(self, route: Route, message: Row, cap: int) -> None:
+    def _too_large(self, route: Route, message: Row, why: str) -> None:
         """Refuse a message over the cap with 20015 "Message too large", reading only its head:
         the answer names its MessageHeader.id if that is in the first bytes, else UNREADABLE."""
         with self.store.payloads.open(message["payload_sha256"]) as payload:
@@ -345,7 +356,7 @@ class Acknowledgements:
             self.store.update(message["id"], itk_message_id=original)
         size = message["payload_size"]
         finding = Finding(
-            f"ITK message is {size} bytes, over the {cap}-byte cap (route option max_size): not read",
+            f"ITK message is {size} bytes, {why}: not read",
             code=f"itk.{itk.TOO_LARGE}",
         )
         wants_inf = handling is None or handling.inf_ack is not False

@@ -332,3 +332,58 @@ def test_decode_limits_are_checked_at_config_load(meshbridge_config) -> None:
         load(meshbridge_config(OUT_IN, mesh="max_compression_ratio = 0\n"))
     with pytest.raises(ConfigError, match=r"mesh\.max_decoded_size: bad size"):
         load(meshbridge_config(OUT_IN, mesh='max_decoded_size = "lots"\n'))
+
+
+PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
+<birthDate value="1970-01-01"/></Patient>"""
+
+
+def small_itk_message() -> tuple[bytes, str]:
+    return itk.build_message(
+        PATIENT,
+        media_type=itk.FHIR_XML,
+        event_code="ITK006D",
+        event_display="ITK Outpatient Letter",
+        handling=itk.Handling(
+            bus_ack=False,
+            inf_ack=True,
+            recipient_type="FA",
+            message_definition=f"{itk.MESSAGE_DEFINITION_BASE}/ITK-OPL-MessageDefinition-4",
+            sender_reference="ref-2",
+            local_extension="None",
+        ),
+        sender_mailbox="X26ABC1",
+        sender_ods="X26",
+    )
+
+
+@pytest.mark.slow
+def test_running_out_of_memory_on_one_message_does_not_block_the_next(
+    meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """A cap raised past what the process can hold (address space limited in the child): the big
+    message is refused 20015, and the message behind it is still answered and delivered."""
+    big, big_id = itk_message(60_000_000)
+    peer = mesh_peer("X26ABC1")
+    peer.send_message("X26ABC2", big, max_chunk_size=30_000_000, workflow_id=WORKFLOW)
+    del big
+    small, small_id = small_itk_message()
+    peer.send_message("X26ABC2", small, workflow_id=WORKFLOW)
+    path = meshbridge_config(ITK_IN.replace("itk = {}", 'itk = {}\nmax_size = "1GB"'))
+    poll = (
+        "import re, resource, sys\n"
+        "from meshbridge.cli import main\n"
+        "import meshbridge.bridge, meshbridge.acks, lxml.etree, fhir.resources\n"
+        "size = int(re.search(r'VmSize:\\s+(\\d+) kB', open('/proc/self/status').read())[1]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 40_000_000, resource.RLIM_INFINITY))\n"
+        f"main(['--config', {str(path)!r}, 'poll'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", poll], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    bridge = make_bridge(path)
+    by_itk = {m["itk_message_id"]: m for m in bridge.messages(direction="in")}
+    assert (by_itk[big_id]["state"], by_itk[big_id]["inf_ack_code"]) == ("invalid", "20015")
+    assert "more than this process has the memory to read" in by_itk[big_id]["findings"]
+    assert (by_itk[small_id]["state"], by_itk[small_id]["inf_ack_code"]) == ("delivered", "20013")

@@ -235,15 +235,22 @@ def check_stored(
     cap = int(options.get("max_size") or DEFAULT_CAP)
     if message["payload_size"] > cap:
         return oversize(payload_type, message["payload_size"], cap)
-    return check(
-        plugins,
-        store.payloads.read(message["payload_sha256"]),
-        payload_type=payload_type,
-        route=route,
-        direction=message["direction"],
-        workflow_id=message["workflow_id"],
-        filename=message["filename"],
-    )
+    try:
+        return check(
+            plugins,
+            store.payloads.read(message["payload_sha256"]),
+            payload_type=payload_type,
+            route=route,
+            direction=message["direction"],
+            workflow_id=message["workflow_id"],
+            filename=message["filename"],
+        )
+    except MemoryError:  # refused, like one over the cap: the messages behind it go on
+        size = message["payload_size"]
+        finding = Finding(
+            f"payload is {size} bytes, more than this process has the memory to validate", code="payload.size"
+        )
+        return ValidationResult(payload_type, (finding,))
 
 
 def deliver_inbound(

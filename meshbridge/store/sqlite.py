@@ -356,7 +356,9 @@ class Store:
     def sight_bad_body(self, mailbox: str, mesh_message_id: str, raw_sha256: str, reason: str) -> tuple[int, int]:
         """Count one more sighting of an undecodable body; ``(times these raw bytes were seen,
         downloads of this message that failed so)``."""
+        stale = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="microseconds")
         with self.immediate(durable=False) as db:  # lost in a power cut: one more try, no harm
+            db.execute("DELETE FROM bad_bodies WHERE last_seen < ?", [stale])  # MESH has long expired those
             db.execute(
                 "INSERT INTO bad_bodies (mesh_message_id, raw_sha256, mailbox, seen, reason, last_seen) "
                 "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET seen = seen + 1, reason = excluded.reason, "
