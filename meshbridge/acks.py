@@ -346,6 +346,23 @@ class Acknowledgements:
             )
         return "valid"
 
+    def answer_undecodable(self, route: Route, message: Row) -> None:
+        """An ``invalid`` message whose body could not be decoded, on an ITK route: answer 10009
+        with ``UNREADABLE-IN-ORIGINAL-MESSAGE`` (TKW-x: an unreadable data file always gets one)."""
+        assert route.itk is not None
+        self.store.update(message["id"], route=route.name, inf_ack_code="10009")
+        self.respond(
+            route=route,
+            mailbox=message["mailbox"],
+            to=message["peer"],
+            workflow=route.itk.ack_workflow,
+            original_id=itk.UNREADABLE,
+            code="10009",
+            text="the message body could not be decoded",
+            answers=message["id"],
+            ods_code=ods(route.itk, message["mailbox"]),
+        )
+
     def _too_large(self, route: Route, message: Row, why: str) -> None:
         """Refuse a message over the cap with 20015 "Message too large", reading only its head:
         the answer names its MessageHeader.id if that is in the first bytes, else UNREADABLE."""

@@ -387,3 +387,21 @@ def test_running_out_of_memory_on_one_message_does_not_block_the_next(
     assert (by_itk[big_id]["state"], by_itk[big_id]["inf_ack_code"]) == ("invalid", "20015")
     assert "more than this process has the memory to read" in by_itk[big_id]["findings"]
     assert (by_itk[small_id]["state"], by_itk[small_id]["inf_ack_code"]) == ("delivered", "20013")
+
+
+def test_an_undecodable_itk_message_is_answered_10009(meshbridge_config, make_bridge, mesh_peer) -> None:
+    small, _ = small_itk_message()
+    raw = gzip.compress(small)[:-20]  # cut short, the same way every time
+    post_raw(mesh_peer("X26ABC1"), "X26ABC2", raw, workflow=WORKFLOW)
+    bridge = make_bridge(meshbridge_config(ITK_IN))
+
+    assert len(bridge.poll(mailbox="X26ABC2").problems) == 1
+    assert bridge.messages(direction="out") == []
+    bridge.poll(mailbox="X26ABC2")
+
+    [message] = bridge.messages(direction="in")
+    assert (message["state"], message["inf_ack_code"], message["route"]) == ("invalid", "10009", "toc-in")
+    [response] = bridge.messages(direction="out")
+    answer = itk.parse(bridge.store.payloads.read(response["payload_sha256"]))
+    assert (answer.response_identifier, answer.itk_code) == (itk.UNREADABLE, "10009")
+    assert response["peer"] == "X26ABC1" and response["workflow_id"] == WORKFLOW + "_ACK"
