@@ -27,10 +27,12 @@ from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
 from .errors import MeshbridgeError, TransportError
 from .faults import checkpoint
+from .itk.parse import HEAD as ITK_HEAD
 from .mesh import MeshMailbox
 from .payloads.base import Finding, ValidationResult
 from .plugins import Plugins
 from .store import Row, Store
+from .validation import DEFAULT_CAP, route_options
 
 log = logging.getLogger("meshbridge")
 
@@ -50,6 +52,7 @@ EVENTS = {
 }
 GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
 INF, BUS, BUS_OWED = "inf-ack", "bus-ack", "bus-ack-owed"
+RESPONSE_CAP = 1_000_000  # bytes: an ITK008M response is a few KB; a bigger one is an orphan, never read
 FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
 
 Notify = Callable[..., None]  # notify(kind, message_id, summary, **detail)
@@ -59,6 +62,12 @@ def due(within: float | None) -> str | None:
     if within is None:
         return None
     return (datetime.now(UTC) + timedelta(seconds=within)).isoformat(timespec="microseconds")
+
+
+def itk_cap(route: Route) -> int:
+    """The most an inbound ITK message on ``route`` may be to be read (parsed) at all: the route's
+    validation cap (option ``max_size``, default ``DEFAULT_CAP``); a bigger one is nacked 20015."""
+    return int(route_options(route).get("max_size") or DEFAULT_CAP)
 
 
 def ods(options: ItkOptions, mailbox: str) -> str:
@@ -284,7 +293,14 @@ class Acknowledgements:
     # -- responses we receive --------------------------------------------------------------
 
     def receive_response(self, message: Row) -> Row | None:
-        """An inbound message on an ack workflow (or an ITK008M anywhere): correlate it."""
+        """An inbound message on an ack workflow (or an ITK008M anywhere): correlate it.
+
+        One over ``RESPONSE_CAP`` is never read: an orphan with the reason.
+        """
+        if message["payload_size"] > RESPONSE_CAP:
+            size = message["payload_size"]
+            self._orphan(message, f"ITK response of {size} bytes is over the {RESPONSE_CAP}-byte cap: not read")
+            return None
         try:
             header = itk.parse(self.store.payloads.read(message["payload_sha256"]))
         except itk.ItkUnreadable as exc:
@@ -318,7 +334,22 @@ class Acknowledgements:
     # -- messages we receive ---------------------------------------------------------------
 
     def receive_message(self, route: Route, message: Row) -> str:
-        """Answer an inbound ITK message (20013 or a nack) and return its new state."""
+        """Answer an inbound ITK message (20013 or a nack) and return its new state.
+
+        One over the route's cap is never read, and one this process has not the memory to read
+        either: both are ``invalid`` and answered 20015 (the messages behind it go on).
+        """
+        cap = itk_cap(route)
+        if message["payload_size"] > cap:
+            self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)")
+            return "invalid"
+        try:
+            return self._answer(route, message)
+        except MemoryError:
+            self._too_large(route, message, "more than this process has the memory to read")
+            return "invalid"
+
+    def _answer(self, route: Route, message: Row) -> str:
         options = route.itk
         assert options is not None
         data = self.store.payloads.read(message["payload_sha256"])
@@ -370,6 +401,40 @@ class Acknowledgements:
                 sender_reference=handling.sender_reference if handling else None,
             )
         return "valid"
+
+    def answer_undecodable(self, route: Route, message: Row) -> None:
+        """An ``invalid`` message whose body could not be decoded, on an ITK route: answer 10009
+        with ``UNREADABLE-IN-ORIGINAL-MESSAGE`` (TKW-x: an unreadable data file always gets one)."""
+        assert route.itk is not None
+        self.store.update(message["id"], route=route.name, inf_ack_code="10009")
+        self.respond(
+            route=route,
+            mailbox=message["mailbox"],
+            to=message["peer"],
+            workflow=route.itk.ack_workflow,
+            original_id=itk.UNREADABLE,
+            code="10009",
+            text="the message body could not be decoded",
+            answers=message["id"],
+            ods_code=ods(route.itk, message["mailbox"]),
+        )
+
+    def _too_large(self, route: Route, message: Row, why: str) -> None:
+        """Refuse a message over the cap with 20015 "Message too large", reading only its head:
+        the answer names its MessageHeader.id if that is in the first bytes, else UNREADABLE."""
+        with self.store.payloads.open(message["payload_sha256"]) as payload:
+            found = itk.header_in_head(payload.read(ITK_HEAD))
+        original, handling = found if found else (itk.UNREADABLE, None)
+        if found:
+            self.store.update(message["id"], itk_message_id=original)
+        size = message["payload_size"]
+        finding = Finding(
+            f"ITK message is {size} bytes, {why}: not read",
+            code=f"itk.{itk.TOO_LARGE}",
+        )
+        wants_inf = handling is None or handling.inf_ack is not False
+        reference = handling.sender_reference if handling else None
+        self._refuse(route, message, "invalid", itk.TOO_LARGE, (finding,), original, wants_inf, reference)
 
     def _refuse(
         self,
@@ -431,7 +496,12 @@ class Acknowledgements:
         if rc is None or rc.level != itk.BUSINESS:
             raise AckRefused(f"{code} is not a business response code (30001-30025)")
         positive = rc.positive is not False
-        original = itk.parse(self.store.payloads.read(message["payload_sha256"]))
+        if message["payload_size"] > itk_cap(route):  # read only the head of what is too big to read
+            with self.store.payloads.open(message["payload_sha256"]) as payload:
+                found = itk.header_in_head(payload.read(ITK_HEAD))
+            handling = found[1] if found else None
+        else:
+            handling = itk.parse(self.store.payloads.read(message["payload_sha256"])).handling
         self.respond(
             route=route,
             mailbox=message["mailbox"],
@@ -444,7 +514,7 @@ class Acknowledgements:
             inf_ack_requested=route.itk.full_ack,
             ods_code=ods(route.itk, message["mailbox"]),
             expect_within=route.itk.inf_ack_within,
-            sender_reference=original.handling.sender_reference if original.handling else None,
+            sender_reference=handling.sender_reference if handling else None,
         )
         self.store.meet(message["id"], BUS_OWED, code)
         self.store.transition(

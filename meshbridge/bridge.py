@@ -370,6 +370,13 @@ class Bridge:
             try:
                 pipeline.acknowledge(self.store, mesh, message)
                 report.received.append(message["id"])
+                if pipeline.undecodable(message):
+                    report.invalid.append(message["id"])
+                    summary = f"{message['id']} from {message['peer']}: {message['last_error']}"
+                    self._notify("invalid", message["id"], summary)
+                    route = pipeline.inbound_route(self.config, message)
+                    if route is not None and route.itk is not None:
+                        self.acks.answer_undecodable(route, message)
             except MeshbridgeError as exc:
                 report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
 

@@ -21,6 +21,8 @@ from .errors import ConfigError
 
 MESH_MIN_POLL = 300.0  # seconds: MESH guidance is at most one inbox poll per 5 minutes
 DEFAULT_CHUNK_SIZE = 100_000_000  # MESH's limit for one request (100 MB)
+DEFAULT_MAX_DECODED = 2 * DEFAULT_CHUNK_SIZE  # a gzip chunk decodes to at most twice what MESH carries in one
+DEFAULT_MAX_RATIO = 100.0  # text, XML and FHIR compress 5-20 times; a gzip bomb 1000 times
 INLINE_MAX = 64 * 1024  # ``[store] inline_max``: payloads up to this size live in the database
 INLINE_LIMIT = 1024 * 1024  # held whole in memory on the way in, so kept small
 
@@ -71,6 +73,8 @@ class MeshConfig:
     retry_backoff: float = 30.0
     retry_backoff_max: float = 3600.0
     send_lease: float = 900.0  # a ``sending`` claim untouched this long belonged to a process that died
+    max_decoded_size: int = DEFAULT_MAX_DECODED  # the most one gzip chunk may decode to
+    max_compression_ratio: float = DEFAULT_MAX_RATIO  # ... and at most this many times its compressed size
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,8 @@ _MESH = {
     "retry_backoff",
     "retry_backoff_max",
     "send_lease",
+    "max_decoded_size",
+    "max_compression_ratio",
 }
 _MAILBOX = {"id", "password", "poll_interval"}
 _VALIDATION = {"xml_schema", "schematron", "charset", "max_size", "control_chars"}
@@ -444,7 +450,26 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
         retry_backoff=r.duration(m, "mesh", "retry_backoff", 30.0),  # type: ignore[arg-type]
         retry_backoff_max=r.duration(m, "mesh", "retry_backoff_max", 3600.0),  # type: ignore[arg-type]
         send_lease=r.duration(m, "mesh", "send_lease", 900.0),  # type: ignore[arg-type]
+        max_decoded_size=_decode_limit(r, m),
+        max_compression_ratio=_ratio(r, m),
     )
+
+
+def _decode_limit(r: _Reader, m: dict) -> int:
+    try:
+        size = parse_size(m.get("max_decoded_size", DEFAULT_MAX_DECODED))
+    except ValueError as exc:
+        raise r.fail("mesh.max_decoded_size", str(exc)) from None
+    if size < 1:
+        raise r.fail("mesh.max_decoded_size", "expected a size of at least 1 byte")
+    return size
+
+
+def _ratio(r: _Reader, m: dict) -> float:
+    value = m.get("max_compression_ratio", DEFAULT_MAX_RATIO)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+        raise r.fail("mesh.max_compression_ratio", f"expected a number of at least 1, got {value!r}")
+    return float(value)
 
 
 def _positive_int(r: _Reader, data: dict, key: str, name: str, default: int) -> int:

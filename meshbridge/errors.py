@@ -6,7 +6,8 @@ MeshbridgeError
 │   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
 ├── TransportError   MESH refused or failed a request
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
-│   └── SendAbandoned   a send failed too often and is now ``failed``
+│   ├── SendAbandoned   a send failed too often and is now ``failed``
+│   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
 └── UnknownMessage   no message with that id
 """
@@ -45,6 +46,18 @@ class MeshRejected(TransportError):
 
 class SendAbandoned(TransportError):
     """A send failed ``attempts`` times; the message is now ``failed`` (``meshbridge retry`` resumes it)."""
+
+
+class UndecodableBody(TransportError):
+    """A downloaded body cannot be decoded: corrupt or cut-short gzip, or over a decoded-size limit.
+
+    ``envelope`` is the message's MESH envelope; ``raw_sha256`` and ``raw_size`` describe the body
+    exactly as received (before decoding), so a second sighting of the same bytes can be recognised.
+    """
+
+    def __init__(self, message: str, envelope: object, raw_sha256: str, raw_size: int) -> None:
+        self.envelope, self.raw_sha256, self.raw_size = envelope, raw_sha256, raw_size
+        super().__init__(message)
 
 
 class StoreError(MeshbridgeError):

@@ -9,6 +9,7 @@ the problem, never a secret.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import zlib
@@ -22,12 +23,14 @@ import urllib3
 from mesh_client import MeshClient, MeshError, MeshRetry
 
 from . import __version__
-from .config import Mailbox, MeshConfig
-from .errors import MeshRejected, TransportError
+from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
+from .errors import MeshRejected, TransportError, UndecodableBody
 
 T = TypeVar("T")
 PAGE_SIZE = 500  # MESH's maximum page of inbox ids
 READ_SIZE = 1024 * 1024
+MESH_CHUNK_MAX = DEFAULT_CHUNK_SIZE  # MESH takes at most 100 MB in one request: no chunk it serves is bigger
+RATIO_FLOOR = 1024 * 1024  # a chunk that decodes to at most 1 MiB is never refused for its compression ratio
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class MeshMailbox:
         self.id = mailbox.id
         self.chunk_size = mesh.chunk_size
         self.compress = mesh.compress
+        self.limits = DecodeLimits(mesh.max_decoded_size, mesh.max_compression_ratio)
         cert: tuple[str, str] | None = None
         if mesh.client_cert and mesh.client_key:
             cert = (str(mesh.client_cert), str(mesh.client_key))
@@ -258,8 +262,16 @@ class MeshMailbox:
         with self._errors("list the inbox"):
             yield from self._client.iterate_message_ids(batch_size=PAGE_SIZE)
 
-    def download(self, message_id: str, write: Callable[[Iterable[bytes]], T]) -> tuple[Envelope, T]:
-        """Stream a message, all chunks in order, into ``write``; return its envelope and write's result."""
+    def download(
+        self, message_id: str, write: Callable[[Iterable[bytes]], T], *, raw: Callable[[bytes], None] | None = None
+    ) -> tuple[Envelope, T]:
+        """Stream a message, all chunks in order and decoded, into ``write``; return its envelope and write's result.
+
+        ``raw`` gets every block as received, before decoding (a copy of an undecodable body). A body
+        that cannot be decoded (corrupt or cut-short gzip, over ``[mesh] max_decoded_size`` or
+        ``max_compression_ratio``) is read to its end, raw, and :class:`UndecodableBody` raised with
+        the sha256 of the raw bytes.
+        """
         with self._errors(f"download {message_id}"):
             first = self._client.retrieve_message_chunk(message_id, 1)
             chunk_range = first.headers.get("mex-Chunk-Range") or "1:1"
@@ -268,21 +280,16 @@ class MeshMailbox:
             except (IndexError, ValueError):
                 raise TransportError(f"MESH sent a bad mex-Chunk-Range {chunk_range!r} for {message_id}") from None
             envelope = Envelope.from_headers(message_id, first.headers, total)
-
-            def blocks() -> Iterator[bytes]:
-                response = first
-                try:
-                    for n in range(1, max(total, 1) + 1):
-                        if n > 1:
-                            response = self._client.retrieve_message_chunk(message_id, n)
-                        raw = iter(lambda raw=response.raw: raw.read(READ_SIZE), b"")
-                        gzipped = response.headers.get("Content-Encoding", "").lower() == "gzip"
-                        yield from _gunzip(raw, f"chunk {n}/{total}") if gzipped else raw
-                        response.close()
-                finally:
-                    response.close()  # a failed read: the connection is not reused
-
-            result = write(blocks())
+            body = _Body(lambda n: self._client.retrieve_message_chunk(message_id, n), first, total, self.limits, raw)
+            try:
+                result = write(body.decoded())
+            except _BadBody as exc:
+                body.drain()
+                raise UndecodableBody(
+                    f"MESH mailbox {self.id}: cannot download {message_id}: {exc}", envelope, body.sha256(), body.size
+                ) from None
+            finally:
+                body.close()
         return envelope, result
 
     def acknowledge(self, message_id: str) -> None:
@@ -339,24 +346,105 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 
 
 class _BadBody(Exception):
-    """A downloaded body that cannot be whole (its gzip stream is cut short or corrupt)."""
+    """A downloaded body that cannot be decoded whole (corrupt, cut short, or over a size limit)."""
 
 
-def _gunzip(blocks: Iterable[bytes], what: str) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class DecodeLimits:
+    """How far one gzip chunk may inflate: an absolute size and a ratio to its compressed size."""
+
+    max_size: int
+    max_ratio: float
+
+    def check(self, decoded: int, compressed: int, what: str) -> None:
+        if decoded > self.max_size:
+            raise _BadBody(f"{what} decodes to more than {self.max_size} bytes ([mesh] max_decoded_size)")
+        if decoded > max(RATIO_FLOOR, self.max_ratio * compressed):
+            raise _BadBody(
+                f"{what} inflates more than {self.max_ratio:g} times its {compressed} compressed bytes "
+                "([mesh] max_compression_ratio): a gzip bomb?"
+            )
+
+
+class _Body:
+    """The chunks of one download: raw blocks counted, hashed and copied to ``raw``; decoded on request."""
+
+    def __init__(
+        self,
+        fetch: Callable[[int], requests.Response],
+        first: requests.Response,
+        total: int,
+        limits: DecodeLimits,
+        raw: Callable[[bytes], None] | None,
+    ) -> None:
+        self._fetch, self._response, self._total, self._limits, self._copy = fetch, first, max(total, 1), limits, raw
+        self._n, self._current = 1, iter(())
+        self._digest, self.size = hashlib.sha256(), 0
+
+    def _raw(self, n: int) -> Iterator[bytes]:
+        seen = 0
+        for block in iter(lambda: self._response.raw.read(READ_SIZE), b""):
+            seen += len(block)
+            if seen > MESH_CHUNK_MAX:
+                raise _BadBody(f"chunk {n}/{self._total} is over MESH's {MESH_CHUNK_MAX} bytes per chunk")
+            self._digest.update(block)
+            self.size += len(block)
+            if self._copy:
+                self._copy(block)
+            yield block
+
+    def _open(self, n: int) -> Iterator[bytes]:
+        if n > 1:
+            self._response.close()
+            self._response = self._fetch(n)
+        self._n, self._current = n, self._raw(n)
+        return self._current
+
+    def decoded(self) -> Iterator[bytes]:
+        for n in range(1, self._total + 1):
+            raw = self._open(n)
+            if self._response.headers.get("Content-Encoding", "").lower() == "gzip":
+                yield from _gunzip(raw, f"chunk {n}/{self._total}", self._limits)
+            else:
+                yield from raw
+
+    def drain(self) -> None:
+        """Read the rest of the body raw (bounded per chunk), so its sha256 covers all of it."""
+        try:
+            for _ in self._current:
+                pass
+            for n in range(self._n + 1, self._total + 1):
+                for _ in self._open(n):
+                    pass
+        except _BadBody:  # a chunk over MESH's size: the hash covers what was read
+            pass
+
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._response.close()  # a failed read: the connection is not reused
+
+
+def _gunzip(blocks: Iterable[bytes], what: str, limits: DecodeLimits) -> Iterator[bytes]:
     """Decompress a gzip body (one or more members), to its end: a cut-short stream is an error.
 
     (mesh-client's GzipDecompressStream returns whatever it got, so a body cut short where the
-    transport cannot tell, e.g. by a middlebox, would be stored and acknowledged.)
+    transport cannot tell, e.g. by a middlebox, would be stored and acknowledged.) Output stops
+    before it passes ``limits``: nothing over them is ever written.
     """
-    decoder, started = zlib.decompressobj(47), False
+    decoder, started, decoded, compressed = zlib.decompressobj(47), False, 0, 0
     try:
         for block in blocks:
+            compressed += len(block)
             data = b""
             while block or len(data) == READ_SIZE:  # input left, or output still pending
                 if decoder.eof and block:  # another gzip member follows
                     decoder = zlib.decompressobj(47)
                 started = True
                 data = decoder.decompress(block, READ_SIZE)  # bounded: no gzip bomb in memory
+                decoded += len(data)
+                limits.check(decoded, compressed, what)
                 if data:
                     yield data
                 block = decoder.unconsumed_tail or decoder.unused_data

@@ -25,6 +25,7 @@ from .codes import (
     SYSTEM_MESSAGE_EVENT,
     SYSTEM_RECIPIENT_TYPE,
     SYSTEM_RESPONSE_CODES,
+    TOO_LARGE,
     UNREADABLE,
     WITHDRAWN,
     ResponseCode,
@@ -33,7 +34,7 @@ from .codes import (
 from .conformance import check
 from .errors import ItkError, ItkUnreadable
 from .model import Handling, ItkHeader, same_id
-from .parse import parse
+from .parse import header_in_head, parse
 
 __all__ = [
     "BUSINESS",
@@ -54,6 +55,7 @@ __all__ = [
     "SYSTEM_MESSAGE_EVENT",
     "SYSTEM_RECIPIENT_TYPE",
     "SYSTEM_RESPONSE_CODES",
+    "TOO_LARGE",
     "UNREADABLE",
     "WITHDRAWN",
     "Handling",
@@ -65,6 +67,7 @@ __all__ = [
     "build_message",
     "build_response",
     "check",
+    "header_in_head",
     "lookup",
     "parse",
     "same_id",

@@ -193,6 +193,8 @@ WITHDRAWN: dict[str, ResponseCode] = {
 #: 20013, 30001, 30004 and the published positive outcomes 30005/6/8/9/10/11/13/16/19.
 POSITIVE_CODES = frozenset(c.code for c in _TABLE if c.positive)
 SUCCESS = "20013"
+#: The nack for a message over the receiver's size cap ("Message too large", ITK3 2.9.0).
+TOO_LARGE = "20015"
 
 
 def lookup(code: str | int | None) -> ResponseCode | None:

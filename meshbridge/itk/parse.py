@@ -25,13 +25,38 @@ from .fhirxml import (
 )
 from .model import Handling, ItkHeader, same_id
 
-__all__ = ["load", "message_header", "parse", "read_header", "resolve"]
+__all__ = ["header_in_head", "load", "message_header", "parse", "read_header", "resolve"]
+
+HEAD = 65536  # bytes of a message too big to read whole in which its MessageHeader is looked for
 
 
 def parse(data: bytes) -> ItkHeader:
     """The header facts of one ITK3 message or response; :class:`ItkUnreadable` if it is not one."""
     root, fmt = load(data)
     return read_header(root, fmt)
+
+
+def header_in_head(head: bytes) -> tuple[str, Handling | None] | None:
+    """The MessageHeader id and handling of an XML ITK3 message, read from its first bytes only
+    (for a message too big to read whole); None if they are not there (or it is JSON).
+
+    The MessageHeader is the Bundle's first entry, a few KB in. Parsed incrementally with the same
+    policy as :func:`parse`: no DTD, no entities, no network.
+    """
+    if sniff_format(head) != "xml" or b"<!doctype" in head.lower():
+        return None
+    parser = etree.XMLPullParser(
+        events=("end",), resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    try:
+        parser.feed(head)
+        for _, element in parser.read_events():
+            if element.tag == f"{{{FHIR_NS}}}MessageHeader":
+                header_id = (value(element, "f:id/@value") or "").strip()
+                return (header_id, _handling(element)) if header_id else None
+    except etree.XMLSyntaxError:
+        return None
+    return None
 
 
 def load(data: bytes) -> tuple[etree._Element, str]:

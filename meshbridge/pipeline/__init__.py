@@ -16,6 +16,7 @@ from .inbound import (
     download,
     inbound_route,
     mark_unrouted,
+    undecodable,
     validate_inbound,
 )
 from .outbound import IN_FLIGHT, SEND_LEASE, RetryPolicy, accept, due_for_sending, track, tracking_due, transmit
@@ -37,6 +38,7 @@ __all__ = [
     "track",
     "tracking_due",
     "transmit",
+    "undecodable",
     "validate_inbound",
 ]
 

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from ..config import Config, Route
 from ..destinations import DeliveryError, FolderBatch, safe_name, to_folder
 from ..destinations import deliver as deliver_to
-from ..errors import MeshbridgeError, StoreError
+from ..errors import MeshbridgeError, StoreError, UndecodableBody
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
-from ..payloads.base import ValidationResult
+from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
 from ..store import Row, Store
 from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 from .outbound import IN_FLIGHT
 
 log = logging.getLogger("meshbridge")
+BAD_BODY_ATTEMPTS = 5  # downloads that fail to decode before the body is stored as received anyway
 
 
 def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
@@ -27,37 +30,112 @@ def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = T
 
     ``durable=False`` records it lazily: :meth:`Store.make_durable` on a batch makes them all
     durable with one sync instead of one each (:func:`acknowledge` syncs if the caller did not).
+
+    A body that cannot be decoded raises :class:`UndecodableBody` and is left in MESH (a cut may
+    be a passing fault), until the same raw bytes have been seen twice or ``BAD_BODY_ATTEMPTS``
+    downloads failed so: then the raw bytes are recorded, to become ``invalid`` once acknowledged.
     """
     message = store.find("in", mesh_id)
     if message is None:
-        envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write)
+        seen_before = store.bad_body_seen(mesh_id)
+        undecodable: UndecodableBody | None = None
+        with _raw_copy(store, seen_before) as copy:
+            try:
+                envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write, raw=copy.write if copy else None)
+            except UndecodableBody as exc:
+                sha, size = _give_up(store, mesh.id, mesh_id, exc, copy)
+                envelope, undecodable = exc.envelope, exc
         checkpoint("receive:downloaded")
         try:
-            message = _record(store, mesh.id, envelope, sha, size, durable)
+            message = _record(store, mesh.id, envelope, sha, size, durable, undecodable)
         except StoreError:  # another process stored it first
             message = store.find("in", mesh_id)
             if message is None:
                 raise
+        if seen_before:
+            store.forget_bad_body(mesh_id)
     return message
 
 
+@contextlib.contextmanager
+def _raw_copy(store: Store, wanted: bool) -> Iterator[BinaryIO | None]:
+    """An anonymous temporary file for the raw bytes of a body that failed to decode before
+    (nothing is left behind whatever happens); None the first time, when no copy is kept."""
+    if not wanted:
+        yield None
+        return
+    with tempfile.TemporaryFile(dir=store.payloads.root / "tmp") as copy:
+        yield copy
+
+
+def _give_up(store: Store, mailbox: str, mesh_id: str, exc: UndecodableBody, copy: BinaryIO | None) -> tuple[str, int]:
+    """Store the raw copy of an undecodable body, once seen often enough; else raise (try again)."""
+    same, attempts = store.sight_bad_body(mailbox, mesh_id, exc.raw_sha256, str(exc))
+    if copy is None or (same < 2 and attempts < BAD_BODY_ATTEMPTS):
+        raise UndecodableBody(
+            f"{exc} (download {attempts} of at most {BAD_BODY_ATTEMPTS}: left in MESH and tried again on "
+            "the next poll; the same bytes twice are stored as received and recorded invalid)",
+            exc.envelope,
+            exc.raw_sha256,
+            exc.raw_size,
+        ) from None
+    copy.flush()
+    copy.seek(0)
+    return store.payloads.write_file(copy)
+
+
 def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
-    """Acknowledge a stored ``received`` message in MESH (which then forgets it), and record that."""
+    """Acknowledge a stored ``received`` message in MESH (which then forgets it), and record that.
+
+    A body stored as received because it could not be decoded becomes ``invalid`` at once.
+    """
     if message["state"] == "received":
         store.make_durable(message["id"])
         checkpoint("receive:stored")
         mesh.acknowledge(message["mesh_message_id"])
         checkpoint("receive:acknowledged")
         # lost in a power cut: the message is ``received`` again and the acknowledge is repeated
-        store.transition(message["id"], "mesh-acked", from_states=("received",), durable=False)
+        if undecodable(message):
+            findings = json.loads(message["findings"])
+            store.transition(
+                message["id"],
+                "invalid",
+                from_states=("received",),
+                before=("mesh-acked", None),
+                detail={"reason": message["last_error"], "findings": findings},
+                durable=False,
+            )
+        else:
+            store.transition(message["id"], "mesh-acked", from_states=("received",), durable=False)
 
 
-def _record(store: Store, mailbox: str, envelope: Envelope, sha: str, size: int, durable: bool) -> Row:
+def undecodable(message: Row) -> bool:
+    """A message stored as received because its body could not be decoded (it has findings already)."""
+    return message["state"] == "received" and bool(message["findings"])
+
+
+def _record(
+    store: Store,
+    mailbox: str,
+    envelope: Envelope,
+    sha: str,
+    size: int,
+    durable: bool,
+    undecodable: UndecodableBody | None = None,
+) -> Row:
+    detail = {"sha256": sha, "size": size, "from": envelope.sender, "chunks": envelope.chunks}
+    findings, last_error = None, None
+    if envelope.is_report:
+        last_error = " ".join(x for x in (envelope.status_code, envelope.status_description) if x)
+    if undecodable is not None:
+        last_error = f"undecodable body, stored as received: {undecodable}"
+        findings = json.dumps([Finding(last_error, code="payload.undecodable").as_dict()])
+        detail["undecodable"] = last_error
     return store.add(
         "in",
         "received",
         durable=durable,
-        detail={"sha256": sha, "size": size, "from": envelope.sender, "chunks": envelope.chunks},
+        detail=detail,
         mailbox=mailbox,
         peer=envelope.sender,
         workflow_id=envelope.workflow_id,
@@ -71,9 +149,8 @@ def _record(store: Store, mailbox: str, envelope: Envelope, sha: str, size: int,
         content_type=envelope.content_type,
         linked_message_id=envelope.linked_message_id,
         chunks_total=envelope.chunks,
-        last_error=" ".join(x for x in (envelope.status_code, envelope.status_description) if x)
-        if envelope.is_report
-        else None,
+        last_error=last_error,
+        findings=findings,
     )
 
 
@@ -147,22 +224,35 @@ def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row)
 def check_stored(
     store: Store, plugins: Plugins, message: Row, payload_type: str, route: Route | None
 ) -> ValidationResult:
-    """Validate a stored payload without loading more than the validation cap into memory."""
+    """Validate a stored payload without loading more than the validation cap into memory.
+
+    An empty body is refused whatever the type (MESH refuses to send one; a peer can still make
+    one, e.g. gzip of nothing).
+    """
+    if not message["payload_size"]:
+        return ValidationResult(payload_type, (Finding("the payload is empty", code="payload.empty"),))
     if not needs_validation(payload_type):
         return ValidationResult(payload_type, (), {"size": message["payload_size"]})
     options = route_options(route)
     cap = int(options.get("max_size") or DEFAULT_CAP)
     if message["payload_size"] > cap:
         return oversize(payload_type, message["payload_size"], cap)
-    return check(
-        plugins,
-        store.payloads.read(message["payload_sha256"]),
-        payload_type=payload_type,
-        route=route,
-        direction=message["direction"],
-        workflow_id=message["workflow_id"],
-        filename=message["filename"],
-    )
+    try:
+        return check(
+            plugins,
+            store.payloads.read(message["payload_sha256"]),
+            payload_type=payload_type,
+            route=route,
+            direction=message["direction"],
+            workflow_id=message["workflow_id"],
+            filename=message["filename"],
+        )
+    except MemoryError:  # refused, like one over the cap: the messages behind it go on
+        size = message["payload_size"]
+        finding = Finding(
+            f"payload is {size} bytes, more than this process has the memory to validate", code="payload.size"
+        )
+        return ValidationResult(payload_type, (finding,))
 
 
 def deliver_inbound(

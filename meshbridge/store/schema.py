@@ -117,3 +117,14 @@ def m006_inline_payloads(db: Database) -> None:
 def m009_local_id(db: Database) -> None:
     """The sender's own id of an inbound message (its ``mex-LocalID``), shown by ``show``."""
     db["messages"].add_column("local_id", str)
+
+
+@migrations()
+def m011_bad_bodies(db: Database) -> None:
+    """Sightings of inbound bodies that could not be decoded: the same raw bytes twice, or too many
+    tries, and they are stored ``invalid`` and acknowledged (a table, not a message row: nothing is
+    stored or shown as a message until that decision)."""
+    db["bad_bodies"].create(
+        {"mesh_message_id": str, "raw_sha256": str, "mailbox": str, "seen": int, "reason": str, "last_seen": str},
+        pk=("mesh_message_id", "raw_sha256"),
+    )

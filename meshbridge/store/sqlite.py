@@ -351,6 +351,36 @@ class Store:
                 )
         return rows
 
+    # -- bodies that could not be decoded ----------------------------------------------------
+
+    def sight_bad_body(self, mailbox: str, mesh_message_id: str, raw_sha256: str, reason: str) -> tuple[int, int]:
+        """Count one more sighting of an undecodable body; ``(times these raw bytes were seen,
+        downloads of this message that failed so)``."""
+        stale = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="microseconds")
+        with self.immediate(durable=False) as db:  # lost in a power cut: one more try, no harm
+            db.execute("DELETE FROM bad_bodies WHERE last_seen < ?", [stale])  # MESH has long expired those
+            db.execute(
+                "INSERT INTO bad_bodies (mesh_message_id, raw_sha256, mailbox, seen, reason, last_seen) "
+                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET seen = seen + 1, reason = excluded.reason, "
+                "last_seen = excluded.last_seen",
+                [mesh_message_id, raw_sha256, mailbox, reason, now()],
+            )
+            same, attempts = db.execute(
+                "SELECT sum(seen) FILTER (WHERE raw_sha256 = ?), sum(seen) FROM bad_bodies WHERE mesh_message_id = ?",
+                [raw_sha256, mesh_message_id],
+            ).fetchone()
+        return int(same), int(attempts)
+
+    def bad_body_seen(self, mesh_message_id: str) -> bool:
+        """Has a download of this message failed to decode before?"""
+        found = self.db.conn.execute("SELECT 1 FROM bad_bodies WHERE mesh_message_id = ?", [mesh_message_id])
+        return found.fetchone() is not None
+
+    def forget_bad_body(self, mesh_message_id: str) -> None:
+        """The message was stored (whole, or as received and ``invalid``): its sightings are done with."""
+        with self.immediate(durable=False) as db:
+            db.execute("DELETE FROM bad_bodies WHERE mesh_message_id = ?", [mesh_message_id])
+
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, message_id: str) -> Row:
