@@ -8,6 +8,7 @@ MeshbridgeError
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
 │   └── SendAbandoned   a send failed too often and is now ``failed``
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
+├── ClaimLost        another process took over a send whose claim had lapsed (this one stops)
 └── UnknownMessage   no message with that id
 """
 
@@ -49,6 +50,10 @@ class SendAbandoned(TransportError):
 
 class StoreError(MeshbridgeError):
     """The store or a payload file is unusable or corrupt."""
+
+
+class ClaimLost(MeshbridgeError):
+    """This process's ``sending`` claim lapsed and another process took the send over: stop it here."""
 
 
 class UnknownMessage(MeshbridgeError):
