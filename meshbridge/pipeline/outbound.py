@@ -15,7 +15,7 @@ from ..mesh import MeshMailbox, chunk_count
 from ..payloads.base import ValidationResult
 from ..store import Row, Store, new_lease, now
 
-SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without progress
+SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without a heartbeat
 
 # Outbound states MESH tracking or a REPORT may still move on.
 IN_FLIGHT = ("sent", "delivered")
@@ -77,8 +77,9 @@ def accept(
 class RetryPolicy:
     """How often and how patiently a send is retried before it is ``failed``; how long a claim lasts.
 
-    ``lease``: a message left ``sending`` without progress for this long belongs to a process that
-    died, and another pass may claim it and resume the send.
+    ``lease``: a message left ``sending`` without a heartbeat for this long (on the lease clock,
+    ``meshbridge.clock``) belongs to a process that died, and another pass may claim it and resume
+    the send.
     """
 
     attempts: int = 10
