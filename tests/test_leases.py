@@ -159,3 +159,40 @@ def test_an_uploader_that_lost_its_claim_stops_mid_chunk(
     assert child.returncode != 0 and "another process took over its send" in error and "Traceback" not in error
     assert_arrived_once(other, payload, mesh_peer, tmp_path)
     assert [h.upstream_status for h in proxy.seen("POST", FIRST)] == [None, 202]  # the stale upload never landed
+
+
+def test_a_claim_lapses_on_the_lease_clock_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Judged on ``meshbridge.clock``: a heartbeat keeps a claim; the lease clock moving past the
+    lease, a release, or an earlier boot lapse it; the wall clock, moved either way, does neither."""
+    import io
+
+    from meshbridge import clock, pipeline
+    from meshbridge.store import Store
+
+    store = Store(tmp_path / "var" / "meshbridge.db")
+    try:
+        fields = dict(route="out", mailbox="X26ABC1", to="X26ABC2", workflow_id="WF", payload_type="binary")
+        row = pipeline.accept(store, io.BytesIO(b"payload"), filename="a", claim=True, **fields)
+        holder = row["lease_holder"]
+        for jump in (86400, -86400):  # a day either way on the wall clock: still held
+            wall_clock_jumps(monkeypatch, jump)
+            assert store.claim(row["id"], 60) is None and store.stale_sending(60) == []
+        real = clock.now
+        monkeypatch.setattr(clock, "now", lambda: real() + 59)
+        assert store.renew(row["id"], holder)  # a heartbeat at +59 s
+        monkeypatch.setattr(clock, "now", lambda: real() + 118)
+        assert store.claim(row["id"], 60) is None  # 59 s after that heartbeat: still held
+        monkeypatch.setattr(clock, "now", lambda: real() + 120)
+        assert [m["id"] for m in store.stale_sending(60)] == [row["id"]]  # a lease after it: lapsed
+        taken = store.claim(row["id"], 60)
+        assert taken is not None and taken["resumed"] and taken["lease_holder"] != holder
+        assert not store.renew(row["id"], holder)  # the first holder learns it lost the claim
+
+        assert store.release(row["id"], taken["lease_holder"], "send-interrupted", {"reason": "stopping"})
+        assert store.claim(row["id"], 60) is not None  # released: taken at once
+        store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [row["id"]])
+        assert store.claim(row["id"], 60) is not None  # claimed before a reboot: its process is gone
+        kinds = [e["kind"] for e in store.events(row["id"])]
+        assert kinds == ["accepted", "sending", "resending", "send-interrupted", "resending", "resending"]
+    finally:
+        store.close()
