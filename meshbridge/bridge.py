@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ class Bridge:
         self.store = Store(config.store.path, inline_max=config.store.inline_max)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
+        self.stopping = threading.Event()  # set on SIGTERM: an upload stops after the chunk in hand
 
     def _check_routes(self) -> None:
         """Route settings that depend on installed plugins: payload types and destination kinds."""
@@ -151,7 +153,9 @@ class Bridge:
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         checkpoint("send:stored")
-        pipeline.transmit(self.store, self.mailbox(sender), message, claimed=True, policy=self.retry_policy)
+        pipeline.transmit(
+            self.store, self.mailbox(sender), message, claimed=True, policy=self.retry_policy, stopping=self.stopping
+        )
         return self.store.get(message["id"])
 
     def _accept_validated(self, file: Path, size: int, ptype: str, route: Route | None, fields: dict[str, Any]) -> Row:
@@ -243,8 +247,11 @@ class Bridge:
         policy = self.retry_policy
         waiting = [m for m in self.store.messages(state="accepted", direction="out") if pipeline.due_for_sending(m)]
         for message in waiting + self.store.stale_sending(policy.lease):
+            if self.stopping.is_set():
+                break
             try:
-                if pipeline.transmit(self.store, self.mailbox(message["mailbox"]), message, policy=policy):
+                mesh = self.mailbox(message["mailbox"])
+                if pipeline.transmit(self.store, mesh, message, policy=policy, stopping=self.stopping):
                     report.sent.append(message["id"])
             except SendAbandoned as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
@@ -306,7 +313,11 @@ class Bridge:
             message["id"], "accepted", from_states=("failed",), kind="retry", attempts=0, next_attempt_at=None
         )
         pipeline.transmit(
-            self.store, self.mailbox(message["mailbox"]), self.store.get(message["id"]), policy=self.retry_policy
+            self.store,
+            self.mailbox(message["mailbox"]),
+            self.store.get(message["id"]),
+            policy=self.retry_policy,
+            stopping=self.stopping,
         )
         return self.store.get(message["id"])
 

@@ -9,6 +9,7 @@ MeshbridgeError
 │   ├── SendAbandoned   a send failed too often and is now ``failed``
 │   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
+├── ClaimLost        another process took over a send whose claim had lapsed (this one stops)
 └── UnknownMessage   no message with that id
 """
 
@@ -62,6 +63,10 @@ class UndecodableBody(TransportError):
 
 class StoreError(MeshbridgeError):
     """The store or a payload file is unusable or corrupt."""
+
+
+class ClaimLost(MeshbridgeError):
+    """This process's ``sending`` claim lapsed and another process took the send over: stop it here."""
 
 
 class UnknownMessage(MeshbridgeError):

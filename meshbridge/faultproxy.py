@@ -13,7 +13,9 @@ when a :class:`Rule` matches the method and the request target (path and query),
 Never forwarded: :func:`answer` (e.g. 429 or 503), :func:`reset` (TCP RST) and ``delay(s,
 upstream=False)`` (a black hole). Forwarded, so upstream did the work, then the answer is lost:
 ``answer(502, after=True)``, :func:`drop_after`, ``delay(s)`` (held past the client's timeout) and
-:func:`truncate` (the body cut). Plain HTTP, 127.0.0.1, the standard library only.
+:func:`truncate` (the body cut). Forwarded whole, only slowly: :func:`throttle` (a slow link: bodies
+at so many bytes a second) and :func:`latency` (a slow server: forwarded after a fixed delay).
+Plain HTTP, 127.0.0.1, the standard library only.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
 BLOCK = 64 * 1024
+SEGMENT = 1460  # bytes: the TCP maximum segment size of an Ethernet link
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 
 
@@ -41,13 +45,16 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "
 class Fault:
     """What to do instead of a plain forward; made by the functions below."""
 
-    kind: Literal["answer", "reset", "drop", "delay", "truncate"]
+    kind: Literal["answer", "reset", "drop", "delay", "truncate", "throttle", "latency"]
     status: int = 0  # answer: the status sent
     after: bool = False  # answer: forward first (upstream did it), then replace upstream's answer
-    seconds: float = 0.0  # delay: how long the answer is held
+    seconds: float = 0.0  # delay: how long the answer is held; latency: how long before forwarding
     upstream: bool = True  # delay: forward first (a late answer) or never (a black hole)
     keep: int = 0  # truncate: body bytes sent before the connection is closed
     framed: bool = False  # truncate: send only ``keep`` bytes, with a Content-Length to match
+    rate: float = 0.0  # throttle: bytes a second
+    upload: bool = True  # throttle: the request body
+    download: bool = True  # throttle: the response body
 
     @property
     def forwarded(self) -> bool:
@@ -57,6 +64,9 @@ class Fault:
     def __str__(self) -> str:
         extra = {"answer": f"{self.status}{'-after' if self.after else ''}", "truncate": f"{self.keep}"}
         extra["delay"] = f"{self.seconds:g}s{'' if self.upstream else '-unforwarded'}"
+        extra["latency"] = f"{self.seconds:g}s"
+        ways = "-".join(w for w, on in (("up", self.upload), ("down", self.download)) if on)
+        extra["throttle"] = f"{self.rate:g}Bps-{ways}"
         return "-".join(x for x in (self.kind, extra.get(self.kind), "framed" if self.framed else "") if x)
 
 
@@ -87,6 +97,19 @@ def truncate(keep: int = 0, *, framed: bool = False) -> Fault:
     so only the payload's own framing (e.g. gzip's trailer) can tell.
     """
     return Fault("truncate", keep=keep, framed=framed)
+
+
+def throttle(bytes_per_s: float, *, upload: bool = True, download: bool = True) -> Fault:
+    """A slow link: forward the request body (``upload``) and the response body (``download``) at
+    ``bytes_per_s``, in pieces of a tenth of a second's worth; the client's body is read no faster."""
+    if bytes_per_s <= 0:
+        raise ValueError(f"a throttle needs a rate above 0 bytes a second, not {bytes_per_s}")
+    return Fault("throttle", rate=bytes_per_s, upload=upload, download=download)
+
+
+def latency(seconds: float) -> Fault:
+    """A slow server: wait ``seconds``, then forward the request and relay the answer normally."""
+    return Fault("latency", seconds=seconds)
 
 
 @dataclass
@@ -128,6 +151,7 @@ class Hit:
     target: str
     fault: Fault | None
     upstream_status: int | None = None  # None until (unless) upstream answers
+    forwarded: int = 0  # request body bytes forwarded upstream so far
 
 
 class FaultProxy:
@@ -210,6 +234,12 @@ class FaultProxy:
             return self.hits[-1]
 
 
+def _counted(blocks: Iterable[bytes], hit: Hit) -> Iterator[bytes]:
+    for block in blocks:
+        yield block
+        hit.forwarded += len(block)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -217,6 +247,14 @@ class _Server(ThreadingHTTPServer):
         self.proxy = proxy
         self.open: set[socket.socket] = set()
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # Segments of an Ethernet link, not loopback's 64 KiB (inherited by every connection): the
+        # client's kernel sizes its send buffer by them, so a throttled upload holds the client's
+        # writes back within about a hundred KB, as on a real link, instead of taking megabytes at once.
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, SEGMENT)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        super().server_bind()
 
     def handle_error(self, request: object, client_address: object) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # a client that went away is no news
@@ -245,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
         hit = self.server.proxy._arrived(self.command, self.path)
         fault = hit.fault
         try:
+            if fault is not None and fault.kind == "latency":
+                self.server.proxy._stopping.wait(fault.seconds)
             if fault is None or fault.forwarded:
                 self._forward(hit)
             elif fault.kind == "reset":
@@ -267,11 +307,14 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             has_body = "Content-Length" in self.headers or "chunked" in self.headers.get("Transfer-Encoding", "")
+            body = self._request_body()
+            if fault is not None and fault.kind == "throttle" and fault.upload:
+                body = self._paced(body, fault.rate)
             # http.client chunks an iterable body again when there is no Content-Length
-            upstream.request(self.command, self.path, self._request_body() if has_body else None, headers)
+            upstream.request(self.command, self.path, _counted(body, hit) if has_body else None, headers)
             response = upstream.getresponse()
             hit.upstream_status = response.status
-            if fault is None or fault.kind == "truncate":
+            if fault is None or fault.kind in ("truncate", "throttle", "latency"):
                 self._relay(response, fault)
                 return
             response.read()  # upstream did the work: now the answer is replaced, dropped or held
@@ -306,7 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
         has_body = self.command != "HEAD" and response.status >= 200 and response.status not in (204, 304)
         headers = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
         blocks: Iterator[bytes] = iter(lambda: response.read(BLOCK), b"") if has_body else iter(())
-        keep = fault.keep if fault else None
+        keep = fault.keep if fault is not None and fault.kind == "truncate" else None
+        if fault is not None and fault.kind == "throttle" and fault.download:
+            blocks = self._paced(blocks, fault.rate)
         if fault is not None and fault.framed:  # the body cut, and a Content-Length that agrees
             cut = response.read()[: fault.keep]
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [
@@ -332,6 +377,18 @@ class _Handler(BaseHTTPRequestHandler):
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
         self.close_connection = self.close_connection or keep is not None
+
+    def _paced(self, blocks: Iterable[bytes], rate: float) -> Iterator[bytes]:
+        """``blocks`` at ``rate`` bytes a second: each piece (a tenth of a second's worth) when due."""
+        piece, sent, start = max(1, int(rate / 10)), 0, time.monotonic()
+        for block in blocks:
+            for at in range(0, len(block), piece):
+                wait = start + sent / rate - time.monotonic()
+                if wait > 0 and self.server.proxy._stopping.wait(wait):
+                    raise ConnectionError("the fault proxy is stopping")
+                part = block[at : at + piece]
+                sent += len(part)
+                yield part
 
     def _answer(self, status: int) -> None:
         body = b'{"message": "fault injected by meshbridge.faultproxy"}'

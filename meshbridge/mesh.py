@@ -10,6 +10,7 @@ the problem, never a secret.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import re
 import zlib
@@ -17,10 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
 
 import requests
 import urllib3
-from mesh_client import MeshClient, MeshError, MeshRetry
+from mesh_client import DEFAULT_MEDIA_TYPE, MeshClient, MeshError, MeshRetry
+from mesh_client.io_helpers import GzipCompressStream
 
 from . import __version__
 from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
@@ -80,20 +83,35 @@ class Envelope:
 
 
 class _Slice:
-    """A file-like window of ``length`` bytes on a reader, with a length so requests can stream it."""
+    """A file-like window of ``length`` bytes on a reader, from where the reader stands: with a
+    length so requests can stream it, ``tell``/``seek`` so a retry can rewind it, and ``on_read``
+    called after each read (an upload in progress reads: the sender's heartbeat)."""
 
-    def __init__(self, reader: BinaryIO, length: int) -> None:
-        self._reader, self._left, self._length = reader, length, length
+    def __init__(self, reader: BinaryIO, length: int, on_read: Callable[[], None] | None = None) -> None:
+        self._reader, self._left, self._length, self._on_read = reader, length, length, on_read
+        self._start = reader.tell()
 
     def __len__(self) -> int:
         return self._length
 
-    def read(self, n: int = -1) -> bytes:
+    def tell(self) -> int:
+        return self._length - self._left
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or not 0 <= offset <= self._length:
+            raise OSError(f"cannot seek a chunk of {self._length} bytes to {offset} (whence {whence})")
+        self._reader.seek(self._start + offset)
+        self._left = self._length - offset
+        return offset
+
+    def read(self, n: int | None = -1) -> bytes:
         if self._left <= 0:
             return b""
         n = self._left if n is None or n < 0 else min(n, self._left)
         data = self._reader.read(n)
         self._left -= len(data)
+        if self._on_read:
+            self._on_read()
         return data
 
 
@@ -167,11 +185,14 @@ class MeshMailbox:
         content_type: str | None = None,
         resume: tuple[str, int] | None = None,
         on_chunk: Callable[[str, int, int], None] | None = None,
+        on_read: Callable[[], None] | None = None,
     ) -> str:
         """Send a payload, chunked above ``chunk_size``; return the MESH message id.
 
         ``on_chunk(message_id, n, total)`` is called after chunk n is accepted, so a caller can
-        record progress; ``resume=(message_id, n)`` continues an upload after chunk n.
+        record progress (or stop between chunks by raising); ``resume=(message_id, n)`` continues
+        an upload after chunk n. ``on_read()`` is called as each chunk's body is read on its way
+        out, block by block: progress within a chunk (a caller's heartbeat).
         """
         total = chunk_count(size, self.chunk_size)
         headers = {
@@ -190,7 +211,7 @@ class MeshMailbox:
             reader.seek(done * self.chunk_size)
             for n in range(done + 1, total + 1):
                 length = min(self.chunk_size, size - (n - 1) * self.chunk_size)
-                chunk = _Slice(reader, length)
+                chunk = _Slice(reader, length, on_read)
                 with self._errors(f"send chunk {n}/{total} to {to}"):
                     if n == 1:
                         response = self._client.send_chunk(to, chunk, 1, total, compress=self.compress, **headers)
@@ -205,11 +226,24 @@ class MeshMailbox:
         return message_id
 
     def _send_later_chunk(self, to: str, chunk: _Slice, n: int, total: int, message_id: str) -> None:
-        """Upload chunk n > 1. MESH answers 423 once the last chunk has arrived (the message is
-        final): when the answer to that last chunk was lost and it is sent again (mesh-client's own
-        retry, or a resumed send), 423 plus a tracking status past ``uploading`` means it got there."""
+        """Upload chunk n > 1, streamed and rewound on a retry (mesh-client's ``send_chunk`` would
+        copy it into memory first, so the upload itself would read nothing: no heartbeat).
+
+        MESH answers 423 once the last chunk has arrived (the message is final): when the answer
+        to that last chunk was lost and it is sent again (mesh-client's own retry, or a resumed
+        send), 423 plus a tracking status past ``uploading`` means it got there."""
+        headers = {"Content-Type": DEFAULT_MEDIA_TYPE, "Mex-Chunk-Range": f"{n}:{total}"}
+        body = chunk
+        if self.compress:  # gzip is not seekable: compressed into memory, as mesh-client does
+            packed = GzipCompressStream(chunk).read()
+            body = _Slice(io.BytesIO(packed), len(packed), chunk._on_read)
+            headers["Content-Encoding"] = "gzip"
+        client = self._client
+        url = f"{client.mailbox_url}/outbox/{quote(message_id)}/{n}"
         try:
-            self._client.send_chunk(to, chunk, n, total, compress=self.compress, message_id=message_id)
+            response = client._session.post(url, data=body, headers=headers, timeout=client._timeout)
+            if response.status_code not in (200, 202):
+                response.raise_for_status()
         except requests.HTTPError as exc:
             if n < total or exc.response is None or exc.response.status_code != 423 or not self._final(message_id):
                 raise

@@ -121,6 +121,7 @@ class Service:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        self.bridge.stopping.set()  # an upload in hand stops after its current chunk, resumable
         log.info("stopping on signal %d after the job in hand", signum)
         # shutdown(wait=True) must not run inside the signal handler that interrupted the
         # scheduler's own thread; a helper thread waits for the job in hand, then stops it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +368,49 @@ def test_a_rule_with_a_probability_and_a_seed_fires_the_same_way_every_run() -> 
     rule = Rule("PUT", r"/acknowledged$", drop_after(), times=2)
     assert [rule.take("PUT", "/x/status/acknowledged") for _ in range(3)] == [True, True, False]
     assert not rule.take("GET", "/x/status/acknowledged")
+
+
+@pytest.mark.parametrize("way", ["upload", "download"])
+def test_a_throttled_link_carries_every_byte_no_faster_than_its_rate(
+    way: str, mesh_fault_proxy: FaultProxy, meshbridge_config, make_bridge, mesh_peer, tmp_path: Path
+) -> None:
+    from meshbridge.faultproxy import throttle
+
+    proxy, rate = mesh_fault_proxy, 100_000  # bytes a second: each 100 KB chunk takes a second
+    bridge = make_bridge(config(meshbridge_config, proxy))
+    payload = write_random(tmp_path / "payload.bin", SIZE)
+    if way == "upload":
+        proxy.add("POST", r"/X26ABC1/outbox", throttle(rate, download=False), times=None)
+    else:
+        proxy.add("GET", r"/X26ABC2/inbox/\w+(/\d+)?$", throttle(rate, upload=False), times=None)
+
+    started = time.monotonic()
+    message_id, problems = deliver(bridge, payload)
+    took = time.monotonic() - started
+
+    assert problems == []
+    assert_delivered_once(bridge, message_id, payload, proxy, mesh_peer)
+    throttled = proxy.seen(faulted=True)
+    assert len(throttled) == 3 and {str(h.fault) for h in throttled} == {f"throttle-100000Bps-{way[:-4]}"}
+    if way == "upload":  # every byte of each chunk went through the throttle
+        assert [h.forwarded for h in throttled] == [CHUNK, CHUNK, SIZE - 2 * CHUNK]
+    assert took >= (SIZE - 3 * rate / 10) / rate  # a lower bound: each body paced, a tenth of a second ahead at most
+
+
+def test_latency_answers_late_then_normally(mesh_fault_proxy: FaultProxy, mesh_sandbox: Sandbox) -> None:
+    import requests
+
+    from meshbridge.faultproxy import latency
+
+    proxy = mesh_fault_proxy
+    direct = requests.get(f"{mesh_sandbox.url}/health", timeout=5)
+    proxy.add("GET", r"/health$", latency(1.0), times=2)
+    with pytest.raises(requests.Timeout):  # a client less patient than the latency gives up
+        requests.get(f"{proxy.url}/health", timeout=0.3)
+    started = time.monotonic()
+    late = requests.get(f"{proxy.url}/health", timeout=10)
+    took = time.monotonic() - started
+    assert (late.status_code, late.json()) == (direct.status_code, direct.json())  # then forwarded normally
+    assert took >= 1.0
+    assert [str(h.fault) for h in proxy.seen("GET", "/health")] == ["latency-1s", "latency-1s"]
+    assert requests.get(f"{proxy.url}/health", timeout=0.3).status_code == direct.status_code  # spent: no delay

@@ -134,7 +134,8 @@ def test_a_send_whose_sender_died_is_resumed_after_the_lease(tmp_path: Path, mes
         filename="b",
         claim=True,
     )
-    bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00' WHERE id = ?", [dead["id"]])
+    # a claim made in an earlier boot of the machine: its process is gone
+    bridge.store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [dead["id"]])
     report = bridge.flush()
     assert report.sent == [dead["id"]]  # the live claim is left alone
     assert bridge.store.get(fresh["id"])["state"] == "sending"

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from ..errors import MeshRejected, SendAbandoned, StoreError, TransportError
+from .. import clock
+from ..errors import ClaimLost, MeshRejected, SendAbandoned, StoreError, TransportError
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
 from ..payloads.base import ValidationResult
-from ..store import Row, Store, now
+from ..store import Row, Store, new_lease, now
 
-SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without progress
+SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without a heartbeat
 
 # Outbound states MESH tracking or a REPORT may still move on.
 IN_FLIGHT = ("sent", "delivered")
@@ -48,6 +50,8 @@ def accept(
         findings = [f.as_dict() for f in rejected.findings]
         detail["findings"] = findings
     state = "rejected" if rejected is not None else "sending" if claim else "accepted"
+    if state == "sending":
+        extra = {**(extra or {}), **new_lease()}
     return store.add(
         "out",
         state,
@@ -73,8 +77,9 @@ def accept(
 class RetryPolicy:
     """How often and how patiently a send is retried before it is ``failed``; how long a claim lasts.
 
-    ``lease``: a message left ``sending`` without progress for this long belongs to a process that
-    died, and another pass may claim it and resume the send.
+    ``lease``: a message left ``sending`` without a heartbeat for this long (on the lease clock,
+    ``meshbridge.clock``) belongs to a process that died, and another pass may claim it and resume
+    the send.
     """
 
     attempts: int = 10
@@ -87,25 +92,41 @@ class RetryPolicy:
 
 
 def transmit(
-    store: Store, mesh: MeshMailbox, message: Row, *, claimed: bool = False, policy: RetryPolicy = RetryPolicy()
+    store: Store,
+    mesh: MeshMailbox,
+    message: Row,
+    *,
+    claimed: bool = False,
+    policy: RetryPolicy = RetryPolicy(),
+    stopping: threading.Event | None = None,
 ) -> bool:
     """Send one accepted message. Returns True when MESH took it.
 
     The row is claimed (``accepted`` -> ``sending``) first so no other process sends it too,
-    unless it was born claimed (``claimed=True``). A retry first asks MESH whether an earlier
-    attempt got through after all (by local id), so a lost answer never becomes a duplicate.
+    unless it was born claimed (``claimed=True``). The claim is a lease with a heartbeat: renewed
+    as the upload reads its bytes, within a chunk as well as between chunks (see :class:`Lease`).
+    A retry, or a send taken over from a lapsed claim, first asks MESH whether an earlier attempt
+    got through after all (by local id), so a lost answer never becomes a duplicate.
     A chunked upload resumes after the last chunk recorded. A sender can die after MESH took a
     chunk and before recording it: a message MESH finds by local id has its first chunk, and one
     MESH tracks past ``uploading`` has its last; neither is uploaded again.
     A transient failure puts it back to ``accepted`` with a backoff, until ``policy.attempts``
-    is spent (then ``failed``); a MESH rejection fails it at once.
+    is spent (then ``failed``); a MESH rejection fails it at once. ``stopping`` set (SIGTERM)
+    stops a chunked upload after the chunk in hand: the message stays ``sending``, its claim
+    released, and the next pass resumes it. A claim lost to another process raises ClaimLost.
     """
-    if not claimed and not store.claim(message["id"], policy.lease):
-        return False
+    resumed = False
+    if not claimed:
+        taken = store.claim(message["id"], policy.lease)
+        if not taken:
+            return False
+        message, resumed = taken, taken["resumed"]
+    lease = Lease(store, message["id"], message["lease_holder"], policy.lease)
     sha = message["payload_sha256"]
     try:
         store.payloads.verify(sha)
     except StoreError as exc:
+        lease.hold()
         store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
     attempts = message["attempts"] + 1
@@ -114,15 +135,18 @@ def transmit(
     try:
         if message["mesh_message_id"] and message["chunks_done"]:
             resume = (message["mesh_message_id"], message["chunks_done"])
-        elif message["attempts"] or (message["state"] == "sending" and not claimed):  # a retry, or a dead claim
+        elif resumed or message["attempts"] or message["last_error"]:  # taken over, retried, or retried by hand
             earlier = mesh.find_sent(message["id"])
             if earlier and total == 1:
+                lease.hold()
                 _sent(store, message, earlier, attempts, {"found_by_local_id": True})
                 return True
             if earlier:  # MESH has the first chunk (it made the id): continue after it
+                lease.hold()
                 _found_chunk(store, message, earlier, 1, total)
                 resume = (earlier, 1)
         if resume and resume[1] < total and _uploaded(mesh, resume[0]):  # MESH has the last one too
+            lease.hold()
             _found_chunk(store, message, resume[0], total, total)
             _sent(store, message, resume[0], attempts)
             return True
@@ -130,6 +154,7 @@ def transmit(
         def progress(mesh_id: str, n: int, total: int) -> None:
             checkpoint("send:chunk")
             if total > 1:
+                lease.hold()
                 store.update(
                     message["id"],
                     kind="chunk-sent",
@@ -138,6 +163,8 @@ def transmit(
                     chunks_done=n,
                     chunks_total=total,
                 )
+            if n < total and stopping is not None and stopping.is_set():
+                raise _Stopped(f"{n}/{total}")
 
         mesh_id = mesh.send(
             lambda: store.payloads.open(sha),
@@ -150,8 +177,13 @@ def transmit(
             content_type=message["content_type"],
             resume=resume,
             on_chunk=progress,
+            on_read=lease.beat,
         )
+    except _Stopped as stop:
+        store.release(message["id"], lease.holder, "send-interrupted", {"reason": "stopping", "chunk": str(stop)})
+        return False
     except MeshRejected as exc:
+        lease.hold()
         store.transition(
             message["id"],
             "failed",
@@ -161,6 +193,7 @@ def transmit(
         )
         raise
     except TransportError as exc:
+        lease.hold()
         if attempts >= policy.attempts:
             store.transition(
                 message["id"],
@@ -182,9 +215,39 @@ def transmit(
         )
         raise
     checkpoint("send:accepted")
+    lease.hold()
     _sent(store, message, mesh_id, attempts)
     checkpoint("send:recorded")
     return True
+
+
+class _Stopped(Exception):
+    """The service is stopping: the upload ends after the chunk in hand (the chunk, as text)."""
+
+
+class Lease:
+    """This process's ``sending`` claim on a message: its heartbeat, and the check that it is still ours.
+
+    :meth:`beat` renews it at most every ``lease / 4`` seconds of the lease clock as the upload
+    reads its bytes (at least every 10 s, so a long lease is not left to its last quarter);
+    :meth:`hold` renews it at once, before recording anything. Both raise :class:`ClaimLost` when
+    another process has taken the send over, which it can only have done after a whole lease
+    without a heartbeat: the upload stops mid-chunk, and nothing is recorded.
+    """
+
+    def __init__(self, store: Store, message_id: str, holder: str, lease: float) -> None:
+        self.store, self.message_id, self.holder = store, message_id, holder
+        self.every = min(max(lease / 4, 0.05), 10.0)
+        self._last = clock.now()
+
+    def beat(self) -> None:
+        if clock.now() - self._last >= self.every:
+            self.hold()
+
+    def hold(self) -> None:
+        if not self.store.renew(self.message_id, self.holder):
+            raise ClaimLost(f"{self.message_id}: another process took over its send (this one's claim had lapsed)")
+        self._last = clock.now()
 
 
 def _found_chunk(store: Store, message: Row, mesh_id: str, n: int, total: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .. import clock
+
 migrations = Migrations("meshbridge")
 
 
@@ -111,6 +113,21 @@ def m006_inline_payloads(db: Database) -> None:
     db["payloads"].create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})
     # Store.sync() bumps this one row in a durable commit: a real write, so SQLite syncs the log
     db["syncs"].insert({"id": 1, "count": 0}, pk="id")
+
+
+@migrations()
+def m008_send_leases(db: Database) -> None:
+    """Who holds a ``sending`` claim, and its heartbeat on the lease clock (``meshbridge.clock``).
+
+    A claim made before this migration gets a heartbeat now: it lapses one lease from here.
+    """
+    db["messages"].add_column("lease_holder", str)
+    db["messages"].add_column("lease_boot", str)
+    db["messages"].add_column("lease_beat", float)
+    db.execute(
+        "UPDATE messages SET lease_holder = 'migrated', lease_boot = ?, lease_beat = ? WHERE state = 'sending'",
+        [clock.boot(), clock.now()],
+    )
 
 
 @migrations()

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from .. import clock
 from ..errors import StoreError, UnknownMessage
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
 from .schema import migrations
@@ -209,21 +210,49 @@ class Store:
                 self._event(message_id, kind or to_state, to_state, detail, stamp)
         return bool(changed)
 
-    def claim(self, message_id: str, lease: float) -> bool:
-        """Take an outbound message to send: ``accepted``, or ``sending`` but untouched for ``lease``
-        seconds (its sender died). One process wins; the others get False."""
-        stamp = datetime.now(UTC)
-        stale = (stamp - timedelta(seconds=lease)).isoformat(timespec="microseconds")
+    def claim(self, message_id: str, lease: float) -> Row | None:
+        """Take an outbound message to send: ``accepted``, or ``sending`` with a lapsed claim (see
+        :func:`lapsed`: its sender died, or stopped and released it). One process wins and gets
+        the message as claimed, with ``resumed`` True when it took over a ``sending`` one (which
+        may have reached MESH in part); the others get None."""
+        stamp = now()
+        taken = new_lease()
         with self.immediate() as db:
             row = db.execute("SELECT state FROM messages WHERE id = ?", [message_id]).fetchone()
             changed = db.execute(
-                "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ? "
-                "AND (state = 'accepted' OR (state = 'sending' AND updated_at < ?))",
-                [stamp.isoformat(timespec="microseconds"), message_id, stale],
+                "UPDATE messages SET state = 'sending', updated_at = ?, lease_holder = ?, lease_boot = ?, "
+                f"lease_beat = ? WHERE id = ? AND (state = 'accepted' OR (state = 'sending' AND {_LAPSED}))",
+                [stamp, *taken.values(), message_id, *lapsed(lease)],
             ).rowcount
             if changed:
                 kind = "sending" if row[0] == "accepted" else "resending"
-                self._event(message_id, kind, "sending", None, stamp.isoformat(timespec="microseconds"))
+                self._event(message_id, kind, "sending", None, stamp)
+        return {**self.get(message_id), "resumed": row[0] == "sending"} if changed else None
+
+    def renew(self, message_id: str, holder: str) -> bool:
+        """A heartbeat of a ``sending`` claim; False when ``holder`` no longer holds it (another
+        process took it over). Not synced: a heartbeat lost in a power cut only ages the claim."""
+        with self.immediate(durable=False) as db:
+            return bool(
+                db.execute(
+                    "UPDATE messages SET lease_boot = ?, lease_beat = ? "
+                    "WHERE id = ? AND state = 'sending' AND lease_holder = ?",
+                    [clock.boot(), clock.now(), message_id, holder],
+                ).rowcount
+            )
+
+    def release(self, message_id: str, holder: str, kind: str, detail: dict[str, Any] | None = None) -> bool:
+        """Give up a ``sending`` claim at once (e.g. on SIGTERM): the message stays ``sending``
+        and the next pass of any process resumes it without waiting for the lease."""
+        stamp = now()
+        with self.immediate() as db:
+            changed = db.execute(
+                "UPDATE messages SET lease_beat = NULL, updated_at = ? "
+                "WHERE id = ? AND state = 'sending' AND lease_holder = ?",
+                [stamp, message_id, holder],
+            ).rowcount
+            if changed:
+                self._event(message_id, kind, None, detail, stamp)
         return bool(changed)
 
     def update(
@@ -405,9 +434,8 @@ class Store:
         return rows[0] if rows else None
 
     def stale_sending(self, lease: float) -> list[Row]:
-        """Outbound messages claimed ``sending`` but untouched for ``lease`` seconds."""
-        stale = (datetime.now(UTC) - timedelta(seconds=lease)).isoformat(timespec="microseconds")
-        return self._select("m.direction = 'out' AND m.state = 'sending' AND m.updated_at < ?", [stale])
+        """Outbound messages claimed ``sending`` whose claim lapsed (see :func:`lapsed`)."""
+        return self._select(f"m.direction = 'out' AND m.state = 'sending' AND {_LAPSED}", lapsed(lease))
 
     def messages(
         self,
@@ -453,6 +481,21 @@ class Store:
 
     def overdue_count(self) -> int:
         return len(self.messages(overdue=True))
+
+
+def new_lease() -> dict[str, Any]:
+    """The lease columns of a fresh ``sending`` claim: a new holder, beating now."""
+    return {"lease_holder": uuid.uuid4().hex, "lease_boot": clock.boot(), "lease_beat": clock.now()}
+
+
+# A claim has lapsed when it was released, made in an earlier boot (its process is gone), or has
+# had no heartbeat for the lease, all on the lease clock (meshbridge.clock), never the wall clock.
+_LAPSED = "(lease_beat IS NULL OR lease_boot IS NOT ? OR lease_beat <= ?)"
+
+
+def lapsed(lease: float) -> list[Any]:
+    """The parameters of ``_LAPSED`` for a lease of ``lease`` seconds."""
+    return [clock.boot(), clock.now() - lease]
 
 
 def _wal(conn: sqlite3.Connection, timeout: float) -> None:
