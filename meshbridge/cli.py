@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadRejected, TransportError, UnknownMessage
+from .errors import (
+    ConfigError,
+    MeshbridgeError,
+    MeshRejected,
+    PayloadRejected,
+    StoreDamaged,
+    TransportError,
+    UnknownMessage,
+)
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -57,7 +65,7 @@ def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
             config = bridge.config
             redact([config.mesh.shared_key.reveal(), *(m.password.reveal() for m in config.mailboxes.values())])
             yield bridge
-    except ConfigError as exc:
+    except (ConfigError, StoreDamaged) as exc:
         fail(str(exc), 2)
     except UnknownMessage as exc:
         fail(str(exc), 1)

@@ -8,6 +8,8 @@ MeshbridgeError
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
 │   └── SendAbandoned   a send failed too often and is now ``failed``
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
+│   ├── StoreDamaged the store file is empty, truncated or not a meshbridge store (exit code 2)
+│   └── DiskFull     the store's disk refused a write: full, over a size limit, or failing
 └── UnknownMessage   no message with that id
 """
 
@@ -49,6 +51,19 @@ class SendAbandoned(TransportError):
 
 class StoreError(MeshbridgeError):
     """The store or a payload file is unusable or corrupt."""
+
+
+class StoreDamaged(StoreError):
+    """The store file is empty, truncated or not a meshbridge store; it is left untouched.
+
+    The message is one line naming the file and what to do (recover it, or restore a backup).
+    """
+
+
+class DiskFull(StoreError):
+    """The store's disk refused a write: no space (ENOSPC, EDQUOT), a file-size limit (EFBIG),
+    SQLite's page limit (SQLITE_FULL) or an I/O error (EIO). Nothing half-written is kept; work
+    that needs no new space goes on, and the next pass tries again."""
 
 
 class UnknownMessage(MeshbridgeError):

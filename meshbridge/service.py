@@ -37,6 +37,7 @@ class Service:
         self.config = bridge.config
         self._scheduler: Any = None
         self._stopping = threading.Event()
+        bridge.store.keep_reserve()  # room to record state changes when the disk fills (README: The store)
 
     def jobs(self) -> list[tuple[str, Callable[[], object], float]]:
         """``(id, function, interval seconds)`` for every job."""
@@ -73,6 +74,8 @@ class Service:
             log.warning("send: %s", problem)
 
     def housekeeping(self) -> int:
+        """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``)."""
+        self.bridge.store.payloads.clean()
         removed = self.bridge.store.remove_old_payloads(self.config.service.retention)
         if removed:
             log.info("housekeeping: removed %d payload files past retention", removed)
