@@ -8,7 +8,8 @@ Jobs (each at most one instance at a time; missed runs coalesce into one):
   what waits (retries with backoff; resumed claims);
 - ``track`` every ``[mesh] tracking_interval``: MESH tracking of sent messages (kept rare);
 - ``sweep`` every ``sweep_interval``: overdue expectations;
-- ``handshake:<mailbox>`` daily; ``housekeeping`` daily: payload files past ``retention``.
+- ``handshake:<mailbox>`` daily; ``housekeeping`` daily: payload files past ``retention``, temp
+  files of killed downloads and uploads.
 
 Jobs run one at a time on a single worker thread, so the store's connection is never shared.
 SIGTERM/SIGINT stop the scheduler after the job in hand finishes; every step of a job is

@@ -161,6 +161,45 @@ def test_a_download_that_would_fill_the_disk_stops_and_stays_in_mesh(
     delivered_once(bridge.store, tmp_path / "delivered", [big])
 
 
+def test_the_service_keeps_running_on_a_full_disk_and_recovers_by_itself(
+    small_disk: Path, tmp_path: Path, meshbridge_config, mesh_peer
+) -> None:
+    config = meshbridge_config(OUT_IN, store=f"{small_disk}/var/meshbridge.db", mailboxes=(SENDER, RECIPIENT))
+    assert meshbridge(config, "status").returncode == 0
+    filler = fill(small_disk, leave=256 * 1024)  # room for SQLite's shared-memory file, not for messages
+    sent = [f"while full {n}".encode() for n in range(3)]
+    for data in sent:
+        mesh_peer(SENDER).send_message(RECIPIENT, data, workflow_id=WORKFLOW)
+    log = tmp_path / "service.log"  # on another file system than the store
+    with log.open("w") as err:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "meshbridge", "--config", str(config), "--log-format", "json", "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_for(lambda: "store disk full" in log.read_text(), "the service to report the full disk")
+        assert service.poll() is None and len(inbox(mesh_peer, RECIPIENT)) == 3
+        filler.unlink()
+        delivered = tmp_path / "delivered"
+        wait_for(lambda: delivered.is_dir() and len(list(delivered.iterdir())) == 3, "the deliveries")
+        wait_for(lambda: (small_disk / "var" / "meshbridge.db.reserve").exists(), "the reserve")
+        assert service.poll() is None and inbox(mesh_peer, RECIPIENT) == []
+        assert sorted(p.read_bytes() for p in delivered.iterdir()) == sorted(sent)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+    assert service.returncode == 0
+    assert "Traceback" not in log.read_text()
+
+
+def wait_for(condition, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
 # -- no privilege needed ---------------------------------------------------------------------
 
 

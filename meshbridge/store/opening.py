@@ -126,9 +126,12 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
 def check_file(path: Path) -> None:
     """Refuse a store file that cannot be a whole SQLite database (read-only: nothing is changed)."""
     wal = path.with_name(path.name + "-wal")
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(100)
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot open store {path}: {exc.strerror}") from None
     if size == 0:
         raise damaged(
             path, "is empty (0 bytes)", "restore it from a backup, or remove it (and any -wal beside it) to start anew"
