@@ -165,13 +165,16 @@ def _nonempty(path: Path) -> bool:
 def _build(path: Path, timeout: float) -> None:
     """Create the store: built and migrated under a temporary name, then linked to ``path``."""
     wal = path.with_name(path.name + "-wal")
-    if _nonempty(wal):
+    if _nonempty(wal) and not path.exists():  # (another process may have just made the store)
         raise damaged(
             path,
             f"is missing but its write-ahead log {wal.name} is there",
             f"restore the store file from a backup, or move {wal.name} away to start a new store",
         )
-    fd, tmp = locked_temp(path.parent, prefix=f".{path.name}.new-")
+    try:
+        fd, tmp = locked_temp(path.parent, prefix=f".{path.name}.new-")
+    except OSError as exc:
+        raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
     try:
         conn = connect(tmp, timeout)
         try:
