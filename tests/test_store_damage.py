@@ -157,3 +157,18 @@ def test_a_process_killed_while_building_a_new_store_leaves_no_store(meshbridge_
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] >= 6
     db.close()
+
+
+def test_damage_found_while_reading_is_one_line(meshbridge_config) -> None:
+    """Pages overwritten inside the file (its size is right): SQLite finds it when it reads them."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store_with_history(store, messages=300)
+    with store.open("r+b") as f:
+        for offset in range(3 * 4096, store.stat().st_size - 4096, 2 * 4096):
+            f.seek(offset + 100)
+            f.write(b"\xff" * 2000)
+    done = meshbridge(config, "messages")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"store {store} is damaged" in line and ".recover" in line and "backup" in line

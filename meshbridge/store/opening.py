@@ -20,7 +20,8 @@ import os
 import shlex
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +48,30 @@ class StoreConnection(sqlite3.Connection):
         try:
             return super().execute(*args)
         except sqlite3.DatabaseError as exc:
-            raise self._meaning(exc) from exc
+            raise self.meaning(exc) from exc
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:
         try:
             return super().executemany(*args)
         except sqlite3.DatabaseError as exc:
-            raise self._meaning(exc) from exc
+            raise self.meaning(exc) from exc
 
     def executescript(self, *args: Any) -> sqlite3.Cursor:
         try:
             return super().executescript(*args)
         except sqlite3.DatabaseError as exc:
-            raise self._meaning(exc) from exc
+            raise self.meaning(exc) from exc
 
-    def _meaning(self, exc: sqlite3.DatabaseError) -> Exception:
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Rows read from a cursor: the same errors, as meshbridge's own (a damaged page shows there)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise self.meaning(exc) from exc
+
+    def meaning(self, exc: sqlite3.DatabaseError) -> Exception:
+        """The meshbridge error an SQLite error means, or the error itself."""
         name = getattr(exc, "sqlite_errorname", "") or ""
         if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR"):
             if self.on_full is not None:
@@ -69,18 +79,23 @@ class StoreConnection(sqlite3.Connection):
             kind = "full" if name == "SQLITE_FULL" else "failing"
             return DiskFull(f"store disk {kind}: {self.path}: {exc} ({name})")
         if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            return damaged(self.path, f"is damaged ({exc})")
+            return damaged(self.path, f"is damaged ({exc})", found="reading")
         return exc
 
 
-def damaged(path: Path, what: str, todo: str = "") -> StoreDamaged:
-    """The one-line error for a damaged store file: what is wrong and what to do."""
+def damaged(path: Path, what: str, todo: str = "", found: str = "opening") -> StoreDamaged:
+    """The one-line error for a damaged store file: what is wrong and what to do.
+
+    ``found="opening"``: refused before anything was written (the file is left untouched).
+    """
     quoted = shlex.quote(str(path))
     todo = todo or (
         f'recover what it holds with `sqlite3 {quoted} ".recover" | sqlite3 {quoted}.recovered` '
         "and put that in its place, or restore a backup"
     )
-    return StoreDamaged(f"cannot open store {path}: it {what}; left untouched: {todo}")
+    if found == "opening":
+        return StoreDamaged(f"cannot open store {path}: it {what}; left untouched: {todo}")
+    return StoreDamaged(f"store {path} {what}: {todo}")
 
 
 def connect(path: Path, timeout: float = 30) -> StoreConnection:

@@ -413,19 +413,24 @@ class Store:
         args = [stamp, *params] + ([stamp] if _OVERDUE in where else [])
         cursor = self.db.conn.execute(sql, args)  # not db.query: that wraps every read in a savepoint
         names = [d[0] for d in cursor.description]
-        return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
+        with self.db.conn.reading():
+            return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
 
     def events(self, message_id: str) -> list[Row]:
-        return [
-            {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
-            for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
-        ]
+        with self.db.conn.reading():
+            return [
+                {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
+                for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
+            ]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{direction: {state: count}}``."""
         result: dict[str, dict[str, int]] = {}
-        for row in self.db.query("SELECT direction, state, count(*) AS n FROM messages GROUP BY 1, 2 ORDER BY 1, 2"):
-            result.setdefault(row["direction"], {})[row["state"]] = row["n"]
+        with self.db.conn.reading():
+            for row in self.db.query(
+                "SELECT direction, state, count(*) AS n FROM messages GROUP BY 1, 2 ORDER BY 1, 2"
+            ):
+                result.setdefault(row["direction"], {})[row["state"]] = row["n"]
         return result
 
     def overdue_count(self) -> int:
