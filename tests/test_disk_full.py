@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -223,18 +222,23 @@ def test_sqlite_full_leaves_messages_in_mesh_with_one_problem(meshbridge_config,
     delivered_once(bridge.store, Path(bridge.config.file).parent / "delivered", sent)
 
 
-def _limit_file_size(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+LIMITED = """
+import os, resource, signal, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # kept across exec: a write past the limit fails with EFBIG
+os.execv(sys.executable, [sys.executable, "-m", "meshbridge", *sys.argv[2:]])
+"""
 
 
 def meshbridge(config: Path, *args: str, limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``meshbridge``; with ``limit``, under that ``RLIMIT_FSIZE`` (set in the child, then exec)."""
+    command = ["-m", "meshbridge"] if limit is None else ["-c", LIMITED, str(limit)]
     return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
+        [sys.executable, *command, "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=None if limit is None else (lambda: _limit_file_size(limit)),
     )
 
 
