@@ -84,10 +84,23 @@ def delivered_once(store: Store, folder: Path, payloads: list[bytes]) -> None:
 # -- a small file system ---------------------------------------------------------------------
 
 
+FROM_FOLDER = f"""
+[[routes]]
+name = "from-folder"
+direction = "outbound"
+from = "{SENDER}"
+to = "{ELSEWHERE}"
+workflow_id = "{WORKFLOW}"
+payload_type = "binary"
+source = {{ folder = "outbox" }}
+"""
+
+
 def test_a_full_disk_pauses_collecting_while_stored_work_goes_on(
     small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
 ) -> None:
-    config = meshbridge_config(OUT_IN, store=f"{small_disk}/var/meshbridge.db", mailboxes=(SENDER, RECIPIENT))
+    routes = OUT_IN + FROM_FOLDER
+    config = meshbridge_config(routes, store=f"{small_disk}/var/meshbridge.db", mailboxes=(SENDER, RECIPIENT))
     bridge = make_bridge(config)
     service = Service(bridge)  # the service keeps a reserve for state changes
     reserve = small_disk / "var" / "meshbridge.db.reserve"
@@ -129,14 +142,23 @@ def test_a_full_disk_pauses_collecting_while_stored_work_goes_on(
         bridge.send(source, route="out")
     assert type(refused.value).__name__ == "DiskFull"
     assert len(bridge.store.messages(direction="out")) == 1 and len(inbox(mesh_peer, ELSEWHERE)) == 1
-    service.housekeeping()  # the service's other jobs go on too
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    for n in range(2):
+        (outbox / f"letter{n}.txt").write_bytes(f"from the folder {n}".encode())
+        os.utime(outbox / f"letter{n}.txt", (time.time() - 60, time.time() - 60))  # complete files
+    service.housekeeping()  # the service's jobs go on ...
     service.run_once()
+    assert sorted(p.name for p in outbox.iterdir() if p.is_file()) == ["letter0.txt", "letter1.txt"]  # ... they wait
+    assert len(bridge.store.messages(direction="out")) == 1 and len(inbox(mesh_peer, ELSEWHERE)) == 1
 
     filler.unlink()  # space returns: the next pass takes everything, once
     report = bridge.poll()
     assert report.problems == [] and len(report.received) == 3
     assert inbox(mesh_peer, RECIPIENT) == []
     delivered_once(bridge.store, delivered, early + late)
+    service.send()
+    assert not [p for p in outbox.iterdir() if p.is_file()] and len(inbox(mesh_peer, ELSEWHERE)) == 3
     assert reserve.stat().st_size == 8 * MiB  # kept again for the next time
     assert not list((small_disk / "var" / "payloads" / "tmp").iterdir())
 
