@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat as stat_module
 import tempfile
 from pathlib import Path
 
@@ -49,10 +50,12 @@ def remove_leftovers(folder: Path, pattern: str = "*") -> tuple[int, int]:
 def remove_if_free(path: Path) -> int | None:
     """Unlink ``path`` if no process holds its lock; return its size, or None if kept."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:  # gone meanwhile (renamed into place), or not a plain file
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # gone meanwhile (renamed into place), or a symbolic link
         return None
     try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
