@@ -79,21 +79,22 @@ class StoreConnection(sqlite3.Connection):
             kind = "full" if name == "SQLITE_FULL" else "failing"
             return DiskFull(f"store disk {kind}: {self.path}: {exc} ({name})")
         if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            return damaged(self.path, f"is damaged ({exc})", found="reading")
+            return damaged(self.path, f"is damaged ({exc})", untouched=False)
         return exc
 
 
-def damaged(path: Path, what: str, todo: str = "", found: str = "opening") -> StoreDamaged:
+def damaged(path: Path, what: str, todo: str = "", *, untouched: bool = True) -> StoreDamaged:
     """The one-line error for a damaged store file: what is wrong and what to do.
 
-    ``found="opening"``: refused before anything was written (the file is left untouched).
+    ``untouched``: found on opening, before anything was written (damage found while reading
+    rows later is not).
     """
     quoted = shlex.quote(str(path))
     todo = todo or (
         f'recover what it holds with `sqlite3 {quoted} ".recover" | sqlite3 {quoted}.recovered` '
         "and put that in its place, or restore a backup"
     )
-    if found == "opening":
+    if untouched:
         return StoreDamaged(f"cannot open store {path}: it {what}; left untouched: {todo}")
     return StoreDamaged(f"store {path} {what}: {todo}")
 
