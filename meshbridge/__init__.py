@@ -16,10 +16,12 @@ from .config import Config, Mailbox, Route, Secret, load
 from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
+    DiskFull,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
     PayloadRejected,
+    StoreDamaged,
     StoreError,
     TransportError,
     UnknownMessage,
@@ -37,6 +39,7 @@ __all__ = [
     "Bridge",
     "Config",
     "ConfigError",
+    "DiskFull",
     "Event",
     "Finding",
     "Mailbox",
@@ -50,6 +53,7 @@ __all__ = [
     "PollReport",
     "Route",
     "Secret",
+    "StoreDamaged",
     "StoreError",
     "TransportError",
     "UnknownMessage",

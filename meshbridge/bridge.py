@@ -6,6 +6,8 @@ import io
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,15 @@ from . import acks, domain_acks, pipeline
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .destinations import FolderBatch
-from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadError, PayloadRejected, SendAbandoned
+from .errors import (
+    ConfigError,
+    DiskFull,
+    MeshbridgeError,
+    MeshRejected,
+    PayloadError,
+    PayloadRejected,
+    SendAbandoned,
+)
 from .events import Event
 from .faults import checkpoint
 from .mesh import MeshMailbox
@@ -259,6 +269,9 @@ class Bridge:
             except MeshRejected as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
                 self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
+            except DiskFull as exc:  # the next pass sends it
+                store_full(report, exc)
+                break
             except MeshbridgeError as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
         return report
@@ -275,14 +288,15 @@ class Bridge:
         for mailbox_id in ids:
             self.mailbox(mailbox_id)
         report = self.flush()
-        with self.store.exclusive("inbound"):  # one process at a time collects and delivers
+        with self.store.exclusive("inbound"), goes_on(report):  # one process at a time collects and delivers
             for mailbox_id in ids:
                 self._collect(mailbox_id, report)
             self._finish_inbound(report)
         self.flush(report)  # responses made while finishing
         if track:
             self.track(report)
-        self.sweep(report)
+        with goes_on(report):
+            self.sweep(report)
         return report
 
     def sweep(self, report: PollReport | None = None) -> PollReport:
@@ -361,14 +375,19 @@ class Bridge:
         self._acknowledge(mesh, stored, report)
         batch: list[Row] = []
         try:
+            self.store.space.room_for(0)  # no room for new messages: leave them in MESH
             for mesh_id in mesh.inbox():
                 try:
                     batch.append(pipeline.download(self.store, mesh, mesh_id, durable=False))
+                except DiskFull:
+                    raise
                 except MeshbridgeError as exc:
                     report.problems.append(f"collect {mesh_id} for {mailbox_id}: {exc}")
                 if len(batch) >= RECEIVE_BATCH:
                     self._acknowledge(mesh, batch, report)
                     batch = []
+        except DiskFull as exc:  # what is not stored stays in MESH for the next pass
+            store_full(report, exc)
         except MeshbridgeError as exc:
             report.problems.append(str(exc))
         self._acknowledge(mesh, batch, report)
@@ -376,7 +395,11 @@ class Bridge:
     def _acknowledge(self, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
         """Acknowledge stored messages in MESH once their rows are durable: one fsync for the batch
         (also for rows another process stored and died before syncing)."""
-        self.store.make_durable(*(m["id"] for m in batch))
+        try:
+            self.store.make_durable(*(m["id"] for m in batch))
+        except DiskFull as exc:  # not durable: not acknowledged, MESH keeps them
+            store_full(report, exc)
+            return
         for message in batch:
             try:
                 pipeline.acknowledge(self.store, mesh, message)
@@ -388,6 +411,9 @@ class Bridge:
                     route = pipeline.inbound_route(self.config, message)
                     if route is not None and route.itk is not None:
                         self.acks.answer_undecodable(route, message)
+            except DiskFull as exc:
+                store_full(report, exc)
+                break
             except MeshbridgeError as exc:
                 report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
 
@@ -458,6 +484,9 @@ class Bridge:
                     self._deliver(route, message, batch, report, validated=result)
                     continue
                 self._deliver(route, message, batch, report)
+            except DiskFull as exc:  # a delivery that cannot be recorded would be made again: stop
+                store_full(report, exc)
+                break
             except MeshbridgeError as exc:
                 report.problems.append(f"deliver {message['id']}: {exc}")
 
@@ -470,7 +499,9 @@ class Bridge:
         validated: ValidationResult | None = None,
     ) -> None:
         def done(error: MeshbridgeError | None) -> None:
-            if error:
+            if isinstance(error, DiskFull):
+                store_full(report, error)
+            elif error:
                 report.problems.append(f"deliver {message['id']}: {error}")
             else:
                 report.delivered.append(message["id"])
@@ -505,6 +536,9 @@ class Bridge:
             try:
                 pipeline.track(self.store, self.mailbox(message["mailbox"]), message)
                 report.tracked.append(message["id"])
+            except DiskFull as exc:
+                store_full(report, exc)
+                break
             except MeshbridgeError as exc:
                 report.problems.append(f"track {message['id']}: {exc}")
         return report
@@ -520,3 +554,21 @@ class Bridge:
     def show(self, message_id: str) -> tuple[Row, list[Row]]:
         message = self.store.get(message_id)
         return message, self.store.events(message["id"])
+
+
+def store_full(report: PollReport, exc: DiskFull) -> None:
+    """One line per pass for a full or failing store disk, however many steps met it."""
+    if not any(problem.startswith("store disk") for problem in report.problems):
+        report.problems.append(
+            f"{exc}; new messages wait (in MESH, in source folders) until the store can write again, "
+            "what is stored is still delivered and sent"
+        )
+
+
+@contextmanager
+def goes_on(report: PollReport) -> Iterator[None]:
+    """A full store disk ends this step of the pass with one line; the pass and the service go on."""
+    try:
+        yield
+    except DiskFull as exc:
+        store_full(report, exc)

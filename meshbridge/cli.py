@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .errors import ConfigError, MeshbridgeError, MeshRejected, PayloadRejected, TransportError, UnknownMessage
+from .errors import (
+    ConfigError,
+    MeshbridgeError,
+    MeshRejected,
+    PayloadRejected,
+    StoreDamaged,
+    TransportError,
+    UnknownMessage,
+)
 from .printable import visible
 
 if TYPE_CHECKING:
@@ -82,7 +90,7 @@ def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
             config = bridge.config
             redact(secret.reveal() for secret in config.secrets())
             yield bridge
-    except ConfigError as exc:
+    except (ConfigError, StoreDamaged) as exc:
         fail(str(exc), 2)
     except UnknownMessage as exc:
         fail(str(exc), 1)

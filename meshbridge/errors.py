@@ -9,6 +9,8 @@ MeshbridgeError
 │   ├── SendAbandoned   a send failed too often and is now ``failed``
 │   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
+│   ├── StoreDamaged the store file is empty, truncated or not a meshbridge store (exit code 2)
+│   └── DiskFull     the store's disk refused a write: full, over a size limit, or failing
 ├── ClaimLost        another process took over a send whose claim had lapsed (this one stops)
 └── UnknownMessage   no message with that id
 """
@@ -67,6 +69,19 @@ class StoreError(MeshbridgeError):
 
 class ClaimLost(MeshbridgeError):
     """This process's ``sending`` claim lapsed and another process took the send over: stop it here."""
+
+
+class StoreDamaged(StoreError):
+    """The store file is empty, truncated or not a meshbridge store; it is left untouched.
+
+    The message is one line naming the file and what to do (recover it, or restore a backup).
+    """
+
+
+class DiskFull(StoreError):
+    """The store's disk refused a write: no space (ENOSPC, EDQUOT), a file-size limit (EFBIG),
+    SQLite's page limit (SQLITE_FULL) or an I/O error (EIO). Nothing half-written is kept; work
+    that needs no new space goes on, and the next pass tries again."""
 
 
 class UnknownMessage(MeshbridgeError):

@@ -23,6 +23,7 @@ POINTS = (
     "respond:stored",  # an ITK response stored, not sent
     "source:stored",  # a source file stored as a message, not yet moved aside
 )
+# Not in POINTS (reached only once per store): "store:built", a new store built, not yet named.
 
 _CRASH_AT, _, _NTH = os.environ.get("MESHBRIDGE_CRASH_AT", "").partition("#")
 _hits = 0

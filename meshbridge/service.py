@@ -8,7 +8,8 @@ Jobs (each at most one instance at a time; missed runs coalesce into one):
   what waits (retries with backoff; resumed claims);
 - ``track`` every ``[mesh] tracking_interval``: MESH tracking of sent messages (kept rare);
 - ``sweep`` every ``sweep_interval``: overdue expectations;
-- ``handshake:<mailbox>`` daily; ``housekeeping`` daily: payload files past ``retention``.
+- ``handshake:<mailbox>`` daily; ``housekeeping`` daily: payload files past ``retention``, temp
+  files of killed downloads and uploads.
 
 Jobs run one at a time on a single worker thread, so the store's connection is never shared.
 SIGTERM/SIGINT stop the scheduler after the job in hand finishes; every step of a job is
@@ -37,6 +38,7 @@ class Service:
         self.config = bridge.config
         self._scheduler: Any = None
         self._stopping = threading.Event()
+        bridge.store.keep_reserve()  # room to record state changes when the disk fills (README: The store)
 
     def jobs(self) -> list[tuple[str, Callable[[], object], float]]:
         """``(id, function, interval seconds)`` for every job."""
@@ -73,6 +75,8 @@ class Service:
             log.warning("send: %s", problem)
 
     def housekeeping(self) -> int:
+        """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``)."""
+        self.bridge.store.payloads.clean()
         removed = self.bridge.store.remove_old_payloads(self.config.service.retention)
         if removed:
             log.info("housekeeping: removed %d payload files past retention", removed)

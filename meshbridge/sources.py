@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MeshbridgeError, PayloadRejected, TransportError
+from .errors import DiskFull, MeshbridgeError, PayloadRejected, TransportError
 from .faults import checkpoint
 from .store import Row, SourceTaken, Store
 
@@ -101,6 +101,9 @@ def scan(
             continue
         except OSError as exc:
             report.problems.append(f"source {path}: {exc.strerror}")
+        except DiskFull as exc:  # the files wait in the folder until the store can write again
+            report.problems.append(f"source folder {folder}: {exc}; its files wait")
+            break
         except MeshbridgeError as exc:
             report.problems.append(f"source {path}: {exc}")
     return report

@@ -5,6 +5,11 @@ small blobs faster than the file system does files, and it saves a file create, 
 directory fsync per message (see the note in ``Store``). A bigger one is a file
 ``<root>/ab/abcdef...``, written to a temporary name, fsynced, then renamed, so it exists whole or
 not at all. Files are 0600 in 0700 folders. Every whole read checks the sha256.
+
+A temp file is locked while it is written (see :mod:`.tempfiles`): what a killed download or
+upload left in ``<root>/tmp`` is removed when the store opens and by housekeeping. New bytes are
+written only while the disk has room for them (see :mod:`.space`); a full disk raises
+:class:`~meshbridge.errors.DiskFull` and leaves no partial file.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..config import INLINE_MAX
 from ..errors import StoreError
+from .space import CHECK_EVERY, Space, disk_error, mib
+from .tempfiles import locked_temp, remove_leftovers
 
+log = logging.getLogger("meshbridge")
 BLOCK = 1024 * 1024
 
 
@@ -58,12 +66,23 @@ class Payloads:
     names it. SQLite's write-ahead log is written in order, so that row is never on disk without it.
     """
 
-    def __init__(self, root: Path, conn: sqlite3.Connection, inline_max: int = INLINE_MAX) -> None:
+    def __init__(
+        self, root: Path, conn: sqlite3.Connection, inline_max: int = INLINE_MAX, space: Space | None = None
+    ) -> None:
         self.root = secure_dir(root)
         self._tmp = secure_dir(root / "tmp")
         self._conn = conn
         self.inline_max = inline_max
+        self.space = space
         self._dirs: set[Path] = set()
+        self.clean()
+
+    def clean(self) -> int:
+        """Remove the temp files of killed downloads and uploads (never one being written); return how many."""
+        files, size = remove_leftovers(self._tmp)
+        if files:
+            log.info("store: removed %d leftover temp file(s) (%s) from %s", files, mib(size), self._tmp)
+        return files
 
     def path(self, sha256: str) -> Path:
         """Where the file of a big payload lives (inline payloads have none)."""
@@ -71,12 +90,14 @@ class Payloads:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, blocks: Iterable[bytes]) -> tuple[str, int]:
+    def write(self, blocks: Iterable[bytes], size: int = 0) -> tuple[str, int]:
         """Store the bytes of ``blocks``; return ``(sha256, size)``.
 
         Up to ``inline_max`` bytes are buffered and kept in the database; past that, the bytes
-        stream to a file and memory stays at one block.
+        stream to a file and memory stays at one block. ``size``, when known, is checked against
+        the free space first; a streamed payload is checked again as it grows.
         """
+        self._room_for(size)
         digest, buffer = hashlib.sha256(), bytearray()
         blocks = iter(blocks)
         for block in blocks:
@@ -89,7 +110,15 @@ class Payloads:
         return sha, len(buffer)
 
     def write_file(self, source: BinaryIO) -> tuple[str, int]:
-        return self.write(iter(lambda: source.read(BLOCK), b""))
+        try:
+            size = os.fstat(source.fileno()).st_size - source.tell()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            size = len(source.getbuffer()) - source.tell() if isinstance(source, io.BytesIO) else 0
+        return self.write(iter(lambda: source.read(BLOCK), b""), max(size, 0))
+
+    def _room_for(self, size: int) -> None:
+        if self.space is not None:
+            self.space.room_for(size)
 
     def _insert(self, sha: str, data: bytes) -> None:
         if self._conn.in_transaction:
@@ -102,29 +131,36 @@ class Payloads:
             )
 
     def _write_file(self, digest: hashlib._Hash, head: bytes, rest: Iterator[bytes]) -> tuple[str, int]:
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)  # mkstemp creates 0600
-        tmp = Path(tmp_name)
+        fd, tmp = locked_temp(self._tmp)  # locked until renamed into place: clean() leaves it alone
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(head)
-                size = len(head)
+                size = checked = len(head)
                 for block in rest:
                     digest.update(block)
                     size += len(block)
                     out.write(block)
+                    if size - checked >= CHECK_EVERY:
+                        self._room_for(0)
+                        checked = size
                 out.flush()
                 os.fsync(out.fileno())
-            sha = digest.hexdigest()
-            final = self.path(sha)
-            if final.parent not in self._dirs:
-                secure_dir(final.parent)
-                self._dirs.add(final.parent)
-            os.replace(tmp, final)
+                sha = digest.hexdigest()
+                final = self.path(sha)
+                if final.parent not in self._dirs:
+                    secure_dir(final.parent)
+                    self._dirs.add(final.parent)
+                os.replace(tmp, final)
             fsync_dir(final.parent)
             return sha, size
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
-            raise
+            full = disk_error(exc, self.root) if isinstance(exc, OSError) else None
+            if full is None:
+                raise
+            if self.space is not None:
+                self.space.release()
+            raise full from None
 
     # -- reading --------------------------------------------------------------------------
 

@@ -11,10 +11,9 @@ import hashlib
 import json
 import os
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import clock
-from ..errors import StoreError, UnknownMessage
+from ..errors import DiskFull, StoreError, UnknownMessage
+from .opening import open_store
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
 from .schema import migrations
+from .space import Space
 
 Row = dict[str, Any]
 
@@ -53,13 +54,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX) -> None:
         self.path = Path(path)
         secure_dir(self.path.parent)
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            _wal(conn, timeout=30)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        conn = open_store(self.path, timeout=30)  # refuses a damaged file; builds a new one whole
+        self.space = Space(self.path)
+        conn.on_full = self.space.release  # the disk is full: state changes may use the reserve
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = Database(conn, execute_plugins=False)
@@ -67,7 +64,14 @@ class Store:
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
         with self.immediate():
             migrations.apply(self.db)
-        self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max)
+        self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max, self.space)
+
+    def keep_reserve(self) -> None:
+        """Keep a disk reserve for state changes from now on (the service does): preallocated
+        now if there is room, released when the disk is full, then made again (see :mod:`.space`)."""
+        self.space.keep = True
+        with suppress(DiskFull, OSError):
+            self.space.room_for(0)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -82,16 +86,19 @@ class Store:
         """A write transaction that takes the write lock up front (no lost races under WAL).
 
         ``durable=False``: the commit does not wait for the disk (see the class docstring).
+        A full disk raises :class:`DiskFull` with the transaction rolled back (SQLite may have
+        rolled it back already).
         """
         conn = self.db.conn
         with nullcontext() if durable else unsynced(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: a durable commit of a real write (SQLite syncs
@@ -464,19 +471,24 @@ class Store:
         args = [stamp, *params] + ([stamp] if _OVERDUE in where else [])
         cursor = self.db.conn.execute(sql, args)  # not db.query: that wraps every read in a savepoint
         names = [d[0] for d in cursor.description]
-        return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
+        with self.db.conn.reading():
+            return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
 
     def events(self, message_id: str) -> list[Row]:
-        return [
-            {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
-            for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
-        ]
+        with self.db.conn.reading():
+            return [
+                {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
+                for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
+            ]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{direction: {state: count}}``."""
         result: dict[str, dict[str, int]] = {}
-        for row in self.db.query("SELECT direction, state, count(*) AS n FROM messages GROUP BY 1, 2 ORDER BY 1, 2"):
-            result.setdefault(row["direction"], {})[row["state"]] = row["n"]
+        with self.db.conn.reading():
+            for row in self.db.query(
+                "SELECT direction, state, count(*) AS n FROM messages GROUP BY 1, 2 ORDER BY 1, 2"
+            ):
+                result.setdefault(row["direction"], {})[row["state"]] = row["n"]
         return result
 
     def overdue_count(self) -> int:
@@ -496,20 +508,6 @@ _LAPSED = "(lease_beat IS NULL OR lease_boot IS NOT ? OR lease_beat <= ?)"
 def lapsed(lease: float) -> list[Any]:
     """The parameters of ``_LAPSED`` for a lease of ``lease`` seconds."""
     return [clock.boot(), clock.now() - lease]
-
-
-def _wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Put the database in WAL mode. Switching needs it to itself, and SQLite's busy timeout does
-    not cover that: when another process creates the same store at once, wait and try again."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
 
 
 _OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.met_at IS NULL AND e.due_at < ?)"

@@ -1,0 +1,174 @@
+"""A damaged store file (empty, cut short, not a store) is refused with one line and left untouched.
+
+Real ``meshbridge`` processes on real SQLite files; a new store is built under a temporary name and
+only then given its name, so a process killed while building one leaves no store file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshbridge.store import Store
+
+STORE = "var/meshbridge.db"
+
+
+def meshbridge(config: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MESHBRIDGE_CRASH_AT"}
+    if crash_at:
+        env["MESHBRIDGE_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file in the store's folder (not below it) and its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def store_with_history(path: Path, messages: int = 100, close: bool = True) -> None:
+    store = Store(path)
+    for n in range(messages):
+        store.add("in", "received", mailbox="X26ABC2", peer="X26ABC1", mesh_message_id=f"MESH-{n}")
+    if close:
+        store.close()
+    else:  # killed: the history stays in the write-ahead log
+        os._exit(0)
+
+
+def refused(config: Path, store: Path, command: tuple[str, ...] = ("status",)) -> str:
+    """Run ``command``: it must exit 2 with one line naming the store file; return that line."""
+    done = meshbridge(config, *command)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert str(store) in lines[0] and "left untouched" in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [("status",), ("messages",), ("poll",)])
+def test_an_empty_store_file_is_refused_and_left_untouched(meshbridge_config, command: tuple[str, ...]) -> None:
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store.parent.mkdir(parents=True)
+    store.touch()
+    line = refused(config, store, command)
+    assert "is empty (0 bytes)" in line and "backup" in line
+    assert snapshot(store.parent) == {"meshbridge.db": b""}  # not made into a new, empty store
+
+
+def test_an_empty_store_file_beside_its_log_is_refused_and_the_log_kept(meshbridge_config) -> None:
+    """A process killed with the history still in the write-ahead log; then the store file is emptied.
+    SQLite would take the empty file for a new database and drop the log."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    code = f"import test_store_damage as t; t.store_with_history(t.Path({str(store)!r}), close=False)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+    log = Path(f"{store}-wal").read_bytes()
+    assert log
+    store.write_bytes(b"")
+    before = snapshot(store.parent)
+    line = refused(config, store)
+    assert "is empty (0 bytes)" in line
+    assert snapshot(store.parent) == before
+    assert Path(f"{store}-wal").read_bytes() == log
+
+
+@pytest.mark.parametrize("keep", ["half", "one page", "50 bytes"])
+def test_a_truncated_store_is_refused_and_left_untouched(meshbridge_config, keep: str) -> None:
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store_with_history(store)
+    whole = store.read_bytes()
+    cut = {"half": len(whole) // 2, "one page": 4096, "50 bytes": 50}[keep]
+    store.write_bytes(whole[:cut])
+    before = snapshot(store.parent)
+    line = refused(config, store)
+    assert "is cut short" in line and f'sqlite3 {store} ".recover"' in line and "backup" in line
+    assert snapshot(store.parent) == before  # nothing re-created, nothing written
+    store.write_bytes(whole)  # the operator restores the backup: all 100 messages are there
+    done = meshbridge(config, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"] == {"in": {"received": 100}}
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(meshbridge_config) -> None:
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"this is not a store\n" * 500)
+    before = snapshot(store.parent)
+    line = refused(config, store)
+    assert "is not a SQLite database" in line and "[store] path" in line
+    assert snapshot(store.parent) == before
+
+
+def test_a_sqlite_database_that_is_not_a_store_is_refused_and_left_untouched(meshbridge_config) -> None:
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store.parent.mkdir(parents=True)
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE patients (nhs_number TEXT)")
+    db.close()
+    before = snapshot(store.parent)
+    line = refused(config, store)
+    assert "not a meshbridge store" in line
+    assert snapshot(store.parent) == before
+
+
+def test_a_store_missing_beside_its_log_is_refused(meshbridge_config) -> None:
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store.parent.mkdir(parents=True)
+    Path(f"{store}-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    before = snapshot(store.parent)
+    line = refused(config, store)
+    assert "meshbridge.db-wal" in line
+    assert snapshot(store.parent) == before
+
+
+def test_a_process_killed_while_building_a_new_store_leaves_no_store(meshbridge_config) -> None:
+    """Built under a temporary name and then named: killed in between, there is no half store at the
+    path to be taken for a whole one; the next start removes the leftover and builds it anew."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    done = meshbridge(config, "status", crash_at="store:built")
+    assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr)
+    assert not store.exists()
+    assert [p.name.startswith(".meshbridge.db.new-") for p in store.parent.iterdir()] == [True]
+    done = meshbridge(config, "status")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in store.parent.iterdir() if p.is_file()) == ["meshbridge.db"]
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] >= 6
+    db.close()
+
+
+def test_damage_found_while_reading_is_one_line(meshbridge_config) -> None:
+    """Pages overwritten inside the file (its size is right): SQLite finds it when it reads them."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store_with_history(store, messages=300)
+    with store.open("r+b") as f:
+        for offset in range(3 * 4096, store.stat().st_size - 4096, 2 * 4096):
+            f.seek(offset + 100)
+            f.write(b"\xff" * 2000)
+    done = meshbridge(config, "messages")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"store {store} is damaged" in line and ".recover" in line and "backup" in line
