@@ -8,6 +8,7 @@ MeshbridgeError
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
 │   └── SendAbandoned   a send failed too often and is now ``failed``
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
+├── DeliveryInterrupted  meshbridge stopped while a destination was still working
 └── UnknownMessage   no message with that id
 """
 
@@ -49,6 +50,10 @@ class SendAbandoned(TransportError):
 
 class StoreError(MeshbridgeError):
     """The store or a payload file is unusable or corrupt."""
+
+
+class DeliveryInterrupted(MeshbridgeError):
+    """meshbridge is stopping: a delivery still in progress was left (its claim released, tried at the next start)."""
 
 
 class UnknownMessage(MeshbridgeError):

@@ -226,6 +226,30 @@ class Store:
                 self._event(message_id, kind, "sending", None, stamp.isoformat(timespec="microseconds"))
         return bool(changed)
 
+    def deliverable(self, mailbox: str, workflow_id: str) -> list[Row]:
+        """Inbound ``valid`` messages on this mailbox and workflow that are due for delivery: never
+        tried, their backoff over, or their claim expired (its worker died)."""
+        return self._select(
+            "m.direction = 'in' AND m.state = 'valid' AND m.mailbox = ? AND m.workflow_id = ? "
+            "AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= ?)",
+            [mailbox, workflow_id, now()],
+        )
+
+    def claim_delivery(self, message_id: str, lease: float) -> bool:
+        """Take a due ``valid`` inbound message to deliver, for ``lease`` seconds (``next_attempt_at``
+        is the claim's end). One worker wins; the others get False. Lazy: a claim lost in a power
+        cut only makes the message due again."""
+        stamp = datetime.now(UTC)
+        until = (stamp + timedelta(seconds=lease)).isoformat(timespec="microseconds")
+        with self.immediate(durable=False) as db:
+            return bool(
+                db.execute(
+                    "UPDATE messages SET next_attempt_at = ? WHERE id = ? AND direction = 'in' AND state = 'valid' "
+                    "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+                    [until, message_id, stamp.isoformat(timespec="microseconds")],
+                ).rowcount
+            )
+
     def update(
         self,
         message_id: str,
@@ -444,5 +468,5 @@ _OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e
 # States after which a message's payload is no longer needed (retention may remove it).
 FINISHED = (
     "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
-    "report", "duplicate", "orphan", "invalid", "rejected", "failed",
+    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered",
 )  # fmt: skip
