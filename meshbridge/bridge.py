@@ -51,7 +51,7 @@ class Bridge:
         self.store = Store(config.store.path, inline_max=config.store.inline_max)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
-        self.stopping = threading.Event()  # set: finish the step in hand and stop (the service shares one)
+        self.stopping = threading.Event()
 
     def _check_routes(self) -> None:
         """Route settings that depend on installed plugins: payload types and destination kinds."""

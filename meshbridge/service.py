@@ -33,7 +33,7 @@ from .sources import ScanReport, scan
 
 log = logging.getLogger("meshbridge")
 
-STOP_WAIT = 20.0  # seconds SIGTERM waits for the steps in hand before the service exits anyway
+STOP_WAIT = 30.0  # seconds SIGTERM waits for the steps in hand before the service exits anyway (README: Stopping)
 
 Job = tuple[str, Callable[[], object], float]  # id, function, interval in seconds
 

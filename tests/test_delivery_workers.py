@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from conftest import OUT_IN
@@ -101,8 +102,8 @@ def bridge_with(request) -> Iterator[Callable[..., Bridge]]:
 class Endpoint(http.server.BaseHTTPRequestHandler):
     """An EPR: answers the next of ``statuses`` (then 200), or with ``hang`` trickles its answer for ever."""
 
-    statuses: list[int] = []
-    received: list[bytes] = []
+    statuses: ClassVar[list[int]] = []
+    received: ClassVar[list[bytes]] = []
     hang = False
     started = threading.Event()
     stop = threading.Event()
