@@ -366,3 +366,49 @@ def test_a_hanging_destination_holds_only_its_route_and_sigterm_still_stops_the_
     assert {m["state"] for m in listed if m["direction"] == "in" and m["workflow_id"] != "THIRD_WORKFLOW"} == {
         "delivered"
     }
+
+
+class HangingNotifier:
+    """A plugin whose event hook hangs: a step no stop event can interrupt."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+    @hookimpl
+    def meshbridge_on_event(self, event) -> None:
+        self.started.set()
+        self.release.wait(60)
+
+
+def test_sigterm_stops_the_service_even_when_a_step_hangs(
+    meshbridge_config, mesh_peer, bridge_with, monkeypatch, caplog
+) -> None:
+    import meshbridge.service
+
+    monkeypatch.setattr(meshbridge.service, "STOP_WAIT", 1.0, raising=False)  # the bound, made short for the test
+    notifier = HangingNotifier()
+    bridge = bridge_with(meshbridge_config(routes('{ folder = "delivered" }')), notifier)
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"nobody routes this", workflow_id="NO_ROUTE")
+
+    def terminate() -> None:
+        if notifier.started.wait(60):  # the collect worker is stuck in the hook
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate, daemon=True)
+    killer.start()
+    service = meshbridge.service.Service(bridge)
+    try:
+        with caplog.at_level("INFO", logger="meshbridge"):
+            service.run()  # returns: the stop does not wait for the hung step
+        assert notifier.started.is_set() and not notifier.release.is_set()
+        stopped = [r.getMessage() for r in caplog.records]
+        assert any("still busy" in m and "meshbridge-collect" in m for m in stopped), stopped
+        assert stopped[-1] == "meshbridge stopped"
+        assert bridge.store.find("in", mesh_id)["state"] == "unrouted"  # what the step did is recorded
+    finally:
+        notifier.release.set()
+        killer.join(60)
+        for worker in getattr(service, "workers", {}).values():
+            worker.join(60)  # the abandoned worker ends once its step does
+        if hasattr(service, "close"):  # not on the base commit
+            service.close()
