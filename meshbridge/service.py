@@ -106,9 +106,20 @@ class Service:
             (f"poll:{mailbox.id}", self._poller(collector, mailbox.id), mailbox.poll_interval)
             for mailbox in self.config.mailboxes.values()
         ]
-        self.workers["collect"] = Worker("collect", collector, poll_jobs, stopping)
+        if poll_jobs:
+            self.workers["collect"] = Worker("collect", collector, poll_jobs, stopping)
+        else:
+            collector.close()
 
         for route in self.bridge.delivery_routes():
+            if self.bridge.delivery_deadline(route) > service.delivery_lease:
+                log.warning(
+                    "route %s: its delivery deadline (%g s) is longer than [service] delivery_lease (%g s): "
+                    "another process may take a delivery over while it is still in progress",
+                    route.name,
+                    self.bridge.delivery_deadline(route),
+                    service.delivery_lease,
+                )
             deliverer = self._bridge()
             job: Job = (f"deliver:{route.name}", self._deliverer(deliverer, route.name), service.delivery_interval)
             self.workers[f"deliver:{route.name}"] = Worker(f"deliver:{route.name}", deliverer, [job], stopping)
