@@ -586,6 +586,9 @@ class Bridge:
             report.problems.append(f"deliver {message['id']}: {exc}")
         except MeshbridgeError as exc:
             self._delivery_failed(route, message, exc, report)
+        except Exception as exc:  # not the destination's (deliver_inbound catches all of those): the rest go on
+            log.exception("delivering %s failed", message["id"])
+            report.problems.append(f"deliver {message['id']}: {type(exc).__name__}: {exc}")
 
     def _delivery_failed(self, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
         report.problems.append(f"deliver {message['id']}: {error}")

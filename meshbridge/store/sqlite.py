@@ -45,8 +45,9 @@ class Store:
     durable commit (the write-ahead log keeps order, so the store after a power cut is always an
     earlier state of itself). Lazy: ``sent`` (a retry asks MESH by local id), ``mesh-acked`` (the
     acknowledge is repeated), a folder delivery within a poll, which ends with :meth:`sync` (the
-    file is written again, under the same name). Durable: everything a MESH call or an outside
-    reader relies on afterwards.
+    file is written again, under the same name), ``valid`` without ITK (validated again), a
+    delivery's claim (due again). Durable: everything a MESH call or an outside reader relies on
+    afterwards.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX) -> None:
