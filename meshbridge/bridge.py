@@ -539,12 +539,16 @@ class Bridge:
             if folder:
                 batch.clean([target])
             delivered = len(report.delivered)
+            size = RECEIVE_BATCH if folder else 1  # a folder batch is claimed at once: it is quick
             try:
-                for message in due:
+                for start in range(0, len(due), size):
                     if self.stopping.is_set():
                         break
-                    if self.store.claim_delivery(message["id"], policy.lease):
-                        self._deliver(route, message, batch, report, policy, deadline)
+                    chunk = due[start : start + size]
+                    taken = self.store.claim_deliveries([m["id"] for m in chunk], policy.lease)
+                    for message in chunk:
+                        if message["id"] in taken:
+                            self._deliver(route, message, batch, report, policy, deadline)
             finally:
                 try:
                     batch.finish()

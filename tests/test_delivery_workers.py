@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import os
 import signal
@@ -412,3 +413,26 @@ def test_sigterm_stops_the_service_even_when_a_step_hangs(
             worker.join(60)  # the abandoned worker ends once its step does
         if hasattr(service, "close"):  # not on the base commit
             service.close()
+
+
+def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) -> None:
+    one, two = Store(tmp_path / "mb.db"), Store(tmp_path / "mb.db")  # two workers, two connections
+    try:
+        sha, size = one.payloads.write_file(io.BytesIO(b"payload"))
+        ids = [
+            one.add("in", "valid", mailbox="X26ABC2", workflow_id="WF", payload_sha256=sha, payload_size=size)["id"]
+            for _ in range(3)
+        ]
+        assert [m["id"] for m in two.deliverable("X26ABC2", "WF")] == ids
+        assert one.claim_deliveries(ids[:2], lease=600) == set(ids[:2])
+        assert two.claim_deliveries(ids, lease=600) == {ids[2]}  # the others are taken
+        assert two.deliverable("X26ABC2", "WF") == []
+        assert one.claim_deliveries(ids, lease=600) == set()
+        one.db.execute("UPDATE messages SET next_attempt_at = '2000-01-01T00:00:00+00:00' WHERE id = ?", [ids[0]])
+        assert two.claim_deliveries(ids, lease=600) == {ids[0]}  # its worker died: the lease lapsed
+        one.transition(ids[1], "delivered", from_states=("valid",))
+        one.db.execute("UPDATE messages SET next_attempt_at = NULL")
+        assert two.claim_deliveries(ids, lease=600) == {ids[0], ids[2]}  # a delivered one is never claimed
+    finally:
+        one.close()
+        two.close()

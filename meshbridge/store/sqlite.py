@@ -236,20 +236,20 @@ class Store:
             [mailbox, workflow_id, now()],
         )
 
-    def claim_delivery(self, message_id: str, lease: float) -> bool:
-        """Take a due ``valid`` inbound message to deliver, for ``lease`` seconds (``next_attempt_at``
-        is the claim's end). One worker wins; the others get False. Lazy: a claim lost in a power
-        cut only makes the message due again."""
+    def claim_deliveries(self, message_ids: list[str], lease: float) -> set[str]:
+        """Take due ``valid`` inbound messages to deliver, for ``lease`` seconds (``next_attempt_at``
+        is the claim's end), in one transaction. Returns the ids this call took: of two workers,
+        one wins each message. Lazy: a claim lost in a power cut only makes the message due again."""
         stamp = datetime.now(UTC)
         until = (stamp + timedelta(seconds=lease)).isoformat(timespec="microseconds")
+        marks = ", ".join("?" * len(message_ids))
         with self.immediate(durable=False) as db:
-            return bool(
-                db.execute(
-                    "UPDATE messages SET next_attempt_at = ? WHERE id = ? AND direction = 'in' AND state = 'valid' "
-                    "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
-                    [until, message_id, stamp.isoformat(timespec="microseconds")],
-                ).rowcount
-            )
+            rows = db.execute(
+                f"UPDATE messages SET next_attempt_at = ? WHERE id IN ({marks}) AND direction = 'in' "
+                "AND state = 'valid' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING id",
+                [until, *message_ids, stamp.isoformat(timespec="microseconds")],
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def update(
         self,
