@@ -436,3 +436,22 @@ def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) 
     finally:
         one.close()
         two.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("delivery_attempts = 0", "service.delivery_attempts: expected a whole number of at least 1, got 0"),
+        ('delivery_timeout = "0s"', "service.delivery_timeout: must be more than 0 s"),
+        ('delivery_backoff = "soon"', "service.delivery_backoff:"),
+    ],
+)
+def test_delivery_settings_are_checked(meshbridge_config, setting: str, problem: str) -> None:
+    from meshbridge.errors import ConfigError
+
+    config = meshbridge_config(routes('{ folder = "delivered" }', setting + "\n"))
+    with pytest.raises(ConfigError) as raised:
+        load(config)
+    assert problem in str(raised.value)
+    defaults = load(meshbridge_config(routes('{ folder = "delivered" }'))).service
+    assert (defaults.delivery_attempts, defaults.delivery_timeout, defaults.delivery_lease) == (10, 300.0, 600.0)
