@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from .config import Config, Route, load
 from .destinations import FolderBatch
 from .errors import (
     ConfigError,
+    DeliveryInterrupted,
     DiskFull,
     MeshbridgeError,
     MeshRejected,
@@ -95,6 +97,19 @@ class Bridge:
     def retry_policy(self) -> pipeline.RetryPolicy:
         mesh = self.config.mesh
         return pipeline.RetryPolicy(mesh.send_attempts, mesh.retry_backoff, mesh.retry_backoff_max, mesh.send_lease)
+
+    @property
+    def delivery_policy(self) -> pipeline.RetryPolicy:
+        service = self.config.service
+        return pipeline.RetryPolicy(
+            service.delivery_attempts, service.delivery_backoff, service.delivery_backoff_max, service.delivery_lease
+        )
+
+    def delivery_deadline(self, route: Route) -> float:
+        """The total deadline of one delivery on this route: its destination's ``timeout``, else
+        ``[service] delivery_timeout``."""
+        timeout = getattr(getattr(route, "destination_options", None), "timeout", None)
+        return float(timeout) if timeout else self.config.service.delivery_timeout
 
     def mailbox(self, mailbox_id: str) -> MeshMailbox:
         if mailbox_id not in self.config.mailboxes:
@@ -279,24 +294,42 @@ class Bridge:
     # -- inbound --------------------------------------------------------------------------
 
     def poll(self, mailbox: str | None = None, *, track: bool = True) -> PollReport:
-        """One pass: flush sends, collect every inbox, deliver, apply REPORTs, refresh tracking.
+        """One pass: flush sends, collect every inbox, deliver what is due, apply REPORTs, refresh tracking.
 
-        Collecting and delivering hold the store's ``inbound`` lock: a second process polling the
-        same store waits, so no message is downloaded, answered or delivered twice.
+        Each delivery is claimed in the store with a lease and has a total deadline, so a second
+        process on the same store never delivers a message twice at once, and a broken or slow
+        destination only fails its own messages (retried with backoff), never the pass.
         """
         ids = [mailbox] if mailbox else list(self.config.mailboxes)
         for mailbox_id in ids:
             self.mailbox(mailbox_id)
         report = self.flush()
-        with self.store.exclusive("inbound"), goes_on(report):  # one process at a time collects and delivers
-            for mailbox_id in ids:
-                self._collect(mailbox_id, report)
-            self._finish_inbound(report)
-        self.flush(report)  # responses made while finishing
+        with goes_on(report):
+            self.collect(mailbox, report)
+        with goes_on(report):
+            self.deliver(mailboxes=ids, report=report)
+        self.flush(report)  # responses made while collecting
         if track:
             self.track(report)
         with goes_on(report):
             self.sweep(report)
+        return report
+
+    def collect(self, mailbox: str | None = None, report: PollReport | None = None) -> PollReport:
+        """Collect every inbox (or one) and do all that needs no destination: acknowledge in MESH,
+        apply REPORTs and acknowledgements, answer and validate (``valid``: ready to deliver).
+
+        Holds the store's ``inbound`` lock: a second process collecting from the same store waits,
+        so no message is downloaded or answered twice.
+        """
+        report = report or PollReport()
+        ids = [mailbox] if mailbox else list(self.config.mailboxes)
+        with self.store.exclusive("inbound"):  # one process at a time collects
+            for mailbox_id in ids:
+                if self.stopping.is_set():
+                    break
+                self._collect(mailbox_id, report)
+            self._prepare_all(report)
         return report
 
     def sweep(self, report: PollReport | None = None) -> PollReport:
@@ -314,15 +347,22 @@ class Bridge:
         return report
 
     def retry(self, message_id: str) -> Row:
-        """Send a ``failed`` outbound message again (a fresh set of attempts)."""
+        """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
+        (a fresh set of attempts; the inbound one is delivered by the next pass)."""
         message = self.store.get(message_id)
-        if message["direction"] != "out" or message["state"] != "failed":
+        retriable = (message["direction"], message["state"]) in (("out", "failed"), ("in", "undelivered"))
+        if not retriable:
             raise MeshbridgeError(
                 f"{message['id']} is {message['direction']} and {message['state']}: only a failed "
-                "outbound message can be retried"
+                "outbound message or an undelivered inbound one can be retried"
             )
         if not message["payload_sha256"]:
             raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
+        if message["direction"] == "in":
+            self.store.transition(
+                message["id"], "valid", from_states=("undelivered",), kind="retry", attempts=0, next_attempt_at=None
+            )
+            return self.store.get(message["id"])
         self.store.transition(
             message["id"], "accepted", from_states=("failed",), kind="retry", attempts=0, next_attempt_at=None
         )
@@ -351,7 +391,15 @@ class Bridge:
         if not message["payload_sha256"]:
             raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
         self.store.event(message["id"], "replay")
-        pipeline.deliver_inbound(self.store, self.plugins, route, {**message, "state": "valid"}, replay=True)
+        pipeline.deliver_inbound(
+            self.store,
+            self.plugins,
+            route,
+            {**message, "state": "valid"},
+            replay=True,
+            deadline=self.delivery_deadline(route),
+            stopping=self.stopping,
+        )
         return self.store.get(message["id"])
 
     def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
@@ -417,78 +465,138 @@ class Bridge:
             except MeshbridgeError as exc:
                 report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
 
-    def _finish_inbound(self, report: PollReport) -> None:
-        """Everything collected but not finished: REPORTs applied, DATA validated and delivered.
-
-        Folder deliveries are staged and made durable a batch at a time (see ``FolderBatch``),
-        recorded lazily, and the store synced at the end.
-        """
-        batch = FolderBatch(self.store.tag)
-        batch.clean(  # under the inbound lock: what is there, a crashed pass of this store left
-            r.destination["folder"] for r in self.config.routes if r.destination and "folder" in r.destination
-        )
-        delivered = len(report.delivered)
-        try:
-            self._deliver_all(report, batch)
-        finally:
+    def _prepare_all(self, report: PollReport) -> None:
+        """Every collected message (``mesh-acked``): REPORTs and acknowledgements applied, DATA
+        answered (ITK) and validated. What a route can deliver becomes ``valid``; delivering is
+        :meth:`deliver`'s. A message that fails here (a plugin that raises included) is reported
+        and the others go on."""
+        for message in self.store.messages(state="mesh-acked", direction="in"):
+            if self.stopping.is_set():
+                return
             try:
-                batch.finish()
-            finally:
-                if len(report.delivered) > delivered:
-                    self.store.sync()  # folder deliveries were recorded lazily
-
-    def _deliver_all(self, report: PollReport, batch: FolderBatch) -> None:
-        for message in self.store.messages(state="mesh-acked", direction="in") + self.store.messages(
-            state="valid", direction="in"
-        ):
-            try:
-                if message["message_type"] == "REPORT":
-                    self._apply_report(message, report)
-                    continue
-                if message["state"] == "mesh-acked" and self._domain_ack(message, report):
-                    continue
-                route = pipeline.inbound_route(self.config, message)
-                if route is None and message["workflow_id"] in acks.ack_workflows(self.config, message["mailbox"]):
-                    if self.acks.receive_response(message):
-                        report.correlated.append(message["id"])
-                    continue
-                if route is None or route.destination is None:
-                    pipeline.mark_unrouted(self.store, message, route)
-                    report.unrouted.append(message["id"])
-                    self._notify(
-                        "unrouted",
-                        message["id"],
-                        f"{message['id']} from {message['peer']} on workflow "
-                        f"{message['workflow_id']}: no inbound route; kept in the store",
-                    )
-                    continue
-                if message["state"] == "mesh-acked" and route.itk:
-                    state = self.acks.receive_message(route, message)
-                    if state in ("invalid", "duplicate"):
-                        report.invalid.append(message["id"])
-                    if state != "valid":
-                        continue
-                    message = self.store.get(message["id"])
-                elif message["state"] == "mesh-acked":
-                    result = pipeline.validate_inbound(self.store, self.plugins, route, message)
-                    if not result.valid:
-                        report.invalid.append(message["id"])
-                        self._notify(
-                            "invalid",
-                            message["id"],
-                            f"{message['id']} on {route.name} is invalid: "
-                            + "; ".join(str(f) for f in result.errors[:3]),
-                            findings=[f.as_dict() for f in result.findings],
-                        )
-                        continue
-                    self._deliver(route, message, batch, report, validated=result)
-                    continue
-                self._deliver(route, message, batch, report)
-            except DiskFull as exc:  # a delivery that cannot be recorded would be made again: stop
+                self._prepare(message, report)
+            except DiskFull as exc:
                 store_full(report, exc)
                 break
             except MeshbridgeError as exc:
-                report.problems.append(f"deliver {message['id']}: {exc}")
+                report.problems.append(f"prepare {message['id']}: {exc}")
+            except Exception as exc:
+                log.exception("preparing %s failed", message["id"])
+                report.problems.append(f"prepare {message['id']}: {type(exc).__name__}: {exc}")
+
+    def _prepare(self, message: Row, report: PollReport) -> None:
+        if message["message_type"] == "REPORT":
+            self._apply_report(message, report)
+            return
+        if self._domain_ack(message, report):
+            return
+        route = pipeline.inbound_route(self.config, message)
+        if route is None and message["workflow_id"] in acks.ack_workflows(self.config, message["mailbox"]):
+            if self.acks.receive_response(message):
+                report.correlated.append(message["id"])
+            return
+        if route is None or route.destination is None:
+            pipeline.mark_unrouted(self.store, message, route)
+            report.unrouted.append(message["id"])
+            self._notify(
+                "unrouted",
+                message["id"],
+                f"{message['id']} from {message['peer']} on workflow "
+                f"{message['workflow_id']}: no inbound route; kept in the store",
+            )
+            return
+        if route.itk:
+            state = self.acks.receive_message(route, message)
+            if state in ("invalid", "duplicate"):
+                report.invalid.append(message["id"])
+            return
+        result = pipeline.validate_inbound(self.store, self.plugins, route, message)
+        if not result.valid:
+            report.invalid.append(message["id"])
+            self._notify(
+                "invalid",
+                message["id"],
+                f"{message['id']} on {route.name} is invalid: " + "; ".join(str(f) for f in result.errors[:3]),
+                findings=[f.as_dict() for f in result.findings],
+            )
+            return
+        self.store.transition(  # lazy: lost in a power cut, the message is validated again
+            message["id"],
+            "valid",
+            from_states=("mesh-acked",),
+            detail={"payload_type": result.payload_type},
+            route=route.name,
+            payload_type=result.payload_type,
+            durable=False,
+        )
+
+    def delivery_routes(self, mailboxes: list[str] | None = None) -> list[Route]:
+        """Inbound routes with a destination (on these mailboxes)."""
+        return [
+            r
+            for r in self.config.routes
+            if r.direction == "inbound" and r.destination and (mailboxes is None or r.mailbox in mailboxes)
+        ]
+
+    def deliver(
+        self, route: str | None = None, *, mailboxes: list[str] | None = None, report: PollReport | None = None
+    ) -> PollReport:
+        """Deliver every ``valid`` inbound message that is due, on one route or all of them.
+
+        Each is claimed first (``[service] delivery_lease``), delivered within its deadline, and on
+        failure due again after a backoff; after ``[service] delivery_attempts`` it is
+        ``undelivered``, with an event. Stops between messages when :attr:`stopping` is set.
+        """
+        report = report or PollReport()
+        routes = [self.config.route(route)] if route else self.delivery_routes(mailboxes)
+        for r in routes:
+            if self.stopping.is_set():
+                break
+            try:
+                self._deliver_route(r, report)
+            except DiskFull as exc:
+                store_full(report, exc)
+                break
+            except MeshbridgeError as exc:
+                report.problems.append(f"deliver on {r.name}: {exc}")
+        return report
+
+    def _deliver_route(self, route: Route, report: PollReport) -> None:
+        assert route.destination is not None
+        due = [
+            m
+            for m in self.store.deliverable(route.mailbox, route.workflow_id)
+            if pipeline.inbound_route(self.config, m) == route
+        ]
+        if not due:
+            return
+        [(kind, target)] = route.destination.items()
+        folder = kind == "folder"
+        policy, deadline = self.delivery_policy, self.delivery_deadline(route)
+        # folder deliveries are staged a batch at a time (see FolderBatch); one process at a time
+        # stages into a folder, so the temp files left by a crashed pass can be cleaned
+        lock = f"folder-{hashlib.sha256(str(target).encode()).hexdigest()[:12]}"
+        with self.store.exclusive(lock) if folder else nullcontext():
+            batch = FolderBatch(self.store.tag)
+            if folder:
+                batch.clean([target])
+            delivered = len(report.delivered)
+            size = RECEIVE_BATCH if folder else 1  # a folder batch is claimed at once: it is quick
+            try:
+                for start in range(0, len(due), size):
+                    if self.stopping.is_set():
+                        break
+                    chunk = due[start : start + size]
+                    taken = self.store.claim_deliveries([m["id"] for m in chunk], policy.lease)
+                    for message in chunk:
+                        if message["id"] in taken:
+                            self._deliver(route, message, batch, report, policy, deadline)
+            finally:
+                try:
+                    batch.finish()
+                finally:
+                    if len(report.delivered) > delivered:
+                        self.store.sync()  # folder deliveries were recorded lazily
 
     def _deliver(
         self,
@@ -496,22 +604,54 @@ class Bridge:
         message: Row,
         batch: FolderBatch,
         report: PollReport,
-        validated: ValidationResult | None = None,
+        policy: pipeline.RetryPolicy,
+        deadline: float,
     ) -> None:
         def done(error: MeshbridgeError | None) -> None:
             if isinstance(error, DiskFull):
                 store_full(report, error)
             elif error:
-                report.problems.append(f"deliver {message['id']}: {error}")
+                self._delivery_failed(route, message, error, report)
             else:
                 report.delivered.append(message["id"])
 
-        if pipeline.deliver_inbound(
-            self.store, self.plugins, route, message, validated=validated, batch=batch, on_done=done
-        ):
-            report.delivered.append(message["id"])
-        elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
-            batch.finish()
+        try:
+            if pipeline.deliver_inbound(
+                self.store,
+                self.plugins,
+                route,
+                message,
+                batch=batch,
+                on_done=done,
+                policy=policy,
+                deadline=deadline,
+                stopping=self.stopping,
+            ):
+                report.delivered.append(message["id"])
+            elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
+                batch.finish()
+        except DeliveryInterrupted as exc:
+            report.problems.append(f"deliver {message['id']}: {exc}")
+        except DiskFull:
+            raise  # a delivery that cannot be recorded would be made again: the route stops here
+        except MeshbridgeError as exc:
+            self._delivery_failed(route, message, exc, report)
+        except Exception as exc:  # not the destination's (deliver_inbound catches all of those): the rest go on
+            log.exception("delivering %s failed", message["id"])
+            report.problems.append(f"deliver {message['id']}: {type(exc).__name__}: {exc}")
+
+    def _delivery_failed(self, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
+        report.problems.append(f"deliver {message['id']}: {error}")
+        if self.store.get(message["id"])["state"] == "undelivered":
+            report.undelivered.append(message["id"])
+            self._notify(
+                "undelivered",
+                message["id"],
+                f"{message['id']} on {route.name} not delivered after "
+                f"{self.config.service.delivery_attempts} attempts: {error}",
+                route=route.name,
+                reason=str(error),
+            )
 
     def _apply_report(self, message: Row, report: PollReport) -> None:
         linked = pipeline.apply_report(self.store, message)

@@ -391,7 +391,7 @@ def run(ctx: click.Context, once: bool) -> None:
 @click.argument("message_id")
 @click.pass_context
 def retry(ctx: click.Context, message_id: str) -> None:
-    """Send a failed outbound message again."""
+    """Send a failed outbound message again, or deliver an undelivered inbound one again (next pass)."""
     with bridge_for(ctx) as bridge:
         message = bridge.retry(message_id)
         echo(f"{message['id']}: {message['state']}")

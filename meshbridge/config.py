@@ -87,6 +87,13 @@ class ServiceConfig:
     housekeeping_interval: float = 86400.0
     retention: float = 30 * 86400.0
     source_settle: float = 2.0
+    # inbound deliveries: each route has its own worker; a failed delivery is retried with backoff
+    delivery_interval: float = 10.0  # how often each route's worker looks for what is due
+    delivery_timeout: float = 300.0  # total deadline of one delivery (a route's own timeout wins)
+    delivery_attempts: int = 10  # then ``undelivered``
+    delivery_backoff: float = 30.0
+    delivery_backoff_max: float = 3600.0
+    delivery_lease: float = 600.0  # a claim to deliver lasts this long (keep it above every deadline)
 
 
 @dataclass(frozen=True)
@@ -328,6 +335,11 @@ _SERVICE = {
     "housekeeping_interval",
     "retention",
     "source_settle",
+    "delivery_interval",
+    "delivery_timeout",
+    "delivery_backoff",
+    "delivery_backoff_max",
+    "delivery_lease",
 }
 _STORE = {"path", "inline_max"}
 _MESH = {
@@ -394,12 +406,15 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
     mesh = _mesh(r, raw["mesh"])
     mailboxes = _mailboxes(r, raw.get("mailboxes", []), mesh)
     routes = _routes(r, raw.get("routes", []), mailboxes)
-    service_raw = r.table(raw.get("service", {}), "service", _SERVICE)
+    service_raw = r.table(raw.get("service", {}), "service", _SERVICE | {"delivery_attempts"})
     defaults = ServiceConfig()
     service = ServiceConfig(
-        **{name: r.duration(service_raw, "service", name, getattr(defaults, name)) for name in _SERVICE}
+        **{name: r.duration(service_raw, "service", name, getattr(defaults, name)) for name in _SERVICE},
+        delivery_attempts=_positive_int(r, service_raw, "service", "delivery_attempts", defaults.delivery_attempts),
     )
     _no_secrets_to_commands(r, routes)
+    if service.delivery_timeout <= 0:
+        raise r.fail("service.delivery_timeout", "must be more than 0 s")
     return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes, service=service)
 
 

@@ -91,7 +91,7 @@ class FolderBatch:
         return len(self._staged)
 
     def clean(self, folders: Iterable[str | Path]) -> None:
-        """Remove temp files a crashed pass left (call only while holding the store's inbound lock)."""
+        """Remove temp files a crashed pass left (call only while holding the folder's lock: see Bridge)."""
         for folder in folders:
             for leftover in Path(folder).glob(f"{self.prefix}*.part"):
                 leftover.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ MeshbridgeError
 │   ├── StoreDamaged the store file is empty, truncated or not a meshbridge store (exit code 2)
 │   └── DiskFull     the store's disk refused a write: full, over a size limit, or failing
 ├── ClaimLost        another process took over a send whose claim had lapsed (this one stops)
+├── DeliveryInterrupted  meshbridge stopped while a destination was still working
 └── UnknownMessage   no message with that id
 """
 
@@ -82,6 +83,10 @@ class DiskFull(StoreError):
     """The store's disk refused a write: no space (ENOSPC, EDQUOT), a file-size limit (EFBIG),
     SQLite's page limit (SQLITE_FULL) or an I/O error (EIO). Nothing half-written is kept; work
     that needs no new space goes on, and the next pass tries again."""
+
+
+class DeliveryInterrupted(MeshbridgeError):
+    """meshbridge is stopping: a delivery still in progress was left (its claim released, tried at the next start)."""
 
 
 class UnknownMessage(MeshbridgeError):

@@ -75,7 +75,9 @@ def meshbridge_destinations() -> dict[str, Destination]:
     ``blocks`` the payload's bytes, ``name`` a safe file name unique per MESH message id; it
     returns a description of where the payload went and raises
     :class:`~meshbridge.destinations.DeliveryError` when it was not delivered (it will be tried
-    again). Delivery must be idempotent for the same name.
+    again, after a backoff; anything else it raises counts the same). It runs in a thread of its
+    own and has the route's total deadline: past it, the delivery is recorded failed and the
+    thread abandoned (what it returns later is ignored). Delivery must be idempotent for the same name.
 
     All results are collected and merged; a later plugin may not replace an existing kind.
     """

@@ -1,18 +1,20 @@
-"""``meshbridge run``: the service. apscheduler 3.x jobs over one :class:`~meshbridge.Bridge`.
+"""``meshbridge run``: the service. Workers, each a thread with its own :class:`~meshbridge.Bridge`
+(so its own store connection: a connection is never shared), each running its jobs one at a time:
 
-Jobs (each at most one instance at a time; missed runs coalesce into one):
+- ``send``: ``send`` every ``[service] send_interval`` (take complete files from source folders,
+  then send what waits: retries with backoff, resumed claims), ``track`` every
+  ``[mesh] tracking_interval``, ``sweep`` every ``sweep_interval`` (overdue expectations),
+  ``handshake:<mailbox>`` and ``housekeeping`` daily;
+- ``collect``: ``poll:<mailbox>`` every mailbox's ``poll_interval``: collect every page of the
+  inbox, acknowledge, apply REPORTs and acknowledgements, answer and validate; then wake the send
+  worker (responses) and the delivery workers;
+- ``deliver:<route>`` for each inbound route with a destination, every
+  ``[service] delivery_interval``: deliver what is due, each message claimed with a lease and
+  given a total deadline, so a slow or broken destination holds only its own route.
 
-- ``poll:<mailbox>`` every mailbox's ``poll_interval``: collect (every page of the inbox, so a full
-  page is followed at once), answer, deliver, correlate; then send what waits;
-- ``send`` every ``[service] send_interval``: take complete files from source folders, then send
-  what waits (retries with backoff; resumed claims);
-- ``track`` every ``[mesh] tracking_interval``: MESH tracking of sent messages (kept rare);
-- ``sweep`` every ``sweep_interval``: overdue expectations;
-- ``handshake:<mailbox>`` daily; ``housekeeping`` daily: payload files past ``retention``, temp
-  files of killed downloads and uploads.
-
-Jobs run one at a time on a single worker thread, so the store's connection is never shared.
-SIGTERM/SIGINT stop the scheduler after the job in hand finishes; every step of a job is
+SIGTERM/SIGINT set the shared stop event: a delivery in progress is left at once (its claim
+released), an upload stops between chunks, every other job stops after its step in hand; the
+service waits at most :data:`STOP_WAIT` seconds for that, then exits anyway. Every step is
 durable before the next, so what a stop interrupts is picked up by the next start.
 """
 
@@ -21,9 +23,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .bridge import Bridge
 from .errors import MeshbridgeError
@@ -31,114 +33,208 @@ from .sources import ScanReport, scan
 
 log = logging.getLogger("meshbridge")
 
+STOP_WAIT = 30.0  # seconds SIGTERM waits for the steps in hand before the service exits anyway (README: Stopping)
+
+Job = tuple[str, Callable[[], object], float]  # id, function, interval in seconds
+
+
+class Worker(threading.Thread):
+    """One thread, its own bridge, its jobs run one at a time when due (all due at the start)."""
+
+    def __init__(self, name: str, bridge: Bridge, jobs: list[Job], stopping: threading.Event) -> None:
+        super().__init__(name=f"meshbridge-{name}", daemon=True)  # daemon: a stuck step never blocks the exit
+        self.bridge, self.jobs, self.stopping = bridge, jobs, stopping
+        self._due = {job_id: 0.0 for job_id, _, _ in jobs}
+        self._woken = threading.Event()
+
+    def wake(self, *job_ids: str) -> None:
+        """Run these jobs (all, if none named) as soon as the job in hand is done."""
+        for job_id in job_ids or self._due:
+            if job_id in self._due:
+                self._due[job_id] = 0.0
+        self._woken.set()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.run_due()
+            wait = min(self._due.values()) - time.monotonic()
+            if wait > 0:
+                self._woken.wait(wait)
+            self._woken.clear()
+
+    def run_due(self) -> None:
+        for job_id, function, interval in self.jobs:
+            if self.stopping.is_set():
+                return
+            if self._due[job_id] <= time.monotonic():
+                self._due[job_id] = time.monotonic() + interval
+                _guarded(job_id, function)()
+
 
 class Service:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.config = bridge.config
-        self._scheduler: Any = None
-        self._stopping = threading.Event()
+        self.stopping = bridge.stopping  # one stop event, shared by every worker's bridge
+        self.workers: dict[str, Worker] = {}
         bridge.store.keep_reserve()  # room to record state changes when the disk fills (README: The store)
 
-    def jobs(self) -> list[tuple[str, Callable[[], object], float]]:
-        """``(id, function, interval seconds)`` for every job."""
-        service = self.config.service
-        jobs: list[tuple[str, Callable[[], object], float]] = [("send", self.send, service.send_interval)]
+    def _bridge(self) -> Bridge:
+        worker = Bridge(self.config, self.bridge.plugins)
+        worker.stopping = self.stopping
+        return worker
+
+    def build(self) -> list[Worker]:
+        """The workers and their jobs, each worker with a bridge (a store connection) of its own."""
+        if self.workers:
+            return list(self.workers.values())
+        service, stopping = self.config.service, self.stopping
+        sender = self._bridge()
+        send_jobs: list[Job] = [
+            ("send", lambda: self.send(sender), service.send_interval),
+            ("track", sender.track, max(60.0, self.config.mesh.tracking_interval)),
+            ("sweep", sender.sweep, service.sweep_interval),
+        ]
         for mailbox in self.config.mailboxes.values():
-            jobs.append((f"poll:{mailbox.id}", _poller(self.bridge, mailbox.id), mailbox.poll_interval))
-        jobs.append(("track", self.bridge.track, max(60.0, self.config.mesh.tracking_interval)))
-        jobs.append(("sweep", self.bridge.sweep, service.sweep_interval))
-        for mailbox in self.config.mailboxes.values():
-            jobs.append(
-                (f"handshake:{mailbox.id}", self.bridge.mailbox(mailbox.id).handshake, service.handshake_interval)
+            send_jobs.append(
+                (f"handshake:{mailbox.id}", sender.mailbox(mailbox.id).handshake, service.handshake_interval)
             )
-        jobs.append(("housekeeping", self.housekeeping, service.housekeeping_interval))
-        return jobs
+        send_jobs.append(("housekeeping", lambda: self.housekeeping(sender), service.housekeeping_interval))
+        self.workers["send"] = Worker("send", sender, send_jobs, stopping)
+
+        collector = self._bridge()
+        poll_jobs: list[Job] = [
+            (f"poll:{mailbox.id}", self._poller(collector, mailbox.id), mailbox.poll_interval)
+            for mailbox in self.config.mailboxes.values()
+        ]
+        if poll_jobs:
+            self.workers["collect"] = Worker("collect", collector, poll_jobs, stopping)
+        else:
+            collector.close()
+
+        for route in self.bridge.delivery_routes():
+            if self.bridge.delivery_deadline(route) > service.delivery_lease:
+                log.warning(
+                    "route %s: its delivery deadline (%g s) is longer than [service] delivery_lease (%g s): "
+                    "another process may take a delivery over while it is still in progress",
+                    route.name,
+                    self.bridge.delivery_deadline(route),
+                    service.delivery_lease,
+                )
+            deliverer = self._bridge()
+            job: Job = (f"deliver:{route.name}", self._deliverer(deliverer, route.name), service.delivery_interval)
+            self.workers[f"deliver:{route.name}"] = Worker(f"deliver:{route.name}", deliverer, [job], stopping)
+        return list(self.workers.values())
 
     # -- the jobs ---------------------------------------------------------------------------
 
-    def send(self) -> None:
+    def send(self, bridge: Bridge | None = None) -> None:
+        bridge = bridge or self.bridge
         report = ScanReport()
         for route in self.config.routes:
             if route.source and "folder" in route.source:
                 scan(
                     Path(route.source["folder"]),
                     route.name,
-                    self.bridge.store,
-                    self.bridge.send,
+                    bridge.store,
+                    bridge.send,
                     self.config.service.source_settle,
                     report,
                 )
         for problem in report.problems:
             log.warning("source: %s", problem)
-        for problem in self.bridge.flush().problems:
+        for problem in bridge.flush().problems:
             log.warning("send: %s", problem)
 
-    def housekeeping(self) -> int:
+    def housekeeping(self, bridge: Bridge | None = None) -> int:
         """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``)."""
-        self.bridge.store.payloads.clean()
-        removed = self.bridge.store.remove_old_payloads(self.config.service.retention)
+        store = (bridge or self.bridge).store
+        store.payloads.clean()
+        removed = store.remove_old_payloads(self.config.service.retention)
         if removed:
             log.info("housekeeping: removed %d payload files past retention", removed)
         return removed
 
+    def _poller(self, bridge: Bridge, mailbox: str) -> Callable[[], None]:
+        def poll() -> None:
+            report = bridge.collect(mailbox)
+            for problem in report.problems:
+                log.warning("poll %s: %s", mailbox, problem)
+            if "send" in self.workers:  # responses to send, messages to deliver
+                self.workers["send"].wake("send")
+            for route in bridge.delivery_routes([mailbox]):
+                worker = self.workers.get(f"deliver:{route.name}")
+                if worker:
+                    worker.wake()
+
+        return poll
+
+    @staticmethod
+    def _deliverer(bridge: Bridge, route: str) -> Callable[[], None]:
+        def deliver() -> None:
+            for problem in bridge.deliver(route).problems:
+                log.warning("deliver %s: %s", route, problem)
+
+        return deliver
+
     # -- running ----------------------------------------------------------------------------
 
     def run_once(self) -> None:
-        """Every job once, in flow order (for cron): sources and sends, inboxes, tracking, deadlines."""
-        for job_id, function, _ in self.jobs():
-            if job_id.startswith(("handshake:", "housekeeping")):
-                continue
-            _guarded(job_id, function)()
+        """Every job once, in flow order (for cron): sources and sends, inboxes, deliveries,
+        responses, tracking, deadlines."""
+        try:
+            workers = self.build()
+            by_id = {job_id: job for worker in workers for job_id, job, _ in worker.jobs}
+            order = [
+                "send",
+                *(j for j in by_id if j.startswith("poll:")),
+                *(j for j in by_id if j.startswith("deliver:")),
+            ]
+            for job_id in [*order, "send", "track", "sweep"]:
+                _guarded(job_id, by_id[job_id])()
+        finally:
+            self.close()
 
     def run(self) -> None:
-        """Run until SIGTERM or SIGINT."""
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.blocking import BlockingScheduler
-
-        scheduler = BlockingScheduler(
-            timezone="UTC",
-            executors={"default": ThreadPoolExecutor(1)},  # one job at a time: one store connection
-            job_defaults={"coalesce": True, "max_instances": 1},
-        )
-        for job_id, function, interval in self.jobs():
-            scheduler.add_job(
-                _guarded(job_id, function),
-                "interval",
-                seconds=interval,
-                id=job_id,
-                replace_existing=True,
-                misfire_grace_time=max(30, int(interval)),
-                next_run_time=_now(),
-            )
-        self._scheduler = scheduler
+        """Run until SIGTERM or SIGINT; then stop within about :data:`STOP_WAIT` seconds."""
+        workers = self.build()
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        log.info("meshbridge running: %d jobs", len(scheduler.get_jobs()))
         try:
-            scheduler.start()
+            for worker in workers:
+                worker.start()
+            jobs = sum(len(w.jobs) for w in workers)
+            log.info("meshbridge running: %d workers, %d jobs", len(workers), jobs)
+            while not self.stopping.wait(1.0):
+                pass
+            end = time.monotonic() + STOP_WAIT
+            for worker in workers:
+                worker.join(max(0.0, end - time.monotonic()))
+            busy = [w.name for w in workers if w.is_alive()]
+            if busy:
+                log.warning(
+                    "stopped after %g s with %s still busy: left as it was, the next start picks it up",
+                    STOP_WAIT,
+                    ", ".join(busy),
+                )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.close()
             log.info("meshbridge stopped")
 
+    def close(self) -> None:
+        """Close the workers' bridges, except those still busy (abandoned to the exit)."""
+        for worker in self.workers.values():
+            if not worker.is_alive():
+                worker.bridge.close()
+
     def _stop(self, signum: int, frame: object) -> None:
-        if self._stopping.is_set():
+        if self.stopping.is_set():
             return
-        self._stopping.set()
-        self.bridge.stopping.set()  # an upload in hand stops after its current chunk, resumable
-        log.info("stopping on signal %d after the job in hand", signum)
-        # shutdown(wait=True) must not run inside the signal handler that interrupted the
-        # scheduler's own thread; a helper thread waits for the job in hand, then stops it.
-        threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
-
-
-def _poller(bridge: Bridge, mailbox: str) -> Callable[[], None]:
-    def poll() -> None:
-        report = bridge.poll(mailbox, track=False)
-        for problem in report.problems:
-            log.warning("poll %s: %s", mailbox, problem)
-
-    return poll
+        self.stopping.set()
+        log.info("stopping on signal %d: deliveries left at once, other jobs after their step in hand", signum)
+        for worker in self.workers.values():
+            worker.wake()
 
 
 def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], None]:
@@ -154,9 +250,3 @@ def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], None]:
 
     run.__name__ = job_id
     return run
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

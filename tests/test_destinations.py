@@ -63,7 +63,7 @@ def test_http_destination_retries_until_2xx(meshbridge_config, make_bridge, mesh
     url, handler = endpoint
     handler.statuses = [503]  # the EPR is down at first
     routes = OUT_IN.replace('destination = { folder = "delivered" }', f'destination = {{ http = "{url}" }}')
-    bridge = make_bridge(meshbridge_config(routes))
+    bridge = make_bridge(meshbridge_config(routes + '\n[service]\ndelivery_backoff = "0s"\n'))  # retried at once
     recorded = []  # a POST is not repeated lightly: its delivery is recorded durably, not left to a later sync
     real = bridge.store.transition
     monkeypatch.setattr(

@@ -70,7 +70,7 @@ def test_failed_delivery_is_retried_on_the_next_poll(tmp_path: Path, meshbridge_
     blocker = tmp_path / "delivered"
     blocker.write_text("a file where the destination folder should be")
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"keep me", workflow_id="TEST_WORKFLOW")
-    bridge = make_bridge(meshbridge_config(OUT_IN))
+    bridge = make_bridge(meshbridge_config(OUT_IN + '\n[service]\ndelivery_backoff = "0s"\n'))  # retried at once
     report = bridge.poll()
     assert len(report.problems) == 1 and "cannot write to folder" in report.problems[0]
     message = bridge.store.find("in", mesh_id)

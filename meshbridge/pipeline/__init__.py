@@ -16,6 +16,7 @@ from .inbound import (
     download,
     inbound_route,
     mark_unrouted,
+    retry_later,
     undecodable,
     validate_inbound,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "due_for_sending",
     "inbound_route",
     "mark_unrouted",
+    "retry_later",
     "track",
     "tracking_due",
     "transmit",
@@ -55,5 +57,6 @@ class PollReport:
     correlated: list[str] = field(default_factory=list)
     overdue: list[str] = field(default_factory=list)
     undeliverable: list[str] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)  # inbound: delivery attempts spent
     tracked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from ..config import Config, Route
 from ..destinations import DeliveryError, FolderBatch, safe_name, to_folder
 from ..destinations import deliver as deliver_to
-from ..errors import MeshbridgeError, StoreError, UndecodableBody
+from ..errors import DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
 from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
 from ..store import Row, Store
 from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
-from .outbound import IN_FLIGHT
+from .outbound import IN_FLIGHT, RetryPolicy
 
 log = logging.getLogger("meshbridge")
 BAD_BODY_ATTEMPTS = 5  # downloads that fail to decode before the body is stored as received anyway
+DEFAULT_DEADLINE = 300.0  # seconds: a delivery's total deadline when the caller gives none
 
 
 def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
@@ -264,6 +269,9 @@ def deliver_inbound(
     replay: bool = False,
     batch: FolderBatch | None = None,
     on_done: Callable[[MeshbridgeError | None], None] | None = None,
+    policy: RetryPolicy | None = None,
+    deadline: float | None = None,
+    stopping: threading.Event | None = None,
 ) -> bool:
     """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
 
@@ -275,6 +283,13 @@ def deliver_inbound(
     That record is lazy (the caller syncs the store after the pass): lost in a power cut, the same
     file is written again under the same name. Every other delivery is made and recorded durably
     at once (an HTTP POST or a command is not repeated so lightly), and True returned.
+
+    With a ``policy``, a failed delivery is retried after a backoff and, after ``policy.attempts``,
+    the message is ``undelivered`` (see :func:`retry_later`); without one (a replay) it is only
+    recorded. A destination other than a folder batch runs in a thread of its own for at most
+    ``deadline`` seconds (then it is a failed delivery and the thread is abandoned); anything it
+    raises is a failed delivery. When ``stopping`` is set meanwhile, the claim is released and
+    :class:`~meshbridge.errors.DeliveryInterrupted` raised.
     """
     assert route.destination is not None
     [(kind, target)] = route.destination.items()
@@ -290,7 +305,10 @@ def deliver_inbound(
     def failed(exc: DeliveryError | StoreError) -> None:
         if valid:
             store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=valid[1], **fields)
-        store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+        if policy is None or replay:
+            store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+        else:
+            retry_later(store, message, str(exc), policy)
 
     def delivered(where: str, durable: bool) -> None:
         checkpoint("deliver:written")
@@ -328,9 +346,86 @@ def deliver_inbound(
         if batch is not None and deliver is to_folder and not replay:
             batch.add(target, blocks, name, staged)
             return False
-        where = deliver_to(kind, deliver, target, blocks, name, message["content_type"], route.destination_options)
+        blocks = _opened(blocks)  # the store is read here; the destination's thread reads files only
+        where = _within(
+            lambda: deliver_to(kind, deliver, target, blocks, name, message["content_type"], route.destination_options),
+            deadline or DEFAULT_DEADLINE,
+            stopping,
+            f"{kind} destination of route {route.name}",
+        )
+    except DeliveryInterrupted:
+        store.update(
+            message["id"], kind="delivery-interrupted", detail={"reason": "meshbridge stopped"}, next_attempt_at=None
+        )
+        raise
     except (DeliveryError, StoreError) as exc:
         failed(exc)
         raise
     delivered(where, durable=True)
     return True
+
+
+def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) -> bool:
+    """Record a failed delivery: due again after the policy's backoff, or ``undelivered`` once
+    ``policy.attempts`` are spent. Returns True when it is now ``undelivered``."""
+    attempts = (message["attempts"] or 0) + 1
+    if attempts >= policy.attempts:
+        return store.transition(
+            message["id"],
+            "undelivered",
+            from_states=("valid",),
+            detail={"reason": reason, "attempts": attempts},
+            last_error=reason,
+            attempts=attempts,
+            next_attempt_at=None,
+        )
+    retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
+    store.update(
+        message["id"],
+        kind="delivery-failed",
+        detail={"reason": reason, "attempt": attempts, "retry_at": retry_at},
+        last_error=reason,
+        attempts=attempts,
+        next_attempt_at=retry_at,
+    )
+    return False
+
+
+def _opened(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """Read the first block in this thread: opening a payload may read the store's connection,
+    which must not be used by a destination's thread (that may be abandoned)."""
+    first = next(blocks, None)
+    return itertools.chain(() if first is None else (first,), blocks)
+
+
+def _within(call: Callable[[], str], deadline: float, stopping: threading.Event | None, what: str) -> str:
+    """Run a destination in a daemon thread for at most ``deadline`` seconds.
+
+    Whatever it raises becomes a :class:`DeliveryError` (or stays a ``StoreError``) naming the
+    exception; past the deadline, or when ``stopping`` is set, its thread is abandoned (a plugin
+    cannot be interrupted) and the delivery is failed, or interrupted.
+    """
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # a plugin may raise anything, even SystemExit
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="meshbridge-destination", daemon=True).start()
+    end = time.monotonic() + deadline
+    while not done.wait(min(0.25, max(0.0, end - time.monotonic()))):
+        if stopping is not None and stopping.is_set():
+            raise DeliveryInterrupted(f"{what}: meshbridge stopped while it was still working")
+        if time.monotonic() >= end:
+            raise DeliveryError(f"{what} did not finish within {deadline:g} s (abandoned)")
+    result = outcome[0]
+    if isinstance(result, DeliveryError | StoreError):
+        raise result
+    if isinstance(result, BaseException):
+        raise DeliveryError(f"{what} failed: {type(result).__name__}: {result}")
+    return str(result)

@@ -47,8 +47,9 @@ class Store:
     durable commit (the write-ahead log keeps order, so the store after a power cut is always an
     earlier state of itself). Lazy: ``sent`` (a retry asks MESH by local id), ``mesh-acked`` (the
     acknowledge is repeated), a folder delivery within a poll, which ends with :meth:`sync` (the
-    file is written again, under the same name). Durable: everything a MESH call or an outside
-    reader relies on afterwards.
+    file is written again, under the same name), ``valid`` without ITK (validated again), a
+    delivery's claim (due again). Durable: everything a MESH call or an outside reader relies on
+    afterwards.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX) -> None:
@@ -261,6 +262,30 @@ class Store:
             if changed:
                 self._event(message_id, kind, None, detail, stamp)
         return bool(changed)
+
+    def deliverable(self, mailbox: str, workflow_id: str) -> list[Row]:
+        """Inbound ``valid`` messages on this mailbox and workflow that are due for delivery: never
+        tried, their backoff over, or their claim expired (its worker died)."""
+        return self._select(
+            "m.direction = 'in' AND m.state = 'valid' AND m.mailbox = ? AND m.workflow_id = ? "
+            "AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= ?)",
+            [mailbox, workflow_id, now()],
+        )
+
+    def claim_deliveries(self, message_ids: list[str], lease: float) -> set[str]:
+        """Take due ``valid`` inbound messages to deliver, for ``lease`` seconds (``next_attempt_at``
+        is the claim's end), in one transaction. Returns the ids this call took: of two workers,
+        one wins each message. Lazy: a claim lost in a power cut only makes the message due again."""
+        stamp = datetime.now(UTC)
+        until = (stamp + timedelta(seconds=lease)).isoformat(timespec="microseconds")
+        marks = ", ".join("?" * len(message_ids))
+        with self.immediate(durable=False) as db:
+            rows = db.execute(
+                f"UPDATE messages SET next_attempt_at = ? WHERE id IN ({marks}) AND direction = 'in' "
+                "AND state = 'valid' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING id",
+                [until, *message_ids, stamp.isoformat(timespec="microseconds")],
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def update(
         self,
@@ -515,5 +540,5 @@ _OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e
 # States after which a message's payload is no longer needed (retention may remove it).
 FINISHED = (
     "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
-    "report", "duplicate", "orphan", "invalid", "rejected", "failed",
+    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered",
 )  # fmt: skip
