@@ -108,8 +108,7 @@ class Bridge:
     def delivery_deadline(self, route: Route) -> float:
         """The total deadline of one delivery on this route: its destination's ``timeout``, else
         ``[service] delivery_timeout``."""
-        timeout = getattr(getattr(route, "destination_options", None), "timeout", None)
-        return float(timeout) if timeout else self.config.service.delivery_timeout
+        return route.destination_options.timeout or self.config.service.delivery_timeout
 
     def mailbox(self, mailbox_id: str) -> MeshMailbox:
         if mailbox_id not in self.config.mailboxes:

@@ -50,6 +50,9 @@ class Secret:
         return hash(self._value)
 
 
+DELIVERY_TIMEOUT = 300.0  # seconds, total, for one delivery: [service] delivery_timeout's default
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path
@@ -89,7 +92,7 @@ class ServiceConfig:
     source_settle: float = 2.0
     # inbound deliveries: each route has its own worker; a failed delivery is retried with backoff
     delivery_interval: float = 10.0  # how often each route's worker looks for what is due
-    delivery_timeout: float = 300.0  # total deadline of one delivery (a route's own timeout wins)
+    delivery_timeout: float = DELIVERY_TIMEOUT  # total deadline of one delivery (a route's own timeout wins)
     delivery_attempts: int = 10  # then ``undelivered``
     delivery_backoff: float = 30.0
     delivery_backoff_max: float = 3600.0
@@ -125,20 +128,16 @@ class ItkOptions:
     full_ack: bool = True  # inbound: our business responses ask the sender for an inf ack
 
 
-HTTP_TIMEOUT = 60.0  # seconds, total, for one POST: what the old per-read timeout allowed
-COMMAND_TIMEOUT = 300.0  # seconds, total, for one run of a command destination (and a plugin's)
-
-
 @dataclass(frozen=True)
 class DestinationOptions:
     """Settings beside a destination's kind, e.g. ``{ http = "...", timeout = "30s", headers = {...} }``.
 
-    ``timeout`` is the total deadline of one delivery; ``headers`` and ``auth`` (user name and
-    password, HTTP basic) are sent with an HTTP POST; ``env`` names the environment variables a
-    command destination is given besides ``PATH`` and ``LANG``.
+    ``timeout`` is the total deadline of one delivery (None: ``[service] delivery_timeout``);
+    ``headers`` and ``auth`` (user name and password, HTTP basic) are sent with an HTTP POST;
+    ``env`` names the environment variables a command destination is given besides ``PATH`` and ``LANG``.
     """
 
-    timeout: float = COMMAND_TIMEOUT
+    timeout: float | None = None
     headers: dict[str, Secret] = field(default_factory=dict)
     auth: tuple[str, Secret] | None = None
     env: tuple[str, ...] = ()
@@ -615,9 +614,8 @@ def _destination(r: _Reader, raw: Any, key: str) -> tuple[dict[str, Any], Destin
     auth = _basic_auth(r, raw, key)
     if auth and any(name.lower() == "authorization" for name in headers):
         raise r.fail(f"{key}.auth", "give auth or an Authorization header, not both")
-    default = HTTP_TIMEOUT if kind == "http" else COMMAND_TIMEOUT
-    timeout = r.duration(raw, key, "timeout", default)
-    if not timeout or timeout <= 0:
+    timeout = r.duration(raw, key, "timeout", None)
+    if timeout is not None and timeout <= 0:
         raise r.fail(f"{key}.timeout", "expected a duration above zero, e.g. '30s'")
     options = DestinationOptions(timeout=timeout, headers=headers, auth=auth, env=_env_names(r, raw, key))
     return {kind: target}, options

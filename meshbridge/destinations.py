@@ -30,7 +30,7 @@ import requests.auth
 import urllib3
 import urllib3.connection
 
-from .config import COMMAND_TIMEOUT, HEADER_VALUE, HTTP_TIMEOUT, DestinationOptions
+from .config import DELIVERY_TIMEOUT, HEADER_VALUE, DestinationOptions
 from .errors import MeshbridgeError
 from .hookspecs import Destination, hookimpl
 from .store.payloads import fsync_dir, secure_dir
@@ -191,14 +191,15 @@ def to_http(
     """POST the payload, streamed (chunked transfer encoding: memory stays at one block); any 2xx
     answer means delivered. Redirects are not followed (a 3xx is a failure naming the Location)
     and the whole exchange has one total deadline, ``options.timeout``."""
-    options = options or DestinationOptions(timeout=HTTP_TIMEOUT)
+    options = options or DestinationOptions()
+    timeout = options.timeout or DELIVERY_TIMEOUT
     shown = shown_url(url)
     if not content_type or not HEADER_VALUE.fullmatch(content_type):  # the sender's: may be anything
         content_type = "application/octet-stream"
     headers = {"Content-Type": content_type, "X-Meshbridge-Name": name}
     headers.update({header: value.reveal() for header, value in options.headers.items()})
     auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
-    with requests.Session() as session, _Deadline(options.timeout) as deadline:
+    with requests.Session() as session, _Deadline(timeout) as deadline:
         adapter = _DeadlineAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -208,14 +209,14 @@ def to_http(
                 data=iter(blocks),
                 headers=headers,
                 auth=auth,
-                timeout=options.timeout,  # each step; the deadline bounds them all together
+                timeout=timeout,  # each step; the deadline bounds them all together
                 allow_redirects=False,
                 stream=True,  # the answer's body is never read: a status line and headers are enough
             )
             response.close()
         except (requests.RequestException, ValueError) as exc:
             if deadline.expired:
-                raise DeliveryError(f"POST {shown} took more than its {options.timeout:g}s deadline") from None
+                raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
             raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
     if 300 <= response.status_code < 400:
         location = response.headers.get("Location")
@@ -390,7 +391,8 @@ def to_command(
     delivered. It runs in a process group of its own with a minimal environment (``PATH``,
     ``LANG`` and the names in ``options.env``); when it exits, or at the deadline, whatever is
     left of its group is killed."""
-    options = options or DestinationOptions(timeout=COMMAND_TIMEOUT)
+    options = options or DestinationOptions()
+    timeout = options.timeout or DELIVERY_TIMEOUT
     with tempfile.TemporaryDirectory(prefix="meshbridge-") as tmp, tempfile.TemporaryFile() as stderr:
         path = Path(secure_dir(Path(tmp))) / name
         with path.open("wb") as out:
@@ -408,10 +410,9 @@ def to_command(
             )
         except OSError as exc:
             raise DeliveryError(f"command {command[0]} could not run: {exc.strerror or exc}") from None
-        if not _run_bounded(process, options.timeout):
+        if not _run_bounded(process, timeout):
             raise DeliveryError(
-                f"command {command[0]} did not finish within its {options.timeout:g}s deadline "
-                "(its process group was killed)"
+                f"command {command[0]} did not finish within its {timeout:g}s deadline (its process group was killed)"
             )
         if process.returncode != 0:
             raise DeliveryError(f"command {command[0]} exited {process.returncode}: {_last_line(stderr)}")

@@ -268,7 +268,8 @@ def test_destination_options_load_typed(config_dir: Path, monkeypatch: pytest.Mo
     config = load(write(config_dir, HTTP_WITH_SECRETS))
     epr, lab = config.route("discharge-in"), config.route("results-in")
     assert epr.destination == {"http": "https://epr.local/hook"} and lab.destination == {"http": "https://lab.local/in"}
-    assert epr.destination_options.timeout == 30 and lab.destination_options.timeout == 60  # the HTTP default
+    assert epr.destination_options.timeout == 30
+    assert lab.destination_options.timeout is None  # not set: [service] delivery_timeout
     assert {k: v.reveal() for k, v in epr.destination_options.headers.items()} == {
         "X-Api-Key": API_KEY,
         "Accept": "text/plain",
@@ -278,7 +279,7 @@ def test_destination_options_load_typed(config_dir: Path, monkeypatch: pytest.Mo
     assert API_KEY not in repr(config) and LAB_PW not in repr(config)
     command = load(write(config_dir, GOOD.replace(CMD, CMD[:-2] + ', env = ["EPR_HOME"] }')))
     assert command.route("discharge-in").destination_options.env == ("EPR_HOME",)
-    assert command.route("discharge-in").destination_options.timeout == 300  # the command default
+    assert command.route("discharge-in").destination_options.timeout is None
     plugin = load(write(config_dir, GOOD.replace(CMD, 'destination = { s3 = { bucket = "b" }, timeout = "10m" }')))
     assert plugin.route("discharge-in").destination == {"s3": {"bucket": "b"}}
     assert plugin.route("discharge-in").destination_options.timeout == 600

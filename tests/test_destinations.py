@@ -291,7 +291,8 @@ def test_http_header_secret_from_env_reaches_the_endpoint_and_nothing_else(
     answers = iter([500, 204])
     with serving(lambda h: (next(answers), {})) as (url, received):
         headers = 'headers = { Authorization = { env = "EPR_TOKEN" } }'
-        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", {headers} }}')))
+        routes = inbound(f'{{ http = "{url}/epr", {headers} }}') + '\n[service]\ndelivery_backoff = "0s"\n'
+        bridge = make_bridge(meshbridge_config(routes))  # a failed delivery is retried at once
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"with a token", workflow_id="TEST_WORKFLOW")
         first = bridge.poll()
         assert "answered HTTP 500" in first.problems[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from ..config import Config, Route
+from ..config import DELIVERY_TIMEOUT, Config, Route
 from ..destinations import DeliveryError, FolderBatch, safe_name, to_folder
 from ..destinations import deliver as deliver_to
 from ..errors import DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
@@ -26,8 +27,8 @@ from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_o
 from .outbound import IN_FLIGHT, RetryPolicy
 
 log = logging.getLogger("meshbridge")
+ABANDON_GRACE = 5.0  # seconds past its deadline before a destination's thread is abandoned
 BAD_BODY_ATTEMPTS = 5  # downloads that fail to decode before the body is stored as received anyway
-DEFAULT_DEADLINE = 300.0  # seconds: a delivery's total deadline when the caller gives none
 
 
 def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
@@ -347,9 +348,11 @@ def deliver_inbound(
             batch.add(target, blocks, name, staged)
             return False
         blocks = _opened(blocks)  # the store is read here; the destination's thread reads files only
+        deadline = deadline or route.destination_options.timeout or DELIVERY_TIMEOUT
+        options = dataclasses.replace(route.destination_options, timeout=deadline)
         where = _within(
-            lambda: deliver_to(kind, deliver, target, blocks, name, message["content_type"], route.destination_options),
-            deadline or DEFAULT_DEADLINE,
+            lambda: deliver_to(kind, deliver, target, blocks, name, message["content_type"], options),
+            deadline,
             stopping,
             f"{kind} destination of route {route.name}",
         )
@@ -399,7 +402,8 @@ def _opened(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _within(call: Callable[[], str], deadline: float, stopping: threading.Event | None, what: str) -> str:
-    """Run a destination in a daemon thread for at most ``deadline`` seconds.
+    """Run a destination in a daemon thread for at most ``deadline`` seconds (and a short grace,
+    so the built-in destinations, which keep the deadline themselves, end cleanly first).
 
     Whatever it raises becomes a :class:`DeliveryError` (or stays a ``StoreError``) naming the
     exception; past the deadline, or when ``stopping`` is set, its thread is abandoned (a plugin
@@ -417,7 +421,7 @@ def _within(call: Callable[[], str], deadline: float, stopping: threading.Event 
             done.set()
 
     threading.Thread(target=run, name="meshbridge-destination", daemon=True).start()
-    end = time.monotonic() + deadline
+    end = time.monotonic() + deadline + ABANDON_GRACE  # http and command keep the deadline themselves
     while not done.wait(min(0.25, max(0.0, end - time.monotonic()))):
         if stopping is not None and stopping.is_set():
             raise DeliveryInterrupted(f"{what}: meshbridge stopped while it was still working")
