@@ -82,6 +82,7 @@ class Service:
     def _bridge(self) -> Bridge:
         worker = Bridge(self.config, self.bridge.plugins)
         worker.stopping = self.stopping
+        worker.store.keep_reserve()  # any worker may be the one that finds room for it again
         return worker
 
     def build(self) -> list[Worker]:
