@@ -542,9 +542,10 @@ class Bridge:
     ) -> PollReport:
         """Deliver every ``valid`` inbound message that is due, on one route or all of them.
 
-        Each is claimed first (``[service] delivery_lease``), delivered within its deadline, and on
-        failure due again after a backoff; after ``[service] delivery_attempts`` it is
-        ``undelivered``, with an event. Stops between messages when :attr:`stopping` is set.
+        Each is claimed first (a lease of ``[service] delivery_lease`` on the lease clock, renewed
+        while its destination works: see :class:`pipeline.inbound.Heartbeat`), delivered within
+        its deadline, and on failure due again after a backoff; after ``[service]
+        delivery_attempts`` it is ``undelivered``, with an event. Stops between messages when :attr:`stopping` is set.
         """
         report = report or PollReport()
         routes = [self.config.route(route)] if route else self.delivery_routes(mailboxes)
@@ -562,16 +563,16 @@ class Bridge:
 
     def _deliver_route(self, route: Route, report: PollReport) -> None:
         assert route.destination is not None
+        policy, deadline = self.delivery_policy, self.delivery_deadline(route)
         due = [
             m
-            for m in self.store.deliverable(route.mailbox, route.workflow_id)
+            for m in self.store.deliverable(route.mailbox, route.workflow_id, policy.lease)
             if pipeline.inbound_route(self.config, m) == route
         ]
         if not due:
             return
         [(kind, target)] = route.destination.items()
         folder = kind == "folder"
-        policy, deadline = self.delivery_policy, self.delivery_deadline(route)
         # folder deliveries are staged a batch at a time (see FolderBatch); one process at a time
         # stages into a folder, so the temp files left by a crashed pass can be cleaned
         lock = f"folder-{hashlib.sha256(str(target).encode()).hexdigest()[:12]}"
@@ -589,7 +590,8 @@ class Bridge:
                     taken = self.store.claim_deliveries([m["id"] for m in chunk], policy.lease)
                     for message in chunk:
                         if message["id"] in taken:
-                            self._deliver(route, message, batch, report, policy, deadline)
+                            claimed = {**message, "lease_holder": taken[message["id"]]}
+                            self._deliver(route, claimed, batch, report, policy, deadline)
             finally:
                 try:
                     batch.finish()
@@ -625,6 +627,7 @@ class Bridge:
                 policy=policy,
                 deadline=deadline,
                 stopping=self.stopping,
+                claim=message["lease_holder"],
             ):
                 report.delivered.append(message["id"])
             elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -410,6 +411,7 @@ def to_command(
             )
         except OSError as exc:
             raise DeliveryError(f"command {command[0]} could not run: {exc.strerror or exc}") from None
+        _Groups.started(process.pid)
         if not _run_bounded(process, timeout):
             raise DeliveryError(
                 f"command {command[0]} did not finish within its {timeout:g}s deadline (its process group was killed)"
@@ -439,10 +441,54 @@ def _run_bounded(process: subprocess.Popen[bytes], timeout: float) -> bool:
             break
         time.sleep(min(pause, left))
         pause = min(pause * 2, 0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    _kill_group(process.pid)
     process.wait()
+    _Groups.ended(process.pid)
     return exited
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class _Groups:
+    """The process groups of the commands running now, by the thread that runs each: a delivery
+    that is interrupted or abandoned, and the service when it stops, kill theirs (see
+    :func:`kill_commands`), so no command outlives meshbridge's record of its delivery."""
+
+    lock = threading.Lock()
+    running: ClassVar[dict[int, threading.Thread]] = {}  # process group id -> the thread running it
+    ran: ClassVar[weakref.WeakSet[threading.Thread]] = weakref.WeakSet()  # threads that started a command
+    abandoned: ClassVar[weakref.WeakSet[threading.Thread]] = weakref.WeakSet()
+
+    @classmethod
+    def started(cls, pgid: int) -> None:
+        thread = threading.current_thread()
+        with cls.lock:
+            cls.ran.add(thread)
+            cls.running[pgid] = thread
+            if thread not in cls.abandoned:
+                return
+        _kill_group(pgid)  # its delivery was given up while it was starting
+
+    @classmethod
+    def ended(cls, pgid: int) -> None:
+        with cls.lock:
+            cls.running.pop(pgid, None)
+
+
+def kill_commands(thread: threading.Thread | None = None) -> bool:
+    """SIGKILL the process groups of the commands ``thread`` runs (every thread's when None), and
+    of any it starts from now on. True when ``thread`` has run a command destination."""
+    with _Groups.lock:
+        if thread is not None:
+            _Groups.abandoned.add(thread)
+        groups = [pgid for pgid, runner in _Groups.running.items() if thread in (None, runner)]
+        ran = thread in _Groups.ran if thread is not None else bool(groups)
+    for pgid in groups:
+        _kill_group(pgid)
+    return ran
 
 
 def _last_line(stderr: IO[bytes]) -> str:

@@ -13,9 +13,10 @@
   given a total deadline, so a slow or broken destination holds only its own route.
 
 SIGTERM/SIGINT set the shared stop event: a delivery in progress is left at once (its claim
-released), an upload stops between chunks, every other job stops after its step in hand; the
-service waits at most :data:`STOP_WAIT` seconds for that, then exits anyway. Every step is
-durable before the next, so what a stop interrupts is picked up by the next start.
+released, the process group of a command destination killed), an upload stops between chunks,
+every other job stops after its step in hand; the service waits at most :data:`STOP_WAIT` seconds
+for that, kills what is left of any command destination, then exits anyway. Every step is durable
+before the next, so what a stop interrupts is picked up by the next start.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .bridge import Bridge
+from .destinations import kill_commands
 from .errors import MeshbridgeError
 from .sources import ScanReport, scan
 
@@ -113,15 +115,7 @@ class Service:
         else:
             collector.close()
 
-        for route in self.bridge.delivery_routes():
-            if self.bridge.delivery_deadline(route) > service.delivery_lease:
-                log.warning(
-                    "route %s: its delivery deadline (%g s) is longer than [service] delivery_lease (%g s): "
-                    "another process may take a delivery over while it is still in progress",
-                    route.name,
-                    self.bridge.delivery_deadline(route),
-                    service.delivery_lease,
-                )
+        for route in self.bridge.delivery_routes():  # a claim is renewed while it waits: any deadline fits the lease
             deliverer = self._bridge()
             job: Job = (f"deliver:{route.name}", self._deliverer(deliverer, route.name), service.delivery_interval)
             self.workers[f"deliver:{route.name}"] = Worker(f"deliver:{route.name}", deliverer, [job], stopping)
@@ -220,6 +214,7 @@ class Service:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            kill_commands()  # no command destination outlives the service (its delivery is not recorded)
             self.close()
             log.info("meshbridge stopped")
 

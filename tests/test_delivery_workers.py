@@ -369,6 +369,100 @@ def test_a_hanging_destination_holds_only_its_route_and_sigterm_still_stops_the_
     }
 
 
+def group_alive(pgid: int) -> bool:
+    """Does any live process (not a zombie) of this process group remain? (From /proc.)"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def test_sigterm_kills_a_command_destinations_process_group_and_the_restart_delivers_once(
+    tmp_path: Path, meshbridge_config, mesh_peer
+) -> None:
+    """A command still working when the service stops is killed with its whole group (a background
+    child included): it cannot complete a delivery that meshbridge records as not made, so the
+    next start delivers it, once."""
+    pidfile, marker = tmp_path / "command.pid", tmp_path / "delivered.log"
+    script = tmp_path / "deliver.sh"  # slow, with a background child, and appends what it delivers
+    script.write_text(f'echo $$ > {pidfile}\nsleep 600 &\nsleep 4\ncat "$1" >> {marker}\necho >> {marker}\n')
+    config = meshbridge_config(routes(f'{{ command = ["sh", "{script}", "{{path}}"] }}'))
+    config.write_text(config.read_text().replace('poll_interval = "5s"', 'poll_interval = "1s"'))
+    log = tmp_path / "service.log"
+    process = start(config, log)
+    try:
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"once only", workflow_id="TEST_WORKFLOW")
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "the command to start")
+        pgid = int(pidfile.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    try:
+        assert not group_alive(pgid), "the command's process group outlived the service"
+        time.sleep(6)  # past the moment the command would have finished
+        assert not marker.exists(), "the command completed a delivery after the service stopped"
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    assert state(config, "in", mesh_id) == "valid"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "meshbridge", "--config", str(config), "run", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert state(config, "in", mesh_id) == "delivered"
+    assert marker.read_text() == "once only\n"  # delivered exactly once
+
+
+@pytest.mark.parametrize("when", ["while it runs", "before it starts"])
+def test_an_abandoned_deliverys_command_is_killed_with_its_group(when: str, tmp_path: Path) -> None:
+    """``kill_commands(thread)``, as an interrupted or abandoned delivery calls it, kills the
+    process group of the command that thread runs, or will start (given up while starting)."""
+    from meshbridge.destinations import DeliveryError, kill_commands, to_command
+
+    pidfile, marker = tmp_path / "command.pid", tmp_path / "delivered"
+    script = tmp_path / "deliver.sh"
+    script.write_text(f"echo $$ > {pidfile}\nsleep 600 &\nsleep 3\ntouch {marker}\n")
+    go, outcome = threading.Event(), []
+
+    def deliver() -> None:
+        go.wait(30)
+        try:
+            outcome.append(to_command(["sh", str(script), "{path}"], [b"payload"], "a.dat"))
+        except DeliveryError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=deliver, daemon=True)
+    thread.start()
+    if when == "before it starts":
+        assert not kill_commands(thread)  # it has run no command yet
+        go.set()
+    else:
+        go.set()
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "the command to start")
+        assert kill_commands(thread)
+    thread.join(30)
+    pgid = int(pidfile.read_text()) if pidfile.exists() and pidfile.read_text().strip() else None
+    try:
+        assert not thread.is_alive() and isinstance(outcome[0], DeliveryError)
+        assert "exited -9" in str(outcome[0])
+        assert pgid is None or not group_alive(pgid)
+        time.sleep(4)  # past the moment the command would have finished
+        assert not marker.exists()
+    finally:
+        if pgid is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
 class HangingNotifier:
     """A plugin whose event hook hangs: a step no stop event can interrupt."""
 
@@ -423,16 +517,16 @@ def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) 
             one.add("in", "valid", mailbox="X26ABC2", workflow_id="WF", payload_sha256=sha, payload_size=size)["id"]
             for _ in range(3)
         ]
-        assert [m["id"] for m in two.deliverable("X26ABC2", "WF")] == ids
-        assert one.claim_deliveries(ids[:2], lease=600) == set(ids[:2])
-        assert two.claim_deliveries(ids, lease=600) == {ids[2]}  # the others are taken
-        assert two.deliverable("X26ABC2", "WF") == []
-        assert one.claim_deliveries(ids, lease=600) == set()
-        one.db.execute("UPDATE messages SET next_attempt_at = '2000-01-01T00:00:00+00:00' WHERE id = ?", [ids[0]])
-        assert two.claim_deliveries(ids, lease=600) == {ids[0]}  # its worker died: the lease lapsed
+        assert [m["id"] for m in two.deliverable("X26ABC2", "WF", 600)] == ids
+        assert set(one.claim_deliveries(ids[:2], lease=600)) == set(ids[:2])
+        assert set(two.claim_deliveries(ids, lease=600)) == {ids[2]}  # the others are taken
+        assert two.deliverable("X26ABC2", "WF", 600) == []
+        assert one.claim_deliveries(ids, lease=600) == {}
+        one.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [ids[0]])
+        assert set(two.claim_deliveries(ids, lease=600)) == {ids[0]}  # its worker died: the lease lapsed
         one.transition(ids[1], "delivered", from_states=("valid",))
-        one.db.execute("UPDATE messages SET next_attempt_at = NULL")
-        assert two.claim_deliveries(ids, lease=600) == {ids[0], ids[2]}  # a delivered one is never claimed
+        one.db.execute("UPDATE messages SET lease_beat = NULL")  # released
+        assert set(two.claim_deliveries(ids, lease=600)) == {ids[0], ids[2]}  # a delivered one is never claimed
     finally:
         one.close()
         two.close()

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
+from .. import clock
 from ..config import DELIVERY_TIMEOUT, Config, Route
-from ..destinations import DeliveryError, FolderBatch, safe_name, to_folder
+from ..destinations import DeliveryError, FolderBatch, kill_commands, safe_name, to_folder
 from ..destinations import deliver as deliver_to
 from ..errors import DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
 from ..faults import checkpoint
@@ -28,6 +29,7 @@ from .outbound import IN_FLIGHT, RetryPolicy
 
 log = logging.getLogger("meshbridge")
 ABANDON_GRACE = 5.0  # seconds past its deadline before a destination's thread is abandoned
+STOP_GRACE = 2.0  # seconds a stopped delivery's thread gets to report after its commands were killed
 BAD_BODY_ATTEMPTS = 5  # downloads that fail to decode before the body is stored as received anyway
 
 
@@ -273,6 +275,7 @@ def deliver_inbound(
     policy: RetryPolicy | None = None,
     deadline: float | None = None,
     stopping: threading.Event | None = None,
+    claim: str | None = None,
 ) -> bool:
     """Hand a valid payload to the route's destination; ``delivered`` once per MESH message id.
 
@@ -291,6 +294,10 @@ def deliver_inbound(
     ``deadline`` seconds (then it is a failed delivery and the thread is abandoned); anything it
     raises is a failed delivery. When ``stopping`` is set meanwhile, the claim is released and
     :class:`~meshbridge.errors.DeliveryInterrupted` raised.
+
+    ``claim`` is the holder of this process's delivery claim (see ``Store.claim_deliveries``): it
+    is renewed while the destination works (``policy.lease`` without a heartbeat lets another
+    process take it over), and released with whatever is recorded: delivered, failed, interrupted.
     """
     assert route.destination is not None
     [(kind, target)] = route.destination.items()
@@ -324,6 +331,7 @@ def deliver_inbound(
             detail={"destination": where},
             destination=where,
             last_error=None,
+            lease_beat=None,
             durable=durable,
             **fields,
         )
@@ -355,10 +363,15 @@ def deliver_inbound(
             deadline,
             stopping,
             f"{kind} destination of route {route.name}",
+            beat=Heartbeat(store, message["id"], claim, policy.lease).beat if claim and policy else None,
         )
     except DeliveryInterrupted:
         store.update(
-            message["id"], kind="delivery-interrupted", detail={"reason": "meshbridge stopped"}, next_attempt_at=None
+            message["id"],
+            kind="delivery-interrupted",
+            detail={"reason": "meshbridge stopped"},
+            next_attempt_at=None,
+            lease_beat=None,
         )
         raise
     except (DeliveryError, StoreError) as exc:
@@ -369,8 +382,8 @@ def deliver_inbound(
 
 
 def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) -> bool:
-    """Record a failed delivery: due again after the policy's backoff, or ``undelivered`` once
-    ``policy.attempts`` are spent. Returns True when it is now ``undelivered``."""
+    """Record a failed delivery, its claim released: due again after the policy's backoff, or
+    ``undelivered`` once ``policy.attempts`` are spent. Returns True when it is now ``undelivered``."""
     attempts = (message["attempts"] or 0) + 1
     if attempts >= policy.attempts:
         return store.transition(
@@ -381,6 +394,7 @@ def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) ->
             last_error=reason,
             attempts=attempts,
             next_attempt_at=None,
+            lease_beat=None,
         )
     retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
     store.update(
@@ -390,6 +404,7 @@ def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) ->
         last_error=reason,
         attempts=attempts,
         next_attempt_at=retry_at,
+        lease_beat=None,  # the claim is released: the backoff (wall-clock, for people) says when again
     )
     return False
 
@@ -401,13 +416,47 @@ def _opened(blocks: Iterator[bytes]) -> Iterator[bytes]:
     return itertools.chain(() if first is None else (first,), blocks)
 
 
-def _within(call: Callable[[], str], deadline: float, stopping: threading.Event | None, what: str) -> str:
+class Heartbeat:
+    """This process's claim to deliver a message, renewed while its destination works: at most
+    every ``lease / 4`` seconds of the lease clock (at least every 10 s), from the waiting loop of
+    :func:`_within`, in the worker's own thread and with its own store connection. So a claim
+    lapses only when its worker stops beating (died, or is frozen), however long the deadline."""
+
+    def __init__(self, store: Store, message_id: str, holder: str, lease: float) -> None:
+        self.store, self.message_id, self.holder = store, message_id, holder
+        self.every = min(max(lease / 4, 0.05), 10.0)
+        self._last = clock.now()
+        self._lost = False
+
+    def beat(self) -> None:
+        if self._lost or clock.now() - self._last < self.every:
+            return
+        try:
+            held = self.store.renew(self.message_id, self.holder, state="valid")
+        except StoreError as exc:  # a heartbeat missed only ages the claim: the next one may pass
+            log.warning("%s: its delivery claim could not be renewed: %s", self.message_id, exc)
+            return
+        self._last = clock.now()
+        if not held:  # only after a whole lease without a heartbeat: this process was frozen
+            self._lost = True
+            log.warning("%s: another process took over its delivery (this one's claim had lapsed)", self.message_id)
+
+
+def _within(
+    call: Callable[[], str],
+    deadline: float,
+    stopping: threading.Event | None,
+    what: str,
+    beat: Callable[[], None] | None = None,
+) -> str:
     """Run a destination in a daemon thread for at most ``deadline`` seconds (and a short grace,
-    so the built-in destinations, which keep the deadline themselves, end cleanly first).
+    so the built-in destinations, which keep the deadline themselves, end cleanly first), calling
+    ``beat`` (the claim's heartbeat) while it waits.
 
     Whatever it raises becomes a :class:`DeliveryError` (or stays a ``StoreError``) naming the
     exception; past the deadline, or when ``stopping`` is set, its thread is abandoned (a plugin
-    cannot be interrupted) and the delivery is failed, or interrupted.
+    cannot be interrupted; the process groups of the commands it started are killed) and the
+    delivery is failed, or interrupted. A command that exited just before the stop is delivered.
     """
     outcome: list[Any] = []
     done = threading.Event()
@@ -420,12 +469,18 @@ def _within(call: Callable[[], str], deadline: float, stopping: threading.Event 
         finally:
             done.set()
 
-    threading.Thread(target=run, name="meshbridge-destination", daemon=True).start()
+    worker = threading.Thread(target=run, name="meshbridge-destination", daemon=True)
+    worker.start()
     end = time.monotonic() + deadline + ABANDON_GRACE  # http and command keep the deadline themselves
     while not done.wait(min(0.25, max(0.0, end - time.monotonic()))):
+        if beat is not None:
+            beat()
         if stopping is not None and stopping.is_set():
+            if kill_commands(worker) and done.wait(STOP_GRACE) and not isinstance(outcome[0], BaseException):
+                break  # it finished as it was stopped: delivered
             raise DeliveryInterrupted(f"{what}: meshbridge stopped while it was still working")
         if time.monotonic() >= end:
+            kill_commands(worker)
             raise DeliveryError(f"{what} did not finish within {deadline:g} s (abandoned)")
     result = outcome[0]
     if isinstance(result, DeliveryError | StoreError):

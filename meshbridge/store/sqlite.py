@@ -237,15 +237,16 @@ class Store:
                 self._event(message_id, kind, "sending", None, stamp)
         return {**self.get(message_id), "resumed": row[0] == "sending"} if changed else None
 
-    def renew(self, message_id: str, holder: str) -> bool:
-        """A heartbeat of a ``sending`` claim; False when ``holder`` no longer holds it (another
-        process took it over). Not synced: a heartbeat lost in a power cut only ages the claim."""
+    def renew(self, message_id: str, holder: str, state: str = "sending") -> bool:
+        """A heartbeat of a claim (a ``sending`` one, or a ``valid`` inbound one being delivered);
+        False when ``holder`` no longer holds it (another process took it over). Not synced: a
+        heartbeat lost in a power cut only ages the claim."""
         with self.immediate(durable=False) as db:
             return bool(
                 db.execute(
                     "UPDATE messages SET lease_boot = ?, lease_beat = ? "
-                    "WHERE id = ? AND state = 'sending' AND lease_holder = ?",
-                    [clock.boot(), clock.now(), message_id, holder],
+                    "WHERE id = ? AND state = ? AND lease_holder = ?",
+                    [clock.boot(), clock.now(), message_id, state, holder],
                 ).rowcount
             )
 
@@ -263,29 +264,30 @@ class Store:
                 self._event(message_id, kind, None, detail, stamp)
         return bool(changed)
 
-    def deliverable(self, mailbox: str, workflow_id: str) -> list[Row]:
+    def deliverable(self, mailbox: str, workflow_id: str, lease: float) -> list[Row]:
         """Inbound ``valid`` messages on this mailbox and workflow that are due for delivery: never
-        tried, their backoff over, or their claim expired (its worker died)."""
+        tried or their backoff over, and not claimed by a live delivery (see :func:`lapsed`)."""
         return self._select(
             "m.direction = 'in' AND m.state = 'valid' AND m.mailbox = ? AND m.workflow_id = ? "
-            "AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= ?)",
-            [mailbox, workflow_id, now()],
+            f"AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= ?) AND {_LAPSED}",
+            [mailbox, workflow_id, now(), *lapsed(lease)],
         )
 
-    def claim_deliveries(self, message_ids: list[str], lease: float) -> set[str]:
-        """Take due ``valid`` inbound messages to deliver, for ``lease`` seconds (``next_attempt_at``
-        is the claim's end), in one transaction. Returns the ids this call took: of two workers,
-        one wins each message. Lazy: a claim lost in a power cut only makes the message due again."""
-        stamp = datetime.now(UTC)
-        until = (stamp + timedelta(seconds=lease)).isoformat(timespec="microseconds")
+    def claim_deliveries(self, message_ids: list[str], lease: float) -> dict[str, str]:
+        """Take due ``valid`` inbound messages to deliver, in one transaction, with a claim like a
+        send's (holder, boot, heartbeat on the lease clock; ``next_attempt_at`` is only the
+        backoff's). Returns ``{id: holder}`` for the ids this call took: of two workers, one wins
+        each message. Lazy: a claim lost in a power cut only makes the message due again."""
+        taken = new_lease()
         marks = ", ".join("?" * len(message_ids))
         with self.immediate(durable=False) as db:
             rows = db.execute(
-                f"UPDATE messages SET next_attempt_at = ? WHERE id IN ({marks}) AND direction = 'in' "
-                "AND state = 'valid' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING id",
-                [until, *message_ids, stamp.isoformat(timespec="microseconds")],
+                "UPDATE messages SET lease_holder = ?, lease_boot = ?, lease_beat = ? "
+                f"WHERE id IN ({marks}) AND direction = 'in' AND state = 'valid' "
+                f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND {_LAPSED} RETURNING id",
+                [*taken.values(), *message_ids, now(), *lapsed(lease)],
             ).fetchall()
-        return {row[0] for row in rows}
+        return {row[0]: taken["lease_holder"] for row in rows}
 
     def update(
         self,
@@ -521,7 +523,7 @@ class Store:
 
 
 def new_lease() -> dict[str, Any]:
-    """The lease columns of a fresh ``sending`` claim: a new holder, beating now."""
+    """The lease columns of a fresh claim (to send or to deliver): a new holder, beating now."""
     return {"lease_holder": uuid.uuid4().hex, "lease_boot": clock.boot(), "lease_beat": clock.now()}
 
 
