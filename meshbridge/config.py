@@ -96,7 +96,7 @@ class ServiceConfig:
     delivery_attempts: int = 10  # then ``undelivered``
     delivery_backoff: float = 30.0
     delivery_backoff_max: float = 3600.0
-    delivery_lease: float = 600.0  # a claim to deliver lasts this long (keep it above every deadline)
+    delivery_lease: float = 600.0  # a delivery claim with no heartbeat for this long belongs to a dead worker
 
 
 @dataclass(frozen=True)
