@@ -190,6 +190,10 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
         kind, column, expectation = ("bus-ack" if positive else "bus-nack"), "bus_ack_code", BUS
         state = "bus-acked" if positive else "bus-nacked"
         advance_from = ("accepted", "sending", "sent", "delivered", "inf-acked")
+    reason = _answered(target, column, header.response_identifier or "")
+    if reason:
+        _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
+        return None
     store.meet(target["id"], expectation, code.code)
     store.update(target["id"], kind=kind, detail=detail, **{column: code.code})
     if not positive:
@@ -202,6 +206,17 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
             store.transition(target["id"], "complete", from_states=("inf-acked", "bus-acked"))
     store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
     return store.get(target["id"])
+
+
+def _answered(target: Row, column: str, answers: str) -> str | None:
+    """Why ``target`` takes no more responses of this level, or None: a final state, or an answer
+    of this level already applied (a later, different one from the same recipient changes nothing)."""
+    if target["state"] in FINAL:
+        return f"answers {answers}, which is already {target['state']}: a final state is not changed"
+    if target[column]:
+        level = "infrastructure" if column == "inf_ack_code" else "business"
+        return f"answers {answers}, which already has {level} response {target[column]}: it is answered once"
+    return None
 
 
 def _seen_before(store: Store, response: Row, header: itk.ItkHeader) -> bool:
