@@ -394,3 +394,22 @@ def test_a_second_different_infrastructure_response_changes_nothing(tmp_path: Pa
     message = ours.store.get(sent["id"])
     assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
     assert [e.kind for e in recorder.events] == ["orphan"]
+
+
+def test_a_recep_after_the_recep_changes_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """A replayed RECEP, or a rejection after the acceptance, from the recipient itself: the
+    original was answered once; no second event, no nack raised, nothing closed."""
+    registration, recep = registration_and_recep()
+    ours, recorder = bridge(RECEP_ROUTE, protocol=recep_plugin())
+    sent = send_registration(ours, tmp_path, registration)
+    recipient = mesh_peer("X26ABC2")
+    recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
+    assert len(ours.poll(track=False).correlated) == 1
+    answered = snapshot(ours, sent["id"])
+
+    recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
+    recipient.send_message("X26ABC1", recep.replace(b"00000003 OK", b"00000003 CA"), workflow_id="NHAIS_RECEP")
+    report = ours.poll(track=False)
+    assert report.correlated == []
+    assert snapshot(ours, sent["id"]) == answered
+    assert_orphans(ours, recorder, "recep answers 'XX11>TES5:00000003', which was already answered", 2)
