@@ -182,6 +182,38 @@ def test_a_download_that_would_fill_the_disk_stops_and_stays_in_mesh(
     delivered_once(bridge.store, tmp_path / "delivered", [big])
 
 
+def test_the_raw_copy_of_an_undecodable_body_stops_at_the_margin(
+    small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """A peer's 20 MiB body that is not gzip from its first bytes: the second download keeps a raw
+    copy, which is new data like any payload: it stops while the margin is still free (one store
+    disk problem, left in MESH, not counted as a sighting), and is kept once space returns."""
+    raw = b"\x1f\x8b\x08\x00" + os.urandom(20 * MiB)  # a gzip header, then garbage
+    headers = {"Content-Type": "application/octet-stream", "Mex-To": RECIPIENT, "Mex-WorkflowID": WORKFLOW}
+    peer = mesh_peer(SENDER)
+    posted = peer._session.post(
+        f"{peer.mailbox_url}/outbox", data=raw, headers={**headers, "Content-Encoding": "gzip"}, timeout=120
+    )
+    posted.raise_for_status()
+    mesh_id = str(posted.json()["message_id"])
+    config = meshbridge_config(OUT_IN, store=f"{small_disk}/var/meshbridge.db", mailboxes=(SENDER, RECIPIENT))
+    bridge = make_bridge(config)
+    filler = fill(small_disk, leave=18 * MiB)  # room to start collecting, not for a 20 MiB copy
+    [problem] = bridge.poll().problems  # the first sight: nothing kept, left in MESH
+    assert "is not valid gzip" in problem and "download 1 of at most 5" in problem
+
+    report = bridge.poll()
+    assert disk_problems(report.problems) == report.problems and len(report.problems) == 1, report.problems
+    assert "store disk full" in report.problems[0]
+    assert inbox(mesh_peer, RECIPIENT) == [mesh_id] and bridge.store.find("in", mesh_id) is None
+    assert free(small_disk) >= 16 * MiB
+    filler.unlink()
+    report = bridge.poll()  # the second sight of the same bytes: kept as received, invalid
+    assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []
+    [message] = bridge.messages(direction="in")
+    assert message["state"] == "invalid" and message["payload_size"] == len(raw)
+
+
 def test_the_service_keeps_running_on_a_full_disk_and_recovers_by_itself(
     small_disk: Path, tmp_path: Path, meshbridge_config, mesh_peer
 ) -> None:
