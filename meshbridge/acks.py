@@ -190,7 +190,9 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
         kind, column, expectation = ("bus-ack" if positive else "bus-nack"), "bus_ack_code", BUS
         state = "bus-acked" if positive else "bus-nacked"
         advance_from = ("accepted", "sending", "sent", "delivered", "inf-acked")
-    reason = _answered(target, column, header.response_identifier or "")
+    reason = _answered(target, column, header.response_identifier or "") or _unasked(
+        store, target, code.level, header.response_identifier or ""
+    )
     if reason:
         _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
         return None
@@ -217,6 +219,16 @@ def _answered(target: Row, column: str, answers: str) -> str | None:
         level = "infrastructure" if column == "inf_ack_code" else "business"
         return f"answers {answers}, which already has {level} response {target[column]}: it is answered once"
     return None
+
+
+def _unasked(store: Store, target: Row, level: str, answers: str) -> str | None:
+    """Why a response may not answer ``target``, one of our own responses, or None: a response is
+    answered only by the infrastructure ack it asked for (Full Acknowledgement), never otherwise."""
+    if target["answers"] is None:  # an ITK message of ours, not a response
+        return None
+    if level == itk.INFRASTRUCTURE and any(e["kind"] == INF for e in store.expectations(target["id"])):
+        return None
+    return f"answers {answers}, our response {target['id']}, which asked for no such acknowledgement"
 
 
 def _seen_before(store: Store, response: Row, header: itk.ItkHeader) -> bool:

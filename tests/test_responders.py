@@ -413,3 +413,30 @@ def test_a_recep_after_the_recep_changes_nothing(tmp_path: Path, bridge, mesh_pe
     assert report.correlated == []
     assert snapshot(ours, sent["id"]) == answered
     assert_orphans(ours, recorder, "recep answers 'XX11>TES5:00000003', which was already answered", 2)
+
+
+def test_a_response_to_our_infrastructure_ack_changes_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """Our 20013 asks for no acknowledgement: the peer it went to cannot nack it (nor 'complete' it)."""
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "X26ABC2"
+workflow_id = "{WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    sender, _ = bridge(itk_route("toc-out", "X26ABC1"))
+    ours, recorder = bridge(inbound, mailboxes=("X26ABC2",))
+    send(sender, tmp_path)
+    ours.poll(track=False)
+    [ack] = [m for m in ours.messages(direction="out") if m["filename"] == "ITK-Response-20013.xml"]
+    before = snapshot(ours, ack["id"])
+
+    peer = mesh_peer("X26ABC1")
+    for code in ("10001", "20013", "30001"):
+        peer.send_message("X26ABC2", response(ack["itk_message_id"], code), workflow_id=ACK)
+    ours.poll(track=False)
+    assert_orphans(ours, recorder, f"our response {ack['id']}, which asked for no such acknowledgement", 3)
+    assert snapshot(ours, ack["id"]) == before
