@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import itertools
 import json
 import logging
@@ -72,7 +73,7 @@ def _raw_copy(store: Store, wanted: bool) -> Iterator[BinaryIO | None]:
     if not wanted:
         yield None
         return
-    with tempfile.TemporaryFile(dir=store.payloads.root / "tmp") as copy:
+    with tempfile.TemporaryFile(dir=store.payloads.root / "tmp", buffering=0) as copy:  # closing never writes
         yield copy
 
 
@@ -85,7 +86,12 @@ def _within_space(store: Store, copy: BinaryIO) -> Callable[[bytes], None]:
     def write(block: bytes) -> None:
         nonlocal written, checked
         with _disk(store):
-            copy.write(block)
+            view = memoryview(block)
+            while view:  # unbuffered: a write may take part of the block
+                done = copy.write(view)
+                if not done:
+                    raise OSError(errno.ENOSPC, "no byte of the raw copy could be written")
+                view = view[done:]
         written += len(block)
         if written - checked >= CHECK_EVERY:
             store.space.room_for(0)
@@ -116,8 +122,6 @@ def _give_up(store: Store, mailbox: str, mesh_id: str, exc: UndecodableBody, cop
             exc.raw_sha256,
             exc.raw_size,
         ) from None
-    with _disk(store):
-        copy.flush()
     copy.seek(0)
     return store.payloads.write_file(copy)
 
