@@ -146,7 +146,9 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
 
     Checked in this order, so that a response nobody may send changes nothing and blocks nothing:
     the code and the answered message, then who sent it, where and on which workflow
-    (``responders.misfit``), and only then whether that sender's response was seen before.
+    (``responders.misfit``), then whether that sender's response was seen before, and last whether
+    the message still takes a response of that level (not final, not answered at that level yet,
+    and, for one of our own responses, only the infrastructure ack it asked for).
     """
     store.update(response["id"], itk_message_id=header.message_id)
     detail = {
