@@ -338,8 +338,11 @@ class Acknowledgements:
         if not header.is_response:
             self._orphan(message, f"not an ITK response (event {header.event_code}) on an ack workflow")
             return None
+        full_ack = header.level == itk.BUSINESS and header.handling is not None and header.handling.inf_ack
+        if full_ack:  # our 20013 will be new data: on a full store disk, wait (DiskFull) before applying it
+            self.store.space.room_for(0)
         target = correlate(self.config, self.store, message, header, self.notify)
-        if target is not None and header.level == itk.BUSINESS and header.handling and header.handling.inf_ack:
+        if target is not None and full_ack:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
                 route=None,
@@ -366,8 +369,10 @@ class Acknowledgements:
         """Answer an inbound ITK message (20013 or a nack) and return its new state.
 
         One over the route's cap is never read, and one this process has not the memory to read
-        either: both are ``invalid`` and answered 20015 (the messages behind it go on).
+        either: both are ``invalid`` and answered 20015 (the messages behind it go on). The answer
+        is new data: on a full store disk nothing is recorded (:class:`DiskFull`; the next pass answers).
         """
+        self.store.space.room_for(0)
         cap = itk_cap(route)
         if message["payload_size"] > cap:
             self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)")

@@ -214,6 +214,63 @@ def test_the_raw_copy_of_an_undecodable_body_stops_at_the_margin(
     assert message["state"] == "invalid" and message["payload_size"] == len(raw)
 
 
+ITK_WORKFLOW = "TOC_FHIR_OP_ATTEN"
+ITK_PAIR = f"""
+[[routes]]
+name = "toc-out"
+direction = "outbound"
+from = "{SENDER}"
+to = "{RECIPIENT}"
+workflow_id = "{ITK_WORKFLOW}"
+payload_type = "fhir"
+itk = {{ inf_ack = true, bus_ack = false, event = "ITK006D" }}
+"""
+
+
+def test_an_itk_message_collected_before_the_disk_filled_is_answered_once_space_returns(
+    small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """Its 20013 is new data: on a full disk the message waits (still ``mesh-acked``), never
+    ``valid`` with an ack code recorded and no ack stored or sent."""
+    sender = make_bridge(meshbridge_config(ITK_PAIR, name="sender.toml", store="sender/mb.db", mailboxes=(SENDER,)))
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "{RECIPIENT}"
+workflow_id = "{ITK_WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    config = meshbridge_config(inbound, store=f"{small_disk}/var/meshbridge.db", mailboxes=(RECIPIENT,))
+    ours = make_bridge(config)
+    source = tmp_path / "p.xml"
+    source.write_bytes(b'<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/></Patient>')
+    sent = sender.send(source, route="toc-out")
+    mesh = ours.mailbox(RECIPIENT)
+    for mesh_id in mesh.inbox():  # collected, not yet answered (as if a pass stopped there)
+        pipeline.acknowledge(ours.store, mesh, pipeline.download(ours.store, mesh, mesh_id))
+    [message] = ours.store.messages(state="mesh-acked")
+    filler = fill(small_disk, leave=MiB)
+
+    report = ours.poll(track=False)
+    assert len(disk_problems(report.problems)) == 1, report.problems
+    message = ours.store.get(message["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("mesh-acked", None)
+    assert ours.store.messages(direction="out") == []
+
+    filler.unlink()
+    report = ours.poll(track=False)
+    assert report.problems == []
+    message = ours.store.get(message["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("delivered", "20013")
+    [ack] = ours.store.messages(direction="out")
+    assert ack["state"] == "sent" and ack["answers"] == message["id"]
+    sender.poll(track=False)
+    assert sender.store.get(sent["id"])["state"] == "complete"
+
+
 def test_the_service_keeps_running_on_a_full_disk_and_recovers_by_itself(
     small_disk: Path, tmp_path: Path, meshbridge_config, mesh_peer
 ) -> None:
