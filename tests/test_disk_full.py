@@ -271,6 +271,55 @@ destination = {{ folder = "{tmp_path / "in"}" }}
     assert sender.store.get(sent["id"])["state"] == "complete"
 
 
+def test_an_undecodable_itk_message_stored_before_the_disk_filled_is_answered_once_space_returns(
+    small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """Its 10009 is new data: on a full disk it stays ``received`` (not acknowledged in MESH, not
+    recorded answered), and is acknowledged, ``invalid`` and answered once space returns."""
+    from meshbridge.errors import UndecodableBody
+
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "{RECIPIENT}"
+workflow_id = "{ITK_WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    raw = b"\x1f\x8b\x08\x00" + os.urandom(1000)  # a gzip header, then garbage
+    headers = {"Content-Type": "application/octet-stream", "Mex-To": RECIPIENT, "Mex-WorkflowID": ITK_WORKFLOW}
+    peer = mesh_peer(SENDER)
+    posted = peer._session.post(
+        f"{peer.mailbox_url}/outbox", data=raw, headers={**headers, "Content-Encoding": "gzip"}, timeout=60
+    )
+    posted.raise_for_status()
+    mesh_id = str(posted.json()["message_id"])
+    ours = make_bridge(meshbridge_config(inbound, store=f"{small_disk}/var/meshbridge.db", mailboxes=(RECIPIENT,)))
+    mesh = ours.mailbox(RECIPIENT)
+    with pytest.raises(UndecodableBody):
+        pipeline.download(ours.store, mesh, mesh_id)
+    stored = pipeline.download(ours.store, mesh, mesh_id)  # seen twice: stored as received (a pass stopped here)
+    assert stored["state"] == "received"
+    filler = fill(small_disk, leave=MiB)
+
+    report = ours.poll(track=False)
+    assert len(disk_problems(report.problems)) == 1, report.problems
+    message = ours.store.get(stored["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("received", None)
+    assert inbox(mesh_peer, RECIPIENT) == [mesh_id] and ours.store.messages(direction="out") == []
+
+    filler.unlink()
+    report = ours.poll(track=False)
+    assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []
+    message = ours.store.get(stored["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("invalid", "10009")
+    [answer] = ours.store.messages(direction="out")
+    assert answer["state"] == "sent" and answer["answers"] == message["id"]
+    assert answer["filename"] == "ITK-Response-10009.xml"
+
+
 def test_the_service_keeps_running_on_a_full_disk_and_recovers_by_itself(
     small_disk: Path, tmp_path: Path, meshbridge_config, mesh_peer
 ) -> None:
