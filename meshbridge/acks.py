@@ -146,7 +146,9 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
 
     Checked in this order, so that a response nobody may send changes nothing and blocks nothing:
     the code and the answered message, then who sent it, where and on which workflow
-    (``responders.misfit``), and only then whether that sender's response was seen before.
+    (``responders.misfit``), then whether that sender's response was seen before, and last whether
+    the message still takes a response of that level (not final, not answered at that level yet,
+    and, for one of our own responses, only the infrastructure ack it asked for).
     """
     store.update(response["id"], itk_message_id=header.message_id)
     detail = {
@@ -190,6 +192,12 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
         kind, column, expectation = ("bus-ack" if positive else "bus-nack"), "bus_ack_code", BUS
         state = "bus-acked" if positive else "bus-nacked"
         advance_from = ("accepted", "sending", "sent", "delivered", "inf-acked")
+    reason = _answered(target, column, header.response_identifier or "") or _unasked(
+        store, target, code.level, header.response_identifier or ""
+    )
+    if reason:
+        _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
+        return None
     store.meet(target["id"], expectation, code.code)
     store.update(target["id"], kind=kind, detail=detail, **{column: code.code})
     if not positive:
@@ -202,6 +210,27 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
             store.transition(target["id"], "complete", from_states=("inf-acked", "bus-acked"))
     store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
     return store.get(target["id"])
+
+
+def _answered(target: Row, column: str, answers: str) -> str | None:
+    """Why ``target`` takes no more responses of this level, or None: a final state, or an answer
+    of this level already applied (a later, different one from the same recipient changes nothing)."""
+    if target["state"] in FINAL:
+        return f"answers {answers}, which is already {target['state']}: a final state is not changed"
+    if target[column]:
+        level = "infrastructure" if column == "inf_ack_code" else "business"
+        return f"answers {answers}, which already has {level} response {target[column]}: it is answered once"
+    return None
+
+
+def _unasked(store: Store, target: Row, level: str, answers: str) -> str | None:
+    """Why a response may not answer ``target``, one of our own responses, or None: a response is
+    answered only by the infrastructure ack it asked for (Full Acknowledgement), never otherwise."""
+    if target["answers"] is None:  # an ITK message of ours, not a response
+        return None
+    if level == itk.INFRASTRUCTURE and any(e["kind"] == INF for e in store.expectations(target["id"])):
+        return None
+    return f"answers {answers}, our response {target['id']}, which asked for no such acknowledgement"
 
 
 def _seen_before(store: Store, response: Row, header: itk.ItkHeader) -> bool:
@@ -309,8 +338,11 @@ class Acknowledgements:
         if not header.is_response:
             self._orphan(message, f"not an ITK response (event {header.event_code}) on an ack workflow")
             return None
+        full_ack = header.level == itk.BUSINESS and header.handling is not None and header.handling.inf_ack
+        if full_ack:  # our 20013 will be new data: on a full store disk, wait (DiskFull) before applying it
+            self.store.space.room_for(0)
         target = correlate(self.config, self.store, message, header, self.notify)
-        if target is not None and header.level == itk.BUSINESS and header.handling and header.handling.inf_ack:
+        if target is not None and full_ack:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
                 route=None,
@@ -337,8 +369,10 @@ class Acknowledgements:
         """Answer an inbound ITK message (20013 or a nack) and return its new state.
 
         One over the route's cap is never read, and one this process has not the memory to read
-        either: both are ``invalid`` and answered 20015 (the messages behind it go on).
+        either: both are ``invalid`` and answered 20015 (the messages behind it go on). The answer
+        is new data: on a full store disk nothing is recorded (:class:`DiskFull`; the next pass answers).
         """
+        self.store.space.room_for(0)
         cap = itk_cap(route)
         if message["payload_size"] > cap:
             self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)")

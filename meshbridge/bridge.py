@@ -449,13 +449,15 @@ class Bridge:
             return
         for message in batch:
             try:
+                route = pipeline.inbound_route(self.config, message) if pipeline.undecodable(message) else None
+                if route is not None and route.itk is not None:  # its 10009 will be new data: room first
+                    self.store.space.room_for(0)
                 pipeline.acknowledge(self.store, mesh, message)
                 report.received.append(message["id"])
                 if pipeline.undecodable(message):
                     report.invalid.append(message["id"])
                     summary = f"{message['id']} from {message['peer']}: {message['last_error']}"
                     self._notify("invalid", message["id"], summary)
-                    route = pipeline.inbound_route(self.config, message)
                     if route is not None and route.itk is not None:
                         self.acks.answer_undecodable(route, message)
             except DiskFull as exc:

@@ -182,6 +182,144 @@ def test_a_download_that_would_fill_the_disk_stops_and_stays_in_mesh(
     delivered_once(bridge.store, tmp_path / "delivered", [big])
 
 
+def test_the_raw_copy_of_an_undecodable_body_stops_at_the_margin(
+    small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """A peer's 20 MiB body that is not gzip from its first bytes: the second download keeps a raw
+    copy, which is new data like any payload: it stops while the margin is still free (one store
+    disk problem, left in MESH, not counted as a sighting), and is kept once space returns."""
+    raw = b"\x1f\x8b\x08\x00" + os.urandom(20 * MiB)  # a gzip header, then garbage
+    headers = {"Content-Type": "application/octet-stream", "Mex-To": RECIPIENT, "Mex-WorkflowID": WORKFLOW}
+    peer = mesh_peer(SENDER)
+    posted = peer._session.post(
+        f"{peer.mailbox_url}/outbox", data=raw, headers={**headers, "Content-Encoding": "gzip"}, timeout=120
+    )
+    posted.raise_for_status()
+    mesh_id = str(posted.json()["message_id"])
+    config = meshbridge_config(OUT_IN, store=f"{small_disk}/var/meshbridge.db", mailboxes=(SENDER, RECIPIENT))
+    bridge = make_bridge(config)
+    filler = fill(small_disk, leave=18 * MiB)  # room to start collecting, not for a 20 MiB copy
+    [problem] = bridge.poll().problems  # the first sight: nothing kept, left in MESH
+    assert "is not valid gzip" in problem and "download 1 of at most 5" in problem
+
+    report = bridge.poll()
+    assert disk_problems(report.problems) == report.problems and len(report.problems) == 1, report.problems
+    assert "store disk full" in report.problems[0]
+    assert inbox(mesh_peer, RECIPIENT) == [mesh_id] and bridge.store.find("in", mesh_id) is None
+    assert free(small_disk) >= 16 * MiB
+    filler.unlink()
+    report = bridge.poll()  # the second sight of the same bytes: kept as received, invalid
+    assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []
+    [message] = bridge.messages(direction="in")
+    assert message["state"] == "invalid" and message["payload_size"] == len(raw)
+
+
+ITK_WORKFLOW = "TOC_FHIR_OP_ATTEN"
+ITK_PAIR = f"""
+[[routes]]
+name = "toc-out"
+direction = "outbound"
+from = "{SENDER}"
+to = "{RECIPIENT}"
+workflow_id = "{ITK_WORKFLOW}"
+payload_type = "fhir"
+itk = {{ inf_ack = true, bus_ack = false, event = "ITK006D" }}
+"""
+
+
+def test_an_itk_message_collected_before_the_disk_filled_is_answered_once_space_returns(
+    small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """Its 20013 is new data: on a full disk the message waits (still ``mesh-acked``), never
+    ``valid`` with an ack code recorded and no ack stored or sent."""
+    sender = make_bridge(meshbridge_config(ITK_PAIR, name="sender.toml", store="sender/mb.db", mailboxes=(SENDER,)))
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "{RECIPIENT}"
+workflow_id = "{ITK_WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    config = meshbridge_config(inbound, store=f"{small_disk}/var/meshbridge.db", mailboxes=(RECIPIENT,))
+    ours = make_bridge(config)
+    source = tmp_path / "p.xml"
+    source.write_bytes(b'<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/></Patient>')
+    sent = sender.send(source, route="toc-out")
+    mesh = ours.mailbox(RECIPIENT)
+    for mesh_id in mesh.inbox():  # collected, not yet answered (as if a pass stopped there)
+        pipeline.acknowledge(ours.store, mesh, pipeline.download(ours.store, mesh, mesh_id))
+    [message] = ours.store.messages(state="mesh-acked")
+    filler = fill(small_disk, leave=MiB)
+
+    report = ours.poll(track=False)
+    assert len(disk_problems(report.problems)) == 1, report.problems
+    message = ours.store.get(message["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("mesh-acked", None)
+    assert ours.store.messages(direction="out") == []
+
+    filler.unlink()
+    report = ours.poll(track=False)
+    assert report.problems == []
+    message = ours.store.get(message["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("delivered", "20013")
+    [ack] = ours.store.messages(direction="out")
+    assert ack["state"] == "sent" and ack["answers"] == message["id"]
+    sender.poll(track=False)
+    assert sender.store.get(sent["id"])["state"] == "complete"
+
+
+def test_an_undecodable_itk_message_stored_before_the_disk_filled_is_answered_once_space_returns(
+    small_disk: Path, tmp_path: Path, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    """Its 10009 is new data: on a full disk it stays ``received`` (not acknowledged in MESH, not
+    recorded answered), and is acknowledged, ``invalid`` and answered once space returns."""
+    from meshbridge.errors import UndecodableBody
+
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "{RECIPIENT}"
+workflow_id = "{ITK_WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    raw = b"\x1f\x8b\x08\x00" + os.urandom(1000)  # a gzip header, then garbage
+    headers = {"Content-Type": "application/octet-stream", "Mex-To": RECIPIENT, "Mex-WorkflowID": ITK_WORKFLOW}
+    peer = mesh_peer(SENDER)
+    posted = peer._session.post(
+        f"{peer.mailbox_url}/outbox", data=raw, headers={**headers, "Content-Encoding": "gzip"}, timeout=60
+    )
+    posted.raise_for_status()
+    mesh_id = str(posted.json()["message_id"])
+    ours = make_bridge(meshbridge_config(inbound, store=f"{small_disk}/var/meshbridge.db", mailboxes=(RECIPIENT,)))
+    mesh = ours.mailbox(RECIPIENT)
+    with pytest.raises(UndecodableBody):
+        pipeline.download(ours.store, mesh, mesh_id)
+    stored = pipeline.download(ours.store, mesh, mesh_id)  # seen twice: stored as received (a pass stopped here)
+    assert stored["state"] == "received"
+    filler = fill(small_disk, leave=MiB)
+
+    report = ours.poll(track=False)
+    assert len(disk_problems(report.problems)) == 1, report.problems
+    message = ours.store.get(stored["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("received", None)
+    assert inbox(mesh_peer, RECIPIENT) == [mesh_id] and ours.store.messages(direction="out") == []
+
+    filler.unlink()
+    report = ours.poll(track=False)
+    assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []
+    message = ours.store.get(stored["id"])
+    assert (message["state"], message["inf_ack_code"]) == ("invalid", "10009")
+    [answer] = ours.store.messages(direction="out")
+    assert answer["state"] == "sent" and answer["answers"] == message["id"]
+    assert answer["filename"] == "ITK-Response-10009.xml"
+
+
 def test_the_service_keeps_running_on_a_full_disk_and_recovers_by_itself(
     small_disk: Path, tmp_path: Path, meshbridge_config, mesh_peer
 ) -> None:

@@ -347,3 +347,96 @@ def test_an_ack_protocol_without_workflows_takes_the_original_workflow_or_its_ac
     recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_REG_ACK")
     assert len(ours.poll(track=False).correlated) == 1
     assert ours.store.expectations(sent["id"])[0]["outcome"] == "OK"
+
+
+# -- the recipient answers once -----------------------------------------------------------------
+
+
+def test_after_a_nack_later_responses_from_the_recipient_change_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """A negative code is final: a 20013 or 30001 (new MessageHeader.ids) after it neither moves the
+    message nor rewrites its ack columns; they are orphans with the reason."""
+    ours, recorder = bridge(itk_route("toc-out", "X26ABC1"))
+    sent = send(ours, tmp_path)
+    recipient = mesh_peer("X26ABC2")
+    recipient.send_message("X26ABC1", response(sent["itk_message_id"], "20009"), workflow_id=ACK)
+    ours.poll(track=False)
+    nacked = snapshot(ours, sent["id"])
+    assert (nacked[0]["state"], nacked[0]["inf_ack_code"]) == ("inf-nacked", "20009")
+
+    for code in ("20013", "30001"):
+        recipient.send_message("X26ABC1", response(sent["itk_message_id"], code), workflow_id=ACK)
+    report = ours.poll(track=False)
+    assert report.correlated == []
+    assert snapshot(ours, sent["id"]) == nacked  # no state, ack column, expectation or event changed
+    orphans = ours.messages(state="orphan")
+    assert len(orphans) == 2
+    assert all(f"answers {sent['itk_message_id']}, which is already inf-nacked" in o["last_error"] for o in orphans)
+    assert [e.kind for e in recorder.events] == ["nack", "orphan", "orphan"]
+
+
+def test_a_second_different_infrastructure_response_changes_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """One infrastructure response per message: a nack after the 20013 (another MessageHeader.id)
+    does not undo it, and the business ack that follows still completes the message."""
+    ours, recorder = bridge(itk_route("toc-out", "X26ABC1"))
+    sent = send(ours, tmp_path)
+    recipient = mesh_peer("X26ABC2")
+    recipient.send_message("X26ABC1", response(sent["itk_message_id"], "20013"), workflow_id=ACK)
+    ours.poll(track=False)
+    acked = snapshot(ours, sent["id"])
+    recipient.send_message("X26ABC1", response(sent["itk_message_id"], "10001"), workflow_id=ACK)
+    ours.poll(track=False)
+    assert snapshot(ours, sent["id"]) == acked
+    [orphan] = ours.messages(state="orphan")
+    assert "which already has infrastructure response 20013: it is answered once" in orphan["last_error"]
+
+    recipient.send_message("X26ABC1", response(sent["itk_message_id"], "30001"), workflow_id=ACK)
+    ours.poll(track=False)
+    message = ours.store.get(sent["id"])
+    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
+    assert [e.kind for e in recorder.events] == ["orphan"]
+
+
+def test_a_recep_after_the_recep_changes_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """A replayed RECEP, or a rejection after the acceptance, from the recipient itself: the
+    original was answered once; no second event, no nack raised, nothing closed."""
+    registration, recep = registration_and_recep()
+    ours, recorder = bridge(RECEP_ROUTE, protocol=recep_plugin())
+    sent = send_registration(ours, tmp_path, registration)
+    recipient = mesh_peer("X26ABC2")
+    recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
+    assert len(ours.poll(track=False).correlated) == 1
+    answered = snapshot(ours, sent["id"])
+
+    recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
+    recipient.send_message("X26ABC1", recep.replace(b"00000003 OK", b"00000003 CA"), workflow_id="NHAIS_RECEP")
+    report = ours.poll(track=False)
+    assert report.correlated == []
+    assert snapshot(ours, sent["id"]) == answered
+    assert_orphans(ours, recorder, "recep answers 'XX11>TES5:00000003', which was already answered", 2)
+
+
+def test_a_response_to_our_infrastructure_ack_changes_nothing(tmp_path: Path, bridge, mesh_peer) -> None:
+    """Our 20013 asks for no acknowledgement: the peer it went to cannot nack it (nor 'complete' it)."""
+    inbound = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "X26ABC2"
+workflow_id = "{WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "{tmp_path / "in"}" }}
+"""
+    sender, _ = bridge(itk_route("toc-out", "X26ABC1"))
+    ours, recorder = bridge(inbound, mailboxes=("X26ABC2",))
+    send(sender, tmp_path)
+    ours.poll(track=False)
+    [ack] = [m for m in ours.messages(direction="out") if m["filename"] == "ITK-Response-20013.xml"]
+    before = snapshot(ours, ack["id"])
+
+    peer = mesh_peer("X26ABC1")
+    for code in ("10001", "20013", "30001"):
+        peer.send_message("X26ABC2", response(ack["itk_message_id"], code), workflow_id=ACK)
+    ours.poll(track=False)
+    assert_orphans(ours, recorder, f"our response {ack['id']}, which asked for no such acknowledgement", 3)
+    assert snapshot(ours, ack["id"]) == before

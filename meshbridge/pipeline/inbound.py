@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ from ..mesh import Envelope, MeshMailbox
 from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
 from ..store import Row, Store
+from ..store.space import CHECK_EVERY, disk_error
 from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 from .outbound import IN_FLIGHT, RetryPolicy
 
@@ -49,7 +51,8 @@ def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = T
         undecodable: UndecodableBody | None = None
         with _raw_copy(store, seen_before) as copy:
             try:
-                envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write, raw=copy.write if copy else None)
+                raw = _within_space(store, copy) if copy else None
+                envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write, raw=raw)
             except UndecodableBody as exc:
                 sha, size = _give_up(store, mesh.id, mesh_id, exc, copy)
                 envelope, undecodable = exc.envelope, exc
@@ -72,8 +75,42 @@ def _raw_copy(store: Store, wanted: bool) -> Iterator[BinaryIO | None]:
     if not wanted:
         yield None
         return
-    with tempfile.TemporaryFile(dir=store.payloads.root / "tmp") as copy:
+    with tempfile.TemporaryFile(dir=store.payloads.root / "tmp", buffering=0) as copy:  # closing never writes
         yield copy
+
+
+def _within_space(store: Store, copy: BinaryIO) -> Callable[[bytes], None]:
+    """``copy.write`` for the raw bytes, which are new data on the store's disk like any payload:
+    the free space is checked as the copy grows, and a full disk is :class:`DiskFull`, never a
+    disk filled to its last byte nor an ``OSError`` taken for a failed download."""
+    written = checked = 0
+
+    def write(block: bytes) -> None:
+        nonlocal written, checked
+        with _disk(store):
+            view = memoryview(block)
+            while view:  # unbuffered: a write may take part of the block
+                done = copy.write(view)
+                if not done:
+                    raise OSError(errno.ENOSPC, "no byte of the raw copy could be written")
+                view = view[done:]
+        written += len(block)
+        if written - checked >= CHECK_EVERY:
+            store.space.room_for(0)
+            checked = written
+
+    return write
+
+
+@contextlib.contextmanager
+def _disk(store: Store) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        full = disk_error(exc, store.payloads.root)
+        if full is None:
+            raise
+        raise full from None
 
 
 def _give_up(store: Store, mailbox: str, mesh_id: str, exc: UndecodableBody, copy: BinaryIO | None) -> tuple[str, int]:
@@ -87,7 +124,6 @@ def _give_up(store: Store, mailbox: str, mesh_id: str, exc: UndecodableBody, cop
             exc.raw_sha256,
             exc.raw_size,
         ) from None
-    copy.flush()
     copy.seek(0)
     return store.payloads.write_file(copy)
 
