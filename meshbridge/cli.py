@@ -194,7 +194,9 @@ def send(
 @click.pass_context
 def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
     """One pass: send what waits, collect, acknowledge, deliver, correlate, track."""
-    with bridge_for(ctx) as bridge:
+    from .service import stopped_by_signals
+
+    with bridge_for(ctx) as bridge, stopped_by_signals(bridge.stopping):
         report = bridge.poll(mailbox)
         if as_json:
             click.echo(json.dumps(report.__dict__, indent=2))
@@ -205,6 +207,7 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 "delivered",
                 "invalid",
                 "unrouted",
+                "undelivered",
                 "undeliverable",
                 "correlated",
                 "overdue",

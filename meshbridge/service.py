@@ -25,7 +25,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .bridge import Bridge
@@ -177,6 +178,10 @@ class Service:
     def run_once(self) -> None:
         """Every job once, in flow order (for cron): sources and sends, inboxes, deliveries,
         responses, tracking, deadlines."""
+        with stopped_by_signals(self.stopping):
+            self._run_once()
+
+    def _run_once(self) -> None:
         try:
             workers = self.build()
             by_id = {job_id: job for worker in workers for job_id, job, _ in worker.jobs}
@@ -231,6 +236,28 @@ class Service:
         log.info("stopping on signal %d: deliveries left at once, other jobs after their step in hand", signum)
         for worker in self.workers.values():
             worker.wake()
+
+
+@contextmanager
+def stopped_by_signals(stopping: threading.Event) -> Iterator[None]:
+    """For one pass run in the foreground (``poll``, ``run --once``): SIGTERM or SIGINT set
+    ``stopping`` instead of ending the process mid-step, so an upload stops between chunks and a
+    delivery in hand is left with its command's process group killed; the pass then ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("stopping on signal %d after the step in hand", signum)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        kill_commands()
 
 
 def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], None]:

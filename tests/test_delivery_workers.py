@@ -422,6 +422,44 @@ def test_sigterm_kills_a_command_destinations_process_group_and_the_restart_deli
     assert marker.read_text() == "once only\n"  # delivered exactly once
 
 
+@pytest.mark.parametrize("command", ["poll", "run --once"])
+def test_sigterm_to_a_foreground_pass_kills_the_command_and_the_next_pass_delivers_once(
+    command: str, tmp_path: Path, meshbridge_config, mesh_peer
+) -> None:
+    """``poll`` and ``run --once`` (cron) stop the same way as the service: the delivery in hand
+    is left, its command's process group killed, and the next pass delivers it once."""
+    pidfile, marker = tmp_path / "command.pid", tmp_path / "delivered.log"
+    script = tmp_path / "deliver.sh"
+    script.write_text(f'echo $$ > {pidfile}\nsleep 600 &\nsleep 4\ncat "$1" >> {marker}\necho >> {marker}\n')
+    config = meshbridge_config(routes(f'{{ command = ["sh", "{script}", "{{path}}"] }}'))
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"once only", workflow_id="TEST_WORKFLOW")
+    argv = [sys.executable, "-m", "meshbridge", "--config", str(config), *command.split()]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), "the command to start")
+        pgid = int(pidfile.read_text())
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    try:
+        assert b"Traceback" not in err, err.decode()
+        assert not group_alive(pgid), f"the command's process group outlived {command}"
+        time.sleep(6)  # past the moment the command would have finished
+        assert not marker.exists(), f"the command completed a delivery after {command} stopped"
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    assert state(config, "in", mesh_id) == "valid"
+    script.write_text(f'cat "$1" >> {marker}\necho >> {marker}\n')  # quick now
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr
+    assert state(config, "in", mesh_id) == "delivered"
+    assert marker.read_text() == "once only\n"  # delivered exactly once
+
+
 @pytest.mark.parametrize("when", ["while it runs", "before it starts"])
 def test_an_abandoned_deliverys_command_is_killed_with_its_group(when: str, tmp_path: Path) -> None:
     """``kill_commands(thread)``, as an interrupted or abandoned delivery calls it, kills the
