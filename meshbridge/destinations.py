@@ -199,7 +199,7 @@ def to_http(
     headers = {"Content-Type": content_type, "X-Meshbridge-Name": name}
     headers.update({header: value.reveal() for header, value in options.headers.items()})
     auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
-    with requests.Session() as session, _Deadline(timeout) as deadline:
+    with _PostOnlySession() as session, _Deadline(timeout) as deadline:
         adapter = _DeadlineAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -219,12 +219,30 @@ def to_http(
                 raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
             raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
     if 300 <= response.status_code < 400:
-        location = response.headers.get("Location")
-        where = shown_url(urllib.parse.urljoin(url, location)) if location else "nowhere"
+        where = _redirect_target(url, response.headers.get("Location"))
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}, a redirect to {where} (not followed)")
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}")
     return shown
+
+
+class _PostOnlySession(requests.Session):
+    """A session that never looks for a redirect: even with ``allow_redirects=False`` requests
+    prepares the next request, reading the whole body of the 3xx answer into memory (an endpoint
+    could send gigabytes) and parsing its Location (a bad one would hide the 3xx behind an error)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        return None
+
+
+def _redirect_target(url: str, location: str | None) -> str:
+    """Where a 3xx answer points, as it may be printed (``nowhere`` without a Location)."""
+    if not location:
+        return "nowhere"
+    try:
+        return shown_url(urllib.parse.urljoin(url, location))
+    except ValueError:
+        return "(an unreadable URL)"
 
 
 def _scrub(text: str, options: DestinationOptions) -> str:

@@ -259,6 +259,52 @@ def test_http_redirect_is_a_failed_delivery_and_never_followed(
             assert diverted == []  # the redirect target never heard of it
 
 
+def endless_redirect(sent: list[int], cap: int) -> typing.Callable[[Recorder], None]:
+    """A 302 whose chunked body goes on (up to ``cap`` bytes, then the endpoint holds the line)."""
+
+    def answer(handler: Recorder) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/elsewhere")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        chunk = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
+        with contextlib.suppress(OSError):
+            while sum(sent) < cap:
+                handler.wfile.write(chunk)
+                sent.append(1 << 20)
+            time.sleep(30)
+        handler.close_connection = True
+
+    return answer
+
+
+def test_http_redirect_body_is_never_read(meshbridge_config, make_bridge, mesh_peer) -> None:
+    """requests reads a 3xx's whole body into memory even when not following it: an endpoint could
+    send gigabytes. Only the status line and headers are read; the connection is then dropped."""
+    sent: list[int] = []
+    with serving(endless_redirect(sent, cap=200 << 20)) as (url, received):
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", timeout = "20s" }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"redirected", workflow_id="TEST_WORKFLOW")
+        poll_within(bridge, 60)
+        message = bridge.store.find("in", mesh_id)
+        assert message["state"] == "valid" and len(received) == 1
+        assert f"answered HTTP 302, a redirect to {url}/elsewhere (not followed)" in message["last_error"]
+    assert sum(sent) < 64 << 20  # what socket buffers hold, not the 200 MiB the endpoint had ready
+
+
+@pytest.mark.parametrize("location", ["http://[evil/x", "http://evil:99999/x"])
+def test_http_redirect_with_an_unreadable_location_is_still_a_redirect(
+    location: str, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    with serving(lambda h: (307, {"Location": location})) as (url, received):
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr" }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"odd location", workflow_id="TEST_WORKFLOW")
+        bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "valid" and len(received) == 1
+    assert message["last_error"].endswith("answered HTTP 307, a redirect to (an unreadable URL) (not followed)")
+
+
 def trickle(handler: Recorder) -> None:
     """An endpoint that takes the POST, then answers one byte every half second for a minute."""
     with contextlib.suppress(OSError):
