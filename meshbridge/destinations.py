@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -245,13 +246,29 @@ def _redirect_target(url: str, location: str | None) -> str:
         return "(an unreadable URL)"
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@]*@")
+
+
 def _scrub(text: str, options: DestinationOptions) -> str:
-    """No secret of the destination's in an error's text, whatever a library put there."""
+    """No secret in an error's text, whatever a library put there: neither the destination's
+    nor a proxy's from the environment (``HTTPS_PROXY=http://user:password@proxy``), nor the user
+    info of any URL quoted in it."""
     secrets = [value.reveal() for value in options.headers.values()]
     secrets += [options.auth[1].reveal()] if options.auth else []
+    secrets += _proxy_credentials()
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "********")
-    return text
+    return _USERINFO.sub(r"\1", text)
+
+
+def _proxy_credentials() -> list[str]:
+    """The user info (``user:password``) and passwords of the proxies the environment names."""
+    found = []
+    for proxy in urllib.request.getproxies().values():
+        userinfo, at, _ = proxy.rpartition("//")[2].rpartition("@")
+        if at and userinfo:
+            found += [userinfo, urllib.parse.unquote(userinfo.partition(":")[2])]
+    return [secret for secret in found if secret]
 
 
 def shown_url(url: str) -> str:

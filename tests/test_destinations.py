@@ -365,6 +365,27 @@ def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge,
     assert [(h["Authorization"], b) for _, _, h, b in received] == [(expected, b"authenticated")]
 
 
+@pytest.mark.parametrize("port", ["3128", "99999"])  # refused, or a URL the library quotes back
+def test_http_proxy_credentials_from_the_environment_never_reach_an_error(
+    port: str, meshbridge_config, make_bridge, mesh_peer, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    routes = inbound('{ http = "http://epr.invalid/epr" }') + '\n[service]\ndelivery_backoff = "0s"\n'
+    bridge = make_bridge(meshbridge_config(routes))
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"via a proxy", workflow_id="TEST_WORKFLOW")
+    bridge.poll()  # stored; its delivery failed (no such host)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://proxyuser:Proxy-Secret-77@127.0.0.1:{port}")
+    report = bridge.poll()  # tried again, through the proxy
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "valid" and message["last_error"].startswith("POST http://epr.invalid/epr failed: ")
+    assert any(message["last_error"] in problem for problem in report.problems)
+    shown = message["last_error"] + " ".join(report.problems) + caplog.text
+    assert "Proxy-Secret" not in shown and "proxyuser" not in shown
+
+
 def test_http_tls_error_keeps_its_cause(meshbridge_config, make_bridge, mesh_peer, tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         assert os.environ.get("CI") != "true", "openssl is needed to make a self-signed certificate"
