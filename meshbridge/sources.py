@@ -16,15 +16,18 @@ one folder cannot both store it (the store checks and inserts in one transaction
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from .errors import DiskFull, MeshbridgeError, PayloadRejected, TransportError
+from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, TransportError
 from .faults import checkpoint
 from .store import Row, SourceTaken, Store
 
@@ -59,6 +62,28 @@ def complete_files(folder: Path, settle: float) -> list[Path]:
     return [path for _, path in sorted(ready)]
 
 
+def open_regular(path: Path, *, follow: bool = True) -> BinaryIO:
+    """Open a payload file for reading, refusing anything but a regular file (a FIFO or device
+    would block or never end) and, with ``follow=False``, a symbolic link: a file in a source
+    folder swapped for a link to ``/etc/shadow`` after the scan saw it is never read."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise PayloadError(f"{path} is not a regular file (a symbolic link): not taken") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise PayloadError(f"{path} is not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special')}): not taken")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
 def source_key(path: Path) -> str:
     """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes).
 
@@ -66,11 +91,11 @@ def source_key(path: Path) -> str:
     dropped later under the same name, even with the same bytes, is a new message.
     """
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        stat = os.fstat(f.fileno())
+    with open_regular(path, follow=False) as f:
+        info = os.fstat(f.fileno())
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{path}@{stat.st_ino}:{stat.st_mtime_ns}@{digest.hexdigest()}"
+    return f"{path}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}"
 
 
 def move_aside(path: Path, outcome: str, message_id: str) -> Path:
