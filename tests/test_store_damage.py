@@ -117,6 +117,25 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(meshbridge_conf
     assert snapshot(store.parent) == before
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo", "link to nothing"])
+def test_a_store_path_that_is_not_a_file_is_refused_and_left_untouched(meshbridge_config, kind: str) -> None:
+    """A FIFO would block opening it for ever; a folder or a dangling link gave exit 1 and an OS error."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store.parent.mkdir(parents=True)
+    if kind == "folder":
+        store.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(store)
+    else:
+        store.symlink_to(config.parent / "elsewhere.db")
+    line = refused(config, store)
+    what = "a symbolic link to" if kind == "link to nothing" else "not a file"
+    assert what in line and "check [store] path" in line
+    assert [p.name for p in store.parent.iterdir()] == ["meshbridge.db"]  # nothing built beside it
+    assert not (config.parent / "elsewhere.db").exists()
+
+
 def test_a_sqlite_database_that_is_not_a_store_is_refused_and_left_untouched(meshbridge_config) -> None:
     config = meshbridge_config()
     store = config.parent / STORE

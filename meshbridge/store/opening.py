@@ -36,6 +36,7 @@ from .tempfiles import locked_temp, remove_if_free
 HEADER = b"SQLite format 3\x00"
 MIGRATIONS_TABLE = "_sqlite_migrations"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+_CHECK_PATH = "check [store] path"
 
 
 class StoreConnection(sqlite3.Connection):
@@ -116,6 +117,7 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
 
     Raises :class:`StoreDamaged` for a file that is not a whole meshbridge store, untouched.
     """
+    _refuse_what_is_not_a_file(path)
     _remove_unfinished_builds(path)
     if not path.exists():
         _build(path, timeout)
@@ -137,6 +139,14 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
         conn.close()
         raise StoreError(f"cannot open store {path}: {exc}") from None
     return conn
+
+
+def _refuse_what_is_not_a_file(path: Path) -> None:
+    """A folder, a FIFO or a link to nothing at the store's path is refused before anything is built."""
+    if path.is_symlink() and not path.exists():
+        raise damaged(path, f"is a symbolic link to {os.readlink(path)}, which does not exist", _CHECK_PATH)
+    if path.exists() and not path.is_file():
+        raise damaged(path, "is not a file (a folder or a special file)", _CHECK_PATH)
 
 
 def check_file(path: Path) -> None:
