@@ -191,3 +191,37 @@ def test_damage_found_while_reading_is_one_line(meshbridge_config) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert f"store {store} is damaged" in line and ".recover" in line and "backup" in line
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "symlink"])
+def test_a_payload_file_replaced_by_something_else_is_one_line(
+    meshbridge_config, make_bridge, mesh_peer, kind: str
+) -> None:
+    """A payload file swapped for a folder (a traceback), a FIFO (replay and delivery blocked for
+    ever) or a link (read as if it were the payload) is named as damaged, in one line."""
+    from conftest import OUT_IN
+
+    config = meshbridge_config(OUT_IN)
+    config.write_text(config.read_text().replace("[store]\n", "[store]\ninline_max = 0\n", 1))  # payloads as files
+    bridge = make_bridge(config)
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"x" * 5000, workflow_id="TEST_WORKFLOW")
+    bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "delivered"
+    payload = bridge.store.payloads.path(message["payload_sha256"])
+    bridge.close()
+    payload.unlink()
+    if kind == "folder":
+        payload.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(payload)
+    else:
+        payload.symlink_to(config)
+    done = meshbridge(config, "replay", message["id"])
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    what = (
+        "cannot be read: a symbolic link, not a payload file" if kind == "symlink" else "is damaged: not a regular file"
+    )
+    assert done.stderr == f"meshbridge: payload file {payload} {what}\n"
+    shown = meshbridge(config, "show", message["id"])
+    assert shown.returncode == 0 and f"payload file {payload}" in shown.stdout  # the failed replay's error
