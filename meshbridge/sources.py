@@ -120,18 +120,34 @@ def scan(
         report.problems.append(f"source folder {folder} of route {route} does not exist")
         return report
     for path in complete_files(folder, settle):
+        if not _utf8(path.name):  # (the store keeps names as text)
+            report.problems.append(f"source {_shown(path)}: its name is not UTF-8 text: not taken, rename it")
+            continue
         try:
             _take(path, route, store, send, report)
         except FileNotFoundError:  # another process took it and moved it aside meanwhile
             continue
         except OSError as exc:
-            report.problems.append(f"source {path}: {exc.strerror}")
+            report.problems.append(f"source {_shown(path)}: {exc.strerror}")
         except DiskFull as exc:  # the files wait in the folder until the store can write again
-            report.problems.append(f"source folder {folder}: {exc}; its files wait")
+            report.problems.append(f"source folder {_shown(folder)}: {exc}; its files wait")
             break
         except MeshbridgeError as exc:
-            report.problems.append(f"source {path}: {exc}")
+            report.problems.append(f"source {_shown(path)}: {exc}")
     return report
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (kept as surrogates)
+        return False
+    return True
+
+
+def _shown(path: Path) -> str:
+    """A path as it can be printed and logged, whatever bytes its name holds (``caf\\xe9.txt``)."""
+    return os.fsencode(path).decode(errors="backslashreplace")
 
 
 def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport) -> None:

@@ -85,3 +85,22 @@ def test_a_source_file_swapped_after_the_scan_saw_it_is_not_taken(
     assert secret.read_bytes() == SECRET and (outbox / "b.txt").is_symlink() is (kind == "symlink")
     again = scan_within(outbox, bridge, bridge.send)  # later scans skip it quietly
     assert again.problems == [] and len(bridge.store.messages()) == 1
+
+
+def test_a_source_file_whose_name_is_not_utf8_is_left_and_the_rest_are_taken(
+    tmp_path: Path, meshbridge_config, make_bridge
+) -> None:
+    """Its name reached the store as text with surrogates: the scan raised and, files being taken
+    oldest first, every newer file in the folder waited behind it on every pass."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    odd = os.path.join(os.fsencode(outbox), b"caf\xe9.txt")
+    with open(odd, "wb") as f:
+        f.write(b"latin-1 named")
+    os.utime(odd, (time.time() - 60, time.time() - 60))  # older than the next one
+    (outbox / "plain.txt").write_bytes(b"plainly named")
+    bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
+    report = scan_within(outbox, bridge, bridge.send)
+    assert [bridge.store.payloads.read(m["payload_sha256"]) for m in bridge.store.messages()] == [b"plainly named"]
+    assert report.problems == [f"source {outbox}/caf\\xe9.txt: its name is not UTF-8 text: not taken, rename it"]
+    assert os.path.exists(odd)  # left where it is, untouched
