@@ -32,7 +32,7 @@ from .mesh import MeshMailbox
 from .payloads.base import Payload, ValidationResult
 from .pipeline import PollReport
 from .plugins import Plugins
-from .sources import open_regular
+from .sources import is_utf8, open_regular
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
@@ -155,6 +155,9 @@ class Bridge:
         assert workflow_id
         ptype = payload_type or "auto"
         file = Path(path)
+        if not is_utf8(file.name):  # (the store and MESH keep names as text)
+            shown = os.fsencode(file.name).decode(errors="backslashreplace")
+            raise PayloadError(f"{shown}: the file's name is not UTF-8 text; rename it")
         try:  # one open file throughout: what was checked is what is stored
             with open_regular(file, follow=source_file is None) as source:
                 size = os.fstat(source.fileno()).st_size

@@ -71,12 +71,12 @@ def open_regular(path: Path, *, follow: bool = True) -> BinaryIO:
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow:
-            raise PayloadError(f"{path} is not a regular file (a symbolic link): not taken") from None
+            raise PayloadError(f"{path} is not a regular file (a symbolic link)") from None
         raise
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise PayloadError(f"{path} is not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special')}): not taken")
+        raise PayloadError(f"{path} is not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special')})")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -120,7 +120,7 @@ def scan(
         report.problems.append(f"source folder {folder} of route {route} does not exist")
         return report
     for path in complete_files(folder, settle):
-        if not _utf8(path.name):  # (the store keeps names as text)
+        if not is_utf8(path.name):  # (the store keeps names as text)
             report.problems.append(f"source {_shown(path)}: its name is not UTF-8 text: not taken, rename it")
             continue
         try:
@@ -137,7 +137,7 @@ def scan(
     return report
 
 
-def _utf8(name: str) -> bool:
+def is_utf8(name: str) -> bool:
     try:
         name.encode()
     except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (kept as surrogates)
