@@ -14,6 +14,7 @@ SQLite errors that are about the disk or the file, not the query, become meshbri
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import os
@@ -106,7 +107,7 @@ def connect(path: Path, timeout: float = 30) -> StoreConnection:
             path, timeout=timeout, isolation_level=None, check_same_thread=False, factory=StoreConnection
         )
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot open store {path}: {exc}") from None
+        raise StoreError(f"cannot open store {path}: {_reason(path, exc)}") from None
     assert isinstance(conn, StoreConnection)
     conn.path = path
     return conn
@@ -137,8 +138,16 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
         raise
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"cannot open store {path}: {exc}") from None
+        raise StoreError(f"cannot open store {path}: {_reason(path, exc)}") from None
     return conn
+
+
+def _reason(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """SQLite's reason, or the file system's where that says more than "unable to open database file"."""
+    with contextlib.suppress(OSError):
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return "its file system is read-only (a store writes beside itself, its -wal and -shm, even to be read)"
+    return str(exc)
 
 
 def _refuse_what_is_not_a_file(path: Path) -> None:
