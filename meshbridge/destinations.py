@@ -220,7 +220,7 @@ def to_http(
                 raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
             raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
     if 300 <= response.status_code < 400:
-        where = _redirect_target(url, response.headers.get("Location"))
+        where = _scrub(_redirect_target(url, response.headers.get("Location")), options)  # it may echo a secret
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}, a redirect to {where} (not followed)")
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}")

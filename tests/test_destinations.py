@@ -351,6 +351,23 @@ def test_http_header_secret_from_env_reaches_the_endpoint_and_nothing_else(
     assert "tok-Distinctive" not in caplog.text + " ".join(first.problems) + repr(bridge.config)
 
 
+def test_http_redirect_echoing_a_secret_never_stores_it(
+    meshbridge_config, make_bridge, mesh_peer, monkeypatch, caplog
+) -> None:
+    """An endpoint whose Location quotes our Authorization header (a login redirect carrying it on)."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("EPR_TOKEN", "tok-Echoed-7a2c")
+    with serving(lambda h: (302, {"Location": f"/login/{h.headers['Authorization']}/next"})) as (url, received):
+        headers = 'headers = { Authorization = { env = "EPR_TOKEN" } }'
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", {headers} }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to be echoed", workflow_id="TEST_WORKFLOW")
+        report = bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "valid" and len(received) == 1
+    assert f"a redirect to {url}/login/********/next (not followed)" in message["last_error"]
+    assert "tok-Echoed" not in message["last_error"] + " ".join(report.problems) + caplog.text
+
+
 def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge, mesh_peer, monkeypatch) -> None:
     import base64
 
