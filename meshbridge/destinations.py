@@ -34,6 +34,7 @@ import urllib3.connection
 from .config import DELIVERY_TIMEOUT, HEADER_VALUE, DestinationOptions
 from .errors import MeshbridgeError
 from .hookspecs import Destination, hookimpl
+from .printable import without_userinfo
 from .store.payloads import fsync_dir, secure_dir
 
 
@@ -246,9 +247,6 @@ def _redirect_target(url: str, location: str | None) -> str:
         return "(an unreadable URL)"
 
 
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@]*@")
-
-
 def _scrub(text: str, options: DestinationOptions) -> str:
     """No secret in an error's text, whatever a library put there: neither the destination's
     nor a proxy's from the environment (``HTTPS_PROXY=http://user:password@proxy``), nor the user
@@ -258,7 +256,7 @@ def _scrub(text: str, options: DestinationOptions) -> str:
     secrets += _proxy_credentials()
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "********")
-    return _USERINFO.sub(r"\1", text)
+    return without_userinfo(text)
 
 
 def _proxy_credentials() -> list[str]:
