@@ -16,13 +16,14 @@ one folder cannot both store it (the store checks and inserts in one transaction
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -99,11 +100,35 @@ def source_key(path: Path) -> str:
 
 
 def move_aside(path: Path, outcome: str, message_id: str) -> Path:
-    folder = path.parent / ASIDE / outcome
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{message_id}_{path.name}"
-    os.replace(path, target)
-    return target
+    """Move a taken file to ``.meshbridge/<outcome>/`` beside it. Those folders are never
+    followed if they are symbolic links: whoever can write to the source folder could otherwise
+    point ``sent`` at ``/etc/profile.d`` and have meshbridge move their file there."""
+    name = f"{message_id}_{path.name}"
+    with _own_folder(path.parent, ASIDE) as aside, _own_folder(aside, outcome) as folder:
+        os.replace(path, name, dst_dir_fd=folder)
+    return path.parent / ASIDE / outcome / name
+
+
+@contextlib.contextmanager
+def _own_folder(parent: Path | int, name: str) -> Iterator[int]:
+    """A descriptor for folder ``name`` in ``parent`` (a path or a descriptor), made if missing;
+    a symbolic link or anything but a folder there is refused."""
+    at = parent if isinstance(parent, int) else None
+    base = name if at is not None else os.path.join(parent, name)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(base, 0o750, dir_fd=at)
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise PayloadError(
+            f"{name} in the source folder is not a folder (a symbolic link?): taken files are not moved there"
+        ) from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def scan(

@@ -127,3 +127,26 @@ def test_meshbridge_send_of_a_file_whose_name_is_not_utf8_is_one_line(tmp_path: 
         timeout=120,
     )
     assert listed.returncode == 0 and json.loads(listed.stdout) == []  # nothing stored
+
+
+@pytest.mark.parametrize("planted", [".meshbridge", ".meshbridge/sent"])
+def test_a_taken_file_is_never_moved_through_a_planted_link(
+    planted: str, tmp_path: Path, meshbridge_config, make_bridge
+) -> None:
+    """Whoever can write to the outbox points ``.meshbridge/sent`` at a folder whose files are run
+    (``/etc/profile.d``): meshbridge would move their ``*.sh`` there itself."""
+    outbox, run_dir = tmp_path / "outbox", tmp_path / "profile.d"
+    outbox.mkdir()
+    run_dir.mkdir()
+    (run_dir / "sent").mkdir()
+    link = outbox / planted
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(run_dir if planted == ".meshbridge" else run_dir / "sent")
+    (outbox / "x.sh").write_bytes(b"echo owned\n")
+    os.utime(outbox / "x.sh", (time.time() - 60, time.time() - 60))
+    bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
+    for _ in range(2):  # sent once; on the next scan, found in the store and again not moved
+        report = scan_within(outbox, bridge, bridge.send)
+        assert len(report.problems) == 1 and "is not a folder (a symbolic link?)" in report.problems[0]
+        assert len(bridge.store.messages()) == 1
+    assert list(run_dir.rglob("*.sh")) == [] and (outbox / "x.sh").exists()
