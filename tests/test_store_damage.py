@@ -225,3 +225,22 @@ def test_a_payload_file_replaced_by_something_else_is_one_line(
     assert done.stderr == f"meshbridge: payload file {payload} {what}\n"
     shown = meshbridge(config, "show", message["id"])
     assert shown.returncode == 0 and f"payload file {payload}" in shown.stdout  # the failed replay's error
+
+
+def test_a_folder_where_the_stores_shared_memory_file_goes_is_one_line(meshbridge_config) -> None:
+    """SQLite then opens the store read-only, and the first write raised SQLITE_READONLY as a traceback."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store_with_history(store, messages=3)
+    Path(f"{store}-shm").mkdir()
+    before = store.read_bytes()
+    done = meshbridge(config, "status")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == (
+        f"meshbridge: store {store} cannot be written (attempt to write a readonly database, SQLITE_READONLY): "
+        "check the file, its folder and the -wal and -shm files beside it\n"
+    )
+    assert store.read_bytes() == before  # (SQLite may add an empty -wal)
+    Path(f"{store}-shm").rmdir()  # the operator removes it: all there
+    done = meshbridge(config, "status", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["counts"] == {"in": {"received": 3}}

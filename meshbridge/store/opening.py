@@ -82,6 +82,11 @@ class StoreConnection(sqlite3.Connection):
             return DiskFull(f"store disk {kind}: {self.path}: {exc} ({name})")
         if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
             return damaged(self.path, f"is damaged ({exc})", untouched=False)
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):  # e.g. a folder where its -shm goes
+            return StoreError(
+                f"store {self.path} cannot be written ({exc}, {name}): check the file, its folder "
+                "and the -wal and -shm files beside it"
+            )
         return exc
 
 
