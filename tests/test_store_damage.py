@@ -244,3 +244,32 @@ def test_a_folder_where_the_stores_shared_memory_file_goes_is_one_line(meshbridg
     Path(f"{store}-shm").rmdir()  # the operator removes it: all there
     done = meshbridge(config, "status", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["counts"] == {"in": {"received": 3}}
+
+
+@pytest.mark.parametrize("how", ["changed", "missing"])
+def test_show_says_a_payload_was_changed_or_lost_before_anything_meets_it(
+    meshbridge_config, make_bridge, mesh_peer, how: str
+) -> None:
+    from conftest import OUT_IN
+
+    config = meshbridge_config(OUT_IN)
+    config.write_text(config.read_text().replace("[store]\n", "[store]\ninline_max = 0\n", 1))  # payloads as files
+    bridge = make_bridge(config)
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"x" * 5000, workflow_id="TEST_WORKFLOW")
+    bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    payload = bridge.store.payloads.path(message["payload_sha256"])
+    bridge.close()
+    if how == "changed":
+        payload.write_bytes(b"y" * 5000)  # the same size: only its sha256 tells
+        line = f"payload: payload file {payload} is corrupt: sha256 is "
+    else:
+        payload.unlink()
+        line = f"payload: payload {message['payload_sha256']} is missing (no row, no file {payload})"
+    shown = meshbridge(config, "show", message["id"])
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr
+    said = [text for text in shown.stdout.splitlines() if text.startswith("payload:")]
+    assert len(said) == 1 and said[0].startswith(line)
+    replayed = meshbridge(config, "replay", message["id"])
+    assert replayed.returncode == 1 and replayed.stderr.startswith(f"meshbridge: {line[len('payload: ') :]}")
+    assert len(replayed.stderr.splitlines()) == 1
