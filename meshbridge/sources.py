@@ -36,6 +36,7 @@ log = logging.getLogger("meshbridge")
 
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", "~")
 ASIDE = ".meshbridge"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs, btrfs)
 
 
 def is_temporary(path: Path) -> bool:
@@ -103,10 +104,16 @@ def move_aside(path: Path, outcome: str, message_id: str) -> Path:
     """Move a taken file to ``.meshbridge/<outcome>/`` beside it. Those folders are never
     followed if they are symbolic links: whoever can write to the source folder could otherwise
     point ``sent`` at ``/etc/profile.d`` and have meshbridge move their file there."""
-    name = f"{message_id}_{path.name}"
+    name = _aside_name(message_id, path.name)
     with _own_folder(path.parent, ASIDE) as aside, _own_folder(aside, outcome) as folder:
         os.replace(path, name, dst_dir_fd=folder)
     return path.parent / ASIDE / outcome / name
+
+
+def _aside_name(message_id: str, name: str) -> str:
+    """``<message id>_<name>``, the name cut to fit a file system's 255-byte limit."""
+    room = NAME_MAX - len(message_id.encode()) - 1
+    return f"{message_id}_{os.fsdecode(os.fsencode(name)[:room])}"
 
 
 @contextlib.contextmanager

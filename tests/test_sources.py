@@ -150,3 +150,20 @@ def test_a_taken_file_is_never_moved_through_a_planted_link(
         assert len(report.problems) == 1 and "is not a folder (a symbolic link?)" in report.problems[0]
         assert len(bridge.store.messages()) == 1
     assert list(run_dir.rglob("*.sh")) == [] and (outbox / "x.sh").exists()
+
+
+def test_a_source_file_with_the_longest_name_moves_aside(tmp_path: Path, meshbridge_config, make_bridge) -> None:
+    """``<id>_<name>`` was longer than a file name may be: sent, then left in the outbox with a
+    problem on every pass."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    name = "é" * 100 + "x" * 51 + ".xml"  # 255 bytes
+    (outbox / name).write_bytes(b"long named")
+    os.utime(outbox / name, (time.time() - 60, time.time() - 60))
+    bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
+    report = scan_within(outbox, bridge, bridge.send)
+    (message,) = bridge.store.messages()
+    assert report.problems == [] and report.stored == [message["id"]]
+    (aside,) = (outbox / ".meshbridge" / "sent").iterdir()
+    assert aside.read_bytes() == b"long named" and aside.name.startswith(f"{message['id']}_éé")
+    assert not (outbox / name).exists()
