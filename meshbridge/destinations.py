@@ -219,7 +219,8 @@ def to_http(
         except (requests.RequestException, ValueError) as exc:
             if deadline.expired:
                 raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
-            raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
+            reason = _scrub(transport_reason(exc), options).replace(url, shown)
+            raise DeliveryError(f"POST {shown} failed: {_without_query(reason, url)}") from None
     if 300 <= response.status_code < 400:
         where = _scrub(_redirect_target(url, response.headers.get("Location")), options)  # it may echo a secret
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}, a redirect to {where} (not followed)")
@@ -257,6 +258,17 @@ def _scrub(text: str, options: DestinationOptions) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "********")
     return without_userinfo(text)
+
+
+def _without_query(text: str, url: str) -> str:
+    """No query or fragment of the URL (where tokens hide) in a library's text that quotes it."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # (refused at config load)
+        return text
+    for hidden in sorted(filter(None, (parts.query, parts.fragment)), key=len, reverse=True):
+        text = text.replace(hidden, "...")
+    return text
 
 
 def _proxy_credentials() -> list[str]:
