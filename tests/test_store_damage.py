@@ -237,7 +237,7 @@ def test_a_folder_where_the_stores_shared_memory_file_goes_is_one_line(meshbridg
     done = meshbridge(config, "status")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr == (
-        f"meshbridge: store {store} cannot be written (attempt to write a readonly database, SQLITE_READONLY): "
+        f"meshbridge: store {store} cannot be written: attempt to write a readonly database (SQLITE_READONLY): "
         "check the file, its folder and the -wal and -shm files beside it\n"
     )
     assert store.read_bytes() == before  # (SQLite may add an empty -wal)

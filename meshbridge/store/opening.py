@@ -83,10 +83,10 @@ class StoreConnection(sqlite3.Connection):
         if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
             return damaged(self.path, f"is damaged ({exc})", untouched=False)
         if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):  # e.g. a folder where its -shm goes
-            return StoreError(
-                f"store {self.path} cannot be written ({exc}, {name}): check the file, its folder "
-                "and the -wal and -shm files beside it"
-            )
+            why = _reason(self.path, exc)
+            if why == str(exc):
+                why = f"{exc} ({name}): check the file, its folder and the -wal and -shm files beside it"
+            return StoreError(f"store {self.path} cannot be written: {why}")
         return exc
 
 
