@@ -83,10 +83,7 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
     if reason:
         _orphan(store, message, f"{protocol.name} {reason}", {**detail, "claims": target["id"]}, notify)
         return None
-    if not store.meet(target["id"], protocol.name, match.code):
-        reason = f"{protocol.name} answers {match.key!r}, which was already answered (or closed): it is answered once"
-        _orphan(store, message, reason, {**detail, "claims": target["id"]}, notify)
-        return None
+    store.meet(target["id"], protocol.name, match.code)
     store.update(target["id"], kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
     if not match.positive:
         store.close_expectations(target["id"], f"closed by {protocol.name} {match.code}")
