@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import acks, domain_acks, pipeline
 from .acks import Acknowledgements
@@ -32,6 +32,7 @@ from .mesh import MeshMailbox
 from .payloads.base import Payload, ValidationResult
 from .pipeline import PollReport
 from .plugins import Plugins
+from .sources import is_utf8, open_regular
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
@@ -154,26 +155,29 @@ class Bridge:
         assert workflow_id
         ptype = payload_type or "auto"
         file = Path(path)
-        try:
-            size = file.stat().st_size
-            if size == 0:
-                raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
-            fields = dict(
-                route=route,
-                mailbox=sender,
-                to=to,
-                workflow_id=workflow_id,
-                filename=file.name,
-                subject=subject,
-                content_type=content_type,
-                claim=True,
-                source_file=source_file,
-            )
-            if not needs_validation(ptype) and not (r_obj and r_obj.itk):
-                with file.open("rb") as source:
+        if not is_utf8(file.name):  # (the store and MESH keep names as text)
+            shown = os.fsencode(file.name).decode(errors="backslashreplace")
+            raise PayloadError(f"{shown}: the file's name is not UTF-8 text; rename it")
+        try:  # one open file throughout: what was checked is what is stored
+            with open_regular(file, follow=source_file is None) as source:
+                size = os.fstat(source.fileno()).st_size
+                if size == 0:
+                    raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
+                fields = dict(
+                    route=route,
+                    mailbox=sender,
+                    to=to,
+                    workflow_id=workflow_id,
+                    filename=file.name,
+                    subject=subject,
+                    content_type=content_type,
+                    claim=True,
+                    source_file=source_file,
+                )
+                if not needs_validation(ptype) and not (r_obj and r_obj.itk):
                     message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
-            else:
-                message = self._accept_validated(file, size, ptype, r_obj, fields)
+                else:
+                    message = self._accept_validated(file, source, size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         checkpoint("send:stored")
@@ -182,13 +186,15 @@ class Bridge:
         )
         return self.store.get(message["id"])
 
-    def _accept_validated(self, file: Path, size: int, ptype: str, route: Route | None, fields: dict[str, Any]) -> Row:
+    def _accept_validated(
+        self, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]
+    ) -> Row:
         cap = int(route_options(route).get("max_size") or DEFAULT_CAP)
         if size > cap:
             result = oversize(ptype, size, cap)
             data = None
         else:
-            data = file.read_bytes()
+            data = source.read()
             result = check(
                 self.plugins,
                 data,
@@ -199,10 +205,8 @@ class Bridge:
                 filename=file.name,
             )
         if not result.valid:
-            with file.open("rb") as source:
-                message = pipeline.accept(
-                    self.store, source, payload_type=result.payload_type, rejected=result, **fields
-                )
+            source.seek(0)
+            message = pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
             summary = f"{file.name} refused: " + "; ".join(str(f) for f in result.errors[:3])
             self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in result.findings])
             raise PayloadRejected(summary, list(result.findings), message["id"])

@@ -25,6 +25,7 @@ from .errors import (
     MeshRejected,
     PayloadRejected,
     StoreDamaged,
+    StoreError,
     TransportError,
     UnknownMessage,
 )
@@ -282,6 +283,7 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     with bridge_for(ctx) as bridge:
         message, events = bridge.show(message_id)
         expectations = bridge.store.expectations(message["id"])
+        damage = payload_damage(bridge, message) if not as_json else None
     if as_json:
         click.echo(json.dumps({**_public(message), "events": events, "expectations": expectations}, indent=2))
         return
@@ -289,11 +291,25 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     for label, field in SHOWN_FIELDS:
         if message.get(field):
             echo(f"{label}: {message[field]}")
+    if damage:
+        echo(f"payload: {damage}")
     for finding in json.loads(message.get("findings") or "[]"):
         echo(format_finding(finding))
     for e in expectations:
         status = f"met {e['met_at'][:19]} ({e['outcome']})" if e["met_at"] else "OVERDUE" if e["overdue_at"] else "open"
         echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
+
+
+def payload_damage(bridge: Bridge, message: dict[str, Any]) -> str | None:
+    """What is wrong with the stored payload (missing, changed, not a file), or None: read whole
+    and its sha256 checked, so that ``show`` says so before a replay or delivery meets it."""
+    if not message["payload_sha256"]:
+        return None
+    try:
+        bridge.store.payloads.verify(message["payload_sha256"])
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 def print_timeline(message: dict[str, Any], events: list[dict[str, Any]]) -> None:

@@ -625,7 +625,13 @@ def _http_url(r: _Reader, raw: dict, key: str) -> str:
     """An http(s) URL without credentials: those come from secret references, never the URL."""
     url = r.string(raw, key, "http")
     assert url is not None
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number from 0 to 65535 raises here)
+    except ValueError:
+        raise r.fail(f"{key}.http", "not a valid URL (its host or port cannot be read)") from None
+    if not url.isprintable() or " " in url:  # (a query may hold a token: the URL is never printed)
+        raise r.fail(f"{key}.http", "not a valid URL (spaces or control characters: percent-encode them)")
     if "@" in parts.netloc:  # the URL itself is not printed: it holds a password
         raise r.fail(
             f"{key}.http",

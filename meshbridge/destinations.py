@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -34,6 +35,7 @@ import urllib3.connection
 from .config import DELIVERY_TIMEOUT, HEADER_VALUE, DestinationOptions
 from .errors import MeshbridgeError
 from .hookspecs import Destination, hookimpl
+from .printable import without_userinfo
 from .store.payloads import fsync_dir, secure_dir
 
 
@@ -200,7 +202,7 @@ def to_http(
     headers = {"Content-Type": content_type, "X-Meshbridge-Name": name}
     headers.update({header: value.reveal() for header, value in options.headers.items()})
     auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
-    with requests.Session() as session, _Deadline(timeout) as deadline:
+    with _PostOnlySession() as session, _Deadline(timeout) as deadline:
         adapter = _DeadlineAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -218,23 +220,66 @@ def to_http(
         except (requests.RequestException, ValueError) as exc:
             if deadline.expired:
                 raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
-            raise DeliveryError(f"POST {shown} failed: {_scrub(transport_reason(exc), options)}") from None
+            reason = _scrub(transport_reason(exc), options).replace(url, shown)
+            raise DeliveryError(f"POST {shown} failed: {_without_query(reason, url)}") from None
     if 300 <= response.status_code < 400:
-        location = response.headers.get("Location")
-        where = shown_url(urllib.parse.urljoin(url, location)) if location else "nowhere"
+        where = _scrub(_redirect_target(url, response.headers.get("Location")), options)  # it may echo a secret
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}, a redirect to {where} (not followed)")
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}")
     return shown
 
 
+class _PostOnlySession(requests.Session):
+    """A session that never looks for a redirect: even with ``allow_redirects=False`` requests
+    prepares the next request, reading the whole body of the 3xx answer into memory (an endpoint
+    could send gigabytes) and parsing its Location (a bad one would hide the 3xx behind an error)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        return None
+
+
+def _redirect_target(url: str, location: str | None) -> str:
+    """Where a 3xx answer points, as it may be printed (``nowhere`` without a Location)."""
+    if not location:
+        return "nowhere"
+    try:
+        return shown_url(urllib.parse.urljoin(url, location))
+    except ValueError:
+        return "(an unreadable URL)"
+
+
 def _scrub(text: str, options: DestinationOptions) -> str:
-    """No secret of the destination's in an error's text, whatever a library put there."""
+    """No secret in an error's text, whatever a library put there: neither the destination's
+    nor a proxy's from the environment (``HTTPS_PROXY=http://user:password@proxy``), nor the user
+    info of any URL quoted in it."""
     secrets = [value.reveal() for value in options.headers.values()]
     secrets += [options.auth[1].reveal()] if options.auth else []
+    secrets += _proxy_credentials()
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "********")
+    return without_userinfo(text)
+
+
+def _without_query(text: str, url: str) -> str:
+    """No query or fragment of the URL (where tokens hide) in a library's text that quotes it."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # (refused at config load)
+        return text
+    for hidden in sorted(filter(None, (parts.query, parts.fragment)), key=len, reverse=True):
+        text = text.replace(hidden, "...")
     return text
+
+
+def _proxy_credentials() -> list[str]:
+    """The user info (``user:password``) and passwords of the proxies the environment names."""
+    found = []
+    for proxy in urllib.request.getproxies().values():
+        userinfo, at, _ = proxy.rpartition("//")[2].rpartition("@")
+        if at and userinfo:
+            found += [userinfo, urllib.parse.unquote(userinfo.partition(":")[2])]
+    return [secret for secret in found if secret]
 
 
 def shown_url(url: str) -> str:

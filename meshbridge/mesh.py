@@ -28,6 +28,7 @@ from mesh_client.io_helpers import GzipCompressStream
 from . import __version__
 from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
 from .errors import MeshRejected, TransportError, UndecodableBody
+from .printable import without_userinfo
 
 T = TypeVar("T")
 PAGE_SIZE = 500  # MESH's maximum page of inbox ids
@@ -504,7 +505,7 @@ def _reason(exc: BaseException) -> str:
     elif status := re.fullmatch(r"too many (\d{3}) error responses", text):  # mesh-client's (retries spent)
         text = f"HTTP {status[1]} {_PHRASES.get(int(status[1]), '')}"
     text = re.sub(r"\w*(?:Connection|ConnectionPool)\(host='[^']*', port=\d+\): |<[^<>]* object at 0x\w+>: ", "", text)
-    return " ".join(text.split()) or exc.__class__.__name__
+    return " ".join(without_userinfo(text).split()) or exc.__class__.__name__
 
 
 def _error_of(body: Any, response: requests.Response | None) -> tuple[str, str, str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@]*@")
 
 
 def visible(text: object) -> str:
@@ -16,3 +19,9 @@ def visible(text: object) -> str:
 
 def _escape(char: str) -> str:
     return char.encode("unicode_escape").decode("ascii")
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` with the user info (``user:password@``) of every URL in it removed: a library's
+    error may quote a URL with credentials, e.g. a proxy's from ``HTTPS_PROXY``."""
+    return _USERINFO.sub(r"\1", text)

@@ -16,15 +16,19 @@ one folder cannot both store it (the store checks and inserts in one transaction
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from .errors import DiskFull, MeshbridgeError, PayloadRejected, TransportError
+from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, TransportError
 from .faults import checkpoint
 from .store import Row, SourceTaken, Store
 
@@ -32,6 +36,7 @@ log = logging.getLogger("meshbridge")
 
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", "~")
 ASIDE = ".meshbridge"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs, btrfs)
 
 
 def is_temporary(path: Path) -> bool:
@@ -59,6 +64,28 @@ def complete_files(folder: Path, settle: float) -> list[Path]:
     return [path for _, path in sorted(ready)]
 
 
+def open_regular(path: Path, *, follow: bool = True) -> BinaryIO:
+    """Open a payload file for reading, refusing anything but a regular file (a FIFO or device
+    would block or never end) and, with ``follow=False``, a symbolic link: a file in a source
+    folder swapped for a link to ``/etc/shadow`` after the scan saw it is never read."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise PayloadError(f"{path} is not a regular file (a symbolic link)") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise PayloadError(f"{path} is not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'special')})")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
 def source_key(path: Path) -> str:
     """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes).
 
@@ -66,19 +93,49 @@ def source_key(path: Path) -> str:
     dropped later under the same name, even with the same bytes, is a new message.
     """
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        stat = os.fstat(f.fileno())
+    with open_regular(path, follow=False) as f:
+        info = os.fstat(f.fileno())
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{path}@{stat.st_ino}:{stat.st_mtime_ns}@{digest.hexdigest()}"
+    return f"{path}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}"
 
 
 def move_aside(path: Path, outcome: str, message_id: str) -> Path:
-    folder = path.parent / ASIDE / outcome
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{message_id}_{path.name}"
-    os.replace(path, target)
-    return target
+    """Move a taken file to ``.meshbridge/<outcome>/`` beside it. Those folders are never
+    followed if they are symbolic links: whoever can write to the source folder could otherwise
+    point ``sent`` at ``/etc/profile.d`` and have meshbridge move their file there."""
+    name = _aside_name(message_id, path.name)
+    with _own_folder(path.parent, ASIDE) as aside, _own_folder(aside, outcome) as folder:
+        os.replace(path, name, dst_dir_fd=folder)
+    return path.parent / ASIDE / outcome / name
+
+
+def _aside_name(message_id: str, name: str) -> str:
+    """``<message id>_<name>``, the name cut to fit a file system's 255-byte limit."""
+    room = NAME_MAX - len(message_id.encode()) - 1
+    return f"{message_id}_{os.fsdecode(os.fsencode(name)[:room])}"
+
+
+@contextlib.contextmanager
+def _own_folder(parent: Path | int, name: str) -> Iterator[int]:
+    """A descriptor for folder ``name`` in ``parent`` (a path or a descriptor), made if missing;
+    a symbolic link or anything but a folder there is refused."""
+    at = parent if isinstance(parent, int) else None
+    base = name if at is not None else os.path.join(parent, name)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(base, 0o750, dir_fd=at)
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise PayloadError(
+            f"{name} in the source folder is not a folder (a symbolic link?): taken files are not moved there"
+        ) from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def scan(
@@ -95,18 +152,34 @@ def scan(
         report.problems.append(f"source folder {folder} of route {route} does not exist")
         return report
     for path in complete_files(folder, settle):
+        if not is_utf8(path.name):  # (the store keeps names as text)
+            report.problems.append(f"source {_shown(path)}: its name is not UTF-8 text: not taken, rename it")
+            continue
         try:
             _take(path, route, store, send, report)
         except FileNotFoundError:  # another process took it and moved it aside meanwhile
             continue
         except OSError as exc:
-            report.problems.append(f"source {path}: {exc.strerror}")
+            report.problems.append(f"source {_shown(path)}: {exc.strerror}")
         except DiskFull as exc:  # the files wait in the folder until the store can write again
-            report.problems.append(f"source folder {folder}: {exc}; its files wait")
+            report.problems.append(f"source folder {_shown(folder)}: {exc}; its files wait")
             break
         except MeshbridgeError as exc:
-            report.problems.append(f"source {path}: {exc}")
+            report.problems.append(f"source {_shown(path)}: {exc}")
     return report
+
+
+def is_utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (kept as surrogates)
+        return False
+    return True
+
+
+def _shown(path: Path) -> str:
+    """A path as it can be printed and logged, whatever bytes its name holds (``caf\\xe9.txt``)."""
+    return os.fsencode(path).decode(errors="backslashreplace")
 
 
 def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport) -> None:

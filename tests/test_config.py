@@ -162,6 +162,18 @@ BAD_CASES = {
         GOOD.replace(CMD, 'destination = { http = "ftp://epr.local/?token=Hidden-8d2f" }'),
         "routes[1].destination.http: expected an http:// or https:// URL with a host",
     ),
+    "an http URL with a port that is not one": (  # accepted, then its query quoted in every delivery error
+        GOOD.replace(CMD, 'destination = { http = "https://epr.local:99999/hook?token=Hidden-8d2f" }'),
+        "routes[1].destination.http: not a valid URL (its host or port cannot be read)",
+    ),
+    "an http URL with an unclosed IPv6 bracket": (  # a traceback
+        GOOD.replace(CMD, 'destination = { http = "https://[fe80::1/hook?token=Hidden-8d2f" }'),
+        "routes[1].destination.http: not a valid URL (its host or port cannot be read)",
+    ),
+    "an http URL with a space in its host": (
+        GOOD.replace(CMD, 'destination = { http = "https://epr local/hook?token=Hidden-8d2f" }'),
+        "routes[1].destination.http: not a valid URL (spaces or control characters: percent-encode them)",
+    ),
     "basic auth and an Authorization header": (
         GOOD.replace(
             CMD,

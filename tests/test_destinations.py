@@ -259,6 +259,52 @@ def test_http_redirect_is_a_failed_delivery_and_never_followed(
             assert diverted == []  # the redirect target never heard of it
 
 
+def endless_redirect(sent: list[int], cap: int) -> typing.Callable[[Recorder], None]:
+    """A 302 whose chunked body goes on (up to ``cap`` bytes, then the endpoint holds the line)."""
+
+    def answer(handler: Recorder) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", "/elsewhere")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        chunk = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
+        with contextlib.suppress(OSError):
+            while sum(sent) < cap:
+                handler.wfile.write(chunk)
+                sent.append(1 << 20)
+            time.sleep(30)
+        handler.close_connection = True
+
+    return answer
+
+
+def test_http_redirect_body_is_never_read(meshbridge_config, make_bridge, mesh_peer) -> None:
+    """requests reads a 3xx's whole body into memory even when not following it: an endpoint could
+    send gigabytes. Only the status line and headers are read; the connection is then dropped."""
+    sent: list[int] = []
+    with serving(endless_redirect(sent, cap=200 << 20)) as (url, received):
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", timeout = "20s" }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"redirected", workflow_id="TEST_WORKFLOW")
+        poll_within(bridge, 60)
+        message = bridge.store.find("in", mesh_id)
+        assert message["state"] == "valid" and len(received) == 1
+        assert f"answered HTTP 302, a redirect to {url}/elsewhere (not followed)" in message["last_error"]
+    assert sum(sent) < 64 << 20  # what socket buffers hold, not the 200 MiB the endpoint had ready
+
+
+@pytest.mark.parametrize("location", ["http://[evil/x", "http://evil:99999/x"])
+def test_http_redirect_with_an_unreadable_location_is_still_a_redirect(
+    location: str, meshbridge_config, make_bridge, mesh_peer
+) -> None:
+    with serving(lambda h: (307, {"Location": location})) as (url, received):
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr" }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"odd location", workflow_id="TEST_WORKFLOW")
+        bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "valid" and len(received) == 1
+    assert message["last_error"].endswith("answered HTTP 307, a redirect to (an unreadable URL) (not followed)")
+
+
 def trickle(handler: Recorder) -> None:
     """An endpoint that takes the POST, then answers one byte every half second for a minute."""
     with contextlib.suppress(OSError):
@@ -305,6 +351,23 @@ def test_http_header_secret_from_env_reaches_the_endpoint_and_nothing_else(
     assert "tok-Distinctive" not in caplog.text + " ".join(first.problems) + repr(bridge.config)
 
 
+def test_http_redirect_echoing_a_secret_never_stores_it(
+    meshbridge_config, make_bridge, mesh_peer, monkeypatch, caplog
+) -> None:
+    """An endpoint whose Location quotes our Authorization header (a login redirect carrying it on)."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("EPR_TOKEN", "tok-Echoed-7a2c")
+    with serving(lambda h: (302, {"Location": f"/login/{h.headers['Authorization']}/next"})) as (url, received):
+        headers = 'headers = { Authorization = { env = "EPR_TOKEN" } }'
+        bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", {headers} }}')))
+        mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to be echoed", workflow_id="TEST_WORKFLOW")
+        report = bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "valid" and len(received) == 1
+    assert f"a redirect to {url}/login/********/next (not followed)" in message["last_error"]
+    assert "tok-Echoed" not in message["last_error"] + " ".join(report.problems) + caplog.text
+
+
 def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge, mesh_peer, monkeypatch) -> None:
     import base64
 
@@ -317,6 +380,27 @@ def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge,
     assert bridge.store.find("in", mesh_id)["state"] == "delivered"
     expected = "Basic " + base64.b64encode(b"meshbridge:pw-Basic-Distinctive-41").decode()
     assert [(h["Authorization"], b) for _, _, h, b in received] == [(expected, b"authenticated")]
+
+
+@pytest.mark.parametrize("port", ["3128", "99999"])  # refused, or a URL the library quotes back
+def test_http_proxy_credentials_from_the_environment_never_reach_an_error(
+    port: str, meshbridge_config, make_bridge, mesh_peer, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    routes = inbound('{ http = "http://epr.invalid/epr" }') + '\n[service]\ndelivery_backoff = "0s"\n'
+    bridge = make_bridge(meshbridge_config(routes))
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"via a proxy", workflow_id="TEST_WORKFLOW")
+    bridge.poll()  # stored; its delivery failed (no such host)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://proxyuser:Proxy-Secret-77@127.0.0.1:{port}")
+    report = bridge.poll()  # tried again, through the proxy
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "valid" and message["last_error"].startswith("POST http://epr.invalid/epr failed: ")
+    assert any(message["last_error"] in problem for problem in report.problems)
+    shown = message["last_error"] + " ".join(report.problems) + caplog.text
+    assert "Proxy-Secret" not in shown and "proxyuser" not in shown
 
 
 def test_http_tls_error_keeps_its_cause(meshbridge_config, make_bridge, mesh_peer, tmp_path: Path) -> None:

@@ -514,3 +514,24 @@ def test_housekeeping_removes_temp_files_of_killed_writers(tmp_path: Path, meshb
     finally:
         if live.poll() is None:
             kill(live)
+
+
+def test_a_store_on_a_read_only_file_system_is_one_line_saying_so(meshbridge_config, small_disk: Path) -> None:
+    """A failing disk the kernel remounted read-only: SQLite says only "unable to open database
+    file", the file system says why. Nothing changes."""
+    store = small_disk / "var" / "meshbridge.db"
+    config = meshbridge_config(store=str(store))
+    from test_store_damage import meshbridge, snapshot, store_with_history
+
+    store_with_history(store, messages=3)
+    before = snapshot(store.parent)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    for command in ("status", "messages", "poll"):
+        done = meshbridge(config, command)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("meshbridge: ") and str(store) in lines[0]
+        assert lines[0].endswith(
+            ": its file system is read-only (a store writes beside itself, its -wal and -shm, even to be read)"
+        )
+    assert snapshot(store.parent) == before

@@ -117,6 +117,25 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(meshbridge_conf
     assert snapshot(store.parent) == before
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo", "link to nothing"])
+def test_a_store_path_that_is_not_a_file_is_refused_and_left_untouched(meshbridge_config, kind: str) -> None:
+    """A FIFO would block opening it for ever; a folder or a dangling link gave exit 1 and an OS error."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store.parent.mkdir(parents=True)
+    if kind == "folder":
+        store.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(store)
+    else:
+        store.symlink_to(config.parent / "elsewhere.db")
+    line = refused(config, store)
+    what = "a symbolic link to" if kind == "link to nothing" else "not a file"
+    assert what in line and "check [store] path" in line
+    assert [p.name for p in store.parent.iterdir()] == ["meshbridge.db"]  # nothing built beside it
+    assert not (config.parent / "elsewhere.db").exists()
+
+
 def test_a_sqlite_database_that_is_not_a_store_is_refused_and_left_untouched(meshbridge_config) -> None:
     config = meshbridge_config()
     store = config.parent / STORE
@@ -172,3 +191,85 @@ def test_damage_found_while_reading_is_one_line(meshbridge_config) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert f"store {store} is damaged" in line and ".recover" in line and "backup" in line
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "symlink"])
+def test_a_payload_file_replaced_by_something_else_is_one_line(
+    meshbridge_config, make_bridge, mesh_peer, kind: str
+) -> None:
+    """A payload file swapped for a folder (a traceback), a FIFO (replay and delivery blocked for
+    ever) or a link (read as if it were the payload) is named as damaged, in one line."""
+    from conftest import OUT_IN
+
+    config = meshbridge_config(OUT_IN)
+    config.write_text(config.read_text().replace("[store]\n", "[store]\ninline_max = 0\n", 1))  # payloads as files
+    bridge = make_bridge(config)
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"x" * 5000, workflow_id="TEST_WORKFLOW")
+    bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    assert message["state"] == "delivered"
+    payload = bridge.store.payloads.path(message["payload_sha256"])
+    bridge.close()
+    payload.unlink()
+    if kind == "folder":
+        payload.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(payload)
+    else:
+        payload.symlink_to(config)
+    done = meshbridge(config, "replay", message["id"])
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    what = (
+        "cannot be read: a symbolic link, not a payload file" if kind == "symlink" else "is damaged: not a regular file"
+    )
+    assert done.stderr == f"meshbridge: payload file {payload} {what}\n"
+    shown = meshbridge(config, "show", message["id"])
+    assert shown.returncode == 0 and f"payload file {payload}" in shown.stdout  # the failed replay's error
+
+
+def test_a_folder_where_the_stores_shared_memory_file_goes_is_one_line(meshbridge_config) -> None:
+    """SQLite then opens the store read-only, and the first write raised SQLITE_READONLY as a traceback."""
+    config = meshbridge_config()
+    store = config.parent / STORE
+    store_with_history(store, messages=3)
+    Path(f"{store}-shm").mkdir()
+    before = store.read_bytes()
+    done = meshbridge(config, "status")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == (
+        f"meshbridge: store {store} cannot be written: attempt to write a readonly database (SQLITE_READONLY): "
+        "check the file, its folder and the -wal and -shm files beside it\n"
+    )
+    assert store.read_bytes() == before  # (SQLite may add an empty -wal)
+    Path(f"{store}-shm").rmdir()  # the operator removes it: all there
+    done = meshbridge(config, "status", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["counts"] == {"in": {"received": 3}}
+
+
+@pytest.mark.parametrize("how", ["changed", "missing"])
+def test_show_says_a_payload_was_changed_or_lost_before_anything_meets_it(
+    meshbridge_config, make_bridge, mesh_peer, how: str
+) -> None:
+    from conftest import OUT_IN
+
+    config = meshbridge_config(OUT_IN)
+    config.write_text(config.read_text().replace("[store]\n", "[store]\ninline_max = 0\n", 1))  # payloads as files
+    bridge = make_bridge(config)
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"x" * 5000, workflow_id="TEST_WORKFLOW")
+    bridge.poll()
+    message = bridge.store.find("in", mesh_id)
+    payload = bridge.store.payloads.path(message["payload_sha256"])
+    bridge.close()
+    if how == "changed":
+        payload.write_bytes(b"y" * 5000)  # the same size: only its sha256 tells
+        line = f"payload: payload file {payload} is corrupt: sha256 is "
+    else:
+        payload.unlink()
+        line = f"payload: payload {message['payload_sha256']} is missing (no row, no file {payload})"
+    shown = meshbridge(config, "show", message["id"])
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr
+    said = [text for text in shown.stdout.splitlines() if text.startswith("payload:")]
+    assert len(said) == 1 and said[0].startswith(line)
+    replayed = meshbridge(config, "replay", message["id"])
+    assert replayed.returncode == 1 and replayed.stderr.startswith(f"meshbridge: {line[len('payload: ') :]}")
+    assert len(replayed.stderr.splitlines()) == 1

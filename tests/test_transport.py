@@ -174,3 +174,19 @@ def test_retries_back_off_then_give_up(tmp_path: Path, mesh_sandbox: Sandbox) ->
         assert bridge.store.get(message["id"])["state"] == "failed"
         assert "gave up after 3 attempts" in report.problems[0]
         assert [e.kind for e in events] == ["failed"]
+
+
+def test_proxy_credentials_from_the_environment_never_reach_a_mesh_error(
+    meshbridge_config, make_bridge, monkeypatch, caplog
+) -> None:
+    """The proxy URL, password and all, was quoted in each mailbox's problem line and log."""
+    caplog.set_level(logging.DEBUG)
+    bridge = make_bridge(meshbridge_config(OUT_IN))
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, "http://proxyuser:Proxy-Secret-77@127.0.0.1:99999")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    report = bridge.poll()
+    assert report.problems and all(p.startswith("MESH mailbox") for p in report.problems)
+    assert "cannot list the inbox: InvalidURL: Failed to parse: http://127.0.0.1:99999" in report.problems[0]
+    assert "Proxy-Secret" not in " ".join(report.problems) + caplog.text

@@ -14,6 +14,7 @@ SQLite errors that are about the disk or the file, not the query, become meshbri
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import os
@@ -36,6 +37,7 @@ from .tempfiles import locked_temp, remove_if_free
 HEADER = b"SQLite format 3\x00"
 MIGRATIONS_TABLE = "_sqlite_migrations"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+_CHECK_PATH = "check [store] path"
 
 
 class StoreConnection(sqlite3.Connection):
@@ -80,6 +82,11 @@ class StoreConnection(sqlite3.Connection):
             return DiskFull(f"store disk {kind}: {self.path}: {exc} ({name})")
         if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
             return damaged(self.path, f"is damaged ({exc})", untouched=False)
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):  # e.g. a folder where its -shm goes
+            why = _reason(self.path, exc)
+            if why == str(exc):
+                why = f"{exc} ({name}): check the file, its folder and the -wal and -shm files beside it"
+            return StoreError(f"store {self.path} cannot be written: {why}")
         return exc
 
 
@@ -105,7 +112,7 @@ def connect(path: Path, timeout: float = 30) -> StoreConnection:
             path, timeout=timeout, isolation_level=None, check_same_thread=False, factory=StoreConnection
         )
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot open store {path}: {exc}") from None
+        raise StoreError(f"cannot open store {path}: {_reason(path, exc)}") from None
     assert isinstance(conn, StoreConnection)
     conn.path = path
     return conn
@@ -116,6 +123,7 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
 
     Raises :class:`StoreDamaged` for a file that is not a whole meshbridge store, untouched.
     """
+    _refuse_what_is_not_a_file(path)
     _remove_unfinished_builds(path)
     if not path.exists():
         _build(path, timeout)
@@ -135,8 +143,24 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
         raise
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"cannot open store {path}: {exc}") from None
+        raise StoreError(f"cannot open store {path}: {_reason(path, exc)}") from None
     return conn
+
+
+def _reason(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """SQLite's reason, or the file system's where that says more than "unable to open database file"."""
+    with contextlib.suppress(OSError):
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return "its file system is read-only (a store writes beside itself, its -wal and -shm, even to be read)"
+    return str(exc)
+
+
+def _refuse_what_is_not_a_file(path: Path) -> None:
+    """A folder, a FIFO or a link to nothing at the store's path is refused before anything is built."""
+    if path.is_symlink() and not path.exists():
+        raise damaged(path, f"is a symbolic link to {os.readlink(path)}, which does not exist", _CHECK_PATH)
+    if path.exists() and not path.is_file():
+        raise damaged(path, "is not a file (a folder or a special file)", _CHECK_PATH)
 
 
 def check_file(path: Path) -> None:

@@ -15,11 +15,13 @@ written only while the disk has room for them (see :mod:`.space`); a full disk r
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -173,10 +175,19 @@ class Payloads:
         data = self._inline(sha256)
         if data is not None:
             return io.BytesIO(data)
-        try:
-            return self.path(sha256).open("rb")
+        path = self.path(sha256)
+        try:  # never a link, a FIFO or a folder in its place: those would be read, block or crash
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
         except FileNotFoundError:
-            raise StoreError(f"payload {sha256} is missing (no row, no file {self.path(sha256)})") from None
+            raise StoreError(f"payload {sha256} is missing (no row, no file {path})") from None
+        except OSError as exc:
+            why = "a symbolic link, not a payload file" if exc.errno == errno.ELOOP else exc.strerror
+            raise StoreError(f"payload file {path} cannot be read: {why}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"payload file {path} is damaged: not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
 
     def blocks(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Stream a payload. A whole read (the default) checks the sha256 at the end."""
