@@ -1,0 +1,198 @@
+"""Commands that read the store or a file: status, messages, show, validate, plugins."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, MeshbridgeError
+from .output import (
+    SHOWN_FIELDS,
+    console,
+    echo,
+    fail,
+    format_finding,
+    literal,
+    payload_damage,
+    print_timeline,
+    public,
+    table,
+)
+from .session import bridge_for
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Counts by direction and state, and overdue expectations."""
+    with bridge_for(ctx) as bridge:
+        result = bridge.status()
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    counts = ((direction, state, n) for direction, states in result["counts"].items() for state, n in states.items())
+    out = console()
+    out.print(table("direction", "state", "messages", rows=counts))
+    out.print(literal(f"overdue expectations: {result['overdue']}"))
+
+
+@click.command()
+@click.option("--state", help="Only messages in this state.")
+@click.option("--overdue", is_flag=True, help="Only messages with an overdue expectation.")
+@click.option("--direction", type=click.Choice(["in", "out"]))
+@click.option("--limit", type=int, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def messages(
+    ctx: click.Context, state: str | None, overdue: bool, direction: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List messages (oldest first)."""
+    with bridge_for(ctx) as bridge:
+        rows = bridge.messages(state=state, overdue=overdue, direction=direction, limit=limit)
+    if as_json:
+        click.echo(json.dumps([public(r) for r in rows], indent=2))
+        return
+    cells = (
+        (
+            r["id"],
+            r["direction"],
+            r["state"] + (" (overdue)" if r["overdue"] else ""),
+            r["route"],
+            r["workflow_id"],
+            r["peer"],
+            r["mesh_message_id"],
+            r["payload_size"] or "",
+            r["created_at"][:19],
+        )
+        for r in rows
+    )
+    columns = ("id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created")
+    console().print(table(*columns, rows=cells))
+
+
+@click.command()
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
+    """One message and its timeline (by meshbridge id or MESH message id)."""
+    with bridge_for(ctx) as bridge:
+        message, events = bridge.show(message_id)
+        expectations = bridge.store.expectations(message["id"])
+        damage = payload_damage(bridge, message) if not as_json else None
+    if as_json:
+        click.echo(json.dumps({**public(message), "events": events, "expectations": expectations}, indent=2))
+        return
+    print_timeline(message, events)
+    for label, field in SHOWN_FIELDS:
+        if message.get(field):
+            echo(f"{label}: {message[field]}")
+    if damage:
+        echo(f"payload: {damage}")
+    for finding in json.loads(message.get("findings") or "[]"):
+        echo(format_finding(finding))
+    for e in expectations:
+        status = f"met {e['met_at'][:19]} ({e['outcome']})" if e["met_at"] else "OVERDUE" if e["overdue_at"] else "open"
+        echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--type", "payload_type", default="auto", show_default=True, help="Payload type, or auto to sniff.")
+@click.option("--fhir-version", type=click.Choice(["STU3", "R4", "R5"]), help="FHIR release (default STU3).")
+@click.option("--route", help="Apply this route's settings (needs the config file).")
+@click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules in schemas/).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    path: Path,
+    payload_type: str,
+    fhir_version: str | None,
+    route: str | None,
+    itk_rules: bool,
+    as_json: bool,
+) -> None:
+    """Detect and validate one payload; print findings. Exit 0 valid, 1 invalid. No MESH needed."""
+    from ..config import load
+    from ..plugins import Plugins
+    from ..validation import check
+
+    route_obj = None
+    try:
+        if route:
+            route_obj = load(ctx.obj["config"]).route(route)
+            if payload_type == "auto":
+                payload_type = route_obj.payload_type
+        data = path.read_bytes()
+        plugins = Plugins()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", 2)
+    except MeshbridgeError as exc:
+        fail(str(exc), 2)
+    options = {"fhir_version": fhir_version} if fhir_version else {}
+    result = check(plugins, data, payload_type=payload_type, options=options, route=route_obj, filename=path.name)
+    if itk_rules:
+        from ..itk import check as itk_check
+        from ..payloads.base import ValidationResult
+
+        result = ValidationResult(result.payload_type, (*result.findings, *itk_check(data)), result.details)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "valid": result.valid,
+                    "payload_type": result.payload_type,
+                    "details": dict(result.details),
+                    "findings": [f.as_dict() for f in result.findings],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        for finding in result.findings:
+            echo(format_finding(finding))
+        echo(f"{path}: {result.payload_type} {'valid' if result.valid else 'INVALID'}")
+    sys.exit(0 if result.valid else 1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json: bool) -> None:
+    """Installed payload types and plugins."""
+    from ..plugins import Plugins
+
+    try:
+        installed = Plugins()
+        types = installed.payload_types()
+        infos = installed.describe()
+    except MeshbridgeError as exc:
+        fail(str(exc), 2)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "payload_types": [
+                        {"name": t.name, "media_type": t.media_type, "description": t.description}
+                        for t in types.values()
+                    ],
+                    "plugins": [i.__dict__ for i in infos],
+                },
+                indent=2,
+            )
+        )
+        return
+    out = console()
+    rows = ((t.name, t.media_type, t.description) for t in types.values())
+    out.print(
+        table("payload type", "media type", "description", rows=rows, title="payload types", title_justify="left")
+    )
+    rows = ((i.name + (" (built-in)" if i.builtin else ""), i.version, ", ".join(i.hooks)) for i in infos)
+    out.print(table("plugin", "version", "hooks", rows=rows, title="plugins", title_justify="left"))

@@ -1,0 +1,76 @@
+"""Commands that run the pipeline: poll, run, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import MeshbridgeError
+from .output import (
+    echo,
+    fail,
+    print_timeline,
+)
+from .session import bridge_for
+
+
+@click.command()
+@click.option("--mailbox", help="Only this mailbox.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@click.pass_context
+def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
+    """One pass: send what waits, collect, acknowledge, deliver, correlate, track."""
+    from ..service import stopped_by_signals
+
+    with bridge_for(ctx) as bridge, stopped_by_signals(bridge.stopping):
+        report = bridge.poll(mailbox)
+        if as_json:
+            click.echo(json.dumps(report.__dict__, indent=2))
+        else:
+            for name in (
+                "sent",
+                "received",
+                "delivered",
+                "invalid",
+                "unrouted",
+                "undelivered",
+                "undeliverable",
+                "correlated",
+                "overdue",
+                "tracked",
+            ):
+                ids = getattr(report, name)
+                if ids:
+                    echo(f"{name}: {len(ids)}")
+            for mid in report.unrouted:
+                m = bridge.store.get(mid)
+                echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
+            for problem in report.problems:
+                echo(f"problem: {problem}", err=True)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron).")
+@click.pass_context
+def run(ctx: click.Context, once: bool) -> None:
+    """The service: scheduled polling, sending, tracking and deadline sweeps, until SIGTERM."""
+    from ..service import Service
+
+    with bridge_for(ctx) as bridge:
+        service = Service(bridge)
+        service.run_once() if once else service.run()
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary workspace and print where it is.")
+def demo(keep: bool) -> None:
+    """Start an embedded MESH sandbox and run a full round trip; print each timeline."""
+    from ..demo import run_demo
+
+    try:
+        ok = run_demo(keep=keep, echo=click.echo, show=print_timeline)
+    except MeshbridgeError as exc:
+        fail(str(exc), 1)
+    sys.exit(0 if ok else 1)
