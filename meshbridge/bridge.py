@@ -32,6 +32,7 @@ from .mesh import MeshMailbox
 from .payloads.base import Payload, ValidationResult
 from .pipeline import PollReport
 from .plugins import Plugins
+from .progress import Progress
 from .sources import is_utf8, open_regular
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
@@ -55,6 +56,7 @@ class Bridge:
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
         self.stopping = threading.Event()  # set on SIGTERM: an upload stops after the chunk in hand
+        self.progress: Progress | None = None  # told how chunked sends and downloads go (the CLI's bar)
 
     def _check_routes(self) -> None:
         """Route settings that depend on installed plugins: payload types and destination kinds."""
@@ -182,7 +184,13 @@ class Bridge:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         checkpoint("send:stored")
         pipeline.transmit(
-            self.store, self.mailbox(sender), message, claimed=True, policy=self.retry_policy, stopping=self.stopping
+            self.store,
+            self.mailbox(sender),
+            message,
+            claimed=True,
+            policy=self.retry_policy,
+            stopping=self.stopping,
+            progress=self.progress,
         )
         return self.store.get(message["id"])
 
@@ -279,7 +287,9 @@ class Bridge:
                 break
             try:
                 mesh = self.mailbox(message["mailbox"])
-                if pipeline.transmit(self.store, mesh, message, policy=policy, stopping=self.stopping):
+                if pipeline.transmit(
+                    self.store, mesh, message, policy=policy, stopping=self.stopping, progress=self.progress
+                ):
                     report.sent.append(message["id"])
             except SendAbandoned as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
@@ -429,7 +439,7 @@ class Bridge:
             self.store.space.room_for(0)  # no room for new messages: leave them in MESH
             for mesh_id in mesh.inbox():
                 try:
-                    batch.append(pipeline.download(self.store, mesh, mesh_id, durable=False))
+                    batch.append(pipeline.download(self.store, mesh, mesh_id, durable=False, progress=self.progress))
                 except DiskFull:
                     raise
                 except MeshbridgeError as exc:

@@ -85,11 +85,18 @@ class Envelope:
 
 class _Slice:
     """A file-like window of ``length`` bytes on a reader, from where the reader stands: with a
-    length so requests can stream it, ``tell``/``seek`` so a retry can rewind it, and ``on_read``
-    called after each read (an upload in progress reads: the sender's heartbeat)."""
+    length so requests can stream it, ``tell``/``seek`` so a retry can rewind it, ``on_read``
+    called after each read (an upload in progress reads: the sender's heartbeat) and ``at`` with
+    the reader's offset after it (progress)."""
 
-    def __init__(self, reader: BinaryIO, length: int, on_read: Callable[[], None] | None = None) -> None:
-        self._reader, self._left, self._length, self._on_read = reader, length, length, on_read
+    def __init__(
+        self,
+        reader: BinaryIO,
+        length: int,
+        on_read: Callable[[], None] | None = None,
+        at: Callable[[int], None] | None = None,
+    ) -> None:
+        self._reader, self._left, self._length, self._on_read, self._at = reader, length, length, on_read, at
         self._start = reader.tell()
 
     def __len__(self) -> int:
@@ -113,6 +120,8 @@ class _Slice:
         self._left -= len(data)
         if self._on_read:
             self._on_read()
+        if self._at:
+            self._at(self._start + self.tell())
         return data
 
 
@@ -187,15 +196,18 @@ class MeshMailbox:
         resume: tuple[str, int] | None = None,
         on_chunk: Callable[[str, int, int], None] | None = None,
         on_read: Callable[[], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> str:
         """Send a payload, chunked above ``chunk_size``; return the MESH message id.
 
         ``on_chunk(message_id, n, total)`` is called after chunk n is accepted, so a caller can
         record progress (or stop between chunks by raising); ``resume=(message_id, n)`` continues
         an upload after chunk n. ``on_read()`` is called as each chunk's body is read on its way
-        out, block by block: progress within a chunk (a caller's heartbeat).
+        out, block by block: progress within a chunk (a caller's heartbeat). ``progress(done, size)``
+        follows the payload's bytes as they are read, for a chunked payload only.
         """
         total = chunk_count(size, self.chunk_size)
+        at = (lambda offset: progress(offset, size)) if progress and total > 1 else None
         headers = {
             k: v
             for k, v in {
@@ -212,7 +224,7 @@ class MeshMailbox:
             reader.seek(done * self.chunk_size)
             for n in range(done + 1, total + 1):
                 length = min(self.chunk_size, size - (n - 1) * self.chunk_size)
-                chunk = _Slice(reader, length, on_read)
+                chunk = _Slice(reader, length, on_read, at)
                 with self._errors(f"send chunk {n}/{total} to {to}"):
                     if n == 1:
                         response = self._client.send_chunk(to, chunk, 1, total, compress=self.compress, **headers)
@@ -221,6 +233,8 @@ class MeshMailbox:
                         assert message_id is not None
                         self._send_later_chunk(to, chunk, n, total, message_id)
                 assert message_id is not None
+                if at:
+                    at((n - 1) * self.chunk_size + length)
                 if on_chunk:
                     on_chunk(message_id, n, total)
         assert message_id is not None
@@ -298,14 +312,20 @@ class MeshMailbox:
             yield from self._client.iterate_message_ids(batch_size=PAGE_SIZE)
 
     def download(
-        self, message_id: str, write: Callable[[Iterable[bytes]], T], *, raw: Callable[[bytes], None] | None = None
+        self,
+        message_id: str,
+        write: Callable[[Iterable[bytes]], T],
+        *,
+        raw: Callable[[bytes], None] | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> tuple[Envelope, T]:
         """Stream a message, all chunks in order and decoded, into ``write``; return its envelope and write's result.
 
         ``raw`` gets every block as received, before decoding (a copy of an undecodable body). A body
         that cannot be decoded (corrupt or cut-short gzip, over ``[mesh] max_decoded_size`` or
         ``max_compression_ratio``) is read to its end, raw, and :class:`UndecodableBody` raised with
-        the sha256 of the raw bytes.
+        the sha256 of the raw bytes. ``progress(done, total)`` follows a chunked message's bytes as
+        received (see :class:`meshbridge.progress.Progress`).
         """
         with self._errors(f"download {message_id}"):
             first = self._client.retrieve_message_chunk(message_id, 1)
@@ -315,7 +335,14 @@ class MeshMailbox:
             except (IndexError, ValueError):
                 raise TransportError(f"MESH sent a bad mex-Chunk-Range {chunk_range!r} for {message_id}") from None
             envelope = Envelope.from_headers(message_id, first.headers, total)
-            body = _Body(lambda n: self._client.retrieve_message_chunk(message_id, n), first, total, self.limits, raw)
+            body = _Body(
+                lambda n: self._client.retrieve_message_chunk(message_id, n),
+                first,
+                total,
+                self.limits,
+                raw,
+                progress if total > 1 else None,
+            )
             try:
                 result = write(body.decoded())
             except _BadBody as exc:
@@ -402,7 +429,11 @@ class DecodeLimits:
 
 
 class _Body:
-    """The chunks of one download: raw blocks counted, hashed and copied to ``raw``; decoded on request."""
+    """The chunks of one download: raw blocks counted, hashed and copied to ``raw``; decoded on request.
+
+    ``progress(done, total)`` after each block: raw bytes so far, and the expected raw size (the
+    chunks received, this one's Content-Length, and the first one's for each chunk still to come).
+    """
 
     def __init__(
         self,
@@ -411,10 +442,13 @@ class _Body:
         total: int,
         limits: DecodeLimits,
         raw: Callable[[bytes], None] | None,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self._fetch, self._response, self._total, self._limits, self._copy = fetch, first, max(total, 1), limits, raw
         self._n, self._current = 1, iter(())
         self._digest, self.size = hashlib.sha256(), 0
+        self._progress, self._expected = progress, _length(first)
+        self._first = self._expected
 
     def _raw(self, n: int) -> Iterator[bytes]:
         seen = 0
@@ -426,12 +460,18 @@ class _Body:
             self.size += len(block)
             if self._copy:
                 self._copy(block)
+            if self._progress:
+                self._progress(self.size, self._expected)
             yield block
 
     def _open(self, n: int) -> Iterator[bytes]:
+        length = self._first
         if n > 1:
             self._response.close()
             self._response = self._fetch(n)
+            length = _length(self._response)
+        if length is not None and self._first is not None:
+            self._expected = self.size + length + self._first * (self._total - n)
         self._n, self._current = n, self._raw(n)
         return self._current
 
@@ -459,6 +499,12 @@ class _Body:
 
     def close(self) -> None:
         self._response.close()  # a failed read: the connection is not reused
+
+
+def _length(response: requests.Response) -> int | None:
+    """A chunk's Content-Length (its raw bytes), or None."""
+    value = response.headers.get("Content-Length", "")
+    return int(value) if value.isdigit() else None
 
 
 def _gunzip(blocks: Iterable[bytes], what: str, limits: DecodeLimits) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ from .output import (
     fail,
     print_timeline,
 )
+from .progress import transfer_bar
 from .session import bridge_for
 
 
@@ -25,7 +26,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
     from ..service import stopped_by_signals
 
     with bridge_for(ctx) as bridge, stopped_by_signals(bridge.stopping):
-        report = bridge.poll(mailbox)
+        with transfer_bar(bridge):
+            report = bridge.poll(mailbox)
         if as_json:
             click.echo(json.dumps(report.__dict__, indent=2))
         else:

@@ -12,6 +12,7 @@ from .output import (
     fail,
     format_finding,
 )
+from .progress import transfer_bar
 from .session import bridge_for
 
 
@@ -37,9 +38,10 @@ def send(
         fail("give --route NAME, or --from MB --to MB --workflow WF", 2)
     with bridge_for(ctx) as bridge:
         try:
-            message = bridge.send(
-                path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
-            )
+            with transfer_bar(bridge):
+                message = bridge.send(
+                    path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
+                )
         except PayloadRejected as exc:
             for finding in exc.findings:
                 echo(format_finding(finding), err=True)

@@ -24,6 +24,7 @@ from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
 from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
+from ..progress import Progress, named
 from ..store import Row, Store
 from ..store.space import CHECK_EVERY, disk_error
 from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
@@ -35,7 +36,9 @@ STOP_GRACE = 2.0  # seconds a stopped delivery's thread gets to report after its
 BAD_BODY_ATTEMPTS = 5  # downloads that fail to decode before the body is stored as received anyway
 
 
-def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True) -> Row:
+def download(
+    store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True, progress: Progress | None = None
+) -> Row:
     """Download one message and record it ``received``: stored, not yet acknowledged in MESH.
 
     ``durable=False`` records it lazily: :meth:`Store.make_durable` on a batch makes them all
@@ -44,6 +47,7 @@ def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = T
     A body that cannot be decoded raises :class:`UndecodableBody` and is left in MESH (a cut may
     be a passing fault), until the same raw bytes have been seen twice or ``BAD_BODY_ATTEMPTS``
     downloads failed so: then the raw bytes are recorded, to become ``invalid`` once acknowledged.
+    ``progress`` follows a chunked download's bytes.
     """
     message = store.find("in", mesh_id)
     if message is None:
@@ -52,7 +56,9 @@ def download(store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = T
         with _raw_copy(store, seen_before) as copy:
             try:
                 raw = _within_space(store, copy) if copy else None
-                envelope, (sha, size) = mesh.download(mesh_id, store.payloads.write, raw=raw)
+                envelope, (sha, size) = mesh.download(
+                    mesh_id, store.payloads.write, raw=raw, progress=named(progress, f"receive {mesh_id} for {mesh.id}")
+                )
             except UndecodableBody as exc:
                 sha, size = _give_up(store, mesh.id, mesh_id, exc, copy)
                 envelope, undecodable = exc.envelope, exc

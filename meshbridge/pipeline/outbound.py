@@ -13,6 +13,7 @@ from ..errors import ClaimLost, MeshRejected, SendAbandoned, StoreError, Transpo
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
 from ..payloads.base import ValidationResult
+from ..progress import Progress, named
 from ..store import Row, Store, new_lease, now
 
 SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without a heartbeat
@@ -99,6 +100,7 @@ def transmit(
     claimed: bool = False,
     policy: RetryPolicy = RetryPolicy(),
     stopping: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> bool:
     """Send one accepted message. Returns True when MESH took it.
 
@@ -114,6 +116,7 @@ def transmit(
     is spent (then ``failed``); a MESH rejection fails it at once. ``stopping`` set (SIGTERM)
     stops a chunked upload after the chunk in hand: the message stays ``sending``, its claim
     released, and the next pass resumes it. A claim lost to another process raises ClaimLost.
+    ``progress`` follows a chunked upload's bytes.
     """
     resumed = False
     if not claimed:
@@ -151,7 +154,7 @@ def transmit(
             _sent(store, message, resume[0], attempts)
             return True
 
-        def progress(mesh_id: str, n: int, total: int) -> None:
+        def chunk_sent(mesh_id: str, n: int, total: int) -> None:
             checkpoint("send:chunk")
             if total > 1:
                 lease.hold()
@@ -176,8 +179,9 @@ def transmit(
             subject=message["subject"],
             content_type=message["content_type"],
             resume=resume,
-            on_chunk=progress,
+            on_chunk=chunk_sent,
             on_read=lease.beat,
+            progress=named(progress, f"send {message['id']} to {message['peer']}"),
         )
     except _Stopped as stop:
         store.release(message["id"], lease.holder, "send-interrupted", {"reason": "stopping", "chunk": str(stop)})
