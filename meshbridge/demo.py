@@ -1,4 +1,5 @@
-"""``meshbridge demo``: a full round trip through an embedded mesh-sandbox, in a temporary workspace."""
+"""``meshbridge demo``: round trips through an embedded mesh-sandbox, then an ITK3 exchange
+(:mod:`meshbridge.demo_itk`), in a temporary workspace."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from .bridge import Bridge
 from .config import load
+from .demo_itk import Command, run_itk
 from .plugins import Plugins
 from .sandbox import Sandbox, config_text
 
@@ -44,8 +46,14 @@ def samples(plugins: Plugins) -> list[tuple[str, str, bytes]]:
 
 
 def run_demo(
-    *, keep: bool, echo: Callable[[str], None], show: Callable[[dict[str, Any], list[dict[str, Any]]], None]
+    *,
+    keep: bool,
+    echo: Callable[[str], None],
+    show: Callable[[dict[str, Any], list[dict[str, Any]]], None],
+    command: Command,
 ) -> bool:
+    """Payload round trips, then an ITK3 exchange between two organisations (:mod:`meshbridge.demo_itk`);
+    True when all of it happened as it should. ``command(config, *args)`` runs a meshbridge command."""
     started = time.monotonic()
     workspace = Path(tempfile.mkdtemp(prefix="meshbridge-demo-"))
     try:
@@ -82,6 +90,7 @@ def run_demo(
                     same = delivered.is_file() and hashlib.sha256(delivered.read_bytes()).hexdigest() == sha
                     ok = ok and same and message["state"] == "delivered" and inbound["state"] == "delivered"
                     echo(f"delivered to {delivered} — sha256 {'matches' if same else 'DIFFERS'}")
+            ok = run_itk(workspace, sandbox, plugins, echo=echo, command=command) and ok
         echo(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
         return ok
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -105,6 +106,19 @@ def test_demo_runs_fast_and_leaves_nothing_behind() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo passed" in done.stdout and "sha256 matches" in done.stdout
     assert "7 chunk(s)" in done.stdout  # the chunked one really was chunked
+    # The ITK3 exchange: three infrastructure acks, a business ack and a nack given with `ack`, one overdue.
+    itk = done.stdout.split("ITK3: ")[1]
+    assert itk.count("infrastructure ack 20013 sent") == 3
+    assert itk.count("$ meshbridge --config practice.toml ack ") == 2
+    assert ": bus-acked (30001) sent to X26ABC1" in itk and ": bus-nacked (30002) sent to X26ABC1" in itk
+    [late] = re.findall(r"trust: (\w+) is OVERDUE: no bus-ack from X26ABC2 within 3s", itk)
+    assert f"trust: {late} is inf-acked: infrastructure ack 20013, no business ack" in itk
+    assert "business ack 30001 (Patient known here." in itk and "business nack 30002 (Patient not known here." in itk
+    status, show = itk.split("$ meshbridge --config trust.toml status")[1].split(
+        "$ meshbridge --config trust.toml show"
+    )
+    assert "bus-nacked" in status and "complete" in status and "inf-acked" in status
+    assert "bus-nack" in show and "Patient not known here: no record matches this NHS number" in show
     assert elapsed < 30
     assert {p.pid for p in psutil.Process().children(recursive=True)} == before
     workspace = done.stdout.split("workspace ")[1].split()[0]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -67,12 +69,19 @@ def run(ctx: click.Context, once: bool) -> None:
 
 @click.command()
 @click.option("--keep", is_flag=True, help="Keep the temporary workspace and print where it is.")
-def demo(keep: bool) -> None:
-    """Start an embedded MESH sandbox and run a full round trip; print each timeline."""
+@click.pass_context
+def demo(ctx: click.Context, keep: bool) -> None:
+    """Start an embedded MESH sandbox: round trips of every payload type, then an ITK3 exchange
+    between two organisations (acks, a nack, an overdue expectation); print what happened."""
     from ..demo import run_demo
 
+    def command(config: Path, *args: str) -> None:
+        """Run a meshbridge command here, as typed at a shell (shown first), on one of the demo's configs."""
+        click.echo(f"\n$ meshbridge --config {config.name} {shlex.join(args)}")
+        ctx.find_root().command.main(["--config", str(config), *args], "meshbridge", standalone_mode=False)
+
     try:
-        ok = run_demo(keep=keep, echo=click.echo, show=print_timeline)
+        ok = run_demo(keep=keep, echo=click.echo, show=print_timeline, command=command)
     except MeshbridgeError as exc:
         fail(str(exc), 1)
     sys.exit(0 if ok else 1)
