@@ -17,6 +17,7 @@ from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
     DiskFull,
+    MeshAuthRefused,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
@@ -43,6 +44,7 @@ __all__ = [
     "Event",
     "Finding",
     "Mailbox",
+    "MeshAuthRefused",
     "MeshRejected",
     "MeshbridgeError",
     "Payload",

@@ -7,12 +7,13 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import acks, domain_acks, pipeline
+from . import acks, domain_acks, pipeline, retries
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .destinations import FolderBatch
@@ -20,6 +21,7 @@ from .errors import (
     ConfigError,
     DeliveryInterrupted,
     DiskFull,
+    MeshAuthRefused,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
@@ -28,6 +30,7 @@ from .errors import (
 )
 from .events import Event
 from .faults import checkpoint
+from .logins import LoginWatch
 from .mesh import MeshMailbox
 from .payloads.base import Payload, ValidationResult
 from .pipeline import PollReport
@@ -54,6 +57,7 @@ class Bridge:
         self.store = Store(config.store.path, inline_max=config.store.inline_max)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
+        self.logins = LoginWatch(self.store, self.plugins, self.handshake)
         self.stopping = threading.Event()  # set on SIGTERM: an upload stops after the chunk in hand
 
     def _check_routes(self) -> None:
@@ -74,7 +78,7 @@ class Bridge:
                         f"no destination kind {kind!r} is installed (have: {', '.join(sorted(kinds))})",
                     )
 
-    def _notify(self, kind: str, message_id: str, summary: str, **detail: Any) -> None:
+    def _notify(self, kind: str, message_id: str | None, summary: str, **detail: Any) -> None:
         log.warning("%s: %s", kind, summary)
         self.plugins.notify(Event(kind, message_id, summary, detail))
 
@@ -117,6 +121,15 @@ class Bridge:
         if mailbox_id not in self._mailboxes:
             self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
         return self._mailboxes[mailbox_id]
+
+    def handshake(self, mailbox_id: str) -> None:
+        """Validate a mailbox with MESH (daily, as MESH asks); a refused login raises ``mesh-auth``."""
+        try:
+            self.mailbox(mailbox_id).handshake()
+        except MeshAuthRefused as exc:
+            self.logins.refused(exc)
+            raise
+        self.logins.ok(mailbox_id)
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -181,10 +194,21 @@ class Bridge:
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         checkpoint("send:stored")
-        pipeline.transmit(
-            self.store, self.mailbox(sender), message, claimed=True, policy=self.retry_policy, stopping=self.stopping
-        )
+        self._transmit(message, claimed=True)
         return self.store.get(message["id"])
+
+    def _transmit(self, message: Row, *, claimed: bool = False) -> bool:
+        """Send one stored message now (see :func:`pipeline.transmit`), minding the mailbox's login."""
+        mailbox = message["mailbox"]
+        try:
+            mesh, policy = self.mailbox(mailbox), self.retry_policy
+            sent = pipeline.transmit(self.store, mesh, message, claimed=claimed, policy=policy, stopping=self.stopping)
+        except MeshAuthRefused as exc:
+            self.logins.refused(exc)
+            raise
+        if sent:
+            self.logins.ok(mailbox)
+        return sent
 
     def _accept_validated(
         self, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]
@@ -273,16 +297,22 @@ class Bridge:
         """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
         report = report or PollReport()
         policy = self.retry_policy
+        self.logins.probe(report)  # a refused login fixed since: its messages are due now
         waiting = [m for m in self.store.messages(state="accepted", direction="out") if pipeline.due_for_sending(m)]
         for message in waiting + self.store.stale_sending(policy.lease):
             if self.stopping.is_set():
                 break
+            if message["mailbox"] in report.login_refused:  # one refused login a pass: the others wait
+                continue
             try:
-                mesh = self.mailbox(message["mailbox"])
-                if pipeline.transmit(self.store, mesh, message, policy=policy, stopping=self.stopping):
+                if self._transmit(message):
                     report.sent.append(message["id"])
+            except MeshAuthRefused as exc:
+                report.problems.append(f"send {message['id']}: {exc}")
+                report.mailbox_trouble(exc.mailbox, refused=True)
             except SendAbandoned as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
+                report.mailbox_trouble(message["mailbox"])
                 self._notify("failed", message["id"], str(exc))
             except MeshRejected as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
@@ -292,6 +322,7 @@ class Bridge:
                 break
             except MeshbridgeError as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
+                self.logins.failed(report, message["mailbox"], exc)
         return report
 
     # -- inbound --------------------------------------------------------------------------
@@ -331,7 +362,8 @@ class Bridge:
             for mailbox_id in ids:
                 if self.stopping.is_set():
                     break
-                self._collect(mailbox_id, report)
+                if mailbox_id not in report.login_refused:  # refused already on this pass: not asked twice
+                    self._collect(mailbox_id, report)
             self._prepare_all(report)
         return report
 
@@ -351,32 +383,34 @@ class Bridge:
 
     def retry(self, message_id: str) -> Row:
         """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
-        (a fresh set of attempts; the inbound one is delivered by the next pass)."""
+        (a fresh set of attempts; the inbound one is delivered by the next pass). Raises
+        :class:`MeshbridgeError` when it cannot be retried, and what sending it now raises."""
         message = self.store.get(message_id)
-        retriable = (message["direction"], message["state"]) in (("out", "failed"), ("in", "undelivered"))
-        if not retriable:
-            raise MeshbridgeError(
-                f"{message['id']} is {message['direction']} and {message['state']}: only a failed "
-                "outbound message or an undelivered inbound one can be retried"
-            )
-        if not message["payload_sha256"]:
-            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
-        if message["direction"] == "in":
-            self.store.transition(
-                message["id"], "valid", from_states=("undelivered",), kind="retry", attempts=0, next_attempt_at=None
-            )
-            return self.store.get(message["id"])
-        self.store.transition(
-            message["id"], "accepted", from_states=("failed",), kind="retry", attempts=0, next_attempt_at=None
-        )
-        pipeline.transmit(
-            self.store,
-            self.mailbox(message["mailbox"]),
-            self.store.get(message["id"]),
-            policy=self.retry_policy,
-            stopping=self.stopping,
-        )
+        problem = retries.refusal(message)
+        if problem is None and not retries.requeue(self.store, message):
+            problem = "its state changed meanwhile (another process retried it?)"
+        if problem:
+            raise MeshbridgeError(f"{message['id']}: {problem}")
+        if message["direction"] == "out":
+            self._transmit(self.store.get(message["id"]))
         return self.store.get(message["id"])
+
+    def retry_many(
+        self,
+        ids: Sequence[str] = (),
+        *,
+        state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> retries.Retries:
+        """Retry the messages ``ids`` name, or else every retriable one in ``state`` (``failed``,
+        ``undelivered``, or both when None) last changed within ``[since, until]``; outbound ones
+        are sent at once. Each comes back queued (its state now) or with why it could not be."""
+        if state is not None and state not in retries.RETRIABLE.values():
+            raise MeshbridgeError(f"only failed or undelivered messages can be retried, not {state!r} ones")
+        done = retries.Retries()
+        rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
+        return retries.retry(self.store, rows, self._transmit, done)
 
     def replay(self, message_id: str) -> Row:
         """Deliver an inbound message to its route's destination again (e.g. after the EPR lost it)."""
@@ -430,17 +464,20 @@ class Bridge:
             for mesh_id in mesh.inbox():
                 try:
                     batch.append(pipeline.download(self.store, mesh, mesh_id, durable=False))
-                except DiskFull:
+                except (DiskFull, MeshAuthRefused):
                     raise
                 except MeshbridgeError as exc:
                     report.problems.append(f"collect {mesh_id} for {mailbox_id}: {exc}")
+                    self.logins.failed(report, mailbox_id, exc)
                 if len(batch) >= RECEIVE_BATCH:
                     self._acknowledge(mesh, batch, report)
                     batch = []
+            self.logins.ok(mailbox_id)  # the inbox was listed: the login works
         except DiskFull as exc:  # what is not stored stays in MESH for the next pass
             store_full(report, exc)
         except MeshbridgeError as exc:
             report.problems.append(str(exc))
+            self.logins.failed(report, mailbox_id, exc)
         self._acknowledge(mesh, batch, report)
 
     def _acknowledge(self, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
@@ -469,6 +506,7 @@ class Bridge:
                 break
             except MeshbridgeError as exc:
                 report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
+                self.logins.failed(report, mesh.id, exc)
 
     def _prepare_all(self, report: PollReport) -> None:
         """Every collected message (``mesh-acked``): REPORTs and acknowledgements applied, DATA
@@ -679,7 +717,7 @@ class Bridge:
         report = report or PollReport()
         interval = self.config.mesh.tracking_interval
         for message in self.store.messages(state="sent", direction="out"):
-            if not (force or pipeline.tracking_due(message, interval)):
+            if not (force or pipeline.tracking_due(message, interval)) or message["mailbox"] in report.login_refused:
                 continue
             try:
                 pipeline.track(self.store, self.mailbox(message["mailbox"]), message)
@@ -689,6 +727,7 @@ class Bridge:
                 break
             except MeshbridgeError as exc:
                 report.problems.append(f"track {message['id']}: {exc}")
+                self.logins.failed(report, message["mailbox"], exc)
         return report
 
     # -- reading --------------------------------------------------------------------------

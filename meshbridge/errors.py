@@ -6,6 +6,7 @@ MeshbridgeError
 │   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
 ├── TransportError   MESH refused or failed a request
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
+│   ├── MeshAuthRefused MESH refused our login (password, shared key): no message's fault
 │   ├── SendAbandoned   a send failed too often and is now ``failed``
 │   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
@@ -45,6 +46,17 @@ class MeshRejected(TransportError):
 
     def __init__(self, message: str, code: str = "", event: str = "") -> None:
         self.code, self.event = code, event
+        super().__init__(message)
+
+
+class MeshAuthRefused(TransportError):
+    """MESH refused the login of a mailbox (HTTP 403 on authentication: a wrong mailbox password or
+    ``[mesh] shared_key``, a token it cannot read, a mailbox it does not know). About no message:
+    a send it stops stays ``accepted`` and its attempts are not counted. ``refusals``: how many
+    times in a row the mailbox's login was refused, once the store has counted this one (else 0)."""
+
+    def __init__(self, message: str, mailbox: str) -> None:
+        self.mailbox, self.refusals = mailbox, 0
         super().__init__(message)
 
 

@@ -27,11 +27,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from .bridge import Bridge
 from .destinations import kill_commands
 from .errors import MeshbridgeError
+from .pipeline import PollReport
 from .sources import ScanReport, scan
 
 log = logging.getLogger("meshbridge")
@@ -101,7 +103,7 @@ class Service:
         ]
         for mailbox in self.config.mailboxes.values():
             send_jobs.append(
-                (f"handshake:{mailbox.id}", sender.mailbox(mailbox.id).handshake, service.handshake_interval)
+                (f"handshake:{mailbox.id}", partial(sender.handshake, mailbox.id), service.handshake_interval)
             )
         send_jobs.append(("housekeeping", lambda: self.housekeeping(sender), service.housekeeping_interval))
         self.workers["send"] = Worker("send", sender, send_jobs, stopping)
@@ -124,7 +126,7 @@ class Service:
 
     # -- the jobs ---------------------------------------------------------------------------
 
-    def send(self, bridge: Bridge | None = None) -> None:
+    def send(self, bridge: Bridge | None = None) -> PollReport:
         bridge = bridge or self.bridge
         report = ScanReport()
         for route in self.config.routes:
@@ -139,8 +141,10 @@ class Service:
                 )
         for problem in report.problems:
             log.warning("source: %s", problem)
-        for problem in bridge.flush().problems:
+        sent = bridge.flush()
+        for problem in sent.problems:
             log.warning("send: %s", problem)
+        return sent
 
     def housekeeping(self, bridge: Bridge | None = None) -> int:
         """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``)."""
@@ -151,8 +155,8 @@ class Service:
             log.info("housekeeping: removed %d payload files past retention", removed)
         return removed
 
-    def _poller(self, bridge: Bridge, mailbox: str) -> Callable[[], None]:
-        def poll() -> None:
+    def _poller(self, bridge: Bridge, mailbox: str) -> Callable[[], PollReport]:
+        def poll() -> PollReport:
             report = bridge.collect(mailbox)
             for problem in report.problems:
                 log.warning("poll %s: %s", mailbox, problem)
@@ -162,6 +166,7 @@ class Service:
                 worker = self.workers.get(f"deliver:{route.name}")
                 if worker:
                     worker.wake()
+            return report
 
         return poll
 
@@ -175,13 +180,15 @@ class Service:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run_once(self) -> None:
+    def run_once(self) -> PollReport:
         """Every job once, in flow order (for cron): sources and sends, inboxes, deliveries,
-        responses, tracking, deadlines."""
+        responses, tracking, deadlines. Returns the mailboxes MESH could not be reached for or
+        refused the login of (``unreachable``, ``login_refused``) on the way."""
         with stopped_by_signals(self.stopping):
-            self._run_once()
+            return self._run_once()
 
-    def _run_once(self) -> None:
+    def _run_once(self) -> PollReport:
+        troubles = PollReport()
         try:
             workers = self.build()
             by_id = {job_id: job for worker in workers for job_id, job, _ in worker.jobs}
@@ -191,9 +198,15 @@ class Service:
                 *(j for j in by_id if j.startswith("deliver:")),
             ]
             for job_id in [*order, "send", "track", "sweep"]:
-                _guarded(job_id, by_id[job_id])()
+                report = _guarded(job_id, by_id[job_id])()
+                if isinstance(report, PollReport):
+                    for mailbox in report.unreachable:
+                        troubles.mailbox_trouble(mailbox)
+                    for mailbox in report.login_refused:
+                        troubles.mailbox_trouble(mailbox, refused=True)
         finally:
             self.close()
+        return troubles
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT; then stop within about :data:`STOP_WAIT` seconds."""
@@ -260,16 +273,18 @@ def stopped_by_signals(stopping: threading.Event) -> Iterator[None]:
         kill_commands()
 
 
-def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], None]:
-    """A job that logs what it could not do instead of dying: the next run tries again."""
+def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], object]:
+    """A job that logs what it could not do instead of dying: the next run tries again.
+    Returns what the job returned (None if it failed)."""
 
-    def run() -> None:
+    def run() -> object:
         try:
-            function()
+            return function()
         except MeshbridgeError as exc:
             log.error("%s: %s", job_id, exc)
         except Exception:
             log.exception("%s failed", job_id)
+        return None
 
     run.__name__ = job_id
     return run

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from ..errors import MeshRejected, PayloadRejected, TransportError
+from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, TransportError
 from .output import (
+    EXIT_LOGIN_REFUSED,
     echo,
     fail,
     format_finding,
+    mesh_exit,
 )
 from .session import bridge_for
+from .times import WHEN
 
 
 @click.command()
@@ -46,19 +51,52 @@ def send(
             fail(f"refused, not sent: quarantined as {exc.message_id} (state rejected)", 1)
         except MeshRejected as exc:
             fail(f"MESH refused it (message kept in state failed): {exc}", 1)
+        except MeshAuthRefused as exc:
+            fail(f"stored, not sent yet: {exc}; it waits (accepted) and `meshbridge poll` sends it", EXIT_LOGIN_REFUSED)
         except TransportError as exc:
             fail(f"stored, not sent yet ({exc}); `meshbridge poll` will retry", 3)
         echo(message["id"])
 
 
 @click.command()
-@click.argument("message_id")
+@click.argument("message_ids", metavar="[ID]...", nargs=-1)
+@click.option("--state", type=click.Choice(["failed", "undelivered"]), help="Every message in this state.")
+@click.option("--since", type=WHEN, help="Last changed since then: 2h (ago) or an ISO 8601 time with an offset.")
+@click.option("--until", type=WHEN, help="Last changed until then (same forms as --since).")
 @click.pass_context
-def retry(ctx: click.Context, message_id: str) -> None:
-    """Send a failed outbound message again, or deliver an undelivered inbound one again (next pass)."""
+def retry(
+    ctx: click.Context, message_ids: tuple[str, ...], state: str | None, since: datetime | None, until: datetime | None
+) -> None:
+    """Send failed outbound messages again, or deliver undelivered inbound ones again (next pass).
+
+    Give ids, or choose by --state and/or --since/--until (without --state: both states). Prints
+    each message queued with its state, and each that could not be retried with why. Exits 1 if
+    one could not be; else 4 if MESH refused a mailbox's login, 3 if it could not be reached
+    (those messages are queued: poll sends them).
+    """
+    if message_ids and (state or since or until):
+        fail("give message ids, or --state/--since/--until to choose them, not both", 2)
+    if not (message_ids or state or since or until):
+        fail("give message ids, or --state/--since/--until to choose them", 2)
     with bridge_for(ctx) as bridge:
-        message = bridge.retry(message_id)
-        echo(f"{message['id']}: {message['state']}")
+        done = bridge.retry_many(message_ids, state=state, since=since, until=until)
+    if not done.messages:
+        what = f"{state} message" if state else "failed outbound or undelivered inbound message"
+        for word, moment in (("since", since), ("until", until)):
+            if moment:
+                what += f" {word} {moment.astimezone().isoformat(sep=' ', timespec='seconds')}"
+        echo(f"nothing to retry: no {what}")
+        return
+    for item in done.messages:
+        if item.queued:
+            echo(f"{item.message_id}: {item.state}" + (f" ({item.problem})" if item.problem else ""))
+        else:
+            echo(f"{item.message_id}: not retried: {item.problem}", err=True)
+    if any(not item.queued or item.state == "failed" for item in done.messages):
+        sys.exit(1)
+    code = mesh_exit(done.report.unreachable, done.report.login_refused)
+    if code:
+        sys.exit(code)
 
 
 @click.command()

@@ -60,3 +60,11 @@ class PollReport:
     undelivered: list[str] = field(default_factory=list)  # inbound: delivery attempts spent
     tracked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # mailboxes MESH could not be reached for (or failed)
+    login_refused: list[str] = field(default_factory=list)  # mailboxes whose login MESH refused
+
+    def mailbox_trouble(self, mailbox: str, *, refused: bool = False) -> None:
+        """Note a mailbox MESH could not be reached for, or whose login it refused (once each)."""
+        found = self.login_refused if refused else self.unreachable
+        if mailbox not in found:
+            found.append(mailbox)

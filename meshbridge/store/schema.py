@@ -145,3 +145,14 @@ def m011_bad_bodies(db: Database) -> None:
         {"mesh_message_id": str, "raw_sha256": str, "mailbox": str, "seen": int, "reason": str, "last_seen": str},
         pk=("mesh_message_id", "raw_sha256"),
     )
+
+
+@migrations()
+def m012_mesh_logins(db: Database) -> None:
+    """Mailboxes whose login MESH refuses (``mesh-auth``): one row per mailbox while it lasts, so
+    that the event is raised once per mailbox, across processes, until a call succeeds again."""
+    db["mesh_logins"].create(
+        {"mailbox": str, "since": str, "last_at": str, "refusals": int, "reason": str},
+        pk="mailbox",
+        not_null={"since", "last_at", "refusals"},
+    )

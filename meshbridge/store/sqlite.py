@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from .. import clock
 from ..errors import DiskFull, StoreError, UnknownMessage
+from .logins import Logins
 from .opening import open_store
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
 from .schema import migrations
@@ -66,6 +67,7 @@ class Store:
         with self.immediate():
             migrations.apply(self.db)
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max, self.space)
+        self.logins = Logins(self)  # mailboxes whose login MESH refuses (``mesh-auth``)
 
     def keep_reserve(self) -> None:
         """Keep a disk reserve for state changes from now on (the service does): preallocated
