@@ -1,7 +1,10 @@
 """The command line (``meshbridge``). Thin: parse, call :class:`~meshbridge.Bridge`, print.
 
 Exit codes: 0 done; 1 refused or failed (the reason is printed); 2 usage or configuration error;
-3 ``send`` stored the message but MESH could not take it yet (``poll`` will retry it).
+3 MESH could not be reached (``send``: the message is stored and ``poll`` retries it; ``poll``,
+``run --once``, ``retry``: for some mailbox, the rest of the work done); 4 MESH refused a
+mailbox's login, its password or ``[mesh] shared_key`` (``send``: the message is stored and waits,
+``accepted``; ``poll``, ``run --once``, ``retry``: the rest of the work done; 4 wins over 3).
 
 Text from a peer (workflow ids, subjects, file names, local ids, findings, ack texts) is data: every
 human line goes through :func:`echo` or :func:`literal`, never through rich markup, and control
