@@ -149,7 +149,8 @@ class Bridge:
         A payload that fails validation is quarantined (state ``rejected``) and
         :class:`~meshbridge.PayloadRejected` raised. A MESH rejection or outage leaves the message
         stored (``failed`` or ``accepted``) and raises :class:`~meshbridge.TransportError`;
-        ``poll`` retries ``accepted`` ones.
+        ``poll`` retries ``accepted`` ones. A refused login (:class:`~meshbridge.MeshAuthRefused`)
+        leaves it ``accepted``, its attempts not counted, and raises ``mesh-auth`` once per mailbox.
         """
         r_obj: Route | None = None
         if route:

@@ -70,9 +70,9 @@ def retry(
     """Send failed outbound messages again, or deliver undelivered inbound ones again (next pass).
 
     Give ids, or choose by --state and/or --since/--until (without --state: both states). Prints
-    each message queued with its state, and each that could not be retried with why. Exits 1 if
-    one could not be; else 4 if MESH refused a mailbox's login, 3 if it could not be reached
-    (those messages are queued: poll sends them).
+    each message queued with its state, and on stderr each that could not be retried (or that MESH
+    refused again) with why. Exits 1 if there is one; else 4 if MESH refused a mailbox's login, 3
+    if it could not be reached (those messages are queued: poll sends them).
     """
     if message_ids and (state or since or until):
         fail("give message ids, or --state/--since/--until to choose them, not both", 2)
@@ -87,12 +87,14 @@ def retry(
                 what += f" {word} {moment.astimezone().isoformat(sep=' ', timespec='seconds')}"
         echo(f"nothing to retry: no {what}")
         return
+    refused = [item for item in done.messages if not item.queued or item.state == "failed"]
     for item in done.messages:
-        if item.queued:
-            echo(f"{item.message_id}: {item.state}" + (f" ({item.problem})" if item.problem else ""))
-        else:
+        if not item.queued:
             echo(f"{item.message_id}: not retried: {item.problem}", err=True)
-    if any(not item.queued or item.state == "failed" for item in done.messages):
+        else:  # (failed: MESH refused it again)
+            line = f"{item.message_id}: {item.state}" + (f" ({item.problem})" if item.problem else "")
+            echo(line, err=item in refused)
+    if refused:
         sys.exit(1)
     code = mesh_exit(done.report.unreachable, done.report.login_refused)
     if code:
