@@ -198,7 +198,7 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
     if reason:
         _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
         return None
-    store.meet(target["id"], expectation, code.code)
+    store.meet(target["id"], expectation, code.code, positive=positive, text=header.itk_text)
     store.update(target["id"], kind=kind, detail=detail, **{column: code.code})
     if not positive:
         store.close_expectations(target["id"], f"closed by {code.code}")
@@ -420,8 +420,8 @@ class Acknowledgements:
             inf_ack_code=itk.SUCCESS if wants_inf else None,
             detail={"payload_type": result.payload_type, "itk_message_id": header.message_id},
         )
-        if handling is not None and handling.bus_ack:
-            self.store.expect(message["id"], BUS_OWED, None)
+        if handling is not None and handling.bus_ack:  # ours to give: overdue after the route's bus_ack_within
+            self.store.expect(message["id"], BUS_OWED, due(options.bus_ack_within))
         if wants_inf:
             self.respond(
                 route=route,
@@ -550,7 +550,7 @@ class Acknowledgements:
             expect_within=route.itk.inf_ack_within,
             sender_reference=handling.sender_reference if handling else None,
         )
-        self.store.meet(message["id"], BUS_OWED, code)
+        self.store.meet(message["id"], BUS_OWED, code, positive=positive, text=text)
         self.store.transition(
             message["id"],
             "bus-acked" if positive else "bus-nacked",

@@ -480,6 +480,7 @@ class Bridge:
                 return
             try:
                 self._prepare(message, report)
+                self._tally_kept(message, report)
             except DiskFull as exc:
                 store_full(report, exc)
                 break
@@ -488,6 +489,12 @@ class Bridge:
             except Exception as exc:
                 log.exception("preparing %s failed", message["id"])
                 report.problems.append(f"prepare {message['id']}: {type(exc).__name__}: {exc}")
+
+    def _tally_kept(self, message: Row, report: PollReport) -> None:
+        """Count a message kept as ``orphan`` or ``duplicate`` by this pass as such in the report."""
+        state = self.store.get(message["id"])["state"]
+        if state in ("orphan", "duplicate"):
+            getattr(report, state).append(message["id"])
 
     def _prepare(self, message: Row, report: PollReport) -> None:
         if message["message_type"] == "REPORT":
@@ -512,7 +519,7 @@ class Bridge:
             return
         if route.itk:
             state = self.acks.receive_message(route, message)
-            if state in ("invalid", "duplicate"):
+            if state == "invalid":  # a duplicate is counted as such (_tally_kept)
                 report.invalid.append(message["id"])
             return
         result = pipeline.validate_inbound(self.store, self.plugins, route, message)
@@ -694,10 +701,20 @@ class Bridge:
     # -- reading --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"counts": self.store.counts(), "overdue": self.store.overdue_count()}
+        """Counts by direction and state; ``overdue``: overdue expectations (the store's one
+        definition, as of now), ``overdue_messages``: the messages they belong to; ``owed``:
+        inbound ITK messages still owing our business ack."""
+        expectations, messages = self.store.overdue_count()
+        return {
+            "counts": self.store.counts(),
+            "overdue": expectations,
+            "overdue_messages": messages,
+            "owed": self.store.expecting_count(acks.BUS_OWED),
+        }
 
-    def messages(self, **filters: Any) -> list[Row]:
-        return self.store.messages(**filters)
+    def messages(self, *, owed: bool = False, **filters: Any) -> list[Row]:
+        """Messages by the store's filters; ``owed``: inbound ITK messages still owing our business ack."""
+        return self.store.messages(expecting=acks.BUS_OWED if owed else None, **filters)
 
     def show(self, message_id: str) -> tuple[Row, list[Row]]:
         message = self.store.get(message_id)

@@ -54,7 +54,12 @@ def test_send_restart_poll_in_separate_processes(tmp_path: Path, meshbridge_conf
     assert json.loads(cli(config, "messages", "--json", "--state", "unrouted").stdout) == []
 
     status = json.loads(cli(config, "status", "--json").stdout)
-    assert status == {"counts": {"in": {"delivered": 1}, "out": {"delivered": 1}}, "overdue": 0}
+    assert status == {
+        "counts": {"in": {"delivered": 1}, "out": {"delivered": 1}},
+        "overdue": 0,
+        "overdue_messages": 0,
+        "owed": 0,
+    }
 
     shown = json.loads(cli(config, "show", message_id, "--json").stdout)
     assert [e["kind"] for e in shown["events"]] == ["accepted", "sending", "sent", "delivered"]

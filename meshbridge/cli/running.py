@@ -38,6 +38,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 "undelivered",
                 "undeliverable",
                 "correlated",
+                "orphan",
+                "duplicate",
                 "overdue",
                 "tracked",
             ):

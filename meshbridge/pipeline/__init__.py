@@ -55,6 +55,8 @@ class PollReport:
     unrouted: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     correlated: list[str] = field(default_factory=list)
+    orphan: list[str] = field(default_factory=list)  # responses, acks and REPORTs that match nothing we may change
+    duplicate: list[str] = field(default_factory=list)  # a response or ITK message seen before
     overdue: list[str] = field(default_factory=list)
     undeliverable: list[str] = field(default_factory=list)
     undelivered: list[str] = field(default_factory=list)  # inbound: delivery attempts spent
