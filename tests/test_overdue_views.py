@@ -205,7 +205,7 @@ def test_our_own_business_ack_is_owed_listed_with_its_age_and_overdue_after_bus_
     status = json.loads(cli(b, "status", "--json").stdout)
     assert (status["owed"], status["overdue"]) == (0, 0)
     line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
-    assert "met 30001 at " in line and line.endswith(", LATE")
+    assert "sent 30001 at " in line and line.endswith(", LATE")
 
 
 def test_an_owed_business_ack_without_a_deadline_is_listed_but_never_overdue(tmp_path: Path, pair) -> None:
@@ -219,6 +219,10 @@ def test_an_owed_business_ack_without_a_deadline_is_listed_but_never_overdue(tmp
     assert (status["owed"], status["overdue"]) == (1, 0)
     line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
     assert line.endswith("(no deadline): open")
+    b.ack(received["id"], code="30003", text="Not known here")
+    line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
+    assert "(no deadline): sent nack 30003 (Not known here) at " in line and "LATE" not in line
+    assert json.loads(cli(b, "messages", "--owed", "--json").stdout) == []
 
 
 def test_poll_counts_orphans_and_duplicates_as_such(tmp_path: Path, pair, mesh_peer) -> None:

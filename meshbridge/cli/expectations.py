@@ -45,10 +45,13 @@ def line(expectation: dict[str, Any], utc: bool = False) -> str:
         at = shown(expectation["met_at"], utc)
         outcome = expectation.get("outcome") or ""
         text = f" ({expectation['text']})" if expectation.get("text") else ""
-        status = {
-            "nack": f"NACKED {outcome}{text} at {at}",
-            "closed": f"{outcome} at {at}",
-        }.get(found, f"met {outcome}{text} at {at}")
+        if kind in OURS:  # we answered: say what we sent
+            status = f"sent {'nack ' if found == 'nack' else ''}{outcome}{text} at {at}"
+        else:
+            status = {
+                "nack": f"NACKED {outcome}{text} at {at}",
+                "closed": f"{outcome} at {at}",
+            }.get(found, f"met {outcome}{text} at {at}")
         if expectation["late"]:
             status += ", LATE"
     return f"expects {label} {due}: {status}"
