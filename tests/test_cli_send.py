@@ -106,3 +106,12 @@ def test_stored_but_mesh_unreachable_prints_the_id(payload: Path, meshbridge_con
     assert done.returncode == 3 and "`meshbridge poll` will retry" in one_line(done)
     [message] = stored(config)
     assert done.stdout == message["id"] + "\n" and message["state"] == "accepted"
+
+
+def test_a_send_abandoned_at_once_is_exit_1_with_the_failed_id(payload: Path, meshbridge_config) -> None:
+    """``send_attempts = 1``: the first failure is the last, so "poll will retry" (exit 3) would be untrue."""
+    config = meshbridge_config(OUT_IN, url=f"http://127.0.0.1:{free_port()}", mesh="send_attempts = 1\n")
+    done = cli(config, "send", str(payload), "--route", "out")
+    assert done.returncode == 1 and "not sent (message kept in state failed)" in one_line(done)
+    [message] = stored(config)
+    assert done.stdout == message["id"] + "\n" and message["state"] == "failed"
