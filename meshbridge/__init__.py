@@ -17,6 +17,7 @@ from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
     DiskFull,
+    InvalidRequest,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
@@ -42,6 +43,7 @@ __all__ = [
     "DiskFull",
     "Event",
     "Finding",
+    "InvalidRequest",
     "Mailbox",
     "MeshRejected",
     "MeshbridgeError",

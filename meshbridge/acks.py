@@ -25,7 +25,7 @@ from typing import Any
 
 from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
-from .errors import MeshbridgeError, TransportError
+from .errors import InvalidRequest, MeshbridgeError, TransportError
 from .faults import checkpoint
 from .itk.parse import HEAD as ITK_HEAD
 from .mesh import MeshMailbox
@@ -515,7 +515,9 @@ class Acknowledgements:
 
     # -- the end application's business ack -------------------------------------------------
 
-    def business_ack(self, message_id: str, code: str, text: str | None) -> Row:
+    def business_ack(self, message_id: str, code: str | None, text: str | None, *, nack: bool = False) -> Row:
+        rc = business_code(code, nack=nack)
+        code = rc.code
         message = self.store.get(message_id)
         route = self.config.route(message["route"]) if message["route"] else None
         if message["direction"] != "in" or not message["itk_message_id"] or route is None or route.itk is None:
@@ -526,10 +528,7 @@ class Acknowledgements:
             raise AckRefused(f"{message['id']} is {message['state']}: only a valid message gets a business ack")
         if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
             raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
-        rc = itk.lookup(code)
-        if rc is None or rc.level != itk.BUSINESS:
-            raise AckRefused(f"{code} is not a business response code (30001-30025)")
-        positive = rc.positive is not False
+        positive = not rc.negative
         if message["payload_size"] > itk_cap(route):  # read only the head of what is too big to read
             with self.store.payloads.open(message["payload_sha256"]) as payload:
                 found = itk.header_in_head(payload.read(ITK_HEAD))
@@ -619,6 +618,22 @@ class Acknowledgements:
             if route.name == route_name and route.itk:
                 return ods(route.itk, mailbox)
         return mailbox[:3]
+
+
+def business_code(code: str | None, *, nack: bool) -> itk.ResponseCode:
+    """The ITK3 business code of an ack (positive, default 30001) or of a nack (negative, no default),
+    as ``itk/codes.py`` types it; anything else raises :class:`InvalidRequest` (nothing is sent)."""
+    kind = "negative" if nack else "positive"
+    allowed = [c.code for c in itk.CODES.values() if c.level == itk.BUSINESS and c.negative == nack]
+    listed = f"the {kind} business codes are {', '.join(allowed)}"
+    if code is None and nack:
+        raise InvalidRequest(f"a nack needs its code: {listed}")
+    rc = itk.lookup("30001" if code is None else code)
+    if rc is None or rc.withdrawn or rc.level != itk.BUSINESS:
+        raise InvalidRequest(f"{code!r} is not an ITK3 business response code: {listed}")
+    if rc.negative != nack:
+        raise InvalidRequest(f"{rc.code} is a {'positive' if nack else 'negative'} code, not a {kind} one: {listed}")
+    return rc
 
 
 class AckRefused(MeshbridgeError):

@@ -20,11 +20,13 @@ from .errors import (
     ConfigError,
     DeliveryInterrupted,
     DiskFull,
+    InvalidRequest,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
     PayloadRejected,
     SendAbandoned,
+    TransportError,
 )
 from .events import Event
 from .faults import checkpoint
@@ -143,6 +145,7 @@ class Bridge:
             r_obj = self.config.route(route)
             if r_obj.direction != "outbound":
                 raise ConfigError(str(self.config.file), "routes", f"route {route!r} is not outbound")
+            _same_as_route(r_obj, sender=sender, to=to, workflow=workflow_id)
             sender, to, workflow_id = r_obj.mailbox, r_obj.to, r_obj.workflow_id
             payload_type = payload_type or r_obj.payload_type
             subject, content_type = r_obj.subject, r_obj.content_type
@@ -181,9 +184,12 @@ class Bridge:
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         checkpoint("send:stored")
-        pipeline.transmit(
-            self.store, self.mailbox(sender), message, claimed=True, policy=self.retry_policy, stopping=self.stopping
-        )
+        try:
+            mesh = self.mailbox(sender)
+            pipeline.transmit(self.store, mesh, message, claimed=True, policy=self.retry_policy, stopping=self.stopping)
+        except TransportError as exc:
+            exc.message_id = message["id"]  # stored: the caller can follow it up
+            raise
         return self.store.get(message["id"])
 
     def _accept_validated(
@@ -405,12 +411,15 @@ class Bridge:
         )
         return self.store.get(message["id"])
 
-    def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
-        """The end application's business response to an inbound ITK message (30001 is "patient known here").
+    def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Row:
+        """The end application's business response to an inbound ITK message; it goes back to the sender
+        on the route's ack workflow.
 
-        The response goes back to the sender on the route's ack workflow; a negative code is a nack.
+        A positive ``code`` (default 30001, "patient known here"), or with ``nack=True`` a negative one
+        (e.g. 30002); a code of the other kind, or not a business code, raises
+        :class:`~meshbridge.InvalidRequest` and nothing is sent.
         """
-        return self.acks.business_ack(message_id, code, text)
+        return self.acks.business_ack(message_id, code, text, nack=nack)
 
     @property
     def acks(self) -> Acknowledgements:
@@ -737,3 +746,13 @@ def goes_on(report: PollReport) -> Iterator[None]:
         yield
     except DiskFull as exc:
         store_full(report, exc)
+
+
+def _same_as_route(route: Route, *, sender: str | None, to: str | None, workflow: str | None) -> None:
+    """Refuse a sender, recipient or workflow given beside ``route`` that differs from the route's own."""
+    given = (("sender", sender, route.mailbox), ("recipient", to, route.to), ("workflow", workflow, route.workflow_id))
+    differ = [f"{what} {value} (the route's is {own})" for what, value, own in given if value and value != own]
+    if differ:
+        raise InvalidRequest(
+            f"route {route.name!r} contradicts the {', '.join(differ)}: give the route alone, or no route and all three"
+        )

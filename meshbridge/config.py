@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 MESH_MIN_POLL = 300.0  # seconds: MESH guidance is at most one inbox poll per 5 minutes
 DEFAULT_CHUNK_SIZE = 100_000_000  # MESH's limit for one request (100 MB)
+MIN_CHUNK_SIZE = 5 * 1024 * 1024  # live MESH wants every chunk but the last of at least 5 MB (read as MiB)
 DEFAULT_MAX_DECODED = 2 * DEFAULT_CHUNK_SIZE  # a gzip chunk decodes to at most twice what MESH carries in one
 DEFAULT_MAX_RATIO = 100.0  # text, XML and FHIR compress 5-20 times; a gzip bomb 1000 times
 INLINE_MAX = 64 * 1024  # ``[store] inline_max``: payloads up to this size live in the database
@@ -448,6 +449,13 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
         raise r.fail("mesh.chunk_size", str(exc)) from None
     if chunk_size > DEFAULT_CHUNK_SIZE:
         raise r.fail("mesh.chunk_size", f"{chunk_size} bytes is over MESH's 100 MB per request")
+    sandbox = r.boolean(m, "mesh", "sandbox", False)
+    if chunk_size < MIN_CHUNK_SIZE and not sandbox:
+        raise r.fail(
+            "mesh.chunk_size",
+            f"{chunk_size} bytes is under the 5 MiB MESH wants of every chunk but the last "
+            "(allowed only with [mesh] sandbox = true)",
+        )
     return MeshConfig(
         url=url.rstrip("/"),
         shared_key=r.secret(m, "mesh", "shared_key"),
@@ -455,7 +463,7 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
         client_key=key,
         ca_bundle=r.path(m, "mesh", "ca_bundle", True),
         check_hostname=r.boolean(m, "mesh", "check_hostname", True),
-        sandbox=r.boolean(m, "mesh", "sandbox", False),
+        sandbox=sandbox,
         chunk_size=chunk_size,
         compress=r.boolean(m, "mesh", "compress", False),
         timeout=r.duration(m, "mesh", "timeout", 600.0) or 600.0,

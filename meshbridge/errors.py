@@ -2,6 +2,7 @@
 
 MeshbridgeError
 ├── ConfigError      meshbridge.toml is wrong (exit code 2); names file, key and problem
+├── InvalidRequest   a call contradicts itself or its route (exit code 2); nothing was done
 ├── PayloadError     a payload cannot be read or is refused
 │   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
 ├── TransportError   MESH refused or failed a request
@@ -32,12 +33,22 @@ class ConfigError(MeshbridgeError):
         super().__init__(f"{where}: {problem}")
 
 
+class InvalidRequest(MeshbridgeError):
+    """A call that contradicts itself or the config, refused before anything is stored or sent:
+    a nack with a positive code, ``--to`` differing from the route's recipient (exit code 2)."""
+
+
 class PayloadError(MeshbridgeError):
     """A payload cannot be read or was refused."""
 
 
 class TransportError(MeshbridgeError):
-    """A MESH request failed (network, HTTP status or protocol)."""
+    """A MESH request failed (network, HTTP status or protocol).
+
+    ``message_id`` is the stored message it concerns, when there is one (set by ``Bridge.send``).
+    """
+
+    message_id: str | None = None
 
 
 class MeshRejected(TransportError):

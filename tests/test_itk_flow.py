@@ -200,7 +200,7 @@ def test_business_nack(tmp_path: Path, pair) -> None:
     a, b, recorder = pair()
     sent = send(a, tmp_path)
     b.poll()
-    nacked = b.ack(inbound(b)["id"], code="30002", text="Patient not known here")
+    nacked = b.ack(inbound(b)["id"], code="30002", nack=True, text="Patient not known here")
     assert nacked["state"] == "bus-nacked"
     a.poll()
     message = a.store.get(sent["id"])
@@ -311,7 +311,7 @@ def test_command_line(tmp_path: Path, pair) -> None:
     usage = cli(b_config, "ack", received["id"])
     assert usage.returncode == 2 and "--ok or --nack" in usage.stderr
     bad_code = cli(b_config, "ack", received["id"], "--nack", "20013")
-    assert bad_code.returncode == 1 and "not a business response code" in bad_code.stderr
+    assert bad_code.returncode == 2 and "'20013' is not an ITK3 business response code" in bad_code.stderr
     done = cli(b_config, "ack", received["id"], "--nack", "30003", "--text", "Moved away")
     assert done.returncode == 0 and "bus-nacked (30003)" in done.stdout
     assert cli(a_config, "poll").returncode == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import MeshRejected, PayloadRejected, TransportError
+from ..errors import MeshRejected, PayloadRejected, SendAbandoned, TransportError
 from .output import (
     echo,
     fail,
@@ -32,7 +32,7 @@ def send(
     workflow: str | None,
     payload_type: str | None,
 ) -> None:
-    """Validate, store and send one payload; print its meshbridge id."""
+    """Validate, store and send one payload; print its meshbridge id (also when refused or not sent yet)."""
     if not route and not (sender and to and workflow):
         fail("give --route NAME, or --from MB --to MB --workflow WF", 2)
     with bridge_for(ctx) as bridge:
@@ -41,14 +41,26 @@ def send(
                 path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
             )
         except PayloadRejected as exc:
+            stored(exc.message_id)
             for finding in exc.findings:
                 echo(format_finding(finding), err=True)
             fail(f"refused, not sent: quarantined as {exc.message_id} (state rejected)", 1)
         except MeshRejected as exc:
+            stored(exc.message_id)
             fail(f"MESH refused it (message kept in state failed): {exc}", 1)
+        except SendAbandoned as exc:
+            stored(exc.message_id)
+            fail(f"not sent (message kept in state failed): {exc}", 1)
         except TransportError as exc:
+            stored(exc.message_id)
             fail(f"stored, not sent yet ({exc}); `meshbridge poll` will retry", 3)
         echo(message["id"])
+
+
+def stored(message_id: str | None) -> None:
+    """Print the id of a message that was stored though not sent, so the caller can follow it up."""
+    if message_id:
+        echo(message_id)
 
 
 @click.command()
@@ -73,15 +85,21 @@ def replay(ctx: click.Context, message_id: str) -> None:
 
 @click.command()
 @click.argument("message_id")
-@click.option("--ok", "ok", is_flag=True, help="Positive business response (30001, or --code).")
+@click.option("--ok", "ok", is_flag=True, help="Positive business response (30001, or another positive --code).")
 @click.option("--nack", "nack", metavar="CODE", help="Negative business response code, e.g. 30002.")
-@click.option("--code", help="With --ok: another positive or outcome code, e.g. 30004 or 30016.")
+@click.option("--code", help="With --ok: another positive business code, e.g. 30004 or 30016.")
 @click.option("--text", help="Human-readable text for the response (no patient data).")
 @click.pass_context
 def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: str | None, text: str | None) -> None:
-    """The end application's business ack for an inbound ITK message; the response goes to the sender."""
-    if ok == bool(nack):
+    """The end application's business ack for an inbound ITK message; the response goes to the sender.
+
+    --ok takes a positive business code and --nack a negative one, as ITK3 types them; anything else
+    exits 2 and sends nothing.
+    """
+    if ok == (nack is not None):
         fail("give exactly one of --ok or --nack CODE", 2)
+    if nack is not None and code is not None:
+        fail("--code goes with --ok; a nack's code is given to --nack", 2)
     with bridge_for(ctx) as bridge:
-        message = bridge.ack(message_id, code=nack or code or "30001", text=text)
+        message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
         echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import ConfigError, MeshbridgeError, StoreDamaged, UnknownMessage
+from ..errors import ConfigError, InvalidRequest, MeshbridgeError, StoreDamaged, UnknownMessage
 from .output import fail
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
             config = bridge.config
             redact(secret.reveal() for secret in config.secrets())
             yield bridge
-    except (ConfigError, StoreDamaged) as exc:
+    except (ConfigError, InvalidRequest, StoreDamaged) as exc:
         fail(str(exc), 2)
     except UnknownMessage as exc:
         fail(str(exc), 1)
