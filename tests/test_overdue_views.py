@@ -129,7 +129,7 @@ def test_a_nack_is_shown_as_a_nack_and_a_late_ack_as_late(tmp_path: Path, pair) 
     sent = send(a, tmp_path)
     b.poll()  # 20013 back to a
     [received] = b.messages(direction="in")
-    b.ack(received["id"], code="30003", text="Moved away")
+    b.ack(received["id"], code="30003", nack=True, text="Moved away")
     a.poll()  # both responses correlated
 
     shown = cli(a, "show", sent["id"])
@@ -170,7 +170,7 @@ def test_a_nack_met_before_verdicts_were_stored_is_still_shown_as_a_nack(tmp_pat
     sent = send(a, tmp_path)
     b.poll()
     [received] = b.messages(direction="in")
-    b.ack(received["id"], code="30003")
+    b.ack(received["id"], code="30003", nack=True)
     a.poll()
     with a.store.immediate() as db:  # as an older meshbridge left it: outcome only
         db.execute("UPDATE expectations SET verdict = NULL, text = NULL WHERE message_id = ?", [sent["id"]])
@@ -219,7 +219,7 @@ def test_an_owed_business_ack_without_a_deadline_is_listed_but_never_overdue(tmp
     assert (status["owed"], status["overdue"]) == (1, 0)
     line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
     assert line.endswith("(no deadline): open")
-    b.ack(received["id"], code="30003", text="Not known here")
+    b.ack(received["id"], code="30003", nack=True, text="Not known here")
     line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
     assert "(no deadline): sent nack 30003 (Not known here) at " in line and "LATE" not in line
     assert json.loads(cli(b, "messages", "--owed", "--json").stdout) == []
