@@ -378,32 +378,12 @@ class Bridge:
         )
         return self.store.get(message["id"])
 
-    def replay(self, message_id: str) -> Row:
-        """Deliver an inbound message to its route's destination again (e.g. after the EPR lost it)."""
-        message = self.store.get(message_id)
-        route = pipeline.inbound_route(self.config, message)
-        if message["direction"] != "in" or message["state"] not in ("delivered", "valid", "bus-acked", "bus-nacked"):
-            raise MeshbridgeError(
-                f"{message['id']} is {message['direction']} and {message['state']}: only a "
-                "delivered inbound message can be replayed"
-            )
-        if route is None or route.destination is None:
-            raise MeshbridgeError(
-                f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
-            )
-        if not message["payload_sha256"]:
-            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
-        self.store.event(message["id"], "replay")
-        pipeline.deliver_inbound(
-            self.store,
-            self.plugins,
-            route,
-            {**message, "state": "valid"},
-            replay=True,
-            deadline=self.delivery_deadline(route),
-            stopping=self.stopping,
-        )
-        return self.store.get(message["id"])
+    def replay(self, message_id: str, *, force: bool = False) -> Row:
+        """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
+        one again against the current config (see :mod:`meshbridge.replay`)."""
+        from .replay import replay
+
+        return replay(self, message_id, force=force)
 
     def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
         """The end application's business response to an inbound ITK message (30001 is "patient known here").
@@ -489,7 +469,8 @@ class Bridge:
                 log.exception("preparing %s failed", message["id"])
                 report.problems.append(f"prepare {message['id']}: {type(exc).__name__}: {exc}")
 
-    def _prepare(self, message: Row, report: PollReport) -> None:
+    def _prepare(self, message: Row, report: PollReport, respond: bool = True) -> None:
+        """Route one ``mesh-acked`` message and validate it (ITK: answer it, unless not ``respond``)."""
         if message["message_type"] == "REPORT":
             self._apply_report(message, report)
             return
@@ -511,7 +492,7 @@ class Bridge:
             )
             return
         if route.itk:
-            state = self.acks.receive_message(route, message)
+            state = self.acks.receive_message(route, message, respond=respond)
             if state in ("invalid", "duplicate"):
                 report.invalid.append(message["id"])
             return

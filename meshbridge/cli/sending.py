@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -63,12 +64,40 @@ def retry(ctx: click.Context, message_id: str) -> None:
 
 @click.command()
 @click.argument("message_id")
+@click.option("--force", is_flag=True, help="Replay a message we nacked; no new response is sent.")
 @click.pass_context
-def replay(ctx: click.Context, message_id: str) -> None:
-    """Deliver an inbound message to its destination again."""
+def replay(ctx: click.Context, message_id: str, force: bool) -> None:
+    """Deliver an inbound message again; route and validate an unrouted or invalid one again.
+
+    An unrouted or invalid message goes through routing and validation against the current config
+    (a route added since takes it) and is delivered if valid; an ITK one is answered as if new.
+    One we nacked (the sender was told it was refused) is replayed only with --force, which sends
+    no new response. Exit 0 delivered (or correlated); 1 refused, still unrouted or invalid, or
+    its delivery failed (the service tries again).
+    """
+    from ..replay import REROUTE
+
     with bridge_for(ctx) as bridge:
-        message = bridge.replay(message_id)
-        echo(f"{message['id']}: delivered again to {message['destination']}")
+        before = bridge.store.get(message_id)
+        message = bridge.replay(message_id, force=force)
+        state, ident = message["state"], message["id"]
+        was = f"{ident}: {before['state']} before, now"
+        if before["state"] not in REROUTE:
+            echo(f"{ident}: delivered again to {message['destination']}")
+        elif state == "delivered":
+            echo(f"{was} delivered to {message['destination']} (route {message['route']})")
+        elif state == "valid":  # another process (the service) claimed its delivery first
+            echo(f"{was} valid on route {message['route']}; the running service delivers it")
+        elif state == "correlated":
+            echo(f"{was} correlated (a response to a message of ours)")
+        elif state == "unrouted":
+            where = f"workflow {message['workflow_id']} on {message['mailbox']}"
+            fail(f"{ident}: still unrouted: no inbound route with a destination takes {where}")
+        else:
+            for finding in json.loads(message["findings"] or "[]"):
+                echo(format_finding(finding), err=True)
+            why = f": {message['last_error']}" if message["last_error"] else ""
+            fail(f"{ident}: {before['state']} before, now {state}{why}")
 
 
 @click.command()
