@@ -115,6 +115,7 @@ class Bridge:
         if mailbox_id not in self.config.mailboxes:
             raise ConfigError(str(self.config.file), "mailboxes", f"mailbox {mailbox_id!r} is not configured")
         if mailbox_id not in self._mailboxes:
+            self.config.require(mailboxes=[mailbox_id], destinations=False)  # secrets resolved when MESH is needed
             self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
         return self._mailboxes[mailbox_id]
 

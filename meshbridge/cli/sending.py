@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from .output import (
     format_finding,
 )
 from .session import bridge_for
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @click.command()
@@ -36,7 +40,12 @@ def send(
     """Validate, store and send one payload; print its meshbridge id."""
     if not route and not (sender and to and workflow):
         fail("give --route NAME, or --from MB --to MB --workflow WF", 2)
-    with bridge_for(ctx) as bridge:
+
+    def needs(config: Config) -> None:  # MESH's secrets for the sending mailbox only
+        mailbox = config.route(route).mailbox if route else sender
+        config.require(mailboxes=[mailbox] if mailbox else [], destinations=False)
+
+    with bridge_for(ctx, secrets=needs) as bridge:
         try:
             message = bridge.send(
                 path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
@@ -57,7 +66,7 @@ def send(
 @click.pass_context
 def retry(ctx: click.Context, message_id: str) -> None:
     """Send a failed outbound message again, or deliver an undelivered inbound one again (next pass)."""
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.retry(message_id)
         echo(f"{message['id']}: {message['state']}")
 
@@ -77,7 +86,7 @@ def replay(ctx: click.Context, message_id: str, force: bool) -> None:
     """
     from ..replay import REROUTE
 
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         before = bridge.store.get(message_id)
         message = bridge.replay(message_id, force=force)
         state, ident = message["state"], message["id"]
@@ -111,6 +120,6 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
     """The end application's business ack for an inbound ITK message; the response goes to the sender."""
     if ok == bool(nack):
         fail("give exactly one of --ok or --nack CODE", 2)
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.ack(message_id, code=nack or code or "30001", text=text)
         echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")
