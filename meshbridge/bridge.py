@@ -117,6 +117,7 @@ class Bridge:
         if mailbox_id not in self.config.mailboxes:
             raise ConfigError(str(self.config.file), "mailboxes", f"mailbox {mailbox_id!r} is not configured")
         if mailbox_id not in self._mailboxes:
+            self.config.require(mailboxes=[mailbox_id], destinations=False)  # secrets resolved when MESH is needed
             self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
         return self._mailboxes[mailbox_id]
 
@@ -384,32 +385,12 @@ class Bridge:
         )
         return self.store.get(message["id"])
 
-    def replay(self, message_id: str) -> Row:
-        """Deliver an inbound message to its route's destination again (e.g. after the EPR lost it)."""
-        message = self.store.get(message_id)
-        route = pipeline.inbound_route(self.config, message)
-        if message["direction"] != "in" or message["state"] not in ("delivered", "valid", "bus-acked", "bus-nacked"):
-            raise MeshbridgeError(
-                f"{message['id']} is {message['direction']} and {message['state']}: only a "
-                "delivered inbound message can be replayed"
-            )
-        if route is None or route.destination is None:
-            raise MeshbridgeError(
-                f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
-            )
-        if not message["payload_sha256"]:
-            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
-        self.store.event(message["id"], "replay")
-        pipeline.deliver_inbound(
-            self.store,
-            self.plugins,
-            route,
-            {**message, "state": "valid"},
-            replay=True,
-            deadline=self.delivery_deadline(route),
-            stopping=self.stopping,
-        )
-        return self.store.get(message["id"])
+    def replay(self, message_id: str, *, force: bool = False) -> Row:
+        """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
+        one again against the current config (see :mod:`meshbridge.replay`)."""
+        from .replay import replay
+
+        return replay(self, message_id, force=force)
 
     def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Row:
         """The end application's business response to an inbound ITK message; it goes back to the sender
@@ -505,7 +486,8 @@ class Bridge:
         if state in ("orphan", "duplicate"):
             getattr(report, state).append(message["id"])
 
-    def _prepare(self, message: Row, report: PollReport) -> None:
+    def _prepare(self, message: Row, report: PollReport, respond: bool = True) -> None:
+        """Route one ``mesh-acked`` message and validate it (ITK: answer it, unless not ``respond``)."""
         if message["message_type"] == "REPORT":
             self._apply_report(message, report)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from .printable import visible
@@ -31,11 +31,25 @@ class JsonFormatter(logging.Formatter):
 
 class Redactor(logging.Filter):
     """Replaces every known secret value in a record's message (with its arguments), exception
-    and stack text with ``********``."""
+    and stack text with ``********``. ``source``, if given, is asked for more values at each
+    record: secrets resolved only when first needed (see :mod:`meshbridge.secret`)."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str] = (), source: Callable[[], Iterable[str]] | None = None) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._fixed = {s for s in secrets if len(s) >= 4}
+        self._source = source
+        self._known: tuple[str, ...] = ()
+        self._sorted: list[str] = []
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every value redacted now, longest first."""
+        found = tuple(self._source()) if self._source else ()
+        if found != self._known or not self._sorted:
+            self._known = found
+            values = self._fixed | {s for s in found if len(s) >= 4}
+            self._sorted = sorted(values, key=len, reverse=True)
+        return self._sorted
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
@@ -49,7 +63,7 @@ class Redactor(logging.Filter):
         return True
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
+        for secret in self._sorted:
             text = text.replace(secret, REDACTED)
         return text
 
@@ -73,8 +87,8 @@ def configure(level: str = "WARNING", fmt: str = "text") -> None:
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
 
 
-def redact(secrets: Iterable[str]) -> None:
-    """From now on, no handler prints these values."""
-    redactor = Redactor(secrets)
+def redact(secrets: Iterable[str] = (), source: Callable[[], Iterable[str]] | None = None) -> None:
+    """From now on, no handler prints these values, nor any ``source()`` gives (asked at each record)."""
+    redactor = Redactor(secrets, source)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)

@@ -24,7 +24,7 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
     """One pass: send what waits, collect, acknowledge, deliver, correlate, track."""
     from ..service import stopped_by_signals
 
-    with bridge_for(ctx) as bridge, stopped_by_signals(bridge.stopping):
+    with bridge_for(ctx, secrets=True) as bridge, stopped_by_signals(bridge.stopping):
         report = bridge.poll(mailbox)
         if as_json:
             click.echo(json.dumps(report.__dict__, indent=2))
@@ -60,7 +60,7 @@ def run(ctx: click.Context, once: bool) -> None:
     """The service: scheduled polling, sending, tracking and deadline sweeps, until SIGTERM."""
     from ..service import Service
 
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         service = Service(bridge)
         service.run_once() if once else service.run()
 

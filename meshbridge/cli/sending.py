@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +15,9 @@ from .output import (
     format_finding,
 )
 from .session import bridge_for
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @click.command()
@@ -35,7 +40,12 @@ def send(
     """Validate, store and send one payload; print its meshbridge id (also when refused or not sent yet)."""
     if not route and not (sender and to and workflow):
         fail("give --route NAME, or --from MB --to MB --workflow WF", 2)
-    with bridge_for(ctx) as bridge:
+
+    def needs(config: Config) -> None:  # MESH's secrets for the sending mailbox only
+        mailbox = config.route(route).mailbox if route else sender
+        config.require(mailboxes=[mailbox] if mailbox else [], destinations=False)
+
+    with bridge_for(ctx, secrets=needs) as bridge:
         try:
             message = bridge.send(
                 path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
@@ -68,19 +78,47 @@ def stored(message_id: str | None) -> None:
 @click.pass_context
 def retry(ctx: click.Context, message_id: str) -> None:
     """Send a failed outbound message again, or deliver an undelivered inbound one again (next pass)."""
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.retry(message_id)
         echo(f"{message['id']}: {message['state']}")
 
 
 @click.command()
 @click.argument("message_id")
+@click.option("--force", is_flag=True, help="Replay a message we nacked; no new response is sent.")
 @click.pass_context
-def replay(ctx: click.Context, message_id: str) -> None:
-    """Deliver an inbound message to its destination again."""
-    with bridge_for(ctx) as bridge:
-        message = bridge.replay(message_id)
-        echo(f"{message['id']}: delivered again to {message['destination']}")
+def replay(ctx: click.Context, message_id: str, force: bool) -> None:
+    """Deliver an inbound message again; route and validate an unrouted or invalid one again.
+
+    An unrouted or invalid message goes through routing and validation against the current config
+    (a route added since takes it) and is delivered if valid; an ITK one is answered as if new.
+    One we nacked (the sender was told it was refused) is replayed only with --force, which sends
+    no new response. Exit 0 delivered (or correlated); 1 refused, still unrouted or invalid, or
+    its delivery failed (the service tries again).
+    """
+    from ..replay import REROUTE
+
+    with bridge_for(ctx, secrets=True) as bridge:
+        before = bridge.store.get(message_id)
+        message = bridge.replay(message_id, force=force)
+        state, ident = message["state"], message["id"]
+        was = f"{ident}: {before['state']} before, now"
+        if before["state"] not in REROUTE:
+            echo(f"{ident}: delivered again to {message['destination']}")
+        elif state == "delivered":
+            echo(f"{was} delivered to {message['destination']} (route {message['route']})")
+        elif state == "valid":  # another process (the service) claimed its delivery first
+            echo(f"{was} valid on route {message['route']}; the running service delivers it")
+        elif state == "correlated":
+            echo(f"{was} correlated (a response to a message of ours)")
+        elif state == "unrouted":
+            where = f"workflow {message['workflow_id']} on {message['mailbox']}"
+            fail(f"{ident}: still unrouted: no inbound route with a destination takes {where}")
+        else:
+            for finding in json.loads(message["findings"] or "[]"):
+                echo(format_finding(finding), err=True)
+            why = f": {message['last_error']}" if message["last_error"] else ""
+            fail(f"{ident}: {before['state']} before, now {state}{why}")
 
 
 @click.command()
@@ -100,6 +138,6 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
         fail("give exactly one of --ok or --nack CODE", 2)
     if nack is not None and code is not None:
         fail("--code goes with --ok; a nack's code is given to --nack", 2)
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
         echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")
