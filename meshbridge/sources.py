@@ -7,8 +7,12 @@ A file is taken when it is *complete*, by either convention:
 - **stable size**: a file whose size and modification time have not changed for ``settle``
   seconds (``[service] source_settle``, default 2 s) is taken as complete.
 
-Once stored (bytes and row durable) the file moves to ``<folder>/.meshbridge/sent/`` (or
-``rejected/`` when validation refused it, with the findings in the store). A file is never taken
+Once stored (bytes and row durable) the file is stat'ed again: if its size, modification time or
+inode changed meanwhile (its writer was not done after all), the stored copy is discarded unsent
+(state ``discarded``) and the file waits to settle again. Otherwise it moves to
+``<folder>/.meshbridge/sent/`` (or ``rejected/`` when validation refused it, an empty file too,
+with the findings in the store). A name that is not UTF-8 is stored and sent with each such byte
+as ``%XX`` (see :func:`text_name`). A file is never taken
 twice: the store remembers each file's name, inode, modification time and sha256, so after a
 crash between storing and moving, the next scan only moves it aside; and two processes scanning
 one folder cannot both store it (the store checks and inserts in one transaction).
@@ -86,6 +90,29 @@ def open_regular(path: Path, *, follow: bool = True) -> BinaryIO:
 _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
+def text_name(name: str) -> str:
+    """A file name as text for the store and MESH: each byte that is not UTF-8 (which the file
+    system hands over as a lone surrogate) written ``%XX``, e.g. ``caf%E9.txt``."""
+    return "".join(f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else c for c in name)
+
+
+def change_since(path: Path, opened: os.stat_result) -> str | None:
+    """How the file at ``path`` differs from the one opened as ``opened`` (its inode, size or
+    modification time), or None. A file gone from ``path`` is not a change: another process that
+    found it stored moved it aside."""
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        return "it was replaced by another file"
+    if now.st_size != opened.st_size:
+        return f"its size went from {opened.st_size} to {now.st_size} bytes"
+    if now.st_mtime_ns != opened.st_mtime_ns:
+        return "it was modified"
+    return None
+
+
 def source_key(path: Path) -> str:
     """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes).
 
@@ -97,7 +124,7 @@ def source_key(path: Path) -> str:
         info = os.fstat(f.fileno())
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{path}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}"
+    return f"{text_name(str(path))}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}"
 
 
 def move_aside(path: Path, outcome: str, message_id: str) -> Path:
@@ -152,9 +179,6 @@ def scan(
         report.problems.append(f"source folder {folder} of route {route} does not exist")
         return report
     for path in complete_files(folder, settle):
-        if not is_utf8(path.name):  # (the store keeps names as text)
-            report.problems.append(f"source {_shown(path)}: its name is not UTF-8 text: not taken, rename it")
-            continue
         try:
             _take(path, route, store, send, report)
         except FileNotFoundError:  # another process took it and moved it aside meanwhile
@@ -167,14 +191,6 @@ def scan(
         except MeshbridgeError as exc:
             report.problems.append(f"source {_shown(path)}: {exc}")
     return report
-
-
-def is_utf8(name: str) -> bool:
-    try:
-        name.encode()
-    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (kept as surrogates)
-        return False
-    return True
 
 
 def _shown(path: Path) -> str:

@@ -83,7 +83,8 @@ def test_send_errors_are_one_line(tmp_path: Path, meshbridge_config) -> None:
     assert no_route.returncode == 2 and "no route named 'nope'" in no_route.stderr
     usage = cli(config, "send", str(empty))
     assert usage.returncode == 2 and "--route" in usage.stderr
-    assert json.loads(cli(config, "messages", "--json").stdout) == []  # nothing half-stored
+    [stored] = json.loads(cli(config, "messages", "--json").stdout)  # only the empty one, quarantined
+    assert (stored["id"], stored["state"]) == (refused.stdout.strip(), "rejected")
 
 
 def test_unknown_recipient_is_refused_and_kept(tmp_path: Path, meshbridge_config) -> None:

@@ -41,6 +41,8 @@ def send(
                 path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
             )
         except PayloadRejected as exc:
+            if exc.message_id:  # stored as rejected: its id on stdout, for a caller to follow it up
+                echo(exc.message_id)
             for finding in exc.findings:
                 echo(format_finding(finding), err=True)
             fail(f"refused, not sent: quarantined as {exc.message_id} (state rejected)", 1)
