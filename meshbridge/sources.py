@@ -113,8 +113,9 @@ def change_since(path: Path, opened: os.stat_result) -> str | None:
     return None
 
 
-def source_key(path: Path) -> str:
-    """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes).
+def source_key(path: Path) -> tuple[str, os.stat_result]:
+    """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes),
+    and the file's status as it was hashed.
 
     After a crash the file left behind has the same key and is only moved aside; a new file
     dropped later under the same name, even with the same bytes, is a new message.
@@ -124,7 +125,7 @@ def source_key(path: Path) -> str:
         info = os.fstat(f.fileno())
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{text_name(str(path))}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}"
+    return f"{text_name(str(path))}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}", info
 
 
 def move_aside(path: Path, outcome: str, message_id: str) -> Path:
@@ -180,7 +181,7 @@ def scan(
         return report
     for path in complete_files(folder, settle):
         try:
-            _take(path, route, store, send, report)
+            _take(path, route, store, send, report, settle)
         except FileNotFoundError:  # another process took it and moved it aside meanwhile
             continue
         except OSError as exc:
@@ -198,8 +199,10 @@ def _shown(path: Path) -> str:
     return os.fsencode(path).decode(errors="backslashreplace")
 
 
-def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport) -> None:
-    key = source_key(path)
+def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport, settle: float) -> None:
+    key, info = source_key(path)
+    if time.time() - info.st_mtime < settle:  # written to since the folder was listed: it waits again
+        return
     already = store.from_source(key)
     if already is not None:  # stored before a crash, never moved aside
         move_aside(path, "rejected" if already["state"] == "rejected" else "sent", already["id"])

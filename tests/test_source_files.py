@@ -140,6 +140,39 @@ def test_meshbridge_send_of_an_empty_file_stores_it_rejected_and_prints_its_id(
     assert (stored["id"], stored["state"], stored["payload_size"]) == (message_id, "rejected", 0)
 
 
+# --- files still written -----------------------------------------------------------------------------
+
+
+def test_a_source_file_written_to_after_the_folder_was_listed_waits_to_settle_again(
+    tmp_path: Path, meshbridge_config, make_bridge
+) -> None:
+    """Its writer went on after a pause longer than the settle time: the file was listed as
+    complete, then sent as whatever it held when it was read. The writer here resumes while the
+    scan sends the file before it."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    first, second = outbox / "a.txt", outbox / "b.txt"
+    settled(first, b"the first letter", age=120)
+    settled(second, b"the second letter, first half")
+    bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
+
+    def send(path: Path, **fields: object):
+        if path == first:
+            with open(second, "ab") as f:
+                f.write(b", second half")
+        return bridge.send(path, **fields)
+
+    report = scan(outbox, "out", bridge.store, send, 2)
+    assert report.problems == [] and len(report.stored) == 1  # a.txt; b.txt waits, quietly
+    assert [m["filename"] for m in bridge.store.messages()] == ["a.txt"]
+    assert second.exists()
+    os.utime(second, (time.time() - 60, time.time() - 60))  # settled now
+    again = scan(outbox, "out", bridge.store, bridge.send, 2)
+    assert again.problems == [] and len(again.stored) == 1
+    sent = bridge.store.get(again.stored[0])
+    assert bridge.store.payloads.read(sent["payload_sha256"]) == b"the second letter, first half, second half"
+
+
 # --- files that change once stored -------------------------------------------------------------------
 
 
