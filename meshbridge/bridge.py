@@ -26,7 +26,6 @@ from .errors import (
     PayloadError,
     PayloadRejected,
     SendAbandoned,
-    SourceChanged,
 )
 from .events import Event
 from .faults import checkpoint
@@ -34,7 +33,7 @@ from .mesh import MeshMailbox
 from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import PollReport
 from .plugins import Plugins
-from .sources import change_since, open_regular, text_name
+from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
@@ -185,7 +184,7 @@ class Bridge:
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         if source_file is not None:
-            self._unchanged(file, opened, message)
+            discard_if_changed(self.store, file, opened, message)
         if message["state"] == "rejected":
             self._refuse(message)
         checkpoint("send:stored")
@@ -205,24 +204,6 @@ class Bridge:
         summary = f"{message['filename']} refused: " + "; ".join(str(f) for f in errors[:3])
         self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in findings])
         raise PayloadRejected(summary, findings, message["id"])
-
-    def _unchanged(self, file: Path, opened: os.stat_result, message: Row) -> None:
-        """A source file stat'ed again once stored: if it changed meanwhile (its writer was not
-        done), the stored copy is ``discarded`` unsent and :class:`SourceChanged` raised."""
-        change = change_since(file, opened)
-        if change is None:
-            return
-        reason = f"the source file changed after it was stored ({change}): discarded unsent"
-        self.store.transition(
-            message["id"],
-            "discarded",
-            from_states=("sending", "rejected"),
-            detail={"reason": reason, "source_file": message["source_file"]},
-            source_file=None,  # the file waits to settle again, and is taken anew
-            last_error=reason,
-        )
-        self.store.close_expectations(message["id"], "discarded")
-        raise SourceChanged(f"{reason} as {message['id']}; it waits to settle again", message["id"])
 
     def _accept_validated(
         self, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]

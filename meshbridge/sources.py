@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, TransportError
+from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, SourceChanged, TransportError
 from .faults import checkpoint
 from .store import Row, SourceTaken, Store
 
@@ -111,6 +111,26 @@ def change_since(path: Path, opened: os.stat_result) -> str | None:
     if now.st_mtime_ns != opened.st_mtime_ns:
         return "it was modified"
     return None
+
+
+def discard_if_changed(store: Store, path: Path, opened: os.stat_result, message: Row) -> None:
+    """A source file stat'ed again once stored as ``message``: if it changed since it was opened
+    (its writer was not done), the stored copy is ``discarded`` unsent and :class:`SourceChanged`
+    raised; the file waits to settle again and is then taken anew."""
+    change = change_since(path, opened)
+    if change is None:
+        return
+    reason = f"the source file changed after it was stored ({change}): discarded unsent"
+    store.transition(
+        message["id"],
+        "discarded",
+        from_states=("sending", "rejected"),
+        detail={"reason": reason, "source_file": message["source_file"]},
+        source_file=None,  # (the key is unique in the store: the file is taken anew)
+        last_error=reason,
+    )
+    store.close_expectations(message["id"], "discarded")
+    raise SourceChanged(f"{reason} as {message['id']}; it waits to settle again", message["id"])
 
 
 def source_key(path: Path) -> tuple[str, os.stat_result]:
