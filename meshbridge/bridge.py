@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
@@ -31,14 +32,15 @@ from .errors import (
 from .events import Event
 from .faults import checkpoint
 from .mesh import MeshMailbox
-from .payloads.base import Payload, ValidationResult
+from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import PollReport
 from .plugins import Plugins
-from .sources import is_utf8, open_regular
+from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
+EMPTY = Finding("the payload is empty (MESH refuses empty messages)", code="payload.empty")
 DOMAIN_ACK_CAP = 10_000_000  # bytes: larger inbound payloads are never read as acknowledgements
 BATCH_BYTES = 100_000_000  # a folder batch is finished early once it holds this much (disk space)
 RECEIVE_BATCH = 50  # messages downloaded and recorded before one fsync makes them durable and they are acknowledged
@@ -136,8 +138,11 @@ class Bridge:
     ) -> Row:
         """Validate a payload, store it durably and send it. Returns the message row.
 
-        A payload that fails validation is quarantined (state ``rejected``) and
-        :class:`~meshbridge.PayloadRejected` raised. A MESH rejection or outage leaves the message
+        A payload that fails validation, or an empty one, is quarantined (state ``rejected``) and
+        :class:`~meshbridge.PayloadRejected` raised. A name that is not UTF-8 is stored with each
+        such byte as ``%XX``. With ``source_file`` (a folder source's file), the file is stat'ed
+        again once stored; if it changed meanwhile the copy is ``discarded`` unsent and
+        :class:`~meshbridge.errors.SourceChanged` raised. A MESH rejection or outage leaves the message
         stored (``failed`` or ``accepted``) and raises :class:`~meshbridge.TransportError`;
         ``poll`` retries ``accepted`` ones.
         """
@@ -159,31 +164,33 @@ class Bridge:
         assert workflow_id
         ptype = payload_type or "auto"
         file = Path(path)
-        if not is_utf8(file.name):  # (the store and MESH keep names as text)
-            shown = os.fsencode(file.name).decode(errors="backslashreplace")
-            raise PayloadError(f"{shown}: the file's name is not UTF-8 text; rename it")
         try:  # one open file throughout: what was checked is what is stored
             with open_regular(file, follow=source_file is None) as source:
-                size = os.fstat(source.fileno()).st_size
-                if size == 0:
-                    raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
+                opened = os.fstat(source.fileno())
                 fields = dict(
                     route=route,
                     mailbox=sender,
                     to=to,
                     workflow_id=workflow_id,
-                    filename=file.name,
+                    filename=text_name(file.name),  # (the store and MESH keep names as text)
                     subject=subject,
                     content_type=content_type,
                     claim=True,
                     source_file=source_file,
                 )
-                if not needs_validation(ptype) and not (r_obj and r_obj.itk):
+                if opened.st_size == 0:
+                    empty = ValidationResult("binary" if ptype == "auto" else ptype, (EMPTY,))
+                    message = self._quarantine(source, empty, fields)
+                elif not needs_validation(ptype) and not (r_obj and r_obj.itk):
                     message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
                 else:
-                    message = self._accept_validated(file, source, size, ptype, r_obj, fields)
+                    message = self._accept_validated(file, source, opened.st_size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
+        if source_file is not None:
+            discard_if_changed(self.store, file, opened, message)
+        if message["state"] == "rejected":
+            self._refuse(message)
         checkpoint("send:stored")
         try:
             mesh = self.mailbox(sender)
@@ -192,6 +199,18 @@ class Bridge:
             exc.message_id = message["id"]  # stored: the caller can follow it up
             raise
         return self.store.get(message["id"])
+
+    def _quarantine(self, source: BinaryIO, result: ValidationResult, fields: dict[str, Any]) -> Row:
+        """Store a refused payload as ``rejected`` with its findings (:meth:`_refuse` raises)."""
+        source.seek(0)
+        return pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
+
+    def _refuse(self, message: Row) -> None:
+        findings = [Finding(**f) for f in json.loads(message["findings"])]
+        errors = [f for f in findings if f.severity == "error"]
+        summary = f"{message['filename']} refused: " + "; ".join(str(f) for f in errors[:3])
+        self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in findings])
+        raise PayloadRejected(summary, findings, message["id"])
 
     def _accept_validated(
         self, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]
@@ -209,22 +228,18 @@ class Bridge:
                 route=route,
                 direction="out",
                 workflow_id=fields["workflow_id"],
-                filename=file.name,
+                filename=fields["filename"],
             )
         if not result.valid:
-            source.seek(0)
-            message = pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
-            summary = f"{file.name} refused: " + "; ".join(str(f) for f in result.errors[:3])
-            self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in result.findings])
-            raise PayloadRejected(summary, list(result.findings), message["id"])
+            return self._quarantine(source, result, fields)
         assert data is not None
         if route is not None:
-            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
             data = self.plugins.transform(payload, route)
         fields["content_type"] = fields["content_type"] or self.media_type(result)
         if route is None:
             return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
-        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
         if route.itk is None:
             message = pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
             self._expect_domain_acks(message, payload, route)

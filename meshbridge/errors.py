@@ -4,7 +4,8 @@ MeshbridgeError
 ├── ConfigError      meshbridge.toml is wrong (exit code 2); names file, key and problem
 ├── InvalidRequest   a call contradicts itself or its route (exit code 2); nothing was done
 ├── PayloadError     a payload cannot be read or is refused
-│   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
+│   ├── PayloadRejected  validation refused it (quarantined in the store, with findings)
+│   └── SourceChanged    a source file changed after it was stored (the copy is discarded unsent)
 ├── TransportError   MESH refused or failed a request
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
 │   ├── SendAbandoned   a send failed too often and is now ``failed``
@@ -109,4 +110,13 @@ class PayloadRejected(PayloadError):
 
     def __init__(self, message: str, findings: list, message_id: str | None = None) -> None:
         self.findings, self.message_id = findings, message_id
+        super().__init__(message)
+
+
+class SourceChanged(PayloadError):
+    """A source folder's file changed after it was stored: the stored copy is ``discarded``
+    unsent and the file waits to settle again."""
+
+    def __init__(self, message: str, message_id: str) -> None:
+        self.message_id = message_id
         super().__init__(message)

@@ -581,5 +581,5 @@ _OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND 
 # States after which a message's payload is no longer needed (retention may remove it).
 FINISHED = (
     "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
-    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered",
+    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered", "discarded",
 )  # fmt: skip
