@@ -524,7 +524,7 @@ class Bridge:
             )
             return
         if route.itk:
-            state = self.acks.receive_message(route, message)
+            state = self.acks.receive_message(route, message, respond=respond)
             if state == "invalid":  # a duplicate is counted as such (_tally_kept)
                 report.invalid.append(message["id"])
             return
