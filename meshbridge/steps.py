@@ -100,10 +100,11 @@ def log_steps(events: list[Event], lookup: Lookup) -> None:
 def summary(step: str, kind: str, row: dict[str, Any], detail: dict[str, Any]) -> str:
     """The facts of one step in a few words (a peer's text among them, shown as it came)."""
     peer, workflow = row.get("peer"), row.get("workflow_id")
+    named = f"{row['filename']} " if row.get("filename") else ""
     if step == "stored":
-        return f"for {peer} on workflow {workflow}"
+        return f"{named}for {peer} on workflow {workflow}"
     if step == "received":
-        return f"from {peer} on workflow {workflow}"
+        return f"{named}from {peer} on workflow {workflow}"
     if step == "sent":
         return f"to {peer} as {detail.get('mesh_message_id') or row.get('mesh_message_id')}"
     if step == "delivered":

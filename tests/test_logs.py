@@ -206,6 +206,14 @@ def test_failures_are_logged_once(tmp_path: Path, meshbridge_config, mesh_peer) 
     assert (undelivered["level"], undelivered["job"], undelivered["state"]) == ("warning", "deliver:in", "undelivered")
     assert [e for e in logged if in_id in e["message"] and e["step"] != "received"] == [undelivered]
 
+    # poll, as a person runs it (text, WARNING): the step's line is the only line about it, no "problem:" again
+    mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"and this", workflow_id="TEST_WORKFLOW")
+    polled = cli(config, "poll", fmt="text", level="WARNING")
+    assert polled.returncode == 0 and "undelivered: 1" in polled.stdout, polled.stderr
+    in_id = next(m["id"] for m in messages(config) if m["mesh_message_id"] == mesh_id)
+    [line] = polled.stderr.splitlines()
+    assert f" WARNING meshbridge.steps: undelivered {in_id}: command false exited 1" in line, line
+
 
 def test_peer_text_stays_on_its_line(meshbridge_config, mesh_peer) -> None:
     config = meshbridge_config(OUT_IN)

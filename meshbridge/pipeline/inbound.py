@@ -391,11 +391,11 @@ def deliver_inbound(
             f"{kind} destination of route {route.name}",
             beat=Heartbeat(store, message["id"], claim, policy.lease).beat if claim and policy else None,
         )
-    except DeliveryInterrupted:
+    except DeliveryInterrupted as exc:
         store.update(
             message["id"],
             kind="delivery-interrupted",
-            detail={"reason": "meshbridge stopped"},
+            detail={"reason": str(exc)},  # "<kind> destination of route R: meshbridge stopped while it was …"
             next_attempt_at=None,
             lease_beat=None,
         )

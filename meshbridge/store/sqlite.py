@@ -112,7 +112,7 @@ class Store:
         """A message's fields for its step's log line (never fails the step: None if unreadable)."""
         try:
             cursor = self.db.conn.execute(
-                "SELECT direction, state, route, mailbox, peer, mesh_message_id, workflow_id FROM messages "
+                "SELECT direction, state, route, mailbox, peer, mesh_message_id, workflow_id, filename FROM messages "
                 "WHERE id = ?",
                 [message_id],
             )
