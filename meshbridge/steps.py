@@ -50,8 +50,9 @@ STEPS: dict[str, tuple[str, int]] = {
 # inbound only: our business response to a message we received (given with ``meshbridge ack``)
 INBOUND_STEPS = {"bus-acked": ("acked", INFO), "bus-nacked": ("nacked", WARNING)}
 # the event kinds ``meshbridge_on_event`` shares with a step: their step line is their log line
-NOTIFIED = frozenset({"rejected", "failed", "undeliverable", "invalid", "unrouted", "undelivered", "orphan"})
-NOTIFIED |= {"overdue", "nack"}
+NOTIFIED = frozenset(
+    {"rejected", "failed", "undeliverable", "invalid", "unrouted", "undelivered", "orphan", "overdue", "nack"}
+)
 
 Event = tuple[str, str, str | None, dict[str, Any] | None]  # message id, kind, the state it set (if any), detail
 Lookup = Callable[[str], dict[str, Any] | None]  # message id -> its row (after the commit), or None
