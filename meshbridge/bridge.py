@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import acks, domain_acks, pipeline
+from . import acks, domain_acks, pipeline, steps
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .destinations import FolderBatch
@@ -33,7 +33,7 @@ from .events import Event
 from .faults import checkpoint
 from .mesh import MeshMailbox
 from .payloads.base import Finding, Payload, ValidationResult
-from .pipeline import PollReport
+from .pipeline import Logged, PollReport
 from .plugins import Plugins
 from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
@@ -79,7 +79,8 @@ class Bridge:
                     )
 
     def _notify(self, kind: str, message_id: str, summary: str, **detail: Any) -> None:
-        log.warning("%s: %s", kind, summary)
+        if kind not in steps.NOTIFIED:  # those are the step lines the store logs (meshbridge.steps)
+            log.warning("%s: %s", kind, summary)
         self.plugins.notify(Event(kind, message_id, summary, detail))
 
     @classmethod
@@ -304,14 +305,16 @@ class Bridge:
                 if pipeline.transmit(self.store, mesh, message, policy=policy, stopping=self.stopping):
                     report.sent.append(message["id"])
             except SendAbandoned as exc:
-                report.problems.append(f"send {message['id']}: {exc}")
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
                 self._notify("failed", message["id"], str(exc))
             except MeshRejected as exc:
-                report.problems.append(f"send {message['id']}: {exc}")
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
                 self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
             except DiskFull as exc:  # the next pass sends it
                 store_full(report, exc)
                 break
+            except TransportError as exc:  # recorded as send-failed, due again after a backoff
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
             except MeshbridgeError as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
         return report
@@ -652,7 +655,7 @@ class Bridge:
             elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
                 batch.finish()
         except DeliveryInterrupted as exc:
-            report.problems.append(f"deliver {message['id']}: {exc}")
+            report.problems.append(Logged(f"deliver {message['id']}: {exc}"))
         except DiskFull:
             raise  # a delivery that cannot be recorded would be made again: the route stops here
         except MeshbridgeError as exc:
@@ -662,7 +665,7 @@ class Bridge:
             report.problems.append(f"deliver {message['id']}: {type(exc).__name__}: {exc}")
 
     def _delivery_failed(self, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
-        report.problems.append(f"deliver {message['id']}: {error}")
+        report.problems.append(Logged(f"deliver {message['id']}: {error}"))  # delivery-failed or undelivered
         if self.store.get(message["id"])["state"] == "undelivered":
             report.undelivered.append(message["id"])
             self._notify(
@@ -684,7 +687,7 @@ class Bridge:
                 f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
                 "which this store did not send"
             )
-            report.problems.append(problem)
+            report.problems.append(Logged(problem))
             self._notify("orphan", message["id"], problem)
 
     def track(self, report: PollReport | None = None, *, force: bool = False) -> PollReport:

@@ -1,19 +1,52 @@
-"""Logging for the command line and the service: text or JSON lines, secrets redacted."""
+"""Logging for the command line and the service: text or JSON lines, secrets redacted.
+
+Every line may carry the fields in :data:`FIELDS` (as ``extra``): ``job``, the service job that
+logged it (from :data:`JOB`, set by :func:`job`), and for a message's step (see
+:mod:`meshbridge.steps`) the step and the message's fields.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from .printable import visible
 
 REDACTED = "********"
 
+FIELDS = ("job", "step", "message_id", "route", "mailbox", "peer", "mesh_message_id", "state", "code")
+
+JOB: ContextVar[str | None] = ContextVar("meshbridge_job", default=None)
+
+
+@contextmanager
+def job(name: str) -> Iterator[None]:
+    """Lines logged within (in this thread or context) name this job."""
+    token = JOB.set(name)
+    try:
+        yield
+    finally:
+        JOB.reset(token)
+
+
+class Context(logging.Filter):
+    """Gives every record the :data:`FIELDS` (None unless given as ``extra``), ``job`` from :data:`JOB`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, JOB.get() if name == "job" else None)
+        return True
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+    """One JSON object per line: time, level, logger, message, every one of :data:`FIELDS` (null when it does
+    not apply), and the exception, if any. JSON escapes every control character, so a peer's text never
+    breaks the line; it is kept exactly as it came."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -22,6 +55,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            entry[name] = getattr(record, name, None)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -30,9 +65,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class Redactor(logging.Filter):
-    """Replaces every known secret value in a record's message (with its arguments), exception
-    and stack text with ``********``. ``source``, if given, is asked for more values at each
-    record: secrets resolved only when first needed (see :mod:`meshbridge.secret`)."""
+    """Replaces every known secret value in a record's message (with its arguments), fields, exception
+    and stack text with ``********``. ``source``, if given, is asked for more values at each record:
+    secrets resolved only when first needed (see :mod:`meshbridge.secret`)."""
 
     def __init__(self, secrets: Iterable[str] = (), source: Callable[[], Iterable[str]] | None = None) -> None:
         super().__init__()
@@ -54,6 +89,10 @@ class Redactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             record.msg, record.args = self.scrub(record.getMessage()), None
+            for name in FIELDS:
+                value = getattr(record, name, None)
+                if isinstance(value, str):
+                    setattr(record, name, self.scrub(value))
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
@@ -69,18 +108,28 @@ class Redactor(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message``, with control characters (a peer's text may carry them) shown as escapes."""
+    """``time LEVEL logger [job]: message (field=value …)``, with control characters (a peer's text may carry
+    them) shown as escapes: a record is one line, and only a traceback adds lines."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(tag)s: %(message)s%(facts)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        running = getattr(record, "job", None)
+        record.tag = f" [{running}]" if running else ""
+        facts = [f"{name}={getattr(record, name)}" for name in FIELDS[3:] if getattr(record, name, None)]
+        record.facts = f" ({' '.join(facts)})" if facts else ""
         return visible(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(visible(line) for line in super().format(record).split("\n"))
 
 
 def configure(level: str = "WARNING", fmt: str = "text") -> None:
+    """One handler, on the root logger (so each record is written once), for the command line."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(Context())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

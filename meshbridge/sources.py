@@ -241,7 +241,7 @@ def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report
         if stored is None:
             raise
         message = stored
-        log.warning("source %s stored as %s, not sent yet: %s", path.name, message["id"], exc)
+        log.debug("source %s stored as %s, not sent yet: %s", path.name, message["id"], exc)  # its step's line said
     checkpoint("source:stored")
     move_aside(path, "sent", message["id"])
     report.stored.append(message["id"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import click
 
+from .. import steps
 from ..errors import MeshbridgeError
+from ..pipeline import Logged
 from .output import (
     echo,
     fail,
@@ -50,7 +53,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 m = bridge.store.get(mid)
                 echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
             for problem in report.problems:
-                echo(f"problem: {problem}", err=True)
+                if not (isinstance(problem, Logged) and steps.log.isEnabledFor(logging.WARNING)):
+                    echo(f"problem: {problem}", err=True)  # a Logged one is its step's log line already
 
 
 @click.command()

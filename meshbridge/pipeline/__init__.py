@@ -25,6 +25,7 @@ from .outbound import IN_FLIGHT, SEND_LEASE, RetryPolicy, accept, due_for_sendin
 __all__ = [
     "IN_FLIGHT",
     "SEND_LEASE",
+    "Logged",
     "PollReport",
     "RetryPolicy",
     "accept",
@@ -43,6 +44,12 @@ __all__ = [
     "undecodable",
     "validate_inbound",
 ]
+
+
+class Logged(str):
+    """A problem with a message whose step (``failed``, ``send-failed``, ``delivery-failed``,
+    ``orphan`` …) the store has logged already (:mod:`meshbridge.steps`): ``poll`` shows it, the
+    service does not log it again."""
 
 
 @dataclass

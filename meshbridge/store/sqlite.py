@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from .. import clock
 from ..errors import DiskFull, StoreError, UnknownMessage
+from ..steps import Event, log_steps
 from .opening import open_store
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
 from .schema import migrations
@@ -63,6 +64,7 @@ class Store:
         self.db = Database(conn, execute_plugins=False)
         self._lazy: set[str] = set()  # messages this store added lazily, not synced since
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
+        self._recorded: list[Event] = []  # timeline events of the transaction in hand (see meshbridge.steps)
         with self.immediate():
             migrations.apply(self.db)
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max, self.space)
@@ -91,15 +93,34 @@ class Store:
         rolled it back already).
         """
         conn = self.db.conn
+        self._recorded.clear()
         with nullcontext() if durable else unsynced(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
                 conn.execute("COMMIT")
             except BaseException:
+                self._recorded.clear()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if self._recorded:  # the steps it recorded, logged once they are committed
+            recorded, self._recorded = self._recorded, []
+            log_steps(recorded, self._step_row)
+
+    def _step_row(self, message_id: str) -> Row | None:
+        """A message's fields for its step's log line (never fails the step: None if unreadable)."""
+        try:
+            cursor = self.db.conn.execute(
+                "SELECT direction, state, route, mailbox, peer, mesh_message_id, workflow_id, filename FROM messages "
+                "WHERE id = ?",
+                [message_id],
+            )
+            with self.db.conn.reading():
+                found = cursor.fetchone()
+        except (sqlite3.Error, StoreError):
+            return None
+        return dict(zip([d[0] for d in cursor.description], found, strict=True)) if found else None
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: a durable commit of a real write (SQLite syncs
@@ -318,6 +339,7 @@ class Store:
             "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
             [message_id, at, kind, state, json.dumps(detail, sort_keys=True) if detail else None],
         )
+        self._recorded.append((message_id, kind, state, detail))
 
     def remove_old_payloads(self, retention: float) -> int:
         """Delete payloads of finished messages older than ``retention`` seconds; rows stay.
