@@ -17,6 +17,7 @@ from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
     DiskFull,
+    InvalidRequest,
     MeshAuthRefused,
     MeshbridgeError,
     MeshRejected,
@@ -43,6 +44,7 @@ __all__ = [
     "DiskFull",
     "Event",
     "Finding",
+    "InvalidRequest",
     "Mailbox",
     "MeshAuthRefused",
     "MeshRejected",

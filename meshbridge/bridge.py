@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
@@ -13,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import acks, domain_acks, pipeline, retries
+from . import acks, domain_acks, pipeline, retries, steps
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .destinations import FolderBatch
@@ -21,25 +22,28 @@ from .errors import (
     ConfigError,
     DeliveryInterrupted,
     DiskFull,
+    InvalidRequest,
     MeshAuthRefused,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
     PayloadRejected,
     SendAbandoned,
+    TransportError,
 )
 from .events import Event
 from .faults import checkpoint
 from .logins import LoginWatch
 from .mesh import MeshMailbox
-from .payloads.base import Payload, ValidationResult
-from .pipeline import PollReport
+from .payloads.base import Finding, Payload, ValidationResult
+from .pipeline import Logged, PollReport
 from .plugins import Plugins
-from .sources import is_utf8, open_regular
+from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
+EMPTY = Finding("the payload is empty (MESH refuses empty messages)", code="payload.empty")
 DOMAIN_ACK_CAP = 10_000_000  # bytes: larger inbound payloads are never read as acknowledgements
 BATCH_BYTES = 100_000_000  # a folder batch is finished early once it holds this much (disk space)
 RECEIVE_BATCH = 50  # messages downloaded and recorded before one fsync makes them durable and they are acknowledged
@@ -79,7 +83,8 @@ class Bridge:
                     )
 
     def _notify(self, kind: str, message_id: str | None, summary: str, **detail: Any) -> None:
-        log.warning("%s: %s", kind, summary)
+        if kind not in steps.NOTIFIED:  # those are the step lines the store logs (meshbridge.steps)
+            log.warning("%s: %s", kind, summary)
         self.plugins.notify(Event(kind, message_id, summary, detail))
 
     @classmethod
@@ -119,6 +124,7 @@ class Bridge:
         if mailbox_id not in self.config.mailboxes:
             raise ConfigError(str(self.config.file), "mailboxes", f"mailbox {mailbox_id!r} is not configured")
         if mailbox_id not in self._mailboxes:
+            self.config.require(mailboxes=[mailbox_id], destinations=False)  # secrets resolved when MESH is needed
             self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
         return self._mailboxes[mailbox_id]
 
@@ -146,8 +152,11 @@ class Bridge:
     ) -> Row:
         """Validate a payload, store it durably and send it. Returns the message row.
 
-        A payload that fails validation is quarantined (state ``rejected``) and
-        :class:`~meshbridge.PayloadRejected` raised. A MESH rejection or outage leaves the message
+        A payload that fails validation, or an empty one, is quarantined (state ``rejected``) and
+        :class:`~meshbridge.PayloadRejected` raised. A name that is not UTF-8 is stored with each
+        such byte as ``%XX``. With ``source_file`` (a folder source's file), the file is stat'ed
+        again once stored; if it changed meanwhile the copy is ``discarded`` unsent and
+        :class:`~meshbridge.errors.SourceChanged` raised. A MESH rejection or outage leaves the message
         stored (``failed`` or ``accepted``) and raises :class:`~meshbridge.TransportError`;
         ``poll`` retries ``accepted`` ones. A refused login (:class:`~meshbridge.MeshAuthRefused`)
         leaves it ``accepted``, its attempts not counted, and raises ``mesh-auth`` once per mailbox.
@@ -157,6 +166,7 @@ class Bridge:
             r_obj = self.config.route(route)
             if r_obj.direction != "outbound":
                 raise ConfigError(str(self.config.file), "routes", f"route {route!r} is not outbound")
+            _same_as_route(r_obj, sender=sender, to=to, workflow=workflow_id)
             sender, to, workflow_id = r_obj.mailbox, r_obj.to, r_obj.workflow_id
             payload_type = payload_type or r_obj.payload_type
             subject, content_type = r_obj.subject, r_obj.content_type
@@ -169,33 +179,39 @@ class Bridge:
         assert workflow_id
         ptype = payload_type or "auto"
         file = Path(path)
-        if not is_utf8(file.name):  # (the store and MESH keep names as text)
-            shown = os.fsencode(file.name).decode(errors="backslashreplace")
-            raise PayloadError(f"{shown}: the file's name is not UTF-8 text; rename it")
         try:  # one open file throughout: what was checked is what is stored
             with open_regular(file, follow=source_file is None) as source:
-                size = os.fstat(source.fileno()).st_size
-                if size == 0:
-                    raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
+                opened = os.fstat(source.fileno())
                 fields = dict(
                     route=route,
                     mailbox=sender,
                     to=to,
                     workflow_id=workflow_id,
-                    filename=file.name,
+                    filename=text_name(file.name),  # (the store and MESH keep names as text)
                     subject=subject,
                     content_type=content_type,
                     claim=True,
                     source_file=source_file,
                 )
-                if not needs_validation(ptype) and not (r_obj and r_obj.itk):
+                if opened.st_size == 0:
+                    empty = ValidationResult("binary" if ptype == "auto" else ptype, (EMPTY,))
+                    message = self._quarantine(source, empty, fields)
+                elif not needs_validation(ptype) and not (r_obj and r_obj.itk):
                     message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
                 else:
-                    message = self._accept_validated(file, source, size, ptype, r_obj, fields)
+                    message = self._accept_validated(file, source, opened.st_size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
+        if source_file is not None:
+            discard_if_changed(self.store, file, opened, message)
+        if message["state"] == "rejected":
+            self._refuse(message)
         checkpoint("send:stored")
-        self._transmit(message, claimed=True)
+        try:
+            self._transmit(message, claimed=True)
+        except TransportError as exc:
+            exc.message_id = message["id"]  # stored: the caller can follow it up
+            raise
         return self.store.get(message["id"])
 
     def _transmit(self, message: Row, *, claimed: bool = False) -> bool:
@@ -210,6 +226,18 @@ class Bridge:
         if sent:
             self.logins.ok(mailbox)
         return sent
+
+    def _quarantine(self, source: BinaryIO, result: ValidationResult, fields: dict[str, Any]) -> Row:
+        """Store a refused payload as ``rejected`` with its findings (:meth:`_refuse` raises)."""
+        source.seek(0)
+        return pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
+
+    def _refuse(self, message: Row) -> None:
+        findings = [Finding(**f) for f in json.loads(message["findings"])]
+        errors = [f for f in findings if f.severity == "error"]
+        summary = f"{message['filename']} refused: " + "; ".join(str(f) for f in errors[:3])
+        self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in findings])
+        raise PayloadRejected(summary, findings, message["id"])
 
     def _accept_validated(
         self, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]
@@ -227,22 +255,18 @@ class Bridge:
                 route=route,
                 direction="out",
                 workflow_id=fields["workflow_id"],
-                filename=file.name,
+                filename=fields["filename"],
             )
         if not result.valid:
-            source.seek(0)
-            message = pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
-            summary = f"{file.name} refused: " + "; ".join(str(f) for f in result.errors[:3])
-            self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in result.findings])
-            raise PayloadRejected(summary, list(result.findings), message["id"])
+            return self._quarantine(source, result, fields)
         assert data is not None
         if route is not None:
-            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
             data = self.plugins.transform(payload, route)
         fields["content_type"] = fields["content_type"] or self.media_type(result)
         if route is None:
             return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
-        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
         if route.itk is None:
             message = pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
             self._expect_domain_acks(message, payload, route)
@@ -312,15 +336,17 @@ class Bridge:
                 report.problems.append(f"send {message['id']}: {exc}")
                 report.mailbox_trouble(exc.mailbox, refused=True)
             except SendAbandoned as exc:
-                report.problems.append(f"send {message['id']}: {exc}")
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
                 report.mailbox_trouble(message["mailbox"])
                 self._notify("failed", message["id"], str(exc))
             except MeshRejected as exc:
-                report.problems.append(f"send {message['id']}: {exc}")
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
                 self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
             except DiskFull as exc:  # the next pass sends it
                 store_full(report, exc)
                 break
+            except TransportError as exc:  # recorded as send-failed, due again after a backoff
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
             except MeshbridgeError as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
                 self.logins.failed(report, message["mailbox"], exc)
@@ -413,39 +439,22 @@ class Bridge:
         rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
         return retries.retry(self.store, rows, self._transmit, done)
 
-    def replay(self, message_id: str) -> Row:
-        """Deliver an inbound message to its route's destination again (e.g. after the EPR lost it)."""
-        message = self.store.get(message_id)
-        route = pipeline.inbound_route(self.config, message)
-        if message["direction"] != "in" or message["state"] not in ("delivered", "valid", "bus-acked", "bus-nacked"):
-            raise MeshbridgeError(
-                f"{message['id']} is {message['direction']} and {message['state']}: only a "
-                "delivered inbound message can be replayed"
-            )
-        if route is None or route.destination is None:
-            raise MeshbridgeError(
-                f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
-            )
-        if not message["payload_sha256"]:
-            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
-        self.store.event(message["id"], "replay")
-        pipeline.deliver_inbound(
-            self.store,
-            self.plugins,
-            route,
-            {**message, "state": "valid"},
-            replay=True,
-            deadline=self.delivery_deadline(route),
-            stopping=self.stopping,
-        )
-        return self.store.get(message["id"])
+    def replay(self, message_id: str, *, force: bool = False) -> Row:
+        """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
+        one again against the current config (see :mod:`meshbridge.replay`)."""
+        from .replay import replay
 
-    def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
-        """The end application's business response to an inbound ITK message (30001 is "patient known here").
+        return replay(self, message_id, force=force)
 
-        The response goes back to the sender on the route's ack workflow; a negative code is a nack.
+    def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Row:
+        """The end application's business response to an inbound ITK message; it goes back to the sender
+        on the route's ack workflow.
+
+        A positive ``code`` (default 30001, "patient known here"), or with ``nack=True`` a negative one
+        (e.g. 30002); a code of the other kind, or not a business code, raises
+        :class:`~meshbridge.InvalidRequest` and nothing is sent.
         """
-        return self.acks.business_ack(message_id, code, text)
+        return self.acks.business_ack(message_id, code, text, nack=nack)
 
     @property
     def acks(self) -> Acknowledgements:
@@ -519,6 +528,7 @@ class Bridge:
                 return
             try:
                 self._prepare(message, report)
+                self._tally_kept(message, report)
             except DiskFull as exc:
                 store_full(report, exc)
                 break
@@ -528,7 +538,14 @@ class Bridge:
                 log.exception("preparing %s failed", message["id"])
                 report.problems.append(f"prepare {message['id']}: {type(exc).__name__}: {exc}")
 
-    def _prepare(self, message: Row, report: PollReport) -> None:
+    def _tally_kept(self, message: Row, report: PollReport) -> None:
+        """Count a message kept as ``orphan`` or ``duplicate`` by this pass as such in the report."""
+        state = self.store.get(message["id"])["state"]
+        if state in ("orphan", "duplicate"):
+            getattr(report, state).append(message["id"])
+
+    def _prepare(self, message: Row, report: PollReport, respond: bool = True) -> None:
+        """Route one ``mesh-acked`` message and validate it (ITK: answer it, unless not ``respond``)."""
         if message["message_type"] == "REPORT":
             self._apply_report(message, report)
             return
@@ -550,8 +567,8 @@ class Bridge:
             )
             return
         if route.itk:
-            state = self.acks.receive_message(route, message)
-            if state in ("invalid", "duplicate"):
+            state = self.acks.receive_message(route, message, respond=respond)
+            if state == "invalid":  # a duplicate is counted as such (_tally_kept)
                 report.invalid.append(message["id"])
             return
         result = pipeline.validate_inbound(self.store, self.plugins, route, message)
@@ -678,7 +695,7 @@ class Bridge:
             elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
                 batch.finish()
         except DeliveryInterrupted as exc:
-            report.problems.append(f"deliver {message['id']}: {exc}")
+            report.problems.append(Logged(f"deliver {message['id']}: {exc}"))
         except DiskFull:
             raise  # a delivery that cannot be recorded would be made again: the route stops here
         except MeshbridgeError as exc:
@@ -688,7 +705,7 @@ class Bridge:
             report.problems.append(f"deliver {message['id']}: {type(exc).__name__}: {exc}")
 
     def _delivery_failed(self, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
-        report.problems.append(f"deliver {message['id']}: {error}")
+        report.problems.append(Logged(f"deliver {message['id']}: {error}"))  # delivery-failed or undelivered
         if self.store.get(message["id"])["state"] == "undelivered":
             report.undelivered.append(message["id"])
             self._notify(
@@ -710,7 +727,7 @@ class Bridge:
                 f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
                 "which this store did not send"
             )
-            report.problems.append(problem)
+            report.problems.append(Logged(problem))
             self._notify("orphan", message["id"], problem)
 
     def track(self, report: PollReport | None = None, *, force: bool = False) -> PollReport:
@@ -734,10 +751,20 @@ class Bridge:
     # -- reading --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"counts": self.store.counts(), "overdue": self.store.overdue_count()}
+        """Counts by direction and state; ``overdue``: overdue expectations (the store's one
+        definition, as of now), ``overdue_messages``: the messages they belong to; ``owed``:
+        inbound ITK messages still owing our business ack."""
+        expectations, messages = self.store.overdue_count()
+        return {
+            "counts": self.store.counts(),
+            "overdue": expectations,
+            "overdue_messages": messages,
+            "owed": self.store.expecting_count(acks.BUS_OWED),
+        }
 
-    def messages(self, **filters: Any) -> list[Row]:
-        return self.store.messages(**filters)
+    def messages(self, *, owed: bool = False, **filters: Any) -> list[Row]:
+        """Messages by the store's filters; ``owed``: inbound ITK messages still owing our business ack."""
+        return self.store.messages(expecting=acks.BUS_OWED if owed else None, **filters)
 
     def show(self, message_id: str) -> tuple[Row, list[Row]]:
         message = self.store.get(message_id)
@@ -760,3 +787,13 @@ def goes_on(report: PollReport) -> Iterator[None]:
         yield
     except DiskFull as exc:
         store_full(report, exc)
+
+
+def _same_as_route(route: Route, *, sender: str | None, to: str | None, workflow: str | None) -> None:
+    """Refuse a sender, recipient or workflow given beside ``route`` that differs from the route's own."""
+    given = (("sender", sender, route.mailbox), ("recipient", to, route.to), ("workflow", workflow, route.workflow_id))
+    differ = [f"{what} {value} (the route's is {own})" for what, value, own in given if value and value != own]
+    if differ:
+        raise InvalidRequest(
+            f"route {route.name!r} contradicts the {', '.join(differ)}: give the route alone, or no route and all three"
+        )

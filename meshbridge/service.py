@@ -33,7 +33,8 @@ from pathlib import Path
 from .bridge import Bridge
 from .destinations import kill_commands
 from .errors import MeshbridgeError
-from .pipeline import PollReport
+from .logs import job
+from .pipeline import Logged, PollReport
 from .sources import ScanReport, scan
 
 log = logging.getLogger("meshbridge")
@@ -51,6 +52,7 @@ class Worker(threading.Thread):
         self.bridge, self.jobs, self.stopping = bridge, jobs, stopping
         self._due = {job_id: 0.0 for job_id, _, _ in jobs}
         self._woken = threading.Event()
+        self._last = ""  # the job run last (a late job names it)
 
     def wake(self, *job_ids: str) -> None:
         """Run these jobs (all, if none named) as soon as the job in hand is done."""
@@ -71,9 +73,26 @@ class Worker(threading.Thread):
         for job_id, function, interval in self.jobs:
             if self.stopping.is_set():
                 return
-            if self._due[job_id] <= time.monotonic():
+            due, now = self._due[job_id], time.monotonic()
+            if due <= now:
+                if due and interval and now - due >= interval:  # due 0: at the start, or woken
+                    self.missed(job_id, int((now - due) // interval), interval)
                 self._due[job_id] = time.monotonic() + interval
                 _guarded(job_id, function)()
+                self._last = job_id
+
+    def missed(self, job_id: str, runs: int, interval: float) -> None:
+        """A job runs late, by whole intervals, because its worker was busy with another job (one
+        at a time): it runs once now, the runs it missed are not made up."""
+        log.warning(
+            "%s missed %d run(s) (every %g s): worker %s was busy with %s; it runs now",
+            job_id,
+            runs,
+            interval,
+            self.name.removeprefix("meshbridge-"),
+            self._last,
+            extra={"job": job_id},
+        )
 
 
 class Service:
@@ -142,7 +161,7 @@ class Service:
         for problem in report.problems:
             log.warning("source: %s", problem)
         sent = bridge.flush()
-        for problem in sent.problems:
+        for problem in unlogged(sent.problems):
             log.warning("send: %s", problem)
         return sent
 
@@ -158,7 +177,7 @@ class Service:
     def _poller(self, bridge: Bridge, mailbox: str) -> Callable[[], PollReport]:
         def poll() -> PollReport:
             report = bridge.collect(mailbox)
-            for problem in report.problems:
+            for problem in unlogged(report.problems):
                 log.warning("poll %s: %s", mailbox, problem)
             if "send" in self.workers:  # responses to send, messages to deliver
                 self.workers["send"].wake("send")
@@ -173,7 +192,7 @@ class Service:
     @staticmethod
     def _deliverer(bridge: Bridge, route: str) -> Callable[[], None]:
         def deliver() -> None:
-            for problem in bridge.deliver(route).problems:
+            for problem in unlogged(bridge.deliver(route).problems):
                 log.warning("deliver %s: %s", route, problem)
 
         return deliver
@@ -273,17 +292,23 @@ def stopped_by_signals(stopping: threading.Event) -> Iterator[None]:
         kill_commands()
 
 
+def unlogged(problems: list[str]) -> list[str]:
+    """The problems whose step line is not in the log already (see :class:`~meshbridge.pipeline.Logged`)."""
+    return [problem for problem in problems if not isinstance(problem, Logged)]
+
+
 def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], object]:
     """A job that logs what it could not do instead of dying: the next run tries again.
     Returns what the job returned (None if it failed)."""
 
     def run() -> object:
-        try:
-            return function()
-        except MeshbridgeError as exc:
-            log.error("%s: %s", job_id, exc)
-        except Exception:
-            log.exception("%s failed", job_id)
+        with job(job_id):  # every line it logs names it
+            try:
+                return function()
+            except MeshbridgeError as exc:
+                log.error("%s: %s", job_id, exc)
+            except Exception:
+                log.exception("%s failed", job_id)
         return None
 
     run.__name__ = job_id

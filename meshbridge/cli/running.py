@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import click
 
+from .. import steps
 from ..errors import MeshbridgeError
+from ..pipeline import Logged
 from .output import (
     echo,
     fail,
@@ -28,7 +31,7 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
     (the rest of the pass is done all the same)."""
     from ..service import stopped_by_signals
 
-    with bridge_for(ctx) as bridge, stopped_by_signals(bridge.stopping):
+    with bridge_for(ctx, secrets=True) as bridge, stopped_by_signals(bridge.stopping):
         report = bridge.poll(mailbox)
         if as_json:
             click.echo(json.dumps(report.__dict__, indent=2))
@@ -42,6 +45,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 "undelivered",
                 "undeliverable",
                 "correlated",
+                "orphan",
+                "duplicate",
                 "overdue",
                 "tracked",
             ):
@@ -52,7 +57,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 m = bridge.store.get(mid)
                 echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
             for problem in report.problems:
-                echo(f"problem: {problem}", err=True)
+                if not (isinstance(problem, Logged) and steps.log.isEnabledFor(logging.WARNING)):
+                    echo(f"problem: {problem}", err=True)  # a Logged one is its step's log line already
     code = mesh_exit(report.unreachable, report.login_refused)
     if code:
         sys.exit(code)
@@ -68,7 +74,7 @@ def run(ctx: click.Context, once: bool) -> None:
     mailbox's login (every job still ran)."""
     from ..service import Service
 
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         service = Service(bridge)
         if not once:
             service.run()

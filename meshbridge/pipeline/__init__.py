@@ -25,6 +25,7 @@ from .outbound import IN_FLIGHT, SEND_LEASE, RetryPolicy, accept, due_for_sendin
 __all__ = [
     "IN_FLIGHT",
     "SEND_LEASE",
+    "Logged",
     "PollReport",
     "RetryPolicy",
     "accept",
@@ -45,6 +46,12 @@ __all__ = [
 ]
 
 
+class Logged(str):
+    """A problem with a message whose step (``failed``, ``send-failed``, ``delivery-failed``,
+    ``orphan`` …) the store has logged already (:mod:`meshbridge.steps`): ``poll`` shows it, the
+    service does not log it again."""
+
+
 @dataclass
 class PollReport:
     """What one pass did; ``problems`` are one-line reasons to show an operator."""
@@ -55,6 +62,8 @@ class PollReport:
     unrouted: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     correlated: list[str] = field(default_factory=list)
+    orphan: list[str] = field(default_factory=list)  # responses, acks and REPORTs that match nothing we may change
+    duplicate: list[str] = field(default_factory=list)  # a response or ITK message seen before
     overdue: list[str] = field(default_factory=list)
     undeliverable: list[str] = field(default_factory=list)
     undelivered: list[str] = field(default_factory=list)  # inbound: delivery attempts spent
