@@ -17,6 +17,8 @@ from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
     DiskFull,
+    InvalidRequest,
+    MeshAuthRefused,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
@@ -42,7 +44,9 @@ __all__ = [
     "DiskFull",
     "Event",
     "Finding",
+    "InvalidRequest",
     "Mailbox",
+    "MeshAuthRefused",
     "MeshRejected",
     "MeshbridgeError",
     "Payload",

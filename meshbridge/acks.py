@@ -25,7 +25,7 @@ from typing import Any
 
 from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
-from .errors import MeshbridgeError, TransportError
+from .errors import InvalidRequest, MeshbridgeError, TransportError
 from .faults import checkpoint
 from .itk.parse import HEAD as ITK_HEAD
 from .mesh import MeshMailbox
@@ -198,7 +198,7 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
     if reason:
         _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
         return None
-    store.meet(target["id"], expectation, code.code)
+    store.meet(target["id"], expectation, code.code, positive=positive, text=header.itk_text)
     store.update(target["id"], kind=kind, detail=detail, **{column: code.code})
     if not positive:
         store.close_expectations(target["id"], f"closed by {code.code}")
@@ -365,25 +365,29 @@ class Acknowledgements:
 
     # -- messages we receive ---------------------------------------------------------------
 
-    def receive_message(self, route: Route, message: Row) -> str:
+    def receive_message(self, route: Route, message: Row, respond: bool = True) -> str:
         """Answer an inbound ITK message (20013 or a nack) and return its new state.
 
         One over the route's cap is never read, and one this process has not the memory to read
         either: both are ``invalid`` and answered 20015 (the messages behind it go on). The answer
         is new data: on a full store disk nothing is recorded (:class:`DiskFull`; the next pass answers).
+
+        ``respond=False`` (``replay --force`` of a message we nacked): judged and recorded the same
+        way, but no response is sent, its recorded ``inf_ack_code`` (what the sender was told) is
+        kept, and no business ack is owed (the sender had a final nack).
         """
         self.store.space.room_for(0)
         cap = itk_cap(route)
         if message["payload_size"] > cap:
-            self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)")
+            self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)", respond)
             return "invalid"
         try:
-            return self._answer(route, message)
+            return self._answer(route, message, respond)
         except MemoryError:
-            self._too_large(route, message, "more than this process has the memory to read")
+            self._too_large(route, message, "more than this process has the memory to read", respond)
             return "invalid"
 
-    def _answer(self, route: Route, message: Row) -> str:
+    def _answer(self, route: Route, message: Row, respond: bool = True) -> str:
         options = route.itk
         assert options is not None
         data = self.store.payloads.read(message["payload_sha256"])
@@ -391,7 +395,7 @@ class Acknowledgements:
             header = itk.parse(data)
         except itk.ItkUnreadable as exc:
             finding = Finding(f"unreadable ITK message: {exc}", code="itk.10009")
-            self._refuse(route, message, "invalid", "10009", (finding,), itk.UNREADABLE, True)
+            self._refuse(route, message, "invalid", "10009", (finding,), itk.UNREADABLE, True, respond=respond)
             return "invalid"
         if header.is_response:
             self.receive_response(message)
@@ -409,20 +413,23 @@ class Acknowledgements:
         if not verdict.positive:
             state = "duplicate" if verdict.code == "20007" else "invalid"
             reference = handling.sender_reference if handling else None
-            self._refuse(route, message, state, verdict.code, verdict.findings, header.message_id, wants_inf, reference)
+            self._refuse(
+                route, message, state, verdict.code, verdict.findings, header.message_id, wants_inf, reference, respond
+            )
             return state
+        answered = {"inf_ack_code": itk.SUCCESS if wants_inf else None} if respond else {}
         self.store.transition(
             message["id"],
             "valid",
             from_states=("mesh-acked",),
             route=route.name,
             payload_type=result.payload_type,
-            inf_ack_code=itk.SUCCESS if wants_inf else None,
             detail={"payload_type": result.payload_type, "itk_message_id": header.message_id},
+            **answered,
         )
-        if handling is not None and handling.bus_ack:
-            self.store.expect(message["id"], BUS_OWED, None)
-        if wants_inf:
+        if respond and handling is not None and handling.bus_ack:  # ours: overdue after bus_ack_within
+            self.store.expect(message["id"], BUS_OWED, due(options.bus_ack_within))
+        if respond and wants_inf:
             self.respond(
                 route=route,
                 mailbox=message["mailbox"],
@@ -453,7 +460,7 @@ class Acknowledgements:
             ods_code=ods(route.itk, message["mailbox"]),
         )
 
-    def _too_large(self, route: Route, message: Row, why: str) -> None:
+    def _too_large(self, route: Route, message: Row, why: str, respond: bool = True) -> None:
         """Refuse a message over the cap with 20015 "Message too large", reading only its head:
         the answer names its MessageHeader.id if that is in the first bytes, else UNREADABLE."""
         with self.store.payloads.open(message["payload_sha256"]) as payload:
@@ -468,7 +475,7 @@ class Acknowledgements:
         )
         wants_inf = handling is None or handling.inf_ack is not False
         reference = handling.sender_reference if handling else None
-        self._refuse(route, message, "invalid", itk.TOO_LARGE, (finding,), original, wants_inf, reference)
+        self._refuse(route, message, "invalid", itk.TOO_LARGE, (finding,), original, wants_inf, reference, respond)
 
     def _refuse(
         self,
@@ -480,19 +487,21 @@ class Acknowledgements:
         original: str,
         answer: bool,
         sender_reference: str | None = None,
+        respond: bool = True,
     ) -> None:
         options = route.itk
         assert options is not None
+        answered = {"inf_ack_code": code if answer else None} if respond else {}
         self.store.transition(
             message["id"],
             state,
             from_states=("mesh-acked",),
             route=route.name,
-            inf_ack_code=code if answer else None,
             findings=findings_json(findings),
-            detail={"code": code, "findings": [f.as_dict() for f in findings]},
+            detail={"code": code, "findings": [f.as_dict() for f in findings], **({} if respond else {"sent": False})},
+            **answered,
         )
-        if answer:
+        if answer and respond:
             text = "; ".join(str(f) for f in findings[:3]) or None
             self.respond(
                 route=route,
@@ -515,7 +524,9 @@ class Acknowledgements:
 
     # -- the end application's business ack -------------------------------------------------
 
-    def business_ack(self, message_id: str, code: str, text: str | None) -> Row:
+    def business_ack(self, message_id: str, code: str | None, text: str | None, *, nack: bool = False) -> Row:
+        rc = business_code(code, nack=nack)
+        code = rc.code
         message = self.store.get(message_id)
         route = self.config.route(message["route"]) if message["route"] else None
         if message["direction"] != "in" or not message["itk_message_id"] or route is None or route.itk is None:
@@ -526,10 +537,7 @@ class Acknowledgements:
             raise AckRefused(f"{message['id']} is {message['state']}: only a valid message gets a business ack")
         if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
             raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
-        rc = itk.lookup(code)
-        if rc is None or rc.level != itk.BUSINESS:
-            raise AckRefused(f"{code} is not a business response code (30001-30025)")
-        positive = rc.positive is not False
+        positive = not rc.negative
         if message["payload_size"] > itk_cap(route):  # read only the head of what is too big to read
             with self.store.payloads.open(message["payload_sha256"]) as payload:
                 found = itk.header_in_head(payload.read(ITK_HEAD))
@@ -550,7 +558,7 @@ class Acknowledgements:
             expect_within=route.itk.inf_ack_within,
             sender_reference=handling.sender_reference if handling else None,
         )
-        self.store.meet(message["id"], BUS_OWED, code)
+        self.store.meet(message["id"], BUS_OWED, code, positive=positive, text=text)
         self.store.transition(
             message["id"],
             "bus-acked" if positive else "bus-nacked",
@@ -619,6 +627,22 @@ class Acknowledgements:
             if route.name == route_name and route.itk:
                 return ods(route.itk, mailbox)
         return mailbox[:3]
+
+
+def business_code(code: str | None, *, nack: bool) -> itk.ResponseCode:
+    """The ITK3 business code of an ack (positive, default 30001) or of a nack (negative, no default),
+    as ``itk/codes.py`` types it; anything else raises :class:`InvalidRequest` (nothing is sent)."""
+    kind = "negative" if nack else "positive"
+    allowed = [c.code for c in itk.CODES.values() if c.level == itk.BUSINESS and c.negative == nack]
+    listed = f"the {kind} business codes are {', '.join(allowed)}"
+    if code is None and nack:
+        raise InvalidRequest(f"a nack needs its code: {listed}")
+    rc = itk.lookup("30001" if code is None else code)
+    if rc is None or rc.withdrawn or rc.level != itk.BUSINESS:
+        raise InvalidRequest(f"{code!r} is not an ITK3 business response code: {listed}")
+    if rc.negative != nack:
+        raise InvalidRequest(f"{rc.code} is a {'positive' if nack else 'negative'} code, not a {kind} one: {listed}")
+    return rc
 
 
 class AckRefused(MeshbridgeError):

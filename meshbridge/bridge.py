@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import acks, domain_acks, pipeline
+from . import acks, domain_acks, pipeline, retries, steps
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .destinations import FolderBatch
@@ -20,24 +22,29 @@ from .errors import (
     ConfigError,
     DeliveryInterrupted,
     DiskFull,
+    InvalidRequest,
+    MeshAuthRefused,
     MeshbridgeError,
     MeshRejected,
     PayloadError,
     PayloadRejected,
     SendAbandoned,
+    TransportError,
 )
 from .events import Event
 from .faults import checkpoint
+from .logins import LoginWatch
 from .mesh import MeshMailbox
-from .payloads.base import Payload, ValidationResult
-from .pipeline import PollReport
+from .payloads.base import Finding, Payload, ValidationResult
+from .pipeline import Logged, PollReport
 from .plugins import Plugins
 from .progress import Progress
-from .sources import is_utf8, open_regular
+from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
+EMPTY = Finding("the payload is empty (MESH refuses empty messages)", code="payload.empty")
 DOMAIN_ACK_CAP = 10_000_000  # bytes: larger inbound payloads are never read as acknowledgements
 BATCH_BYTES = 100_000_000  # a folder batch is finished early once it holds this much (disk space)
 RECEIVE_BATCH = 50  # messages downloaded and recorded before one fsync makes them durable and they are acknowledged
@@ -55,6 +62,7 @@ class Bridge:
         self.store = Store(config.store.path, inline_max=config.store.inline_max)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
+        self.logins = LoginWatch(self.store, self.plugins, self.handshake)
         self.stopping = threading.Event()  # set on SIGTERM: an upload stops after the chunk in hand
         self.progress: Progress | None = None  # told how chunked sends and downloads go (the CLI's bar)
 
@@ -76,8 +84,9 @@ class Bridge:
                         f"no destination kind {kind!r} is installed (have: {', '.join(sorted(kinds))})",
                     )
 
-    def _notify(self, kind: str, message_id: str, summary: str, **detail: Any) -> None:
-        log.warning("%s: %s", kind, summary)
+    def _notify(self, kind: str, message_id: str | None, summary: str, **detail: Any) -> None:
+        if kind not in steps.NOTIFIED:  # those are the step lines the store logs (meshbridge.steps)
+            log.warning("%s: %s", kind, summary)
         self.plugins.notify(Event(kind, message_id, summary, detail))
 
     @classmethod
@@ -117,8 +126,18 @@ class Bridge:
         if mailbox_id not in self.config.mailboxes:
             raise ConfigError(str(self.config.file), "mailboxes", f"mailbox {mailbox_id!r} is not configured")
         if mailbox_id not in self._mailboxes:
+            self.config.require(mailboxes=[mailbox_id], destinations=False)  # secrets resolved when MESH is needed
             self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
         return self._mailboxes[mailbox_id]
+
+    def handshake(self, mailbox_id: str) -> None:
+        """Validate a mailbox with MESH (daily, as MESH asks); a refused login raises ``mesh-auth``."""
+        try:
+            self.mailbox(mailbox_id).handshake()
+        except MeshAuthRefused as exc:
+            self.logins.refused(exc)
+            raise
+        self.logins.ok(mailbox_id)
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -135,16 +154,21 @@ class Bridge:
     ) -> Row:
         """Validate a payload, store it durably and send it. Returns the message row.
 
-        A payload that fails validation is quarantined (state ``rejected``) and
-        :class:`~meshbridge.PayloadRejected` raised. A MESH rejection or outage leaves the message
+        A payload that fails validation, or an empty one, is quarantined (state ``rejected``) and
+        :class:`~meshbridge.PayloadRejected` raised. A name that is not UTF-8 is stored with each
+        such byte as ``%XX``. With ``source_file`` (a folder source's file), the file is stat'ed
+        again once stored; if it changed meanwhile the copy is ``discarded`` unsent and
+        :class:`~meshbridge.errors.SourceChanged` raised. A MESH rejection or outage leaves the message
         stored (``failed`` or ``accepted``) and raises :class:`~meshbridge.TransportError`;
-        ``poll`` retries ``accepted`` ones.
+        ``poll`` retries ``accepted`` ones. A refused login (:class:`~meshbridge.MeshAuthRefused`)
+        leaves it ``accepted``, its attempts not counted, and raises ``mesh-auth`` once per mailbox.
         """
         r_obj: Route | None = None
         if route:
             r_obj = self.config.route(route)
             if r_obj.direction != "outbound":
                 raise ConfigError(str(self.config.file), "routes", f"route {route!r} is not outbound")
+            _same_as_route(r_obj, sender=sender, to=to, workflow=workflow_id)
             sender, to, workflow_id = r_obj.mailbox, r_obj.to, r_obj.workflow_id
             payload_type = payload_type or r_obj.payload_type
             subject, content_type = r_obj.subject, r_obj.content_type
@@ -157,42 +181,73 @@ class Bridge:
         assert workflow_id
         ptype = payload_type or "auto"
         file = Path(path)
-        if not is_utf8(file.name):  # (the store and MESH keep names as text)
-            shown = os.fsencode(file.name).decode(errors="backslashreplace")
-            raise PayloadError(f"{shown}: the file's name is not UTF-8 text; rename it")
         try:  # one open file throughout: what was checked is what is stored
             with open_regular(file, follow=source_file is None) as source:
-                size = os.fstat(source.fileno()).st_size
-                if size == 0:
-                    raise PayloadError(f"{file}: payload is empty (MESH refuses empty messages)")
+                opened = os.fstat(source.fileno())
                 fields = dict(
                     route=route,
                     mailbox=sender,
                     to=to,
                     workflow_id=workflow_id,
-                    filename=file.name,
+                    filename=text_name(file.name),  # (the store and MESH keep names as text)
                     subject=subject,
                     content_type=content_type,
                     claim=True,
                     source_file=source_file,
                 )
-                if not needs_validation(ptype) and not (r_obj and r_obj.itk):
+                if opened.st_size == 0:
+                    empty = ValidationResult("binary" if ptype == "auto" else ptype, (EMPTY,))
+                    message = self._quarantine(source, empty, fields)
+                elif not needs_validation(ptype) and not (r_obj and r_obj.itk):
                     message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
                 else:
-                    message = self._accept_validated(file, source, size, ptype, r_obj, fields)
+                    message = self._accept_validated(file, source, opened.st_size, ptype, r_obj, fields)
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
+        if source_file is not None:
+            discard_if_changed(self.store, file, opened, message)
+        if message["state"] == "rejected":
+            self._refuse(message)
         checkpoint("send:stored")
-        pipeline.transmit(
-            self.store,
-            self.mailbox(sender),
-            message,
-            claimed=True,
-            policy=self.retry_policy,
-            stopping=self.stopping,
-            progress=self.progress,
-        )
+        try:
+            self._transmit(message, claimed=True)
+        except TransportError as exc:
+            exc.message_id = message["id"]  # stored: the caller can follow it up
+            raise
         return self.store.get(message["id"])
+
+    def _transmit(self, message: Row, *, claimed: bool = False) -> bool:
+        """Send one stored message now (see :func:`pipeline.transmit`), minding the mailbox's login."""
+        mailbox = message["mailbox"]
+        try:
+            mesh, policy = self.mailbox(mailbox), self.retry_policy
+            sent = pipeline.transmit(
+                self.store,
+                mesh,
+                message,
+                claimed=claimed,
+                policy=policy,
+                stopping=self.stopping,
+                progress=self.progress,
+            )
+        except MeshAuthRefused as exc:
+            self.logins.refused(exc)
+            raise
+        if sent:
+            self.logins.ok(mailbox)
+        return sent
+
+    def _quarantine(self, source: BinaryIO, result: ValidationResult, fields: dict[str, Any]) -> Row:
+        """Store a refused payload as ``rejected`` with its findings (:meth:`_refuse` raises)."""
+        source.seek(0)
+        return pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
+
+    def _refuse(self, message: Row) -> None:
+        findings = [Finding(**f) for f in json.loads(message["findings"])]
+        errors = [f for f in findings if f.severity == "error"]
+        summary = f"{message['filename']} refused: " + "; ".join(str(f) for f in errors[:3])
+        self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in findings])
+        raise PayloadRejected(summary, findings, message["id"])
 
     def _accept_validated(
         self, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]
@@ -210,22 +265,18 @@ class Bridge:
                 route=route,
                 direction="out",
                 workflow_id=fields["workflow_id"],
-                filename=file.name,
+                filename=fields["filename"],
             )
         if not result.valid:
-            source.seek(0)
-            message = pipeline.accept(self.store, source, payload_type=result.payload_type, rejected=result, **fields)
-            summary = f"{file.name} refused: " + "; ".join(str(f) for f in result.errors[:3])
-            self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in result.findings])
-            raise PayloadRejected(summary, list(result.findings), message["id"])
+            return self._quarantine(source, result, fields)
         assert data is not None
         if route is not None:
-            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+            payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
             data = self.plugins.transform(payload, route)
         fields["content_type"] = fields["content_type"] or self.media_type(result)
         if route is None:
             return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
-        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], file.name, result)
+        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
         if route.itk is None:
             message = pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)
             self._expect_domain_acks(message, payload, route)
@@ -281,27 +332,34 @@ class Bridge:
         """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
         report = report or PollReport()
         policy = self.retry_policy
+        self.logins.probe(report)  # a refused login fixed since: its messages are due now
         waiting = [m for m in self.store.messages(state="accepted", direction="out") if pipeline.due_for_sending(m)]
         for message in waiting + self.store.stale_sending(policy.lease):
             if self.stopping.is_set():
                 break
+            if message["mailbox"] in report.login_refused:  # one refused login a pass: the others wait
+                continue
             try:
-                mesh = self.mailbox(message["mailbox"])
-                if pipeline.transmit(
-                    self.store, mesh, message, policy=policy, stopping=self.stopping, progress=self.progress
-                ):
+                if self._transmit(message):
                     report.sent.append(message["id"])
-            except SendAbandoned as exc:
+            except MeshAuthRefused as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
+                report.mailbox_trouble(exc.mailbox, refused=True)
+            except SendAbandoned as exc:
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
+                report.mailbox_trouble(message["mailbox"])
                 self._notify("failed", message["id"], str(exc))
             except MeshRejected as exc:
-                report.problems.append(f"send {message['id']}: {exc}")
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
                 self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
             except DiskFull as exc:  # the next pass sends it
                 store_full(report, exc)
                 break
+            except TransportError as exc:  # recorded as send-failed, due again after a backoff
+                report.problems.append(Logged(f"send {message['id']}: {exc}"))
             except MeshbridgeError as exc:
                 report.problems.append(f"send {message['id']}: {exc}")
+                self.logins.failed(report, message["mailbox"], exc)
         return report
 
     # -- inbound --------------------------------------------------------------------------
@@ -341,7 +399,8 @@ class Bridge:
             for mailbox_id in ids:
                 if self.stopping.is_set():
                     break
-                self._collect(mailbox_id, report)
+                if mailbox_id not in report.login_refused:  # refused already on this pass: not asked twice
+                    self._collect(mailbox_id, report)
             self._prepare_all(report)
         return report
 
@@ -361,66 +420,51 @@ class Bridge:
 
     def retry(self, message_id: str) -> Row:
         """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
-        (a fresh set of attempts; the inbound one is delivered by the next pass)."""
+        (a fresh set of attempts; the inbound one is delivered by the next pass). Raises
+        :class:`MeshbridgeError` when it cannot be retried, and what sending it now raises."""
         message = self.store.get(message_id)
-        retriable = (message["direction"], message["state"]) in (("out", "failed"), ("in", "undelivered"))
-        if not retriable:
-            raise MeshbridgeError(
-                f"{message['id']} is {message['direction']} and {message['state']}: only a failed "
-                "outbound message or an undelivered inbound one can be retried"
-            )
-        if not message["payload_sha256"]:
-            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
-        if message["direction"] == "in":
-            self.store.transition(
-                message["id"], "valid", from_states=("undelivered",), kind="retry", attempts=0, next_attempt_at=None
-            )
-            return self.store.get(message["id"])
-        self.store.transition(
-            message["id"], "accepted", from_states=("failed",), kind="retry", attempts=0, next_attempt_at=None
-        )
-        pipeline.transmit(
-            self.store,
-            self.mailbox(message["mailbox"]),
-            self.store.get(message["id"]),
-            policy=self.retry_policy,
-            stopping=self.stopping,
-        )
+        problem = retries.refusal(message)
+        if problem is None and not retries.requeue(self.store, message):
+            problem = "its state changed meanwhile (another process retried it?)"
+        if problem:
+            raise MeshbridgeError(f"{message['id']}: {problem}")
+        if message["direction"] == "out":
+            self._transmit(self.store.get(message["id"]))
         return self.store.get(message["id"])
 
-    def replay(self, message_id: str) -> Row:
-        """Deliver an inbound message to its route's destination again (e.g. after the EPR lost it)."""
-        message = self.store.get(message_id)
-        route = pipeline.inbound_route(self.config, message)
-        if message["direction"] != "in" or message["state"] not in ("delivered", "valid", "bus-acked", "bus-nacked"):
-            raise MeshbridgeError(
-                f"{message['id']} is {message['direction']} and {message['state']}: only a "
-                "delivered inbound message can be replayed"
-            )
-        if route is None or route.destination is None:
-            raise MeshbridgeError(
-                f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
-            )
-        if not message["payload_sha256"]:
-            raise MeshbridgeError(f"{message['id']}: its payload was removed by retention")
-        self.store.event(message["id"], "replay")
-        pipeline.deliver_inbound(
-            self.store,
-            self.plugins,
-            route,
-            {**message, "state": "valid"},
-            replay=True,
-            deadline=self.delivery_deadline(route),
-            stopping=self.stopping,
-        )
-        return self.store.get(message["id"])
+    def retry_many(
+        self,
+        ids: Sequence[str] = (),
+        *,
+        state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> retries.Retries:
+        """Retry the messages ``ids`` name, or else every retriable one in ``state`` (``failed``,
+        ``undelivered``, or both when None) last changed within ``[since, until]``; outbound ones
+        are sent at once. Each comes back queued (its state now) or with why it could not be."""
+        if state is not None and state not in retries.RETRIABLE.values():
+            raise MeshbridgeError(f"only failed or undelivered messages can be retried, not {state!r} ones")
+        done = retries.Retries()
+        rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
+        return retries.retry(self.store, rows, self._transmit, done)
 
-    def ack(self, message_id: str, *, code: str = "30001", text: str | None = None) -> Row:
-        """The end application's business response to an inbound ITK message (30001 is "patient known here").
+    def replay(self, message_id: str, *, force: bool = False) -> Row:
+        """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
+        one again against the current config (see :mod:`meshbridge.replay`)."""
+        from .replay import replay
 
-        The response goes back to the sender on the route's ack workflow; a negative code is a nack.
+        return replay(self, message_id, force=force)
+
+    def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Row:
+        """The end application's business response to an inbound ITK message; it goes back to the sender
+        on the route's ack workflow.
+
+        A positive ``code`` (default 30001, "patient known here"), or with ``nack=True`` a negative one
+        (e.g. 30002); a code of the other kind, or not a business code, raises
+        :class:`~meshbridge.InvalidRequest` and nothing is sent.
         """
-        return self.acks.business_ack(message_id, code, text)
+        return self.acks.business_ack(message_id, code, text, nack=nack)
 
     @property
     def acks(self) -> Acknowledgements:
@@ -440,17 +484,20 @@ class Bridge:
             for mesh_id in mesh.inbox():
                 try:
                     batch.append(pipeline.download(self.store, mesh, mesh_id, durable=False, progress=self.progress))
-                except DiskFull:
+                except (DiskFull, MeshAuthRefused):
                     raise
                 except MeshbridgeError as exc:
                     report.problems.append(f"collect {mesh_id} for {mailbox_id}: {exc}")
+                    self.logins.failed(report, mailbox_id, exc)
                 if len(batch) >= RECEIVE_BATCH:
                     self._acknowledge(mesh, batch, report)
                     batch = []
+            self.logins.ok(mailbox_id)  # the inbox was listed: the login works
         except DiskFull as exc:  # what is not stored stays in MESH for the next pass
             store_full(report, exc)
         except MeshbridgeError as exc:
             report.problems.append(str(exc))
+            self.logins.failed(report, mailbox_id, exc)
         self._acknowledge(mesh, batch, report)
 
     def _acknowledge(self, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
@@ -479,6 +526,7 @@ class Bridge:
                 break
             except MeshbridgeError as exc:
                 report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
+                self.logins.failed(report, mesh.id, exc)
 
     def _prepare_all(self, report: PollReport) -> None:
         """Every collected message (``mesh-acked``): REPORTs and acknowledgements applied, DATA
@@ -490,6 +538,7 @@ class Bridge:
                 return
             try:
                 self._prepare(message, report)
+                self._tally_kept(message, report)
             except DiskFull as exc:
                 store_full(report, exc)
                 break
@@ -499,7 +548,14 @@ class Bridge:
                 log.exception("preparing %s failed", message["id"])
                 report.problems.append(f"prepare {message['id']}: {type(exc).__name__}: {exc}")
 
-    def _prepare(self, message: Row, report: PollReport) -> None:
+    def _tally_kept(self, message: Row, report: PollReport) -> None:
+        """Count a message kept as ``orphan`` or ``duplicate`` by this pass as such in the report."""
+        state = self.store.get(message["id"])["state"]
+        if state in ("orphan", "duplicate"):
+            getattr(report, state).append(message["id"])
+
+    def _prepare(self, message: Row, report: PollReport, respond: bool = True) -> None:
+        """Route one ``mesh-acked`` message and validate it (ITK: answer it, unless not ``respond``)."""
         if message["message_type"] == "REPORT":
             self._apply_report(message, report)
             return
@@ -521,8 +577,8 @@ class Bridge:
             )
             return
         if route.itk:
-            state = self.acks.receive_message(route, message)
-            if state in ("invalid", "duplicate"):
+            state = self.acks.receive_message(route, message, respond=respond)
+            if state == "invalid":  # a duplicate is counted as such (_tally_kept)
                 report.invalid.append(message["id"])
             return
         result = pipeline.validate_inbound(self.store, self.plugins, route, message)
@@ -649,7 +705,7 @@ class Bridge:
             elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
                 batch.finish()
         except DeliveryInterrupted as exc:
-            report.problems.append(f"deliver {message['id']}: {exc}")
+            report.problems.append(Logged(f"deliver {message['id']}: {exc}"))
         except DiskFull:
             raise  # a delivery that cannot be recorded would be made again: the route stops here
         except MeshbridgeError as exc:
@@ -659,7 +715,7 @@ class Bridge:
             report.problems.append(f"deliver {message['id']}: {type(exc).__name__}: {exc}")
 
     def _delivery_failed(self, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
-        report.problems.append(f"deliver {message['id']}: {error}")
+        report.problems.append(Logged(f"deliver {message['id']}: {error}"))  # delivery-failed or undelivered
         if self.store.get(message["id"])["state"] == "undelivered":
             report.undelivered.append(message["id"])
             self._notify(
@@ -681,7 +737,7 @@ class Bridge:
                 f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
                 "which this store did not send"
             )
-            report.problems.append(problem)
+            report.problems.append(Logged(problem))
             self._notify("orphan", message["id"], problem)
 
     def track(self, report: PollReport | None = None, *, force: bool = False) -> PollReport:
@@ -689,7 +745,7 @@ class Bridge:
         report = report or PollReport()
         interval = self.config.mesh.tracking_interval
         for message in self.store.messages(state="sent", direction="out"):
-            if not (force or pipeline.tracking_due(message, interval)):
+            if not (force or pipeline.tracking_due(message, interval)) or message["mailbox"] in report.login_refused:
                 continue
             try:
                 pipeline.track(self.store, self.mailbox(message["mailbox"]), message)
@@ -699,15 +755,26 @@ class Bridge:
                 break
             except MeshbridgeError as exc:
                 report.problems.append(f"track {message['id']}: {exc}")
+                self.logins.failed(report, message["mailbox"], exc)
         return report
 
     # -- reading --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"counts": self.store.counts(), "overdue": self.store.overdue_count()}
+        """Counts by direction and state; ``overdue``: overdue expectations (the store's one
+        definition, as of now), ``overdue_messages``: the messages they belong to; ``owed``:
+        inbound ITK messages still owing our business ack."""
+        expectations, messages = self.store.overdue_count()
+        return {
+            "counts": self.store.counts(),
+            "overdue": expectations,
+            "overdue_messages": messages,
+            "owed": self.store.expecting_count(acks.BUS_OWED),
+        }
 
-    def messages(self, **filters: Any) -> list[Row]:
-        return self.store.messages(**filters)
+    def messages(self, *, owed: bool = False, **filters: Any) -> list[Row]:
+        """Messages by the store's filters; ``owed``: inbound ITK messages still owing our business ack."""
+        return self.store.messages(expecting=acks.BUS_OWED if owed else None, **filters)
 
     def show(self, message_id: str) -> tuple[Row, list[Row]]:
         message = self.store.get(message_id)
@@ -730,3 +797,13 @@ def goes_on(report: PollReport) -> Iterator[None]:
         yield
     except DiskFull as exc:
         store_full(report, exc)
+
+
+def _same_as_route(route: Route, *, sender: str | None, to: str | None, workflow: str | None) -> None:
+    """Refuse a sender, recipient or workflow given beside ``route`` that differs from the route's own."""
+    given = (("sender", sender, route.mailbox), ("recipient", to, route.to), ("workflow", workflow, route.workflow_id))
+    differ = [f"{what} {value} (the route's is {own})" for what, value, own in given if value and value != own]
+    if differ:
+        raise InvalidRequest(
+            f"route {route.name!r} contradicts the {', '.join(differ)}: give the route alone, or no route and all three"
+        )

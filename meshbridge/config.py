@@ -1,4 +1,5 @@
-"""``meshbridge.toml`` -> typed, validated config. Secret references are resolved here only.
+"""``meshbridge.toml`` -> typed, validated config. Secret references are checked here and resolved
+when first needed (see :mod:`meshbridge.secret`); :meth:`Config.require` resolves them up front.
 
 Every error is a :class:`ConfigError` naming the file, the key and the problem, e.g.
 ``meshbridge.toml: mailboxes[0].password: environment variable MESH_PW is not set``.
@@ -12,42 +13,21 @@ import os
 import re
 import tomllib
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .secret import Secret, readable, reference
 
 MESH_MIN_POLL = 300.0  # seconds: MESH guidance is at most one inbox poll per 5 minutes
 DEFAULT_CHUNK_SIZE = 100_000_000  # MESH's limit for one request (100 MB)
+MIN_CHUNK_SIZE = 5 * 1024 * 1024  # live MESH wants every chunk but the last of at least 5 MB (read as MiB)
 DEFAULT_MAX_DECODED = 2 * DEFAULT_CHUNK_SIZE  # a gzip chunk decodes to at most twice what MESH carries in one
 DEFAULT_MAX_RATIO = 100.0  # text, XML and FHIR compress 5-20 times; a gzip bomb 1000 times
 INLINE_MAX = 64 * 1024  # ``[store] inline_max``: payloads up to this size live in the database
 INLINE_LIMIT = 1024 * 1024  # held whole in memory on the way in, so kept small
-
-
-class Secret:
-    """A secret value. Its text never appears in ``repr``, ``str`` or exceptions."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 DELIVERY_TIMEOUT = 300.0  # seconds, total, for one delivery: [service] delivery_timeout's default
@@ -184,8 +164,27 @@ class Config:
         return None
 
     def secrets(self) -> list[Secret]:
-        """Every secret the config references, wherever it is (for log redaction)."""
+        """Every secret the config references, wherever it is, resolved or not (for log redaction)."""
         return list(_secrets_in(self))
+
+    def require(self, *, mailboxes: Iterable[str] | None = None, destinations: bool = True) -> None:
+        """Resolve now every secret that MESH sessions on ``mailboxes`` (default: all) need, and
+        with ``destinations`` those of every route's destination, and check MESH's certificate
+        files: a :class:`ConfigError` naming the first missing one (never its value) before any work."""
+        for name in ("client_cert", "client_key", "ca_bundle"):
+            path = getattr(self.mesh, name)
+            if path is not None:
+                readable(self.file, f"mesh.{name}", path)
+        ids = list(self.mailboxes) if mailboxes is None else list(mailboxes)
+        needed = [self.mesh.shared_key, *(self.mailboxes[m].password for m in ids if m in self.mailboxes)]
+        if destinations:
+            needed += [s for route in self.routes for s in _secrets_in(route.destination_options)]
+        for secret in needed:
+            secret.reveal()
+
+    def revealed(self) -> list[str]:
+        """The values of the secrets resolved so far (what log redaction must hide)."""
+        return [s.reveal() for s in _secrets_in(self) if s.resolved]
 
 
 def _secrets_in(value: Any) -> Iterator[Secret]:
@@ -283,45 +282,21 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(f"{key}.{name}", str(exc)) from None
 
-    def path(self, data: dict, key: str, name: str, must_exist: bool = False) -> Path | None:
+    def path(self, data: dict, key: str, name: str) -> Path | None:
         value = self.string(data, key, name)
         if value is None:
             return None
         path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = self.file.parent / path
-        if must_exist and not os.access(path, os.R_OK):
-            problem = "does not exist" if not path.exists() else "is not readable"
-            raise self.fail(f"{key}.{name}", f"file {path} {problem}")
-        return path
+        return path if path.is_absolute() else self.file.parent / path
 
-    def secret(self, data: dict, key: str, name: str) -> Secret:
+    def secret(self, data: dict, key: str, name: str, check: Callable[[str], str | None] | None = None) -> Secret:
+        """A secret reference, resolved when first revealed (see :mod:`meshbridge.secret`)."""
         if name not in data:
             raise self.fail(f"{key}.{name}", "required secret is missing")
-        value = data[name]
-        where = f"{key}.{name}"
-        if isinstance(value, str):
-            return Secret(value)
-        if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
-            resolved = os.environ.get(value["env"])
-            if not resolved:
-                raise self.fail(where, f"environment variable {value['env']} is not set")
-            self.secret_envs.add(value["env"])
-            return Secret(resolved)
-        if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
-            path = Path(value["file"]).expanduser()
-            if not path.is_absolute():
-                path = self.file.parent / path
-            try:
-                resolved = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise self.fail(where, f"cannot read secret file {path}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise self.fail(where, f"secret file {path} is not UTF-8 text") from None
-            if not resolved:
-                raise self.fail(where, f"secret file {path} is empty")
-            return Secret(resolved)
-        raise self.fail(where, 'expected a string, { env = "NAME" } or { file = "path" }')
+        secret, env = reference(data[name], self.file, f"{key}.{name}", check)
+        if env:
+            self.secret_envs.add(env)
+        return secret
 
 
 # -- the schema ----------------------------------------------------------------------------
@@ -436,7 +411,7 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
     assert url is not None
     if not re.match(r"https?://", url):
         raise r.fail("mesh.url", f"expected an http:// or https:// URL, got {url!r}")
-    cert, key = r.path(m, "mesh", "client_cert", True), r.path(m, "mesh", "client_key", True)
+    cert, key = r.path(m, "mesh", "client_cert"), r.path(m, "mesh", "client_key")  # read when MESH is: require()
     if (cert is None) != (key is None):
         raise r.fail(
             "mesh.client_cert" if cert is None else "mesh.client_key",
@@ -448,14 +423,21 @@ def _mesh(r: _Reader, raw: Any) -> MeshConfig:
         raise r.fail("mesh.chunk_size", str(exc)) from None
     if chunk_size > DEFAULT_CHUNK_SIZE:
         raise r.fail("mesh.chunk_size", f"{chunk_size} bytes is over MESH's 100 MB per request")
+    sandbox = r.boolean(m, "mesh", "sandbox", False)
+    if chunk_size < MIN_CHUNK_SIZE and not sandbox:
+        raise r.fail(
+            "mesh.chunk_size",
+            f"{chunk_size} bytes is under the 5 MiB MESH wants of every chunk but the last "
+            "(allowed only with [mesh] sandbox = true)",
+        )
     return MeshConfig(
         url=url.rstrip("/"),
         shared_key=r.secret(m, "mesh", "shared_key"),
         client_cert=cert,
         client_key=key,
-        ca_bundle=r.path(m, "mesh", "ca_bundle", True),
+        ca_bundle=r.path(m, "mesh", "ca_bundle"),
         check_hostname=r.boolean(m, "mesh", "check_hostname", True),
-        sandbox=r.boolean(m, "mesh", "sandbox", False),
+        sandbox=sandbox,
         chunk_size=chunk_size,
         compress=r.boolean(m, "mesh", "compress", False),
         timeout=r.duration(m, "mesh", "timeout", 600.0) or 600.0,
@@ -652,10 +634,7 @@ def _headers(r: _Reader, raw: dict, key: str) -> dict[str, Secret]:
     for name in table:
         if not _HEADER_NAME.fullmatch(name):
             raise r.fail(f"{key}.headers", f"{name!r} is not an HTTP header name")
-        value = r.secret(table, f"{key}.headers", name)
-        if not HEADER_VALUE.fullmatch(value.reveal()):  # (the value itself is never printed)
-            raise r.fail(f"{key}.headers.{name}", "the value must be printable ASCII, without spaces at either end")
-        headers[name] = value
+        headers[name] = r.secret(table, f"{key}.headers", name, _header_value)
     return headers
 
 
@@ -667,10 +646,17 @@ def _basic_auth(r: _Reader, raw: dict, key: str) -> tuple[str, Secret] | None:
     assert username is not None
     if ":" in username or not _latin1(username):
         raise r.fail(f"{key}.auth.username", "a basic-auth user name is Latin-1 text without ':'")
-    password = r.secret(auth, f"{key}.auth", "password")
-    if not _latin1(password.reveal()):
-        raise r.fail(f"{key}.auth.password", "a basic-auth password is Latin-1 text")
-    return username, password
+    return username, r.secret(auth, f"{key}.auth", "password", _basic_password)
+
+
+def _header_value(value: str) -> str | None:
+    if not HEADER_VALUE.fullmatch(value):  # (the value itself is never printed)
+        return "the value must be printable ASCII, without spaces at either end"
+    return None
+
+
+def _basic_password(value: str) -> str | None:
+    return None if _latin1(value) else "a basic-auth password is Latin-1 text"
 
 
 def _latin1(text: str) -> bool:

@@ -83,7 +83,7 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
     if reason:
         _orphan(store, message, f"{protocol.name} {reason}", {**detail, "claims": target["id"]}, notify)
         return None
-    if not store.meet(target["id"], protocol.name, match.code):
+    if not store.meet(target["id"], protocol.name, match.code, positive=match.positive, text=match.text):
         reason = f"{protocol.name} answers {match.key!r}, which was already answered (or closed): it is answered once"
         _orphan(store, message, reason, {**detail, "claims": target["id"]}, notify)
         return None

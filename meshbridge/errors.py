@@ -2,10 +2,13 @@
 
 MeshbridgeError
 ├── ConfigError      meshbridge.toml is wrong (exit code 2); names file, key and problem
+├── InvalidRequest   a call contradicts itself or its route (exit code 2); nothing was done
 ├── PayloadError     a payload cannot be read or is refused
-│   └── PayloadRejected  validation refused it (quarantined in the store, with findings)
+│   ├── PayloadRejected  validation refused it (quarantined in the store, with findings)
+│   └── SourceChanged    a source file changed after it was stored (the copy is discarded unsent)
 ├── TransportError   MESH refused or failed a request
 │   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
+│   ├── MeshAuthRefused MESH refused our login (password, shared key): no message's fault
 │   ├── SendAbandoned   a send failed too often and is now ``failed``
 │   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
@@ -32,12 +35,22 @@ class ConfigError(MeshbridgeError):
         super().__init__(f"{where}: {problem}")
 
 
+class InvalidRequest(MeshbridgeError):
+    """A call that contradicts itself or the config, refused before anything is stored or sent:
+    a nack with a positive code, ``--to`` differing from the route's recipient (exit code 2)."""
+
+
 class PayloadError(MeshbridgeError):
     """A payload cannot be read or was refused."""
 
 
 class TransportError(MeshbridgeError):
-    """A MESH request failed (network, HTTP status or protocol)."""
+    """A MESH request failed (network, HTTP status or protocol).
+
+    ``message_id`` is the stored message it concerns, when there is one (set by ``Bridge.send``).
+    """
+
+    message_id: str | None = None
 
 
 class MeshRejected(TransportError):
@@ -45,6 +58,17 @@ class MeshRejected(TransportError):
 
     def __init__(self, message: str, code: str = "", event: str = "") -> None:
         self.code, self.event = code, event
+        super().__init__(message)
+
+
+class MeshAuthRefused(TransportError):
+    """MESH refused the login of a mailbox (HTTP 403 on authentication: a wrong mailbox password or
+    ``[mesh] shared_key``, a token it cannot read, a mailbox it does not know). About no message:
+    a send it stops stays ``accepted`` and its attempts are not counted. ``refusals``: how many
+    times in a row the mailbox's login was refused, once the store has counted this one (else 0)."""
+
+    def __init__(self, message: str, mailbox: str) -> None:
+        self.mailbox, self.refusals = mailbox, 0
         super().__init__(message)
 
 
@@ -98,4 +122,13 @@ class PayloadRejected(PayloadError):
 
     def __init__(self, message: str, findings: list, message_id: str | None = None) -> None:
         self.findings, self.message_id = findings, message_id
+        super().__init__(message)
+
+
+class SourceChanged(PayloadError):
+    """A source folder's file changed after it was stored: the stored copy is ``discarded``
+    unsent and the file waits to settle again."""
+
+    def __init__(self, message: str, message_id: str) -> None:
+        self.message_id = message_id
         super().__init__(message)

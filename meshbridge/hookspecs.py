@@ -106,7 +106,11 @@ def meshbridge_ack_protocols() -> list[AckProtocol]:
 @hookspec
 def meshbridge_on_event(event: Event) -> None:
     """Hear about events an operator may need to act on: ``overdue``, ``nack``,
-    ``undeliverable``, ``orphan``, ``unrouted``, ``rejected``, ``invalid``, ``failed``.
+    ``undeliverable``, ``orphan``, ``unrouted``, ``rejected``, ``invalid``, ``failed``,
+    ``undelivered``; and two about a mailbox rather than a message (``event.message_id`` is None,
+    ``event.detail["mailbox"]`` names it): ``mesh-auth``, MESH refused the mailbox's login (its
+    password or the shared key), passed once until it clears, however many passes and processes
+    meet it; and ``mesh-auth-cleared``, a call on that mailbox succeeded again.
 
     Called after the event is recorded in the store. Exceptions raised here are logged and
     ignored: a failing notifier must not stop messages moving.

@@ -27,7 +27,7 @@ from mesh_client.io_helpers import GzipCompressStream
 
 from . import __version__
 from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
-from .errors import MeshRejected, TransportError, UndecodableBody
+from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
 from .printable import without_userinfo
 
 T = TypeVar("T")
@@ -35,6 +35,17 @@ PAGE_SIZE = 500  # MESH's maximum page of inbox ids
 READ_SIZE = 1024 * 1024
 MESH_CHUNK_MAX = DEFAULT_CHUNK_SIZE  # MESH takes at most 100 MB in one request: no chunk it serves is bigger
 RATIO_FLOOR = 1024 * 1024  # a chunk that decodes to at most 1 MiB is never refused for its compression ratio
+# MESH's answers (HTTP 403) when it refuses the caller's login rather than the request: the token
+# (a wrong password or shared key, or unreadable), the mailbox (unknown to MESH, inactive)
+LOGIN_REFUSALS = (
+    "invalid authentication token",
+    "error reading from authorization header",
+    "mailbox id does not match token",
+    "duplicated authentication token",
+    "no mailbox matched",
+    "inactive mailbox",
+)
+LOGIN_HINT = "MESH refused the login (check the mailbox password and [mesh] shared_key)"
 
 
 @dataclass(frozen=True)
@@ -225,7 +236,7 @@ class MeshMailbox:
             for n in range(done + 1, total + 1):
                 length = min(self.chunk_size, size - (n - 1) * self.chunk_size)
                 chunk = _Slice(reader, length, on_read, at)
-                with self._errors(f"send chunk {n}/{total} to {to}"):
+                with self._errors(f"send chunk {n}/{total} to {to}", about_message=n > 1):
                     if n == 1:
                         response = self._client.send_chunk(to, chunk, 1, total, compress=self.compress, **headers)
                         message_id = self._sent_id(response, to)
@@ -278,6 +289,9 @@ class MeshMailbox:
         if response.status_code in (200, 202) and isinstance(body, dict) and body.get("message_id"):
             return str(body.get("message_id") or body.get("messageID"))
         code, event, text = _error_of(body, response)
+        if login_refused(response.status_code, code, text):
+            said = f"HTTP {response.status_code} {code} {text}".replace("  ", " ").strip()
+            raise MeshAuthRefused(f"MESH mailbox {self.id}: cannot send to {to}: {said}: {LOGIN_HINT}", self.id)
         raise MeshRejected(
             f"MESH refused the send from {self.id} to {to}: {code} {text}".replace("  ", " "), code, event
         )
@@ -327,7 +341,7 @@ class MeshMailbox:
         the sha256 of the raw bytes. ``progress(done, total)`` follows a chunked message's bytes as
         received (see :class:`meshbridge.progress.Progress`).
         """
-        with self._errors(f"download {message_id}"):
+        with self._errors(f"download {message_id}", about_message=True):
             first = self._client.retrieve_message_chunk(message_id, 1)
             chunk_range = first.headers.get("mex-Chunk-Range") or "1:1"
             try:
@@ -356,7 +370,7 @@ class MeshMailbox:
 
     def acknowledge(self, message_id: str) -> None:
         """Remove a message from the inbox. Call only once its bytes and row are durable."""
-        with self._errors(f"acknowledge {message_id}"):
+        with self._errors(f"acknowledge {message_id}", about_message=True):
             self._client.acknowledge_message(message_id)
 
     def track(self, message_id: str) -> dict[str, Any]:
@@ -366,15 +380,29 @@ class MeshMailbox:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _errors(self, doing: str) -> _ErrorContext:
-        return _ErrorContext(self.id, doing)
+    def _errors(self, doing: str, about_message: bool = False) -> _ErrorContext:
+        return _ErrorContext(self.id, doing, about_message)
+
+
+def login_refused(status: int, code: str, text: str, about_message: bool = False) -> bool:
+    """Is this answer MESH refusing our login (not the request)? 401; 403 with one of MESH's
+    authentication answers; or any 403 on a call about no one message (a handshake, the inbox, a
+    first chunk, tracking): a 403 on a download, acknowledge or later chunk without one may be
+    about that message (someone else's), so it is not taken for a refused login."""
+    if status == 401:
+        return True
+    if status != 403:
+        return False
+    said = f"{code} {text}".lower()
+    return not about_message or "epl-151" in said or any(answer in said for answer in LOGIN_REFUSALS)
 
 
 class _ErrorContext:
-    """Turns requests / mesh-client errors into TransportError with a one-line reason."""
+    """Turns requests / mesh-client errors into TransportError with a one-line reason
+    (:class:`MeshAuthRefused` when MESH refused the login, see :func:`login_refused`)."""
 
-    def __init__(self, mailbox: str, doing: str) -> None:
-        self.mailbox, self.doing = mailbox, doing
+    def __init__(self, mailbox: str, doing: str, about_message: bool = False) -> None:
+        self.mailbox, self.doing, self.about_message = mailbox, doing, about_message
 
     def __enter__(self) -> None:
         return None
@@ -386,6 +414,8 @@ class _ErrorContext:
         if isinstance(exc, MeshError):
             body = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
             code, event, text = _error_of(body, None)
+            if any(answer in f"{code} {text or exc.args[0]}".lower() for answer in LOGIN_REFUSALS):
+                raise MeshAuthRefused(f"{where}: {text or exc.args[0]}: {LOGIN_HINT}", self.mailbox) from None
             raise MeshRejected(f"{where}: {code} {text or exc.args[0]}".strip(), code, event) from None
         if isinstance(exc, requests.HTTPError) and exc.response is not None:
             try:
@@ -394,6 +424,9 @@ class _ErrorContext:
                 body = {}
             code, event, text = _error_of(body, exc.response)
             status = exc.response.status_code
+            if login_refused(status, code, text, self.about_message):
+                said = f"HTTP {status} {code} {text}".replace("  ", " ").strip()
+                raise MeshAuthRefused(f"{where}: {said}: {LOGIN_HINT}", self.mailbox) from None
             hint = " (check the mailbox password and [mesh] shared_key)" if status == 403 else ""
             raise TransportError(f"{where}: HTTP {status} {code} {text}{hint}".replace("  ", " ")) from None
         if isinstance(exc, _BadBody):

@@ -25,6 +25,13 @@ from .errors import MeshbridgeError
 
 MAILBOXES = ("X26ABC1", "X26ABC2", "X26ABC3")
 PASSWORD = "password"  # the sandbox's built-in mailboxes all use this
+SHARED_KEY = "TestKey"
+INSTALL = "pip install 'meshbridge[sandbox]'"
+
+
+def installed() -> bool:
+    """Whether the ``[sandbox]`` extra (mesh-sandbox and uvicorn) can be imported."""
+    return all(importlib.util.find_spec(name) is not None for name in ("mesh_sandbox", "uvicorn"))
 
 
 @dataclass(frozen=True)
@@ -112,21 +119,23 @@ class Sandbox:
     def __init__(
         self,
         *,
-        shared_key: str = "TestKey",
+        shared_key: str = SHARED_KEY,
         store_mode: str = "memory",
         store_dir: Path | None = None,
         tls: TLS | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        if importlib.util.find_spec("mesh_sandbox") is None:
-            raise MeshbridgeError(
-                "the embedded MESH sandbox needs the mesh-sandbox package: pip install 'meshbridge[sandbox]'"
-            )
+        if not installed():
+            raise MeshbridgeError(f"the embedded MESH sandbox needs the mesh-sandbox package: {INSTALL}")
         self.shared_key = shared_key
         self.store_mode = store_mode
         self.store_dir = store_dir
         self.tls = tls
-        self.port = free_port()
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = port or free_port()
+        shown = f"[{host}]" if ":" in host else host  # an IPv6 address
+        self.url = f"{'https' if tls else 'http'}://{shown}:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the sandbox
 
@@ -139,7 +148,7 @@ class Sandbox:
         }
         if self.store_dir is not None:
             env["FILE_STORE_DIR"] = str(self.store_dir)
-        command = [sys.executable, "-m", "uvicorn", "mesh_sandbox.api:app", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "uvicorn", "mesh_sandbox.api:app", "--host", self.host]
         command += ["--port", str(self.port), "--workers", "1", "--log-level", "warning"]
         if self.tls:
             command += ["--ssl-certfile", str(self.tls.server_cert), "--ssl-keyfile", str(self.tls.server_key)]
@@ -164,6 +173,9 @@ class Sandbox:
         if not self.tls:
             return {}
         return {"verify": str(self.tls.ca), "cert": (str(self.tls.client_cert), str(self.tls.client_key))}
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def output(self) -> str:
         self._log.seek(0)
@@ -231,10 +243,12 @@ def config_text(
     mesh: str = "",
 ) -> str:
     """A ``meshbridge.toml`` for this sandbox: its mailboxes, fast polling, ``routes`` appended as TOML."""
-    text = (
-        f'[store]\npath = "{store}"\n\n'
-        f'[mesh]\nurl = "{sandbox.url}"\nshared_key = "{sandbox.shared_key}"\nsandbox = true\n{mesh}\n'
-    )
+    return f'[store]\npath = "{store}"\n\n' + mesh_text(sandbox, mailboxes=mailboxes, mesh=mesh) + "\n" + routes
+
+
+def mesh_text(sandbox: Sandbox, *, mailboxes: tuple[str, ...] = MAILBOXES, mesh: str = "") -> str:
+    """The ``[mesh]`` table and ``[[mailboxes]]`` of a ``meshbridge.toml`` for this sandbox (fast polling)."""
+    text = f'[mesh]\nurl = "{sandbox.url}"\nshared_key = "{sandbox.shared_key}"\nsandbox = true\n{mesh}'
     for mailbox in mailboxes:
         text += f'\n[[mailboxes]]\nid = "{mailbox}"\npassword = "{PASSWORD}"\npoll_interval = "5s"\n'
-    return text + "\n" + routes
+    return text

@@ -27,11 +27,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from .bridge import Bridge
 from .destinations import kill_commands
 from .errors import MeshbridgeError
+from .logs import job
+from .pipeline import Logged, PollReport
 from .sources import ScanReport, scan
 
 log = logging.getLogger("meshbridge")
@@ -49,6 +52,7 @@ class Worker(threading.Thread):
         self.bridge, self.jobs, self.stopping = bridge, jobs, stopping
         self._due = {job_id: 0.0 for job_id, _, _ in jobs}
         self._woken = threading.Event()
+        self._last = ""  # the job run last (a late job names it)
 
     def wake(self, *job_ids: str) -> None:
         """Run these jobs (all, if none named) as soon as the job in hand is done."""
@@ -69,9 +73,26 @@ class Worker(threading.Thread):
         for job_id, function, interval in self.jobs:
             if self.stopping.is_set():
                 return
-            if self._due[job_id] <= time.monotonic():
+            due, now = self._due[job_id], time.monotonic()
+            if due <= now:
+                if due and interval and now - due >= interval:  # due 0: at the start, or woken
+                    self.missed(job_id, int((now - due) // interval), interval)
                 self._due[job_id] = time.monotonic() + interval
                 _guarded(job_id, function)()
+                self._last = job_id
+
+    def missed(self, job_id: str, runs: int, interval: float) -> None:
+        """A job runs late, by whole intervals, because its worker was busy with another job (one
+        at a time): it runs once now, the runs it missed are not made up."""
+        log.warning(
+            "%s missed %d run(s) (every %g s): worker %s was busy with %s; it runs now",
+            job_id,
+            runs,
+            interval,
+            self.name.removeprefix("meshbridge-"),
+            self._last,
+            extra={"job": job_id},
+        )
 
 
 class Service:
@@ -101,7 +122,7 @@ class Service:
         ]
         for mailbox in self.config.mailboxes.values():
             send_jobs.append(
-                (f"handshake:{mailbox.id}", sender.mailbox(mailbox.id).handshake, service.handshake_interval)
+                (f"handshake:{mailbox.id}", partial(sender.handshake, mailbox.id), service.handshake_interval)
             )
         send_jobs.append(("housekeeping", lambda: self.housekeeping(sender), service.housekeeping_interval))
         self.workers["send"] = Worker("send", sender, send_jobs, stopping)
@@ -124,7 +145,7 @@ class Service:
 
     # -- the jobs ---------------------------------------------------------------------------
 
-    def send(self, bridge: Bridge | None = None) -> None:
+    def send(self, bridge: Bridge | None = None) -> PollReport:
         bridge = bridge or self.bridge
         report = ScanReport()
         for route in self.config.routes:
@@ -139,8 +160,10 @@ class Service:
                 )
         for problem in report.problems:
             log.warning("source: %s", problem)
-        for problem in bridge.flush().problems:
+        sent = bridge.flush()
+        for problem in unlogged(sent.problems):
             log.warning("send: %s", problem)
+        return sent
 
     def housekeeping(self, bridge: Bridge | None = None) -> int:
         """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``)."""
@@ -151,10 +174,10 @@ class Service:
             log.info("housekeeping: removed %d payload files past retention", removed)
         return removed
 
-    def _poller(self, bridge: Bridge, mailbox: str) -> Callable[[], None]:
-        def poll() -> None:
+    def _poller(self, bridge: Bridge, mailbox: str) -> Callable[[], PollReport]:
+        def poll() -> PollReport:
             report = bridge.collect(mailbox)
-            for problem in report.problems:
+            for problem in unlogged(report.problems):
                 log.warning("poll %s: %s", mailbox, problem)
             if "send" in self.workers:  # responses to send, messages to deliver
                 self.workers["send"].wake("send")
@@ -162,26 +185,29 @@ class Service:
                 worker = self.workers.get(f"deliver:{route.name}")
                 if worker:
                     worker.wake()
+            return report
 
         return poll
 
     @staticmethod
     def _deliverer(bridge: Bridge, route: str) -> Callable[[], None]:
         def deliver() -> None:
-            for problem in bridge.deliver(route).problems:
+            for problem in unlogged(bridge.deliver(route).problems):
                 log.warning("deliver %s: %s", route, problem)
 
         return deliver
 
     # -- running ----------------------------------------------------------------------------
 
-    def run_once(self) -> None:
+    def run_once(self) -> PollReport:
         """Every job once, in flow order (for cron): sources and sends, inboxes, deliveries,
-        responses, tracking, deadlines."""
+        responses, tracking, deadlines. Returns the mailboxes MESH could not be reached for or
+        refused the login of (``unreachable``, ``login_refused``) on the way."""
         with stopped_by_signals(self.stopping):
-            self._run_once()
+            return self._run_once()
 
-    def _run_once(self) -> None:
+    def _run_once(self) -> PollReport:
+        troubles = PollReport()
         try:
             workers = self.build()
             by_id = {job_id: job for worker in workers for job_id, job, _ in worker.jobs}
@@ -191,9 +217,15 @@ class Service:
                 *(j for j in by_id if j.startswith("deliver:")),
             ]
             for job_id in [*order, "send", "track", "sweep"]:
-                _guarded(job_id, by_id[job_id])()
+                report = _guarded(job_id, by_id[job_id])()
+                if isinstance(report, PollReport):
+                    for mailbox in report.unreachable:
+                        troubles.mailbox_trouble(mailbox)
+                    for mailbox in report.login_refused:
+                        troubles.mailbox_trouble(mailbox, refused=True)
         finally:
             self.close()
+        return troubles
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT; then stop within about :data:`STOP_WAIT` seconds."""
@@ -260,16 +292,24 @@ def stopped_by_signals(stopping: threading.Event) -> Iterator[None]:
         kill_commands()
 
 
-def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], None]:
-    """A job that logs what it could not do instead of dying: the next run tries again."""
+def unlogged(problems: list[str]) -> list[str]:
+    """The problems whose step line is not in the log already (see :class:`~meshbridge.pipeline.Logged`)."""
+    return [problem for problem in problems if not isinstance(problem, Logged)]
 
-    def run() -> None:
-        try:
-            function()
-        except MeshbridgeError as exc:
-            log.error("%s: %s", job_id, exc)
-        except Exception:
-            log.exception("%s failed", job_id)
+
+def _guarded(job_id: str, function: Callable[[], object]) -> Callable[[], object]:
+    """A job that logs what it could not do instead of dying: the next run tries again.
+    Returns what the job returned (None if it failed)."""
+
+    def run() -> object:
+        with job(job_id):  # every line it logs names it
+            try:
+                return function()
+            except MeshbridgeError as exc:
+                log.error("%s: %s", job_id, exc)
+            except Exception:
+                log.exception("%s failed", job_id)
+        return None
 
     run.__name__ = job_id
     return run

@@ -7,8 +7,12 @@ A file is taken when it is *complete*, by either convention:
 - **stable size**: a file whose size and modification time have not changed for ``settle``
   seconds (``[service] source_settle``, default 2 s) is taken as complete.
 
-Once stored (bytes and row durable) the file moves to ``<folder>/.meshbridge/sent/`` (or
-``rejected/`` when validation refused it, with the findings in the store). A file is never taken
+Once stored (bytes and row durable) the file is stat'ed again: if its size, modification time or
+inode changed meanwhile (its writer was not done after all), the stored copy is discarded unsent
+(state ``discarded``) and the file waits to settle again. Otherwise it moves to
+``<folder>/.meshbridge/sent/`` (or ``rejected/`` when validation refused it, an empty file too,
+with the findings in the store). A name that is not UTF-8 is stored and sent with each such byte
+as ``%XX`` (see :func:`text_name`). A file is never taken
 twice: the store remembers each file's name, inode, modification time and sha256, so after a
 crash between storing and moving, the next scan only moves it aside; and two processes scanning
 one folder cannot both store it (the store checks and inserts in one transaction).
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, TransportError
+from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, SourceChanged, TransportError
 from .faults import checkpoint
 from .store import Row, SourceTaken, Store
 
@@ -86,8 +90,52 @@ def open_regular(path: Path, *, follow: bool = True) -> BinaryIO:
 _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
-def source_key(path: Path) -> str:
-    """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes).
+def text_name(name: str) -> str:
+    """A file name as text for the store and MESH: each byte that is not UTF-8 (which the file
+    system hands over as a lone surrogate) written ``%XX``, e.g. ``caf%E9.txt``."""
+    return "".join(f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else c for c in name)
+
+
+def change_since(path: Path, opened: os.stat_result) -> str | None:
+    """How the file at ``path`` differs from the one opened as ``opened`` (its inode, size or
+    modification time), or None. A file gone from ``path`` is not a change: another process that
+    found it stored moved it aside."""
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        return "it was replaced by another file"
+    if now.st_size != opened.st_size:
+        return f"its size went from {opened.st_size} to {now.st_size} bytes"
+    if now.st_mtime_ns != opened.st_mtime_ns:
+        return "it was modified"
+    return None
+
+
+def discard_if_changed(store: Store, path: Path, opened: os.stat_result, message: Row) -> None:
+    """A source file stat'ed again once stored as ``message``: if it changed since it was opened
+    (its writer was not done), the stored copy is ``discarded`` unsent and :class:`SourceChanged`
+    raised; the file waits to settle again and is then taken anew."""
+    change = change_since(path, opened)
+    if change is None:
+        return
+    reason = f"the source file changed after it was stored ({change}): discarded unsent"
+    store.transition(
+        message["id"],
+        "discarded",
+        from_states=("sending", "rejected"),
+        detail={"reason": reason, "source_file": message["source_file"]},
+        source_file=None,  # (the key is unique in the store: the file is taken anew)
+        last_error=reason,
+    )
+    store.close_expectations(message["id"], "discarded")
+    raise SourceChanged(f"{reason} as {message['id']}; it waits to settle again", message["id"])
+
+
+def source_key(path: Path) -> tuple[str, os.stat_result]:
+    """``<path>@<inode>:<mtime ns>@<sha256>``: the same file (not just the same name and bytes),
+    and the file's status as it was hashed.
 
     After a crash the file left behind has the same key and is only moved aside; a new file
     dropped later under the same name, even with the same bytes, is a new message.
@@ -97,7 +145,7 @@ def source_key(path: Path) -> str:
         info = os.fstat(f.fileno())
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{path}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}"
+    return f"{text_name(str(path))}@{info.st_ino}:{info.st_mtime_ns}@{digest.hexdigest()}", info
 
 
 def move_aside(path: Path, outcome: str, message_id: str) -> Path:
@@ -152,11 +200,8 @@ def scan(
         report.problems.append(f"source folder {folder} of route {route} does not exist")
         return report
     for path in complete_files(folder, settle):
-        if not is_utf8(path.name):  # (the store keeps names as text)
-            report.problems.append(f"source {_shown(path)}: its name is not UTF-8 text: not taken, rename it")
-            continue
         try:
-            _take(path, route, store, send, report)
+            _take(path, route, store, send, report, settle)
         except FileNotFoundError:  # another process took it and moved it aside meanwhile
             continue
         except OSError as exc:
@@ -169,21 +214,15 @@ def scan(
     return report
 
 
-def is_utf8(name: str) -> bool:
-    try:
-        name.encode()
-    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8 (kept as surrogates)
-        return False
-    return True
-
-
 def _shown(path: Path) -> str:
     """A path as it can be printed and logged, whatever bytes its name holds (``caf\\xe9.txt``)."""
     return os.fsencode(path).decode(errors="backslashreplace")
 
 
-def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport) -> None:
-    key = source_key(path)
+def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport, settle: float) -> None:
+    key, info = source_key(path)
+    if time.time() - info.st_mtime < settle:  # written to since the folder was listed: it waits again
+        return
     already = store.from_source(key)
     if already is not None:  # stored before a crash, never moved aside
         move_aside(path, "rejected" if already["state"] == "rejected" else "sent", already["id"])
@@ -202,7 +241,7 @@ def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report
         if stored is None:
             raise
         message = stored
-        log.warning("source %s stored as %s, not sent yet: %s", path.name, message["id"], exc)
+        log.debug("source %s stored as %s, not sent yet: %s", path.name, message["id"], exc)  # its step's line said
     checkpoint("source:stored")
     move_aside(path, "sent", message["id"])
     report.stored.append(message["id"])

@@ -8,10 +8,7 @@ moments a concurrent writer could pick.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -88,45 +85,6 @@ def test_a_source_file_swapped_after_the_scan_saw_it_is_not_taken(
     assert secret.read_bytes() == SECRET and (outbox / "b.txt").is_symlink() is (kind == "symlink")
     again = scan_within(outbox, bridge, bridge.send)  # later scans skip it quietly
     assert again.problems == [] and len(bridge.store.messages()) == 1
-
-
-def test_a_source_file_whose_name_is_not_utf8_is_left_and_the_rest_are_taken(
-    tmp_path: Path, meshbridge_config, make_bridge
-) -> None:
-    """Its name reached the store as text with surrogates: the scan raised and, files being taken
-    oldest first, every newer file in the folder waited behind it on every pass."""
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    odd = os.path.join(os.fsencode(outbox), b"caf\xe9.txt")
-    with open(odd, "wb") as f:
-        f.write(b"latin-1 named")
-    os.utime(odd, (time.time() - 60, time.time() - 60))  # older than the next one
-    (outbox / "plain.txt").write_bytes(b"plainly named")
-    bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
-    report = scan_within(outbox, bridge, bridge.send)
-    assert [bridge.store.payloads.read(m["payload_sha256"]) for m in bridge.store.messages()] == [b"plainly named"]
-    assert report.problems == [f"source {outbox}/caf\\xe9.txt: its name is not UTF-8 text: not taken, rename it"]
-    assert os.path.exists(odd)  # left where it is, untouched
-
-
-def test_meshbridge_send_of_a_file_whose_name_is_not_utf8_is_one_line(tmp_path: Path, meshbridge_config) -> None:
-    config = meshbridge_config(OUT_IN)
-    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
-    with open(odd, "wb") as f:
-        f.write(b"latin-1 named")
-    done = subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), "send", "--route", "out", os.fsdecode(odd)],
-        capture_output=True,
-        timeout=120,
-    )
-    assert done.returncode == 1 and b"Traceback" not in done.stderr
-    assert done.stderr == b"meshbridge: caf\\xe9.txt: the file's name is not UTF-8 text; rename it\n"
-    listed = subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), "messages", "--json"],
-        capture_output=True,
-        timeout=120,
-    )
-    assert listed.returncode == 0 and json.loads(listed.stdout) == []  # nothing stored
 
 
 @pytest.mark.parametrize("planted", [".meshbridge", ".meshbridge/sent"])

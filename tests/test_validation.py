@@ -7,7 +7,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -91,21 +90,21 @@ def test_invalid_inbound_is_recorded_not_delivered(tmp_path: Path, meshbridge_co
 
 
 def _bounded(fn, *args, **kwargs):
-    started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = fn(*args, **kwargs)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    return result, time.monotonic() - started, grown_mib
+    return result, grown_mib
 
 
-def test_gzip_bomb_is_refused_quickly_with_bounded_memory(plugins: Plugins) -> None:
+def test_gzip_bomb_is_refused_with_bounded_memory(plugins: Plugins) -> None:
+    """(How long it takes: tests/bench/bench_timings.py.)"""
     bomb = gzip.compress(b"\0" * 1_000_000_000, compresslevel=9)  # ~1 MB that inflates to 1 GB
     assert len(bomb) < 2_000_000
-    result, seconds, grown = _bounded(check, plugins, bomb, payload_type="text", options={"max_size": 10_000_000})
+    result, grown = _bounded(check, plugins, bomb, payload_type="text", options={"max_size": 10_000_000})
     assert not result.valid
     assert result.findings[0].code == "payload.gzip-bomb"
     assert "decompresses to more than 10000000 bytes" in result.findings[0].message
-    assert seconds < 1.0 and grown < 100
+    assert grown < 100
 
 
 def test_gzip_payload_is_validated_inside(plugins: Plugins) -> None:
@@ -132,9 +131,8 @@ def test_over_the_size_cap(plugins: Plugins) -> None:
     ],
 )
 def test_hostile_text(plugins: Plugins, data: bytes, code: str) -> None:
-    result, seconds, _ = _bounded(check, plugins, data, payload_type="text")
+    result = check(plugins, data, payload_type="text")
     assert [f.code for f in result.errors] == [code]
-    assert seconds < 1.0
 
 
 def test_text_options(plugins: Plugins) -> None:

@@ -111,14 +111,12 @@ def secret(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("index", range(12))
-def test_hostile_input_is_refused_quickly(index: int, secret: Path) -> None:
+def test_hostile_input_is_refused(index: int, secret: Path) -> None:
+    """(How long each takes: tests/bench/bench_timings.py.)"""
     label, data, code = hostile_cases(secret)[index]
-    start = time.perf_counter()
     result = xml.validate(data, {})
-    elapsed = time.perf_counter() - start
     assert not result.valid, label
     assert codes(result) == [code], (label, [str(f) for f in result.findings])
-    assert elapsed < 1.0, (label, elapsed)
     assert "TOP-SECRET" not in repr(result)
     with pytest.raises(xml.XMLRejected) as caught:
         xml.parse(data)

@@ -1,7 +1,10 @@
 """The command line (``meshbridge``). Thin: parse, call :class:`~meshbridge.Bridge`, print.
 
 Exit codes: 0 done; 1 refused or failed (the reason is printed); 2 usage or configuration error;
-3 ``send`` stored the message but MESH could not take it yet (``poll`` will retry it).
+3 MESH could not be reached (``send``: the message is stored and ``poll`` retries it; ``poll``,
+``run --once``, ``retry``: for some mailbox, the rest of the work done); 4 MESH refused a
+mailbox's login, its password or ``[mesh] shared_key`` (``send``: the message is stored and waits,
+``accepted``; ``poll``, ``run --once``, ``retry``: the rest of the work done; 4 wins over 3).
 
 Text from a peer (workflow ids, subjects, file names, local ids, findings, ack texts) is data: every
 human line goes through :func:`echo` or :func:`literal`, never through rich markup, and control
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from . import reading, running, sending
+from . import payload, reading, running, sandbox, sending
 from .output import echo, fail, literal
 
 __all__ = ["echo", "fail", "literal", "main"]
@@ -51,7 +54,7 @@ def main(ctx: click.Context, config: Path | None, log_format: str, log_level: st
     ctx.obj = {"config": config}
 
 
-for _module in (sending, reading, running):
+for _module in (sending, reading, payload, running, sandbox):
     for _command in vars(_module).values():
         if isinstance(_command, click.Command):
             main.add_command(_command)

@@ -16,6 +16,7 @@ import click
 
 from ..errors import StoreError
 from ..printable import visible
+from .times import iso, shown
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
 PIPED_WIDTH = 10_000  # a table piped to a file or grep is never wrapped: each row stays one line
+EXIT_UNREACHABLE = 3  # MESH could not be reached (for a mailbox); what waits is kept and tried again
+EXIT_LOGIN_REFUSED = 4  # MESH refused a mailbox's login (its password or [mesh] shared_key)
 
 JSON_FIELDS = (
     "id",
@@ -66,6 +69,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def mesh_exit(unreachable: Iterable[str], login_refused: Iterable[str]) -> int:
+    """The exit code of a command whose MESH calls met trouble: 4 when a mailbox's login was
+    refused, else 3 when MESH could not be reached for one, else 0."""
+    if any(True for _ in login_refused):
+        return EXIT_LOGIN_REFUSED
+    return EXIT_UNREACHABLE if any(True for _ in unreachable) else 0
+
+
 def console() -> Any:
     """A rich console that reads no markup or emoji codes; when output is piped, wide enough that no cell wraps."""
     from rich.console import Console
@@ -84,9 +95,17 @@ def table(*columns: str, rows: Iterable[tuple[object, ...]], **options: Any) -> 
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A message for JSON: :data:`JSON_FIELDS`, its findings, times as ISO 8601 with their offset."""
     public = {k: row.get(k) for k in JSON_FIELDS}
     public["findings"] = json.loads(row["findings"]) if row.get("findings") else []
+    for name in ("created_at", "updated_at"):
+        public[name] = iso(public[name])
     return public
+
+
+def public_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A timeline event for JSON, its time as ISO 8601 with its offset."""
+    return {**event, "at": iso(event["at"])}
 
 
 def payload_damage(bridge: Bridge, message: dict[str, Any]) -> str | None:
@@ -101,15 +120,21 @@ def payload_damage(bridge: Bridge, message: dict[str, Any]) -> str | None:
     return None
 
 
-def print_timeline(message: dict[str, Any], events: list[dict[str, Any]]) -> None:
+def print_timeline(message: dict[str, Any], events: list[dict[str, Any]], utc: bool = False) -> None:
+    """A message's timeline as a table; times in the local zone (or UTC) with their offset."""
     arrow = "→" if message["direction"] == "out" else "←"
     title = literal(
         f"{message['id']}  {message['mailbox']} {arrow} {message['peer'] or '?'}  {message['workflow_id']}  "
     )
     title.append(visible(message["state"]), style="bold")
-    rows = (
-        (e["at"][11:23], e["kind"], e["state"], ", ".join(f"{k}={v}" for k, v in e["detail"].items())) for e in events
-    )
+
+    def detail(event: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{k}={shown(v, utc) if k.endswith('_at') and isinstance(v, str) else v}"
+            for k, v in event["detail"].items()
+        )
+
+    rows = ((shown(e["at"], utc, "milliseconds"), e["kind"], e["state"], detail(e)) for e in events)
     console().print(table("at", "event", "state", "detail", rows=rows, title=title, title_justify="left"))
 
 

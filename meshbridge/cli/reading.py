@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, MeshbridgeError
+from .expectations import line as expectation_line
+from .expectations import public as expectation_json
 from .output import (
     SHOWN_FIELDS,
     console,
@@ -19,16 +21,18 @@ from .output import (
     payload_damage,
     print_timeline,
     public,
+    public_event,
     table,
 )
 from .session import bridge_for
+from .times import age, shown, spoken
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Counts by direction and state, and overdue expectations."""
+    """Counts by direction and state, overdue expectations, and business acks we owe."""
     with bridge_for(ctx) as bridge:
         result = bridge.status()
     if as_json:
@@ -37,27 +41,47 @@ def status(ctx: click.Context, as_json: bool) -> None:
     counts = ((direction, state, n) for direction, states in result["counts"].items() for state, n in states.items())
     out = console()
     out.print(table("direction", "state", "messages", rows=counts))
-    out.print(literal(f"overdue expectations: {result['overdue']}"))
+    messages = result["overdue_messages"]
+    out.print(
+        literal(
+            f"overdue expectations: {result['overdue']} (on {messages} message{'' if messages == 1 else 's'}; "
+            "messages --overdue lists them)"
+        )
+    )
+    out.print(literal(f"business acks we owe: {result['owed']} (messages --owed lists them)"))
 
 
 @click.command()
 @click.option("--state", help="Only messages in this state.")
-@click.option("--overdue", is_flag=True, help="Only messages with an overdue expectation.")
+@click.option("--overdue", is_flag=True, help="Only messages with an expectation past its deadline and not met.")
+@click.option("--owed", is_flag=True, help="Only inbound ITK messages still owing our business ack, with their age.")
 @click.option("--direction", type=click.Choice(["in", "out"]))
 @click.option("--limit", type=int, help="At most this many.")
+@click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def messages(
-    ctx: click.Context, state: str | None, overdue: bool, direction: str | None, limit: int | None, as_json: bool
+    ctx: click.Context,
+    state: str | None,
+    overdue: bool,
+    owed: bool,
+    direction: str | None,
+    limit: int | None,
+    utc: bool,
+    as_json: bool,
 ) -> None:
     """List messages (oldest first)."""
     with bridge_for(ctx) as bridge:
-        rows = bridge.messages(state=state, overdue=overdue, direction=direction, limit=limit)
+        rows = bridge.messages(state=state, overdue=overdue, owed=owed, direction=direction, limit=limit)
     if as_json:
-        click.echo(json.dumps([public(r) for r in rows], indent=2))
+        items = [public(r) for r in rows]
+        if owed:
+            for item in items:
+                item["age_seconds"] = round(age(item["created_at"]) or 0.0, 3)
+        click.echo(json.dumps(items, indent=2))
         return
-    cells = (
-        (
+    cells = [
+        [
             r["id"],
             r["direction"],
             r["state"] + (" (overdue)" if r["overdue"] else ""),
@@ -66,28 +90,38 @@ def messages(
             r["peer"],
             r["mesh_message_id"],
             r["payload_size"] or "",
-            r["created_at"][:19],
-        )
+            shown(r["created_at"], utc),
+        ]
         for r in rows
-    )
-    columns = ("id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created")
+    ]
+    columns = ["id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created"]
+    if owed:
+        columns.append("age")
+        for cell, row in zip(cells, rows, strict=True):
+            cell.append(spoken(age(row["created_at"]) or 0.0))
     console().print(table(*columns, rows=cells))
 
 
 @click.command()
 @click.argument("message_id")
+@click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, message_id: str, utc: bool, as_json: bool) -> None:
     """One message and its timeline (by meshbridge id or MESH message id)."""
     with bridge_for(ctx) as bridge:
         message, events = bridge.show(message_id)
         expectations = bridge.store.expectations(message["id"])
         damage = payload_damage(bridge, message) if not as_json else None
     if as_json:
-        click.echo(json.dumps({**public(message), "events": events, "expectations": expectations}, indent=2))
+        shown_json = {
+            **public(message),
+            "events": [public_event(e) for e in events],
+            "expectations": [expectation_json(e) for e in expectations],
+        }
+        click.echo(json.dumps(shown_json, indent=2))
         return
-    print_timeline(message, events)
+    print_timeline(message, events, utc)
     for label, field in SHOWN_FIELDS:
         if message.get(field):
             echo(f"{label}: {message[field]}")
@@ -96,8 +130,7 @@ def show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     for finding in json.loads(message.get("findings") or "[]"):
         echo(format_finding(finding))
     for e in expectations:
-        status = f"met {e['met_at'][:19]} ({e['outcome']})" if e["met_at"] else "OVERDUE" if e["overdue_at"] else "open"
-        echo(f"expects {e['kind']} by {(e['due_at'] or 'no deadline')[:19]}: {status}")
+        echo(expectation_line(e, utc))
 
 
 @click.command()

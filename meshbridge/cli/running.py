@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from .. import steps
 from ..errors import MeshbridgeError
+from ..pipeline import Logged
 from .output import (
     echo,
     fail,
+    mesh_exit,
     print_timeline,
 )
 from .progress import transfer_bar
@@ -24,10 +28,13 @@ from .session import bridge_for
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @click.pass_context
 def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
-    """One pass: send what waits, collect, acknowledge, deliver, correlate, track."""
+    """One pass: send what waits, collect, acknowledge, deliver, correlate, track.
+
+    Exits 3 when MESH could not be reached for a mailbox, 4 when it refused a mailbox's login
+    (the rest of the pass is done all the same)."""
     from ..service import stopped_by_signals
 
-    with bridge_for(ctx) as bridge, stopped_by_signals(bridge.stopping):
+    with bridge_for(ctx, secrets=True) as bridge, stopped_by_signals(bridge.stopping):
         with transfer_bar(bridge):
             report = bridge.poll(mailbox)
         if as_json:
@@ -42,6 +49,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 "undelivered",
                 "undeliverable",
                 "correlated",
+                "orphan",
+                "duplicate",
                 "overdue",
                 "tracked",
             ):
@@ -52,19 +61,32 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 m = bridge.store.get(mid)
                 echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
             for problem in report.problems:
-                echo(f"problem: {problem}", err=True)
+                if not (isinstance(problem, Logged) and steps.log.isEnabledFor(logging.WARNING)):
+                    echo(f"problem: {problem}", err=True)  # a Logged one is its step's log line already
+    code = mesh_exit(report.unreachable, report.login_refused)
+    if code:
+        sys.exit(code)
 
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run every job once and exit (for cron).")
 @click.pass_context
 def run(ctx: click.Context, once: bool) -> None:
-    """The service: scheduled polling, sending, tracking and deadline sweeps, until SIGTERM."""
+    """The service: scheduled polling, sending, tracking and deadline sweeps, until SIGTERM.
+
+    ``--once`` exits 3 when MESH could not be reached for a mailbox, 4 when it refused a
+    mailbox's login (every job still ran)."""
     from ..service import Service
 
-    with bridge_for(ctx) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge:
         service = Service(bridge)
-        service.run_once() if once else service.run()
+        if not once:
+            service.run()
+            return
+        troubles = service.run_once()
+    code = mesh_exit(troubles.unreachable, troubles.login_refused)
+    if code:
+        sys.exit(code)
 
 
 @click.command()

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import ConfigError, MeshbridgeError, StoreDamaged, UnknownMessage
+from ..errors import ConfigError, InvalidRequest, MeshbridgeError, StoreDamaged, UnknownMessage
 from .output import fail
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
+    from ..config import Config
 
 
 @contextmanager
-def bridge_for(ctx: click.Context) -> Iterator[Bridge]:
-    """Open the configured Bridge; turn expected errors into one line and an exit code."""
+def bridge_for(ctx: click.Context, *, secrets: bool | Callable[[Config], None] = False) -> Iterator[Bridge]:
+    """Open the configured Bridge; turn expected errors into one line and an exit code.
+
+    ``secrets``: True resolves every secret (MESH's and the destinations'), a function resolves
+    those it asks the config for (``config.require(...)``), before the store is even opened, so a
+    missing one is exit 2 naming it and nothing is done. Without, none is resolved until something
+    needs it (reading commands never do). Whatever is resolved, now or later, is redacted from the logs.
+    """
     from ..bridge import Bridge
+    from ..config import load
     from ..logs import redact
 
     try:
-        with Bridge.from_file(ctx.obj["config"]) as bridge:
-            config = bridge.config
-            redact(secret.reveal() for secret in config.secrets())
+        config = load(ctx.obj["config"])
+        redact(source=config.revealed)
+        if secrets is True:
+            config.require()
+        elif secrets:
+            secrets(config)
+        with Bridge(config) as bridge:
             yield bridge
-    except (ConfigError, StoreDamaged) as exc:
+    except (ConfigError, InvalidRequest, StoreDamaged) as exc:
         fail(str(exc), 2)
     except UnknownMessage as exc:
         fail(str(exc), 1)

@@ -60,12 +60,56 @@ def stored(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _moment(value: str) -> datetime | None:
+    """A stored time as an aware datetime (a time without an offset is UTC: meshbridge has only ever
+    stored UTC), or None when it is not a time at all."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def shown(value: str | None, utc: bool = False, timespec: str = "seconds") -> str:
-    """A stored time for people: local zone (or UTC) with its offset, e.g. ``2026-11-28 12:00:05+00:00``."""
+    """A stored time for people: local zone (or UTC) with its offset, e.g. ``2026-11-28 12:00:05+00:00``.
+
+    Text that is not a time is returned as it is (never a traceback for a damaged row).
+    """
     if not value:
         return ""
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:  # written by an older version: stored times were always UTC
-        moment = moment.replace(tzinfo=UTC)
+    moment = _moment(value)
+    if moment is None:
+        return value
     moment = moment.astimezone(UTC) if utc else moment.astimezone()
     return moment.isoformat(sep=" ", timespec=timespec)
+
+
+def iso(value: str | None) -> str | None:
+    """A stored time for JSON: ISO 8601 with its offset, as stored (UTC); one without an offset gets +00:00."""
+    if not value:
+        return value
+    moment = _moment(value)
+    if moment is None or datetime.fromisoformat(value).tzinfo is not None:
+        return value
+    return moment.isoformat(timespec="microseconds")
+
+
+def age(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds since a stored time (None when there is none)."""
+    moment = _moment(value) if value else None
+    if moment is None:
+        return None
+    return ((now or datetime.now(UTC)) - moment).total_seconds()
+
+
+def spoken(seconds: float) -> str:
+    """A duration for people, to the minute: ``3d 4h``, ``2h 05m``, ``12m``, ``40s``."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m" if minutes else f"{secs}s"

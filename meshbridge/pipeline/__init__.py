@@ -25,6 +25,7 @@ from .outbound import IN_FLIGHT, SEND_LEASE, RetryPolicy, accept, due_for_sendin
 __all__ = [
     "IN_FLIGHT",
     "SEND_LEASE",
+    "Logged",
     "PollReport",
     "RetryPolicy",
     "accept",
@@ -45,6 +46,12 @@ __all__ = [
 ]
 
 
+class Logged(str):
+    """A problem with a message whose step (``failed``, ``send-failed``, ``delivery-failed``,
+    ``orphan`` …) the store has logged already (:mod:`meshbridge.steps`): ``poll`` shows it, the
+    service does not log it again."""
+
+
 @dataclass
 class PollReport:
     """What one pass did; ``problems`` are one-line reasons to show an operator."""
@@ -55,8 +62,18 @@ class PollReport:
     unrouted: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     correlated: list[str] = field(default_factory=list)
+    orphan: list[str] = field(default_factory=list)  # responses, acks and REPORTs that match nothing we may change
+    duplicate: list[str] = field(default_factory=list)  # a response or ITK message seen before
     overdue: list[str] = field(default_factory=list)
     undeliverable: list[str] = field(default_factory=list)
     undelivered: list[str] = field(default_factory=list)  # inbound: delivery attempts spent
     tracked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # mailboxes MESH could not be reached for (or failed)
+    login_refused: list[str] = field(default_factory=list)  # mailboxes whose login MESH refused
+
+    def mailbox_trouble(self, mailbox: str, *, refused: bool = False) -> None:
+        """Note a mailbox MESH could not be reached for, or whose login it refused (once each)."""
+        found = self.login_refused if refused else self.unreachable
+        if mailbox not in found:
+            found.append(mailbox)

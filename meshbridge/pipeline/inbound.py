@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import errno
 import itertools
@@ -210,12 +211,8 @@ def apply_report(store: Store, report: Row) -> Row | None:
     detail = {"mesh_code": code, "mesh_description": description, "report": report["mesh_message_id"]}
     linked = store.find("out", report["linked_message_id"] or "")
     if linked is None:
-        store.transition(report["id"], "orphan", from_states=("mesh-acked",), detail=detail)
-        log.warning(
-            "MESH report %s is about %s, which this store did not send",
-            report["mesh_message_id"],
-            report["linked_message_id"],
-        )
+        reason = f"MESH report about {report['linked_message_id']}, which this store did not send"
+        store.transition(report["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason})
         return None
     store.transition(linked["id"], "undeliverable", from_states=("accepted", "sending", *IN_FLIGHT), detail=detail)
     store.transition(
@@ -240,14 +237,7 @@ def mark_unrouted(store: Store, message: Row, route: Route | None) -> None:
         "unrouted",
         from_states=("mesh-acked",),
         detail={"reason": reason, "workflow_id": message["workflow_id"]},
-    )
-    log.warning(
-        "unrouted: %s from %s on workflow %s (%s); kept in the store",
-        message["id"],
-        message["peer"],
-        message["workflow_id"],
-        reason,
-    )
+    )  # logged as a step (meshbridge.steps)
 
 
 def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> ValidationResult:
@@ -407,11 +397,11 @@ def deliver_inbound(
             f"{kind} destination of route {route.name}",
             beat=Heartbeat(store, message["id"], claim, policy.lease).beat if claim and policy else None,
         )
-    except DeliveryInterrupted:
+    except DeliveryInterrupted as exc:
         store.update(
             message["id"],
             kind="delivery-interrupted",
-            detail={"reason": "meshbridge stopped"},
+            detail={"reason": str(exc)},  # "<kind> destination of route R: meshbridge stopped while it was …"
             next_attempt_at=None,
             lease_beat=None,
         )
@@ -476,12 +466,21 @@ class Heartbeat:
         try:
             held = self.store.renew(self.message_id, self.holder, state="valid")
         except StoreError as exc:  # a heartbeat missed only ages the claim: the next one may pass
-            log.warning("%s: its delivery claim could not be renewed: %s", self.message_id, exc)
+            log.warning(
+                "%s: its delivery claim could not be renewed: %s",
+                self.message_id,
+                exc,
+                extra={"message_id": self.message_id},
+            )
             return
         self._last = clock.now()
         if not held:  # only after a whole lease without a heartbeat: this process was frozen
             self._lost = True
-            log.warning("%s: another process took over its delivery (this one's claim had lapsed)", self.message_id)
+            log.warning(
+                "%s: another process took over its delivery (this one's claim had lapsed)",
+                self.message_id,
+                extra={"message_id": self.message_id},
+            )
 
 
 def _within(
@@ -511,7 +510,8 @@ def _within(
         finally:
             done.set()
 
-    worker = threading.Thread(target=run, name="meshbridge-destination", daemon=True)
+    context = contextvars.copy_context()  # what it logs names the job that delivers
+    worker = threading.Thread(target=context.run, args=(run,), name="meshbridge-destination", daemon=True)
     worker.start()
     end = time.monotonic() + deadline + ABANDON_GRACE  # http and command keep the deadline themselves
     while not done.wait(min(0.25, max(0.0, end - time.monotonic()))):

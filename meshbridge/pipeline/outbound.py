@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from .. import clock
-from ..errors import ClaimLost, MeshRejected, SendAbandoned, StoreError, TransportError
+from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
 from ..payloads.base import ValidationResult
@@ -113,7 +113,11 @@ def transmit(
     chunk and before recording it: a message MESH finds by local id has its first chunk, and one
     MESH tracks past ``uploading`` has its last; neither is uploaded again.
     A transient failure puts it back to ``accepted`` with a backoff, until ``policy.attempts``
-    is spent (then ``failed``); a MESH rejection fails it at once. ``stopping`` set (SIGTERM)
+    is spent (then ``failed``); a MESH rejection fails it at once. A refused login
+    (:class:`MeshAuthRefused`) is no fault of the message: it goes back to ``accepted`` with the
+    error on its timeline (``login-refused``) and a backoff that grows with the mailbox's refusals
+    (``store.logins``, counted here; set on the exception as ``refusals``) up to
+    ``policy.backoff_max``, and its attempts are not counted. ``stopping`` set (SIGTERM)
     stops a chunked upload after the chunk in hand: the message stays ``sending``, its claim
     released, and the next pass resumes it. A claim lost to another process raises ClaimLost.
     ``progress`` follows a chunked upload's bytes.
@@ -194,6 +198,21 @@ def transmit(
             detail={"reason": str(exc), "code": exc.code},
             last_error=str(exc),
             attempts=attempts,
+        )
+        raise
+    except MeshAuthRefused as exc:
+        lease.hold()
+        exc.refusals = store.logins.refused(message["mailbox"], str(exc))
+        retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(exc.refusals))).isoformat(
+            timespec="microseconds"
+        )
+        store.transition(
+            message["id"],
+            "accepted",
+            kind="login-refused",
+            detail={"reason": str(exc), "retry_at": retry_at},
+            last_error=str(exc),
+            next_attempt_at=retry_at,
         )
         raise
     except TransportError as exc:

@@ -145,3 +145,26 @@ def m011_bad_bodies(db: Database) -> None:
         {"mesh_message_id": str, "raw_sha256": str, "mailbox": str, "seen": int, "reason": str, "last_seen": str},
         pk=("mesh_message_id", "raw_sha256"),
     )
+
+
+@migrations()
+def m012_expectation_verdicts(db: Database) -> None:
+    """How an expectation was met: ``ack``, ``nack`` (a negative answer) or ``closed`` (another
+    answer's nack ended it), and the answer's text, so that views show a nack as a nack. Earlier
+    closed rows are recognised by their outcome. Open expectations get a partial index: overdue
+    (``sqlite.OVERDUE``) is found through it."""
+    db["expectations"].add_column("verdict", str)
+    db["expectations"].add_column("text", str)
+    db.execute("UPDATE expectations SET verdict = 'closed' WHERE met_at IS NOT NULL AND outcome LIKE 'closed by %'")
+    db.execute("CREATE INDEX idx_expectations_open ON expectations(due_at) WHERE met_at IS NULL")
+
+
+@migrations()
+def m013_mesh_logins(db: Database) -> None:
+    """Mailboxes whose login MESH refuses (``mesh-auth``): one row per mailbox while it lasts, so
+    that the event is raised once per mailbox, across processes, until a call succeeds again."""
+    db["mesh_logins"].create(
+        {"mailbox": str, "since": str, "last_at": str, "refusals": int, "reason": str},
+        pk="mailbox",
+        not_null={"since", "last_at", "refusals"},
+    )

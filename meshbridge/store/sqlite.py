@@ -22,6 +22,8 @@ from sqlite_utils import Database
 
 from .. import clock
 from ..errors import DiskFull, StoreError, UnknownMessage
+from ..steps import Event, log_steps
+from .logins import Logins
 from .opening import open_store
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
 from .schema import migrations
@@ -63,9 +65,11 @@ class Store:
         self.db = Database(conn, execute_plugins=False)
         self._lazy: set[str] = set()  # messages this store added lazily, not synced since
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
+        self._recorded: list[Event] = []  # timeline events of the transaction in hand (see meshbridge.steps)
         with self.immediate():
             migrations.apply(self.db)
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max, self.space)
+        self.logins = Logins(self)  # mailboxes whose login MESH refuses (``mesh-auth``)
 
     def keep_reserve(self) -> None:
         """Keep a disk reserve for state changes from now on (the service does): preallocated
@@ -91,15 +95,34 @@ class Store:
         rolled it back already).
         """
         conn = self.db.conn
+        self._recorded.clear()
         with nullcontext() if durable else unsynced(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
                 conn.execute("COMMIT")
             except BaseException:
+                self._recorded.clear()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if self._recorded:  # the steps it recorded, logged once they are committed
+            recorded, self._recorded = self._recorded, []
+            log_steps(recorded, self._step_row)
+
+    def _step_row(self, message_id: str) -> Row | None:
+        """A message's fields for its step's log line (never fails the step: None if unreadable)."""
+        try:
+            cursor = self.db.conn.execute(
+                "SELECT direction, state, route, mailbox, peer, mesh_message_id, workflow_id, filename FROM messages "
+                "WHERE id = ?",
+                [message_id],
+            )
+            with self.db.conn.reading():
+                found = cursor.fetchone()
+        except (sqlite3.Error, StoreError):
+            return None
+        return dict(zip([d[0] for d in cursor.description], found, strict=True)) if found else None
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: a durable commit of a real write (SQLite syncs
@@ -318,6 +341,7 @@ class Store:
             "INSERT INTO events (message_id, at, kind, state, detail) VALUES (?, ?, ?, ?, ?)",
             [message_id, at, kind, state, json.dumps(detail, sort_keys=True) if detail else None],
         )
+        self._recorded.append((message_id, kind, state, detail))
 
     def remove_old_payloads(self, retention: float) -> int:
         """Delete payloads of finished messages older than ``retention`` seconds; rows stay.
@@ -360,22 +384,24 @@ class Store:
                 [message_id, kind, due_at],
             )
 
-    def meet(self, message_id: str, kind: str, outcome: str) -> bool:
-        """Mark an expectation met (once). Returns False if it was already met or never expected."""
+    def meet(self, message_id: str, kind: str, outcome: str, *, positive: bool = True, text: str | None = None) -> bool:
+        """Mark an expectation met (once) by an answer: ``outcome`` is its code, ``positive`` False
+        for a nack, ``text`` what the answer said. Returns False if it was already met or never expected."""
         with self.immediate() as db:
             return bool(
                 db.execute(
-                    "UPDATE expectations SET met_at = ?, outcome = ? "
+                    "UPDATE expectations SET met_at = ?, outcome = ?, verdict = ?, text = ? "
                     "WHERE message_id = ? AND kind = ? AND met_at IS NULL",
-                    [now(), outcome, message_id, kind],
+                    [now(), outcome, "ack" if positive else "nack", text, message_id, kind],
                 ).rowcount
             )
 
     def close_expectations(self, message_id: str, outcome: str) -> int:
-        """A final answer (a nack) ends every open expectation of the message."""
+        """A final answer (a nack) ends every open expectation of the message (verdict ``closed``)."""
         with self.immediate() as db:
             return db.execute(
-                "UPDATE expectations SET met_at = ?, outcome = ? WHERE message_id = ? AND met_at IS NULL",
+                "UPDATE expectations SET met_at = ?, outcome = ?, verdict = 'closed' "
+                "WHERE message_id = ? AND met_at IS NULL",
                 [now(), outcome, message_id],
             ).rowcount
 
@@ -383,7 +409,17 @@ class Store:
         return [e for e in self.expectations(message_id) if e["met_at"] is None]
 
     def expectations(self, message_id: str) -> list[Row]:
-        return list(self.db.query("SELECT * FROM expectations WHERE message_id = ? ORDER BY kind", [message_id]))
+        """A message's expectations, each with ``overdue`` (:data:`OVERDUE`, as of now) and ``late``
+        (met after its deadline)."""
+        cursor = self.db.conn.execute(
+            f"SELECT e.*, {OVERDUE} AS overdue, {LATE} AS late FROM expectations e WHERE e.message_id = ? "
+            "ORDER BY e.kind",
+            [now(), message_id],
+        )
+        names = [d[0] for d in cursor.description]
+        with self.db.conn.reading():
+            rows = [dict(zip(names, values, strict=True)) for values in cursor]
+        return [{**row, "overdue": bool(row["overdue"]), "late": bool(row["late"])} for row in rows]
 
     def remember_key(self, protocol: str, key: str, message_id: str) -> None:
         with self.immediate() as db:
@@ -397,13 +433,14 @@ class Store:
         return self.get(rows[0]["message_id"]) if rows else None
 
     def sweep_overdue(self) -> list[Row]:
-        """Flag expectations whose deadline passed (once each) and record an ``overdue`` event."""
+        """Record the moment each expectation was first seen overdue (:data:`OVERDUE`), once each,
+        with an ``overdue`` event for the timeline and notifications. Views never read this moment
+        to decide what is overdue: they apply :data:`OVERDUE` themselves."""
         stamp = now()
         with self.immediate() as db:
             rows = list(
                 db.query(
-                    "UPDATE expectations SET overdue_at = ? "
-                    "WHERE met_at IS NULL AND overdue_at IS NULL AND due_at IS NOT NULL AND due_at < ? "
+                    f"UPDATE expectations AS e SET overdue_at = ? WHERE e.overdue_at IS NULL AND {OVERDUE} "
                     "RETURNING message_id, kind, due_at",
                     [stamp, stamp],
                 )
@@ -477,8 +514,11 @@ class Store:
         state: str | None = None,
         direction: str | None = None,
         overdue: bool = False,
+        expecting: str | None = None,
         limit: int | None = None,
     ) -> list[Row]:
+        """Messages, oldest first. ``overdue``: only those with an overdue expectation
+        (:data:`OVERDUE`); ``expecting``: only those with an open expectation of this kind."""
         where, params = ["1 = 1"], []
         if state:
             where.append("m.state = ?")
@@ -488,14 +528,19 @@ class Store:
             params.append(direction)
         if overdue:
             where.append(_OVERDUE)
+            params.append(now())
+        if expecting:
+            where.append(
+                "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.kind = ? AND e.met_at IS NULL)"
+            )
+            params.append(expecting)
         return self._select(" AND ".join(where), params, limit=limit)
 
     def _select(self, where: str, params: list[Any], limit: int | None = None) -> list[Row]:
         sql = f"SELECT m.*, {_OVERDUE} AS overdue FROM messages m WHERE {where} ORDER BY m.created_at, m.id"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        stamp = now()
-        args = [stamp, *params] + ([stamp] if _OVERDUE in where else [])
+        args = [now(), *params]
         cursor = self.db.conn.execute(sql, args)  # not db.query: that wraps every read in a savepoint
         names = [d[0] for d in cursor.description]
         with self.db.conn.reading():
@@ -518,8 +563,21 @@ class Store:
                 result.setdefault(row["direction"], {})[row["state"]] = row["n"]
         return result
 
-    def overdue_count(self) -> int:
-        return len(self.messages(overdue=True))
+    def overdue_count(self) -> tuple[int, int]:
+        """``(overdue expectations, messages they belong to)``, both by :data:`OVERDUE` as of now."""
+        with self.db.conn.reading():
+            found = self.db.conn.execute(
+                f"SELECT count(*), count(DISTINCT e.message_id) FROM expectations e WHERE {OVERDUE}", [now()]
+            ).fetchone()
+        return int(found[0]), int(found[1])
+
+    def expecting_count(self, kind: str) -> int:
+        """How many messages have an open expectation of ``kind``."""
+        with self.db.conn.reading():
+            found = self.db.conn.execute(
+                "SELECT count(DISTINCT message_id) FROM expectations WHERE kind = ? AND met_at IS NULL", [kind]
+            ).fetchone()
+        return int(found[0])
 
 
 def new_lease() -> dict[str, Any]:
@@ -537,10 +595,15 @@ def lapsed(lease: float) -> list[Any]:
     return [clock.boot(), clock.now() - lease]
 
 
-_OVERDUE = "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.met_at IS NULL AND e.due_at < ?)"
+# Overdue, the one definition every view uses (status, messages, show, the sweep): an expectation
+# whose deadline has passed and which is not met. One parameter: now, as stored text (see now()).
+OVERDUE = "(e.met_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
+# Late: met, but after its deadline (no parameter).
+LATE = "(e.met_at IS NOT NULL AND e.due_at IS NOT NULL AND e.met_at > e.due_at)"
+_OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {OVERDUE})"
 
 # States after which a message's payload is no longer needed (retention may remove it).
 FINISHED = (
     "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
-    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered",
+    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered", "discarded",
 )  # fmt: skip

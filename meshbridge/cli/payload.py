@@ -1,0 +1,116 @@
+"""``export``: a stored payload's bytes, as stored, checked against their sha256.
+
+The bytes are streamed (one block in memory, however big the payload). To a file (``-o``) they are
+written to a temporary name beside it, synced, and only then given its name, so a failed export
+(a changed or missing payload, a full disk) leaves no file behind, never a partial one. To stdout
+they are checked once before the first byte is written, and again as they are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from .output import echo, fail
+from .session import bridge_for
+
+if TYPE_CHECKING:
+    from ..store.payloads import Payloads
+
+NO_LINK = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)  # no hard links here
+
+
+@click.command()
+@click.argument("message_id")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (default: stdout)."
+)
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.pass_context
+def export(ctx: click.Context, message_id: str, output: Path | None, force: bool) -> None:
+    """Write a message's stored payload (by meshbridge id or MESH message id), checked against its sha256.
+
+    Any message, inbound or outbound. The bytes are those stored: for an outbound ITK message,
+    the ITK3 Bundle it was wrapped in (what MESH carried), not the payload given to ``send``.
+    Without -o the bytes go to stdout, which must not be a terminal. -o FILE is written whole
+    or not at all (mode 0600); an existing FILE is replaced only with --force.
+    Exit 0 written; 1 the payload is missing, changed or removed by retention (no file left);
+    2 stdout is a terminal, or FILE exists.
+    """
+    if output is None and sys.stdout.isatty():
+        fail("a payload is bytes, not for a terminal: give -o FILE, or redirect stdout to a file or a pipe", 2)
+    if output is not None and not force and os.path.lexists(output):
+        fail(f"{output} exists: give --force to replace it", 2)
+    with bridge_for(ctx) as bridge:
+        message = bridge.store.get(message_id)
+        sha = message["payload_sha256"]
+        if not sha:
+            fail(f"{message['id']}: its payload was removed by retention", 1)
+        if output is None:
+            to_stdout(bridge.store.payloads, sha)
+            return
+        size = to_file(bridge.store.payloads, sha, output, force)
+    echo(f"{message['id']}: {size} bytes written to {output}")
+
+
+def to_stdout(payloads: Payloads, sha: str) -> None:
+    """Check the payload whole, then stream it to stdout (checked again as it goes)."""
+    payloads.verify(sha)
+    out = sys.stdout.buffer
+    try:
+        for block in payloads.blocks(sha):
+            out.write(block)
+        out.flush()
+    except BrokenPipeError:  # the reader went away (``| head``): not an error of ours to print
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def to_file(payloads: Payloads, sha: str, output: Path, force: bool) -> int:
+    """Write the payload to a temp file beside ``output``, sync it, then give it its name."""
+    folder = output.parent
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.", suffix=".part")
+    except OSError as exc:
+        fail(f"cannot write in {folder}: {exc.strerror}", 1)
+    temp = Path(name)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            for block in payloads.blocks(sha):  # raises at the end if the sha256 does not match
+                out.write(block)
+                size += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+        place(temp, output, force)
+        return size
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}", 1)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def place(temp: Path, output: Path, force: bool) -> None:
+    """Give the finished temp file its name: replacing what is there only with ``force``, else
+    atomically refusing (a hard link fails if the name was taken meanwhile)."""
+    if force:
+        os.replace(temp, output)
+        return
+    try:
+        os.link(temp, output)
+    except FileExistsError:
+        fail(f"{output} exists: give --force to replace it", 2)
+    except OSError as exc:
+        if exc.errno not in NO_LINK:
+            raise
+        if os.path.lexists(output):
+            fail(f"{output} exists: give --force to replace it", 2)
+        os.replace(temp, output)

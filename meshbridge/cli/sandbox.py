@@ -1,0 +1,54 @@
+"""``meshbridge sandbox``: a local mesh-sandbox with the test mailboxes, to try a config against."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+from ..errors import MeshbridgeError
+from .output import echo, fail
+
+DEFAULT_PORT = 8700
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def sandbox(port: int, host: str) -> None:
+    """Run NHS England's mesh-sandbox (test mailboxes X26ABC1-3) until Ctrl-C or SIGTERM.
+
+    Prints its URL and a [mesh] snippet with the test credentials for meshbridge.toml.
+    """
+    from .. import sandbox as embedded
+
+    if not embedded.installed():
+        fail(f"meshbridge sandbox needs the mesh-sandbox package: {embedded.INSTALL}", 2)
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = embedded.Sandbox(port=port, host=host)
+    try:
+        server.start()
+    except MeshbridgeError:
+        lines = [line for line in server.output().splitlines() if line.strip()]
+        fail(f"mesh-sandbox did not start on {server.url}: {lines[-1] if lines else 'no output'}", 1)
+    try:
+        echo(f"mesh-sandbox running on {server.url} (Ctrl-C to stop)")
+        echo(
+            f"mailboxes {', '.join(embedded.MAILBOXES)}, each with password {embedded.PASSWORD!r}; "
+            f"shared key {server.shared_key!r}; messages are kept in memory until it stops"
+        )
+        echo("for meshbridge.toml:")
+        click.echo("\n" + embedded.mesh_text(server))  # our own text: printed as it is
+        while not stopping.wait(0.2):
+            if not server.running():
+                lines = [line for line in server.output().splitlines() if line.strip()]
+                fail(f"mesh-sandbox stopped by itself: {lines[-1] if lines else 'no output'}", 1)
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    echo("mesh-sandbox stopped")
+    sys.exit(0)
