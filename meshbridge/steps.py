@@ -14,10 +14,13 @@ step set, else the message's after it, ``code``) and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 log = logging.getLogger("meshbridge.steps")
+_told: ContextVar[bool] = ContextVar("meshbridge_steps_told", default=False)
 
 INFO, WARNING = logging.INFO, logging.WARNING
 
@@ -72,15 +75,29 @@ def step_of(kind: str, direction: str | None, detail: dict[str, Any]) -> tuple[s
     return None
 
 
+@contextmanager
+def told_by_caller() -> Iterator[None]:
+    """Within it the command itself tells the user how it went, in its one line (``send``): a step's
+    WARNING is logged at INFO, so that the default level shows the outcome once, not twice."""
+    token = _told.set(True)
+    try:
+        yield
+    finally:
+        _told.reset(token)
+
+
 def log_steps(events: list[Event], lookup: Lookup) -> None:
     """Log recorded timeline events: each step at its level, every other kind at DEBUG."""
     for message_id, kind, state, detail in events:
         detail = detail or {}
+        told = _told.get()
         widest = step_of(kind, "in", detail)  # before reading the row: could any line be wanted?
-        if not log.isEnabledFor(widest[1] if widest else logging.DEBUG):
+        wanted = logging.DEBUG if widest is None else min(widest[1], INFO) if told else widest[1]
+        if not log.isEnabledFor(wanted):
             continue
         row = lookup(message_id) or {}
         step, level = step_of(kind, row.get("direction"), detail) or (kind, logging.DEBUG)
+        level = min(level, INFO) if told else level
         if not log.isEnabledFor(level):
             continue
         code = detail.get("code") or detail.get("mesh_code") or detail.get("status_code")

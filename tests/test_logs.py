@@ -193,7 +193,9 @@ def test_failures_are_logged_once(tmp_path: Path, meshbridge_config, mesh_peer) 
     [failed_id] = [m["id"] for m in messages(config)]
     assert steps(logged, failed_id) == ["stored", "failed"]
     failed = only(logged, failed_id, "failed")
-    assert failed["level"] == "warning" and "Unregistered" in failed["message"] and failed["state"] == "failed"
+    # send says how it went in its own one line: its step is logged, at INFO, not a second warning
+    assert failed["level"] == "info" and "Unregistered" in failed["message"] and failed["state"] == "failed"
+    assert refused.stderr.count("meshbridge: MESH refused it") == 1
     assert [e for e in logged if failed_id in e["message"]] == [only(logged, failed_id, "stored"), failed]
 
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"the command refuses this", workflow_id="TEST_WORKFLOW")

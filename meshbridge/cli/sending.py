@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .. import steps
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
 from .output import (
     EXIT_LOGIN_REFUSED,
@@ -53,7 +54,7 @@ def send(
 
     with bridge_for(ctx, secrets=needs) as bridge:
         try:
-            with transfer_bar(bridge):
+            with transfer_bar(bridge), steps.told_by_caller():
                 message = bridge.send(
                     path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
                 )
