@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,27 @@ def test_demo_passes_and_leaves_nothing_behind() -> None:
     assert not Path(workspace).exists()
     leftover = [p for p in psutil.process_iter(["cmdline"]) if workspace in " ".join(p.info["cmdline"] or [])]
     assert leftover == []
+
+
+def test_demo_stopped_by_sigterm_stops_its_sandbox_and_removes_its_workspace() -> None:
+    """The sandbox runs in its own session: a SIGTERM to the demo must not strand it (it did)."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "meshbridge", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert demo.stdout is not None
+        first = demo.stdout.readline()  # "mesh-sandbox running on URL; workspace PATH"
+        assert "mesh-sandbox running on" in first, first
+        workspace = Path(first.split("workspace ")[1].split()[0])
+        sandboxes = psutil.Process(demo.pid).children(recursive=True)
+        assert sandboxes  # the sandbox server, in its own process group
+        demo.send_signal(signal.SIGTERM)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "meshbridge: demo stopped; its sandbox was stopped and its workspace removed"
+    _, alive = psutil.wait_procs(sandboxes, timeout=10)
+    assert not alive, [p.pid for p in alive]
+    assert not workspace.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -102,8 +103,14 @@ def demo(ctx: click.Context, keep: bool) -> None:
         click.echo(f"\n$ meshbridge --config {config.name} {shlex.join(args)}")
         ctx.find_root().command.main(["--config", str(config), *args], "meshbridge", standalone_mode=False)
 
+    def stop(signum: int, frame: object) -> None:  # unwind, so that the sandbox and workspace go too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         ok = run_demo(keep=keep, echo=click.echo, show=print_timeline, command=command)
     except MeshbridgeError as exc:
         fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("demo stopped; its sandbox was stopped" + ("" if keep else " and its workspace removed"), 130)
     sys.exit(0 if ok else 1)
