@@ -25,7 +25,7 @@ from typing import Any
 
 from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
-from .errors import InvalidRequest, MeshbridgeError, TransportError
+from .errors import AckRefused, InvalidRequest, TransportError
 from .faults import checkpoint
 from .itk.parse import HEAD as ITK_HEAD
 from .mesh import MeshMailbox
@@ -643,7 +643,3 @@ def business_code(code: str | None, *, nack: bool) -> itk.ResponseCode:
     if rc.negative != nack:
         raise InvalidRequest(f"{rc.code} is a {'positive' if nack else 'negative'} code, not a {kind} one: {listed}")
     return rc
-
-
-class AckRefused(MeshbridgeError):
-    """A business ack that cannot be sent (wrong message, code or state)."""

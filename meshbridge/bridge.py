@@ -28,6 +28,7 @@ from .errors import (
     MeshRejected,
     PayloadError,
     PayloadRejected,
+    RetryRefused,
     SendAbandoned,
     TransportError,
 )
@@ -421,13 +422,13 @@ class Bridge:
     def retry(self, message_id: str) -> Row:
         """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
         (a fresh set of attempts; the inbound one is delivered by the next pass). Raises
-        :class:`MeshbridgeError` when it cannot be retried, and what sending it now raises."""
+        :class:`~meshbridge.RetryRefused` when it cannot be retried, and what sending it now raises."""
         message = self.store.get(message_id)
         problem = retries.refusal(message)
         if problem is None and not retries.requeue(self.store, message):
             problem = "its state changed meanwhile (another process retried it?)"
         if problem:
-            raise MeshbridgeError(f"{message['id']}: {problem}")
+            raise RetryRefused(f"{message['id']}: {problem}")
         if message["direction"] == "out":
             self._transmit(self.store.get(message["id"]))
         return self.store.get(message["id"])
@@ -444,7 +445,7 @@ class Bridge:
         ``undelivered``, or both when None) last changed within ``[since, until]``; outbound ones
         are sent at once. Each comes back queued (its state now) or with why it could not be."""
         if state is not None and state not in retries.RETRIABLE.values():
-            raise MeshbridgeError(f"only failed or undelivered messages can be retried, not {state!r} ones")
+            raise InvalidRequest(f"only failed or undelivered messages can be retried, not {state!r} ones")
         done = retries.Retries()
         rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
         return retries.retry(self.store, rows, self._transmit, done)

@@ -33,14 +33,10 @@ import urllib3
 import urllib3.connection
 
 from .config import DELIVERY_TIMEOUT, HEADER_VALUE, DestinationOptions
-from .errors import MeshbridgeError
+from .errors import DeliveryError  # (importable from here too, as plugins did)
 from .hookspecs import Destination, hookimpl
 from .printable import without_userinfo
 from .store.payloads import fsync_dir, secure_dir
-
-
-class DeliveryError(MeshbridgeError):
-    """The destination did not take the payload; it will be tried again."""
 
 
 def safe_name(mesh_message_id: str, filename: str | None) -> str:

@@ -1,25 +1,47 @@
-"""The exception tree. Catch by meaning::
+"""Every exception meshbridge raises on purpose, all under :class:`MeshbridgeError`. Catch by meaning::
 
 MeshbridgeError
-├── ConfigError      meshbridge.toml is wrong (exit code 2); names file, key and problem
-├── InvalidRequest   a call contradicts itself or its route (exit code 2); nothing was done
-├── PayloadError     a payload cannot be read or is refused
+├── ConfigError          meshbridge.toml is wrong (exit code 2); names file, key and problem
+├── PluginError          a plugin cannot be loaded, or clashes with another (exit code 2)
+├── InvalidRequest       a call contradicts itself or its route (exit code 2); nothing was done
+├── Refused              what was asked may not be done to this message now (exit code 1); nothing changed
+│   ├── AckRefused       a business ack: not an inbound ITK message, not asked for, answered, not valid
+│   ├── ReplayRefused    a replay: wrong direction or state, nacked, payload removed
+│   └── RetryRefused     a retry: not failed or undelivered, payload removed
+├── UnknownMessage       no message with that id (exit code 1)
+├── PayloadError         a payload cannot be read or is refused (exit code 1)
 │   ├── PayloadRejected  validation refused it (quarantined in the store, with findings)
-│   └── SourceChanged    a source file changed after it was stored (the copy is discarded unsent)
-├── TransportError   MESH refused or failed a request
-│   ├── MeshRejected MESH answered a send with an error code (not worth retrying as is)
-│   ├── MeshAuthRefused MESH refused our login (password, shared key): no message's fault
-│   ├── SendAbandoned   a send failed too often and is now ``failed``
-│   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
-├── StoreError       the correlation store or a payload file is unusable or corrupt
-│   ├── StoreDamaged the store file is empty, truncated or not a meshbridge store (exit code 2)
-│   └── DiskFull     the store's disk refused a write: full, over a size limit, or failing
-├── ClaimLost        another process took over a send whose claim had lapsed (this one stops)
+│   ├── SourceChanged    a source file changed after it was stored (the copy is discarded unsent)
+│   ├── PayloadTooLarge  decompressing it would pass the size cap (a gzip bomb, or just too big)
+│   ├── XMLRejected      not acceptable XML (not well-formed, over a parser limit, a DOCTYPE)
+│   ├── SchemaUnavailable  a configured XSD or Schematron cannot be found, read or compiled
+│   ├── FhirJsonError    JSON that cannot be read as FHIR JSON
+│   ├── XmlRefused       XML that cannot be read as FHIR XML (its reason only, for ITK)
+│   └── ItkError         an ITK3 message cannot be used as asked (e.g. no Binary payload to unwrap)
+│       └── ItkUnreadable  the bytes are not a readable ITK3 message (answered with 10009)
+├── TransportError       MESH refused or failed a request (exit code 3: MESH could not be reached)
+│   ├── MeshRejected     MESH answered a send with an error code (not worth retrying as is; exit code 1)
+│   ├── MeshAuthRefused  MESH refused our login (password, shared key): no message's fault (exit code 4)
+│   ├── SendAbandoned    a send failed too often and is now ``failed`` (exit code 1)
+│   └── UndecodableBody  a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
+├── StoreError           the correlation store or a payload file is unusable or corrupt (exit code 1)
+│   ├── StoreDamaged     the store file is empty, truncated or not a meshbridge store (exit code 2)
+│   ├── DiskFull         the store's disk refused a write: full, over a size limit, or failing
+│   └── SourceTaken      another process stored this source file first
+├── DeliveryError        a destination did not take a payload (tried again after a backoff)
 ├── DeliveryInterrupted  meshbridge stopped while a destination was still working
-└── UnknownMessage   no message with that id
+└── ClaimLost            another process took over a send whose claim had lapsed (this one stops)
+
+Every class here is exported from :mod:`meshbridge`. The exit codes are those of the command line
+(``meshbridge.cli.exits``), which maps these classes to them in one table.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .payloads.base import Finding
 
 
 class MeshbridgeError(Exception):
@@ -132,3 +154,74 @@ class SourceChanged(PayloadError):
     def __init__(self, message: str, message_id: str) -> None:
         self.message_id = message_id
         super().__init__(message)
+
+
+class PayloadTooLarge(PayloadError):
+    """Decompressing would exceed the cap (a gzip bomb, or just too big to validate)."""
+
+
+class XMLRejected(PayloadError):
+    """The bytes are not acceptable XML; ``finding`` says why and where."""
+
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
+        super().__init__(str(finding))
+
+
+class SchemaUnavailable(PayloadError):
+    """A configured XSD or Schematron file cannot be found, read or compiled."""
+
+
+class FhirJsonError(PayloadError):
+    """The JSON cannot be read as FHIR JSON."""
+
+
+class XmlRefused(PayloadError):
+    """The bytes are not acceptable XML (not well-formed, or a DOCTYPE): the reason alone, without
+    :class:`XMLRejected`'s position, as an ITK response carries it."""
+
+
+class ItkError(PayloadError):
+    """An ITK3 message cannot be used as asked (e.g. it has no Binary payload to unwrap)."""
+
+
+class ItkUnreadable(ItkError):
+    """The bytes are not a readable ITK3 message; answer with 10009 if anything at all.
+
+    :param reason: what is wrong, in words a person can act on.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PluginError(MeshbridgeError):
+    """A plugin is broken (cannot be loaded, an unknown hook, a duplicate payload type or destination kind)."""
+
+
+class Refused(MeshbridgeError):
+    """What was asked may not be done to this message in its state; nothing was changed (exit code 1)."""
+
+
+class AckRefused(Refused):
+    """A business ack that cannot be sent (not an inbound ITK message, not asked for, already answered, not valid)."""
+
+
+class ReplayRefused(Refused):
+    """A replay that cannot or may not be done (wrong direction or state, nacked, no payload)."""
+
+
+class RetryRefused(Refused):
+    """A retry that cannot be done (the message is not ``failed`` or ``undelivered``, or its payload was removed)."""
+
+
+class SourceTaken(StoreError):
+    """Another process stored this source file first (it sends it and moves it aside)."""
+
+
+class DeliveryError(MeshbridgeError):
+    """The destination did not take the payload; it will be tried again (after a backoff).
+
+    A plugin's destination raises it (``from meshbridge import DeliveryError``) with a one-line reason.
+    """

@@ -18,7 +18,7 @@ import pluggy
 from . import hookspecs
 from .config import Route
 from .domain_acks import AckProtocol
-from .errors import MeshbridgeError
+from .errors import PluginError
 from .events import Event
 from .hookspecs import Destination
 from .payloads.base import Finding, Payload, PayloadType
@@ -32,10 +32,6 @@ BUILTINS = (
     "meshbridge.payloads.edifact",
     "meshbridge.destinations",
 )
-
-
-class PluginError(MeshbridgeError):
-    """A plugin is broken (bad hook, duplicate payload type name)."""
 
 
 @dataclass(frozen=True)

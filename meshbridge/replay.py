@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING
 
 from . import itk, pipeline
-from .errors import MeshbridgeError
+from .errors import ReplayRefused
 from .pipeline import PollReport
 from .store import Row
 
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 
 REDELIVER = ("delivered", "valid", "bus-acked", "bus-nacked")
 REROUTE = ("unrouted", "invalid")
-
-
-class ReplayRefused(MeshbridgeError):
-    """A replay that cannot or may not be done (wrong direction or state, nacked, no payload)."""
 
 
 def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> Row:

@@ -32,9 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DiskFull, MeshbridgeError, PayloadError, PayloadRejected, SourceChanged, TransportError
+from .errors import (
+    DiskFull,
+    MeshbridgeError,
+    PayloadError,
+    PayloadRejected,
+    SourceChanged,
+    SourceTaken,
+    TransportError,
+)
 from .faults import checkpoint
-from .store import Row, SourceTaken, Store
+from .store import Row, Store
 
 log = logging.getLogger("meshbridge")
 

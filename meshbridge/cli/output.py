@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
 PIPED_WIDTH = 10_000  # a table piped to a file or grep is never wrapped: each row stays one line
-EXIT_UNREACHABLE = 3  # MESH could not be reached (for a mailbox); what waits is kept and tried again
-EXIT_LOGIN_REFUSED = 4  # MESH refused a mailbox's login (its password or [mesh] shared_key)
 
 JSON_FIELDS = (
     "id",
@@ -67,14 +65,6 @@ def echo(line: str, err: bool = False) -> None:
 def fail(message: str, code: int = 1) -> NoReturn:
     echo(f"meshbridge: {message}", err=True)
     sys.exit(code)
-
-
-def mesh_exit(unreachable: Iterable[str], login_refused: Iterable[str]) -> int:
-    """The exit code of a command whose MESH calls met trouble: 4 when a mailbox's login was
-    refused, else 3 when MESH could not be reached for one, else 0."""
-    if any(True for _ in login_refused):
-        return EXIT_LOGIN_REFUSED
-    return EXIT_UNREACHABLE if any(True for _ in unreachable) else 0
 
 
 def console() -> Any:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, MeshbridgeError
+from ..errors import MeshbridgeError
+from .exits import EXIT_USAGE, fail_for
 from .expectations import line as expectation_line
 from .expectations import public as expectation_json
 from .output import (
@@ -163,12 +164,10 @@ def validate(
                 payload_type = route_obj.payload_type
         data = path.read_bytes()
         plugins = Plugins()
-    except ConfigError as exc:
-        fail(str(exc), 2)
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}", 2)
-    except MeshbridgeError as exc:
-        fail(str(exc), 2)
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE)
+    except MeshbridgeError as exc:  # the config or a plugin
+        fail_for(exc)
     options = {"fhir_version": fhir_version} if fhir_version else {}
     result = check(plugins, data, payload_type=payload_type, options=options, route=route_obj, filename=path.name)
     if itk_rules:
@@ -206,8 +205,8 @@ def plugins(as_json: bool) -> None:
         installed = Plugins()
         types = installed.payload_types()
         infos = installed.describe()
-    except MeshbridgeError as exc:
-        fail(str(exc), 2)
+    except MeshbridgeError as exc:  # a broken plugin
+        fail_for(exc)
     if as_json:
         click.echo(
             json.dumps(

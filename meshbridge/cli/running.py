@@ -14,12 +14,8 @@ import click
 from .. import steps
 from ..errors import MeshbridgeError
 from ..pipeline import Logged
-from .output import (
-    echo,
-    fail,
-    mesh_exit,
-    print_timeline,
-)
+from .exits import EXIT_STOPPED, fail_for, mesh_exit
+from .output import echo, fail, print_timeline
 from .progress import transfer_bar
 from .session import bridge_for
 
@@ -110,7 +106,7 @@ def demo(ctx: click.Context, keep: bool) -> None:
     try:
         ok = run_demo(keep=keep, echo=click.echo, show=print_timeline, command=command)
     except MeshbridgeError as exc:
-        fail(str(exc), 1)
+        fail_for(exc)
     except KeyboardInterrupt:
-        fail("demo stopped; its sandbox was stopped" + ("" if keep else " and its workspace removed"), 130)
+        fail("demo stopped; its sandbox was stopped" + ("" if keep else " and its workspace removed"), EXIT_STOPPED)
     sys.exit(0 if ok else 1)

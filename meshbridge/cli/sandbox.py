@@ -9,6 +9,7 @@ import threading
 import click
 
 from ..errors import MeshbridgeError
+from .exits import fail_for
 from .output import echo, fail
 
 DEFAULT_PORT = 8700
@@ -31,9 +32,9 @@ def sandbox(port: int, host: str) -> None:
     server = embedded.Sandbox(port=port, host=host)
     try:
         server.start()
-    except MeshbridgeError:
+    except MeshbridgeError as exc:
         lines = [line for line in server.output().splitlines() if line.strip()]
-        fail(f"mesh-sandbox did not start on {server.url}: {lines[-1] if lines else 'no output'}", 1)
+        fail_for(exc, f"mesh-sandbox did not start on {server.url}: {lines[-1] if lines else 'no output'}")
     try:
         echo(f"mesh-sandbox running on {server.url} (Ctrl-C to stop)")
         echo(

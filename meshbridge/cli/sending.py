@@ -12,13 +12,8 @@ import click
 
 from .. import steps
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
-from .output import (
-    EXIT_LOGIN_REFUSED,
-    echo,
-    fail,
-    format_finding,
-    mesh_exit,
-)
+from .exits import fail_for, mesh_exit
+from .output import echo, fail, format_finding
 from .progress import transfer_bar
 from .session import bridge_for
 from .times import WHEN
@@ -62,19 +57,19 @@ def send(
             stored(exc.message_id)
             for finding in exc.findings:
                 echo(format_finding(finding), err=True)
-            fail(f"refused, not sent: quarantined as {exc.message_id} (state rejected)", 1)
+            fail_for(exc, f"refused, not sent: quarantined as {exc.message_id} (state rejected)")
         except MeshRejected as exc:
             stored(exc.message_id)
-            fail(f"MESH refused it (message kept in state failed): {exc}", 1)
+            fail_for(exc, f"MESH refused it (message kept in state failed): {exc}")
         except MeshAuthRefused as exc:
             stored(exc.message_id)
-            fail(f"stored, not sent yet: {exc}; it waits (accepted) and `meshbridge poll` sends it", EXIT_LOGIN_REFUSED)
+            fail_for(exc, f"stored, not sent yet: {exc}; it waits (accepted) and `meshbridge poll` sends it")
         except SendAbandoned as exc:
             stored(exc.message_id)
-            fail(f"not sent (message kept in state failed): {exc}", 1)
+            fail_for(exc, f"not sent (message kept in state failed): {exc}")
         except TransportError as exc:
             stored(exc.message_id)
-            fail(f"stored, not sent yet ({exc}); `meshbridge poll` will retry", 3)
+            fail_for(exc, f"stored, not sent yet ({exc}); `meshbridge poll` will retry")
         echo(message["id"])
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import ConfigError, InvalidRequest, MeshbridgeError, StoreDamaged, UnknownMessage
-from .output import fail
+from ..errors import MeshbridgeError
+from .exits import fail_for
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @contextmanager
 def bridge_for(ctx: click.Context, *, secrets: bool | Callable[[Config], None] = False) -> Iterator[Bridge]:
-    """Open the configured Bridge; turn expected errors into one line and an exit code.
+    """Open the configured Bridge; turn expected errors into one line and their exit code (see :mod:`.exits`).
 
     ``secrets``: True resolves every secret (MESH's and the destinations'), a function resolves
     those it asks the config for (``config.require(...)``), before the store is even opened, so a
@@ -38,9 +38,5 @@ def bridge_for(ctx: click.Context, *, secrets: bool | Callable[[Config], None] =
             secrets(config)
         with Bridge(config) as bridge:
             yield bridge
-    except (ConfigError, InvalidRequest, StoreDamaged) as exc:
-        fail(str(exc), 2)
-    except UnknownMessage as exc:
-        fail(str(exc), 1)
     except MeshbridgeError as exc:
-        fail(str(exc), 1)
+        fail_for(exc)

@@ -7,6 +7,7 @@
 * :mod:`.conformance`: :func:`check` against ``schemas/itk3-message.sch`` / ``itk3-response.sch``.
 """
 
+from ..errors import ItkError, ItkUnreadable
 from .build import FHIR_JSON, FHIR_XML, binary_payload, build_message, build_response
 from .codes import (
     BUSINESS,
@@ -32,7 +33,6 @@ from .codes import (
     lookup,
 )
 from .conformance import check
-from .errors import ItkError, ItkUnreadable
 from .model import Handling, ItkHeader, same_id
 from .parse import header_in_head, parse
 

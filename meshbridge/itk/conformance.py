@@ -18,8 +18,8 @@ from pathlib import Path
 
 from lxml import etree, isoschematron
 
+from ..errors import ItkError, ItkUnreadable
 from ..payloads.base import ERROR, WARNING, Finding
-from .errors import ItkError, ItkUnreadable
 from .parse import load, read_header
 
 __all__ = [

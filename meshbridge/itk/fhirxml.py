@@ -23,6 +23,7 @@ from typing import Any
 
 from lxml import etree
 
+from ..errors import FhirJsonError, XmlRefused
 from ..payloads import xml
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -31,14 +32,6 @@ NS = {"f": FHIR_NS}
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
 _MAX_DEPTH = 200
-
-
-class XmlRefused(ValueError):
-    """The bytes are not acceptable XML (not well-formed, or a DOCTYPE)."""
-
-
-class FhirJsonError(ValueError):
-    """The JSON cannot be read as FHIR JSON."""
 
 
 # --------------------------------------------------------------------------- reading

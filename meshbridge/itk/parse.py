@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from ..errors import ItkUnreadable
 from .codes import EXTENSION_HANDLING, RESPONSE_EVENT, SYSTEM_RESPONSE_CODES, lookup
-from .errors import ItkUnreadable
 from .fhirxml import (
     FHIR_NS,
     FhirJsonError,

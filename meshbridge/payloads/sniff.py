@@ -11,16 +11,13 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..errors import PayloadTooLarge
 from .base import Finding, PayloadType
 
 HEAD = 64 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 AUTO = "auto"
 FALLBACK = "binary"  # what nothing else claims
-
-
-class PayloadTooLarge(Exception):
-    """Decompressing would exceed the cap (a gzip bomb, or just too big to validate)."""
 
 
 def gunzip(data: bytes, cap: int) -> bytes:

@@ -31,7 +31,7 @@ from typing import Any
 
 from lxml import etree
 
-from ..errors import PayloadError
+from ..errors import SchemaUnavailable, XMLRejected
 from ..hookspecs import hookimpl
 from .base import ERROR, WARNING, Finding, PayloadType, ValidationResult
 
@@ -68,18 +68,6 @@ _START_TAG = re.compile(r"<([A-Za-z_][\w.\-]*)(?::([A-Za-z_][\w.\-]*))?")
 _XMLNS = re.compile(r"""\s+xmlns(?::([A-Za-z_][\w.\-]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _ATTRS = re.compile(r"""(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*""")
 _SVRL = "http://purl.oclc.org/dsdl/svrl"
-
-
-class XMLRejected(PayloadError):
-    """The bytes are not acceptable XML; ``finding`` says why and where."""
-
-    def __init__(self, finding: Finding) -> None:
-        self.finding = finding
-        super().__init__(str(finding))
-
-
-class SchemaUnavailable(PayloadError):
-    """A configured XSD or Schematron file cannot be found, read or compiled."""
 
 
 # --------------------------------------------------------------------------- parsing

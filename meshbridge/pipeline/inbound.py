@@ -18,9 +18,9 @@ from typing import Any, BinaryIO
 
 from .. import clock
 from ..config import DELIVERY_TIMEOUT, Config, Route
-from ..destinations import DeliveryError, FolderBatch, kill_commands, safe_name, to_folder
+from ..destinations import FolderBatch, kill_commands, safe_name, to_folder
 from ..destinations import deliver as deliver_to
-from ..errors import DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
+from ..errors import DeliveryError, DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
 from ..payloads.base import Finding, ValidationResult

@@ -21,7 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import clock
-from ..errors import DiskFull, StoreError, UnknownMessage
+from ..errors import DiskFull, SourceTaken, StoreError, UnknownMessage
 from ..steps import Event, log_steps
 from .logins import Logins
 from .opening import open_store
@@ -30,10 +30,6 @@ from .schema import migrations
 from .space import Space
 
 Row = dict[str, Any]
-
-
-class SourceTaken(StoreError):
-    """Another process stored this source file first (it sends it and moves it aside)."""
 
 
 def now() -> str:
