@@ -47,7 +47,7 @@ from .errors import (
     XmlRefused,
     XMLRejected,
 )
-from .events import Event
+from .events import EventKind, Notification
 from .hookspecs import hookimpl
 from .payloads.base import ERROR, WARNING, Finding, Payload, PayloadType, ValidationResult
 from .plugins import Plugins
@@ -64,7 +64,7 @@ __all__ = [
     "DeliveryInterrupted",
     "DiskFull",
     "ERROR",
-    "Event",
+    "EventKind",
     "FhirJsonError",
     "Finding",
     "hookimpl",
@@ -76,6 +76,7 @@ __all__ = [
     "MeshAuthRefused",
     "MeshbridgeError",
     "MeshRejected",
+    "Notification",
     "Payload",
     "PayloadError",
     "PayloadRejected",

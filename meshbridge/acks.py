@@ -26,6 +26,7 @@ from typing import Any
 from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
 from .errors import AckRefused, InvalidRequest, TransportError
+from .events import EventKind, Notify
 from .faults import checkpoint
 from .itk.parse import HEAD as ITK_HEAD
 from .mesh import MeshMailbox
@@ -54,8 +55,6 @@ GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
 INF, BUS, BUS_OWED = "inf-ack", "bus-ack", "bus-ack-owed"
 RESPONSE_CAP = 1_000_000  # bytes: an ITK008M response is a few KB; a bigger one is an orphan, never read
 FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
-
-Notify = Callable[..., None]  # notify(kind, message_id, summary, **detail)
 
 
 def due(within: float | None) -> str | None:
@@ -203,7 +202,7 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
     if not positive:
         store.close_expectations(target["id"], f"closed by {code.code}")
         store.transition(target["id"], state, from_states=tuple(s for s in _ALL if s not in FINAL), detail=detail)
-        notify("nack", target["id"], f"{target['id']} got {code.code} {code.display}", **detail)
+        notify(EventKind.NACK, target["id"], f"{target['id']} got {code.code} {code.display}", **detail)
     else:
         store.transition(target["id"], state, from_states=advance_from, detail=detail)
         if not store.open_expectations(target["id"]):
@@ -253,7 +252,7 @@ def _orphan_response(
     """Keep a response that may not be applied, with its reason; the message it names is left alone."""
     store.transition(response["id"], "orphan", detail={**detail, "reason": reason}, last_error=reason)
     notify(
-        "orphan",
+        EventKind.ORPHAN,
         response["id"],
         f"ITK response {header.message_id} from {response['peer']}: {reason}",
         **detail,
@@ -361,7 +360,7 @@ class Acknowledgements:
         self.store.transition(
             message["id"], "orphan", from_states=("mesh-acked",), detail={"reason": reason}, last_error=reason
         )
-        self.notify("orphan", message["id"], f"{message['id']} from {message['peer']}: {reason}", reason=reason)
+        self.notify(EventKind.ORPHAN, message["id"], f"{message['id']} from {message['peer']}: {reason}", reason=reason)
 
     # -- messages we receive ---------------------------------------------------------------
 
@@ -516,7 +515,7 @@ class Acknowledgements:
                 sender_reference=sender_reference,
             )
         self.notify(
-            state,
+            EventKind.DUPLICATE if state == "duplicate" else EventKind.INVALID,
             message["id"],
             f"{message['id']} on {route.name} refused with {code}",
             findings=[f.as_dict() for f in findings],

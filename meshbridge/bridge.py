@@ -32,7 +32,7 @@ from .errors import (
     SendAbandoned,
     TransportError,
 )
-from .events import Event
+from .events import EventKind, Notification
 from .faults import checkpoint
 from .logins import LoginWatch
 from .mesh import MeshMailbox
@@ -85,10 +85,10 @@ class Bridge:
                         f"no destination kind {kind!r} is installed (have: {', '.join(sorted(kinds))})",
                     )
 
-    def _notify(self, kind: str, message_id: str | None, summary: str, **detail: Any) -> None:
+    def _notify(self, kind: EventKind, message_id: str | None, summary: str, **detail: Any) -> None:
         if kind not in steps.NOTIFIED:  # those are the step lines the store logs (meshbridge.steps)
             log.warning("%s: %s", kind, summary)
-        self.plugins.notify(Event(kind, message_id, summary, detail))
+        self.plugins.notify(Notification(kind, message_id, summary, detail))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None) -> Bridge:
@@ -247,7 +247,7 @@ class Bridge:
         findings = [Finding(**f) for f in json.loads(message["findings"])]
         errors = [f for f in findings if f.severity == "error"]
         summary = f"{message['filename']} refused: " + "; ".join(str(f) for f in errors[:3])
-        self._notify("rejected", message["id"], summary, findings=[f.as_dict() for f in findings])
+        self._notify(EventKind.REJECTED, message["id"], summary, findings=[f.as_dict() for f in findings])
         raise PayloadRejected(summary, findings, message["id"])
 
     def _accept_validated(
@@ -349,10 +349,10 @@ class Bridge:
             except SendAbandoned as exc:
                 report.problems.append(Logged(f"send {message['id']}: {exc}"))
                 report.mailbox_trouble(message["mailbox"])
-                self._notify("failed", message["id"], str(exc))
+                self._notify(EventKind.FAILED, message["id"], str(exc))
             except MeshRejected as exc:
                 report.problems.append(Logged(f"send {message['id']}: {exc}"))
-                self._notify("failed", message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
+                self._notify(EventKind.FAILED, message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
             except DiskFull as exc:  # the next pass sends it
                 store_full(report, exc)
                 break
@@ -411,7 +411,7 @@ class Bridge:
         for row in self.store.sweep_overdue():
             report.overdue.append(row["message_id"])
             self._notify(
-                "overdue",
+                EventKind.OVERDUE,
                 row["message_id"],
                 f"{row['message_id']}: {row['kind']} was due by {row['due_at']}",
                 expected=row["kind"],
@@ -519,7 +519,7 @@ class Bridge:
                 if pipeline.undecodable(message):
                     report.invalid.append(message["id"])
                     summary = f"{message['id']} from {message['peer']}: {message['last_error']}"
-                    self._notify("invalid", message["id"], summary)
+                    self._notify(EventKind.INVALID, message["id"], summary)
                     if route is not None and route.itk is not None:
                         self.acks.answer_undecodable(route, message)
             except DiskFull as exc:
@@ -571,7 +571,7 @@ class Bridge:
             pipeline.mark_unrouted(self.store, message, route)
             report.unrouted.append(message["id"])
             self._notify(
-                "unrouted",
+                EventKind.UNROUTED,
                 message["id"],
                 f"{message['id']} from {message['peer']} on workflow "
                 f"{message['workflow_id']}: no inbound route; kept in the store",
@@ -586,7 +586,7 @@ class Bridge:
         if not result.valid:
             report.invalid.append(message["id"])
             self._notify(
-                "invalid",
+                EventKind.INVALID,
                 message["id"],
                 f"{message['id']} on {route.name} is invalid: " + "; ".join(str(f) for f in result.errors[:3]),
                 findings=[f.as_dict() for f in result.findings],
@@ -720,7 +720,7 @@ class Bridge:
         if self.store.get(message["id"])["state"] == "undelivered":
             report.undelivered.append(message["id"])
             self._notify(
-                "undelivered",
+                EventKind.UNDELIVERED,
                 message["id"],
                 f"{message['id']} on {route.name} not delivered after "
                 f"{self.config.service.delivery_attempts} attempts: {error}",
@@ -732,14 +732,16 @@ class Bridge:
         linked = pipeline.apply_report(self.store, message)
         if linked:
             report.undeliverable.append(linked["id"])
-            self._notify("undeliverable", linked["id"], f"{linked['id']} undeliverable: {message['last_error']}")
+            self._notify(
+                EventKind.UNDELIVERABLE, linked["id"], f"{linked['id']} undeliverable: {message['last_error']}"
+            )
         else:
             problem = (
                 f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
                 "which this store did not send"
             )
             report.problems.append(Logged(problem))
-            self._notify("orphan", message["id"], problem)
+            self._notify(EventKind.ORPHAN, message["id"], problem)
 
     def track(self, report: PollReport | None = None, *, force: bool = False) -> PollReport:
         """Refresh MESH tracking of sent messages (rarely: ``[mesh] tracking_interval``)."""

@@ -21,10 +21,9 @@ from typing import Any
 
 from . import responders
 from .config import Route, parse_duration
+from .events import EventKind, Notify
 from .payloads.base import Payload
 from .store import Row, Store
-
-Notify = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
     store.update(target["id"], kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
     if not match.positive:
         store.close_expectations(target["id"], f"closed by {protocol.name} {match.code}")
-        notify("nack", target["id"], f"{target['id']} rejected by {protocol.name} {match.code}", **detail)
+        notify(EventKind.NACK, target["id"], f"{target['id']} rejected by {protocol.name} {match.code}", **detail)
     store.transition(
         message["id"],
         "correlated",
@@ -106,4 +105,6 @@ def _orphan(store: Store, message: Row, reason: str, detail: dict[str, Any], not
     store.transition(
         message["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason}, last_error=reason
     )
-    notify("orphan", message["id"], f"{message['id']} from {message['peer']}: {reason}", **detail, reason=reason)
+    notify(
+        EventKind.ORPHAN, message["id"], f"{message['id']} from {message['peer']}: {reason}", **detail, reason=reason
+    )

@@ -20,7 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from .config import Route
     from .domain_acks import AckProtocol
-    from .events import Event
+    from .events import Notification
     from .payloads.base import Finding, Payload, PayloadType
 
 hookspec = pluggy.HookspecMarker("meshbridge")
@@ -74,7 +74,7 @@ def meshbridge_destinations() -> dict[str, Destination]:
     as ``deliver(target, blocks, name, content_type)`` where ``target`` is the config value,
     ``blocks`` the payload's bytes, ``name`` a safe file name unique per MESH message id; it
     returns a description of where the payload went and raises
-    :class:`~meshbridge.destinations.DeliveryError` when it was not delivered (it will be tried
+    :class:`~meshbridge.DeliveryError` when it was not delivered (it will be tried
     again, after a backoff; anything else it raises counts the same). It runs in a thread of its
     own and has the route's total deadline: past it, the delivery is recorded failed and the
     thread abandoned (what it returns later is ignored). Delivery must be idempotent for the same name.
@@ -104,14 +104,33 @@ def meshbridge_ack_protocols() -> list[AckProtocol]:
 
 
 @hookspec
-def meshbridge_on_event(event: Event) -> None:
-    """Hear about events an operator may need to act on: ``overdue``, ``nack``,
-    ``undeliverable``, ``orphan``, ``unrouted``, ``rejected``, ``invalid``, ``failed``,
-    ``undelivered``; and two about a mailbox rather than a message (``event.message_id`` is None,
-    ``event.detail["mailbox"]`` names it): ``mesh-auth``, MESH refused the mailbox's login (its
-    password or the shared key), passed once until it clears, however many passes and processes
-    meet it; and ``mesh-auth-cleared``, a call on that mailbox succeeded again.
+def meshbridge_on_event(event: Notification) -> None:
+    """Hear about what an operator may need to act on.
 
-    Called after the event is recorded in the store. Exceptions raised here are logged and
+    :param event: a :class:`~meshbridge.Notification`: its ``kind`` (an
+        :class:`~meshbridge.EventKind`), ``message_id``, a one-line ``summary``, the facts in
+        ``detail`` and its own ``id`` (uuid4 hex, the same for every plugin told of it).
+
+    The kinds, about a message:
+
+    * ``overdue``: an expected response's deadline passed unmet (``detail``: ``expected``, ``due_at``);
+    * ``nack``: an outbound message got a negative ITK or domain response (``code``, ``text``);
+    * ``undeliverable``: a MESH REPORT (or tracking) says the recipient will not get it;
+    * ``orphan``: a response, ack or REPORT that answers nothing it may answer (``reason``);
+    * ``unrouted``: an inbound message no route takes (kept in the store);
+    * ``rejected``: validation refused an outbound payload (``findings``; quarantined);
+    * ``invalid``: an inbound payload failed validation (``findings``);
+    * ``duplicate``: an inbound ITK message whose id its sender used before (answered 20007);
+    * ``failed``: MESH refused an outbound message (``code``), or its send attempts are spent;
+    * ``undelivered``: an inbound message's delivery attempts are spent (``route``, ``reason``).
+
+    About a mailbox rather than a message (``event.message_id`` is None, ``event.mailbox`` and
+    ``event.detail["mailbox"]`` name it):
+
+    * ``mesh-auth``: MESH refused the mailbox's login (its password or the shared key), passed once
+      until it clears, however many passes and processes meet it (``reason``);
+    * ``mesh-auth-cleared``: a call on that mailbox succeeded again (``since``).
+
+    Called after what it reports is recorded in the store. Exceptions raised here are logged and
     ignored: a failing notifier must not stop messages moving.
     """

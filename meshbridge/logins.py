@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
-from .events import Event
+from .events import EventKind, Notification
 from .pipeline import PollReport
 from .plugins import Plugins
 from .store import Store
@@ -42,7 +42,7 @@ class LoginWatch:
                 f"MESH refused the login of mailbox {exc.mailbox}: {exc}; its messages wait (accepted) "
                 "until the login works again"
             )
-            self._raise("mesh-auth", summary, logging.WARNING, mailbox=exc.mailbox, reason=str(exc))
+            self._raise(EventKind.MESH_AUTH, summary, logging.WARNING, mailbox=exc.mailbox, reason=str(exc))
 
     def ok(self, mailbox: str) -> None:
         """A call on ``mailbox`` succeeded: clear its refusal, if any (``mesh-auth-cleared``)."""
@@ -52,7 +52,7 @@ class LoginWatch:
                 f"MESH takes the login of mailbox {mailbox} again (refused {row['refusals']} times since "
                 f"{row['since']}); its waiting messages are due now"
             )
-            self._raise("mesh-auth-cleared", summary, logging.INFO, mailbox=mailbox, since=row["since"])
+            self._raise(EventKind.MESH_AUTH_CLEARED, summary, logging.INFO, mailbox=mailbox, since=row["since"])
 
     def probe(self, report: PollReport) -> None:
         """Once per process, a handshake on each mailbox whose login was refused: a config fixed
@@ -80,6 +80,6 @@ class LoginWatch:
         elif isinstance(exc, TransportError) and not isinstance(exc, MeshRejected | UndecodableBody):
             report.mailbox_trouble(mailbox)
 
-    def _raise(self, kind: str, summary: str, level: int, **detail: Any) -> None:
+    def _raise(self, kind: EventKind, summary: str, level: int, **detail: Any) -> None:
         log.log(level, "%s: %s", kind, summary)
-        self.plugins.notify(Event(kind, None, summary, detail))
+        self.plugins.notify(Notification(kind, None, summary, detail))

@@ -19,7 +19,7 @@ from . import hookspecs
 from .config import Route
 from .domain_acks import AckProtocol
 from .errors import PluginError
-from .events import Event
+from .events import Notification
 from .hookspecs import Destination
 from .payloads.base import Finding, Payload, PayloadType
 
@@ -111,13 +111,14 @@ class Plugins:
             self._protocols = [p for batch in self.pm.hook.meshbridge_ack_protocols() for p in batch or []]
         return self._protocols
 
-    def notify(self, event: Event) -> None:
+    def notify(self, notification: Notification) -> None:
         """Tell every plugin; a failing notifier is logged, never allowed to stop the pipeline."""
         for impl in self.pm.hook.meshbridge_on_event.get_hookimpls():
             try:
-                impl.function(**_args(impl, event=event))
+                impl.function(**_args(impl, event=notification))
             except Exception as exc:
-                log.error("plugin %s failed on event %s: %s: %s", impl.plugin_name, event.kind, type(exc).__name__, exc)
+                kind, error = notification.kind, f"{type(exc).__name__}: {exc}"
+                log.error("plugin %s failed on event %s: %s", impl.plugin_name, kind, error)
 
     def describe(self) -> list[PluginInfo]:
         versions = {plugin: dist.version for plugin, dist in self.pm.list_plugin_distinfo() if hasattr(dist, "version")}

@@ -125,7 +125,7 @@ def test_an_unknown_destination_kind_is_a_config_error(meshbridge_config) -> Non
 
 
 def test_a_failing_listener_does_not_stop_the_pipeline(caplog: pytest.LogCaptureFixture) -> None:
-    from meshbridge.events import Event
+    from meshbridge import Notification
 
     class Broken:
         @hookimpl
@@ -134,7 +134,7 @@ def test_a_failing_listener_does_not_stop_the_pipeline(caplog: pytest.LogCapture
 
     pm = make_plugin_manager(load_entrypoints=False)
     pm.register(Broken(), name="broken")
-    Plugins(pm).notify(Event("overdue", "m1", "late"))
+    Plugins(pm).notify(Notification("overdue", "m1", "late"))
     assert "plugin broken failed on event overdue: RuntimeError: pager down" in caplog.text
 
 

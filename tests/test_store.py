@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import StoreError, UnknownMessage
-from meshbridge.store import SourceTaken, Store
+from meshbridge import SourceTaken, StoreError, UnknownMessage
+from meshbridge.store import Store
 from meshbridge.store.schema import migrations
 
 
