@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+import meshbridge
 from meshbridge import Bridge, EventKind, Notification, hookimpl, hookspecs, load
 from meshbridge.plugins import Plugins, make_plugin_manager
 from meshbridge.sandbox import PASSWORD, Sandbox, config_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(meshbridge.__file__).resolve().parent.parent  # the tree under test
 PACKAGE = ROOT / "meshbridge"
 EMITTERS = {"notify", "_notify", "_raise", "Notification"}  # callables whose first argument is a kind
 WORKFLOW = "TOC_FHIR_OP_ATTEN"

@@ -44,9 +44,9 @@ EXIT_CODES: dict[type, int] = {
 }
 
 
-def exit_code(error: MeshbridgeError) -> int:
-    """The exit code for ``error``: that of the nearest of its classes in :data:`EXIT_CODES`."""
-    for cls in type(error).__mro__:
+def exit_code(error: MeshbridgeError | type[MeshbridgeError]) -> int:
+    """The exit code for ``error`` (or its class): that of the nearest of its classes in :data:`EXIT_CODES`."""
+    for cls in (error if isinstance(error, type) else type(error)).__mro__:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return EXIT_FAILED
