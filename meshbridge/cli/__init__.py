@@ -5,6 +5,7 @@ Exit codes: 0 done; 1 refused or failed (the reason is printed); 2 usage or conf
 ``run --once``, ``retry``: for some mailbox, the rest of the work done); 4 MESH refused a
 mailbox's login, its password or ``[mesh] shared_key`` (``send``: the message is stored and waits,
 ``accepted``; ``poll``, ``run --once``, ``retry``: the rest of the work done; 4 wins over 3).
+An exception becomes its exit code through one table, :mod:`.exits`.
 
 Text from a peer (workflow ids, subjects, file names, local ids, findings, ack texts) is data: every
 human line goes through :func:`echo` or :func:`literal`, never through rich markup, and control
