@@ -3,7 +3,7 @@ mailbox is configured, a mailbox's poll interval suits the server, ...)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -17,7 +17,6 @@ class ConfigFile(Table):
     """meshbridge.toml: the MESH server, our mailboxes and the routes through them."""
 
     model_config = ConfigDict(title="meshbridge.toml")
-    schema_id: ClassVar[str] = "https://meshbridge.invalid/config.schema.json"
 
     store: StoreConfig
     mesh: MeshConfig

@@ -151,7 +151,6 @@ def schema() -> dict[str, Any]:
     """The JSON Schema of ``meshbridge.toml`` (for editors that complete and check TOML)."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": ConfigFile.schema_id,
         **ConfigFile.model_json_schema(by_alias=True, schema_generator=_TomlSchema),
     }
 
