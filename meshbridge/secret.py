@@ -22,14 +22,16 @@ Check = Callable[[str], "str | None"]  # a resolved value -> the problem with it
 
 class Secret:
     """A secret value, resolved on first :meth:`reveal`. Its text never appears in ``repr``,
-    ``str`` or exceptions."""
+    ``str`` or exceptions. ``where`` is its config key (``mesh.shared_key``), named by the errors
+    of resolving it."""
 
-    __slots__ = ("_resolve", "_value")
+    __slots__ = ("_resolve", "_value", "where")
 
     def __init__(self, value: str | None = None, *, resolve: Callable[[], str] | None = None) -> None:
         if value is None and resolve is None:
             raise ValueError("a Secret needs a value or a way to resolve it")
         self._value, self._resolve = value, resolve
+        self.where = ""
 
     def reveal(self) -> str:
         """The value (resolved now if it was not yet: raises ConfigError if it cannot be)."""
@@ -61,10 +63,12 @@ class Secret:
 def reference(value: Any, file: Path, where: str, check: Check | None = None) -> tuple[Secret, str | None]:
     """A :class:`Secret` for a config value at key ``where``, and the environment variable it
     names (if any). A malformed reference, or a literal that ``check`` refuses, raises now; an
-    unset variable, an unreadable file or a resolved value ``check`` refuses raise when revealed."""
+    unset variable, an unreadable file or a resolved value ``check`` refuses raise when revealed,
+    naming the secret's ``where`` then (the loader sets it to the secret's key once it is known)."""
+    secret: Secret | None = None
 
     def fail(problem: str) -> ConfigError:
-        return ConfigError(str(file), where, problem)
+        return ConfigError(str(file), secret.where if secret is not None else where, problem)
 
     def checked(resolved: str) -> str:
         problem = check(resolved) if check else None
@@ -72,8 +76,13 @@ def reference(value: Any, file: Path, where: str, check: Check | None = None) ->
             raise fail(problem)
         return resolved
 
+    def located(made: Secret) -> Secret:
+        nonlocal secret
+        secret, made.where = made, where
+        return made
+
     if isinstance(value, str):
-        return Secret(checked(value)), None
+        return located(Secret(checked(value))), None
     if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
         name = value["env"]
 
@@ -83,7 +92,7 @@ def reference(value: Any, file: Path, where: str, check: Check | None = None) ->
                 raise fail(f"environment variable {name} is not set")
             return checked(resolved)
 
-        return Secret(resolve=from_env), name
+        return located(Secret(resolve=from_env)), name
     if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
         path = Path(value["file"]).expanduser()
         if not path.is_absolute():
@@ -100,7 +109,7 @@ def reference(value: Any, file: Path, where: str, check: Check | None = None) ->
                 raise fail(f"secret file {path} is empty")
             return checked(resolved)
 
-        return Secret(resolve=from_file), None
+        return located(Secret(resolve=from_file)), None
     raise fail('expected a string, { env = "NAME" } or { file = "path" }')
 
 

@@ -126,6 +126,22 @@ BAD_CASES = {
         "store.inline_max: 2097152 bytes is over 1 MiB",
     ),
     "not TOML": ("[store\npath=", "not valid TOML"),
+    "a route without a direction": (
+        GOOD.replace('direction = "outbound"\n', ""),
+        "routes[0].direction: required key is missing",
+    ),
+    "a plugin's table that is not a table": (
+        GOOD.replace("[store]", "[plugins]\ncsv = 3\n\n[store]"),
+        "plugins.csv: expected a table, got int",
+    ),
+    "a MESH timeout of zero": (
+        GOOD.replace('chunk_size = "20MB"', 'chunk_size = "20MB"\ntimeout = 0'),
+        "mesh.timeout: expected a duration above zero",
+    ),
+    "an outbound route with an inbound key": (
+        GOOD.replace('to = "X26ABC2"', 'to = "X26ABC2"\nmailbox = "X26ABC1"'),
+        "routes[0].mailbox: unknown key (allowed: charset, content_type, control_chars, direction,",
+    ),
     "an option the destination kind does not take": (
         GOOD.replace(CMD, 'destination = { command = ["epr-import", "{path}"], headers = {} }'),
         "routes[1].destination.headers: unknown option for a command destination (allowed: env, timeout)",

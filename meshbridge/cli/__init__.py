@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from . import payload, reading, running, sandbox, sending
+from . import configcmd, payload, reading, running, sandbox, sending
 from .output import echo, fail, literal
 
 __all__ = ["echo", "fail", "literal", "main"]
@@ -55,7 +55,7 @@ def main(ctx: click.Context, config: Path | None, log_format: str, log_level: st
     ctx.obj = {"config": config}
 
 
-for _module in (sending, reading, payload, running, sandbox):
+for _module in (sending, reading, payload, running, sandbox, configcmd):
     for _command in vars(_module).values():
         if isinstance(_command, click.Command):
             main.add_command(_command)
