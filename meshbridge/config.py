@@ -149,6 +149,7 @@ class Config:
     mailboxes: dict[str, Mailbox]
     routes: list[Route]
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    plugin_tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # ``[plugins.NAME]``, checked by the Bridge
 
     def route(self, name: str) -> Route:
         for route in self.routes:
@@ -301,7 +302,7 @@ class _Reader:
 
 # -- the schema ----------------------------------------------------------------------------
 
-_TOP = {"store", "mesh", "mailboxes", "routes", "service"}
+_TOP = {"store", "mesh", "mailboxes", "routes", "service", "plugins"}
 _SERVICE = {
     "send_interval",
     "sweep_interval",
@@ -389,7 +390,25 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
     _no_secrets_to_commands(r, routes)
     if service.delivery_timeout <= 0:
         raise r.fail("service.delivery_timeout", "must be more than 0 s")
-    return Config(file=file, store=store, mesh=mesh, mailboxes=mailboxes, routes=routes, service=service)
+    return Config(
+        file=file,
+        store=store,
+        mesh=mesh,
+        mailboxes=mailboxes,
+        routes=routes,
+        service=service,
+        plugin_tables=_plugin_tables(r, raw.get("plugins", {})),
+    )
+
+
+def _plugin_tables(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
+    """``[plugins.NAME]`` tables, kept as they are: each plugin's model checks its own when the Bridge starts."""
+    if not isinstance(raw, dict):
+        raise r.fail("plugins", "expected a table of plugin tables, e.g. [plugins.hl7v2]")
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise r.fail(f"plugins.{name}", f"expected a table, got {type(table).__name__}")
+    return {name: dict(table) for name, table in raw.items()}
 
 
 def _inline_max(r: _Reader, store: dict[str, Any]) -> int:
