@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from .bridge import Bridge, PollReport
 from .config import Config, Mailbox, Route, Secret, load
+from .contract import Destination, DestinationKind
 from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     ConfigError,
@@ -41,6 +42,8 @@ __all__ = [
     "Bridge",
     "Config",
     "ConfigError",
+    "Destination",
+    "DestinationKind",
     "DiskFull",
     "Event",
     "Finding",

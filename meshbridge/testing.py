@@ -97,9 +97,9 @@ def check_sniffer(candidate: PayloadType, types: Mapping[str, PayloadType] | Non
             before = _verdict(detect(data, declared, installed, len(data) + 1))
             after = _verdict(detect(data, declared, {candidate.name: candidate, **installed}, len(data) + 1))
             if after != before:
-                route = "an auto route" if declared == "auto" else f"a {declared} route"
-                change = f"{_said(after)} instead of {_said(before)}"
-                problems.append(f"{what}: sniff says {score:g}, so on {route} it is detected as {change}")
+                route = "an auto route" if declared == "auto" else f"a route of type {declared}"
+                change = f"{_said(after)}, not {_said(before)}"
+                problems.append(f"{what}: sniff says {score:g}, so on {route} it is {change}")
     assert not problems, f"the {candidate.name} sniffer claims what is not its own:\n" + "\n".join(problems)
 
 
@@ -109,7 +109,7 @@ def _verdict(detection: Any) -> tuple[str, tuple[str, ...]]:
 
 def _said(verdict: tuple[str, tuple[str, ...]]) -> str:
     payload_type, findings = verdict
-    return f"{payload_type} ({'; '.join(findings)})" if findings else payload_type
+    return f"refused ({'; '.join(findings)})" if findings else f"detected as {payload_type}"
 
 
 @pytest.fixture(scope="session")

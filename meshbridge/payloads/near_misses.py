@@ -25,7 +25,7 @@ NEAR_MISSES: dict[str, bytes] = {
         b"Potassium <3.5 mmol/L on 2 readings; repeat in 1 week.\n"
         b"See <https://example.org/guide> and the <b>bold</b> advice in the leaflet.\n"
     ),
-    # starts with '<' (the built-in xml type claims it, at 0.6): no plugin may claim it above that
+    # opens with angle brackets that no XML document can start with
     "text opening with a tag": b"<<URGENT>> please call the ward about bed 4 before 5pm.\n",
     # EDIFACT words, plus signs and apostrophes in prose
     "edifact-looking prose": (
