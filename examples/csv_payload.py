@@ -2,9 +2,10 @@
 
 A CSV sniffer that says "mine" for anything with a comma would turn every letter on an ``auto``
 route into CSV. This one claims a payload only when its first line is a header of at least two
-column names (letters, digits and ``_``, no spaces) and the next lines have as many fields: 0.9
-then, else 0. ``meshbridge.testing.check_sniffer(CSV)`` checks it against every built-in example
-and a corpus of near misses (see "Sniffing etiquette" in docs/plugins.md).
+column names (letters, digits and ``_``, no spaces) and the next lines have fields too: 0.9
+then, else 0 (whether each row has the right number of fields is for ``validate`` to say).
+``meshbridge.testing.check_sniffer(CSV)`` checks it against every built-in example and a corpus
+of near misses (see "Sniffing etiquette" in docs/plugins.md).
 
 ::
 
@@ -32,7 +33,7 @@ def _rows(text: str) -> list[list[str]]:
 
 
 def sniff(head: bytes) -> float:
-    """0.9 for a header of column names and rows of as many fields; else 0 (never raises)."""
+    """0.9 for a header of column names then rows of several fields; else 0 (never raises)."""
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -47,7 +48,7 @@ def sniff(head: bytes) -> float:
     header = rows[0]
     if len(header) < 2 or not all(_NAME.fullmatch(name) for name in header):
         return 0.0
-    return 0.9 if all(len(row) == len(header) for row in rows[1:]) else 0.0
+    return 0.9 if all(len(row) > 1 for row in rows[1:]) else 0.0
 
 
 def validate(data: bytes, options: Mapping[str, Any]) -> ValidationResult:
