@@ -422,7 +422,7 @@ def test_plugin_hook() -> None:
     manager = pluggy.PluginManager("meshbridge")
     manager.add_hookspecs(hookspecs)
     manager.register(xml)
-    (types,) = manager.hook.meshbridge_payload_types()
+    (types,) = manager.hook.meshbridge_payload_types(plugin_config={})
     assert types == [xml.PAYLOAD_TYPE]
     assert isinstance(xml.PAYLOAD_TYPE, PayloadType)
     assert (xml.PAYLOAD_TYPE.name, xml.PAYLOAD_TYPE.media_type) == ("xml", "application/xml")

@@ -157,12 +157,14 @@ def validate(
 
     route_obj = None
     try:
+        plugins = Plugins()
         if route:
-            route_obj = load(ctx.obj["config"]).route(route)
+            config = load(ctx.obj["config"])
+            route_obj = config.route(route)
+            plugins.configure(config)  # the plugins' [plugins.NAME] settings, as the Bridge has them
             if payload_type == "auto":
                 payload_type = route_obj.payload_type
         data = path.read_bytes()
-        plugins = Plugins()
     except ConfigError as exc:
         fail(str(exc), 2)
     except OSError as exc:
