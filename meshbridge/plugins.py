@@ -168,15 +168,6 @@ class Plugins:
         settings = self.plugin_config(impl.plugin_name)
         return impl.function(**_args(impl, payload=payload, route=route, plugin_config=settings))
 
-    def transform(self, payload: Payload, route: Route) -> bytes:
-        """Every transform in turn (see :mod:`meshbridge.transforms` for the checked version)."""
-        data = payload.data
-        for impl in self.transforms():
-            result = self.transform_with(impl, Payload(**{**payload.__dict__, "data": data}), route)
-            if result is not None:
-                data = result
-        return data
-
     def destinations(self) -> dict[str, Destination]:
         return {kind: entry.deliver for kind, entry in self._kinds().items()}
 

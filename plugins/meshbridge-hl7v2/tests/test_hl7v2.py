@@ -129,6 +129,13 @@ def test_sniff(head: bytes, confidence: float) -> None:
     assert sniff(head) == confidence
 
 
+def test_sniffer_claims_no_other_payload() -> None:
+    """meshbridge's sniffing etiquette: no built-in example or near miss changes type with hl7v2 installed."""
+    from meshbridge.testing import check_sniffer
+
+    check_sniffer(meshbridge_hl7v2.HL7V2)
+
+
 def test_sniff_never_raises_on_random_bytes() -> None:
     for size in (0, 1, 3, 4, 5, 64, 65536):
         for _ in range(200):
