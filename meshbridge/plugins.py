@@ -84,13 +84,17 @@ class Plugins:
         self._config: dict[str, Any] = {}  # plugin name -> its validated [plugins.NAME] table
         self._targets: dict[str, Any] = {}  # route name -> its validated plugin destination target
         self._configured = False
+        self._configured_for: Config | None = None
 
     def configure(self, config: Config) -> None:
         """Validate each plugin's ``[plugins.NAME]`` table and each route's plugin destination target
         against the models the plugins declare (a :class:`ConfigError` naming the key, before any
-        message is touched); the hooks receive the results."""
+        message is touched); the hooks receive the results. One config at a time: configuring
+        for another replaces the settings (again for the same config does nothing)."""
         from .plugin_config import validated
 
+        if config is self._configured_for:
+            return
         names = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
         for name in config.plugin_tables:
             if name not in names:
@@ -98,21 +102,23 @@ class Plugins:
                 raise ConfigError(
                     str(config.file), f"plugins.{name}", f"no plugin named {name!r} is installed (have: {installed})"
                 )
-        models = self.config_models()
-        checked = {}
-        for name, model in models.items():
+        settings: dict[str, Any] = {name: dict(table) for name, table in config.plugin_tables.items()}
+        for name, model in self.config_models().items():
             table = config.plugin_tables.get(name, {})
-            checked[name] = validated(model, table, file=config.file, key=f"plugins.{name}")
-        self._config = {**{name: dict(table) for name, table in config.plugin_tables.items()}, **checked}
-        self._configured = True
-        self._types = self._destinations = self._protocols = None  # made again with the plugins' settings
-        kinds = self._kinds()
-        self._targets = {}
+            settings[name] = validated(model, table, file=config.file, key=f"plugins.{name}")
+        fresh = Plugins(self.pm)  # the hooks' results with these settings
+        fresh._config, fresh._configured = settings, True
+        kinds, targets = fresh._kinds(), {}
         for i, route in enumerate(config.routes):
             for kind, target in (route.destination or {}).items():
-                if kind in kinds and kinds[kind].target is not None:
+                model = kinds[kind].target if kind in kinds else None
+                if model is not None:
                     key = f"routes[{i}].destination.{kind}"
-                    self._targets[route.name] = validated(kinds[kind].target, target, file=config.file, key=key)
+                    targets[route.name] = validated(model, target, file=config.file, key=key)
+        # all checked: swap in at once (a worker thread of the service may be delivering meanwhile)
+        self._config, self._targets, self._configured = settings, targets, True
+        self._types, self._destinations, self._protocols = None, kinds, None
+        self._configured_for = config
 
     def config_models(self) -> dict[str, Any]:
         """The model each plugin declares for its ``[plugins.NAME]`` table, by plugin name."""
