@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from .bridge import Bridge, PollReport
 from .config import Config, Mailbox, Route, Secret, load
+from .contract import Destination, DestinationKind
 from .domain_acks import AckMatch, AckProtocol
 from .errors import (
     AckRefused,
@@ -62,6 +63,8 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "DeliveryInterrupted",
+    "Destination",
+    "DestinationKind",
     "DiskFull",
     "ERROR",
     "EventKind",

@@ -42,6 +42,7 @@ from .plugins import Plugins
 from .progress import Progress
 from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
+from .transforms import transformed
 from .validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 
 log = logging.getLogger("meshbridge")
@@ -59,6 +60,7 @@ class Bridge:
     def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
         self.config = config
         self.plugins = plugins or Plugins()
+        self.plugins.configure(config)  # plugin tables and destination targets: refused now, not on every poll
         self._check_routes()
         self.store = Store(config.store.path, inline_max=config.store.inline_max)
         self._mailboxes: dict[str, MeshMailbox] = {}
@@ -273,7 +275,9 @@ class Bridge:
         assert data is not None
         if route is not None:
             payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
-            data = self.plugins.transform(payload, route)
+            data, result = transformed(self.plugins, payload, route, ptype)  # checked again if changed
+            if not result.valid:
+                return self._quarantine(source, result, fields)  # the sender's bytes, the output's findings
         fields["content_type"] = fields["content_type"] or self.media_type(result)
         if route is None:
             return pipeline.accept(self.store, io.BytesIO(data), payload_type=result.payload_type, **fields)

@@ -11,17 +11,105 @@
 - ``mesh_fault_proxy``: a :class:`meshbridge.faultproxy.FaultProxy` in front of the sandbox, with no
   rules (healthy) at the start of each test: ``meshbridge_config(routes, url=mesh_fault_proxy.url)``,
   then ``mesh_fault_proxy.add("POST", r"/outbox$", answer(503))``.
+- ``meshbridge_plugin``: ``meshbridge_plugin(obj, name=...)`` registers a plugin in-process for
+  the rest of the test: every ``Bridge`` made meanwhile (``make_bridge``, ``CliRunner``) has it.
+  :func:`register_plugin` is the same as a context manager.
+- :func:`check_sniffer`: fails when a new payload type's sniffer claims another type's example
+  or a near miss (``docs/plugins.md``, "Sniffing etiquette").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .faultproxy import FaultProxy
+from .payloads.base import PayloadType
 from .sandbox import MAILBOXES, PASSWORD, Sandbox, config_text
+
+
+@contextmanager
+def register_plugin(plugin: object, name: str | None = None) -> Iterator[str]:
+    """Register ``plugin`` (a module, class instance or class with ``@hookimpl`` functions) in
+    this process for the block: every plugin manager made inside it, so every ``Bridge`` and
+    command run in-process, has it. ``name`` (default: its ``__name__`` or class name) is the
+    plugin's name, as in ``[plugins.NAME]``. Yields the name."""
+    from . import plugins
+
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    entry = (name, plugin)
+    plugins.REGISTERED.append(entry)
+    try:
+        yield name
+    finally:
+        plugins.REGISTERED.remove(entry)
+
+
+@pytest.fixture
+def meshbridge_plugin() -> Iterator[Callable[..., str]]:
+    """``meshbridge_plugin(obj, name=None)`` registers a plugin until the test ends (see :func:`register_plugin`)."""
+    from . import plugins
+
+    added: list[tuple[str, object]] = []
+
+    def register(plugin: object, name: str | None = None) -> str:
+        entry = (name or getattr(plugin, "__name__", None) or type(plugin).__name__, plugin)
+        plugins.REGISTERED.append(entry)
+        added.append(entry)
+        return entry[0]
+
+    yield register
+    for entry in added:
+        plugins.REGISTERED.remove(entry)
+
+
+def check_sniffer(candidate: PayloadType, types: Mapping[str, PayloadType] | None = None) -> None:
+    """Fail (``AssertionError`` listing each case) when adding ``candidate`` changes how meshbridge
+    detects any payload of the corpus: every installed type's ``example`` (``types``, default the
+    built-in ones) and :data:`meshbridge.payloads.near_misses.NEAR_MISSES`. Detection is compared
+    on an ``auto`` route and on a route of each installed type, with ``candidate`` winning ties;
+    its sniffer must also not raise on the corpus nor on odd input."""
+    from .payloads.near_misses import NEAR_MISSES
+    from .payloads.sniff import HEAD, detect
+    from .plugins import Plugins, make_plugin_manager
+
+    if types is None:
+        types = Plugins(make_plugin_manager(load_entrypoints=False)).payload_types()
+    installed = dict(types)
+    installed.pop(candidate.name, None)
+    corpus = {f"the {t.name} example": t.example for t in installed.values() if t.example}
+    corpus |= {f"near miss {name!r}": data for name, data in NEAR_MISSES.items()}
+    problems = []
+    for what, data in [*corpus.items(), ("empty", b""), ("random bytes", os.urandom(4096)), ("NULs", b"\0" * 64)]:
+        try:
+            score = candidate.sniff(data[:HEAD])
+        except Exception as exc:
+            problems.append(f"{what}: sniff raised {type(exc).__name__}: {exc} (a sniffer must return 0.0)")
+            continue
+        if what not in corpus:
+            continue
+        for declared in ["auto", *installed]:
+            before = _verdict(detect(data, declared, installed, len(data) + 1))
+            after = _verdict(detect(data, declared, {candidate.name: candidate, **installed}, len(data) + 1))
+            if after != before:
+                route = "an auto route" if declared == "auto" else f"a route of type {declared}"
+                change = f"{_said(after)}, not {_said(before)}"
+                problems.append(f"{what}: sniff says {score:g}, so on {route} it is {change}")
+    assert not problems, f"the {candidate.name} sniffer claims what is not its own:\n" + "\n".join(problems)
+
+
+def _verdict(detection: Any) -> tuple[str, tuple[str, ...]]:
+    return detection.payload_type, tuple(str(f) for f in detection.findings)
+
+
+def _said(verdict: tuple[str, tuple[str, ...]]) -> str:
+    payload_type, findings = verdict
+    return f"refused ({'; '.join(findings)})" if findings else f"detected as {payload_type}"
 
 
 @pytest.fixture(scope="session")

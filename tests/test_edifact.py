@@ -484,7 +484,7 @@ def test_registered_through_the_plugin_hook() -> None:
     pm = pluggy.PluginManager("meshbridge")
     pm.add_hookspecs(hookspecs)
     pm.register(edifact)
-    (types,) = pm.hook.meshbridge_payload_types()
+    (types,) = pm.hook.meshbridge_payload_types(plugin_config={})
     (payload_type,) = types
     assert (payload_type.name, payload_type.media_type) == ("edifact", "application/EDIFACT")
     assert payload_type.validate is validate and payload_type.sniff is sniff and payload_type.description

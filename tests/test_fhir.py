@@ -597,7 +597,7 @@ def test_plugin_hook() -> None:
     manager = pluggy.PluginManager("meshbridge")
     manager.add_hookspecs(hookspecs)
     manager.register(fhir)
-    (types,) = manager.hook.meshbridge_payload_types()
+    (types,) = manager.hook.meshbridge_payload_types(plugin_config={})
     assert types == [fhir.PAYLOAD_TYPE]
     assert isinstance(fhir.PAYLOAD_TYPE, PayloadType)
     assert (fhir.PAYLOAD_TYPE.name, fhir.PAYLOAD_TYPE.media_type) == ("fhir", "application/fhir+xml")

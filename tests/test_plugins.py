@@ -23,7 +23,7 @@ HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) 
 def test_the_hooks_of_the_design_exist() -> None:
     assert set(HOOKS) == {
         "meshbridge_payload_types", "meshbridge_validate", "meshbridge_transform",
-        "meshbridge_destinations", "meshbridge_ack_protocols", "meshbridge_on_event",
+        "meshbridge_destinations", "meshbridge_ack_protocols", "meshbridge_on_event", "meshbridge_config_model",
     }  # fmt: skip
 
 

@@ -387,6 +387,9 @@ def test_validation_never_modifies_bytes() -> None:
         (b"<!-- first --><r/>", 0.6),
         (b"\xef\xbb\xbf  \r\n<r/>", 0.6),
         (b"\n\n   <r", 0.6),
+        ("<référé/>".encode(), 0.6),
+        (b"<<URGENT>> call the ward", 0.0),  # text that opens with angle brackets is not claimed
+        (b"< 5 mmol/L", 0.0),
         ("<r/>".encode("utf-16"), 0.6),
         (b'{"resourceType": "Patient"}', 0.0),
         (b"UNA:+.? 'UNB+UNOA:2", 0.0),
@@ -419,7 +422,7 @@ def test_plugin_hook() -> None:
     manager = pluggy.PluginManager("meshbridge")
     manager.add_hookspecs(hookspecs)
     manager.register(xml)
-    (types,) = manager.hook.meshbridge_payload_types()
+    (types,) = manager.hook.meshbridge_payload_types(plugin_config={})
     assert types == [xml.PAYLOAD_TYPE]
     assert isinstance(xml.PAYLOAD_TYPE, PayloadType)
     assert (xml.PAYLOAD_TYPE.name, xml.PAYLOAD_TYPE.media_type) == ("xml", "application/xml")

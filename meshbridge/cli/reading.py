@@ -158,12 +158,14 @@ def validate(
 
     route_obj = None
     try:
+        plugins = Plugins()
         if route:
-            route_obj = load(ctx.obj["config"]).route(route)
+            config = load(ctx.obj["config"])
+            route_obj = config.route(route)
+            plugins.configure(config)  # the plugins' [plugins.NAME] settings, as the Bridge has them
             if payload_type == "auto":
                 payload_type = route_obj.payload_type
         data = path.read_bytes()
-        plugins = Plugins()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE)
     except MeshbridgeError as exc:  # the config or a plugin

@@ -365,11 +365,15 @@ def _schematron_findings(root: etree._Element, path: Path) -> list[Finding]:
 # --------------------------------------------------------------------------- the payload type
 
 
+_MARKUP_START = re.compile(r"<[^\W\d.-]|<[?!:_]")  # an element's name, a PI, a comment or DOCTYPE
+
+
 def sniff(head: bytes) -> float:
-    """0.6 when the first thing after an optional BOM and whitespace is ``<``; 0 otherwise."""
+    """0.6 when the first thing after an optional BOM and whitespace is ``<`` and what may follow
+    it in XML (a name, ``?`` or ``!``); 0 otherwise (``<<URGENT>>`` is text)."""
     try:
         text = _text_head(head, 1024).lstrip(" \t\r\n")
-        return 0.6 if text.startswith("<") else 0.0
+        return 0.6 if _MARKUP_START.match(text) else 0.0
     except Exception:  # sniffing must never raise
         return 0.0
 

@@ -332,7 +332,8 @@ def deliver_inbound(
     process take it over), and released with whatever is recorded: delivered, failed, interrupted.
     """
     assert route.destination is not None
-    [(kind, target)] = route.destination.items()
+    [kind] = route.destination
+    target = plugins.target(route)  # validated by its kind's model when the Bridge started
     deliver = plugins.destinations().get(kind)
     if deliver is None:
         raise DeliveryError(f"route {route.name}: no destination kind {kind!r} is installed")

@@ -61,13 +61,34 @@ def _show(value: str | bytes, limit: int = 30) -> str:
 
 
 def sniff(head: bytes) -> float:
-    """0.95 when ``head`` starts with ``MSH`` and a field separator (after an optional BOM or
-    whitespace), 0.6 for an HL7 batch (``FHS``/``BHS``, which :func:`validate` refuses), else 0."""
+    """0.95 when ``head`` starts with ``MSH``, a field separator and the encoding characters (after
+    an optional BOM or white space); 0.25 for ``MSH`` and a separator alone (below plain text's
+    0.3: prose such as ``MSH: the header...`` stays text on ``auto`` routes, while an ``hl7v2``
+    route still gets :func:`validate`'s findings); 0.6 for an HL7 batch (``FHS``/``BHS``, which
+    :func:`validate` refuses); else 0. See "Sniffing etiquette" in meshbridge's docs/plugins.md."""
     start = head[len(BOM) :] if head.startswith(BOM) else head
     start = start.lstrip(b" \t\r\n")
     if len(start) < 4 or not _is_separator(chr(start[3])):
         return 0.0
-    return 0.95 if start[:3] == b"MSH" else 0.6 if start[:3] in (b"FHS", b"BHS") else 0.0
+    if start[:3] in (b"FHS", b"BHS"):
+        return 0.6
+    if start[:3] != b"MSH":
+        return 0.0
+    return 0.95 if _has_encoding_characters(start[3:10].decode("latin-1")) else 0.25
+
+
+def _has_encoding_characters(text: str) -> bool:
+    """MSH-1 and MSH-2 as a sniffer wants them: a separator, 4 or 5 distinct other delimiters, then
+    the separator again (or the end of the head)."""
+    separator, rest = text[0], text[1:]
+    encoding = rest.split(separator, 1)[0]
+    ended = separator in rest or len(rest) == len(encoding) == 4
+    return (
+        ended
+        and len(encoding) in (4, 5)
+        and all(_is_separator(c) for c in encoding)
+        and len(set(encoding)) == len(encoding)
+    )
 
 
 class _Findings:

@@ -112,6 +112,9 @@ def test_fixtures_are_refused_by_a_strict_route() -> None:
         (b"MSH|^~\\&|PAS", 0.95),
         (b"\xef\xbb\xbf\r\n  MSH|^~\\&|", 0.95),  # BOM and white space before MSH
         (b"MSH#^~\\&#", 0.95),  # any delimiter
+        (b"MSH|^~\\&#|PAS", 0.95),  # the v2.7 truncation character
+        (b"MSH: the ADT feed lost its header", 0.25),  # prose: below text's 0.3, text on auto routes
+        (b"MSH|^^\\&|PAS", 0.25),  # a broken MSH-2: an hl7v2 route still gets validate's findings
         (b"FHS|^~\\&|", 0.6),  # a batch: claimed, so that validate can say why it is refused
         (b"MSH", 0.0),
         (b"MSHA^~\\&", 0.0),
@@ -124,6 +127,13 @@ def test_fixtures_are_refused_by_a_strict_route() -> None:
 )
 def test_sniff(head: bytes, confidence: float) -> None:
     assert sniff(head) == confidence
+
+
+def test_sniffer_claims_no_other_payload() -> None:
+    """meshbridge's sniffing etiquette: no built-in example or near miss changes type with hl7v2 installed."""
+    from meshbridge.testing import check_sniffer
+
+    check_sniffer(meshbridge_hl7v2.HL7V2)
 
 
 def test_sniff_never_raises_on_random_bytes() -> None:
