@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshbridge import Event, hookimpl
+from meshbridge import Notification, hookimpl
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def meshbridge_config_model() -> type[Settings]:
 
 
 @hookimpl
-def meshbridge_on_event(event: Event, plugin_config: Settings | None) -> None:
+def meshbridge_on_event(event: Notification, plugin_config: Settings | None) -> None:
     if plugin_config is None or (plugin_config.kinds and event.kind not in plugin_config.kinds):
         return  # (None: run without a config file, e.g. `meshbridge validate`)
     line = {"kind": event.kind, "message_id": event.message_id, "summary": event.summary, "detail": event.detail}
