@@ -161,11 +161,11 @@ def test_a_plugin_without_a_model_gets_its_table_as_a_dict(meshbridge_config) ->
         def meshbridge_on_event(self, event, plugin_config):
             seen.append(plugin_config)
 
-    from meshbridge.events import Event
+    from meshbridge.events import EventKind, Notification
 
     plugins = plugins_with(Loose())
     plugins.configure(load(meshbridge_config(XML_OUT + "\n[plugins.loose]\nlevel = 3\n")))
-    plugins.notify(Event("overdue", "m1", "late"))
+    plugins.notify(Notification(EventKind.OVERDUE, "m1", "late"))
     assert seen == [{"level": 3}]
 
 
