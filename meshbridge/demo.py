@@ -56,8 +56,10 @@ def run_demo(
     True when all of it happened as it should. ``command(config, *args)`` runs a meshbridge command."""
     started = time.monotonic()
     workspace = Path(tempfile.mkdtemp(prefix="meshbridge-demo-"))
+    _live["workspace"] = workspace
     try:
-        with Sandbox() as sandbox:
+        _live["sandbox"] = sandbox = Sandbox()
+        with sandbox:
             echo(f"mesh-sandbox running on {sandbox.url}; workspace {workspace}")
             plugins = Plugins()
             config_file = _write_workspace(workspace, sandbox, samples(plugins))
@@ -98,6 +100,19 @@ def run_demo(
             echo(f"workspace kept: {workspace}")
         else:
             _remove(workspace)
+
+
+_live: dict[str, Any] = {}  # the running demo's sandbox and workspace, for abandon()
+
+
+def abandon(*, keep: bool) -> None:
+    """Stop the running demo's sandbox and remove its workspace (unless ``keep``): for a signal
+    handler that then ends the process (the sandbox runs in its own session, so it would outlive it)."""
+    sandbox, workspace = _live.pop("sandbox", None), _live.pop("workspace", None)
+    if sandbox is not None:
+        sandbox.stop()
+    if workspace is not None and not keep:
+        _remove(workspace)
 
 
 def _write_workspace(workspace: Path, sandbox: Sandbox, payloads: list[tuple[str, str, bytes]]) -> Path:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import OUT_IN, TRACK_NOW
 
 JSON_FIELDS = {
@@ -131,7 +132,8 @@ def test_demo_passes_and_leaves_nothing_behind() -> None:
     assert leftover == []
 
 
-def test_demo_stopped_by_sigterm_stops_its_sandbox_and_removes_its_workspace() -> None:
+@pytest.mark.parametrize("when", ["at the start", "in the ITK exchange"])
+def test_demo_stopped_by_sigterm_stops_its_sandbox_and_removes_its_workspace(when: str) -> None:
     """The sandbox runs in its own session: a SIGTERM to the demo must not strand it (it did)."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "meshbridge", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -143,6 +145,8 @@ def test_demo_stopped_by_sigterm_stops_its_sandbox_and_removes_its_workspace() -
         workspace = Path(first.split("workspace ")[1].split()[0])
         sandboxes = psutil.Process(demo.pid).children(recursive=True)
         assert sandboxes  # the sandbox server, in its own process group
+        while when == "in the ITK exchange" and not demo.stdout.readline().startswith("ITK3: "):
+            assert demo.poll() is None
         demo.send_signal(signal.SIGTERM)
         _, err = demo.communicate(timeout=60)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -15,7 +16,7 @@ from .. import steps
 from ..errors import MeshbridgeError
 from ..pipeline import Logged
 from .exits import EXIT_STOPPED, fail_for, mesh_exit
-from .output import echo, fail, print_timeline
+from .output import echo, print_timeline
 from .progress import transfer_bar
 from .session import bridge_for
 
@@ -92,21 +93,27 @@ def run(ctx: click.Context, once: bool) -> None:
 def demo(ctx: click.Context, keep: bool) -> None:
     """Start an embedded MESH sandbox: round trips of every payload type, then an ITK3 exchange
     between two organisations (acks, a nack, an overdue expectation); print what happened."""
-    from ..demo import run_demo
+    from ..demo import abandon, run_demo
 
     def command(config: Path, *args: str) -> None:
         """Run a meshbridge command here, as typed at a shell (shown first), on one of the demo's configs."""
         click.echo(f"\n$ meshbridge --config {config.name} {shlex.join(args)}")
         ctx.find_root().command.main(["--config", str(config), *args], "meshbridge", standalone_mode=False)
 
-    def stop(signum: int, frame: object) -> None:  # unwind, so that the sandbox and workspace go too
-        raise KeyboardInterrupt
+    def stop(signum: int, frame: object) -> None:
+        """Stop the sandbox (in its own session, it would outlive us) and the workspace, then end at once:
+        no step of the demo may swallow the signal or run on without its sandbox."""
+        abandon(keep=keep)
+        sys.stdout.flush()
+        echo(
+            "meshbridge: demo stopped; its sandbox was stopped" + ("" if keep else " and its workspace removed"),
+            err=True,
+        )
+        os._exit(EXIT_STOPPED)
 
     signal.signal(signal.SIGTERM, stop)
     try:
         ok = run_demo(keep=keep, echo=click.echo, show=print_timeline, command=command)
     except MeshbridgeError as exc:
         fail_for(exc)
-    except KeyboardInterrupt:
-        fail("demo stopped; its sandbox was stopped" + ("" if keep else " and its workspace removed"), EXIT_STOPPED)
     sys.exit(0 if ok else 1)

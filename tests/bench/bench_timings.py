@@ -127,6 +127,37 @@ def gzip_cases() -> list[Case]:
     return [("gzip bomb (1 GB inflated) vs gzip text at the cap", validate, bomb, text, True)]
 
 
+def hl7v2_cases() -> list[Case]:
+    """The hostile inputs of the HL7 v2 plugin's tests, when the plugin is installed."""
+    try:
+        import meshbridge_hl7v2
+    except ImportError:
+        return []
+    mib = 1 << 20
+    header = b"MSH|^~\\&|LAB|RAD|EPR|TRUST|20260101120000||ORU^R01|MSG1|P|2.4\r"
+    rng = random.Random(2027)
+    hostile = [
+        ("random", rng.randbytes(mib)),
+        ("1 MiB with no terminator", header.rstrip(b"\r") + b"A" * mib),
+        ("1 MiB of separators", b"MSH|" + b"|" * mib),
+        ("1 MiB of LFCR", header + b"\n\r" * (mib // 2)),
+        ("262144 segments", header + b"PID\r" * (mib // 4)),
+        ("1 MiB not UTF-8", header + b"PID|" + b"\xff" * mib),
+    ]
+
+    def validate(data: bytes) -> ValidationResult:
+        meshbridge_hl7v2.sniff(data[: 64 * 1024])
+        return meshbridge_hl7v2.validate(data, {})
+
+    def well_formed(size: int) -> bytes:
+        return header + b"OBX|1|ST|CODE||some ordinary value\r" * max(1, size // 36)
+
+    return [
+        (f"hl7v2: {label}", validate, data, well_formed(len(data)), label != "262144 segments")
+        for label, data in hostile
+    ]
+
+
 def median(fn: Callable[[], object], repeat: int) -> float:
     """Median seconds per call over ``repeat`` batches, each batch sized to take at least ~5 ms."""
     start = time.perf_counter()
@@ -145,7 +176,7 @@ def hostile(repeat: int) -> bool:
     """Print one row per hostile input; False if one got another verdict than the tests expect."""
     ok = goals = True
     print(f"{'hostile or heavy input':56} {'size':>9} {'hostile':>11} {'well-formed':>11} {'ratio':>7}  goal")
-    for label, validate, data, baseline, refused in [*edifact_cases(), *xml_cases(), *gzip_cases()]:
+    for label, validate, data, baseline, refused in [*edifact_cases(), *xml_cases(), *gzip_cases(), *hl7v2_cases()]:
         if validate(data).valid is refused or not validate(baseline).valid:
             print(f"{label[:56]:56} WRONG VERDICT: the tests expect it {'refused' if refused else 'valid'}")
             ok = False
