@@ -13,6 +13,7 @@ MeshbridgeError
 │   └── UndecodableBody a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError       the correlation store or a payload file is unusable or corrupt
 │   ├── StoreDamaged the store file is empty, truncated or not a meshbridge store (exit code 2)
+│   ├── StoreOutdated its schema is older and this command does not migrate (exit code 2)
 │   └── DiskFull     the store's disk refused a write: full, over a size limit, or failing
 ├── ClaimLost        another process took over a send whose claim had lapsed (this one stops)
 ├── DeliveryInterrupted  meshbridge stopped while a destination was still working
@@ -101,6 +102,11 @@ class StoreDamaged(StoreError):
 
     The message is one line naming the file and what to do (recover it, or restore a backup).
     """
+
+
+class StoreOutdated(StoreError):
+    """The store's schema is older than this meshbridge and this command does not migrate it
+    (``status``); ``meshbridge store migrate`` does, as does any command that opens a Bridge."""
 
 
 class DiskFull(StoreError):

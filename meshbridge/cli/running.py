@@ -13,7 +13,6 @@ import click
 
 from .. import steps
 from ..errors import MeshbridgeError
-from ..pipeline import Logged
 from .output import (
     echo,
     fail,
@@ -33,6 +32,7 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
 
     Exits 3 when MESH could not be reached for a mailbox, 4 when it refused a mailbox's login
     (the rest of the pass is done all the same)."""
+    from ..pipeline import Logged
     from ..service import stopped_by_signals
 
     with bridge_for(ctx, secrets=True) as bridge, stopped_by_signals(bridge.stopping):

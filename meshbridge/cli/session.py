@@ -1,19 +1,24 @@
-"""Opening the configured Bridge for a command, with expected errors as one line and an exit code."""
+"""Opening the configured Bridge (or, for ``status``, only its store) for a command, with expected
+errors as one line and an exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..errors import ConfigError, InvalidRequest, MeshbridgeError, StoreDamaged, UnknownMessage
+from ..errors import ConfigError, InvalidRequest, MeshbridgeError, StoreDamaged, StoreOutdated, UnknownMessage
 from .output import fail
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
     from ..config import Config
+    from ..reader import Reader
+
+T = TypeVar("T")
+SETUP_ERRORS = (ConfigError, InvalidRequest, StoreDamaged, StoreOutdated)  # exit code 2: fix, then run again
 
 
 @contextmanager
@@ -38,9 +43,35 @@ def bridge_for(ctx: click.Context, *, secrets: bool | Callable[[Config], None] =
             secrets(config)
         with Bridge(config) as bridge:
             yield bridge
-    except (ConfigError, InvalidRequest, StoreDamaged) as exc:
+    except SETUP_ERRORS as exc:
         fail(str(exc), 2)
     except UnknownMessage as exc:
         fail(str(exc), 1)
     except MeshbridgeError as exc:
         fail(str(exc), 1)
+
+
+@contextmanager
+def opened(ctx: click.Context, opener: Callable[[Config], AbstractContextManager[T]]) -> Iterator[T]:
+    """What ``opener`` makes of the loaded config (a store, a reader), with the same one-line errors
+    and exit codes as :func:`bridge_for`; no plugins, no MESH client, no secret resolved."""
+    from ..config import load
+    from ..logs import redact
+
+    try:
+        config = load(ctx.obj["config"])
+        redact(source=config.revealed)
+        with opener(config) as thing:
+            yield thing
+    except SETUP_ERRORS as exc:
+        fail(str(exc), 2)
+    except MeshbridgeError as exc:
+        fail(str(exc), 1)
+
+
+def reader_for(ctx: click.Context) -> AbstractContextManager[Reader]:
+    """The configured store opened for reading only (:class:`~meshbridge.reader.Reader`: no
+    plugins, no MESH client, never migrated)."""
+    from ..reader import Reader
+
+    return opened(ctx, Reader)
