@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import signal
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from .. import steps
 from ..errors import MeshbridgeError
 from .output import (
     echo,
@@ -32,6 +30,9 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
 
     Exits 3 when MESH could not be reached for a mailbox, 4 when it refused a mailbox's login
     (the rest of the pass is done all the same)."""
+    import logging
+
+    from .. import steps
     from ..pipeline import Logged
     from ..service import stopped_by_signals
 

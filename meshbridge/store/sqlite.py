@@ -72,10 +72,7 @@ class Store:
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
         self._recorded: list[Event] = []  # timeline events of the transaction in hand (see meshbridge.steps)
         try:
-            missing = migrating.pending(conn)
-            if missing and not migrate:
-                raise outdated(self.path, missing)
-            self.migrated = self.migrate() if missing else []  # the migrations opening applied
+            self.migrated = self._schema(migrate)  # the migrations opening applied
         except BaseException:
             conn.close()
             raise
@@ -89,10 +86,23 @@ class Store:
         with suppress(DiskFull, OSError):
             self.space.room_for(0)
 
-    def migrate(self) -> list[str]:
-        """Apply the migrations this store lacks (one transaction); the names applied."""
-        with self.immediate():
-            return migrating.apply(self.conn)
+    def _schema(self, migrate: bool) -> list[str]:
+        """Check the schema version under the write lock (a store that cannot be written is refused
+        here, by every command): apply the migrations the store lacks and return their names, or
+        with ``migrate=False`` refuse it as :class:`StoreOutdated`."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            missing = migrating.pending(conn)
+            if missing and not migrate:
+                raise outdated(self.path, missing)
+            applied = migrating.apply(conn) if missing else []
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return applied
 
     @cached_property
     def db(self) -> Database:
