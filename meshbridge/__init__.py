@@ -7,53 +7,126 @@ The public API::
         message = bridge.send("letter.xml", route="discharge-out")
         bridge.poll()
         bridge.show(message["id"])
+
+Names are imported when first used (:pep:`562`), so ``import meshbridge`` and the command line's
+``--help`` load none of the pipeline (requests, lxml, fhir.resources, mesh-client, sqlite-utils).
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .bridge import Bridge, PollReport
-from .config import Config, Mailbox, Route, Secret, load
-from .contract import Destination, DestinationKind
-from .domain_acks import AckMatch, AckProtocol
-from .errors import (
-    AckRefused,
-    ClaimLost,
-    ConfigError,
-    DeliveryError,
-    DeliveryInterrupted,
-    DiskFull,
-    FhirJsonError,
-    InvalidRequest,
-    ItkError,
-    ItkUnreadable,
-    MeshAuthRefused,
-    MeshbridgeError,
-    MeshRejected,
-    PayloadError,
-    PayloadRejected,
-    PayloadTooLarge,
-    PluginError,
-    Refused,
-    ReplayRefused,
-    RetryRefused,
-    SchemaUnavailable,
-    SendAbandoned,
-    SourceChanged,
-    SourceTaken,
-    StoreDamaged,
-    StoreError,
-    TransportError,
-    UndecodableBody,
-    UnknownMessage,
-    XmlRefused,
-    XMLRejected,
-)
-from .events import EventKind, Notification
-from .hookspecs import hookimpl
-from .payloads.base import ERROR, WARNING, Finding, Payload, PayloadType, ValidationResult
-from .plugins import Plugins
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
+from ._version import __version__
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ imports them
+    from .bridge import Bridge, PollReport
+    from .config import (
+        Config,
+        Mailbox,
+        Route,
+        Secret,
+        load,
+    )
+    from .contract import Destination, DestinationKind
+    from .domain_acks import AckMatch, AckProtocol
+    from .errors import (
+        AckRefused,
+        ClaimLost,
+        ConfigError,
+        DeliveryError,
+        DeliveryInterrupted,
+        DiskFull,
+        FhirJsonError,
+        InvalidRequest,
+        ItkError,
+        ItkUnreadable,
+        MeshAuthRefused,
+        MeshbridgeError,
+        MeshRejected,
+        PayloadError,
+        PayloadRejected,
+        PayloadTooLarge,
+        PluginError,
+        Refused,
+        ReplayRefused,
+        RetryRefused,
+        SchemaUnavailable,
+        SendAbandoned,
+        SourceChanged,
+        SourceTaken,
+        StoreDamaged,
+        StoreError,
+        StoreOutdated,
+        TransportError,
+        UndecodableBody,
+        UnknownMessage,
+        XmlRefused,
+        XMLRejected,
+    )
+    from .events import EventKind, Notification
+    from .hookspecs import hookimpl
+    from .payloads.base import (
+        ERROR,
+        WARNING,
+        Finding,
+        Payload,
+        PayloadType,
+        ValidationResult,
+    )
+    from .plugins import Plugins
+    from .reader import Reader
+
+# Each public name and the module it comes from (keep in step with the imports above: a test checks).
+_HOMES = {
+    ".bridge": ("Bridge", "PollReport"),
+    ".config": ("Config", "Mailbox", "Route", "Secret", "load"),
+    ".contract": ("Destination", "DestinationKind"),
+    ".domain_acks": ("AckMatch", "AckProtocol"),
+    ".errors": (
+        "AckRefused",
+        "ClaimLost",
+        "ConfigError",
+        "DeliveryError",
+        "DeliveryInterrupted",
+        "DiskFull",
+        "FhirJsonError",
+        "InvalidRequest",
+        "ItkError",
+        "ItkUnreadable",
+        "MeshAuthRefused",
+        "MeshbridgeError",
+        "MeshRejected",
+        "PayloadError",
+        "PayloadRejected",
+        "PayloadTooLarge",
+        "PluginError",
+        "Refused",
+        "ReplayRefused",
+        "RetryRefused",
+        "SchemaUnavailable",
+        "SendAbandoned",
+        "SourceChanged",
+        "SourceTaken",
+        "StoreDamaged",
+        "StoreError",
+        "StoreOutdated",
+        "TransportError",
+        "UndecodableBody",
+        "UnknownMessage",
+        "XmlRefused",
+        "XMLRejected",
+    ),
+    ".events": ("EventKind", "Notification"),
+    ".hookspecs": ("hookimpl",),
+    ".payloads.base": ("ERROR", "WARNING", "Finding", "Payload", "PayloadType", "ValidationResult"),
+    ".plugins": ("Plugins",),
+    ".reader": ("Reader",),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = [  # a literal, for type checkers (a test checks it names exactly the names above)
+    "__version__",
     "AckMatch",
     "AckProtocol",
     "AckRefused",
@@ -88,6 +161,7 @@ __all__ = [
     "PluginError",
     "Plugins",
     "PollReport",
+    "Reader",
     "Refused",
     "ReplayRefused",
     "RetryRefused",
@@ -99,6 +173,7 @@ __all__ = [
     "SourceTaken",
     "StoreDamaged",
     "StoreError",
+    "StoreOutdated",
     "TransportError",
     "UndecodableBody",
     "UnknownMessage",
@@ -106,5 +181,18 @@ __all__ = [
     "WARNING",
     "XmlRefused",
     "XMLRejected",
-    "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (then it is an ordinary attribute)."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

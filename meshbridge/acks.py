@@ -29,6 +29,7 @@ from .errors import AckRefused, InvalidRequest, TransportError
 from .events import EventKind, Notify
 from .faults import checkpoint
 from .itk.parse import HEAD as ITK_HEAD
+from .kinds import BUS, BUS_OWED, INF
 from .mesh import MeshMailbox
 from .payloads.base import Finding, ValidationResult
 from .plugins import Plugins
@@ -52,7 +53,6 @@ EVENTS = {
     "ITK014M": ("ITK Update Record", None),
 }
 GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
-INF, BUS, BUS_OWED = "inf-ack", "bus-ack", "bus-ack-owed"
 RESPONSE_CAP = 1_000_000  # bytes: an ITK008M response is a few KB; a bigger one is an orphan, never read
 FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
 

@@ -40,6 +40,7 @@ from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import Logged, PollReport
 from .plugins import Plugins
 from .progress import Progress
+from .reader import status as store_status
 from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
 from .transforms import transformed
@@ -768,16 +769,8 @@ class Bridge:
     # -- reading --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Counts by direction and state; ``overdue``: overdue expectations (the store's one
-        definition, as of now), ``overdue_messages``: the messages they belong to; ``owed``:
-        inbound ITK messages still owing our business ack."""
-        expectations, messages = self.store.overdue_count()
-        return {
-            "counts": self.store.counts(),
-            "overdue": expectations,
-            "overdue_messages": messages,
-            "owed": self.store.expecting_count(acks.BUS_OWED),
-        }
+        """What :meth:`Reader.status <meshbridge.Reader.status>` returns (one definition)."""
+        return store_status(self.store)
 
     def messages(self, *, owed: bool = False, **filters: Any) -> list[Row]:
         """Messages by the store's filters; ``owed``: inbound ITK messages still owing our business ack."""

@@ -26,6 +26,7 @@ MeshbridgeError
 │   └── UndecodableBody  a downloaded body cannot be decoded (corrupt or cut-short gzip, over a limit)
 ├── StoreError           the correlation store or a payload file is unusable or corrupt (exit code 1)
 │   ├── StoreDamaged     the store file is empty, truncated or not a meshbridge store (exit code 2)
+│   ├── StoreOutdated    its schema is older and this command does not migrate (exit code 2)
 │   ├── DiskFull         the store's disk refused a write: full, over a size limit, or failing
 │   └── SourceTaken      another process stored this source file first
 ├── DeliveryError        a destination did not take a payload (tried again after a backoff)
@@ -123,6 +124,11 @@ class StoreDamaged(StoreError):
 
     The message is one line naming the file and what to do (recover it, or restore a backup).
     """
+
+
+class StoreOutdated(StoreError):
+    """The store's schema is older than this meshbridge and this command does not migrate it
+    (``status``); ``meshbridge store migrate`` does, as does any command that opens a Bridge."""
 
 
 class DiskFull(StoreError):

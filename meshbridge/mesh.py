@@ -25,7 +25,7 @@ import urllib3
 from mesh_client import DEFAULT_MEDIA_TYPE, MeshClient, MeshError, MeshRetry
 from mesh_client.io_helpers import GzipCompressStream
 
-from . import __version__
+from ._version import __version__
 from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
 from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
 from .printable import without_userinfo

@@ -18,6 +18,7 @@ from ..errors import (
     PluginError,
     SendAbandoned,
     StoreDamaged,
+    StoreOutdated,
     TransportError,
     UndecodableBody,
 )
@@ -36,6 +37,7 @@ EXIT_CODES: dict[type, int] = {
     InvalidRequest: EXIT_USAGE,
     PluginError: EXIT_USAGE,
     StoreDamaged: EXIT_USAGE,
+    StoreOutdated: EXIT_USAGE,
     TransportError: EXIT_UNREACHABLE,
     MeshAuthRefused: EXIT_LOGIN_REFUSED,
     MeshRejected: EXIT_FAILED,  # about the message: sending it again as is will not help

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +75,8 @@ def to_stdout(payloads: Payloads, sha: str) -> None:
 
 def to_file(payloads: Payloads, sha: str, output: Path, force: bool) -> int:
     """Write the payload to a temp file beside ``output``, sync it, then give it its name."""
+    import tempfile  # here: --help need not load it
+
     folder = output.parent
     try:
         fd, name = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.", suffix=".part")

@@ -25,7 +25,7 @@ from .output import (
     public_event,
     table,
 )
-from .session import bridge_for
+from .session import bridge_for, reader_for
 from .times import age, shown, spoken
 
 
@@ -33,9 +33,12 @@ from .times import age, shown, spoken
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Counts by direction and state, overdue expectations, and business acks we owe."""
-    with bridge_for(ctx) as bridge:
-        result = bridge.status()
+    """Counts by direction and state, overdue expectations, and business acks we owe.
+
+    Reads the store only (no plugins); a store older than this meshbridge is refused: run
+    ``meshbridge store migrate``."""
+    with reader_for(ctx) as reader:
+        result = reader.status()
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shlex
 import signal
@@ -12,9 +11,7 @@ from pathlib import Path
 
 import click
 
-from .. import steps
 from ..errors import MeshbridgeError
-from ..pipeline import Logged
 from .exits import EXIT_STOPPED, fail_for, mesh_exit
 from .output import echo, print_timeline
 from .progress import transfer_bar
@@ -30,6 +27,10 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
 
     Exits 3 when MESH could not be reached for a mailbox, 4 when it refused a mailbox's login
     (the rest of the pass is done all the same)."""
+    import logging
+
+    from .. import steps
+    from ..pipeline import Logged
     from ..service import stopped_by_signals
 
     with bridge_for(ctx, secrets=True) as bridge, stopped_by_signals(bridge.stopping):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import steps
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
 from .exits import fail_for, mesh_exit
 from .output import echo, fail, format_finding
@@ -46,6 +45,8 @@ def send(
     def needs(config: Config) -> None:  # MESH's secrets for the sending mailbox only
         mailbox = config.route(route).mailbox if route else sender
         config.require(mailboxes=[mailbox] if mailbox else [], destinations=False)
+
+    from .. import steps
 
     with bridge_for(ctx, secrets=needs) as bridge:
         try:

@@ -1,10 +1,11 @@
-"""Opening the configured Bridge for a command, with expected errors as one line and an exit code."""
+"""Opening the configured Bridge (or, for ``status``, only its store) for a command, with expected
+errors as one line and an exit code."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -14,6 +15,9 @@ from .exits import fail_for
 if TYPE_CHECKING:
     from ..bridge import Bridge
     from ..config import Config
+    from ..reader import Reader
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -40,3 +44,27 @@ def bridge_for(ctx: click.Context, *, secrets: bool | Callable[[Config], None] =
             yield bridge
     except MeshbridgeError as exc:
         fail_for(exc)
+
+
+@contextmanager
+def opened(ctx: click.Context, opener: Callable[[Config], AbstractContextManager[T]]) -> Iterator[T]:
+    """What ``opener`` makes of the loaded config (a store, a reader), with the same one-line errors
+    and exit codes as :func:`bridge_for`; no plugins, no MESH client, no secret resolved."""
+    from ..config import load
+    from ..logs import redact
+
+    try:
+        config = load(ctx.obj["config"])
+        redact(source=config.revealed)
+        with opener(config) as thing:
+            yield thing
+    except MeshbridgeError as exc:
+        fail_for(exc)
+
+
+def reader_for(ctx: click.Context) -> AbstractContextManager[Reader]:
+    """The configured store opened for reading only (:class:`~meshbridge.reader.Reader`: no
+    plugins, no MESH client, never migrated)."""
+    from ..reader import Reader
+
+    return opened(ctx, Reader)

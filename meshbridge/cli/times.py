@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from ..config import parse_duration
-
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
     """``2h`` (that long ago), ``30m``, ``1d`` or an ISO 8601 time with an offset -> an aware UTC datetime.
 
     A time without an offset is refused: the same words must mean the same moment on every machine.
     """
+    from ..config import parse_duration  # here: the config's imports are not --help's
+
     text = text.strip()
     try:
         seconds = parse_duration(text)

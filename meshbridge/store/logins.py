@@ -39,7 +39,7 @@ class Logins:
         """A call on this mailbox succeeded: forget its refusal, and make its outbound messages
         waiting out a backoff due now (MESH takes the login again). Returns the row this call
         removed (None if it was not refused, or another process cleared it first)."""
-        found = self._store.db.conn.execute("SELECT 1 FROM mesh_logins WHERE mailbox = ?", [mailbox]).fetchone()
+        found = self._store.conn.execute("SELECT 1 FROM mesh_logins WHERE mailbox = ?", [mailbox]).fetchone()
         if found is None:  # the usual case: a read, no write transaction
             return None
         with self._store.immediate() as db:
@@ -56,7 +56,7 @@ class Logins:
 
     def refusing(self) -> dict[str, Row]:
         """Every mailbox whose login is refused now, by id."""
-        conn = self._store.db.conn
+        conn = self._store.conn
         cursor = conn.execute("SELECT * FROM mesh_logins ORDER BY mailbox")
         names = [d[0] for d in cursor.description]
         with conn.reading():

@@ -26,16 +26,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from ..errors import DiskFull, MeshbridgeError, StoreDamaged, StoreError
 from ..faults import checkpoint
+from .migrating import MIGRATIONS_TABLE
+from .migrating import apply as migrate
 from .payloads import fsync_dir
-from .schema import migrations
 from .tempfiles import locked_temp, remove_if_free
 
 HEADER = b"SQLite format 3\x00"
-MIGRATIONS_TABLE = "_sqlite_migrations"
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 _CHECK_PATH = "check [store] path"
 
@@ -221,7 +219,7 @@ def _build(path: Path, timeout: float) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
-            migrations.apply(Database(conn, execute_plugins=False))
+            migrate(conn)
             conn.execute("COMMIT")
         finally:
             conn.close()  # the only connection: its log is checkpointed into the file and removed

@@ -1,4 +1,5 @@
-"""The store's schema as ordered sqlite-utils migrations. Add new ones at the end; never edit old ones."""
+"""The store's schema as ordered sqlite-utils migrations. Add new ones at the end (and their names to
+:data:`.migrating.NAMES`, which opening a store checks without importing this); never edit old ones."""
 
 from __future__ import annotations
 

@@ -15,19 +15,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from .. import clock
-from ..errors import DiskFull, SourceTaken, StoreError, UnknownMessage
+from ..errors import DiskFull, SourceTaken, StoreError, StoreOutdated, UnknownMessage
 from ..steps import Event, log_steps
+from . import migrating
 from .logins import Logins
-from .opening import open_store
+from .opening import StoreConnection, open_store
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
-from .schema import migrations
 from .space import Space
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 Row = dict[str, Any]
 
@@ -50,20 +52,26 @@ class Store:
     afterwards.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, inline_max: int = INLINE_MAX, migrate: bool = True) -> None:
+        """Open (or build) the store at ``path``. An existing store older than this meshbridge is
+        migrated, or with ``migrate=False`` refused as :class:`StoreOutdated`, untouched."""
         self.path = Path(path)
         secure_dir(self.path.parent)
+        self.created = not self.path.exists()  # (for ``store migrate``'s report)
         conn = open_store(self.path, timeout=30)  # refuses a damaged file; builds a new one whole
+        self.conn: StoreConnection = conn
         self.space = Space(self.path)
         conn.on_full = self.space.release  # the disk is full: state changes may use the reserve
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        self.db = Database(conn, execute_plugins=False)
         self._lazy: set[str] = set()  # messages this store added lazily, not synced since
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
         self._recorded: list[Event] = []  # timeline events of the transaction in hand (see meshbridge.steps)
-        with self.immediate():
-            migrations.apply(self.db)
+        try:
+            self.migrated = self._schema(migrate)  # the migrations opening applied
+        except BaseException:
+            conn.close()
+            raise
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max, self.space)
         self.logins = Logins(self)  # mailboxes whose login MESH refuses (``mesh-auth``)
 
@@ -74,8 +82,33 @@ class Store:
         with suppress(DiskFull, OSError):
             self.space.room_for(0)
 
+    def _schema(self, migrate: bool) -> list[str]:
+        """Check the schema version under the write lock (a store that cannot be written is refused
+        here, by every command): apply the migrations the store lacks and return their names, or
+        with ``migrate=False`` refuse it as :class:`StoreOutdated`."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            missing = migrating.pending(conn)
+            if missing and not migrate:
+                raise outdated(self.path, missing)
+            applied = migrating.apply(conn) if missing else []
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return applied
+
+    @cached_property
+    def db(self) -> Database:
+        """The store's connection in sqlite-utils (imported on first use: reading needs none of it)."""
+        from sqlite_utils import Database
+
+        return Database(self.conn, execute_plugins=False)
+
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     @property
     def tag(self) -> str:
@@ -90,7 +123,7 @@ class Store:
         A full disk raises :class:`DiskFull` with the transaction rolled back (SQLite may have
         rolled it back already).
         """
-        conn = self.db.conn
+        conn = self.conn
         self._recorded.clear()
         with nullcontext() if durable else unsynced(conn):
             conn.execute("BEGIN IMMEDIATE")
@@ -109,12 +142,12 @@ class Store:
     def _step_row(self, message_id: str) -> Row | None:
         """A message's fields for its step's log line (never fails the step: None if unreadable)."""
         try:
-            cursor = self.db.conn.execute(
+            cursor = self.conn.execute(
                 "SELECT direction, state, route, mailbox, peer, mesh_message_id, workflow_id, filename FROM messages "
                 "WHERE id = ?",
                 [message_id],
             )
-            with self.db.conn.reading():
+            with self.conn.reading():
                 found = cursor.fetchone()
         except (sqlite3.Error, StoreError):
             return None
@@ -407,13 +440,13 @@ class Store:
     def expectations(self, message_id: str) -> list[Row]:
         """A message's expectations, each with ``overdue`` (:data:`OVERDUE`, as of now) and ``late``
         (met after its deadline)."""
-        cursor = self.db.conn.execute(
+        cursor = self.conn.execute(
             f"SELECT e.*, {OVERDUE} AS overdue, {LATE} AS late FROM expectations e WHERE e.message_id = ? "
             "ORDER BY e.kind",
             [now(), message_id],
         )
         names = [d[0] for d in cursor.description]
-        with self.db.conn.reading():
+        with self.conn.reading():
             rows = [dict(zip(names, values, strict=True)) for values in cursor]
         return [{**row, "overdue": bool(row["overdue"]), "late": bool(row["late"])} for row in rows]
 
@@ -469,7 +502,7 @@ class Store:
 
     def bad_body_seen(self, mesh_message_id: str) -> bool:
         """Has a download of this message failed to decode before?"""
-        found = self.db.conn.execute("SELECT 1 FROM bad_bodies WHERE mesh_message_id = ?", [mesh_message_id])
+        found = self.conn.execute("SELECT 1 FROM bad_bodies WHERE mesh_message_id = ?", [mesh_message_id])
         return found.fetchone() is not None
 
     def forget_bad_body(self, mesh_message_id: str) -> None:
@@ -537,13 +570,13 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         args = [now(), *params]
-        cursor = self.db.conn.execute(sql, args)  # not db.query: that wraps every read in a savepoint
+        cursor = self.conn.execute(sql, args)  # not db.query: that wraps every read in a savepoint
         names = [d[0] for d in cursor.description]
-        with self.db.conn.reading():
+        with self.conn.reading():
             return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
 
     def events(self, message_id: str) -> list[Row]:
-        with self.db.conn.reading():
+        with self.conn.reading():
             return [
                 {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
                 for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
@@ -552,25 +585,24 @@ class Store:
     def counts(self) -> dict[str, dict[str, int]]:
         """``{direction: {state: count}}``."""
         result: dict[str, dict[str, int]] = {}
-        with self.db.conn.reading():
-            for row in self.db.query(
-                "SELECT direction, state, count(*) AS n FROM messages GROUP BY 1, 2 ORDER BY 1, 2"
-            ):
-                result.setdefault(row["direction"], {})[row["state"]] = row["n"]
+        cursor = self.conn.execute("SELECT direction, state, count(*) FROM messages GROUP BY 1, 2 ORDER BY 1, 2")
+        with self.conn.reading():
+            for direction, state, n in cursor:
+                result.setdefault(direction, {})[state] = n
         return result
 
     def overdue_count(self) -> tuple[int, int]:
         """``(overdue expectations, messages they belong to)``, both by :data:`OVERDUE` as of now."""
-        with self.db.conn.reading():
-            found = self.db.conn.execute(
+        with self.conn.reading():
+            found = self.conn.execute(
                 f"SELECT count(*), count(DISTINCT e.message_id) FROM expectations e WHERE {OVERDUE}", [now()]
             ).fetchone()
         return int(found[0]), int(found[1])
 
     def expecting_count(self, kind: str) -> int:
         """How many messages have an open expectation of ``kind``."""
-        with self.db.conn.reading():
-            found = self.db.conn.execute(
+        with self.conn.reading():
+            found = self.conn.execute(
                 "SELECT count(DISTINCT message_id) FROM expectations WHERE kind = ? AND met_at IS NULL", [kind]
             ).fetchone()
         return int(found[0])
@@ -603,3 +635,12 @@ FINISHED = (
     "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
     "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered", "discarded",
 )  # fmt: skip
+
+
+def outdated(path: Path, missing: list[str]) -> StoreOutdated:
+    """The one-line refusal of a store older than this meshbridge, by a command that does not migrate."""
+    n = len(missing)
+    return StoreOutdated(
+        f"store {path} is older than this meshbridge ({n} migration{'' if n == 1 else 's'} to apply): "
+        "run `meshbridge store migrate`"
+    )
