@@ -31,7 +31,7 @@ class Destination(Protocol):
     a backoff; anything else it raises counts the same).
     """
 
-    def __call__(self, target: Any, blocks: Iterable[bytes], name: str, content_type: str | None) -> str: ...
+    def __call__(self, target: Any, blocks: Iterable[bytes], name: str, content_type: str | None, /) -> str: ...
 
 
 @dataclass(frozen=True)

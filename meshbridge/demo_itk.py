@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from . import acks
+from . import kinds
 from .bridge import Bridge
 from .config import load
 from .itk import codes, same_id
@@ -101,7 +101,7 @@ def run_itk(
 def _wait_past(bridge: Bridge, message_id: str, echo: Callable[[str], None]) -> None:
     """Sleep until the message's business-ack deadline has passed."""
     [due] = (
-        datetime.fromisoformat(e["due_at"]) for e in bridge.store.expectations(message_id) if e["kind"] == acks.BUS
+        datetime.fromisoformat(e["due_at"]) for e in bridge.store.expectations(message_id) if e["kind"] == kinds.BUS
     )
     left = (due - datetime.now(due.tzinfo)).total_seconds()
     if left > 0:

@@ -53,7 +53,8 @@ def meshbridge_destinations() -> dict[str, Destination]:
 
 def to_folder(folder: str | Path, blocks: Iterable[bytes], name: str, content_type: str | None = None) -> str:
     """Temp file in the same folder, fsync, rename: readers never see a partial file (a batch of one)."""
-    batch, outcome = FolderBatch(), []  # type: list[str | DeliveryError]
+    batch = FolderBatch()
+    outcome: list[str | DeliveryError] = []
     batch.add(folder, blocks, name, outcome.append)
     batch.finish()
     if isinstance(outcome[0], DeliveryError):

@@ -78,9 +78,9 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
         reason = f"{protocol.name} answers {match.key!r}, which this store did not send"
         _orphan(store, message, reason, detail, notify)
         return None
-    reason = responders.misfit(message, target, protocol.arrives_on(target), f"{match.key!r}")
-    if reason:
-        _orphan(store, message, f"{protocol.name} {reason}", {**detail, "claims": target["id"]}, notify)
+    misfit = responders.misfit(message, target, protocol.arrives_on(target), f"{match.key!r}")
+    if misfit:
+        _orphan(store, message, f"{protocol.name} {misfit}", {**detail, "claims": target["id"]}, notify)
         return None
     if not store.meet(target["id"], protocol.name, match.code, positive=match.positive, text=match.text):
         reason = f"{protocol.name} answers {match.key!r}, which was already answered (or closed): it is answered once"

@@ -148,7 +148,7 @@ class UnknownMessage(MeshbridgeError):
 class PayloadRejected(PayloadError):
     """Validation refused a payload; it is quarantined in the store with its findings."""
 
-    def __init__(self, message: str, findings: list, message_id: str | None = None) -> None:
+    def __init__(self, message: str, findings: list[Finding], message_id: str | None = None) -> None:
         self.findings, self.message_id = findings, message_id
         super().__init__(message)
 

@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
     breaks the line; it is kept exactly as it came."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,

@@ -165,8 +165,9 @@ class Plugins:
         """The ``meshbridge_transform`` implementations, in the order they run."""
         return self._impls("meshbridge_transform")
 
-    def transform_with(self, impl: pluggy.HookImpl, payload: Payload, route: Route) -> bytes | None:
-        """One transform's output for ``payload`` (None: left alone)."""
+    def transform_with(self, impl: pluggy.HookImpl, payload: Payload, route: Route) -> object:
+        """One transform's output for ``payload`` as the plugin returned it (None: left alone; the
+        caller checks that anything else is bytes)."""
         settings = self.plugin_config(impl.plugin_name)
         return impl.function(**_args(impl, payload=payload, route=route, plugin_config=settings))
 

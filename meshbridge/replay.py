@@ -57,7 +57,8 @@ def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> Row:
 
 def nacked(message: Row) -> str | None:
     """The negative code we answered this message with (infrastructure or business), if any."""
-    inf, bus = message["inf_ack_code"], message["bus_ack_code"]
+    inf: str | None = message["inf_ack_code"]
+    bus: str | None = message["bus_ack_code"]
     if inf and inf != itk.SUCCESS:
         return inf
     code = itk.lookup(bus) if bus else None

@@ -176,8 +176,7 @@ def _aside_name(message_id: str, name: str) -> str:
 def _own_folder(parent: Path | int, name: str) -> Iterator[int]:
     """A descriptor for folder ``name`` in ``parent`` (a path or a descriptor), made if missing;
     a symbolic link or anything but a folder there is refused."""
-    at = parent if isinstance(parent, int) else None
-    base = name if at is not None else os.path.join(parent, name)
+    at, base = (parent, name) if isinstance(parent, int) else (None, os.path.join(parent, name))
     with contextlib.suppress(FileExistsError):
         os.mkdir(base, 0o750, dir_fd=at)
     try:

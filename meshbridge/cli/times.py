@@ -8,8 +8,14 @@ the offset, so that a time read off a screen is never ambiguous.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    _MomentParam = click.ParamType[datetime, object]
+else:  # ParamType is generic only in recent click; older click cannot subscript it at run time
+    _MomentParam = click.ParamType
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -38,7 +44,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     return moment.astimezone(UTC)
 
 
-class When(click.ParamType):
+class When(_MomentParam):
     """A click parameter for ``--since``/``--until``: see :func:`parse_when`."""
 
     name = "when"

@@ -30,7 +30,7 @@ from typing import Any
 
 from lxml import etree
 
-from ..errors import ItkError, ItkUnreadable
+from ..errors import FhirJsonError, ItkError, ItkUnreadable, XmlRefused
 from .codes import (
     CODES,
     EXTENSION_HANDLING,
@@ -51,7 +51,7 @@ from .codes import (
     SYSTEM_RESPONSE_CODES,
     WITHDRAWN,
 )
-from .fhirxml import FHIR_NS, FhirJsonError, XmlRefused, json_to_xml, load_json, local, parse_xml, value, xpath
+from .fhirxml import FHIR_NS, json_to_xml, load_json, local, parse_xml, value, xpath
 from .model import Handling
 from .parse import load, message_header, resolve
 

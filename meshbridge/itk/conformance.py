@@ -89,6 +89,7 @@ def check_tree(root: etree._Element, *, response: bool) -> list[Finding]:
     with _lock:  # the report lives on the shared compiled object
         compiled.validate(root.getroottree())
         report = compiled.validation_report
+    assert report is not None, "schematron() compiles with store_report=True"
     return [_finding(node) for node in report.iter(f"{{{_SVRL}}}failed-assert", f"{{{_SVRL}}}successful-report")]
 
 

@@ -76,8 +76,17 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def xpath(node: etree._Element, path: str, **variables: str) -> list[Any]:
-    """``node.xpath(path)`` with the ``f:`` prefix bound to the FHIR namespace."""
-    return node.xpath(path, namespaces=NS, **variables)
+    """``node.xpath(path)`` with the ``f:`` prefix bound to the FHIR namespace: the nodes or
+    strings a location path selects (every path here selects a node set)."""
+    found = etree.XPathElementEvaluator(node, namespaces=NS)(path, **variables)  # what node.xpath does
+    if not isinstance(found, list):
+        raise TypeError(f"XPath {path!r} selects a {type(found).__name__}, not a node set")
+    return found
+
+
+def elements(node: etree._Element, path: str, **variables: str) -> list[etree._Element]:
+    """The elements ``path`` selects (anything else it selects is left out)."""
+    return [found for found in xpath(node, path, **variables) if isinstance(found, etree._Element)]
 
 
 def value(node: etree._Element | None, path: str, **variables: str) -> str | None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ..errors import ItkUnreadable
+from ..errors import FhirJsonError, ItkUnreadable, XmlRefused
 from .codes import EXTENSION_HANDLING, RESPONSE_EVENT, SYSTEM_RESPONSE_CODES, lookup
 from .fhirxml import (
     FHIR_NS,
-    FhirJsonError,
-    XmlRefused,
+    elements,
     json_to_xml,
     load_json,
     local,
@@ -95,7 +94,7 @@ def message_header(root: etree._Element) -> etree._Element:
     bundle_type = value(root, "f:type/@value")
     if bundle_type != "message":
         raise ItkUnreadable(f"Bundle.type is {bundle_type!r}, not 'message': not an ITK3 message")
-    first = xpath(root, "f:entry[1]/f:resource/*[1]")
+    first = elements(root, "f:entry[1]/f:resource/*[1]")
     if not first or first[0].tag != f"{{{FHIR_NS}}}MessageHeader":
         found = local(first[0]) if first else "nothing"
         raise ItkUnreadable(f"the first Bundle entry holds {found}, not the MessageHeader")
@@ -183,7 +182,7 @@ def resolve(root: etree._Element, reference: str | None) -> etree._Element | Non
     entries = xpath(root, "f:entry[f:resource/*]")
 
     def resource(entry: etree._Element) -> etree._Element:
-        return xpath(entry, "f:resource/*[1]")[0]
+        return elements(entry, "f:resource/*[1]")[0]
 
     for match in (lambda url: url == reference, lambda url: same_id(url, reference)):
         for entry in entries:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from ..hookspecs import hookimpl
 from . import edifact_syntax as syn
@@ -30,6 +30,12 @@ _TAG = re.compile(rb"[A-Z0-9]{3}")
 _LEADING = re.compile(rb"[ \t\r\n]*+")
 _BREAKS = re.compile(rb"[\r\n]*+")
 _TRAILING = re.compile(rb"\s*+\Z")
+
+
+def _skip(run: re.Pattern[bytes], data: bytes, pos: int) -> int:
+    """Where a run of ``run``'s characters starting at ``pos`` ends (the patterns match empty runs)."""
+    m = run.match(data, pos)
+    return m.end() if m else pos
 
 
 def _classify(key: bytes, ends: bytes) -> int | bytes:
@@ -70,7 +76,7 @@ class _Check:
             self.findings.append(Finding(f"stopped after {MAX_FINDINGS} problems", None, ERROR, "edifact.too-many"))
             raise _Stop
 
-    def fatal(self, code: str, message: str, where: str | None = None) -> None:
+    def fatal(self, code: str, message: str, where: str | None = None) -> NoReturn:
         self.add(code, message, where)
         raise _Stop
 
@@ -95,7 +101,7 @@ class _Check:
         if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
             self.fatal("encoding", "the payload starts with a UTF-16 byte-order mark; EDIFACT is never UTF-16")
         bom = data.startswith(BOM)
-        pos = _LEADING.match(data, 3 if bom else 0).end()
+        pos = _skip(_LEADING, data, 3 if bom else 0)
         if pos > (3 if bom else 0):
             self.add("leading-whitespace", "whitespace before the interchange is ignored", None, WARNING)
         seg_no, una_end = 0, pos
@@ -105,7 +111,8 @@ class _Check:
             self.sc = syn.LEVEL_B_DEFAULT
         self.details["una"] = seg_no == 1
         segments = syn.segments(data, self.sc, una_end)
-        ends, kinds = bytes([self.sc.element, self.sc.component, self.sc.terminator]) + b"\r\n", {}
+        ends = bytes([self.sc.element, self.sc.component, self.sc.terminator]) + b"\r\n"
+        kinds: dict[bytes, int | bytes] = {}
         first = next(segments, None)
         if first is None or _classify(data[first[0] : first[0] + 4], ends) != b"UNB":
             found = self.text(data[first[0] : min(first[1], first[0] + 21)], 20) if first else ""
@@ -162,7 +169,7 @@ class _Check:
         una = data[pos + 3 : pos + 9]
         if len(una) < 6:
             self.fatal("una-length", f"UNA is cut short: it needs 6 service characters, found {len(una)}", where)
-        if not data.startswith(b"UNB", _BREAKS.match(data, pos + 9).end()):
+        if not data.startswith(b"UNB", _skip(_BREAKS, data, pos + 9)):
             k = data.find(b"UNB", pos + 3, pos + 24)
             if k >= 0:
                 found = len(data[pos:k].rstrip(b"\r\n"))
@@ -353,7 +360,7 @@ class _Check:
 
     def after_unz(self, pos: int, seg_no: int) -> None:
         if pos < len(self.data) and not _TRAILING.match(self.data, pos):
-            start = _LEADING.match(self.data, pos).end()
+            start = _skip(_LEADING, self.data, pos)
             rest = self.text(self.data[start : start + 21], 20)
             msg = f"{len(self.data) - start} bytes after UNZ, starting {rest!r}: only whitespace may follow UNZ"
             self.add("after-unz", msg, f"segment {seg_no} (UNZ)")

@@ -49,7 +49,7 @@ def parse_una(una: bytes) -> tuple[ServiceChars | None, list[str]]:
     """Check the six characters after ``UNA``; return the service characters (None if unusable) and problems."""
     comp, elem, dec, rel, rep, term = una
     problems: list[str] = []
-    names = ("component separator", "data element separator", "decimal mark", "release character")
+    names: tuple[str, ...] = ("component separator", "data element separator", "decimal mark", "release character")
     names += ("repetition separator", "segment terminator")
     for name, c in zip(names, una, strict=True):
         if name != "decimal mark" and (c >= 0x80 or c in b"\r\n" or chr(c).isalnum()):
@@ -317,9 +317,9 @@ def parse_unb(els: list[list[bytes]]) -> Header:
             add((f"unb-{key}", f"UNB {label} {_text(ident, codec)!r} is longer than 35 characters"))
         d[key], d[f"{key}_qualifier"] = _text(ident, codec, 35), _text(field(els, i, 1), codec) or None
     day, t = field(els, 4), field(els, 4, 1)
-    problem = datetime_problem(day, t)
-    if problem:
-        add(("unb-datetime", problem))
+    when_problem = datetime_problem(day, t)
+    if when_problem:
+        add(("unb-datetime", when_problem))
     else:
         iso = (b"20" + day if len(day) == 6 else day).decode()
         d["prepared"] = f"{iso[:4]}-{iso[4:6]}-{iso[6:]}T{t[:2].decode()}:{t[2:].decode()}"

@@ -13,7 +13,7 @@ migrations = Migrations("meshbridge")
 
 @migrations()
 def m001_messages_and_events(db: Database) -> None:
-    db["messages"].create(
+    db.table("messages").create(
         {
             "id": str,  # meshbridge's own id; also sent as mex-LocalID
             "direction": str,  # "out" | "in"
@@ -51,15 +51,15 @@ def m001_messages_and_events(db: Database) -> None:
         "CREATE UNIQUE INDEX idx_messages_mesh_id ON messages(direction, mesh_message_id) "
         "WHERE mesh_message_id IS NOT NULL"
     )
-    db["messages"].create_index(["state"])
-    db["messages"].create_index(["created_at"])
-    db["events"].create(
+    db.table("messages").create_index(["state"])
+    db.table("messages").create_index(["created_at"])
+    db.table("events").create(
         {"seq": int, "message_id": str, "at": str, "kind": str, "state": str, "detail": str},
         pk="seq",
         not_null={"message_id", "at", "kind"},
         foreign_keys=[("message_id", "messages", "id")],
     )
-    db["events"].create_index(["message_id"])
+    db.table("events").create_index(["message_id"])
     # The timeline is evidence: events are append-only.
     db.execute(
         "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
@@ -69,31 +69,31 @@ def m001_messages_and_events(db: Database) -> None:
         "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
         "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
     )
-    db["expectations"].create(
+    db.table("expectations").create(
         {"message_id": str, "kind": str, "due_at": str, "met_at": str, "outcome": str, "overdue_at": str},
         pk=("message_id", "kind"),
         foreign_keys=[("message_id", "messages", "id")],
     )
-    db["expectations"].create_index(["due_at"])
+    db.table("expectations").create_index(["due_at"])
 
 
 @migrations()
 def m002_findings(db: Database) -> None:
     """Validation findings (JSON list) of rejected and invalid messages."""
-    db["messages"].add_column("findings", str)
+    db.table("messages").add_column("findings", str)
 
 
 @migrations()
 def m003_itk(db: Database) -> None:
     """ITK3 correlation: responses point at the message they answer; ids compare case-insensitively."""
-    db["messages"].add_column("answers", str)  # meshbridge id of the message this response answers
+    db.table("messages").add_column("answers", str)  # meshbridge id of the message this response answers
     db.execute("CREATE INDEX idx_messages_itk_id ON messages(direction, itk_message_id COLLATE NOCASE)")
 
 
 @migrations()
 def m004_ack_keys(db: Database) -> None:
     """Correlation keys of domain acknowledgements (``meshbridge_ack_protocols``)."""
-    db["ack_keys"].create(
+    db.table("ack_keys").create(
         {"protocol": str, "key": str, "message_id": str},
         pk=("protocol", "key"),
         foreign_keys=[("message_id", "messages", "id")],
@@ -103,17 +103,17 @@ def m004_ack_keys(db: Database) -> None:
 @migrations()
 def m005_service(db: Database) -> None:
     """Send backoff, and the source file a message came from (never picked twice)."""
-    db["messages"].add_column("next_attempt_at", str)
-    db["messages"].add_column("source_file", str)
+    db.table("messages").add_column("next_attempt_at", str)
+    db.table("messages").add_column("source_file", str)
     db.execute("CREATE INDEX idx_messages_source ON messages(source_file, payload_sha256)")
 
 
 @migrations()
 def m006_inline_payloads(db: Database) -> None:
     """Small payloads live in the database (``[store] inline_max``); big ones stay files."""
-    db["payloads"].create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})
+    db.table("payloads").create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})
     # Store.sync() bumps this one row in a durable commit: a real write, so SQLite syncs the log
-    db["syncs"].insert({"id": 1, "count": 0}, pk="id")
+    db.table("syncs").insert({"id": 1, "count": 0}, pk="id")
 
 
 @migrations()
@@ -122,9 +122,9 @@ def m008_send_leases(db: Database) -> None:
 
     A claim made before this migration gets a heartbeat now: it lapses one lease from here.
     """
-    db["messages"].add_column("lease_holder", str)
-    db["messages"].add_column("lease_boot", str)
-    db["messages"].add_column("lease_beat", float)
+    db.table("messages").add_column("lease_holder", str)
+    db.table("messages").add_column("lease_boot", str)
+    db.table("messages").add_column("lease_beat", float)
     db.execute(
         "UPDATE messages SET lease_holder = 'migrated', lease_boot = ?, lease_beat = ? WHERE state = 'sending'",
         [clock.boot(), clock.now()],
@@ -134,7 +134,7 @@ def m008_send_leases(db: Database) -> None:
 @migrations()
 def m009_local_id(db: Database) -> None:
     """The sender's own id of an inbound message (its ``mex-LocalID``), shown by ``show``."""
-    db["messages"].add_column("local_id", str)
+    db.table("messages").add_column("local_id", str)
 
 
 @migrations()
@@ -142,7 +142,7 @@ def m011_bad_bodies(db: Database) -> None:
     """Sightings of inbound bodies that could not be decoded: the same raw bytes twice, or too many
     tries, and they are stored ``invalid`` and acknowledged (a table, not a message row: nothing is
     stored or shown as a message until that decision)."""
-    db["bad_bodies"].create(
+    db.table("bad_bodies").create(
         {"mesh_message_id": str, "raw_sha256": str, "mailbox": str, "seen": int, "reason": str, "last_seen": str},
         pk=("mesh_message_id", "raw_sha256"),
     )
@@ -154,8 +154,8 @@ def m012_expectation_verdicts(db: Database) -> None:
     answer's nack ended it), and the answer's text, so that views show a nack as a nack. Earlier
     closed rows are recognised by their outcome. Open expectations get a partial index: overdue
     (``sqlite.OVERDUE``) is found through it."""
-    db["expectations"].add_column("verdict", str)
-    db["expectations"].add_column("text", str)
+    db.table("expectations").add_column("verdict", str)
+    db.table("expectations").add_column("text", str)
     db.execute("UPDATE expectations SET verdict = 'closed' WHERE met_at IS NOT NULL AND outcome LIKE 'closed by %'")
     db.execute("CREATE INDEX idx_expectations_open ON expectations(due_at) WHERE met_at IS NULL")
 
@@ -164,7 +164,7 @@ def m012_expectation_verdicts(db: Database) -> None:
 def m013_mesh_logins(db: Database) -> None:
     """Mailboxes whose login MESH refuses (``mesh-auth``): one row per mailbox while it lasts, so
     that the event is raised once per mailbox, across processes, until a call succeeds again."""
-    db["mesh_logins"].create(
+    db.table("mesh_logins").create(
         {"mailbox": str, "since": str, "last_at": str, "refusals": int, "reason": str},
         pk="mailbox",
         not_null={"since", "last_at", "refusals"},
