@@ -16,7 +16,7 @@ from .store import Row
 
 def same_mailbox(a: str | None, b: str | None) -> bool:
     """MESH mailbox ids compare case-insensitively; an unknown mailbox matches nothing."""
-    return bool(a and b) and a.strip().upper() == b.strip().upper()  # type: ignore[union-attr]
+    return bool(a and b and a.strip().upper() == b.strip().upper())
 
 
 def misfit(answer: Row, original: Row, workflows: Collection[str], answers: str) -> str | None:

@@ -195,11 +195,11 @@ def binary_payload(data: bytes) -> tuple[bytes, str]:
             raise ItkError(f"the message's payload is {what}, not a single Binary")
         target = binaries[0]
     media_type = value(target, "f:contentType/@value")
-    if _blank(media_type):
+    if media_type is None or _blank(media_type):
         raise ItkUnreadable("the Binary payload has no contentType")
     content = "".join((value(target, "f:content/@value") or "").split())
     try:
-        return base64.b64decode(content, validate=True), media_type  # type: ignore[return-value]
+        return base64.b64decode(content, validate=True), media_type
     except (binascii.Error, ValueError):
         raise ItkUnreadable("the Binary payload's content is not valid base64") from None
 
@@ -238,7 +238,7 @@ def _check_handling(h: Handling) -> None:
     if h.recipient_type not in RECIPIENT_TYPES:
         raise ValueError(f"handling.recipient_type must be one of {sorted(RECIPIENT_TYPES)}, not {h.recipient_type!r}")
     md = h.message_definition
-    if _blank(md) or not md.startswith(MESSAGE_DEFINITION_BASE + "/"):  # type: ignore[union-attr]
+    if not isinstance(md, str) or _blank(md) or not md.startswith(MESSAGE_DEFINITION_BASE + "/"):
         raise ValueError(f"handling.message_definition must start with {MESSAGE_DEFINITION_BASE}/, not {md!r}")
     ref = h.sender_reference
     if not isinstance(ref, str) or not _WORD.search(ref) or len(ref) > 255:

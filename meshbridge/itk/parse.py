@@ -7,6 +7,8 @@ else that is missing comes back as ``None`` (the conformance check says what is 
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from lxml import etree
 
 from ..errors import FhirJsonError, ItkUnreadable, XmlRefused
@@ -109,9 +111,7 @@ def read_header(root: etree._Element, fmt: str = "xml") -> ItkHeader:
     header = message_header(root)
     event_code = value(header, "f:event/f:code/@value")
     is_response = (event_code or "").strip() == RESPONSE_EVENT
-    fields: dict[str, object] = {}
-    if is_response:
-        fields = _response(root, header)
+    fields: _ResponseFields = _response(root, header) if is_response else {}
     return ItkHeader(
         message_id=value(header, "f:id/@value") or "",
         bundle_id=value(root, "f:id/@value"),
@@ -124,7 +124,7 @@ def read_header(root: etree._Element, fmt: str = "xml") -> ItkHeader:
         is_response=is_response,
         format=fmt,
         payload_kind=_payload_kind(root, header),
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 
@@ -210,7 +210,19 @@ def _payload_kind(root: etree._Element, header: etree._Element) -> str | None:
 # --------------------------------------------------------------------------- responses
 
 
-def _response(root: etree._Element, header: etree._Element) -> dict[str, object]:
+class _ResponseFields(TypedDict, total=False):
+    """The :class:`ItkHeader` fields only a response has."""
+
+    response_identifier: str | None
+    response_code: str | None
+    itk_code: str | None
+    itk_display: str | None
+    itk_text: str | None
+    level: str | None
+    positive: bool | None
+
+
+def _response(root: etree._Element, header: etree._Element) -> _ResponseFields:
     outcome = resolve(root, value(header, "f:response/f:details/f:reference/@value"))
     if outcome is None or local(outcome) != "OperationOutcome":
         found = xpath(root, "f:entry/f:resource/f:OperationOutcome")
