@@ -94,6 +94,9 @@ def test_retry_by_state_and_time(config: Path, mesh_fault_proxy: FaultProxy, tmp
         (["--state", "sent"], "Invalid value for '--state'"),
         (["--since", "yesterday"], "bad time 'yesterday'"),
         (["--since", "2026-11-28T09:00:00"], "has no offset"),
+        (["--since", "999999999d"], "time '999999999d' is out of range"),  # before year 1: no traceback
+        (["--until", "0001-01-01T00:00:00+01:00"], "is out of range"),  # year 0 in UTC
+        (["--since", "9999-12-31T23:00:00-05:00"], "is out of range"),  # year 10000 in UTC
     ],
 )
 def test_retry_usage_errors_exit_2(config: Path, args: list[str], error: str) -> None:
