@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 
@@ -26,9 +27,12 @@ def sandbox(port: int, host: str) -> None:
 
     if not embedded.installed():
         fail(f"meshbridge sandbox needs the mesh-sandbox package: {embedded.INSTALL}", 2)
+    server = embedded.Sandbox(port=port, host=host)
+    taken = in_use(host, port)
+    if taken:  # else the health check could be answered by whatever holds the port (another sandbox)
+        fail(f"mesh-sandbox did not start on {server.url}: {host} port {port}: {taken}", 1)
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server = embedded.Sandbox(port=port, host=host)
     try:
         server.start()
     except MeshbridgeError:
@@ -52,3 +56,18 @@ def sandbox(port: int, host: str) -> None:
             signal.signal(sig, handler)
     echo("mesh-sandbox stopped")
     sys.exit(0)
+
+
+def in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (``Address already in use``), or None when it can."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError):  # a name that does not resolve: uvicorn says so
+        return None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
