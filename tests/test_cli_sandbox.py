@@ -186,3 +186,22 @@ def test_a_port_another_sandbox_serves_is_refused_not_claimed(started, mesh_sand
     assert stderr.count("\n") == 1 and "address already in use" in stderr.lower()
     with MeshClient(mesh_sandbox.url, "X26ABC3", "password", shared_key=b"TestKey") as client:
         client.handshake()  # the first sandbox is untouched
+
+
+def test_sighup_stops_the_sandbox_and_its_server(started) -> None:
+    """Closing the terminal (SIGHUP) stops the server too: it runs in a session of its own, which the
+    terminal's hangup never reaches, so a sandbox left running would keep the port."""
+    port = free_port()
+    run = Running("--port", str(port))
+    started.append(run)
+    run.wait_for("poll_interval", count=3)
+    children = psutil.Process(run.process.pid).children(recursive=True)
+    assert children and listening(port)
+    run.process.send_signal(signal.SIGHUP)
+    code = run.process.wait(30)
+    run._reader.join(5)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    for child in alive:  # (the test leaves nothing behind either way)
+        child.kill()
+    assert alive == [] and not listening(port)
+    assert code == 0 and run.stdout.rstrip().endswith("mesh-sandbox stopped")

@@ -19,7 +19,7 @@ DEFAULT_PORT = 8700
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 def sandbox(port: int, host: str) -> None:
-    """Run NHS England's mesh-sandbox (test mailboxes X26ABC1-3) until Ctrl-C or SIGTERM.
+    """Run NHS England's mesh-sandbox (test mailboxes X26ABC1-3) until Ctrl-C, SIGTERM or SIGHUP.
 
     Prints its URL and a [mesh] snippet with the test credentials for meshbridge.toml.
     """
@@ -32,7 +32,9 @@ def sandbox(port: int, host: str) -> None:
     if taken:  # else the health check could be answered by whatever holds the port (another sandbox)
         fail(f"mesh-sandbox did not start on {server.url}: {host} port {port}: {taken}", 1)
     stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP too: the server has a session of its own, which a closed terminal's hangup never reaches
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in stops}
     try:
         server.start()
     except MeshbridgeError:
