@@ -469,7 +469,14 @@ class Bridge:
     @property
     def acks(self) -> Acknowledgements:
         if self._acks is None:
-            self._acks = Acknowledgements(self.config, self.store, self.plugins, self.mailbox, self._notify)
+            self._acks = Acknowledgements(
+                self.config,
+                self.store,
+                self.plugins,
+                self.mailbox,
+                self._notify,
+                transmit=lambda row: self._transmit(row, claimed=True),
+            )
         return self._acks
 
     def _collect(self, mailbox_id: str, report: PollReport) -> None:

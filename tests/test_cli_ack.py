@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import Bridge, itk, load
+from meshbridge import Bridge, hookimpl, itk, load
+from meshbridge.plugins import Plugins, make_plugin_manager
+from meshbridge.sandbox import PASSWORD
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
 <birthDate value="1970-01-01"/></Patient>"""
@@ -161,3 +163,40 @@ def test_the_api_refuses_a_code_of_the_other_kind(tmp_path: Path, pair) -> None:
     assert len(b.messages(direction="out")) == 1  # the 20013 only
     acked = b.ack(received["id"])  # 30001 by default
     assert (acked["state"], acked["bus_ack_code"]) == ("bus-acked", "30001")
+
+
+class Heard:
+    """A plugin that keeps every ``meshbridge_on_event`` it is told of."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    @hookimpl
+    def meshbridge_on_event(self, event) -> None:
+        self.kinds.append(event.kind)
+
+
+def refusing(config: Path) -> Path:
+    """The same config with a mailbox password MESH refuses."""
+    refused = config.with_name(f"refused-{config.name}")
+    refused.write_text(config.read_text().replace(f'password = "{PASSWORD}"', 'password = "Wr0ng-Pa55"'))
+    return refused
+
+
+def test_a_login_refused_to_a_business_ack_raises_mesh_auth_and_the_fixed_config_sends_it(tmp_path: Path, pair) -> None:
+    """The first refusal of a mailbox met by the ack's response raises ``mesh-auth``, as one met by
+    any other send does (it was counted but never raised: the later polls only counted again)."""
+    a, b = pair()
+    [(sent, received)] = exchange(a, b, tmp_path, 1)
+    pm = make_plugin_manager(load_entrypoints=False)
+    heard = Heard()
+    pm.register(heard, name="heard")
+    with Bridge(load(refusing(b.config.file)), Plugins(pm)) as refused:
+        acked = refused.ack(received["id"], code="30001")
+        assert acked["state"] == "bus-acked"  # recorded: the response waits
+        assert heard.kinds == ["mesh-auth"]
+        assert refused.poll().login_refused == ["X26ABC2"]
+        assert heard.kinds == ["mesh-auth"]  # once
+    b.poll()  # the right password: the waiting response goes
+    a.poll()
+    assert a.store.get(sent["id"])["bus_ack_code"] == "30001"
