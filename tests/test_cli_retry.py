@@ -122,3 +122,19 @@ def test_retry_with_a_refused_login_queues_the_message_and_exits_4(
     assert meshbridge(config, "poll").returncode == 0
     with Bridge(load(config)) as bridge:
         assert bridge.store.get(message_id)["state"] in ("sent", "delivered")
+
+
+def test_a_retry_that_spends_its_attempts_again_says_failed_not_that_poll_sends_it(
+    config: Path, mesh_fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """With ``send_attempts = 1`` an unreachable MESH fails the retried message again at once: poll
+    does not send a failed message, so the line must not say it will."""
+    [message_id] = failed_messages(config, mesh_fault_proxy, tmp_path, 1)
+    mesh_fault_proxy.add("POST", r"/X26ABC1/outbox$", answer(503), times=None)
+    done = meshbridge(config, "retry", message_id)
+    assert done.returncode == 1, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith(f"{message_id}: ")]
+    assert line.startswith(f"{message_id}: failed (not sent: ") and "gave up after 1 attempts" in line
+    assert "poll sends it" not in done.stderr and done.stdout == ""
+    with Bridge(load(config)) as bridge:
+        assert bridge.store.get(message_id)["state"] == "failed"
