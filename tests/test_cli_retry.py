@@ -136,5 +136,6 @@ def test_a_retry_that_spends_its_attempts_again_says_failed_not_that_poll_sends_
     [line] = [line for line in done.stderr.splitlines() if line.startswith(f"{message_id}: ")]
     assert line.startswith(f"{message_id}: failed (not sent: ") and "gave up after 1 attempts" in line
     assert "poll sends it" not in done.stderr and done.stdout == ""
+    assert [line for line in done.stderr.splitlines() if message_id in line] == [line]  # said once, not logged too
     with Bridge(load(config)) as bridge:
         assert bridge.store.get(message_id)["state"] == "failed"

@@ -105,7 +105,7 @@ def retry(
         fail("give message ids, or --state/--since/--until to choose them, not both", 2)
     if not (message_ids or state or since or until):
         fail("give message ids, or --state/--since/--until to choose them", 2)
-    with bridge_for(ctx, secrets=True) as bridge:
+    with bridge_for(ctx, secrets=True) as bridge, steps.told_by_caller():  # each outcome is its line below
         done = bridge.retry_many(message_ids, state=state, since=since, until=until)
     if not done.messages:
         what = f"{state} message" if state else "failed outbound or undelivered inbound message"
