@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import itk, pipeline, responders, steps
+from . import itk, pipeline, responders
 from .config import Config, ItkOptions, Route
 from .errors import InvalidRequest, MeshbridgeError, TransportError
 from .faults import checkpoint
@@ -625,8 +625,7 @@ class Acknowledgements:
         try:
             self.transmit(row)
         except TransportError as exc:
-            level = logging.INFO if steps.told() else logging.WARNING  # (`ack` says so in its own line)
-            log.log(level, "response %s not sent yet: %s", row["id"], exc)
+            log.warning("response %s not sent yet: %s", row["id"], exc)
         return self.store.get(row["id"])
 
     def _ods(self, route_name: str | None, mailbox: str) -> str:

@@ -86,11 +86,6 @@ def told_by_caller() -> Iterator[None]:
         _told.reset(token)
 
 
-def told() -> bool:
-    """Whether the command itself tells the user how it went (within :func:`told_by_caller`)."""
-    return _told.get()
-
-
 def log_steps(events: list[Event], lookup: Lookup) -> None:
     """Log recorded timeline events: each step at its level, every other kind at DEBUG."""
     for message_id, kind, state, detail in events:

@@ -185,8 +185,7 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
     if nack is not None and code is not None:
         fail("--code goes with --ok; a nack's code is given to --nack", 2)
     with bridge_for(ctx, secrets=True) as bridge:
-        with steps.told_by_caller():
-            message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
+        message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
         said = f"{message['id']}: {message['state']} ({message['bus_ack_code']})"
         response = answer(bridge.store, message["id"])
         if response is None or response["state"] not in ("accepted", "sending", "failed"):
