@@ -61,15 +61,15 @@ def sandbox(port: int, host: str) -> None:
 
 
 def in_use(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on (``Address already in use``), or None when it can."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except (OSError, UnicodeError):  # a name that does not resolve: uvicorn says so
-        return None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no obstacle
+    """Why ``host:port`` cannot be listened on (``Address already in use``), or None when it can.
+    Bound as uvicorn binds it: IPv6 when the host has a colon, else IPv4, with SO_REUSEADDR."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
         try:
-            probe.bind(address)
-        except OSError as exc:
-            return exc.strerror or str(exc)
+            probe.bind((host, port))
+        except socket.gaierror:  # a name that does not resolve: uvicorn says so
+            return None
+        except (OSError, UnicodeError) as exc:
+            return getattr(exc, "strerror", None) or str(exc)
     return None
