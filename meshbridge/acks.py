@@ -315,8 +315,14 @@ class Acknowledgements:
         plugins: Plugins,
         mailbox: Callable[[str], MeshMailbox],
         notify: Notify,
+        transmit: Callable[[Row], object] | None = None,
     ) -> None:
+        """``transmit(row)`` sends a stored response born claimed (the Bridge's: its retry policy,
+        and a refused login raising ``mesh-auth``); by default :func:`pipeline.transmit`."""
         self.config, self.store, self.plugins, self.mailbox, self.notify = config, store, plugins, mailbox, notify
+        self.transmit = transmit or (
+            lambda row: pipeline.transmit(self.store, self.mailbox(row["mailbox"]), row, claimed=True)
+        )
 
     # -- responses we receive --------------------------------------------------------------
 
@@ -616,7 +622,7 @@ class Acknowledgements:
         self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
         checkpoint("respond:stored")
         try:
-            pipeline.transmit(self.store, self.mailbox(mailbox), row, claimed=True)
+            self.transmit(row)
         except TransportError as exc:
             log.warning("response %s not sent yet: %s", row["id"], exc)
         return self.store.get(row["id"])
