@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
-from .exits import fail_for, mesh_exit
+from .exits import EXIT_LOGIN_REFUSED, EXIT_UNREACHABLE, fail_for, mesh_exit
 from .output import echo, fail, format_finding
 from .progress import transfer_bar
 from .session import bridge_for
@@ -101,6 +101,8 @@ def retry(
         fail("give message ids, or --state/--since/--until to choose them, not both", 2)
     if not (message_ids or state or since or until):
         fail("give message ids, or --state/--since/--until to choose them", 2)
+    from .. import steps
+
     with bridge_for(ctx, secrets=True) as bridge, steps.told_by_caller():  # each outcome is its line below
         done = bridge.retry_many(message_ids, state=state, since=since, until=until)
     if not done.messages:
@@ -197,7 +199,7 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
         fail(
             f"{said} recorded; its response {response['id']} to {message['peer']} is not sent yet "
             f"({response['last_error']}); `meshbridge poll` sends it",
-            EXIT_LOGIN_REFUSED if refused else 3,
+            EXIT_LOGIN_REFUSED if refused else EXIT_UNREACHABLE,
         )
 
 
