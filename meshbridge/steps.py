@@ -54,7 +54,18 @@ STEPS: dict[str, tuple[str, int]] = {
 INBOUND_STEPS = {"bus-acked": ("acked", INFO), "bus-nacked": ("nacked", WARNING)}
 # the event kinds ``meshbridge_on_event`` shares with a step: their step line is their log line
 NOTIFIED = frozenset(
-    {"rejected", "failed", "undeliverable", "invalid", "unrouted", "undelivered", "orphan", "overdue", "nack"}
+    {
+        "rejected",
+        "failed",
+        "undeliverable",
+        "invalid",
+        "duplicate",
+        "unrouted",
+        "undelivered",
+        "orphan",
+        "overdue",
+        "nack",
+    }
 )
 
 Event = tuple[str, str, str | None, dict[str, Any] | None]  # message id, kind, the state it set (if any), detail
