@@ -315,8 +315,14 @@ class Acknowledgements:
         plugins: Plugins,
         mailbox: Callable[[str], MeshMailbox],
         notify: Notify,
+        transmit: Callable[[Row], object] | None = None,
     ) -> None:
+        """``transmit(row)`` sends a stored response born claimed (the Bridge's: its retry policy,
+        and a refused login raising ``mesh-auth``); by default :func:`pipeline.transmit`."""
         self.config, self.store, self.plugins, self.mailbox, self.notify = config, store, plugins, mailbox, notify
+        self.transmit = transmit or (
+            lambda row: pipeline.transmit(self.store, self.mailbox(row["mailbox"]), row, claimed=True)
+        )
 
     # -- responses we receive --------------------------------------------------------------
 
@@ -526,6 +532,8 @@ class Acknowledgements:
     def business_ack(self, message_id: str, code: str | None, text: str | None, *, nack: bool = False) -> Row:
         rc = business_code(code, nack=nack)
         code = rc.code
+        if text is not None and (bad := _not_xml(text)):
+            raise InvalidRequest(f"the response text holds {bad!r}, which XML cannot carry (nor so ITK3)")
         message = self.store.get(message_id)
         route = self.config.route(message["route"]) if message["route"] else None
         if message["direction"] != "in" or not message["itk_message_id"] or route is None or route.itk is None:
@@ -616,7 +624,7 @@ class Acknowledgements:
         self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
         checkpoint("respond:stored")
         try:
-            pipeline.transmit(self.store, self.mailbox(mailbox), row, claimed=True)
+            self.transmit(row)
         except TransportError as exc:
             log.warning("response %s not sent yet: %s", row["id"], exc)
         return self.store.get(row["id"])
@@ -642,3 +650,13 @@ def business_code(code: str | None, *, nack: bool) -> itk.ResponseCode:
     if rc.negative != nack:
         raise InvalidRequest(f"{rc.code} is a {'positive' if nack else 'negative'} code, not a {kind} one: {listed}")
     return rc
+
+
+def _not_xml(text: str) -> str | None:
+    """The first character of ``text`` that XML 1.0 cannot carry (a C0 control other than tab and
+    line breaks, a surrogate, U+FFFE or U+FFFF), or None."""
+    for char in text:
+        point = ord(char)
+        if (point < 0x20 and char not in "\t\n\r") or 0xD800 <= point <= 0xDFFF or point in (0xFFFE, 0xFFFF):
+            return char
+    return None

@@ -160,7 +160,8 @@ class Bridge:
 
         A payload that fails validation, or an empty one, is quarantined (state ``rejected``) and
         :class:`~meshbridge.PayloadRejected` raised. A name that is not UTF-8 is stored with each
-        such byte as ``%XX``. With ``source_file`` (a folder source's file), the file is stat'ed
+        such byte as ``%XX``, and so is a control character (MESH refuses those in its headers).
+        With ``source_file`` (a folder source's file), the file is stat'ed
         again once stored; if it changed meanwhile the copy is ``discarded`` unsent and
         :class:`~meshbridge.errors.SourceChanged` raised. A MESH rejection or outage leaves the message
         stored (``failed`` or ``accepted``) and raises :class:`~meshbridge.TransportError`;
@@ -475,7 +476,14 @@ class Bridge:
     @property
     def acks(self) -> Acknowledgements:
         if self._acks is None:
-            self._acks = Acknowledgements(self.config, self.store, self.plugins, self.mailbox, self._notify)
+            self._acks = Acknowledgements(
+                self.config,
+                self.store,
+                self.plugins,
+                self.mailbox,
+                self._notify,
+                transmit=lambda row: self._transmit(row, claimed=True),
+            )
         return self._acks
 
     def _collect(self, mailbox_id: str, report: PollReport) -> None:

@@ -108,11 +108,17 @@ class Redactor(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger [job]: message (field=value …)``, with control characters (a peer's text may carry
-    them) shown as escapes: a record is one line, and only a traceback adds lines."""
+    """``time LEVEL logger [job]: message (field=value …)``, the time local with its offset, with control
+    characters (a peer's text may carry them) shown as escapes: a record is one line, and only a
+    traceback adds lines."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(tag)s: %(message)s%(facts)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """Local time with its offset (``2026-11-28 13:30:46.012+00:00``): a time read off a log is
+        never ambiguous, across zones or a clock change."""
+        return datetime.fromtimestamp(record.created, UTC).astimezone().isoformat(sep=" ", timespec="milliseconds")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         running = getattr(record, "job", None)

@@ -136,6 +136,16 @@ class _Slice:
         return data
 
 
+def header_text(value: str) -> str:
+    """Text for a MESH header (HTTP carries Latin-1 only): each character beyond it, such as the
+    curly apostrophe (U+2019) of a file name, written as ``%XX`` of its UTF-8 bytes."""
+    return "".join(c if ord(c) < 0x100 else _percent(c) for c in value)
+
+
+def _percent(char: str) -> str:
+    return "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
+
+
 def chunk_count(size: int, chunk_size: int) -> int:
     return max(1, math.ceil(size / chunk_size))
 
@@ -220,7 +230,7 @@ class MeshMailbox:
         total = chunk_count(size, self.chunk_size)
         at = (lambda offset: progress(offset, size)) if progress and total > 1 else None
         headers = {
-            k: v
+            k: header_text(v)
             for k, v in {
                 "workflow_id": workflow_id,
                 "local_id": local_id,

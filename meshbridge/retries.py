@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .errors import MeshAuthRefused, MeshbridgeError, MeshRejected, TransportError, UnknownMessage
+from .errors import MeshAuthRefused, MeshbridgeError, MeshRejected, SendAbandoned, TransportError, UnknownMessage
 from .pipeline import PollReport
 from .store import Row, Store
 
@@ -128,6 +128,9 @@ def _send(store: Store, row: Row, send: Callable[[Row], object], report: PollRep
         return f"not sent yet: {exc}"
     except MeshRejected as exc:
         return f"MESH refused it again: {exc}"
+    except SendAbandoned as exc:  # failed again (its attempts spent): poll does not send it
+        report.mailbox_trouble(row["mailbox"])
+        return f"not sent: {exc}"
     except TransportError as exc:
         report.mailbox_trouble(row["mailbox"])
         return f"not sent yet: {exc}; poll sends it"

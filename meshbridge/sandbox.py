@@ -156,18 +156,29 @@ class Sandbox:
         self._process = subprocess.Popen(
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                if requests.get(f"{self.url}/health", timeout=1, **self._tls_args()).ok:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
+        try:
+            if self._answers(timeout):
+                return self
+        except BaseException:  # interrupted while it starts (Ctrl-C, the demo's SIGTERM): in its own session, it
+            self.stop()  # would outlive us
+            raise
         output = self.output()
         self.stop()
         raise MeshbridgeError(f"mesh-sandbox did not start on {self.url}:\n{output}")
+
+    def _answers(self, timeout: float) -> bool:
+        """Wait until the started server answers its health check (False: it exited, or the time ran out)."""
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            try:
+                if requests.get(f"{self.url}/health", timeout=1, **self._tls_args()).ok:
+                    return True
+            except requests.RequestException:
+                time.sleep(0.05)
+        return False
 
     def _tls_args(self) -> dict[str, Any]:
         if not self.tls:

@@ -12,7 +12,7 @@ inode changed meanwhile (its writer was not done after all), the stored copy is 
 (state ``discarded``) and the file waits to settle again. Otherwise it moves to
 ``<folder>/.meshbridge/sent/`` (or ``rejected/`` when validation refused it, an empty file too,
 with the findings in the store). A name that is not UTF-8 is stored and sent with each such byte
-as ``%XX`` (see :func:`text_name`). A file is never taken
+as ``%XX``, a C0 control too (see :func:`text_name`). A file is never taken
 twice: the store remembers each file's name, inode, modification time and sha256, so after a
 crash between storing and moving, the next scan only moves it aside; and two processes scanning
 one folder cannot both store it (the store checks and inserts in one transaction).
@@ -100,8 +100,11 @@ _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a dev
 
 def text_name(name: str) -> str:
     """A file name as text for the store and MESH: each byte that is not UTF-8 (which the file
-    system hands over as a lone surrogate) written ``%XX``, e.g. ``caf%E9.txt``."""
-    return "".join(f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else c for c in name)
+    system hands over as a lone surrogate) written ``%XX``, e.g. ``caf%E9.txt``, and so is each C0
+    control (a line break, a tab), which MESH refuses in its headers: ``new%0Aline.txt``."""
+    return "".join(
+        f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else f"%{ord(c):02X}" if c < " " else c for c in name
+    )
 
 
 def change_since(path: Path, opened: os.stat_result) -> str | None:

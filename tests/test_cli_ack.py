@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import Bridge, itk, load
+from meshbridge import Bridge, hookimpl, itk, load
+from meshbridge.plugins import Plugins, make_plugin_manager
+from meshbridge.sandbox import PASSWORD, free_port
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
 <birthDate value="1970-01-01"/></Patient>"""
@@ -161,3 +163,69 @@ def test_the_api_refuses_a_code_of_the_other_kind(tmp_path: Path, pair) -> None:
     assert len(b.messages(direction="out")) == 1  # the 20013 only
     acked = b.ack(received["id"])  # 30001 by default
     assert (acked["state"], acked["bus_ack_code"]) == ("bus-acked", "30001")
+
+
+class Heard:
+    """A plugin that keeps every ``meshbridge_on_event`` it is told of."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    @hookimpl
+    def meshbridge_on_event(self, event) -> None:
+        self.kinds.append(event.kind)
+
+
+def refusing(config: Path) -> Path:
+    """The same config with a mailbox password MESH refuses."""
+    refused = config.with_name(f"refused-{config.name}")
+    refused.write_text(config.read_text().replace(f'password = "{PASSWORD}"', 'password = "Wr0ng-Pa55"'))
+    return refused
+
+
+def test_a_login_refused_to_a_business_ack_raises_mesh_auth_and_the_fixed_config_sends_it(tmp_path: Path, pair) -> None:
+    """The first refusal of a mailbox met by the ack's response raises ``mesh-auth``, as one met by
+    any other send does (it was counted but never raised: the later polls only counted again)."""
+    a, b = pair()
+    [(sent, received)] = exchange(a, b, tmp_path, 1)
+    pm = make_plugin_manager(load_entrypoints=False)
+    heard = Heard()
+    pm.register(heard, name="heard")
+    with Bridge(load(refusing(b.config.file)), Plugins(pm)) as refused:
+        acked = refused.ack(received["id"], code="30001")
+        assert acked["state"] == "bus-acked"  # recorded: the response waits
+        assert heard.kinds == ["mesh-auth"]
+        assert refused.poll().login_refused == ["X26ABC2"]
+        assert heard.kinds == ["mesh-auth"]  # once
+    b.poll()  # the right password: the waiting response goes
+    a.poll()
+    assert a.store.get(sent["id"])["bus_ack_code"] == "30001"
+
+
+@pytest.mark.parametrize(("trouble", "exit_code"), [("login refused", 4), ("unreachable", 3)])
+def test_an_ack_whose_response_is_not_sent_says_so_and_exits_as_send_does(
+    tmp_path: Path, pair, trouble: str, exit_code: int
+) -> None:
+    """The ack is recorded (it cannot be given again) and its response waits for `poll`: the line
+    says so and the exit code is send's for the same trouble, never "sent to" and 0."""
+    a, b = pair()
+    [(sent, received)] = exchange(a, b, tmp_path, 1)
+    if trouble == "unreachable":
+        config = b.config.file.with_name("unreachable.toml")
+        url = f'url = "{b.config.mesh.url}"'
+        down = f'url = "http://127.0.0.1:{free_port()}"\nretry_backoff = "0s"'  # (due again at once)
+        config.write_text(b.config.file.read_text().replace(url, down))
+    else:
+        config = refusing(b.config.file)
+    done = cli(config, "ack", received["id"], "--ok", "--text", "known here")
+    assert done.returncode == exit_code, (done.stdout, done.stderr)
+    assert "sent to" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    [response] = [m for m in b.messages(direction="out") if m["answers"] == received["id"] and "30001" in m["filename"]]
+    said = f"{received['id']}: bus-acked (30001) recorded; its response {response['id']} to X26ABC1 is not sent yet"
+    assert said in done.stderr and "`meshbridge poll` sends it" in done.stderr
+    assert response["state"] == "accepted" and b.store.get(received["id"])["state"] == "bus-acked"
+    assert done.stderr.splitlines()[-1].startswith(f"meshbridge: {said}")  # the outcome, after the log lines
+
+    b.poll()  # the working config sends it
+    a.poll()
+    assert a.store.get(sent["id"])["bus_ack_code"] == "30001"

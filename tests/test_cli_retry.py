@@ -94,6 +94,9 @@ def test_retry_by_state_and_time(config: Path, mesh_fault_proxy: FaultProxy, tmp
         (["--state", "sent"], "Invalid value for '--state'"),
         (["--since", "yesterday"], "bad time 'yesterday'"),
         (["--since", "2026-11-28T09:00:00"], "has no offset"),
+        (["--since", "999999999d"], "time '999999999d' is out of range"),  # before year 1: no traceback
+        (["--until", "0001-01-01T00:00:00+01:00"], "is out of range"),  # year 0 in UTC
+        (["--since", "9999-12-31T23:00:00-05:00"], "is out of range"),  # year 10000 in UTC
     ],
 )
 def test_retry_usage_errors_exit_2(config: Path, args: list[str], error: str) -> None:
@@ -119,3 +122,20 @@ def test_retry_with_a_refused_login_queues_the_message_and_exits_4(
     assert meshbridge(config, "poll").returncode == 0
     with Bridge(load(config)) as bridge:
         assert bridge.store.get(message_id)["state"] in ("sent", "delivered")
+
+
+def test_a_retry_that_spends_its_attempts_again_says_failed_not_that_poll_sends_it(
+    config: Path, mesh_fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """With ``send_attempts = 1`` an unreachable MESH fails the retried message again at once: poll
+    does not send a failed message, so the line must not say it will."""
+    [message_id] = failed_messages(config, mesh_fault_proxy, tmp_path, 1)
+    mesh_fault_proxy.add("POST", r"/X26ABC1/outbox$", answer(503), times=None)
+    done = meshbridge(config, "retry", message_id)
+    assert done.returncode == 1, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith(f"{message_id}: ")]
+    assert line.startswith(f"{message_id}: failed (not sent: ") and "gave up after 1 attempts" in line
+    assert "poll sends it" not in done.stderr and done.stdout == ""
+    assert [line for line in done.stderr.splitlines() if message_id in line] == [line]  # said once, not logged too
+    with Bridge(load(config)) as bridge:
+        assert bridge.store.get(message_id)["state"] == "failed"

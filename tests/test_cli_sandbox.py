@@ -170,3 +170,38 @@ def test_a_port_in_use_is_one_line_and_exit_1(started) -> None:
     assert code == 1 and run.stdout == ""
     assert stderr.startswith(f"meshbridge: mesh-sandbox did not start on http://127.0.0.1:{port}: ")
     assert stderr.count("\n") == 1 and "address already in use" in stderr.lower()
+
+
+def test_a_port_another_sandbox_serves_is_refused_not_claimed(started, mesh_sandbox) -> None:
+    """The default port is one: a second `meshbridge sandbox` must not print "running" and a snippet
+    because the first one answers its health check, then die."""
+    run = Running("--port", str(mesh_sandbox.port))
+    started.append(run)
+    code = run.process.wait(START_TIMEOUT)
+    run._reader.join(5)
+    assert run.process.stderr is not None
+    stderr = run.process.stderr.read()
+    assert code == 1 and run.stdout == ""
+    assert stderr.startswith(f"meshbridge: mesh-sandbox did not start on {mesh_sandbox.url}: ")
+    assert stderr.count("\n") == 1 and "address already in use" in stderr.lower()
+    with MeshClient(mesh_sandbox.url, "X26ABC3", "password", shared_key=b"TestKey") as client:
+        client.handshake()  # the first sandbox is untouched
+
+
+def test_sighup_stops_the_sandbox_and_its_server(started) -> None:
+    """Closing the terminal (SIGHUP) stops the server too: it runs in a session of its own, which the
+    terminal's hangup never reaches, so a sandbox left running would keep the port."""
+    port = free_port()
+    run = Running("--port", str(port))
+    started.append(run)
+    run.wait_for("poll_interval", count=3)
+    children = psutil.Process(run.process.pid).children(recursive=True)
+    assert children and listening(port)
+    run.process.send_signal(signal.SIGHUP)
+    code = run.process.wait(30)
+    run._reader.join(5)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    for child in alive:  # (the test leaves nothing behind either way)
+        child.kill()
+    assert alive == [] and not listening(port)
+    assert code == 0 and run.stdout.rstrip().endswith("mesh-sandbox stopped")

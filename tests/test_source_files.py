@@ -98,6 +98,34 @@ def test_meshbridge_send_of_a_file_whose_name_is_not_utf8_sends_it_under_an_esca
     assert shown["filename"] == "caf%E9.txt" and shown["state"] == "sent"
 
 
+@pytest.mark.parametrize(
+    ("name", "escaped"), [("new\nline.txt", "new%0Aline.txt"), ("tab\there.txt", "tab%09here.txt")]
+)
+def test_a_name_with_a_control_character_is_sent_under_an_escaped_name(
+    tmp_path: Path, meshbridge_config, make_bridge, name: str, escaped: str
+) -> None:
+    """MESH refuses C0 controls in its headers: a line break made `send` say MESH was unreachable
+    (exit 3) and retry for ever-failing attempts, a tab made MESH refuse the message (exit 1)."""
+    config = meshbridge_config(outbox_route(tmp_path / "outbox"))
+    settled(tmp_path / name, b"oddly named")
+    done = cli(config, "send", "--route", "out", str(tmp_path / name))
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    shown = json.loads(cli(config, "show", done.stdout.decode().strip(), "--json").stdout)
+    assert (shown["filename"], shown["state"]) == (escaped, "sent")
+
+    outbox = tmp_path / "outbox"  # and from a source folder, beside a plain file
+    outbox.mkdir()
+    settled(outbox / name, b"in the outbox")
+    settled(outbox / "plain.txt", b"plainly named")
+    bridge = make_bridge(config)
+    report = scan(outbox, "out", bridge.store, bridge.send, 0)
+    assert report.problems == [] and len(report.stored) == 2
+    stored = {bridge.store.get(i)["filename"]: bridge.store.get(i)["state"] for i in report.stored}
+    assert stored == {escaped: "sent", "plain.txt": "sent"}
+    assert bridge.poll().problems == []
+    assert {m["filename"] for m in bridge.store.messages(direction="in")} >= {escaped, "plain.txt"}
+
+
 # --- empty files -------------------------------------------------------------------------------------
 
 

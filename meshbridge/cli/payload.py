@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,8 @@ def export(ctx: click.Context, message_id: str, output: Path | None, force: bool
         fail("a payload is bytes, not for a terminal: give -o FILE, or redirect stdout to a file or a pipe", 2)
     if output is not None and not force and os.path.lexists(output):
         fail(f"{output} exists: give --force to replace it", 2)
+    if output is not None and force and (kind := special(output)):
+        fail(f"{output} is {kind}, not a regular file: --force replaces only a file (for stdout, leave out -o)", 2)
     with bridge_for(ctx) as bridge:
         message = bridge.store.get(message_id)
         sha = message["payload_sha256"]
@@ -57,6 +60,18 @@ def export(ctx: click.Context, message_id: str, output: Path | None, force: bool
             return
         size = to_file(bridge.store.payloads, sha, output, force)
     echo(f"{message['id']}: {size} bytes written to {output}")
+
+
+def special(path: Path) -> str | None:
+    """What is at ``path`` if it is there and not a regular file (a link is not followed), else None."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+    return kinds.get(stat.S_IFMT(mode), "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder")
 
 
 def to_stdout(payloads: Payloads, sha: str) -> None:

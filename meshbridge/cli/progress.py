@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ class TransferBar:
     def __init__(self) -> None:
         self._bar: Any = None
         self._tasks: dict[str, Any] = {}
+        self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []  # log handlers moved above the bar
 
     def __call__(self, transfer: str, done: int, total: int | None) -> None:
         bar = self._bar or self._start()
@@ -57,11 +60,30 @@ class TransferBar:
             redirect_stderr=False,
         )
         self._bar.start()
+        for handler in logging.getLogger().handlers:  # log lines go above the bar, not into its line
+            if isinstance(handler, logging.StreamHandler) and handler.stream is console.file:
+                self._streams.append((handler, handler.setStream(_AboveTheBar(console))))
         return self._bar
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+        for handler, stream in self._streams:
+            handler.setStream(stream)
+        self._streams.clear()
+
+
+class _AboveTheBar(io.TextIOBase):
+    """A log handler's stream while a bar is drawn: each line printed through the bar's console,
+    which puts it above the bar (as it is: no markup, no wrapping of its own)."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self._console = console
+
+    def write(self, text: str) -> int:
+        self._console.out(text.removesuffix("\n"), highlight=False)
+        return len(text)
 
 
 @contextmanager

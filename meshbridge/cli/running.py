@@ -99,7 +99,9 @@ def demo(ctx: click.Context, keep: bool) -> None:
     def command(config: Path, *args: str) -> None:
         """Run a meshbridge command here, as typed at a shell (shown first), on one of the demo's configs."""
         click.echo(f"\n$ meshbridge --config {config.name} {shlex.join(args)}")
-        ctx.find_root().command.main(["--config", str(config), *args], "meshbridge", standalone_mode=False)
+        root = ctx.find_root()  # with the demo's own --log-level and --log-format
+        options = ["--log-level", root.params["log_level"], "--log-format", root.params["log_format"]]
+        root.command.main([*options, "--config", str(config), *args], "meshbridge", standalone_mode=False)
 
     def stop(signum: int, frame: object) -> None:
         """Stop the sandbox (in its own session, it would outlive us) and the workspace, then end at once:

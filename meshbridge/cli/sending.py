@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
-from .exits import fail_for, mesh_exit
+from .exits import EXIT_LOGIN_REFUSED, EXIT_UNREACHABLE, fail_for, mesh_exit
 from .output import echo, fail, format_finding
 from .progress import transfer_bar
 from .session import bridge_for
@@ -19,6 +19,7 @@ from .times import WHEN
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..store import Row, Store
 
 
 @click.command()
@@ -100,7 +101,9 @@ def retry(
         fail("give message ids, or --state/--since/--until to choose them, not both", 2)
     if not (message_ids or state or since or until):
         fail("give message ids, or --state/--since/--until to choose them", 2)
-    with bridge_for(ctx, secrets=True) as bridge:
+    from .. import steps
+
+    with bridge_for(ctx, secrets=True) as bridge, steps.told_by_caller():  # each outcome is its line below
         done = bridge.retry_many(message_ids, state=state, since=since, until=until)
     if not done.messages:
         what = f"{state} message" if state else "failed outbound or undelivered inbound message"
@@ -172,7 +175,8 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
     """The end application's business ack for an inbound ITK message; the response goes to the sender.
 
     --ok takes a positive business code and --nack a negative one, as ITK3 types them; anything else
-    exits 2 and sends nothing.
+    exits 2 and sends nothing. An answer recorded whose response is not sent yet exits 3 (MESH
+    unreachable) or 4 (login refused), as ``send`` does: ``poll`` sends it.
     """
     if ok == (nack is not None):
         fail("give exactly one of --ok or --nack CODE", 2)
@@ -180,4 +184,26 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
         fail("--code goes with --ok; a nack's code is given to --nack", 2)
     with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
-        echo(f"{message['id']}: {message['state']} ({message['bus_ack_code']}) sent to {message['peer']}")
+        said = f"{message['id']}: {message['state']} ({message['bus_ack_code']})"
+        response = answer(bridge.store, message["id"])
+        if response is None or response["state"] not in ("accepted", "sending", "failed"):
+            echo(f"{said} sent to {message['peer']}")
+            return
+        if response["state"] == "failed":
+            fail(
+                f"{said} recorded, but MESH refused its response {response['id']} (kept failed; "
+                f"`meshbridge retry {response['id']}` sends it again): {response['last_error']}",
+                1,
+            )
+        refused = response["mailbox"] in bridge.store.logins.refusing()
+        fail(
+            f"{said} recorded; its response {response['id']} to {message['peer']} is not sent yet "
+            f"({response['last_error']}); `meshbridge poll` sends it",
+            EXIT_LOGIN_REFUSED if refused else EXIT_UNREACHABLE,
+        )
+
+
+def answer(store: Store, message_id: str) -> Row | None:
+    """The response we last sent (or stored to send) to this inbound message, if any."""
+    responded = [e for e in store.events(message_id) if e["kind"] == "responded" and e["detail"].get("response")]
+    return store.get(responded[-1]["detail"]["response"]) if responded else None

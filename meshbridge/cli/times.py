@@ -21,27 +21,31 @@ else:  # ParamType is generic only in recent click; older click cannot subscript
 def parse_when(text: str, now: datetime | None = None) -> datetime:
     """``2h`` (that long ago), ``30m``, ``1d`` or an ISO 8601 time with an offset -> an aware UTC datetime.
 
-    A time without an offset is refused: the same words must mean the same moment on every machine.
+    A time without an offset is refused: the same words must mean the same moment on every machine,
+    and so is one that falls outside the years 1 to 9999 in UTC (``999999999d`` ago).
     """
     from ..config import parse_duration  # here: the config's imports are not --help's
 
     text = text.strip()
     try:
-        seconds = parse_duration(text)
-    except ValueError:
-        pass
-    else:
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"bad time {text!r}: give a duration ago (30m, 2h, 1d) or an ISO 8601 time with an offset "
-            "(2026-11-28T09:00:00+00:00)"
-        ) from None
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no offset: add one (+00:00 for UTC, or Z) so that it is unambiguous")
-    return moment.astimezone(UTC)
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            pass
+        else:
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"bad time {text!r}: give a duration ago (30m, 2h, 1d) or an ISO 8601 time with an offset "
+                "(2026-11-28T09:00:00+00:00)"
+            ) from None
+        if moment.tzinfo is None:
+            raise ValueError(f"time {text!r} has no offset: add one (+00:00 for UTC, or Z) so that it is unambiguous")
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {text!r} is out of range: it must fall within the years 1 to 9999 (UTC)") from None
 
 
 class When(_MomentParam):

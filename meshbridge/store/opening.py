@@ -21,6 +21,7 @@ import os
 import shlex
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,11 @@ class StoreConnection(sqlite3.Connection):
 
     path: Path = Path()
     on_full: Callable[[], object] | None = None  # e.g. release the disk reserve
+    inode: tuple[int, int] | None = None  # the store file's (device, inode), while open
+
+    def close(self) -> None:
+        self.inode = None
+        super().close()
 
     def execute(self, *args: Any) -> sqlite3.Cursor:
         try:
@@ -113,7 +119,30 @@ def connect(path: Path, timeout: float = 30) -> StoreConnection:
         raise StoreError(f"cannot open store {path}: {_reason(path, exc)}") from None
     assert isinstance(conn, StoreConnection)
     conn.path = path
+    with contextlib.suppress(OSError):
+        found = path.stat()
+        conn.inode = (found.st_dev, found.st_ino)
+    _OPEN.add(conn)
     return conn
+
+
+_OPEN: weakref.WeakSet[StoreConnection] = weakref.WeakSet()  # this process's connections (see _in_use)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether this process has a connection open on the store file at ``path``.
+
+    Its file must then not be opened and closed beside SQLite (as :func:`check_file` does):
+    SQLite's locks are POSIX locks, held per process, and closing *any* descriptor on the file
+    drops them all. Another process would then take itself for the only one, checkpoint and delete
+    the write-ahead log on closing, and this process's next commits would be lost. The file was
+    checked when the first of those connections opened it.
+    """
+    try:
+        found = path.stat()
+    except OSError:
+        return False
+    return any(conn.inode == (found.st_dev, found.st_ino) for conn in list(_OPEN))
 
 
 def open_store(path: Path, timeout: float = 30) -> StoreConnection:
@@ -125,7 +154,8 @@ def open_store(path: Path, timeout: float = 30) -> StoreConnection:
     _remove_unfinished_builds(path)
     if not path.exists():
         _build(path, timeout)
-    check_file(path)
+    if not _in_use(path):
+        check_file(path)
     conn = connect(path, timeout)
     try:
         found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [MIGRATIONS_TABLE]).fetchone()
