@@ -83,7 +83,7 @@ def sniff(head: bytes) -> float:
         text = head
         for bom in _WIDE_BOMS:
             if head.startswith(bom):  # not acceptable FHIR, but recognisably FHIR: validate() says why
-                text = xml._text_head(head).encode("utf-8", "ignore")
+                text = xml.text_head(head).encode("utf-8", "ignore")
                 break
         else:
             if head.startswith(_UTF8_BOM):
