@@ -28,6 +28,7 @@ from mesh_client.io_helpers import GzipCompressStream
 from ._version import __version__
 from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
 from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
+from .mesh_private import session
 from .printable import without_userinfo
 
 T = TypeVar("T")
@@ -185,7 +186,8 @@ class MeshMailbox:
         )
         # requests re-reads the proxy environment on every request (~0.7 ms each here); the
         # proxies were read once above, and the CA bundle comes from [mesh] ca_bundle, not the env.
-        self._client._session.trust_env = False
+        self._wire = session(self._client)  # mesh-client's private session: see mesh_private
+        self._wire.http.trust_env = False
 
     def close(self) -> None:
         self._client.close()
@@ -274,10 +276,9 @@ class MeshMailbox:
             packed = GzipCompressStream(chunk).read()
             body = _Slice(io.BytesIO(packed), len(packed), chunk._on_read)
             headers["Content-Encoding"] = "gzip"
-        client = self._client
-        url = f"{client.mailbox_url}/outbox/{quote(message_id)}/{n}"
+        url = f"{self._client.mailbox_url}/outbox/{quote(message_id)}/{n}"
         try:
-            response = client._session.post(url, data=body, headers=headers, timeout=client._timeout)
+            response = self._wire.http.post(url, data=body, headers=headers, timeout=self._wire.timeout)
             if response.status_code not in (200, 202):
                 response.raise_for_status()
         except requests.HTTPError as exc:
@@ -314,8 +315,8 @@ class MeshMailbox:
         """
         url = f"{self._client.mailbox_url}/outbox/tracking/{local_id}"
         with self._errors(f"look up local id {local_id}"):
-            response = self._client._session.get(
-                url, headers={"Accept": "application/vnd.mesh.v1+json"}, timeout=self._client._timeout
+            response = self._wire.http.get(
+                url, headers={"Accept": "application/vnd.mesh.v1+json"}, timeout=self._wire.timeout
             )
             if response.status_code == 404:
                 return None

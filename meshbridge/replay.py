@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from . import itk, pipeline
+from . import collecting, itk, pipeline
 from .errors import ReplayRefused
 from .pipeline import PollReport
 from .store import Row
@@ -107,7 +107,7 @@ def reroute(bridge: Bridge, message: Row, *, respond: bool) -> Row:
         )
         if not moved:
             raise ReplayRefused(f"{message['id']} changed while this replay started; look at it again")
-        bridge._prepare(store.get(message["id"]), PollReport(), respond=respond)
+        collecting.prepare(bridge, store.get(message["id"]), PollReport(), respond=respond)
     message = store.get(message["id"])
     if message["state"] != "valid":
         return message

@@ -12,7 +12,7 @@ import pluggy
 import pytest
 
 from meshbridge import hookspecs
-from meshbridge.payloads import fhir
+from meshbridge.payloads import fhir, fhir_json
 from meshbridge.payloads.base import ERROR, WARNING, PayloadType, ValidationResult
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -555,7 +555,7 @@ def test_validate_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(fhir, "_validate_json", boom)
+    monkeypatch.setattr(fhir_json, "validate_json", boom)
     result = check('{"resourceType": "Patient"}')
     assert [f.code for f in result.findings] == ["fhir.internal"]
 

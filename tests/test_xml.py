@@ -13,7 +13,7 @@ import pluggy
 import pytest
 
 from meshbridge import hookspecs
-from meshbridge.payloads import xml
+from meshbridge.payloads import xml, xml_schemas
 from meshbridge.payloads.base import ERROR, WARNING, PayloadType, ValidationResult
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -285,7 +285,7 @@ def test_schema_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(DATA.parent)
     assert xml.validate(REFERRAL, {"xml_schema": "data/referral.xsd"}).valid
     # in the repository's schemas/ folder
-    monkeypatch.setattr(xml, "SCHEMA_DIR", DATA)
+    monkeypatch.setattr(xml_schemas, "SCHEMA_DIR", DATA)  # where the lookup reads it
     monkeypatch.chdir(tmp_path)
     assert xml.validate(REFERRAL, {"xml_schema": "referral.xsd"}).details["xml_schema"] == str(DATA / "referral.xsd")
 

@@ -6,8 +6,11 @@ inbound:  download (to disk, row durable) -> MESH acknowledge -> report | route 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..errors import DiskFull
 from .inbound import (
     acknowledge,
     apply_report,
@@ -34,10 +37,12 @@ __all__ = [
     "check_stored",
     "deliver_inbound",
     "download",
+    "goes_on",
     "due_for_sending",
     "inbound_route",
     "mark_unrouted",
     "retry_later",
+    "store_full",
     "track",
     "tracking_due",
     "transmit",
@@ -77,3 +82,21 @@ class PollReport:
         found = self.login_refused if refused else self.unreachable
         if mailbox not in found:
             found.append(mailbox)
+
+
+def store_full(report: PollReport, exc: DiskFull) -> None:
+    """One line per pass for a full or failing store disk, however many steps met it."""
+    if not any(problem.startswith("store disk") for problem in report.problems):
+        report.problems.append(
+            f"{exc}; new messages wait (in MESH, in source folders) until the store can write again, "
+            "what is stored is still delivered and sent"
+        )
+
+
+@contextmanager
+def goes_on(report: PollReport) -> Iterator[None]:
+    """A full store disk ends this step of the pass with one line; the pass and the service go on."""
+    try:
+        yield
+    except DiskFull as exc:
+        store_full(report, exc)

@@ -337,56 +337,12 @@ def deliver_inbound(
     deliver = plugins.destinations().get(kind)
     if deliver is None:
         raise DeliveryError(f"route {route.name}: no destination kind {kind!r} is installed")
-    valid = None
-    fields: dict[str, Any] = {}
-    if validated is not None:
-        valid = ("valid", {"payload_type": validated.payload_type})
-        fields = {"route": route.name, "payload_type": validated.payload_type}
-
-    def failed(exc: DeliveryError | StoreError) -> None:
-        if valid:
-            store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=valid[1], **fields)
-        if policy is None or replay:
-            store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
-        else:
-            retry_later(store, message, str(exc), policy)
-
-    def delivered(where: str, durable: bool) -> None:
-        checkpoint("deliver:written")
-        if replay:
-            store.event(message["id"], "delivered", {"destination": where, "replay": True})
-            return
-        store.transition(
-            message["id"],
-            "delivered",
-            from_states=("mesh-acked", "valid"),
-            before=valid,
-            detail={"destination": where},
-            destination=where,
-            last_error=None,
-            lease_beat=None,
-            durable=durable,
-            **fields,
-        )
-        checkpoint("deliver:recorded")
-
-    def staged(outcome: str | DeliveryError) -> None:
-        error: MeshbridgeError | None = outcome if isinstance(outcome, DeliveryError) else None
-        try:
-            if isinstance(outcome, DeliveryError):
-                failed(outcome)
-            else:
-                delivered(outcome, durable=False)
-        except MeshbridgeError as exc:  # the next message in the batch is still recorded
-            error = exc
-        if on_done:
-            on_done(error)
-
+    record = _Record(store, message, validated, route, policy, replay, on_done)
     name = safe_name(message["mesh_message_id"], message["filename"])
     blocks = store.payloads.blocks(message["payload_sha256"])
     try:
         if batch is not None and deliver is to_folder and not replay:
-            batch.add(target, blocks, name, staged)
+            batch.add(target, blocks, name, record.staged)
             return False
         blocks = _opened(blocks)  # the store is read here; the destination's thread reads files only
         deadline = deadline or route.destination_options.timeout or DELIVERY_TIMEOUT
@@ -408,10 +364,73 @@ def deliver_inbound(
         )
         raise
     except (DeliveryError, StoreError) as exc:
-        failed(exc)
+        record.failed(exc)
         raise
-    delivered(where, durable=True)
+    record.delivered(where, durable=True)
     return True
+
+
+class _Record:
+    """What :func:`deliver_inbound` records of one delivery: delivered, failed (retried later or
+    not), or a folder batch's outcome (``staged``, then ``on_done``). ``validated``: the message is
+    still ``mesh-acked`` and its verdict is recorded with the outcome."""
+
+    def __init__(
+        self,
+        store: Store,
+        message: Row,
+        validated: ValidationResult | None,
+        route: Route,
+        policy: RetryPolicy | None,
+        replay: bool,
+        on_done: Callable[[MeshbridgeError | None], None] | None,
+    ) -> None:
+        self.store, self.message, self.policy, self.replay, self.on_done = store, message, policy, replay, on_done
+        self.valid: tuple[str, dict[str, Any]] | None = None
+        self.fields: dict[str, Any] = {}
+        if validated is not None:
+            self.valid = ("valid", {"payload_type": validated.payload_type})
+            self.fields = {"route": route.name, "payload_type": validated.payload_type}
+
+    def failed(self, exc: DeliveryError | StoreError) -> None:
+        store, message = self.store, self.message
+        if self.valid:
+            store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=self.valid[1], **self.fields)
+        if self.policy is None or self.replay:
+            store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+        else:
+            retry_later(store, message, str(exc), self.policy)
+
+    def delivered(self, where: str, durable: bool) -> None:
+        checkpoint("deliver:written")
+        if self.replay:
+            self.store.event(self.message["id"], "delivered", {"destination": where, "replay": True})
+            return
+        self.store.transition(
+            self.message["id"],
+            "delivered",
+            from_states=("mesh-acked", "valid"),
+            before=self.valid,
+            detail={"destination": where},
+            destination=where,
+            last_error=None,
+            lease_beat=None,
+            durable=durable,
+            **self.fields,
+        )
+        checkpoint("deliver:recorded")
+
+    def staged(self, outcome: str | DeliveryError) -> None:
+        error: MeshbridgeError | None = outcome if isinstance(outcome, DeliveryError) else None
+        try:
+            if isinstance(outcome, DeliveryError):
+                self.failed(outcome)
+            else:
+                self.delivered(outcome, durable=False)
+        except MeshbridgeError as exc:  # the next message in the batch is still recorded
+            error = exc
+        if self.on_done:
+            self.on_done(error)
 
 
 def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) -> bool:

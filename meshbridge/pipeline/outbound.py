@@ -129,119 +129,147 @@ def transmit(
             return False
         message, resumed = taken, taken["resumed"]
     lease = Lease(store, message["id"], message["lease_holder"], policy.lease)
-    sha = message["payload_sha256"]
     try:
-        store.payloads.verify(sha)
+        store.payloads.verify(message["payload_sha256"])
     except StoreError as exc:
         lease.hold()
         store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
         raise
     attempts = message["attempts"] + 1
-    total = chunk_count(message["payload_size"], mesh.chunk_size)
-    resume = None
     try:
-        if message["mesh_message_id"] and message["chunks_done"]:
-            resume = (message["mesh_message_id"], message["chunks_done"])
-        elif resumed or message["attempts"] or message["last_error"]:  # taken over, retried, or retried by hand
-            earlier = mesh.find_sent(message["id"])
-            if earlier and total == 1:
-                lease.hold()
-                _sent(store, message, earlier, attempts, {"found_by_local_id": True})
-                return True
-            if earlier:  # MESH has the first chunk (it made the id): continue after it
-                lease.hold()
-                _found_chunk(store, message, earlier, 1, total)
-                resume = (earlier, 1)
-        if resume and resume[1] < total and _uploaded(mesh, resume[0]):  # MESH has the last one too
-            lease.hold()
-            _found_chunk(store, message, resume[0], total, total)
-            _sent(store, message, resume[0], attempts)
+        resume, done = _earlier_attempt(store, mesh, message, lease, attempts, resumed=resumed)
+        if done:
             return True
-
-        def chunk_sent(mesh_id: str, n: int, total: int) -> None:
-            checkpoint("send:chunk")
-            if total > 1:
-                lease.hold()
-                store.update(
-                    message["id"],
-                    kind="chunk-sent",
-                    detail={"chunk": f"{n}/{total}"},
-                    mesh_message_id=mesh_id,
-                    chunks_done=n,
-                    chunks_total=total,
-                )
-            if n < total and stopping is not None and stopping.is_set():
-                raise _Stopped(f"{n}/{total}")
-
-        mesh_id = mesh.send(
-            lambda: store.payloads.open(sha),
-            message["payload_size"],
-            to=message["peer"],
-            workflow_id=message["workflow_id"],
-            local_id=message["id"],
-            filename=message["filename"],
-            subject=message["subject"],
-            content_type=message["content_type"],
-            resume=resume,
-            on_chunk=chunk_sent,
-            on_read=lease.beat,
-            progress=named(progress, f"send {message['id']} to {message['peer']}"),
-        )
+        mesh_id = _upload(store, mesh, message, lease, resume, stopping, progress)
     except _Stopped as stop:
         store.release(message["id"], lease.holder, "send-interrupted", {"reason": "stopping", "chunk": str(stop)})
         return False
-    except MeshRejected as exc:
-        lease.hold()
-        store.transition(
-            message["id"],
-            "failed",
-            detail={"reason": str(exc), "code": exc.code},
-            last_error=str(exc),
-            attempts=attempts,
-        )
-        raise
-    except MeshAuthRefused as exc:
-        lease.hold()
-        exc.refusals = store.logins.refused(message["mailbox"], str(exc))
-        retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(exc.refusals))).isoformat(
-            timespec="microseconds"
-        )
-        store.transition(
-            message["id"],
-            "accepted",
-            kind="login-refused",
-            detail={"reason": str(exc), "retry_at": retry_at},
-            last_error=str(exc),
-            next_attempt_at=retry_at,
-        )
-        raise
     except TransportError as exc:
-        lease.hold()
-        if attempts >= policy.attempts:
-            store.transition(
-                message["id"],
-                "failed",
-                detail={"reason": f"gave up after {attempts} attempts: {exc}"},
-                last_error=str(exc),
-                attempts=attempts,
-            )
-            raise SendAbandoned(f"{message['id']}: gave up after {attempts} attempts: {exc}") from None
-        retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
-        store.transition(
-            message["id"],
-            "accepted",
-            kind="send-failed",
-            detail={"reason": str(exc), "retry_at": retry_at},
-            last_error=str(exc),
-            attempts=attempts,
-            next_attempt_at=retry_at,
-        )
+        _failed_attempt(store, message, exc, lease, attempts, policy)
         raise
     checkpoint("send:accepted")
     lease.hold()
     _sent(store, message, mesh_id, attempts)
     checkpoint("send:recorded")
     return True
+
+
+def _earlier_attempt(
+    store: Store, mesh: MeshMailbox, message: Row, lease: Lease, attempts: int, *, resumed: bool
+) -> tuple[tuple[str, int] | None, bool]:
+    """Where an earlier attempt left this send: ``(resume, done)``, ``resume`` being the MESH id
+    and the chunks MESH has, ``done`` when MESH has all of it (then it is recorded ``sent``)."""
+    total = chunk_count(message["payload_size"], mesh.chunk_size)
+    resume = None
+    if message["mesh_message_id"] and message["chunks_done"]:
+        resume = (message["mesh_message_id"], message["chunks_done"])
+    elif resumed or message["attempts"] or message["last_error"]:  # taken over, retried, or retried by hand
+        earlier = mesh.find_sent(message["id"])
+        if earlier and total == 1:
+            lease.hold()
+            _sent(store, message, earlier, attempts, {"found_by_local_id": True})
+            return None, True
+        if earlier:  # MESH has the first chunk (it made the id): continue after it
+            lease.hold()
+            _found_chunk(store, message, earlier, 1, total)
+            resume = (earlier, 1)
+    if resume and resume[1] < total and _uploaded(mesh, resume[0]):  # MESH has the last one too
+        lease.hold()
+        _found_chunk(store, message, resume[0], total, total)
+        _sent(store, message, resume[0], attempts)
+        return resume, True
+    return resume, False
+
+
+def _upload(
+    store: Store,
+    mesh: MeshMailbox,
+    message: Row,
+    lease: Lease,
+    resume: tuple[str, int] | None,
+    stopping: threading.Event | None,
+    progress: Progress | None,
+) -> str:
+    """Upload the message's bytes (after ``resume``'s chunks), recording each chunk MESH takes."""
+
+    def chunk_sent(mesh_id: str, n: int, total: int) -> None:
+        checkpoint("send:chunk")
+        if total > 1:
+            lease.hold()
+            store.update(
+                message["id"],
+                kind="chunk-sent",
+                detail={"chunk": f"{n}/{total}"},
+                mesh_message_id=mesh_id,
+                chunks_done=n,
+                chunks_total=total,
+            )
+        if n < total and stopping is not None and stopping.is_set():
+            raise _Stopped(f"{n}/{total}")
+
+    return mesh.send(
+        lambda: store.payloads.open(message["payload_sha256"]),
+        message["payload_size"],
+        to=message["peer"],
+        workflow_id=message["workflow_id"],
+        local_id=message["id"],
+        filename=message["filename"],
+        subject=message["subject"],
+        content_type=message["content_type"],
+        resume=resume,
+        on_chunk=chunk_sent,
+        on_read=lease.beat,
+        progress=named(progress, f"send {message['id']} to {message['peer']}"),
+    )
+
+
+def _failed_attempt(
+    store: Store, message: Row, exc: TransportError, lease: Lease, attempts: int, policy: RetryPolicy
+) -> None:
+    """Record a send MESH did not take: ``failed`` (a rejection, or the last attempt: then
+    :class:`SendAbandoned` is raised), else back to ``accepted`` with a backoff (a refused login's
+    backoff grows with the mailbox's refusals, and its attempt is not counted)."""
+    lease.hold()
+    if isinstance(exc, MeshRejected):
+        detail = {"reason": str(exc), "code": exc.code}
+        store.transition(message["id"], "failed", detail=detail, last_error=str(exc), attempts=attempts)
+        return
+    if isinstance(exc, MeshAuthRefused):
+        exc.refusals = store.logins.refused(message["mailbox"], str(exc))
+        retry_at = _retry_at(policy.delay(exc.refusals))
+        detail = {"reason": str(exc), "retry_at": retry_at}
+        store.transition(
+            message["id"],
+            "accepted",
+            kind="login-refused",
+            detail=detail,
+            last_error=str(exc),
+            next_attempt_at=retry_at,
+        )
+        return
+    if attempts >= policy.attempts:
+        store.transition(
+            message["id"],
+            "failed",
+            detail={"reason": f"gave up after {attempts} attempts: {exc}"},
+            last_error=str(exc),
+            attempts=attempts,
+        )
+        raise SendAbandoned(f"{message['id']}: gave up after {attempts} attempts: {exc}") from None
+    retry_at = _retry_at(policy.delay(attempts))
+    store.transition(
+        message["id"],
+        "accepted",
+        kind="send-failed",
+        detail={"reason": str(exc), "retry_at": retry_at},
+        last_error=str(exc),
+        attempts=attempts,
+        next_attempt_at=retry_at,
+    )
+
+
+def _retry_at(delay: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="microseconds")
 
 
 class _Stopped(Exception):
