@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .mesh import Envelope
     from .payloads.base import Finding
 
 
@@ -106,7 +107,7 @@ class UndecodableBody(TransportError):
     exactly as received (before decoding), so a second sighting of the same bytes can be recognised.
     """
 
-    def __init__(self, message: str, envelope: object, raw_sha256: str, raw_size: int) -> None:
+    def __init__(self, message: str, envelope: Envelope, raw_sha256: str, raw_size: int) -> None:
         self.envelope, self.raw_sha256, self.raw_size = envelope, raw_sha256, raw_size
         super().__init__(message)
 

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -167,7 +167,7 @@ class MeshMailbox:
             mailbox.id,
             mailbox.password.reveal(),
             shared_key=mesh.shared_key.reveal().encode(),
-            cert=cert,  # type: ignore[arg-type]
+            cert=cert,
             verify=str(mesh.ca_bundle) if mesh.ca_bundle else None,
             check_hostname=mesh.check_hostname,
             max_chunk_size=mesh.chunk_size,
@@ -418,7 +418,7 @@ class _ErrorContext:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, typ: type | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, typ: type | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc is None or isinstance(exc, TransportError):
             return False
         where = f"MESH mailbox {self.mailbox}: cannot {self.doing}"
@@ -489,7 +489,8 @@ class _Body:
         progress: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self._fetch, self._response, self._total, self._limits, self._copy = fetch, first, max(total, 1), limits, raw
-        self._n, self._current = 1, iter(())
+        self._n = 1
+        self._current: Iterator[bytes] = iter(())
         self._digest, self.size = hashlib.sha256(), 0
         self._progress, self._expected = progress, _length(first)
         self._first = self._expected

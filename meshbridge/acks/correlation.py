@@ -67,9 +67,9 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
         _orphan_response(store, response, header, reason, detail, notify)
         return None
     target = targets[0]
-    reason = responders.misfit(response, target, answer_workflows(config, target), header.response_identifier or "")
-    if reason:
-        _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
+    misfit = responders.misfit(response, target, answer_workflows(config, target), header.response_identifier or "")
+    if misfit:
+        _orphan_response(store, response, header, misfit, {**detail, "claims": target["id"]}, notify)
         return None
     if _seen_before(store, response, header):
         store.transition(response["id"], "duplicate", detail={"itk_message_id": header.message_id})
@@ -96,7 +96,7 @@ def _apply(
     if code.level == itk.INFRASTRUCTURE:
         kind, column, expectation = ("inf-ack" if positive else "inf-nack"), "inf_ack_code", INF
         state = "inf-acked" if positive else "inf-nacked"
-        advance_from = ("accepted", "sending", "sent", "delivered")
+        advance_from: tuple[str, ...] = ("accepted", "sending", "sent", "delivered")
     else:
         kind, column, expectation = ("bus-ack" if positive else "bus-nack"), "bus_ack_code", BUS
         state = "bus-acked" if positive else "bus-nacked"
@@ -108,7 +108,8 @@ def _apply(
         _orphan_response(store, response, header, reason, {**detail, "claims": target["id"]}, notify)
         return None
     store.meet(target["id"], expectation, code.code, positive=positive, text=header.itk_text)
-    store.update(target["id"], kind=kind, detail=detail, **{column: code.code})
+    answered: dict[str, Any] = {column: code.code}
+    store.update(target["id"], kind=kind, detail=detail, **answered)
     if not positive:
         store.close_expectations(target["id"], f"closed by {code.code}")
         store.transition(target["id"], state, from_states=tuple(s for s in _ALL if s not in FINAL), detail=detail)

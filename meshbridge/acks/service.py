@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from .. import itk, pipeline
 from ..config import Config, Route
@@ -63,11 +64,12 @@ class Acknowledgements:
         if not header.is_response:
             self._orphan(message, f"not an ITK response (event {header.event_code}) on an ack workflow")
             return None
-        full_ack = header.level == itk.BUSINESS and header.handling is not None and header.handling.inf_ack
+        handling = header.handling
+        full_ack = header.level == itk.BUSINESS and handling is not None and handling.inf_ack
         if full_ack:  # our 20013 will be new data: on a full store disk, wait (DiskFull) before applying it
             self.store.space.room_for(0)
         target = correlate(self.config, self.store, message, header, self.notify)
-        if target is not None and full_ack:
+        if target is not None and full_ack and handling is not None:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
                 route=None,
@@ -78,7 +80,7 @@ class Acknowledgements:
                 code=itk.SUCCESS,
                 answers=message["id"],
                 ods_code=self._ods(target.get("route"), message["mailbox"]),
-                sender_reference=header.handling.sender_reference,
+                sender_reference=handling.sender_reference,
             )
         return target
 
@@ -142,7 +144,7 @@ class Acknowledgements:
                 route, message, state, verdict.code, verdict.findings, header.message_id, wants_inf, reference, respond
             )
             return state
-        answered = {"inf_ack_code": itk.SUCCESS if wants_inf else None} if respond else {}
+        answered: dict[str, Any] = {"inf_ack_code": itk.SUCCESS if wants_inf else None} if respond else {}
         self.store.transition(
             message["id"],
             "valid",
@@ -216,7 +218,7 @@ class Acknowledgements:
     ) -> None:
         options = route.itk
         assert options is not None
-        answered = {"inf_ack_code": code if answer else None} if respond else {}
+        answered: dict[str, Any] = {"inf_ack_code": code if answer else None} if respond else {}
         self.store.transition(
             message["id"],
             state,

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import fhir_json, fhir_xml, xml
+from . import fhir_json, fhir_xml, xml, xml_parsing
 from .base import WARNING, Finding, PayloadType, ValidationResult
 from .fhir_models import DEFAULT_VERSION, FHIR_NS, VERSIONS, abstract_resources, facts, models
 
@@ -63,7 +63,7 @@ def sniff(head: bytes) -> float:
         text = head
         for bom in _WIDE_BOMS:
             if head.startswith(bom):  # not acceptable FHIR, but recognisably FHIR: validate() says why
-                text = xml.text_head(head).encode("utf-8", "ignore")
+                text = xml_parsing.text_head(head).encode("utf-8", "ignore")
                 break
         else:
             if head.startswith(_UTF8_BOM):

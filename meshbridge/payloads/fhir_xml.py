@@ -36,7 +36,11 @@ def validate_xml(data: bytes, mod: ModuleType, version: str, details: dict[str, 
     try:
         from fhir_core.xml_utils import Node  # what model_validate_xml runs, minus a second parse
     except ImportError:  # pragma: no cover - fhir-core reorganised; fall back to the public API
-        parse = functools.partial(cls.model_validate_xml, data, xmlparser=xml.safe_parser(strip_comments=True))
+        parser = xml.safe_parser(strip_comments=True)
+
+        def parse() -> Any:
+            return cls.model_validate_xml(data, xmlparser=parser)
+
     else:
 
         def parse() -> Any:
@@ -114,8 +118,8 @@ def _xml_path(tb: TracebackType | None, resource_type: str) -> str:
             elif after == "to_fhir" and "child_" in loc:  # extensions on a primitive element
                 child = loc["child"]
                 item = f"[{len(loc['params'][loc['field_name']]) - 1}]" if loc.get("is_list") else ""
-                index = next(j for j, c in enumerate(child.children) if c is loc["child_"])
-                path += f".{child.name}{item}.extension[{index}]"
+                position = next(j for j, c in enumerate(child.children) if c is loc["child_"])
+                path += f".{child.name}{item}.extension[{position}]"
     except Exception:  # a shorter path is better than no finding
         return path
     return path

@@ -134,7 +134,7 @@ def _schematron_findings(root: etree._Element, path: Path) -> list[Finding]:
     with compiled.lock:
         compiled.checker.validate(root)
         report = compiled.checker.validation_report
-    findings = []
+    findings: list[Finding] = []
     if report is None:
         return findings
     for node in report.iter(f"{{{_SVRL}}}failed-assert", f"{{{_SVRL}}}successful-report"):
