@@ -27,6 +27,7 @@ from .logins import LoginWatch
 from .mesh import MeshMailbox
 from .payloads.base import ValidationResult
 from .pipeline import PollReport, goes_on
+from .pipeline.outbound import NewMessage
 from .plugins import Plugins
 from .progress import Progress
 from .reader import status as store_status
@@ -175,7 +176,7 @@ class Bridge:
         try:  # one open file throughout: what was checked is what is stored
             with open_regular(file, follow=source_file is None) as source:
                 opened = os.fstat(source.fileno())
-                fields = dict(
+                fields = NewMessage(
                     route=route,
                     mailbox=sender,
                     to=to,

@@ -8,7 +8,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from . import acks, pipeline
 from .config import Route
@@ -25,6 +25,7 @@ from .errors import (
 from .events import EventKind
 from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import Logged, PollReport, store_full
+from .pipeline.outbound import NewMessage
 from .store import Row, Store
 from .transforms import transformed
 from .validation import DEFAULT_CAP, check, oversize, route_options
@@ -68,7 +69,7 @@ def transmit(bridge: Bridge, message: Row, *, claimed: bool = False) -> bool:
     return sent
 
 
-def quarantine(store: Store, source: BinaryIO, result: ValidationResult, fields: dict[str, Any]) -> Row:
+def quarantine(store: Store, source: BinaryIO, result: ValidationResult, fields: NewMessage) -> Row:
     """Store a refused payload as ``rejected`` with its findings (:func:`refuse` raises)."""
     source.seek(0)
     return pipeline.accept(store, source, payload_type=result.payload_type, rejected=result, **fields)
@@ -84,7 +85,7 @@ def refuse(bridge: Bridge, message: Row) -> None:
 
 
 def accept_validated(
-    bridge: Bridge, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: dict[str, Any]
+    bridge: Bridge, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: NewMessage
 ) -> Row:
     """Validate (and on a route transform) a payload, then store it: ``rejected`` with its findings,
     or ``accepted`` as it will be sent (ITK-wrapped on an ITK route, its expectations recorded)."""
@@ -117,9 +118,7 @@ def accept_validated(
     return _accept_on_route(bridge, data, result, route, fields)
 
 
-def _accept_on_route(
-    bridge: Bridge, data: bytes, result: ValidationResult, route: Route, fields: dict[str, Any]
-) -> Row:
+def _accept_on_route(bridge: Bridge, data: bytes, result: ValidationResult, route: Route, fields: NewMessage) -> Row:
     store = bridge.store
     payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
     if route.itk is None:

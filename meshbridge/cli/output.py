@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -74,7 +74,7 @@ def console() -> Any:
     return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH, markup=False, emoji=False, highlight=False)
 
 
-def table(*columns: str, rows: Iterable[tuple[object, ...]], **options: Any) -> Any:
+def table(*columns: str, rows: Iterable[Sequence[object]], **options: Any) -> Any:
     """A rich table whose cells are all :func:`literal`."""
     from rich.table import Table
 

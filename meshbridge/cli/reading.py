@@ -231,5 +231,5 @@ def plugins(as_json: bool) -> None:
     out.print(
         table("payload type", "media type", "description", rows=rows, title="payload types", title_justify="left")
     )
-    rows = ((i.name + (" (built-in)" if i.builtin else ""), i.version, ", ".join(i.hooks)) for i in infos)
-    out.print(table("plugin", "version", "hooks", rows=rows, title="plugins", title_justify="left"))
+    plugin_rows = ((i.name + (" (built-in)" if i.builtin else ""), i.version, ", ".join(i.hooks)) for i in infos)
+    out.print(table("plugin", "version", "hooks", rows=plugin_rows, title="plugins", title_justify="left"))

@@ -6,7 +6,7 @@ import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 from .. import clock
 from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
@@ -17,6 +17,21 @@ from ..progress import Progress, named
 from ..store import Row, Store, new_lease, now
 
 SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without a heartbeat
+
+
+class NewMessage(TypedDict):
+    """What :func:`accept` is told about an outbound message besides its bytes and payload type."""
+
+    route: str | None
+    mailbox: str
+    to: str
+    workflow_id: str
+    filename: str | None
+    subject: str | None
+    content_type: str | None
+    claim: bool
+    source_file: str | None
+
 
 # Outbound states MESH tracking or a REPORT may still move on.
 IN_FLIGHT = ("sent", "delivered")

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import clock
+from ..config import INLINE_MAX
 from ..errors import DiskFull, SourceTaken, StoreError, StoreOutdated, UnknownMessage
 from ..steps import Event, log_steps
 from . import migrating
 from .logins import Logins
 from .opening import StoreConnection, open_store
-from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
+from .payloads import Payloads, secure_dir, unsynced
 from .space import Space
 
 if TYPE_CHECKING:
