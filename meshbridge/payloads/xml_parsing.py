@@ -123,9 +123,10 @@ def _doctype_at(data: bytes) -> str | None:
     if data[:4].startswith((b"\xfe\xff", b"\xff\xfe", b"\x00\x00\xfe\xff")) or (
         len(data) >= 2 and (not data[0]) != (not data[1])
     ):
-        text: str | bytes = text_head(data)
-        pos = _skip_prolog(text)
-        found = pos >= 0 and text.startswith("<!DOCTYPE", pos)  # type: ignore[arg-type]
+        decoded = text_head(data)
+        pos = _skip_prolog(decoded)
+        found = pos >= 0 and decoded.startswith("<!DOCTYPE", pos)
+        text: str | bytes = decoded
     else:
         text = data
         pos = _skip_prolog(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0)
@@ -134,8 +135,10 @@ def _doctype_at(data: bytes) -> str | None:
 
 
 def _line_col(text: str | bytes, pos: int) -> str:
-    newline = "\n" if isinstance(text, str) else b"\n"
-    line, line_start = text.count(newline, 0, pos) + 1, text.rfind(newline, 0, pos) + 1  # type: ignore[arg-type]
+    if isinstance(text, str):
+        line, line_start = text.count("\n", 0, pos) + 1, text.rfind("\n", 0, pos) + 1
+    else:
+        line, line_start = text.count(b"\n", 0, pos) + 1, text.rfind(b"\n", 0, pos) + 1
     return f"line {line}, column {pos - line_start + 1}"
 
 
