@@ -76,7 +76,7 @@ def exchange(a: Bridge, b: Bridge, tmp_path: Path, count: int) -> list[tuple[dic
     payload.write_bytes(PATIENT)
     sent = [a.send(payload, route="toc-out") for _ in range(count)]
     b.poll()
-    received = {m["itk_message_id"].lower(): m for m in b.messages(direction="in") if m["route"] == "toc-in"}
+    received = {m.itk_message_id.lower(): m for m in b.messages(direction="in") if m.route == "toc-in"}
     pairs = [(s, received[s["itk_message_id"].lower()]) for s in sent]
     assert all(r["state"] == "delivered" and r["inf_ack_code"] == "20013" for _, r in pairs)
     return pairs
@@ -114,7 +114,7 @@ def test_every_business_code_is_accepted_only_with_its_own_flag(tmp_path: Path, 
         message = a.store.get(sent["id"])
         assert message["bus_ack_code"] == rc.code
         assert message["state"] == ("complete" if rc.positive else "bus-nacked"), (rc.code, message["state"])
-    assert a.messages(state="orphan") == []
+    assert list(a.messages(state="orphan")) == []
 
 
 @pytest.mark.parametrize("nack", [False, True], ids=["ok", "nack"])
@@ -160,4 +160,4 @@ def test_the_api_refuses_a_code_of_the_other_kind(tmp_path: Path, pair) -> None:
     untouched(b, received)
     assert len(b.messages(direction="out")) == 1  # the 20013 only
     acked = b.ack(received["id"])  # 30001 by default
-    assert (acked["state"], acked["bus_ack_code"]) == ("bus-acked", "30001")
+    assert (acked.state, acked.bus_ack_code) == ("bus-acked", "30001")
