@@ -31,6 +31,7 @@ from .faults import checkpoint
 from .itk.parse import HEAD as ITK_HEAD
 from .kinds import BUS, BUS_OWED, INF
 from .mesh import MeshMailbox
+from .models import FINAL
 from .payloads.base import Finding, ValidationResult
 from .plugins import Plugins
 from .store import Row, Store
@@ -54,7 +55,6 @@ EVENTS = {
 }
 GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
 RESPONSE_CAP = 1_000_000  # bytes: an ITK008M response is a few KB; a bigger one is an orphan, never read
-FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
 
 
 def due(within: float | None) -> str | None:

@@ -85,7 +85,7 @@ def deliver(bridge: Bridge, payload: Path, polls: int = 4) -> tuple[str, list[st
     for _ in range(polls):
         problems += bridge.poll().problems
         inbound = bridge.messages(direction="in")
-        if bridge.store.get(message_id)["state"] == "delivered" and [m["state"] for m in inbound] == ["delivered"]:
+        if bridge.store.get(message_id)["state"] == "delivered" and [m.state for m in inbound] == ["delivered"]:
             break
     return message_id, problems
 

@@ -31,12 +31,12 @@ def test_report_marks_outbound_undeliverable(tmp_path: Path, meshbridge_config, 
 
     report = bridge.poll(mailbox="X26ABC1")
     assert report.undeliverable == [sent.id]
-    message, events = bridge.show(sent.id)
+    message = bridge.show(sent.id)
     assert message.state == "undeliverable"
-    last = events[-1]
-    assert last["state"] == "undeliverable"
-    assert last["detail"]["mesh_code"] == "14"
-    assert last["detail"]["mesh_description"] == "Message not collected by recipient after 5 days"
+    last = message.events[-1]
+    assert last.state == "undeliverable"
+    assert last.detail["mesh_code"] == "14"
+    assert last.detail["mesh_description"] == "Message not collected by recipient after 5 days"
     # the REPORT itself is kept, linked, and acknowledged
     kept = bridge.messages(direction="in", state="report")
     assert len(kept) == 1 and kept[0].linked_message_id == sent.mesh_message_id

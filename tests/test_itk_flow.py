@@ -237,7 +237,7 @@ def test_the_same_response_twice_is_applied_once(tmp_path: Path, pair, mesh_peer
     mesh_peer("X26ABC2").send_message("X26ABC1", wire, workflow_id=WORKFLOW + "_ACK")  # MESH-level redelivery
     a.poll()
     responses = a.messages(direction="in")
-    assert sorted(m["state"] for m in responses) == ["correlated", "duplicate"]
+    assert sorted(m.state for m in responses) == ["correlated", "duplicate"]
     assert kinds(a, sent.id).count("inf-ack") == 1
 
 
@@ -265,7 +265,7 @@ def test_overdue_expectations(tmp_path: Path, pair, meshbridge_config) -> None:
     assert sorted(e.detail["expected"] for e in recorder.events if e.kind == "overdue") == ["bus-ack", "inf-ack"]
     assert a.poll().overdue == []  # raised once
     status = a.status()  # two expectations overdue, on one message
-    assert (status["overdue"], status["overdue_messages"]) == (2, 1)
+    assert (status.overdue, status.overdue_messages) == (2, 1)
 
 
 def test_orphan_responses(tmp_path: Path, pair, mesh_peer) -> None:
@@ -343,6 +343,6 @@ def test_a_third_mailbox_cannot_make_a_genuine_message_a_duplicate(tmp_path: Pat
     mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the genuine sender
     b.poll()
     by_peer = {m.peer: m for m in b.messages(direction="in") if m.route == "toc-in"}
-    assert by_peer["X26ABC1"]["state"] == "delivered"
-    assert by_peer["X26ABC1"]["inf_ack_code"] == "20013"
+    assert by_peer.X26ABC1.state == "delivered"
+    assert by_peer.X26ABC1.inf_ack_code == "20013"
     assert len(list((tmp_path / "in").iterdir())) == 2  # each sender's message delivered once

@@ -110,11 +110,11 @@ def answers(bridge: Bridge) -> dict[str, dict]:
 def assert_orphans(bridge: Bridge, recorder: Recorder, reason: str, count: int) -> list[dict]:
     orphans = bridge.messages(state="orphan")
     assert len(orphans) == count
-    assert all(reason in (row["last_error"] or "") for row in orphans), [r["last_error"] for r in orphans]
+    assert all(reason in (row.last_error or "") for row in orphans), [r.last_error for r in orphans]
     for row in orphans:
-        [event] = [e for e in bridge.store.events(row["id"]) if e["kind"] == "orphan"]
+        [event] = [e for e in bridge.store.events(row.id) if e["kind"] == "orphan"]
         assert reason in event["detail"]["reason"]
-        assert row["answers"] is None
+        assert row.answers is None
     assert [e.kind for e in recorder.events] == ["orphan"] * count
     assert all(reason in e.summary and reason in e.detail["reason"] for e in recorder.events)
     return orphans
@@ -370,7 +370,7 @@ def test_after_a_nack_later_responses_from_the_recipient_change_nothing(tmp_path
     assert snapshot(ours, sent.id) == nacked  # no state, ack column, expectation or event changed
     orphans = ours.messages(state="orphan")
     assert len(orphans) == 2
-    assert all(f"answers {sent.itk_message_id}, which is already inf-nacked" in o["last_error"] for o in orphans)
+    assert all(f"answers {sent.itk_message_id}, which is already inf-nacked" in o.last_error for o in orphans)
     assert [e.kind for e in recorder.events] == ["nack", "orphan", "orphan"]
 
 
