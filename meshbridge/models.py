@@ -357,7 +357,7 @@ class Message(MessageSummary):
 @dataclass(frozen=True)
 class Page:
     """One page of a listing, and the cursor of the next one (None on the last page): pass it as
-    ``after`` to get the next page. Iterating a page iterates its items."""
+    ``after`` to get the next page. A page is a sequence of its items (``page[0]``, ``len(page)``)."""
 
     items: tuple[MessageSummary, ...]
     next: str | None = None
@@ -367,6 +367,9 @@ class Page:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __getitem__(self, index: int) -> MessageSummary:
+        return self.items[index]
 
 
 def cursor(created_at: str, message_id: str) -> str:

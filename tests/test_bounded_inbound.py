@@ -162,8 +162,8 @@ def test_a_corrupt_gzip_body_is_kept_as_received_and_shown(
 
     assert "invalid" in cli("status")
     [listed] = json.loads(cli("messages", "--state", "invalid", "--json"))
-    assert listed["id"] == message["id"]
-    assert "not valid gzip" in cli("show", message["id"])
+    assert listed["id"] == message.id
+    assert "not valid gzip" in cli("show", message.id)
 
 
 def test_a_body_cut_the_same_way_twice_is_kept_as_received(
@@ -384,9 +384,9 @@ def test_running_out_of_memory_on_one_message_does_not_block_the_next(
     assert "Traceback" not in done.stderr
     bridge = make_bridge(path)
     by_itk = {m.itk_message_id: m for m in bridge.messages(direction="in")}
-    assert (by_itk[big_id]["state"], by_itk[big_id]["inf_ack_code"]) == ("invalid", "20015")
-    assert "more than this process has the memory to read" in by_itk[big_id]["findings"]
-    assert (by_itk[small_id]["state"], by_itk[small_id]["inf_ack_code"]) == ("delivered", "20013")
+    assert (by_itk[big_id].state, by_itk[big_id].inf_ack_code) == ("invalid", "20015")
+    assert any("more than this process has the memory to read" in f.message for f in by_itk[big_id].findings)
+    assert (by_itk[small_id].state, by_itk[small_id].inf_ack_code) == ("delivered", "20013")
 
 
 def test_an_undecodable_itk_message_is_answered_10009(meshbridge_config, make_bridge, mesh_peer) -> None:

@@ -343,6 +343,6 @@ def test_a_third_mailbox_cannot_make_a_genuine_message_a_duplicate(tmp_path: Pat
     mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the genuine sender
     b.poll()
     by_peer = {m.peer: m for m in b.messages(direction="in") if m.route == "toc-in"}
-    assert by_peer.X26ABC1.state == "delivered"
-    assert by_peer.X26ABC1.inf_ack_code == "20013"
+    assert by_peer["X26ABC1"].state == "delivered"
+    assert by_peer["X26ABC1"].inf_ack_code == "20013"
     assert len(list((tmp_path / "in").iterdir())) == 2  # each sender's message delivered once

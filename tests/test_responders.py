@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import Bridge, Message, hookimpl, itk, load
+from meshbridge import Bridge, Message, MessageSummary, Page, hookimpl, itk, load
 from meshbridge.plugins import Plugins, make_plugin_manager
 
 WORKFLOW = "TOC_FHIR_OP_ATTEN"
@@ -97,9 +97,9 @@ def snapshot(bridge: Bridge, message_id: str) -> tuple:
     return bridge.store.get(message_id), bridge.store.events(message_id), bridge.store.expectations(message_id)
 
 
-def answers(bridge: Bridge) -> dict[str, dict]:
+def answers(bridge: Bridge) -> dict[str, MessageSummary]:
     """Inbound rows by the MESH sender and order of arrival: {"X26ABC3#0": row, ...}."""
-    seen: dict[str, dict] = {}
+    seen: dict[str, MessageSummary] = {}
     for row in bridge.messages(direction="in"):
         peer = row.peer
         index = sum(1 for key in seen if key.startswith(peer))
@@ -107,7 +107,7 @@ def answers(bridge: Bridge) -> dict[str, dict]:
     return seen
 
 
-def assert_orphans(bridge: Bridge, recorder: Recorder, reason: str, count: int) -> list[dict]:
+def assert_orphans(bridge: Bridge, recorder: Recorder, reason: str, count: int) -> Page:
     orphans = bridge.messages(state="orphan")
     assert len(orphans) == count
     assert all(reason in (row.last_error or "") for row in orphans), [r.last_error for r in orphans]
@@ -183,9 +183,9 @@ def test_a_forger_reusing_the_genuine_response_id_does_not_make_it_a_duplicate(
     ours.poll(track=False)
 
     rows = answers(ours)
-    assert rows["X26ABC3#0"]["state"] == "orphan"
-    assert (rows["X26ABC2#0"]["state"], rows["X26ABC2#0"]["answers"]) == ("correlated", sent.id)
-    assert rows["X26ABC2#1"]["state"] == "duplicate"  # still idempotent per sender
+    assert rows["X26ABC3#0"].state == "orphan"
+    assert (rows["X26ABC2#0"].state, rows["X26ABC2#0"].answers) == ("correlated", sent.id)
+    assert rows["X26ABC2#1"].state == "duplicate"  # still idempotent per sender
     message = ours.store.get(sent.id)
     assert (message["state"], message["inf_ack_code"]) == ("inf-acked", "20013")
     assert [e["kind"] for e in ours.store.events(sent.id)].count("inf-ack") == 1
@@ -214,7 +214,7 @@ destination = {{ folder = "{tmp_path / "in"}" }}
     ours.poll(track=False)
 
     orphans = assert_orphans(ours, recorder, f"but answers to it come on {ACK}", 2)
-    assert sorted(row["workflow_id"] for row in orphans) == ["TOC_FHIR_EC_DISCH", "TOC_FHIR_IP_DISCH_ACK"]
+    assert sorted(row.workflow_id for row in orphans) == ["TOC_FHIR_EC_DISCH", "TOC_FHIR_IP_DISCH_ACK"]
     assert snapshot(ours, sent.id) == before
     assert not (tmp_path / "in").exists() or list((tmp_path / "in").iterdir()) == []  # nor delivered
 
@@ -282,7 +282,7 @@ def registration_and_recep() -> tuple[bytes, bytes]:
     return (EDIFACT / "nhais-registration.dat").read_bytes(), (EDIFACT / "nhais-registration_recep.dat").read_bytes()
 
 
-def send_registration(ours: Bridge, tmp_path: Path, registration: bytes) -> dict:
+def send_registration(ours: Bridge, tmp_path: Path, registration: bytes) -> Message:
     return send(ours, tmp_path, route="registrations-out", data=registration, name="registration.dat")
 
 
@@ -290,17 +290,17 @@ def test_recep_from_a_third_mailbox_is_an_orphan(tmp_path: Path, bridge, mesh_pe
     registration, recep = registration_and_recep()
     ours, recorder = bridge(RECEP_ROUTE, protocol=recep_plugin())
     sent = send_registration(ours, tmp_path, registration)
-    before = snapshot(ours, sent["id"])
+    before = snapshot(ours, sent.id)
     rejection = recep.replace(b"00000003 OK", b"00000003 CA")
     mesh_peer("X26ABC3").send_message("X26ABC1", rejection, workflow_id="NHAIS_RECEP")
     ours.poll(track=False)
     assert_orphans(ours, recorder, "recep answers 'XX11>TES5:00000003', which was sent to X26ABC2, not to X26ABC3", 1)
-    assert snapshot(ours, sent["id"]) == before  # expectation neither met nor closed
+    assert snapshot(ours, sent.id) == before  # expectation neither met nor closed
 
     mesh_peer("X26ABC2").send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
     report = ours.poll(track=False)
     assert len(report.correlated) == 1
-    [expectation] = ours.store.expectations(sent["id"])
+    [expectation] = ours.store.expectations(sent.id)
     assert expectation["met_at"] and expectation["outcome"] == "OK"
 
 
@@ -308,22 +308,22 @@ def test_recep_on_an_undeclared_workflow_is_an_orphan(tmp_path: Path, bridge, me
     registration, recep = registration_and_recep()
     ours, recorder = bridge(RECEP_ROUTE, protocol=recep_plugin())
     sent = send_registration(ours, tmp_path, registration)
-    before = snapshot(ours, sent["id"])
+    before = snapshot(ours, sent.id)
     mesh_peer("X26ABC2").send_message("X26ABC1", recep, workflow_id="NHAIS_REG")  # the recipient, wrong workflow
     ours.poll(track=False)
     assert_orphans(ours, recorder, "on workflow NHAIS_REG, but answers to it come on NHAIS_RECEP", 1)
-    assert snapshot(ours, sent["id"]) == before
+    assert snapshot(ours, sent.id) == before
 
 
 def test_recep_arriving_on_another_of_our_mailboxes_is_an_orphan(tmp_path: Path, bridge, mesh_peer) -> None:
     registration, recep = registration_and_recep()
     ours, recorder = bridge(RECEP_ROUTE, mailboxes=("X26ABC1", "X26ABC3"), protocol=recep_plugin())
     sent = send_registration(ours, tmp_path, registration)
-    before = snapshot(ours, sent["id"])
+    before = snapshot(ours, sent.id)
     mesh_peer("X26ABC2").send_message("X26ABC3", recep, workflow_id="NHAIS_RECEP")
     ours.poll(track=False)
     assert_orphans(ours, recorder, "which was sent from X26ABC1, but arrived on X26ABC3", 1)
-    assert snapshot(ours, sent["id"]) == before
+    assert snapshot(ours, sent.id) == before
 
 
 def test_an_ack_protocol_without_workflows_takes_the_original_workflow_or_its_ack(
@@ -346,7 +346,7 @@ def test_an_ack_protocol_without_workflows_takes_the_original_workflow_or_its_ac
     assert_orphans(ours, recorder, "but answers to it come on NHAIS_REG, NHAIS_REG_ACK", 1)
     recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_REG_ACK")
     assert len(ours.poll(track=False).correlated) == 1
-    assert ours.store.expectations(sent["id"])[0]["outcome"] == "OK"
+    assert ours.store.expectations(sent.id)[0]["outcome"] == "OK"
 
 
 # -- the recipient answers once -----------------------------------------------------------------
@@ -405,13 +405,13 @@ def test_a_recep_after_the_recep_changes_nothing(tmp_path: Path, bridge, mesh_pe
     recipient = mesh_peer("X26ABC2")
     recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
     assert len(ours.poll(track=False).correlated) == 1
-    answered = snapshot(ours, sent["id"])
+    answered = snapshot(ours, sent.id)
 
     recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
     recipient.send_message("X26ABC1", recep.replace(b"00000003 OK", b"00000003 CA"), workflow_id="NHAIS_RECEP")
     report = ours.poll(track=False)
     assert report.correlated == []
-    assert snapshot(ours, sent["id"]) == answered
+    assert snapshot(ours, sent.id) == answered
     assert_orphans(ours, recorder, "recep answers 'XX11>TES5:00000003', which was already answered", 2)
 
 

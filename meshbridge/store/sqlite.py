@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 from .. import clock
 from ..errors import DiskFull, SourceTaken, StoreError, StoreOutdated, UnknownMessage
-from ..models import FINISHED, Event, Expectation, Message, MessageSummary, Page, cursor, position
+from ..models import (
+    FINISHED,
+    Event,
+    Expectation,
+    Message,
+    MessageSummary,
+    Page,
+    State,
+    TimelineKind,
+    cursor,
+    position,
+)
 from ..steps import Event as Step
 from ..steps import log_steps
 from . import migrating
@@ -287,11 +298,11 @@ class Store:
                 [stamp, *taken.values(), message_id, *lapsed(lease)],
             ).rowcount
             if changed:
-                kind = "sending" if row[0] == "accepted" else "resending"
-                self._event(message_id, kind, "sending", None, stamp)
-        return {**self.get(message_id), "resumed": row[0] == "sending"} if changed else None
+                kind = TimelineKind.SENDING if row[0] == State.ACCEPTED else TimelineKind.RESENDING
+                self._event(message_id, kind, State.SENDING, None, stamp)
+        return {**self.get(message_id), "resumed": row[0] == State.SENDING} if changed else None
 
-    def renew(self, message_id: str, holder: str, state: str = "sending") -> bool:
+    def renew(self, message_id: str, holder: str, state: str = State.SENDING) -> bool:
         """A heartbeat of a claim (a ``sending`` one, or a ``valid`` inbound one being delivered);
         False when ``holder`` no longer holds it (another process took it over). Not synced: a
         heartbeat lost in a power cut only ages the claim."""
@@ -400,7 +411,7 @@ class Store:
                 ).fetchone()[0]
                 stamp = now()
                 db.execute("UPDATE messages SET payload_sha256 = NULL, updated_at = ? WHERE id = ?", [stamp, row["id"]])
-                self._event(row["id"], "payload-removed", None, {"sha256": sha}, stamp)
+                self._event(row["id"], TimelineKind.PAYLOAD_REMOVED, None, {"sha256": sha}, stamp)
                 if not still_used and self.payloads.remove(sha):  # last: a failure above removes nothing
                     removed += 1
         return removed
@@ -478,7 +489,11 @@ class Store:
             )
             for row in rows:
                 self._event(
-                    row["message_id"], "overdue", None, {"expected": row["kind"], "due_at": row["due_at"]}, stamp
+                    row["message_id"],
+                    TimelineKind.OVERDUE,
+                    None,
+                    {"expected": row["kind"], "due_at": row["due_at"]},
+                    stamp,
                 )
         return rows
 
