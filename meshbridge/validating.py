@@ -24,6 +24,7 @@ def validate(
     route: str | Route | None = None,
     config: Config | str | os.PathLike[str] | None = None,
     plugins: Plugins | None = None,
+    filename: str | None = None,
 ) -> ValidationResult:
     """Detect (``type="auto"``) and validate a payload given as a path or as bytes; never raises
     for what is in it: every problem is a finding (``result.valid`` is False when one is an error).
@@ -36,6 +37,7 @@ def validate(
     :param config: the config a route name is looked up in (a :class:`~meshbridge.Config` or
         its file; default: the usual config file); its ``[plugins.NAME]`` tables configure the plugins.
     :param plugins: the installed plugins to use (default: those installed).
+    :param filename: the payload's file name, for validators that look at it (default: the path's).
 
     Raises :class:`~meshbridge.PayloadError` when the file cannot be read,
     :class:`~meshbridge.ConfigError` for an unknown route or a bad config, and
@@ -55,14 +57,14 @@ def validate(
     if route is not None and type == "auto":
         type = route.payload_type
     if isinstance(payload, bytes):
-        data, filename = payload, None
+        data = payload
     else:
         path = Path(payload)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise PayloadError(f"cannot read {path}: {exc.strerror}") from None
-        filename = path.name
+        filename = filename or path.name
     options = {"fhir_version": fhir_version} if fhir_version else {}
     result = check(plugins, data, payload_type=type, options=options, route=route, filename=filename)
     if itk:

@@ -145,20 +145,22 @@ def validate(
     as_json: bool,
 ) -> None:
     """Detect and validate one payload; print findings. Exit 0 valid, 1 invalid. No MESH needed."""
-    from ..errors import PayloadError
     from ..validating import validate as validated
 
     try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE)
+    try:
         result = validated(
-            path,
+            data,
+            filename=path.name,
             type=payload_type,
             fhir_version=fhir_version,
             itk=itk_rules,
             route=route,
             config=ctx.obj["config"] if route else None,
         )
-    except PayloadError as exc:  # the file cannot be read
-        fail(str(exc), EXIT_USAGE)
     except MeshbridgeError as exc:  # the config or a plugin
         fail_for(exc)
     if as_json:
