@@ -395,7 +395,7 @@ class Status:
     ``overdue_messages``: the messages they are on; ``owed``: inbound ITK messages still owing
     our business ack."""
 
-    counts: Mapping[str, Mapping[str, int]]
+    counts: Mapping[Direction, Mapping[State, int]]
     overdue: int
     overdue_messages: int
     owed: int

@@ -301,7 +301,7 @@ def test_random_faults_on_every_call_lose_and_duplicate_nothing(
     assert len({str(h.fault) for h in proxy.seen(faulted=True)}) >= 4  # it did storm, in several ways
     assert {bridge.store.get(i)["state"] for i in ids} == {"delivered"}
     outbox = mesh_outbox(mesh_peer("X26ABC1"))
-    assert sorted(m.local_id for m in outbox) == sorted(ids)
+    assert sorted(m["local_id"] for m in outbox) == sorted(ids)
     inbound = bridge.messages(direction="in")
     assert sorted(m.payload_sha256 for m in inbound) == sorted(sha256(p) for p in payloads)
     assert {m.state for m in inbound} == {"delivered"}

@@ -130,4 +130,4 @@ def test_housekeeping_removes_old_payloads_only(tmp_path: Path, meshbridge_confi
     )
     bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
     assert bridge.store.remove_old_payloads(3600) == 0  # sent, not yet delivered: not finished, kept
-    assert bridge.store.payloads.exists(unfinished["payload_sha256"])
+    assert unfinished is not None and bridge.store.payloads.exists(unfinished.payload_sha256)
