@@ -12,14 +12,14 @@ from .. import clock
 from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
+from ..models import IN_FLIGHT
 from ..payloads.base import ValidationResult
 from ..progress import Progress, named
 from ..store import Row, Store, new_lease, now
 
 SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without a heartbeat
 
-# Outbound states MESH tracking or a REPORT may still move on.
-IN_FLIGHT = ("sent", "delivered")
+# (IN_FLIGHT, the outbound states MESH tracking or a REPORT may still move on: meshbridge.models)
 
 
 def accept(
