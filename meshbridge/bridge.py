@@ -320,6 +320,17 @@ class Bridge(Reading):
         """
         return self.show(self.acks.business_ack(message_id, code, text, nack=nack)["id"])
 
+    def response_to(self, message_id: str) -> Message | None:
+        """The response we last stored to send to this inbound message (its ITK ack or nack), if any."""
+        responded = [
+            e for e in self.store.events(message_id) if e["kind"] == "responded" and e["detail"].get("response")
+        ]
+        return self.show(responded[-1]["detail"]["response"]) if responded else None
+
+    def login_refused(self, mailbox: str) -> bool:
+        """Does MESH refuse this mailbox's login now (until a call succeeds: see ``mesh-auth``)?"""
+        return mailbox in self.store.logins.refusing()
+
     @property
     def acks(self) -> Acknowledgements:
         if self._acks is None:

@@ -11,8 +11,6 @@ Imports nothing heavy: :class:`~meshbridge.Reader` (``meshbridge status``) build
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -20,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
 
-from .errors import InvalidRequest, StoreError
+from .errors import StoreError
 from .payloads.base import Finding
 
 
@@ -370,23 +368,6 @@ class Page:
 
     def __getitem__(self, index: int) -> MessageSummary:
         return self.items[index]
-
-
-def cursor(created_at: str, message_id: str) -> str:
-    """The opaque keyset cursor just after a message: its ``created_at`` as stored, and its ``id``."""
-    raw = json.dumps([created_at, message_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def position(token: str) -> tuple[str, str]:
-    """The ``(created_at, id)`` a cursor names; a cursor not made by :func:`cursor` is an :class:`InvalidRequest`."""
-    try:
-        created, ident = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if isinstance(created, str) and isinstance(ident, str):
-            return created, ident
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        pass
-    raise InvalidRequest(f"not a page cursor: {token!r}")
 
 
 @dataclass(frozen=True)

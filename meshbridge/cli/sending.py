@@ -18,7 +18,6 @@ from .times import WHEN
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..store import Row, Store
 
 
 @click.command()
@@ -188,25 +187,18 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
     with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
         said = f"{message.id}: {message.state} ({message.bus_ack_code})"
-        response = answer(bridge.store, message.id)
-        if response is None or response["state"] not in (State.ACCEPTED, State.SENDING, State.FAILED):
+        response = bridge.response_to(message.id)
+        if response is None or response.state not in (State.ACCEPTED, State.SENDING, State.FAILED):
             echo(f"{said} sent to {message.peer}")
             return
-        if response["state"] == State.FAILED:
+        if response.state == State.FAILED:
             fail(
-                f"{said} recorded, but MESH refused its response {response['id']} (kept failed; "
-                f"`meshbridge retry {response['id']}` sends it again): {response['last_error']}",
+                f"{said} recorded, but MESH refused its response {response.id} (kept failed; "
+                f"`meshbridge retry {response.id}` sends it again): {response.last_error}",
                 1,
             )
-        refused = response["mailbox"] in bridge.store.logins.refusing()
         fail(
-            f"{said} recorded; its response {response['id']} to {message.peer} is not sent yet "
-            f"({response['last_error']}); `meshbridge poll` sends it",
-            EXIT_LOGIN_REFUSED if refused else EXIT_UNREACHABLE,
+            f"{said} recorded; its response {response.id} to {message.peer} is not sent yet "
+            f"({response.last_error}); `meshbridge poll` sends it",
+            EXIT_LOGIN_REFUSED if bridge.login_refused(response.mailbox) else EXIT_UNREACHABLE,
         )
-
-
-def answer(store: Store, message_id: str) -> Row | None:
-    """The response we last sent (or stored to send) to this inbound message, if any."""
-    responded = [e for e in store.events(message_id) if e["kind"] == "responded" and e["detail"].get("response")]
-    return store.get(responded[-1]["detail"]["response"]) if responded else None

@@ -30,12 +30,11 @@ from ..models import (
     Page,
     State,
     TimelineKind,
-    cursor,
-    position,
 )
 from ..steps import Event as Step
 from ..steps import log_steps
 from . import migrating
+from .cursors import cursor, position
 from .logins import Logins
 from .opening import StoreConnection, open_store
 from .payloads import INLINE_MAX, Payloads, secure_dir, unsynced
