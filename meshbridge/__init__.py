@@ -4,9 +4,11 @@ The public API::
 
     from meshbridge import Bridge
     with Bridge.from_file("meshbridge.toml") as bridge:
-        message = bridge.send("letter.xml", route="discharge-out")
+        message = bridge.send("letter.xml", route="discharge-out")  # a Message
         bridge.poll()
-        bridge.show(message["id"])
+        bridge.show(message.id).state  # State.DELIVERED, ... with .events and .expectations
+
+    meshbridge.validate("letter.xml", type="fhir").valid
 
 Names are imported when first used (:pep:`562`), so ``import meshbridge`` and the command line's
 ``--help`` load none of the pipeline (requests, lxml, fhir.resources, mesh-client, sqlite-utils).
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     )
     from .events import EventKind, Notification
     from .hookspecs import hookimpl
+    from .models import Direction, Event, Expectation, Message, MessageSummary, Page, State, Status, TimelineKind
     from .payloads.base import (
         ERROR,
         WARNING,
@@ -76,6 +79,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     )
     from .plugins import Plugins
     from .reader import Reader
+    from .validating import validate
 
 # Each public name and the module it comes from (keep in step with the imports above: a test checks).
 _HOMES = {
@@ -119,9 +123,21 @@ _HOMES = {
     ),
     ".events": ("EventKind", "Notification"),
     ".hookspecs": ("hookimpl",),
+    ".models": (
+        "Direction",
+        "Event",
+        "Expectation",
+        "Message",
+        "MessageSummary",
+        "Page",
+        "State",
+        "Status",
+        "TimelineKind",
+    ),
     ".payloads.base": ("ERROR", "WARNING", "Finding", "Payload", "PayloadType", "ValidationResult"),
     ".plugins": ("Plugins",),
     ".reader": ("Reader",),
+    ".validating": ("validate",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -139,8 +155,11 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "Destination",
     "DestinationKind",
     "DiskFull",
+    "Direction",
     "ERROR",
+    "Event",
     "EventKind",
+    "Expectation",
     "FhirJsonError",
     "Finding",
     "hookimpl",
@@ -152,7 +171,10 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "MeshAuthRefused",
     "MeshbridgeError",
     "MeshRejected",
+    "Message",
+    "MessageSummary",
     "Notification",
+    "Page",
     "Payload",
     "PayloadError",
     "PayloadRejected",
@@ -171,12 +193,16 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "SendAbandoned",
     "SourceChanged",
     "SourceTaken",
+    "State",
+    "Status",
     "StoreDamaged",
     "StoreError",
     "StoreOutdated",
+    "TimelineKind",
     "TransportError",
     "UndecodableBody",
     "UnknownMessage",
+    "validate",
     "ValidationResult",
     "WARNING",
     "XmlRefused",

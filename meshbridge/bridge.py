@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import acks, collecting, delivering, following, pipeline, retries, sending, steps
+from . import collecting, delivering, following, pipeline, retries, sending, steps
 from .acks import Acknowledgements
 from .config import Config, Route, load
 from .errors import (
@@ -25,12 +25,13 @@ from .events import EventKind, Notification
 from .faults import checkpoint
 from .logins import LoginWatch
 from .mesh import MeshMailbox
+from .models import RETRIABLE, Direction, Message, State
 from .payloads.base import ValidationResult
 from .pipeline import PollReport, goes_on
 from .pipeline.outbound import NewMessage
 from .plugins import Plugins
 from .progress import Progress
-from .reader import status as store_status
+from .reader import Reading
 from .sources import discard_if_changed, open_regular, text_name
 from .store import Row, Store
 from .validation import needs_validation
@@ -40,8 +41,9 @@ log = logging.getLogger("meshbridge")
 __all__ = ["Bridge", "PollReport"]
 
 
-class Bridge:
-    """One meshbridge: a config, its store and a MESH session per mailbox."""
+class Bridge(Reading):
+    """One meshbridge: a config, its store and a MESH session per mailbox. Reading (``status``,
+    ``messages``, ``show``) is :class:`~meshbridge.reader.Reading`'s, the same as a Reader's."""
 
     def __init__(self, config: Config, plugins: Plugins | None = None) -> None:
         self.config = config
@@ -142,8 +144,8 @@ class Bridge:
         workflow_id: str | None = None,
         payload_type: str | None = None,
         source_file: str | None = None,
-    ) -> Row:
-        """Validate a payload, store it durably and send it. Returns the message row.
+    ) -> Message:
+        """Validate a payload, store it durably and send it. Returns the message as stored then.
 
         A payload that fails validation, or an empty one, is quarantined (state ``rejected``) and
         :class:`~meshbridge.PayloadRejected` raised. A name that is not UTF-8 is stored with each
@@ -198,7 +200,7 @@ class Bridge:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         if source_file is not None:
             discard_if_changed(self.store, file, opened, message)
-        if message["state"] == "rejected":
+        if message["state"] == State.REJECTED:
             sending.refuse(self, message)
         checkpoint("send:stored")
         try:
@@ -206,7 +208,7 @@ class Bridge:
         except TransportError as exc:
             exc.message_id = message["id"]  # stored: the caller can follow it up
             raise
-        return self.store.get(message["id"])
+        return self.show(message["id"])
 
     def _transmit(self, message: Row, *, claimed: bool = False) -> bool:
         return sending.transmit(self, message, claimed=claimed)
@@ -271,7 +273,7 @@ class Bridge:
         following.sweep(self, report)
         return report
 
-    def retry(self, message_id: str) -> Row:
+    def retry(self, message_id: str) -> Message:
         """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
         (a fresh set of attempts; the inbound one is delivered by the next pass). Raises
         :class:`~meshbridge.RetryRefused` when it cannot be retried, and what sending it now raises."""
@@ -281,35 +283,35 @@ class Bridge:
             problem = "its state changed meanwhile (another process retried it?)"
         if problem:
             raise RetryRefused(f"{message['id']}: {problem}")
-        if message["direction"] == "out":
+        if message["direction"] == Direction.OUT:
             self._transmit(self.store.get(message["id"]))
-        return self.store.get(message["id"])
+        return self.show(message["id"])
 
     def retry_many(
         self,
         ids: Sequence[str] = (),
         *,
-        state: str | None = None,
+        state: State | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> retries.Retries:
         """Retry the messages ``ids`` name, or else every retriable one in ``state`` (``failed``,
         ``undelivered``, or both when None) last changed within ``[since, until]``; outbound ones
         are sent at once. Each comes back queued (its state now) or with why it could not be."""
-        if state is not None and state not in retries.RETRIABLE.values():
+        if state is not None and state not in RETRIABLE.values():
             raise InvalidRequest(f"only failed or undelivered messages can be retried, not {state!r} ones")
         done = retries.Retries()
         rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
         return retries.retry(self.store, rows, self._transmit, done)
 
-    def replay(self, message_id: str, *, force: bool = False) -> Row:
+    def replay(self, message_id: str, *, force: bool = False) -> Message:
         """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
         one again against the current config (see :mod:`meshbridge.replay`)."""
         from .replay import replay
 
-        return replay(self, message_id, force=force)
+        return self.show(replay(self, message_id, force=force)["id"])
 
-    def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Row:
+    def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Message:
         """The end application's business response to an inbound ITK message; it goes back to the sender
         on the route's ack workflow.
 
@@ -317,7 +319,19 @@ class Bridge:
         (e.g. 30002); a code of the other kind, or not a business code, raises
         :class:`~meshbridge.InvalidRequest` and nothing is sent.
         """
-        return self.acks.business_ack(message_id, code, text, nack=nack)
+        return self.show(self.acks.business_ack(message_id, code, text, nack=nack)["id"])
+
+    def response_to(self, message_id: str) -> Message | None:
+        """The response we last stored to send to this inbound message (its ITK ack or nack), if any."""
+        responded = [
+            e for e in self.store.events(message_id) if e["kind"] == "responded" and e["detail"].get("response")
+        ]
+        return self.show(responded[-1]["detail"]["response"]) if responded else None
+
+    def login_refused(self, mailbox: str | None) -> bool:
+        """Does MESH refuse this mailbox's login now (until a call succeeds: see ``mesh-auth``)?
+        ``None`` (a message without a mailbox) is never refused."""
+        return mailbox in self.store.logins.refusing()
 
     @property
     def acks(self) -> Acknowledgements:
@@ -360,17 +374,3 @@ class Bridge:
         report = report or PollReport()
         following.track(self, report, force=force)
         return report
-
-    # -- reading --------------------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        """What :meth:`Reader.status <meshbridge.Reader.status>` returns (one definition)."""
-        return store_status(self.store)
-
-    def messages(self, *, owed: bool = False, **filters: Any) -> list[Row]:
-        """Messages by the store's filters; ``owed``: inbound ITK messages still owing our business ack."""
-        return self.store.messages(expecting=acks.BUS_OWED if owed else None, **filters)
-
-    def show(self, message_id: str) -> tuple[Row, list[Row]]:
-        message = self.store.get(message_id)
-        return message, self.store.events(message["id"])

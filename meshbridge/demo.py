@@ -13,6 +13,7 @@ from typing import Any
 from .bridge import Bridge
 from .config import load
 from .demo_itk import Command, run_itk
+from .models import Message, State
 from .plugins import Plugins
 from .sandbox import Sandbox, config_text
 
@@ -49,7 +50,7 @@ def run_demo(
     *,
     keep: bool,
     echo: Callable[[str], None],
-    show: Callable[[dict[str, Any], list[dict[str, Any]]], None],
+    show: Callable[[Message], None],
     command: Command,
 ) -> bool:
     """Payload round trips, then an ITK3 exchange between two organisations (:mod:`meshbridge.demo_itk`);
@@ -69,28 +70,29 @@ def run_demo(
                     payload = workspace / "out" / f"{name}.dat"
                     payload.write_bytes(data)
                     message = bridge.send(payload, route=f"{name}-out")
-                    sent.append((message["id"], hashlib.sha256(data).hexdigest()))
-                    chunks = message["chunks_total"] or 1
+                    sent.append((message.id, hashlib.sha256(data).hexdigest()))
+                    chunks = message.chunks_total or 1
                     echo(
-                        f"sent {name}: {len(data)} bytes, {message['payload_type']}, in {chunks} chunk(s)"
-                        f" as {message['mesh_message_id']}"
+                        f"sent {name}: {len(data)} bytes, {message.payload_type}, in {chunks} chunk(s)"
+                        f" as {message.mesh_message_id}"
                     )
                 report = bridge.poll()
                 for problem in report.problems:
                     echo(f"problem: {problem}")
                 ok = not report.problems
                 for message_id, sha in sent:
-                    message, events = bridge.show(message_id)
-                    show(message, events)
-                    inbound = bridge.store.find("in", message["mesh_message_id"])
-                    if inbound is None:
+                    message = bridge.show(message_id)
+                    show(message)
+                    found = bridge.store.find("in", message.mesh_message_id or "")
+                    if found is None:
                         ok = False
                         echo(f"{message_id} was not collected")
                         continue
-                    show(*bridge.show(inbound["id"]))
-                    delivered = Path(inbound["destination"] or "")
+                    inbound = bridge.show(found["id"])
+                    show(inbound)
+                    delivered = Path(inbound.destination or "")
                     same = delivered.is_file() and hashlib.sha256(delivered.read_bytes()).hexdigest() == sha
-                    ok = ok and same and message["state"] == "delivered" and inbound["state"] == "delivered"
+                    ok = ok and same and message.state == State.DELIVERED and inbound.state == State.DELIVERED
                     echo(f"delivered to {delivered} — sha256 {'matches' if same else 'DIFFERS'}")
             ok = run_itk(workspace, sandbox, plugins, echo=echo, command=command) and ok
         echo(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")

@@ -19,9 +19,9 @@ from . import kinds
 from .bridge import Bridge
 from .config import load
 from .itk import codes, same_id
+from .models import Direction, Message, State
 from .plugins import Plugins
 from .sandbox import Sandbox, config_text
-from .store import Row
 
 TRUST, PRACTICE = "X26ABC1", "X26ABC2"
 WORKFLOW = "TOC_FHIR_IP_DISCH"
@@ -64,18 +64,18 @@ def run_itk(
     echo("")
     echo(f"ITK3: trust {TRUST} sends 3 discharge summaries to GP practice {PRACTICE}, each asking for both acks")
     with Bridge(load(trust_file), plugins) as trust, Bridge(load(practice_file), plugins) as practice:
-        sent: list[Row] = []
+        sent: list[Message] = []
         for route in ("discharge", "discharge", "discharge-urgent"):
             message = trust.send(summary, route=route)
             sent.append(message)
             expects = f"inf-ack within 1h, bus-ack within {'1h' if route == 'discharge' else f'{DEADLINE}s'}"
-            echo(f"  trust sent {message['id']} on {route}: {message['state']}; expects {expects}")
+            echo(f"  trust sent {message.id} on {route}: {message.state}; expects {expects}")
 
         practice.poll()
-        inbound = [m for m in practice.messages(direction="in") if m["route"] == "discharge-in"]
+        inbound = [m for m in practice.messages(direction=Direction.IN) if m.route == "discharge-in"]
         for m in inbound:
-            echo(f"  practice received {m['id']}: {m['state']}, infrastructure ack {m['inf_ack_code']} sent")
-        received = [m["id"] for s in sent for m in inbound if same_id(m["itk_message_id"], s["itk_message_id"])]
+            echo(f"  practice received {m.id}: {m.state}, infrastructure ack {m.inf_ack_code} sent")
+        received = [m.id for s in sent for m in inbound if same_id(m.itk_message_id or "", s.itk_message_id or "")]
         if len(received) != len(sent):
             echo(f"  practice received {len(inbound)} of the {len(sent)}")
             return False
@@ -84,25 +84,23 @@ def run_itk(
         command(practice_file, "ack", received[1], "--nack", NEGATIVE, "--text", NACK_TEXT)
 
         trust.poll()  # acks and nack correlated; the trust answers each business response with a 20013 (ITK3)
-        _wait_past(trust, sent[2]["id"], echo)
+        _wait_past(trust, sent[2].id, echo)
         report = trust.poll()
         for problem in report.problems:
             echo(f"  problem: {problem}")
         for message_id in report.overdue:
-            late = [e["kind"] for e in trust.store.expectations(message_id) if e["overdue_at"] and not e["met_at"]]
+            late = [e.kind for e in trust.show(message_id).expectations if e.overdue_at and not e.met_at]
             echo(f"  trust: {message_id} is OVERDUE: no {', '.join(late)} from {PRACTICE} within {DEADLINE}s")
-        ok = _check(trust, [m["id"] for m in sent], report.overdue, echo)
+        ok = _check(trust, [m.id for m in sent], report.overdue, echo)
 
         command(trust_file, "status")
-        command(trust_file, "show", sent[1]["id"])
+        command(trust_file, "show", sent[1].id)
     return ok
 
 
 def _wait_past(bridge: Bridge, message_id: str, echo: Callable[[str], None]) -> None:
     """Sleep until the message's business-ack deadline has passed."""
-    [due] = (
-        datetime.fromisoformat(e["due_at"]) for e in bridge.store.expectations(message_id) if e["kind"] == kinds.BUS
-    )
+    [due] = (e.due_at for e in bridge.show(message_id).expectations if e.kind == kinds.BUS and e.due_at)
     left = (due - datetime.now(due.tzinfo)).total_seconds()
     if left > 0:
         echo(f"  waiting {left:.1f}s for {message_id}'s business-ack deadline to pass...")
@@ -111,19 +109,19 @@ def _wait_past(bridge: Bridge, message_id: str, echo: Callable[[str], None]) -> 
 
 def _check(trust: Bridge, sent: list[str], overdue: list[str], echo: Callable[[str], None]) -> bool:
     """Print what the trust now knows of each summary; True when it is what the practice did."""
-    acked, nacked, late = (trust.store.get(i) for i in sent)
+    acked, nacked, late = (trust.show(i) for i in sent)
     for m in (acked, nacked, late):
-        bus = codes.lookup(m["bus_ack_code"])
+        bus = codes.lookup(m.bus_ack_code)
         answer = (
             f"business {'nack' if bus.negative else 'ack'} {bus.code} ({bus.display})" if bus else "no business ack"
         )
-        echo(f"  trust: {m['id']} is {m['state']}: infrastructure ack {m['inf_ack_code']}, {answer}")
+        echo(f"  trust: {m.id} is {m.state}: infrastructure ack {m.inf_ack_code}, {answer}")
     return (
-        (acked["inf_ack_code"], acked["bus_ack_code"]) == (codes.SUCCESS, POSITIVE)
-        and (nacked["state"], nacked["inf_ack_code"], nacked["bus_ack_code"]) == ("bus-nacked", codes.SUCCESS, NEGATIVE)
-        and late["inf_ack_code"] == codes.SUCCESS
-        and late["bus_ack_code"] is None
-        and late["id"] in overdue
+        (acked.inf_ack_code, acked.bus_ack_code) == (codes.SUCCESS, POSITIVE)
+        and (nacked.state, nacked.inf_ack_code, nacked.bus_ack_code) == (State.BUS_NACKED, codes.SUCCESS, NEGATIVE)
+        and late.inf_ack_code == codes.SUCCESS
+        and late.bus_ack_code is None
+        and late.id in overdue
     )
 
 

@@ -12,16 +12,70 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .errors import StoreError
 from .kinds import BUS_OWED
+from .models import Direction, Message, MessageSummary, Page, State, Status
 from .store import Store
 
 if TYPE_CHECKING:
     from .config import Config
 
 
-class Reader:
+class Reading:
+    """What reading a store gives, the same on a :class:`Reader` and a :class:`~meshbridge.Bridge`
+    (each has a ``store``)."""
+
+    store: Store
+
+    def status(self) -> Status:
+        """See :func:`status`."""
+        return status(self.store)
+
+    def messages(
+        self,
+        *,
+        state: str | None = None,
+        direction: str | None = None,
+        overdue: bool = False,
+        owed: bool = False,
+        limit: int | None = None,
+        after: str | None = None,
+        newest: bool = False,
+    ) -> Page:
+        """One page of messages, oldest first (or ``newest`` first), without their timelines: at
+        most ``limit`` (all when None), from just after the cursor ``after`` (a page's ``next``).
+        ``overdue``: with an expectation past its deadline and unmet; ``owed``: inbound ITK
+        messages still owing our business ack."""
+        return self.store.page(
+            state=state,
+            direction=direction,
+            overdue=overdue,
+            expecting=BUS_OWED if owed else None,
+            limit=limit,
+            after=after,
+            newest=newest,
+        )
+
+    def show(self, message_id: str) -> Message:
+        """One message (by meshbridge id, or MESH message id) with its timeline and expectations;
+        :class:`~meshbridge.UnknownMessage` if there is none."""
+        return self.store.message(message_id)
+
+    def payload_problem(self, message: MessageSummary) -> str | None:
+        """What is wrong with a message's stored payload (missing, changed, not a file), or None
+        (also when retention removed it): read whole and its sha256 checked."""
+        if not message.payload_sha256:
+            return None
+        try:
+            self.store.payloads.verify(message.payload_sha256)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+
+class Reader(Reading):
     """The store of a config, opened for reading: ``with Reader.from_file() as r: r.status()``."""
 
     def __init__(self, config: Config) -> None:
@@ -43,19 +97,14 @@ class Reader:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def status(self) -> dict[str, Any]:
-        """See :func:`status`."""
-        return status(self.store)
 
-
-def status(store: Store) -> dict[str, Any]:
+def status(store: Store) -> Status:
     """Counts by direction and state; ``overdue``: overdue expectations (the store's one definition,
     as of now), ``overdue_messages``: the messages they belong to; ``owed``: inbound ITK messages
     still owing our business ack."""
     expectations, messages = store.overdue_count()
-    return {
-        "counts": store.counts(),
-        "overdue": expectations,
-        "overdue_messages": messages,
-        "owed": store.expecting_count(BUS_OWED),
+    counts = {
+        Direction(direction): {State(state): n for state, n in states.items()}
+        for direction, states in store.counts().items()
     }
+    return Status(counts, expectations, messages, store.expecting_count(BUS_OWED))

@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING
 
 from . import collecting, itk, pipeline
 from .errors import ReplayRefused
+from .models import REDELIVERABLE, REROUTABLE, Direction, State, TimelineKind
 from .pipeline import PollReport
 from .store import Row
 
 if TYPE_CHECKING:
     from .bridge import Bridge
-
-REDELIVER = ("delivered", "valid", "bus-acked", "bus-nacked")
-REROUTE = ("unrouted", "invalid")
 
 
 def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> Row:
@@ -36,7 +34,7 @@ def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> Row:
     failed is left ``valid`` with a backoff, for the service's next delivery attempt.
     """
     message = bridge.store.get(message_id)
-    if message["direction"] != "in" or message["state"] not in (*REDELIVER, *REROUTE):
+    if message["direction"] != Direction.IN or message["state"] not in REDELIVERABLE | REROUTABLE:
         raise ReplayRefused(
             f"{message['id']} is {message['direction']} and {message['state']}: only an inbound message "
             "that was delivered, or is unrouted or invalid, can be replayed"
@@ -50,7 +48,7 @@ def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> Row:
             "give --force to replay it anyway; no new response is sent"
         )
     bridge.store.payloads.verify(message["payload_sha256"])  # a damaged payload: one line, nothing changed
-    if message["state"] in REROUTE:
+    if message["state"] in REROUTABLE:
         return reroute(bridge, message, respond=not nack)
     return redeliver(bridge, message)
 
@@ -73,12 +71,12 @@ def redeliver(bridge: Bridge, message: Row) -> Row:
         raise ReplayRefused(
             f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
         )
-    bridge.store.event(message["id"], "replay")
+    bridge.store.event(message["id"], TimelineKind.REPLAY)
     pipeline.deliver_inbound(
         bridge.store,
         bridge.plugins,
         route,
-        {**message, "state": "valid"},
+        {**message, "state": State.VALID},
         replay=True,
         deadline=bridge.delivery_deadline(route),
         stopping=bridge.stopping,
@@ -97,9 +95,9 @@ def reroute(bridge: Bridge, message: Row, *, respond: bool) -> Row:
     with store.exclusive("inbound"):  # as a poll's collection: one process at a time prepares
         moved = store.transition(
             message["id"],
-            "mesh-acked",
+            State.MESH_ACKED,
             from_states=(message["state"],),
-            kind="replay",
+            kind=TimelineKind.REPLAY,
             detail={"from": message["state"], **({} if respond else {"forced": True, "response": "none"})},
             route=None,
             findings=None,
@@ -109,7 +107,7 @@ def reroute(bridge: Bridge, message: Row, *, respond: bool) -> Row:
             raise ReplayRefused(f"{message['id']} changed while this replay started; look at it again")
         collecting.prepare(bridge, store.get(message["id"]), PollReport(), respond=respond)
     message = store.get(message["id"])
-    if message["state"] != "valid":
+    if message["state"] != State.VALID:
         return message
     route = pipeline.inbound_route(bridge.config, message)
     assert route is not None

@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .errors import MeshAuthRefused, MeshbridgeError, MeshRejected, SendAbandoned, TransportError, UnknownMessage
+from .models import AGAIN, RETRIABLE, Direction, State
 from .pipeline import PollReport
 from .store import Row, Store
-
-RETRIABLE = {"out": "failed", "in": "undelivered"}  # direction -> the state a retry starts from
-AGAIN = {"out": "accepted", "in": "valid"}  # direction -> the state a retry puts it in
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,7 @@ class Retried:
     """
 
     message_id: str
-    state: str | None = None
+    state: State | None = None
     problem: str | None = None
 
     @property
@@ -69,7 +67,7 @@ def requeue(store: Store, message: Row) -> bool:
     )
 
 
-def matching(store: Store, state: str | None, since: datetime | None, until: datetime | None) -> list[Row]:
+def matching(store: Store, state: State | None, since: datetime | None, until: datetime | None) -> list[Row]:
     """Retriable messages in ``state`` (default: both retriable states) that reached it
     (were last changed) within ``[since, until]``, oldest first."""
     states = [state] if state else list(RETRIABLE.values())
@@ -111,12 +109,12 @@ def retry(store: Store, rows: list[Row], send: Callable[[Row], object], done: Re
             done.messages.append(Retried(row["id"], problem=problem))
             continue
         waiting = None
-        if row["direction"] == "out":
+        if row["direction"] == Direction.OUT:
             if row["mailbox"] in report.login_refused or row["mailbox"] in report.unreachable:
                 waiting = "not sent yet: MESH was not reached for its mailbox on this retry; poll sends it"
             else:
                 waiting = _send(store, row, send, report)
-        done.messages.append(Retried(row["id"], store.get(row["id"])["state"], waiting))
+        done.messages.append(Retried(row["id"], State(store.get(row["id"])["state"]), waiting))
     return done
 
 

@@ -42,6 +42,7 @@ from .errors import (
     TransportError,
 )
 from .faults import checkpoint
+from .models import Message
 from .store import Row, Store
 
 log = logging.getLogger("meshbridge")
@@ -200,7 +201,7 @@ def scan(
     folder: Path,
     route: str,
     store: Store,
-    send: Callable[..., Row],
+    send: Callable[..., Message],
     settle: float,
     report: ScanReport | None = None,
 ) -> ScanReport:
@@ -229,7 +230,9 @@ def _shown(path: Path) -> str:
     return os.fsencode(path).decode(errors="backslashreplace")
 
 
-def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report: ScanReport, settle: float) -> None:
+def _take(
+    path: Path, route: str, store: Store, send: Callable[..., Message], report: ScanReport, settle: float
+) -> None:
     key, info = source_key(path)
     if time.time() - info.st_mtime < settle:  # written to since the folder was listed: it waits again
         return
@@ -238,7 +241,7 @@ def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report
         move_aside(path, "rejected" if already["state"] == "rejected" else "sent", already["id"])
         return
     try:
-        message = send(path, route=route, source_file=key)
+        message_id = send(path, route=route, source_file=key).id
     except SourceTaken:  # another process stored it first: it sends it and moves it aside
         return
     except PayloadRejected as exc:
@@ -250,8 +253,8 @@ def _take(path: Path, route: str, store: Store, send: Callable[..., Row], report
         stored = store.from_source(key)
         if stored is None:
             raise
-        message = stored
-        log.debug("source %s stored as %s, not sent yet: %s", path.name, message["id"], exc)  # its step's line said
+        message_id = stored["id"]
+        log.debug("source %s stored as %s, not sent yet: %s", path.name, message_id, exc)  # its step's line said
     checkpoint("source:stored")
-    move_aside(path, "sent", message["id"])
-    report.stored.append(message["id"])
+    move_aside(path, "sent", message_id)
+    report.stored.append(message_id)

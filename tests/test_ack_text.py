@@ -64,8 +64,8 @@ def received_one(a: Bridge, b: Bridge, tmp_path: Path) -> tuple[dict, dict]:
     payload.write_bytes(PATIENT)
     sent = a.send(payload, route="toc-out")
     b.poll()
-    [received] = [m for m in b.messages(direction="in") if m["route"] == "toc-in"]
-    assert received["state"] == "delivered"
+    [received] = [m for m in b.messages(direction="in") if m.route == "toc-in"]
+    assert received.state == "delivered"
     return sent, received
 
 
@@ -74,21 +74,21 @@ def test_a_text_xml_cannot_carry_is_one_line_and_sends_nothing(tmp_path: Path, p
     a, b = pair
     sent, received = received_one(a, b, tmp_path)
     in_sender_inbox = mesh_peer("X26ABC1").list_messages()
-    done = cli(b.config.file, "ack", received["id"], "--nack", "30002", "--text", f"not known {bad}")
+    done = cli(b.config.file, "ack", received.id, "--nack", "30002", "--text", f"not known {bad}")
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "XML cannot carry" in done.stderr and "\x1b" not in done.stderr, done.stderr
-    now = b.store.get(received["id"])
+    now = b.store.get(received.id)
     assert (now["state"], now["bus_ack_code"]) == ("delivered", None)
     assert len(b.messages(direction="out")) == 1  # the 20013 poll sent, no business response
     assert mesh_peer("X26ABC1").list_messages() == in_sender_inbox
     for text in (bad, "a\x00b"):  # (a NUL cannot be a command-line argument)
         with pytest.raises(InvalidRequest, match="XML cannot carry"):
-            b.ack(received["id"], code="30002", nack=True, text=text)
+            b.ack(received.id, code="30002", nack=True, text=text)
 
     text = "not known\nhere: no record matches"  # a line break is text XML carries
-    done = cli(b.config.file, "ack", received["id"], "--nack", "30002", "--text", text)
+    done = cli(b.config.file, "ack", received.id, "--nack", "30002", "--text", text)
     assert done.returncode == 0, done.stderr
     a.poll()
-    [nack] = [e for e in a.store.events(sent["id"]) if e["kind"] == "bus-nack"]
+    [nack] = [e for e in a.store.events(sent.id) if e["kind"] == "bus-nack"]
     assert nack["detail"]["text"] == text

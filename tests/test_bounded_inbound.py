@@ -79,15 +79,15 @@ def sha(data: bytes) -> str:
 def assert_stored_invalid(bridge: Any, raw: bytes, reason: str) -> dict[str, Any]:
     """The raw bytes, as received, in an ``invalid`` message whose reason and finding say why."""
     [message] = bridge.messages(direction="in")
-    assert message["state"] == "invalid"
-    assert (message["payload_sha256"], message["payload_size"]) == (sha(raw), len(raw))
-    assert bridge.store.payloads.read(message["payload_sha256"]) == raw
-    assert reason in message["last_error"], message["last_error"]
-    [finding] = json.loads(message["findings"])
+    assert message.state == "invalid"
+    assert (message.payload_sha256, message.payload_size) == (sha(raw), len(raw))
+    assert bridge.store.payloads.read(message.payload_sha256) == raw
+    assert reason in message.last_error, message.last_error
+    [finding] = [f.as_dict() for f in message.findings]
     assert finding["code"] == "payload.undecodable" and reason in finding["message"]
-    kinds = [e["kind"] for e in bridge.store.events(message["id"])]
+    kinds = [e["kind"] for e in bridge.store.events(message.id)]
     assert kinds == ["received", "mesh-acked", "invalid"]
-    assert bridge.status()["counts"]["in"] == {"invalid": 1}
+    assert bridge.status().counts["in"] == {"invalid": 1}
     return message
 
 
@@ -106,7 +106,7 @@ def test_a_gzip_bomb_is_never_written_past_the_limit_then_kept_as_received(
     [problem] = first.problems
     assert f"cannot download {mesh_id}" in problem and "max_compression_ratio" in problem, problem
     assert "download 1 of at most 5" in problem and "\n" not in problem
-    assert bridge.messages(direction="in") == []
+    assert list(bridge.messages(direction="in")) == []
     assert mesh_peer("X26ABC2").list_messages() == [mesh_id]  # not acknowledged on first sight
     assert tmp_files(bridge) == []  # the partial file is gone
 
@@ -162,8 +162,8 @@ def test_a_corrupt_gzip_body_is_kept_as_received_and_shown(
 
     assert "invalid" in cli("status")
     [listed] = json.loads(cli("messages", "--state", "invalid", "--json"))
-    assert listed["id"] == message["id"]
-    assert "not valid gzip" in cli("show", message["id"])
+    assert listed["id"] == message.id
+    assert "not valid gzip" in cli("show", message.id)
 
 
 def test_a_body_cut_the_same_way_twice_is_kept_as_received(
@@ -186,9 +186,9 @@ def test_a_body_cut_the_same_way_twice_is_kept_as_received(
     bridge.poll(mailbox="X26ABC2")
 
     [message] = bridge.messages(direction="in")
-    assert message["state"] == "invalid" and "chunk 2/3 was cut short" in message["last_error"]
-    assert message["chunks_total"] == 3 and message["mesh_message_id"] == mesh_id
-    assert 20_000 < message["payload_size"] < 200_000  # the gzip bytes as received: chunk 2 cut
+    assert message.state == "invalid" and "chunk 2/3 was cut short" in message.last_error
+    assert message.chunks_total == 3 and message.mesh_message_id == mesh_id
+    assert 20_000 < message.payload_size < 200_000  # the gzip bytes as received: chunk 2 cut
     assert len(proxy.seen("PUT")) == 1
     assert mesh_peer("X26ABC2").list_messages() == []
 
@@ -209,7 +209,7 @@ def test_different_bad_bodies_are_retried_at_most_five_times(
             assert f"download {attempt} of at most 5" in problem
             assert mesh_peer("X26ABC2").list_messages() == [mesh_id]
     [message] = bridge.messages(direction="in")
-    assert (message["state"], message["payload_size"]) == ("invalid", 15_000)
+    assert (message.state, message.payload_size) == ("invalid", 15_000)
     assert mesh_peer("X26ABC2").list_messages() == []
 
 
@@ -224,9 +224,9 @@ def test_an_empty_body_is_refused_on_every_route_type(routes: str, meshbridge_co
     report = bridge.poll(mailbox="X26ABC2")
 
     [message] = bridge.messages(direction="in")
-    assert (message["state"], message["payload_size"]) == ("invalid", 0), report.problems
-    assert message["id"] in report.invalid
-    assert "empty" in json.loads(message["findings"])[0]["message"]
+    assert (message.state, message.payload_size) == ("invalid", 0), report.problems
+    assert message.id in report.invalid
+    assert "empty" in message.findings[0].message
     assert report.delivered == []
 
 
@@ -282,14 +282,14 @@ def test_an_itk_message_over_the_cap_is_nacked_20015_without_being_read(
     assert peak_kib < 150_000, f"the poll peaked at {peak_kib} KiB for a 150 MB message"
     bridge = make_bridge(path)
     [message] = bridge.messages(direction="in")
-    assert (message["state"], message["inf_ack_code"], message["itk_message_id"]) == ("invalid", "20015", header_id)
-    [finding] = json.loads(message["findings"])
+    assert (message.state, message.inf_ack_code, message.itk_message_id) == ("invalid", "20015", header_id)
+    [finding] = [f.as_dict() for f in message.findings]
     assert "over the 100000000-byte cap" in finding["message"] and finding["code"] == "itk.20015"
     [response] = bridge.messages(direction="out")
-    answer = itk.parse(bridge.store.payloads.read(response["payload_sha256"]))
+    answer = itk.parse(bridge.store.payloads.read(response.payload_sha256))
     assert (answer.response_identifier, answer.itk_code) == (header_id, "20015")
     assert answer.handling and answer.handling.sender_reference is not None
-    assert response["peer"] == "X26ABC1" and response["workflow_id"] == WORKFLOW + "_ACK"
+    assert response.peer == "X26ABC1" and response.workflow_id == WORKFLOW + "_ACK"
 
 
 def test_an_itk_message_over_the_route_cap_is_nacked_20015(meshbridge_config, make_bridge, mesh_peer) -> None:
@@ -301,10 +301,10 @@ def test_an_itk_message_over_the_route_cap_is_nacked_20015(meshbridge_config, ma
     report = bridge.poll(mailbox="X26ABC2")
 
     [message] = bridge.messages(direction="in")
-    assert (message["state"], message["inf_ack_code"]) == ("invalid", "20015"), report.problems
-    assert message["id"] in report.invalid
+    assert (message.state, message.inf_ack_code) == ("invalid", "20015"), report.problems
+    assert message.id in report.invalid
     [response] = bridge.messages(direction="out")
-    answer = itk.parse(bridge.store.payloads.read(response["payload_sha256"]))
+    answer = itk.parse(bridge.store.payloads.read(response.payload_sha256))
     assert (answer.response_identifier, answer.itk_code) == (header_id, "20015")
 
 
@@ -319,7 +319,7 @@ def test_a_response_over_the_cap_is_an_orphan_never_read(meshbridge_config, make
     bridge.poll(mailbox="X26ABC1")
 
     [orphan] = bridge.messages(state="orphan")
-    [event] = [e for e in bridge.store.events(orphan["id"]) if e["kind"] == "orphan"]
+    [event] = [e for e in bridge.store.events(orphan.id) if e["kind"] == "orphan"]
     assert "over the 1000000-byte cap: not read" in event["detail"]["reason"]
 
 
@@ -383,10 +383,10 @@ def test_running_out_of_memory_on_one_message_does_not_block_the_next(
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     bridge = make_bridge(path)
-    by_itk = {m["itk_message_id"]: m for m in bridge.messages(direction="in")}
-    assert (by_itk[big_id]["state"], by_itk[big_id]["inf_ack_code"]) == ("invalid", "20015")
-    assert "more than this process has the memory to read" in by_itk[big_id]["findings"]
-    assert (by_itk[small_id]["state"], by_itk[small_id]["inf_ack_code"]) == ("delivered", "20013")
+    by_itk = {m.itk_message_id: m for m in bridge.messages(direction="in")}
+    assert (by_itk[big_id].state, by_itk[big_id].inf_ack_code) == ("invalid", "20015")
+    assert any("more than this process has the memory to read" in f.message for f in by_itk[big_id].findings)
+    assert (by_itk[small_id].state, by_itk[small_id].inf_ack_code) == ("delivered", "20013")
 
 
 def test_an_undecodable_itk_message_is_answered_10009(meshbridge_config, make_bridge, mesh_peer) -> None:
@@ -396,12 +396,12 @@ def test_an_undecodable_itk_message_is_answered_10009(meshbridge_config, make_br
     bridge = make_bridge(meshbridge_config(ITK_IN))
 
     assert len(bridge.poll(mailbox="X26ABC2").problems) == 1
-    assert bridge.messages(direction="out") == []
+    assert list(bridge.messages(direction="out")) == []
     bridge.poll(mailbox="X26ABC2")
 
     [message] = bridge.messages(direction="in")
-    assert (message["state"], message["inf_ack_code"], message["route"]) == ("invalid", "10009", "toc-in")
+    assert (message.state, message.inf_ack_code, message.route) == ("invalid", "10009", "toc-in")
     [response] = bridge.messages(direction="out")
-    answer = itk.parse(bridge.store.payloads.read(response["payload_sha256"]))
+    answer = itk.parse(bridge.store.payloads.read(response.payload_sha256))
     assert (answer.response_identifier, answer.itk_code) == (itk.UNREADABLE, "10009")
-    assert response["peer"] == "X26ABC1" and response["workflow_id"] == WORKFLOW + "_ACK"
+    assert response.peer == "X26ABC1" and response.workflow_id == WORKFLOW + "_ACK"

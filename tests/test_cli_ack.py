@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import Bridge, hookimpl, itk, load
+from meshbridge import Bridge, Message, MessageSummary, hookimpl, itk, load
 from meshbridge.plugins import Plugins, make_plugin_manager
 from meshbridge.sandbox import PASSWORD, free_port
 
@@ -72,23 +72,23 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def exchange(a: Bridge, b: Bridge, tmp_path: Path, count: int) -> list[tuple[dict, dict]]:
+def exchange(a: Bridge, b: Bridge, tmp_path: Path, count: int) -> list[tuple[Message, MessageSummary]]:
     """``count`` ITK messages from a to b, received and answered 20013: [(sent, received)]."""
     payload = tmp_path / "patient.xml"
     payload.write_bytes(PATIENT)
     sent = [a.send(payload, route="toc-out") for _ in range(count)]
     b.poll()
-    received = {m["itk_message_id"].lower(): m for m in b.messages(direction="in") if m["route"] == "toc-in"}
-    pairs = [(s, received[s["itk_message_id"].lower()]) for s in sent]
-    assert all(r["state"] == "delivered" and r["inf_ack_code"] == "20013" for _, r in pairs)
+    received = {m.itk_message_id.lower(): m for m in b.messages(direction="in") if m.route == "toc-in"}
+    pairs = [(s, received[(s.itk_message_id or "").lower()]) for s in sent]
+    assert all(r.state == "delivered" and r.inf_ack_code == "20013" for _, r in pairs)
     return pairs
 
 
-def untouched(b: Bridge, received: dict) -> None:
+def untouched(b: Bridge, received: MessageSummary) -> None:
     """The message is as it was received and answered 20013: no business answer, no new event."""
-    now = b.store.get(received["id"])
-    assert (now["state"], now["bus_ack_code"], now["updated_at"]) == ("delivered", None, received["updated_at"])
-    assert not [e for e in b.store.events(received["id"]) if e["at"] > received["updated_at"]]
+    now = b.show(received.id)
+    assert (now.state, now.bus_ack_code, now.updated_at) == ("delivered", None, received.updated_at)
+    assert not [e for e in now.events if e.at > received.updated_at]
 
 
 def test_every_business_code_is_accepted_only_with_its_own_flag(tmp_path: Path, pair, mesh_peer) -> None:
@@ -96,7 +96,7 @@ def test_every_business_code_is_accepted_only_with_its_own_flag(tmp_path: Path, 
     pairs = exchange(a, b, tmp_path, len(BUSINESS))
     responses_before = len(b.messages(direction="out"))
     for (_, received), rc in zip(pairs, BUSINESS, strict=True):
-        wrong = cli(b.config.file, "ack", received["id"], *flags(rc.code, nack=rc.positive is not False))
+        wrong = cli(b.config.file, "ack", received.id, *flags(rc.code, nack=rc.positive is not False))
         kind = "positive" if rc.positive else "negative"
         assert wrong.returncode == 2, (rc.code, wrong.stdout, wrong.stderr)
         assert wrong.stdout == "" and wrong.stderr.count("\n") == 1 and "Traceback" not in wrong.stderr
@@ -104,19 +104,19 @@ def test_every_business_code_is_accepted_only_with_its_own_flag(tmp_path: Path, 
         untouched(b, received)
         assert len(b.messages(direction="out")) == responses_before  # nothing stored, so nothing sent
 
-        right = cli(b.config.file, "ack", received["id"], *flags(rc.code, nack=rc.positive is False))
+        right = cli(b.config.file, "ack", received.id, *flags(rc.code, nack=rc.positive is False))
         state = "bus-acked" if rc.positive else "bus-nacked"
         assert right.returncode == 0, (rc.code, right.stderr)
-        assert right.stdout.strip() == f"{received['id']}: {state} ({rc.code}) sent to X26ABC1"
+        assert right.stdout.strip() == f"{received.id}: {state} ({rc.code}) sent to X26ABC1"
         responses_before += 1
     a.poll()
     # each original got exactly the answer of its own flag: a contradicting one sent first would
     # have been applied, and the right one kept as an orphan
     for (sent, _), rc in zip(pairs, BUSINESS, strict=True):
-        message = a.store.get(sent["id"])
+        message = a.store.get(sent.id)
         assert message["bus_ack_code"] == rc.code
         assert message["state"] == ("complete" if rc.positive else "bus-nacked"), (rc.code, message["state"])
-    assert a.messages(state="orphan") == []
+    assert list(a.messages(state="orphan")) == []
 
 
 @pytest.mark.parametrize("nack", [False, True], ids=["ok", "nack"])
@@ -127,7 +127,7 @@ def test_a_code_that_is_not_a_business_code_exits_2_and_sends_nothing(
     [(_, received)] = exchange(a, b, tmp_path, 1)
     in_sender_inbox = mesh_peer("X26ABC1").list_messages()
     for code in NOT_BUSINESS:
-        done = cli(b.config.file, "ack", received["id"], *flags(code, nack=nack))
+        done = cli(b.config.file, "ack", received.id, *flags(code, nack=nack))
         assert done.returncode == 2, (code, done.stdout, done.stderr)
         assert done.stdout == "" and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
         assert f"{code!r} is not an ITK3 business response code" in done.stderr, done.stderr
@@ -139,7 +139,7 @@ def test_a_code_that_is_not_a_business_code_exits_2_and_sends_nothing(
         ["--ok", "--nack", "30001"],
     )
     for args in contradictions:
-        done = cli(b.config.file, "ack", received["id"], *args)
+        done = cli(b.config.file, "ack", received.id, *args)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
         untouched(b, received)
     assert len(b.messages(direction="out")) == 1  # the 20013 poll sent, no business response
@@ -153,16 +153,16 @@ def test_the_api_refuses_a_code_of_the_other_kind(tmp_path: Path, pair) -> None:
     [(_, received)] = exchange(a, b, tmp_path, 1)
     for rc in BUSINESS:
         with pytest.raises(InvalidRequest, match=f"^{rc.code} is a"):
-            b.ack(received["id"], code=rc.code, nack=rc.positive is not False)
+            b.ack(received.id, code=rc.code, nack=rc.positive is not False)
     for code in NOT_BUSINESS:
         with pytest.raises(InvalidRequest, match="is not an ITK3 business response code"):
-            b.ack(received["id"], code=code)
+            b.ack(received.id, code=code)
     with pytest.raises(InvalidRequest, match="a nack needs its code"):
-        b.ack(received["id"], nack=True)
+        b.ack(received.id, nack=True)
     untouched(b, received)
     assert len(b.messages(direction="out")) == 1  # the 20013 only
-    acked = b.ack(received["id"])  # 30001 by default
-    assert (acked["state"], acked["bus_ack_code"]) == ("bus-acked", "30001")
+    acked = b.ack(received.id)  # 30001 by default
+    assert (acked.state, acked.bus_ack_code) == ("bus-acked", "30001")
 
 
 class Heard:
@@ -192,14 +192,14 @@ def test_a_login_refused_to_a_business_ack_raises_mesh_auth_and_the_fixed_config
     heard = Heard()
     pm.register(heard, name="heard")
     with Bridge(load(refusing(b.config.file)), Plugins(pm)) as refused:
-        acked = refused.ack(received["id"], code="30001")
-        assert acked["state"] == "bus-acked"  # recorded: the response waits
+        acked = refused.ack(received.id, code="30001")
+        assert acked.state == "bus-acked"  # recorded: the response waits
         assert heard.kinds == ["mesh-auth"]
         assert refused.poll().login_refused == ["X26ABC2"]
         assert heard.kinds == ["mesh-auth"]  # once
     b.poll()  # the right password: the waiting response goes
     a.poll()
-    assert a.store.get(sent["id"])["bus_ack_code"] == "30001"
+    assert a.store.get(sent.id)["bus_ack_code"] == "30001"
 
 
 @pytest.mark.parametrize(("trouble", "exit_code"), [("login refused", 4), ("unreachable", 3)])
@@ -217,15 +217,15 @@ def test_an_ack_whose_response_is_not_sent_says_so_and_exits_as_send_does(
         config.write_text(b.config.file.read_text().replace(url, down))
     else:
         config = refusing(b.config.file)
-    done = cli(config, "ack", received["id"], "--ok", "--text", "known here")
+    done = cli(config, "ack", received.id, "--ok", "--text", "known here")
     assert done.returncode == exit_code, (done.stdout, done.stderr)
     assert "sent to" not in done.stdout + done.stderr and "Traceback" not in done.stderr
-    [response] = [m for m in b.messages(direction="out") if m["answers"] == received["id"] and "30001" in m["filename"]]
-    said = f"{received['id']}: bus-acked (30001) recorded; its response {response['id']} to X26ABC1 is not sent yet"
+    [response] = [m for m in b.messages(direction="out") if m.answers == received.id and "30001" in m.filename]
+    said = f"{received.id}: bus-acked (30001) recorded; its response {response.id} to X26ABC1 is not sent yet"
     assert said in done.stderr and "`meshbridge poll` sends it" in done.stderr
-    assert response["state"] == "accepted" and b.store.get(received["id"])["state"] == "bus-acked"
+    assert response.state == "accepted" and b.store.get(received.id)["state"] == "bus-acked"
     assert done.stderr.splitlines()[-1].startswith(f"meshbridge: {said}")  # the outcome, after the log lines
 
     b.poll()  # the working config sends it
     a.poll()
-    assert a.store.get(sent["id"])["bus_ack_code"] == "30001"
+    assert a.store.get(sent.id)["bus_ack_code"] == "30001"

@@ -37,8 +37,8 @@ def failed_messages(path: Path, proxy: FaultProxy, tmp_path: Path, n: int) -> li
             with pytest.raises(TransportError):
                 bridge.send(payload, route="out")
         for message in bridge.messages(direction="out"):
-            assert message["state"] == "failed"
-            ids.append(message["id"])
+            assert message.state == "failed"
+            ids.append(message.id)
     proxy.clear()  # MESH is healthy again
     return ids
 

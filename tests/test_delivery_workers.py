@@ -218,9 +218,9 @@ def test_after_delivery_attempts_a_message_is_undelivered_with_an_event(
     assert event.message_id == message["id"] and "not delivered after 2 attempts" in event.summary
     bridge.poll()
     assert len(handler.received) == 2  # given up: not tried again
-    assert bridge.status()["counts"]["in"] == {"undelivered": 1}
+    assert bridge.status().counts["in"] == {"undelivered": 1}
 
-    assert bridge.retry(message["id"])["state"] == "valid"  # the operator fixed the EPR
+    assert bridge.retry(message["id"]).state == "valid"  # the operator fixed the EPR
     assert bridge.poll().delivered == [message["id"]]
     assert handler.received[-1] == b"the EPR refuses this"
 

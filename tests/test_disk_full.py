@@ -211,7 +211,7 @@ def test_the_raw_copy_of_an_undecodable_body_stops_at_the_margin(
     report = bridge.poll()  # the second sight of the same bytes: kept as received, invalid
     assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []
     [message] = bridge.messages(direction="in")
-    assert message["state"] == "invalid" and message["payload_size"] == len(raw)
+    assert message.state == "invalid" and message.payload_size == len(raw)
 
 
 ITK_WORKFLOW = "TOC_FHIR_OP_ATTEN"
@@ -268,7 +268,7 @@ destination = {{ folder = "{tmp_path / "in"}" }}
     [ack] = ours.store.messages(direction="out")
     assert ack["state"] == "sent" and ack["answers"] == message["id"]
     sender.poll(track=False)
-    assert sender.store.get(sent["id"])["state"] == "complete"
+    assert sender.store.get(sent.id)["state"] == "complete"
 
 
 def test_an_undecodable_itk_message_stored_before_the_disk_filled_is_answered_once_space_returns(

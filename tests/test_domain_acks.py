@@ -62,20 +62,20 @@ def test_recep_meets_the_expectation(tmp_path: Path, meshbridge_config, mesh_pee
         path = tmp_path / "registration.dat"
         path.write_bytes(registration)
         sent = bridge.send(path, route="registrations-out")
-        [expectation] = bridge.store.expectations(sent["id"])
+        [expectation] = bridge.store.expectations(sent.id)
         assert expectation["kind"] == "recep" and expectation["due_at"] and expectation["met_at"] is None
 
         mesh_peer("X26ABC2").send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
         report = bridge.poll(track=False)
         assert report.problems == [] and len(report.correlated) == 1
-        [expectation] = bridge.store.expectations(sent["id"])
+        [expectation] = bridge.store.expectations(sent.id)
         assert expectation["met_at"] and expectation["outcome"] == "OK"
-        timeline = bridge.store.events(sent["id"])
+        timeline = bridge.store.events(sent.id)
         assert (
             timeline[-1]["kind"] == "recep" and timeline[-1]["detail"]["text"] == "RECEP for interchange 00000003: OK"
         )
         [ack] = bridge.messages(direction="in")
-        assert ack["state"] == "correlated" and ack["answers"] == sent["id"]
+        assert ack.state == "correlated" and ack.answers == sent.id
         assert recorder.events == []
 
 
@@ -88,7 +88,7 @@ def test_missing_recep_goes_overdue_and_a_stray_one_is_an_orphan(tmp_path: Path,
         sent = bridge.send(path, route="registrations-out")
         mesh_peer("X26ABC2").send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")  # answers 00000003
         report = bridge.poll(track=False)
-        assert report.overdue == [sent["id"]]
-        assert [m["state"] for m in bridge.messages(direction="in")] == ["orphan"]
+        assert report.overdue == [sent.id]
+        assert [m.state for m in bridge.messages(direction="in")] == ["orphan"]
         assert sorted(e.kind for e in recorder.events) == ["orphan", "overdue"]
-        assert bridge.status()["overdue"] == 1
+        assert bridge.status().overdue == 1

@@ -108,8 +108,8 @@ def test_crlf_transform_rewrites_text_on_the_routes_it_is_given(
     letter.write_bytes(b"Dear Dr Demo,\nAll well.\r\nYours\n")
     sent = bridge.send(letter, route="out")
     untouched = bridge.send(letter, route="other")
-    assert bridge.store.payloads.read(sent["payload_sha256"]) == b"Dear Dr Demo,\r\nAll well.\r\nYours\r\n"
-    assert bridge.store.payloads.read(untouched["payload_sha256"]) == letter.read_bytes()
+    assert bridge.store.payloads.read(sent.payload_sha256) == b"Dear Dr Demo,\r\nAll well.\r\nYours\r\n"
+    assert bridge.store.payloads.read(untouched.payload_sha256) == letter.read_bytes()
 
 
 def test_crlf_transform_refuses_a_misspelt_setting(meshbridge_plugin, meshbridge_config, make_bridge) -> None:
@@ -133,8 +133,8 @@ def test_csv_payload_minds_its_manners_and_travels_on_auto_routes(
     table, letter = tmp_path / "results.csv", tmp_path / "letter.txt"
     table.write_bytes(csv_payload.CSV.example)
     letter.write_bytes(NEAR_MISSES["letter with commas"])
-    assert bridge.send(table, route="out")["payload_type"] == "csv"
-    assert bridge.send(letter, route="out")["payload_type"] == "text"
+    assert bridge.send(table, route="out").payload_type == "csv"
+    assert bridge.send(letter, route="out").payload_type == "text"
     broken = tmp_path / "broken.csv"
     broken.write_bytes(b"nhs_number,test,value\n9434765919,potassium\n9434765919,sodium,140\n")
     with pytest.raises(PayloadRejected) as info:
@@ -153,4 +153,4 @@ def test_recep_ack_expects_a_recep_for_an_interchange(
     interchange = tmp_path / "reg.edi"
     interchange.write_bytes(PAYLOAD_TYPE.example or b"")
     sent = bridge.send(interchange, route="out")
-    assert "recep" in {e["kind"] for e in bridge.store.expectations(sent["id"])}
+    assert "recep" in {e["kind"] for e in bridge.store.expectations(sent.id)}

@@ -77,15 +77,15 @@ def deliver(bridge: Bridge, payload: Path, polls: int = 4) -> tuple[str, list[st
     """Send (a failure leaves it stored), then poll until it is delivered; the problems reported."""
     problems = []
     try:
-        message_id = bridge.send(payload, route="out")["id"]
+        message_id = bridge.send(payload, route="out").id
     except TransportError as exc:
         problems.append(str(exc))
         [row] = bridge.messages(direction="out")
-        message_id = row["id"]
+        message_id = row.id
     for _ in range(polls):
         problems += bridge.poll().problems
         inbound = bridge.messages(direction="in")
-        if bridge.store.get(message_id)["state"] == "delivered" and [m["state"] for m in inbound] == ["delivered"]:
+        if bridge.store.get(message_id)["state"] == "delivered" and [m.state for m in inbound] == ["delivered"]:
             break
     return message_id, problems
 
@@ -109,8 +109,8 @@ def assert_delivered_once(bridge: Bridge, message_id: str, payload: Path, proxy:
     )
     assert len([h for h in proxy.seen("POST", CALLS["send"][1]) if h.upstream_status == 202]) == 1
     [inbound] = bridge.messages(direction="in")
-    assert (inbound["state"], inbound["mesh_message_id"]) == ("delivered", message["mesh_message_id"])
-    assert inbound["payload_sha256"] == sha256(payload)
+    assert (inbound.state, inbound.mesh_message_id) == ("delivered", message["mesh_message_id"])
+    assert inbound.payload_sha256 == sha256(payload)
     [file] = (bridge.config.file.parent / "delivered").iterdir()
     assert sha256(file) == sha256(payload)
     assert mesh_peer("X26ABC2").list_messages() == []
@@ -227,7 +227,7 @@ def test_a_download_cut_short_once_is_neither_stored_nor_acknowledged(
     assert (
         ("cut short" in problem and "download 1 of at most 5" in problem) if framed else ("IncompleteRead" in problem)
     )
-    assert bridge.messages(direction="in") == []
+    assert list(bridge.messages(direction="in")) == []
     assert proxy.seen("PUT") == []
     assert mesh_peer("X26ABC2").list_messages() == [mesh_id]
     assert [p for p in bridge.config.store.path.parent.rglob("*") if p.is_file() and "payloads" in str(p)] == []
@@ -236,7 +236,7 @@ def test_a_download_cut_short_once_is_neither_stored_nor_acknowledged(
 
     assert second.problems == []
     [message] = bridge.messages(direction="in")
-    assert (message["state"], message["payload_sha256"]) == ("delivered", sha256(payload))
+    assert (message.state, message.payload_sha256) == ("delivered", sha256(payload))
     assert mesh_peer("X26ABC2").list_messages() == []
     assert len(proxy.seen("PUT")) == 1
     assert not bridge.store.bad_body_seen(mesh_id)  # the sighting is done with
@@ -289,12 +289,12 @@ def test_random_faults_on_every_call_lose_and_duplicate_nothing(
     for payload in payloads:
         with contextlib.suppress(TransportError):  # stored: a poll sends it
             bridge.send(payload, route="out")
-    ids = [m["id"] for m in bridge.messages(direction="out")]
+    ids = [m.id for m in bridge.messages(direction="out")]
     assert len(ids) == len(payloads)
     for _ in range(10):
         bridge.poll()
         if {bridge.store.get(i)["state"] for i in ids} == {"delivered"} and all(
-            m["state"] == "delivered" for m in bridge.messages(direction="in")
+            m.state == "delivered" for m in bridge.messages(direction="in")
         ):
             break
 
@@ -303,8 +303,8 @@ def test_random_faults_on_every_call_lose_and_duplicate_nothing(
     outbox = mesh_outbox(mesh_peer("X26ABC1"))
     assert sorted(m["local_id"] for m in outbox) == sorted(ids)
     inbound = bridge.messages(direction="in")
-    assert sorted(m["payload_sha256"] for m in inbound) == sorted(sha256(p) for p in payloads)
-    assert {m["state"] for m in inbound} == {"delivered"}
+    assert sorted(m.payload_sha256 for m in inbound) == sorted(sha256(p) for p in payloads)
+    assert {m.state for m in inbound} == {"delivered"}
     assert len(list((bridge.config.file.parent / "delivered").iterdir())) == len(payloads)
     recorded = bridge.store.db.execute(
         "SELECT group_concat(detail, ' ') FROM events UNION ALL SELECT group_concat(last_error, ' ') FROM messages"

@@ -57,6 +57,6 @@ def test_a_name_and_subject_beyond_latin1_are_sent_escaped(tmp_path: Path, meshb
         assert sent["state"] in ("sent", "delivered")
         assert sent["filename"] == letter.name  # the store keeps the name as it is
         [received] = bridge.messages(direction="in")
-        assert received["filename"] == "Patient%E2%80%99s letter %E2%80%AE.txt"
-        assert received["subject"] == "Discharge %E2%80%93 summary"
-        assert received["state"] == "delivered"
+        assert received.filename == "Patient%E2%80%99s letter %E2%80%AE.txt"
+        assert received.subject == "Discharge %E2%80%93 summary"
+        assert received.state == "delivered"

@@ -17,7 +17,7 @@ def test_more_than_500_waiting_are_all_collected(meshbridge_config, make_bridge,
     report = bridge.poll(track=False)
     assert report.problems == []
     assert len(report.received) == 520 and len(report.delivered) == 520
-    assert {m["mesh_message_id"] for m in bridge.messages(direction="in", state="delivered")} == ids
+    assert {m.mesh_message_id for m in bridge.messages(direction="in", state="delivered")} == ids
     assert len(list((bridge.config.file.parent / "delivered").iterdir())) == 520
     assert mesh_peer("X26ABC2").list_messages() == []
 
@@ -27,22 +27,22 @@ def test_report_marks_outbound_undeliverable(tmp_path: Path, meshbridge_config, 
     payload = tmp_path / "letter.txt"
     payload.write_text("to a mailbox that never collects")
     sent = bridge.send(payload, route="out")
-    mesh_sandbox.report("X26ABC1", sent["mesh_message_id"], workflow_id="TEST_WORKFLOW", local_id=sent["id"])
+    mesh_sandbox.report("X26ABC1", sent.mesh_message_id, workflow_id="TEST_WORKFLOW", local_id=sent.id)
 
     report = bridge.poll(mailbox="X26ABC1")
-    assert report.undeliverable == [sent["id"]]
-    message, events = bridge.show(sent["id"])
-    assert message["state"] == "undeliverable"
-    last = events[-1]
-    assert last["state"] == "undeliverable"
-    assert last["detail"]["mesh_code"] == "14"
-    assert last["detail"]["mesh_description"] == "Message not collected by recipient after 5 days"
+    assert report.undeliverable == [sent.id]
+    message = bridge.show(sent.id)
+    assert message.state == "undeliverable"
+    last = message.events[-1]
+    assert last.state == "undeliverable"
+    assert last.detail["mesh_code"] == "14"
+    assert last.detail["mesh_description"] == "Message not collected by recipient after 5 days"
     # the REPORT itself is kept, linked, and acknowledged
     kept = bridge.messages(direction="in", state="report")
-    assert len(kept) == 1 and kept[0]["linked_message_id"] == sent["mesh_message_id"]
+    assert len(kept) == 1 and kept[0].linked_message_id == sent.mesh_message_id
     # a later poll (tracking, a second REPORT) does not undo it
     bridge.poll()
-    assert bridge.store.get(sent["id"])["state"] == "undeliverable"
+    assert bridge.store.get(sent.id)["state"] == "undeliverable"
 
 
 def test_report_about_an_unknown_message_is_kept_as_orphan(meshbridge_config, make_bridge, mesh_sandbox) -> None:
@@ -51,7 +51,7 @@ def test_report_about_an_unknown_message_is_kept_as_orphan(meshbridge_config, ma
     report = bridge.poll(mailbox="X26ABC1")
     assert len(report.problems) == 1 and "NOT-OURS-0001" in report.problems[0]
     orphan = bridge.messages(state="orphan")
-    assert len(orphan) == 1 and orphan[0]["linked_message_id"] == "NOT-OURS-0001"
+    assert len(orphan) == 1 and orphan[0].linked_message_id == "NOT-OURS-0001"
 
 
 def test_unrouted_workflow_is_stored_acknowledged_and_reported(meshbridge_config, make_bridge, mesh_peer) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import Bridge, acks, hookimpl, itk, load
+from meshbridge import Bridge, Message, MessageSummary, acks, hookimpl, itk, load
 from meshbridge.plugins import Plugins, make_plugin_manager
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
@@ -76,14 +76,14 @@ def pair(tmp_path: Path, meshbridge_config):
         bridge.close()
 
 
-def send(bridge: Bridge, tmp_path: Path, data: bytes = PATIENT) -> dict:
+def send(bridge: Bridge, tmp_path: Path, data: bytes = PATIENT) -> Message:
     path = tmp_path / "payload.xml"
     path.write_bytes(data)
     return bridge.send(path, route="toc-out")
 
 
-def inbound(bridge: Bridge) -> dict:
-    [message] = [m for m in bridge.messages(direction="in") if m["route"] == "toc-in"]
+def inbound(bridge: Bridge) -> MessageSummary:
+    [message] = [m for m in bridge.messages(direction="in") if m.route == "toc-in"]
     return message
 
 
@@ -94,37 +94,37 @@ def kinds(bridge: Bridge, message_id: str) -> list[str]:
 def test_full_acknowledgement_positive(tmp_path: Path, pair) -> None:
     a, b, recorder = pair()
     sent = send(a, tmp_path)
-    assert sent["itk_message_id"] and sent["content_type"] == "application/fhir+xml"
-    assert {e["kind"] for e in a.store.expectations(sent["id"])} == {"inf-ack", "bus-ack"}
-    wire = a.store.payloads.read(sent["payload_sha256"])
+    assert sent.itk_message_id and sent.content_type == "application/fhir+xml"
+    assert {e["kind"] for e in a.store.expectations(sent.id)} == {"inf-ack", "bus-ack"}
+    wire = a.store.payloads.read(sent.payload_sha256)
     assert [f for f in itk.check(wire) if f.severity == "error"] == []  # what we send conforms
     header = itk.parse(wire)
     assert (header.handling.inf_ack, header.handling.bus_ack, header.event_code) == (True, True, "ITK006D")
-    assert header.handling.sender_reference == sent["id"]
+    assert header.handling.sender_reference == sent.id
 
     b.poll()  # receive, answer 20013, deliver
     received = inbound(b)
-    assert received["state"] == "delivered" and received["inf_ack_code"] == "20013"
-    assert itk.same_id(received["itk_message_id"], sent["itk_message_id"])
+    assert received.state == "delivered" and received.inf_ack_code == "20013"
+    assert itk.same_id(received.itk_message_id, sent.itk_message_id)
     assert (tmp_path / "in").is_dir() and len(list((tmp_path / "in").iterdir())) == 1
 
     a.poll()  # correlate the 20013
-    message = a.store.get(sent["id"])
+    message = a.store.get(sent.id)
     assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("inf-acked", "20013", None)
 
-    acked = b.ack(received["id"], code="30001", text="Patient known here")
-    assert (acked["state"], acked["bus_ack_code"]) == ("bus-acked", "30001")
+    acked = b.ack(received.id, code="30001", text="Patient known here")
+    assert (acked.state, acked.bus_ack_code) == ("bus-acked", "30001")
     a.poll()  # correlate the 30001; Full Acknowledgement: send 20013 for it
-    message = a.store.get(sent["id"])
+    message = a.store.get(sent.id)
     assert (message["state"], message["bus_ack_code"]) == ("complete", "30001")
-    assert a.store.open_expectations(sent["id"]) == []
-    timeline = a.store.events(sent["id"])
+    assert a.store.open_expectations(sent.id) == []
+    timeline = a.store.events(sent.id)
     bus = next(e for e in timeline if e["kind"] == "bus-ack")
     assert bus["detail"]["code"] == "30001" and bus["detail"]["text"] == "Patient known here"
 
     b.poll()  # the receiver's business response gets its infrastructure ack
-    [response] = [m for m in b.messages(direction="out") if m["filename"] == "ITK-Response-30001.xml"]
-    assert (response["state"], response["inf_ack_code"]) == ("complete", "20013")
+    [response] = [m for m in b.messages(direction="out") if m.filename == "ITK-Response-30001.xml"]
+    assert (response.state, response.inf_ack_code) == ("complete", "20013")
     assert recorder.events == []  # nothing went wrong
 
 
@@ -132,31 +132,31 @@ def test_technical_only(tmp_path: Path, pair) -> None:
     a, b, _ = pair(sender_routes(inf=True, bus=False))
     sent = send(a, tmp_path)
     b.poll()
-    assert b.store.expectations(inbound(b)["id"]) == []  # no business ack owed
+    assert b.store.expectations(inbound(b).id) == []  # no business ack owed
     with pytest.raises(Exception, match="did not ask for a business ack"):
-        b.ack(inbound(b)["id"])
+        b.ack(inbound(b).id)
     a.poll()
-    assert a.store.get(sent["id"])["state"] == "complete"
+    assert a.store.get(sent.id)["state"] == "complete"
 
 
 def test_fire_and_forget_gets_no_response(tmp_path: Path, pair) -> None:
     a, b, _ = pair(sender_routes(inf=False, bus=False))
     sent = send(a, tmp_path)
     b.poll()
-    assert inbound(b)["state"] == "delivered" and inbound(b)["inf_ack_code"] is None
-    assert b.messages(direction="out") == []
+    assert inbound(b).state == "delivered" and inbound(b).inf_ack_code is None
+    assert list(b.messages(direction="out")) == []
     report = a.poll()
-    assert report.received == [] and a.store.get(sent["id"])["state"] == "sent"
+    assert report.received == [] and a.store.get(sent.id)["state"] == "sent"
 
 
 def test_business_only(tmp_path: Path, pair) -> None:
     a, b, _ = pair(sender_routes(inf=False, bus=True))
     sent = send(a, tmp_path)
     b.poll()
-    assert b.messages(direction="out") == []  # no infrastructure ack asked for
-    b.ack(inbound(b)["id"], code="30004")
+    assert list(b.messages(direction="out")) == []  # no infrastructure ack asked for
+    b.ack(inbound(b).id, code="30004")
     a.poll()
-    assert (a.store.get(sent["id"])["state"], a.store.get(sent["id"])["bus_ack_code"]) == ("complete", "30004")
+    assert (a.store.get(sent.id)["state"], a.store.get(sent.id)["bus_ack_code"]) == ("complete", "30004")
 
 
 def test_infrastructure_nack_is_final(tmp_path: Path, pair) -> None:
@@ -184,11 +184,11 @@ def test_infrastructure_nack_is_final(tmp_path: Path, pair) -> None:
     acks.expect(a.store, sent["id"], a.config.route("toc-out").itk)
     a.mailbox("X26ABC1").send(lambda: io.BytesIO(wire), len(wire), to="X26ABC2", workflow_id=WORKFLOW)
     b.poll()
-    refused = [m for m in b.messages(direction="in") if m["state"] == "invalid"]
-    assert len(refused) == 1 and refused[0]["inf_ack_code"] == "20009"
-    assert any(f["code"] == "fhir.structure" for f in json.loads(refused[0]["findings"]))
+    refused = [m for m in b.messages(direction="in") if m.state == "invalid"]
+    assert len(refused) == 1 and refused[0].inf_ack_code == "20009"
+    assert any(f["code"] == "fhir.structure" for f in [f.as_dict() for f in refused[0].findings])
     with pytest.raises(Exception, match="only a valid message gets a business ack"):
-        b.ack(refused[0]["id"])
+        b.ack(refused[0].id)
     a.poll()
     message = a.store.get(sent["id"])
     assert (message["state"], message["inf_ack_code"]) == ("inf-nacked", "20009")
@@ -200,32 +200,32 @@ def test_business_nack(tmp_path: Path, pair) -> None:
     a, b, recorder = pair()
     sent = send(a, tmp_path)
     b.poll()
-    nacked = b.ack(inbound(b)["id"], code="30002", nack=True, text="Patient not known here")
-    assert nacked["state"] == "bus-nacked"
+    nacked = b.ack(inbound(b).id, code="30002", nack=True, text="Patient not known here")
+    assert nacked.state == "bus-nacked"
     a.poll()
-    message = a.store.get(sent["id"])
+    message = a.store.get(sent.id)
     assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("bus-nacked", "20013", "30002")
-    assert [m["id"] for m in a.messages(state="bus-nacked")] == [sent["id"]]
+    assert [m.id for m in a.messages(state="bus-nacked")] == [sent.id]
     assert recorder.events[-1].kind == "nack" and recorder.events[-1].detail["text"] == "Patient not known here"
     with pytest.raises(Exception, match="already answered with 30002"):
-        b.ack(inbound(b)["id"])
+        b.ack(inbound(b).id)
 
 
 def test_duplicate_message_gets_20007(tmp_path: Path, pair, mesh_peer) -> None:
     a, b, _ = pair()
     sent = send(a, tmp_path)
-    wire = a.store.payloads.read(sent["payload_sha256"])
+    wire = a.store.payloads.read(sent.payload_sha256)
     mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the same ITK message again
     b.poll()
-    states = sorted(m["state"] for m in b.messages(direction="in"))
+    states = sorted(m.state for m in b.messages(direction="in"))
     assert states == ["delivered", "duplicate"]
-    duplicate = next(m for m in b.messages(direction="in") if m["state"] == "duplicate")
-    assert duplicate["inf_ack_code"] == "20007"
+    duplicate = next(m for m in b.messages(direction="in") if m.state == "duplicate")
+    assert duplicate.inf_ack_code == "20007"
     assert len(list((tmp_path / "in").iterdir())) == 1  # delivered once
     a.poll()  # 20013 then 20007 for the same message: it was received, the duplicate is only noted
-    message = a.store.get(sent["id"])
+    message = a.store.get(sent.id)
     assert (message["state"], message["inf_ack_code"]) == ("inf-acked", "20013")
-    assert "duplicate-reported" in kinds(a, sent["id"])
+    assert "duplicate-reported" in kinds(a, sent.id)
 
 
 def test_the_same_response_twice_is_applied_once(tmp_path: Path, pair, mesh_peer) -> None:
@@ -233,12 +233,12 @@ def test_the_same_response_twice_is_applied_once(tmp_path: Path, pair, mesh_peer
     sent = send(a, tmp_path)
     b.poll()
     [response] = b.messages(direction="out")
-    wire = b.store.payloads.read(response["payload_sha256"])
+    wire = b.store.payloads.read(response.payload_sha256)
     mesh_peer("X26ABC2").send_message("X26ABC1", wire, workflow_id=WORKFLOW + "_ACK")  # MESH-level redelivery
     a.poll()
     responses = a.messages(direction="in")
-    assert sorted(m["state"] for m in responses) == ["correlated", "duplicate"]
-    assert kinds(a, sent["id"]).count("inf-ack") == 1
+    assert sorted(m.state for m in responses) == ["correlated", "duplicate"]
+    assert kinds(a, sent.id).count("inf-ack") == 1
 
 
 def test_business_ack_before_infrastructure_ack(tmp_path: Path, pair, mesh_peer) -> None:
@@ -246,12 +246,12 @@ def test_business_ack_before_infrastructure_ack(tmp_path: Path, pair, mesh_peer)
     sent = send(a, tmp_path)
     peer = mesh_peer("X26ABC2")
     for code in ("30001", "20013"):  # out of order
-        wire, _ = itk.build_response(original_id=sent["itk_message_id"].upper(), code=code, sender_mailbox="X26ABC2")
+        wire, _ = itk.build_response(original_id=sent.itk_message_id.upper(), code=code, sender_mailbox="X26ABC2")
         peer.send_message("X26ABC1", wire, workflow_id=WORKFLOW + "_ACK")
     a.poll()
-    message = a.store.get(sent["id"])
+    message = a.store.get(sent.id)
     assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
-    timeline = kinds(a, sent["id"])
+    timeline = kinds(a, sent.id)
     assert timeline.index("bus-ack") < timeline.index("inf-ack") and timeline[-1] == "complete"
 
 
@@ -259,13 +259,13 @@ def test_overdue_expectations(tmp_path: Path, pair, meshbridge_config) -> None:
     a, _, recorder = pair(sender_routes(within="0s"))
     sent = send(a, tmp_path)
     report = a.poll()
-    assert sorted(report.overdue) == [sent["id"], sent["id"]]
-    assert a.store.get(sent["id"])["overdue"] is True
-    assert [m["id"] for m in a.messages(overdue=True)] == [sent["id"]]
+    assert sorted(report.overdue) == [sent.id, sent.id]
+    assert a.store.get(sent.id)["overdue"] is True
+    assert [m.id for m in a.messages(overdue=True)] == [sent.id]
     assert sorted(e.detail["expected"] for e in recorder.events if e.kind == "overdue") == ["bus-ack", "inf-ack"]
     assert a.poll().overdue == []  # raised once
     status = a.status()  # two expectations overdue, on one message
-    assert (status["overdue"], status["overdue_messages"]) == (2, 1)
+    assert (status.overdue, status.overdue_messages) == (2, 1)
 
 
 def test_orphan_responses(tmp_path: Path, pair, mesh_peer) -> None:
@@ -289,11 +289,11 @@ def test_unreadable_message_gets_10009(tmp_path: Path, pair, mesh_peer) -> None:
     mesh_peer("X26ABC1").send_message("X26ABC2", b"<not-itk/>", workflow_id=WORKFLOW)
     b.poll()
     [message] = b.messages(direction="in")
-    assert (message["state"], message["inf_ack_code"]) == ("invalid", "10009")
+    assert (message.state, message.inf_ack_code) == ("invalid", "10009")
     [response] = b.messages(direction="out")
-    header = itk.parse(b.store.payloads.read(response["payload_sha256"]))
+    header = itk.parse(b.store.payloads.read(response.payload_sha256))
     assert (header.response_identifier, header.itk_code) == (itk.UNREADABLE, "10009")
-    assert response["peer"] == "X26ABC1" and response["workflow_id"] == WORKFLOW + "_ACK"
+    assert response.peer == "X26ABC1" and response.workflow_id == WORKFLOW + "_ACK"
 
 
 def test_command_line(tmp_path: Path, pair) -> None:
@@ -308,26 +308,26 @@ def test_command_line(tmp_path: Path, pair) -> None:
         )
 
     b_config, a_config = b.config.file, a.config.file
-    usage = cli(b_config, "ack", received["id"])
+    usage = cli(b_config, "ack", received.id)
     assert usage.returncode == 2 and "--ok or --nack" in usage.stderr
-    bad_code = cli(b_config, "ack", received["id"], "--nack", "20013")
+    bad_code = cli(b_config, "ack", received.id, "--nack", "20013")
     assert bad_code.returncode == 2 and "'20013' is not an ITK3 business response code" in bad_code.stderr
-    done = cli(b_config, "ack", received["id"], "--nack", "30003", "--text", "Moved away")
+    done = cli(b_config, "ack", received.id, "--nack", "30003", "--text", "Moved away")
     assert done.returncode == 0 and "bus-nacked (30003)" in done.stdout
     assert cli(a_config, "poll").returncode == 0
     [item] = json.loads(cli(a_config, "messages", "--json", "--state", "bus-nacked").stdout)
     assert (item["id"], item["inf_ack_code"], item["bus_ack_code"], item["overdue"]) == (
-        sent["id"],
+        sent.id,
         "20013",
         "30003",
         False,
     )
-    assert itk.same_id(item["itk_message_id"], sent["itk_message_id"])
-    shown = cli(a_config, "show", sent["id"])
+    assert itk.same_id(item["itk_message_id"], sent.itk_message_id)
+    shown = cli(a_config, "show", sent.id)
     assert "inf-ack" in shown.stdout and "bus-nack" in shown.stdout and "Moved away" in shown.stdout
     assert "expects bus-ack" in shown.stdout and "met" in shown.stdout
     wire = tmp_path / "wire.xml"
-    wire.write_bytes(a.store.payloads.read(sent["payload_sha256"]))
+    wire.write_bytes(a.store.payloads.read(sent.payload_sha256))
     assert cli(a_config, "validate", "--itk", "--type", "fhir", str(wire)).returncode == 0
     broken = tmp_path / "broken.xml"
     broken.write_bytes(wire.read_bytes().replace(b'url="InfAckRequested"', b'url="InfAckWanted"'))
@@ -342,7 +342,7 @@ def test_a_third_mailbox_cannot_make_a_genuine_message_a_duplicate(tmp_path: Pat
     mesh_peer("X26ABC3").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the forger is first
     mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the genuine sender
     b.poll()
-    by_peer = {m["peer"]: m for m in b.messages(direction="in") if m["route"] == "toc-in"}
-    assert by_peer["X26ABC1"]["state"] == "delivered"
-    assert by_peer["X26ABC1"]["inf_ack_code"] == "20013"
+    by_peer = {m.peer: m for m in b.messages(direction="in") if m.route == "toc-in"}
+    assert by_peer["X26ABC1"].state == "delivered"
+    assert by_peer["X26ABC1"].inf_ack_code == "20013"
     assert len(list((tmp_path / "in").iterdir())) == 2  # each sender's message delivered once

@@ -100,8 +100,8 @@ def test_foreign_sender_meshbridge_receiver(tmp_path: Path, meshbridge_config, m
         report = bridge.poll()
         assert report.problems == [] and len(report.delivered) == 1
         [received] = bridge.messages(direction="in")
-        assert received["state"] == "delivered" and received["itk_message_id"] == original_id
-        assert (tmp_path / "in" / Path(received["destination"]).name).read_bytes() == original  # bytes untouched
+        assert received.state == "delivered" and received.itk_message_id == original_id
+        assert (tmp_path / "in" / Path(received.destination).name).read_bytes() == original  # bytes untouched
 
         [inf] = collect(mesh_peer, "X26ABC1")
         assert header_values(inf) == {
@@ -111,7 +111,7 @@ def test_foreign_sender_meshbridge_receiver(tmp_path: Path, meshbridge_config, m
             "inf_ack": "false",
         }
 
-        bridge.ack(received["id"], code="30001", text="Patient known here")
+        bridge.ack(received.id, code="30001", text="Patient known here")
         [bus] = collect(mesh_peer, "X26ABC1")
         bus_values = header_values(bus)
         assert (bus_values["response_identifier"], bus_values["code"], bus_values["inf_ack"]) == (
@@ -124,8 +124,8 @@ def test_foreign_sender_meshbridge_receiver(tmp_path: Path, meshbridge_config, m
         ack, _ = chain(fixture("itk3/ITK-Response-20013-Example-1.xml"), bus_values["id"])
         mesh_peer("X26ABC1").send_message("X26ABC2", ack, workflow_id="DIGMED_EMG_MED_ACK")
         bridge.poll()
-        [response] = [m for m in bridge.messages(direction="out") if m["filename"] == "ITK-Response-30001.xml"]
-        assert (response["state"], response["inf_ack_code"]) == ("complete", "20013")
+        [response] = [m for m in bridge.messages(direction="out") if m.filename == "ITK-Response-30001.xml"]
+        assert (response.state, response.inf_ack_code) == ("complete", "20013")
 
 
 def test_meshbridge_sender_foreign_receiver(tmp_path: Path, meshbridge_config, mesh_peer) -> None:
@@ -139,7 +139,7 @@ def test_meshbridge_sender_foreign_receiver(tmp_path: Path, meshbridge_config, m
         second = bridge.send(payload, route="discharge-out")
         received = collect(mesh_peer, "X26ABC2")
         ids = [header_values(data)["id"] for data in received]
-        assert ids == [first["itk_message_id"], second["itk_message_id"]]  # plain lxml reads what we wrote
+        assert ids == [first.itk_message_id, second.itk_message_id]  # plain lxml reads what we wrote
 
         peer = mesh_peer("X26ABC2")
         inf, _ = chain(inf_example, ids[0].upper())  # correlation ignores case
@@ -150,10 +150,10 @@ def test_meshbridge_sender_foreign_receiver(tmp_path: Path, meshbridge_config, m
 
         report = bridge.poll()
         assert report.problems == [] and len(report.correlated) == 3
-        one, two = bridge.store.get(first["id"]), bridge.store.get(second["id"])
+        one, two = bridge.store.get(first.id), bridge.store.get(second.id)
         assert (one["state"], one["inf_ack_code"], one["bus_ack_code"]) == ("complete", "20013", "30001")
         assert (two["state"], two["inf_ack_code"]) == ("inf-nacked", "20007")
-        assert bridge.store.open_expectations(second["id"]) == []
+        assert bridge.store.open_expectations(second.id) == []
 
         [full_ack] = collect(mesh_peer, "X26ABC2")
         values = header_values(full_ack)

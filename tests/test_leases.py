@@ -77,7 +77,7 @@ def assert_arrived_once(bridge: Any, payload: Path, mesh_peer: Any, tmp_path: Pa
         received.write_bytes(message.read())
     assert sha256(received) == sha256(payload)
     [row] = bridge.messages(direction="out")
-    assert (row["state"], row["mesh_message_id"], row["chunks_done"]) == ("sent", mesh_id, 2)
+    assert (row.state, row.mesh_message_id, row.chunks_done) == ("sent", mesh_id, 2)
 
 
 def upload_in_flight(proxy: FaultProxy, config: Path, payload: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -118,7 +118,7 @@ def test_a_slow_upload_keeps_its_claim_and_a_dead_one_is_taken_over_once(
         # the tries were made while the first chunk was in flight, with no progress recorded
         assert child.poll() is None and forwarded(proxy) < CHUNK - 1_500_000 and tries > 5
         [row] = other.messages(direction="out")
-        assert (row["state"], row["chunks_done"], row["mesh_message_id"]) == ("sending", 0, None)
+        assert (row.state, row.chunks_done, row.mesh_message_id) == ("sending", 0, None)
     finally:
         child.kill()  # SIGKILL: no clean-up, its claim is left behind
         child.wait()
@@ -128,7 +128,7 @@ def test_a_slow_upload_keeps_its_claim_and_a_dead_one_is_taken_over_once(
     wait_for(lambda: other.flush().sent, 30, "the dead uploader's claim to be taken over")
     assert_arrived_once(other, payload, mesh_peer, tmp_path)
     [row] = other.messages(direction="out")
-    kinds = [e["kind"] for e in other.store.events(row["id"])]
+    kinds = [e["kind"] for e in other.store.events(row.id)]
     assert kinds == ["accepted", "sending", "resending", "chunk-sent", "chunk-sent", "sent"]
     assert len([h for h in proxy.seen("POST", FIRST) if h.upstream_status == 202]) == 1  # one MESH message made
 

@@ -46,7 +46,7 @@ def test_a_duplicate_itk_message_is_logged_once(tmp_path: Path, meshbridge_confi
     with Bridge(load(a_file)) as a, Bridge(load(b_file)) as b:
         sent = a.send(payload, route="toc-out")
         b.poll()
-        wire = a.store.payloads.read(sent["payload_sha256"])
+        wire = a.store.payloads.read(sent.payload_sha256)
     mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the same ITK message again
 
     logged = ["--log-level", "INFO", "--log-format", "json"]

@@ -82,12 +82,12 @@ def test_refused_login_keeps_the_message_waiting_and_the_fixed_config_sends_it(
 
     with Bridge(load(path)) as bridge:
         [message] = bridge.messages(direction="out")
-        assert (message["state"], message["attempts"]) == ("accepted", 0)
-        assert "Invalid Authentication Token" in message["last_error"]
-        events = bridge.store.events(message["id"])
+        assert (message.state, message.attempts) == ("accepted", 0)
+        assert "Invalid Authentication Token" in message.last_error
+        events = bridge.store.events(message.id)
         [refused] = [e for e in events if e["kind"] == "login-refused"]
         assert refused["state"] == "accepted" and "Invalid Authentication Token" in refused["detail"]["reason"]
-        retry_at = datetime.fromisoformat(message["next_attempt_at"])
+        retry_at = message.next_attempt_at
         assert 0 < (retry_at - datetime.fromisoformat(refused["at"])).total_seconds() <= 120  # capped: 2m, not 1h
 
     for n in range(2):  # cron's next passes: still refused, raised no more, never counted
@@ -98,7 +98,7 @@ def test_refused_login_keeps_the_message_waiting_and_the_fixed_config_sends_it(
         if n:  # (a wrong shared key: the first poll met X26ABC2 and X26ABC3 refused too, and said so once)
             assert "mesh-auth:" not in polled.stderr
         with Bridge(load(path)) as bridge:
-            again = bridge.store.get(message["id"])
+            again = bridge.store.get(message.id)
             assert (again["state"], again["attempts"]) == ("accepted", 0)
 
     path.write_text(FIXED(mesh_sandbox, OUT_IN, mesh=backoff + TRACK_NOW))  # the operator fixes the config
@@ -107,10 +107,10 @@ def test_refused_login_keeps_the_message_waiting_and_the_fixed_config_sends_it(
     assert "mesh-auth-cleared: MESH takes the login of mailbox X26ABC1 again" in fixed.stderr
     assert "sent: 1" in fixed.stdout
     with Bridge(load(path)) as bridge:
-        done = bridge.store.get(message["id"])
+        done = bridge.store.get(message.id)
         assert done["state"] in ("sent", "delivered") and done["attempts"] == 1
         [received] = bridge.messages(direction="in")
-        assert received["state"] == "delivered"
+        assert received.state == "delivered"
         assert bridge.store.logins.refusing() == {}
 
 
@@ -134,7 +134,7 @@ def test_refused_sends_never_spend_attempts_and_mesh_auth_is_raised_once_across_
         other, heard_there = bridge_with(path)  # another process on the same store
         with other:
             assert other.flush().login_refused == ["X26ABC1"]
-            states = {(m["state"], m["attempts"]) for m in other.messages(direction="out")}
+            states = {(m.state, m.attempts) for m in other.messages(direction="out")}
         assert states == {("accepted", 0)}
         assert heard.kinds() == ["mesh-auth"] and heard_there.kinds() == []
         [event] = heard.events
@@ -146,11 +146,11 @@ def test_refused_sends_never_spend_attempts_and_mesh_auth_is_raised_once_across_
     fixed, heard_fixed = bridge_with(path)
     with fixed:
         report = fixed.poll()
-        assert sorted(report.sent) == sorted(m["id"] for m in fixed.messages(direction="out"))
+        assert sorted(report.sent) == sorted(m.id for m in fixed.messages(direction="out"))
         assert report.login_refused == [] and report.unreachable == []
         assert heard_fixed.kinds() == ["mesh-auth-cleared"]
         assert heard_fixed.events[0].message_id is None and heard_fixed.events[0].detail["mailbox"] == "X26ABC1"
-        assert {m["attempts"] for m in fixed.messages(direction="out")} == {1}
+        assert {m.attempts for m in fixed.messages(direction="out")} == {1}
 
 
 def test_one_refused_mailbox_does_not_stop_the_others_and_poll_exits_4(
@@ -165,7 +165,7 @@ def test_one_refused_mailbox_does_not_stop_the_others_and_poll_exits_4(
     assert (summary["login_refused"], summary["unreachable"]) == (["X26ABC1"], [])
     with Bridge(load(path)) as bridge:
         [received] = bridge.messages(direction="in")
-        assert received["state"] == "delivered"  # X26ABC2's work was done
+        assert received.state == "delivered"  # X26ABC2's work was done
     once = meshbridge(path, "run", "--once")
     assert once.returncode == 4, once.stderr
     assert "Traceback" not in once.stderr
@@ -193,7 +193,7 @@ def test_a_refusal_about_the_message_still_fails_it(tmp_path: Path, mesh_sandbox
     assert "Unregistered to address" in done.stderr
     with Bridge(load(path)) as bridge:
         [message] = bridge.messages(direction="out")
-        assert (message["state"], message["attempts"]) == ("failed", 1)
+        assert (message.state, message.attempts) == ("failed", 1)
         assert bridge.store.logins.refusing() == {}
 
 

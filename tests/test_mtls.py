@@ -36,7 +36,7 @@ def test_round_trip_over_mutual_tls(tmp_path: Path, tls_sandbox: Sandbox) -> Non
         sent = bridge.send(payload, route="out")
         report = bridge.poll()
         assert report.problems == []
-        inbound = bridge.store.find("in", sent["mesh_message_id"])
+        inbound = bridge.store.find("in", sent.mesh_message_id)
         assert Path(inbound["destination"]).read_text() == "over mTLS"
 
 

@@ -166,18 +166,18 @@ def test_a_duplicate_itk_message_is_one_notification_to_every_plugin_and_one_log
     bridge, first, second = with_recorders(path)
     with bridge:
         sent = bridge.send(payload, route="toc-out")
-        wire = bridge.store.payloads.read(sent["payload_sha256"])
+        wire = bridge.store.payloads.read(sent.payload_sha256)
         mesh_peer("X26ABC1").send_message("X26ABC2", wire, workflow_id=WORKFLOW)  # the same ITK message again
         with caplog.at_level(logging.INFO):
             bridge.poll()
-        [duplicate] = [m for m in bridge.messages(direction="in") if m["state"] == "duplicate"]
-    assert duplicate["inf_ack_code"] == "20007"
+        [duplicate] = [m for m in bridge.messages(direction="in") if m.state == "duplicate"]
+    assert duplicate.inf_ack_code == "20007"
     [heard] = [n for n in first.heard if n.kind is EventKind.DUPLICATE]
     assert [n for n in second.heard if n.kind is EventKind.DUPLICATE] == [heard]  # the same one, same id
-    assert heard.message_id == duplicate["id"] and heard.mailbox is None
+    assert heard.message_id == duplicate.id and heard.mailbox is None
     assert re.fullmatch(r"[0-9a-f]{32}", heard.id)
     assert "refused with 20007" in heard.summary
-    lines = [r for r in caplog.records if duplicate["id"] in r.getMessage() and "duplicate" in r.getMessage()]
+    lines = [r for r in caplog.records if duplicate.id in r.getMessage() and "duplicate" in r.getMessage()]
     assert [(r.name, r.levelname) for r in lines] == [("meshbridge.steps", "INFO")]  # its step line only
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge import Bridge, itk, load
+from meshbridge import Bridge, Message, itk, load
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
 <birthDate value="1970-01-01"/></Patient>"""
@@ -74,7 +74,7 @@ def cli(bridge: Bridge, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def send(bridge: Bridge, tmp_path: Path) -> dict:
+def send(bridge: Bridge, tmp_path: Path) -> Message:
     path = tmp_path / "payload.xml"
     path.write_bytes(PATIENT)
     return bridge.send(path, route="toc-out")
@@ -88,13 +88,13 @@ def test_an_expectation_is_overdue_in_every_view_as_soon_as_its_deadline_passes(
     a, _ = pair(sender(inf_within="0s", bus_within="0s"))
     sent = send(a, tmp_path)  # no poll, so no sweep has run: nothing recorded the moment yet
 
-    assert "overdue" not in [e["kind"] for e in a.store.events(sent["id"])]
-    shown = cli(a, "show", sent["id"])
+    assert "overdue" not in [e["kind"] for e in a.store.events(sent.id)]
+    shown = cli(a, "show", sent.id)
     assert shown.returncode == 0, shown.stderr
     lines = expectation_lines(shown.stdout)
     assert lines["inf-ack"].endswith(": OVERDUE") and lines["bus-ack"].endswith(": OVERDUE"), shown.stdout
 
-    details = json.loads(cli(a, "show", sent["id"], "--json").stdout)
+    details = json.loads(cli(a, "show", sent.id, "--json").stdout)
     assert [(e["kind"], e["overdue"], e["overdue_at"]) for e in details["expectations"]] == [
         ("bus-ack", True, None),
         ("inf-ack", True, None),
@@ -107,17 +107,17 @@ def test_an_expectation_is_overdue_in_every_view_as_soon_as_its_deadline_passes(
     assert "overdue expectations: 2 (on 1 message;" in text
 
     listed = json.loads(cli(a, "messages", "--overdue", "--json").stdout)
-    assert [m["id"] for m in listed] == [sent["id"]] and listed[0]["overdue"] is True
+    assert [m["id"] for m in listed] == [sent.id] and listed[0]["overdue"] is True
 
     a.sweep()  # the sweep records the moment once (timeline, notification); the views do not change
-    assert [e["kind"] for e in a.store.events(sent["id"])].count("overdue") == 2
+    assert [e["kind"] for e in a.store.events(sent.id)].count("overdue") == 2
     assert json.loads(cli(a, "status", "--json").stdout)["overdue"] == 2
 
 
 def test_a_message_within_its_deadlines_is_not_overdue(tmp_path: Path, pair) -> None:
     a, _ = pair(sender(inf_within="1h", bus_within="2d"))
     sent = send(a, tmp_path)
-    lines = expectation_lines(cli(a, "show", sent["id"]).stdout)
+    lines = expectation_lines(cli(a, "show", sent.id).stdout)
     assert lines["inf-ack"].endswith(": open") and lines["bus-ack"].endswith(": open")
     assert json.loads(cli(a, "status", "--json").stdout)["overdue"] == 0
     assert json.loads(cli(a, "messages", "--overdue", "--json").stdout) == []
@@ -129,15 +129,15 @@ def test_a_nack_is_shown_as_a_nack_and_a_late_ack_as_late(tmp_path: Path, pair) 
     sent = send(a, tmp_path)
     b.poll()  # 20013 back to a
     [received] = b.messages(direction="in")
-    b.ack(received["id"], code="30003", nack=True, text="Moved away")
+    b.ack(received.id, code="30003", nack=True, text="Moved away")
     a.poll()  # both responses correlated
 
-    shown = cli(a, "show", sent["id"])
+    shown = cli(a, "show", sent.id)
     lines = expectation_lines(shown.stdout)
     assert "met 20013 at " in lines["inf-ack"] and lines["inf-ack"].endswith(", LATE"), shown.stdout
     assert "NACKED 30003 (Moved away) at " in lines["bus-ack"] and "LATE" not in lines["bus-ack"], shown.stdout
 
-    details = {e["kind"]: e for e in json.loads(cli(a, "show", sent["id"], "--json").stdout)["expectations"]}
+    details = {e["kind"]: e for e in json.loads(cli(a, "show", sent.id, "--json").stdout)["expectations"]}
     assert (details["inf-ack"]["verdict"], details["inf-ack"]["late"], details["inf-ack"]["overdue"]) == (
         "ack",
         True,
@@ -153,14 +153,14 @@ def test_an_infrastructure_nack_closes_the_business_expectation(tmp_path: Path, 
     a, _ = pair()
     sent = send(a, tmp_path)
     wire, _ = itk.build_response(
-        original_id=sent["itk_message_id"], code="20009", sender_mailbox="X26ABC2", text="Payload invalid"
+        original_id=sent.itk_message_id, code="20009", sender_mailbox="X26ABC2", text="Payload invalid"
     )
     mesh_peer("X26ABC2").send_message("X26ABC1", wire, workflow_id=WORKFLOW + "_ACK")
     a.poll()
-    lines = expectation_lines(cli(a, "show", sent["id"]).stdout)
+    lines = expectation_lines(cli(a, "show", sent.id).stdout)
     assert "NACKED 20009 (Payload invalid) at " in lines["inf-ack"]
     assert ": closed by 20009 at " in lines["bus-ack"]
-    details = json.loads(cli(a, "show", sent["id"], "--json").stdout)
+    details = json.loads(cli(a, "show", sent.id, "--json").stdout)
     verdicts = {e["kind"]: e["verdict"] for e in details["expectations"]}
     assert verdicts == {"inf-ack": "nack", "bus-ack": "closed"}
 
@@ -170,11 +170,11 @@ def test_a_nack_met_before_verdicts_were_stored_is_still_shown_as_a_nack(tmp_pat
     sent = send(a, tmp_path)
     b.poll()
     [received] = b.messages(direction="in")
-    b.ack(received["id"], code="30003", nack=True)
+    b.ack(received.id, code="30003", nack=True)
     a.poll()
     with a.store.immediate() as db:  # as an older meshbridge left it: outcome only
-        db.execute("UPDATE expectations SET verdict = NULL, text = NULL WHERE message_id = ?", [sent["id"]])
-    lines = expectation_lines(cli(a, "show", sent["id"]).stdout)
+        db.execute("UPDATE expectations SET verdict = NULL, text = NULL WHERE message_id = ?", [sent.id])
+    lines = expectation_lines(cli(a, "show", sent.id).stdout)
     assert "NACKED 30003 at " in lines["bus-ack"] and "met 20013 at " in lines["inf-ack"]
 
 
@@ -187,24 +187,24 @@ def test_our_own_business_ack_is_owed_listed_with_its_age_and_overdue_after_bus_
     [received] = b.messages(direction="in")
 
     owed = json.loads(cli(b, "messages", "--owed", "--json").stdout)
-    assert [m["id"] for m in owed] == [received["id"]]
+    assert [m["id"] for m in owed] == [received.id]
     assert owed[0]["overdue"] is True and owed[0]["age_seconds"] >= 0
     table = cli(b, "messages", "--owed")
-    assert table.returncode == 0 and received["id"] in table.stdout and "age" in table.stdout
+    assert table.returncode == 0 and received.id in table.stdout and "age" in table.stdout
 
     status = json.loads(cli(b, "status", "--json").stdout)
     assert (status["owed"], status["overdue"], status["overdue_messages"]) == (1, 1, 1)
     assert "business acks we owe: 1" in cli(b, "status").stdout
-    line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
+    line = expectation_lines(cli(b, "show", received.id).stdout)["bus-ack-owed"]
     assert line.startswith("expects bus-ack-owed (our business ack) by ") and line.endswith(": OVERDUE")
-    assert [m["id"] for m in json.loads(cli(b, "messages", "--overdue", "--json").stdout)] == [received["id"]]
-    assert "overdue" in [e["kind"] for e in b.store.events(received["id"])]  # poll's sweep recorded it
+    assert [m["id"] for m in json.loads(cli(b, "messages", "--overdue", "--json").stdout)] == [received.id]
+    assert "overdue" in [e["kind"] for e in b.store.events(received.id)]  # poll's sweep recorded it
 
-    b.ack(received["id"], code="30001")
+    b.ack(received.id, code="30001")
     assert json.loads(cli(b, "messages", "--owed", "--json").stdout) == []
     status = json.loads(cli(b, "status", "--json").stdout)
     assert (status["owed"], status["overdue"]) == (0, 0)
-    line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
+    line = expectation_lines(cli(b, "show", received.id).stdout)["bus-ack-owed"]
     assert "sent 30001 at " in line and line.endswith(", LATE")
 
 
@@ -214,13 +214,13 @@ def test_an_owed_business_ack_without_a_deadline_is_listed_but_never_overdue(tmp
     b.poll()
     [received] = b.messages(direction="in")
     owed = json.loads(cli(b, "messages", "--owed", "--json").stdout)
-    assert [(m["id"], m["overdue"]) for m in owed] == [(received["id"], False)]
+    assert [(m["id"], m["overdue"]) for m in owed] == [(received.id, False)]
     status = json.loads(cli(b, "status", "--json").stdout)
     assert (status["owed"], status["overdue"]) == (1, 0)
-    line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
+    line = expectation_lines(cli(b, "show", received.id).stdout)["bus-ack-owed"]
     assert line.endswith("(no deadline): open")
-    b.ack(received["id"], code="30003", nack=True, text="Not known here")
-    line = expectation_lines(cli(b, "show", received["id"]).stdout)["bus-ack-owed"]
+    b.ack(received.id, code="30003", nack=True, text="Not known here")
+    line = expectation_lines(cli(b, "show", received.id).stdout)["bus-ack-owed"]
     assert "(no deadline): sent nack 30003 (Not known here) at " in line and "LATE" not in line
     assert json.loads(cli(b, "messages", "--owed", "--json").stdout) == []
 
@@ -231,7 +231,7 @@ def test_poll_counts_orphans_and_duplicates_as_such(tmp_path: Path, pair, mesh_p
     b.poll()
     [response] = b.messages(direction="out")
     to_a = mesh_peer("X26ABC2")
-    wire = b.store.payloads.read(response["payload_sha256"])
+    wire = b.store.payloads.read(response.payload_sha256)
     to_a.send_message("X26ABC1", wire, workflow_id=WORKFLOW + "_ACK")  # b sent the 20013; this is a copy
     stray, _ = itk.build_response(
         original_id="6f1c0000-0000-4000-8000-000000000000", code="20013", sender_mailbox="X26ABC2"
@@ -242,10 +242,10 @@ def test_poll_counts_orphans_and_duplicates_as_such(tmp_path: Path, pair, mesh_p
     lines = polled.stdout.splitlines()
     for line in ("received: 3", "correlated: 1", "orphan: 1", "duplicate: 1"):
         assert line in lines, polled.stdout
-    assert a.store.get(sent["id"])["inf_ack_code"] == "20013"
+    assert a.store.get(sent.id)["inf_ack_code"] == "20013"
 
     # an ITK message received twice (same MessageHeader.id, same sender) is a duplicate, not invalid
-    original = a.store.payloads.read(sent["payload_sha256"])
+    original = a.store.payloads.read(sent.payload_sha256)
     mesh_peer("X26ABC1").send_message("X26ABC2", original, workflow_id=WORKFLOW)
     report = json.loads(cli(b, "poll", "--json").stdout)
     assert (len(report["duplicate"]), report["invalid"], report["orphan"]) == (1, [], [])

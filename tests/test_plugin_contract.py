@@ -116,7 +116,7 @@ def test_a_plugin_table_reaches_its_hooks_validated_with_paths_under_the_config(
     payload.write_bytes(GOOD_XML)
     with Bridge(load(config), plugins_with(stamp)) as bridge:
         sent = bridge.send(payload, route="out")
-        assert bridge.store.payloads.read(sent["payload_sha256"]) == GOOD_XML.replace(b">ok<", b">XX<")
+        assert bridge.store.payloads.read(sent.payload_sha256) == GOOD_XML.replace(b">ok<", b">XX<")
     [settings] = stamp.seen
     assert (settings.mark, settings.copies) == ("X", 2)
     assert settings.folder == config.parent / "stamps"  # relative to the config file's folder
@@ -318,7 +318,7 @@ def test_binary_routes_are_never_transformed(tmp_path: Path, meshbridge_config) 
     payload.write_bytes(b"\x00\x01opaque")
     with Bridge(load(meshbridge_config(OUT_IN)), plugins_with(Everything())) as bridge:
         sent = bridge.send(payload, route="out")
-        assert bridge.store.payloads.read(sent["payload_sha256"]) == b"\x00\x01opaque"
+        assert bridge.store.payloads.read(sent.payload_sha256) == b"\x00\x01opaque"
 
 
 # -- in-process registration ------------------------------------------------------------------------

@@ -98,8 +98,8 @@ def test_a_plugin_type_travels_end_to_end(tmp_path: Path, meshbridge_config, sho
         good = tmp_path / "good.txt"
         good.write_bytes(b"!HELLO")
         sent = bridge.send(good, route="out")
-        assert sent["payload_type"] == "shout"
-        assert bridge.store.payloads.read(sent["payload_sha256"]) == b"!HELLO!!"  # transformed before storing
+        assert sent.payload_type == "shout"
+        assert bridge.store.payloads.read(sent.payload_sha256) == b"!HELLO!!"  # transformed before storing
         bad = tmp_path / "bad.txt"
         bad.write_bytes(b"!hello NOPE")
         with pytest.raises(PayloadRejected) as info:

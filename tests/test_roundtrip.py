@@ -23,18 +23,18 @@ def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer, s
     payload = write_random(tmp_path / "payload.bin", size)
 
     sent = bridge.send(payload, route="out")
-    assert sent["state"] == "sent" and sent["mesh_message_id"]
+    assert sent.state == "sent" and sent.mesh_message_id
     expected_chunks = -(-size // bridge.config.mesh.chunk_size)
-    assert (sent["chunks_total"] or 1) == expected_chunks
+    assert (sent.chunks_total or 1) == expected_chunks
 
     report = bridge.poll()
     assert report.problems == []
-    inbound = bridge.store.find("in", sent["mesh_message_id"])
+    inbound = bridge.store.find("in", sent.mesh_message_id)
     assert inbound["state"] == "delivered" and inbound["chunks_total"] == expected_chunks
     delivered = Path(inbound["destination"])
     assert delivered.parent == tmp_path / "delivered"
-    assert sha256(delivered) == sha256(payload) == inbound["payload_sha256"] == sent["payload_sha256"]
-    assert bridge.store.get(sent["id"])["state"] == "delivered"  # from MESH tracking: acknowledged
+    assert sha256(delivered) == sha256(payload) == inbound["payload_sha256"] == sent.payload_sha256
+    assert bridge.store.get(sent.id)["state"] == "delivered"  # from MESH tracking: acknowledged
     assert mesh_peer("X26ABC2").list_messages() == []  # acknowledged, gone from the inbox
     kinds = [e["kind"] for e in bridge.store.events(inbound["id"])]
     assert kinds == ["received", "mesh-acked", "valid", "delivered"]
@@ -47,7 +47,7 @@ def test_gzip_payload_is_not_decompressed(tmp_path: Path, meshbridge_config, mak
     payload.write_bytes(gzip.compress(b"nhs_number,name\n" * 1000))
     sent = bridge.send(payload, route="out")
     bridge.poll()
-    inbound = bridge.store.find("in", sent["mesh_message_id"])
+    inbound = bridge.store.find("in", sent.mesh_message_id)
     assert Path(inbound["destination"]).read_bytes() == payload.read_bytes()
     assert inbound["destination"].endswith("_extract.csv.gz")
 

@@ -115,14 +115,14 @@ def test_housekeeping_removes_old_payloads_only(tmp_path: Path, meshbridge_confi
     payload.write_bytes(b"old and finished")
     sent = bridge.send(payload, route="out")
     bridge.poll()
-    inbound = bridge.store.find("in", sent["mesh_message_id"])
+    inbound = bridge.store.find("in", sent.mesh_message_id)
     assert bridge.store.remove_old_payloads(3600) == 0  # nothing is old yet
     bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
     assert bridge.store.remove_old_payloads(3600) == 1  # the same bytes, stored once
     assert not bridge.store.payloads.exists(inbound["payload_sha256"])
     assert bridge.store.get(inbound["id"])["payload_sha256"] is None
     assert bridge.store.events(inbound["id"])[-1]["kind"] == "payload-removed"
-    assert bridge.store.get(sent["id"])["state"] == "delivered"
+    assert bridge.store.get(sent.id)["state"] == "delivered"
     unfinished = (
         bridge.send(payload.with_name("q.bin"), route="out")
         if payload.with_name("q.bin").write_bytes(b"young")
@@ -130,4 +130,4 @@ def test_housekeeping_removes_old_payloads_only(tmp_path: Path, meshbridge_confi
     )
     bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
     assert bridge.store.remove_old_payloads(3600) == 0  # sent, not yet delivered: not finished, kept
-    assert bridge.store.payloads.exists(unfinished["payload_sha256"])
+    assert unfinished is not None and bridge.store.payloads.exists(unfinished.payload_sha256)

@@ -51,7 +51,7 @@ def exchanged(tmp_path: Path, meshbridge_config) -> dict:
         sent = bridge.send(path, route="toc-out")
         bridge.poll()  # receive, answer 20013, deliver
         bridge.poll()  # correlate the 20013; sweep (the bus-ack is open)
-        return {"config": config, "id": sent["id"], "store": bridge.config.store.path}
+        return {"config": config, "id": sent.id, "store": bridge.config.store.path}
     finally:
         bridge.close()
 

@@ -48,10 +48,10 @@ def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, me
     path.write_text(config_text(mesh_sandbox, OUT_IN, mesh=TRACK_NOW + 'retry_backoff = "0s"'))  # MESH is back
     with Bridge(load(path)) as bridge:
         [waiting] = bridge.messages(state="accepted")
-        assert waiting["attempts"] == 1 and "ConnectionError" in waiting["last_error"]
+        assert waiting.attempts == 1 and "ConnectionError" in waiting.last_error
         report = bridge.poll()
-        assert report.sent == [waiting["id"]] and report.problems == []
-        assert bridge.store.get(waiting["id"])["state"] == "delivered"
+        assert report.sent == [waiting.id] and report.problems == []
+        assert bridge.store.get(waiting.id)["state"] == "delivered"
         assert len(bridge.messages(direction="in", state="delivered")) == 1
 
 
@@ -67,8 +67,8 @@ def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge
     report = second.poll()
     assert report.problems == []
     [message] = second.messages(direction="in")
-    assert message["state"] == "delivered"
-    assert [e["kind"] for e in second.store.events(message["id"])] == ["received", "mesh-acked", "valid", "delivered"]
+    assert message.state == "delivered"
+    assert [e["kind"] for e in second.store.events(message.id)] == ["received", "mesh-acked", "valid", "delivered"]
     assert mesh_peer("X26ABC2").list_messages() == []
     assert second.poll().received == []
 
@@ -164,14 +164,14 @@ def test_retries_back_off_then_give_up(tmp_path: Path, mesh_sandbox: Sandbox) ->
         with pytest.raises(TransportError):
             bridge.send(payload, route="out")
         [message] = bridge.messages(state="accepted")
-        assert message["attempts"] == 1 and message["next_attempt_at"] > message["updated_at"]
+        assert message.attempts == 1 and message.next_attempt_at > message.updated_at
         assert bridge.flush().sent == []  # not due for an hour: nothing tried
-        assert bridge.store.get(message["id"])["attempts"] == 1
+        assert bridge.store.get(message.id)["attempts"] == 1
         for attempt in (2, 3):  # make it due, as an hour passing would
-            bridge.store.db.execute("UPDATE messages SET next_attempt_at = NULL WHERE id = ?", [message["id"]])
+            bridge.store.db.execute("UPDATE messages SET next_attempt_at = NULL WHERE id = ?", [message.id])
             report = bridge.flush()
-            assert bridge.store.get(message["id"])["attempts"] == attempt
-        assert bridge.store.get(message["id"])["state"] == "failed"
+            assert bridge.store.get(message.id)["attempts"] == attempt
+        assert bridge.store.get(message.id)["state"] == "failed"
         assert "gave up after 3 attempts" in report.problems[0]
         assert [e.kind for e in events] == ["failed"]
 

@@ -13,11 +13,11 @@ to the sender on the route's ack workflow.
 """
 
 from ..kinds import BUS, BUS_OWED, INF
+from ..models import FINAL
 from .asking import Wrapped, expect, wrap
 from .correlation import ack_workflows, answer_workflows, correlate
 from .rules import (
     EVENTS,
-    FINAL,
     GENERIC_DEFINITION,
     RESPONSE_CAP,
     Verdict,

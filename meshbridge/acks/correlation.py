@@ -14,8 +14,8 @@ from .. import itk, responders
 from ..config import Config
 from ..events import EventKind, Notify
 from ..kinds import BUS, INF
+from ..models import FINAL
 from ..store import Row, Store
-from .rules import FINAL
 
 _ALL = ("accepted", "sending", "sent", "delivered", "inf-acked", "bus-acked")
 

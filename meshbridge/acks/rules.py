@@ -34,7 +34,6 @@ EVENTS = {
 }
 GENERIC_DEFINITION = "ITK-SendPayload-MessageDefinition-1"
 RESPONSE_CAP = 1_000_000  # bytes: an ITK008M response is a few KB; a bigger one is an orphan, never read
-FINAL = ("inf-nacked", "bus-nacked", "complete", "undeliverable", "failed")
 
 
 def due(within: float | None) -> str | None:

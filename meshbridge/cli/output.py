@@ -7,47 +7,22 @@ characters are shown as escapes (:func:`visible`).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..errors import StoreError
 from ..printable import visible
-from .times import iso, shown
+from .times import shown
 
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from ..bridge import Bridge
+    from ..models import Event, Message
 
 SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
 PIPED_WIDTH = 10_000  # a table piped to a file or grep is never wrapped: each row stays one line
-
-JSON_FIELDS = (
-    "id",
-    "direction",
-    "state",
-    "route",
-    "mailbox",
-    "peer",
-    "mesh_message_id",
-    "workflow_id",
-    "filename",
-    "subject",
-    "local_id",
-    "payload_type",
-    "payload_size",
-    "itk_message_id",
-    "inf_ack_code",
-    "bus_ack_code",
-    "overdue",
-    "last_error",
-    "created_at",
-    "updated_at",
-)
 
 
 def literal(value: object) -> Text:
@@ -84,47 +59,18 @@ def table(*columns: str, rows: Iterable[Sequence[object]], **options: Any) -> An
     return built
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    """A message for JSON: :data:`JSON_FIELDS`, its findings, times as ISO 8601 with their offset."""
-    public = {k: row.get(k) for k in JSON_FIELDS}
-    public["findings"] = json.loads(row["findings"]) if row.get("findings") else []
-    for name in ("created_at", "updated_at"):
-        public[name] = iso(public[name])
-    return public
-
-
-def public_event(event: dict[str, Any]) -> dict[str, Any]:
-    """A timeline event for JSON, its time as ISO 8601 with its offset."""
-    return {**event, "at": iso(event["at"])}
-
-
-def payload_damage(bridge: Bridge, message: dict[str, Any]) -> str | None:
-    """What is wrong with the stored payload (missing, changed, not a file), or None: read whole
-    and its sha256 checked, so that ``show`` says so before a replay or delivery meets it."""
-    if not message["payload_sha256"]:
-        return None
-    try:
-        bridge.store.payloads.verify(message["payload_sha256"])
-    except StoreError as exc:
-        return str(exc)
-    return None
-
-
-def print_timeline(message: dict[str, Any], events: list[dict[str, Any]], utc: bool = False) -> None:
+def print_timeline(message: Message, utc: bool = False) -> None:
     """A message's timeline as a table; times in the local zone (or UTC) with their offset."""
-    arrow = "→" if message["direction"] == "out" else "←"
-    title = literal(
-        f"{message['id']}  {message['mailbox']} {arrow} {message['peer'] or '?'}  {message['workflow_id']}  "
-    )
-    title.append(visible(message["state"]), style="bold")
+    arrow = "→" if message.direction == "out" else "←"
+    title = literal(f"{message.id}  {message.mailbox} {arrow} {message.peer or '?'}  {message.workflow_id}  ")
+    title.append(visible(message.state), style="bold")
 
-    def detail(event: dict[str, Any]) -> str:
+    def detail(event: Event) -> str:
         return ", ".join(
-            f"{k}={shown(v, utc) if k.endswith('_at') and isinstance(v, str) else v}"
-            for k, v in event["detail"].items()
+            f"{k}={shown(v, utc) if k.endswith('_at') and isinstance(v, str) else v}" for k, v in event.detail.items()
         )
 
-    rows = ((shown(e["at"], utc, "milliseconds"), e["kind"], e["state"], detail(e)) for e in events)
+    rows = ((shown(e.at, utc, "milliseconds"), e.kind, e.state, detail(e)) for e in message.events)
     console().print(table("at", "event", "state", "detail", rows=rows, title=title, title_justify="left"))
 
 

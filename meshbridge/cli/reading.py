@@ -11,7 +11,6 @@ import click
 from ..errors import MeshbridgeError
 from .exits import EXIT_USAGE, fail_for
 from .expectations import line as expectation_line
-from .expectations import public as expectation_json
 from .output import (
     SHOWN_FIELDS,
     console,
@@ -19,10 +18,7 @@ from .output import (
     fail,
     format_finding,
     literal,
-    payload_damage,
     print_timeline,
-    public,
-    public_event,
     table,
 )
 from .session import bridge_for, reader_for
@@ -40,19 +36,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
     with reader_for(ctx) as reader:
         result = reader.status()
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.as_json(), indent=2))
         return
-    counts = ((direction, state, n) for direction, states in result["counts"].items() for state, n in states.items())
+    counts = ((direction, state, n) for direction, states in result.counts.items() for state, n in states.items())
     out = console()
     out.print(table("direction", "state", "messages", rows=counts))
-    messages = result["overdue_messages"]
+    messages = result.overdue_messages
     out.print(
         literal(
-            f"overdue expectations: {result['overdue']} (on {messages} message{'' if messages == 1 else 's'}; "
+            f"overdue expectations: {result.overdue} (on {messages} message{'' if messages == 1 else 's'}; "
             "messages --overdue lists them)"
         )
     )
-    out.print(literal(f"business acks we owe: {result['owed']} (messages --owed lists them)"))
+    out.print(literal(f"business acks we owe: {result.owed} (messages --owed lists them)"))
 
 
 @click.command()
@@ -76,33 +72,33 @@ def messages(
 ) -> None:
     """List messages (oldest first)."""
     with bridge_for(ctx) as bridge:
-        rows = bridge.messages(state=state, overdue=overdue, owed=owed, direction=direction, limit=limit)
+        page = bridge.messages(state=state, overdue=overdue, owed=owed, direction=direction, limit=limit)
     if as_json:
-        items = [public(r) for r in rows]
+        items = [m.as_json() for m in page]
         if owed:
-            for item in items:
-                item["age_seconds"] = round(age(item["created_at"]) or 0.0, 3)
+            for item, m in zip(items, page, strict=True):
+                item["age_seconds"] = round(age(m.created_at) or 0.0, 3)
         click.echo(json.dumps(items, indent=2))
         return
     cells = [
         [
-            r["id"],
-            r["direction"],
-            r["state"] + (" (overdue)" if r["overdue"] else ""),
-            r["route"],
-            r["workflow_id"],
-            r["peer"],
-            r["mesh_message_id"],
-            r["payload_size"] or "",
-            shown(r["created_at"], utc),
+            m.id,
+            m.direction,
+            m.state + (" (overdue)" if m.overdue else ""),
+            m.route,
+            m.workflow_id,
+            m.peer,
+            m.mesh_message_id,
+            m.payload_size or "",
+            shown(m.created_at, utc),
         ]
-        for r in rows
+        for m in page
     ]
     columns = ["id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created"]
     if owed:
         columns.append("age")
-        for cell, row in zip(cells, rows, strict=True):
-            cell.append(spoken(age(row["created_at"]) or 0.0))
+        for cell, m in zip(cells, page, strict=True):
+            cell.append(spoken(age(m.created_at) or 0.0))
     console().print(table(*columns, rows=cells))
 
 
@@ -114,26 +110,20 @@ def messages(
 def show(ctx: click.Context, message_id: str, utc: bool, as_json: bool) -> None:
     """One message and its timeline (by meshbridge id or MESH message id)."""
     with bridge_for(ctx) as bridge:
-        message, events = bridge.show(message_id)
-        expectations = bridge.store.expectations(message["id"])
-        damage = payload_damage(bridge, message) if not as_json else None
+        message = bridge.show(message_id)
+        damage = bridge.payload_problem(message) if not as_json else None
     if as_json:
-        shown_json = {
-            **public(message),
-            "events": [public_event(e) for e in events],
-            "expectations": [expectation_json(e) for e in expectations],
-        }
-        click.echo(json.dumps(shown_json, indent=2))
+        click.echo(json.dumps(message.as_json(), indent=2))
         return
-    print_timeline(message, events, utc)
+    print_timeline(message, utc)
     for label, field in SHOWN_FIELDS:
-        if message.get(field):
-            echo(f"{label}: {message[field]}")
+        if getattr(message, field):
+            echo(f"{label}: {getattr(message, field)}")
     if damage:
         echo(f"payload: {damage}")
-    for finding in json.loads(message.get("findings") or "[]"):
+    for finding in message.findings:
         echo(format_finding(finding))
-    for e in expectations:
+    for e in message.expectations:
         echo(expectation_line(e, utc))
 
 
@@ -155,31 +145,24 @@ def validate(
     as_json: bool,
 ) -> None:
     """Detect and validate one payload; print findings. Exit 0 valid, 1 invalid. No MESH needed."""
-    from ..config import load
-    from ..plugins import Plugins
-    from ..validation import check
+    from ..validating import validate as validated
 
-    route_obj = None
     try:
-        plugins = Plugins()
-        if route:
-            config = load(ctx.obj["config"])
-            route_obj = config.route(route)
-            plugins.configure(config)  # the plugins' [plugins.NAME] settings, as the Bridge has them
-            if payload_type == "auto":
-                payload_type = route_obj.payload_type
         data = path.read_bytes()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE)
+    try:
+        result = validated(
+            data,
+            filename=path.name,
+            type=payload_type,
+            fhir_version=fhir_version,
+            itk=itk_rules,
+            route=route,
+            config=ctx.obj["config"] if route else None,
+        )
     except MeshbridgeError as exc:  # the config or a plugin
         fail_for(exc)
-    options = {"fhir_version": fhir_version} if fhir_version else {}
-    result = check(plugins, data, payload_type=payload_type, options=options, route=route_obj, filename=path.name)
-    if itk_rules:
-        from ..itk import check as itk_check
-        from ..payloads.base import ValidationResult
-
-        result = ValidationResult(result.payload_type, (*result.findings, *itk_check(data)), result.details)
     if as_json:
         click.echo(
             json.dumps(

@@ -57,8 +57,8 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
                 if ids:
                     echo(f"{name}: {len(ids)}")
             for mid in report.unrouted:
-                m = bridge.store.get(mid)
-                echo(f"unrouted: {mid} from {m['peer']} on workflow {m['workflow_id']} (kept in the store)")
+                m = bridge.show(mid)
+                echo(f"unrouted: {mid} from {m.peer} on workflow {m.workflow_id} (kept in the store)")
             for problem in report.problems:
                 if not (isinstance(problem, Logged) and steps.log.isEnabledFor(logging.WARNING)):
                     echo(f"problem: {problem}", err=True)  # a Logged one is its step's log line already

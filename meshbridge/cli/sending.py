@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,6 @@ from .times import WHEN
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..store import Row, Store
 
 
 @click.command()
@@ -72,7 +70,7 @@ def send(
         except TransportError as exc:
             stored(exc.message_id)
             fail_for(exc, f"stored, not sent yet ({exc}); `meshbridge poll` will retry")
-        echo(message["id"])
+        echo(message.id)
 
 
 def stored(message_id: str | None) -> None:
@@ -97,6 +95,8 @@ def retry(
     refused again) with why. Exits 1 if there is one; else 4 if MESH refused a mailbox's login, 3
     if it could not be reached (those messages are queued: poll sends them).
     """
+    from ..models import State
+
     if message_ids and (state or since or until):
         fail("give message ids, or --state/--since/--until to choose them, not both", 2)
     if not (message_ids or state or since or until):
@@ -104,7 +104,7 @@ def retry(
     from .. import steps
 
     with bridge_for(ctx, secrets=True) as bridge, steps.told_by_caller():  # each outcome is its line below
-        done = bridge.retry_many(message_ids, state=state, since=since, until=until)
+        done = bridge.retry_many(message_ids, state=State(state) if state else None, since=since, until=until)
     if not done.messages:
         what = f"{state} message" if state else "failed outbound or undelivered inbound message"
         for word, moment in (("since", since), ("until", until)):
@@ -112,7 +112,7 @@ def retry(
                 what += f" {word} {moment.astimezone().isoformat(sep=' ', timespec='seconds')}"
         echo(f"nothing to retry: no {what}")
         return
-    refused = [item for item in done.messages if not item.queued or item.state == "failed"]
+    refused = [item for item in done.messages if not item.queued or item.state == State.FAILED]
     for item in done.messages:
         if not item.queued:
             echo(f"{item.message_id}: not retried: {item.problem}", err=True)
@@ -139,29 +139,29 @@ def replay(ctx: click.Context, message_id: str, force: bool) -> None:
     no new response. Exit 0 delivered (or correlated); 1 refused, still unrouted or invalid, or
     its delivery failed (the service tries again).
     """
-    from ..replay import REROUTE
+    from ..models import REROUTABLE, State
 
     with bridge_for(ctx, secrets=True) as bridge:
-        before = bridge.store.get(message_id)
+        before = bridge.show(message_id)
         message = bridge.replay(message_id, force=force)
-        state, ident = message["state"], message["id"]
-        was = f"{ident}: {before['state']} before, now"
-        if before["state"] not in REROUTE:
-            echo(f"{ident}: delivered again to {message['destination']}")
-        elif state == "delivered":
-            echo(f"{was} delivered to {message['destination']} (route {message['route']})")
-        elif state == "valid":  # another process (the service) claimed its delivery first
-            echo(f"{was} valid on route {message['route']}; the running service delivers it")
-        elif state == "correlated":
-            echo(f"{was} correlated (a response to a message of ours)")
-        elif state == "unrouted":
-            where = f"workflow {message['workflow_id']} on {message['mailbox']}"
-            fail(f"{ident}: still unrouted: no inbound route with a destination takes {where}")
-        else:
-            for finding in json.loads(message["findings"] or "[]"):
-                echo(format_finding(finding), err=True)
-            why = f": {message['last_error']}" if message["last_error"] else ""
-            fail(f"{ident}: {before['state']} before, now {state}{why}")
+    state, ident = message.state, message.id
+    was = f"{ident}: {before.state} before, now"
+    if before.state not in REROUTABLE:
+        echo(f"{ident}: delivered again to {message.destination}")
+    elif state == State.DELIVERED:
+        echo(f"{was} delivered to {message.destination} (route {message.route})")
+    elif state == State.VALID:  # another process (the service) claimed its delivery first
+        echo(f"{was} valid on route {message.route}; the running service delivers it")
+    elif state == State.CORRELATED:
+        echo(f"{was} correlated (a response to a message of ours)")
+    elif state == State.UNROUTED:
+        where = f"workflow {message.workflow_id} on {message.mailbox}"
+        fail(f"{ident}: still unrouted: no inbound route with a destination takes {where}")
+    else:
+        for finding in message.findings:
+            echo(format_finding(finding), err=True)
+        why = f": {message.last_error}" if message.last_error else ""
+        fail(f"{ident}: {before.state} before, now {state}{why}")
 
 
 @click.command()
@@ -178,32 +178,27 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
     exits 2 and sends nothing. An answer recorded whose response is not sent yet exits 3 (MESH
     unreachable) or 4 (login refused), as ``send`` does: ``poll`` sends it.
     """
+    from ..models import State
+
     if ok == (nack is not None):
         fail("give exactly one of --ok or --nack CODE", 2)
     if nack is not None and code is not None:
         fail("--code goes with --ok; a nack's code is given to --nack", 2)
     with bridge_for(ctx, secrets=True) as bridge:
         message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
-        said = f"{message['id']}: {message['state']} ({message['bus_ack_code']})"
-        response = answer(bridge.store, message["id"])
-        if response is None or response["state"] not in ("accepted", "sending", "failed"):
-            echo(f"{said} sent to {message['peer']}")
+        said = f"{message.id}: {message.state} ({message.bus_ack_code})"
+        response = bridge.response_to(message.id)
+        if response is None or response.state not in (State.ACCEPTED, State.SENDING, State.FAILED):
+            echo(f"{said} sent to {message.peer}")
             return
-        if response["state"] == "failed":
+        if response.state == State.FAILED:
             fail(
-                f"{said} recorded, but MESH refused its response {response['id']} (kept failed; "
-                f"`meshbridge retry {response['id']}` sends it again): {response['last_error']}",
+                f"{said} recorded, but MESH refused its response {response.id} (kept failed; "
+                f"`meshbridge retry {response.id}` sends it again): {response.last_error}",
                 1,
             )
-        refused = response["mailbox"] in bridge.store.logins.refusing()
         fail(
-            f"{said} recorded; its response {response['id']} to {message['peer']} is not sent yet "
-            f"({response['last_error']}); `meshbridge poll` sends it",
-            EXIT_LOGIN_REFUSED if refused else EXIT_UNREACHABLE,
+            f"{said} recorded; its response {response.id} to {message.peer} is not sent yet "
+            f"({response.last_error}); `meshbridge poll` sends it",
+            EXIT_LOGIN_REFUSED if bridge.login_refused(response.mailbox) else EXIT_UNREACHABLE,
         )
-
-
-def answer(store: Store, message_id: str) -> Row | None:
-    """The response we last sent (or stored to send) to this inbound message, if any."""
-    responded = [e for e in store.events(message_id) if e["kind"] == "responded" and e["detail"].get("response")]
-    return store.get(responded[-1]["detail"]["response"]) if responded else None

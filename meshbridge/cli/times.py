@@ -80,16 +80,16 @@ def _moment(value: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def shown(value: str | None, utc: bool = False, timespec: str = "seconds") -> str:
+def shown(value: str | datetime | None, utc: bool = False, timespec: str = "seconds") -> str:
     """A stored time for people: local zone (or UTC) with its offset, e.g. ``2026-11-28 12:00:05+00:00``.
 
     Text that is not a time is returned as it is (never a traceback for a damaged row).
     """
     if not value:
         return ""
-    moment = _moment(value)
+    moment = value if isinstance(value, datetime) else _moment(value)
     if moment is None:
-        return value
+        return str(value)
     moment = moment.astimezone(UTC) if utc else moment.astimezone()
     return moment.isoformat(sep=" ", timespec=timespec)
 
@@ -104,9 +104,9 @@ def iso(value: str | None) -> str | None:
     return moment.isoformat(timespec="microseconds")
 
 
-def age(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds since a stored time (None when there is none)."""
-    moment = _moment(value) if value else None
+def age(value: str | datetime | None, now: datetime | None = None) -> float | None:
+    """Seconds since a (stored) time (None when there is none)."""
+    moment = value if isinstance(value, datetime) else _moment(value) if value else None
     if moment is None:
         return None
     return ((now or datetime.now(UTC)) - moment).total_seconds()

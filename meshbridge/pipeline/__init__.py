@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import DiskFull
+from ..models import IN_FLIGHT
 from .inbound import (
     acknowledge,
     apply_report,
@@ -23,7 +24,7 @@ from .inbound import (
     undecodable,
     validate_inbound,
 )
-from .outbound import IN_FLIGHT, SEND_LEASE, RetryPolicy, accept, due_for_sending, track, tracking_due, transmit
+from .outbound import SEND_LEASE, RetryPolicy, accept, due_for_sending, track, tracking_due, transmit
 
 __all__ = [
     "IN_FLIGHT",

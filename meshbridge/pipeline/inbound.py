@@ -23,13 +23,14 @@ from ..destinations import deliver as deliver_to
 from ..errors import DeliveryError, DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
+from ..models import IN_FLIGHT
 from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
 from ..progress import Progress, named
 from ..store import Row, Store
 from ..store.space import CHECK_EVERY, disk_error
 from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
-from .outbound import IN_FLIGHT, RetryPolicy
+from .outbound import RetryPolicy
 
 log = logging.getLogger("meshbridge")
 ABANDON_GRACE = 5.0  # seconds past its deadline before a destination's thread is abandoned

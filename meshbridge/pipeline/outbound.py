@@ -12,6 +12,7 @@ from .. import clock
 from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
+from ..models import IN_FLIGHT
 from ..payloads.base import ValidationResult
 from ..progress import Progress, named
 from ..store import Row, Store, new_lease, now
@@ -33,8 +34,7 @@ class NewMessage(TypedDict):
     source_file: str | None
 
 
-# Outbound states MESH tracking or a REPORT may still move on.
-IN_FLIGHT = ("sent", "delivered")
+# (IN_FLIGHT, the outbound states MESH tracking or a REPORT may still move on: meshbridge.models)
 
 
 def accept(

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -22,8 +22,20 @@ from typing import TYPE_CHECKING, Any
 from .. import clock
 from ..config import INLINE_MAX
 from ..errors import DiskFull, SourceTaken, StoreError, StoreOutdated, UnknownMessage
-from ..steps import Event, log_steps
+from ..models import (
+    FINISHED,
+    Event,
+    Expectation,
+    Message,
+    MessageSummary,
+    Page,
+    State,
+    TimelineKind,
+)
+from ..steps import Event as Step
+from ..steps import log_steps
 from . import migrating
+from .cursors import cursor, position
 from .logins import Logins
 from .opening import StoreConnection, open_store
 from .payloads import Payloads, secure_dir, unsynced
@@ -67,7 +79,7 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         self._lazy: set[str] = set()  # messages this store added lazily, not synced since
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
-        self._recorded: list[Event] = []  # timeline events of the transaction in hand (see meshbridge.steps)
+        self._recorded: list[Step] = []  # timeline events of the transaction in hand (see meshbridge.steps)
         try:
             self.migrated = self._schema(migrate)  # the migrations opening applied
         except BaseException:
@@ -241,7 +253,7 @@ class Store:
         message_id: str,
         to_state: str,
         *,
-        from_states: tuple[str, ...] | None = None,
+        from_states: Collection[str] | None = None,
         kind: str | None = None,
         detail: dict[str, Any] | None = None,
         before: tuple[str, dict[str, Any] | None] | None = None,
@@ -286,11 +298,11 @@ class Store:
                 [stamp, *taken.values(), message_id, *lapsed(lease)],
             ).rowcount
             if changed:
-                kind = "sending" if row[0] == "accepted" else "resending"
-                self._event(message_id, kind, "sending", None, stamp)
-        return {**self.get(message_id), "resumed": row[0] == "sending"} if changed else None
+                kind = TimelineKind.SENDING if row[0] == State.ACCEPTED else TimelineKind.RESENDING
+                self._event(message_id, kind, State.SENDING, None, stamp)
+        return {**self.get(message_id), "resumed": row[0] == State.SENDING} if changed else None
 
-    def renew(self, message_id: str, holder: str, state: str = "sending") -> bool:
+    def renew(self, message_id: str, holder: str, state: str = State.SENDING) -> bool:
         """A heartbeat of a claim (a ``sending`` one, or a ``valid`` inbound one being delivered);
         False when ``holder`` no longer holds it (another process took it over). Not synced: a
         heartbeat lost in a power cut only ages the claim."""
@@ -379,7 +391,7 @@ class Store:
         A payload still used by an unfinished (or younger) message is kept. Returns payloads removed.
         """
         cutoff = (datetime.now(UTC) - timedelta(seconds=retention)).isoformat(timespec="microseconds")
-        finished = ", ".join(f"'{state}'" for state in FINISHED)
+        finished = ", ".join(f"'{state}'" for state in sorted(FINISHED))
         old = list(
             self.db.query(
                 f"SELECT id, payload_sha256 FROM messages WHERE state IN ({finished}) AND updated_at < ? "
@@ -399,7 +411,7 @@ class Store:
                 ).fetchone()[0]
                 stamp = now()
                 db.execute("UPDATE messages SET payload_sha256 = NULL, updated_at = ? WHERE id = ?", [stamp, row["id"]])
-                self._event(row["id"], "payload-removed", None, {"sha256": sha}, stamp)
+                self._event(row["id"], TimelineKind.PAYLOAD_REMOVED, None, {"sha256": sha}, stamp)
                 if not still_used and self.payloads.remove(sha):  # last: a failure above removes nothing
                     removed += 1
         return removed
@@ -477,7 +489,11 @@ class Store:
             )
             for row in rows:
                 self._event(
-                    row["message_id"], "overdue", None, {"expected": row["kind"], "due_at": row["due_at"]}, stamp
+                    row["message_id"],
+                    TimelineKind.OVERDUE,
+                    None,
+                    {"expected": row["kind"], "due_at": row["due_at"]},
+                    stamp,
                 )
         return rows
 
@@ -549,25 +565,44 @@ class Store:
     ) -> list[Row]:
         """Messages, oldest first. ``overdue``: only those with an overdue expectation
         (:data:`OVERDUE`); ``expecting``: only those with an open expectation of this kind."""
-        where, params = ["1 = 1"], []
-        if state:
-            where.append("m.state = ?")
-            params.append(state)
-        if direction:
-            where.append("m.direction = ?")
-            params.append(direction)
-        if overdue:
-            where.append(_OVERDUE)
-            params.append(now())
-        if expecting:
-            where.append(
-                "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.kind = ? AND e.met_at IS NULL)"
-            )
-            params.append(expecting)
+        where, params = _filters(state, direction, overdue, expecting)
         return self._select(" AND ".join(where), params, limit=limit)
 
-    def _select(self, where: str, params: list[Any], limit: int | None = None) -> list[Row]:
-        sql = f"SELECT m.*, {_OVERDUE} AS overdue FROM messages m WHERE {where} ORDER BY m.created_at, m.id"
+    def page(
+        self,
+        *,
+        state: str | None = None,
+        direction: str | None = None,
+        overdue: bool = False,
+        expecting: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        newest: bool = False,
+    ) -> Page:
+        """One page of :meth:`messages` (one query), oldest first or ``newest`` first: at most
+        ``limit`` items, from just after the cursor ``after`` (keyset on ``created_at``, ``id``)."""
+        where, params = _filters(state, direction, overdue, expecting)
+        if after:
+            where.append(f"(m.created_at, m.id) {'<' if newest else '>'} (?, ?)")
+            params.extend(position(after))
+        rows = self._select(" AND ".join(where), params, limit=limit + 1 if limit else None, newest=newest)
+        more = bool(limit) and len(rows) > (limit or 0)
+        rows = rows[:limit] if limit else rows
+        following = cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+        return Page(tuple(MessageSummary.from_row(row) for row in rows), following)
+
+    def message(self, message_id: str) -> Message:
+        """A message (by meshbridge id, or else MESH message id) with its timeline and expectations."""
+        row = self.get(message_id)
+        return Message.from_row(
+            row,
+            events=tuple(Event.from_row(e) for e in self.events(row["id"])),
+            expectations=tuple(Expectation.from_row(e) for e in self.expectations(row["id"])),
+        )
+
+    def _select(self, where: str, params: list[Any], limit: int | None = None, newest: bool = False) -> list[Row]:
+        order = "m.created_at DESC, m.id DESC" if newest else "m.created_at, m.id"
+        sql = f"SELECT m.*, {_OVERDUE} AS overdue FROM messages m WHERE {where} ORDER BY {order}"
         if limit:
             sql += f" LIMIT {int(limit)}"
         args = [now(), *params]
@@ -609,6 +644,28 @@ class Store:
         return int(found[0])
 
 
+def _filters(
+    state: str | None, direction: str | None, overdue: bool, expecting: str | None
+) -> tuple[list[str], list[Any]]:
+    """The WHERE terms of a listing (see :meth:`Store.messages`) and their parameters."""
+    where, params = ["1 = 1"], []
+    if state:
+        where.append("m.state = ?")
+        params.append(state)
+    if direction:
+        where.append("m.direction = ?")
+        params.append(direction)
+    if overdue:
+        where.append(_OVERDUE)
+        params.append(now())
+    if expecting:
+        where.append(
+            "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.kind = ? AND e.met_at IS NULL)"
+        )
+        params.append(expecting)
+    return where, params
+
+
 def new_lease() -> dict[str, Any]:
     """The lease columns of a fresh claim (to send or to deliver): a new holder, beating now."""
     return {"lease_holder": uuid.uuid4().hex, "lease_boot": clock.boot(), "lease_beat": clock.now()}
@@ -630,12 +687,6 @@ OVERDUE = "(e.met_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
 # Late: met, but after its deadline (no parameter).
 LATE = "(e.met_at IS NOT NULL AND e.due_at IS NOT NULL AND e.met_at > e.due_at)"
 _OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {OVERDUE})"
-
-# States after which a message's payload is no longer needed (retention may remove it).
-FINISHED = (
-    "complete", "delivered", "bus-acked", "bus-nacked", "inf-nacked", "undeliverable", "correlated",
-    "report", "duplicate", "orphan", "invalid", "rejected", "failed", "undelivered", "discarded",
-)  # fmt: skip
 
 
 def outdated(path: Path, missing: list[str]) -> StoreOutdated:

@@ -235,7 +235,7 @@ def child(step: str, config: Path, payload: Path | None) -> None:
         if step == "send":
             assert payload is not None
             row = bridge.send(payload, route="out")
-            result: dict[str, Any] = {"state": row["state"], "chunks": row["chunks_total"]}
+            result: dict[str, Any] = {"state": row.state, "chunks": row.chunks_total}
         else:
             report = bridge.poll()
             delivered = bridge.store.messages(direction="in", state="delivered")

@@ -525,11 +525,11 @@ destination = { folder = "delivered" }
 def test_adt_a01_travels_end_to_end(tmp_path: Path, meshbridge_config, make_bridge) -> None:
     bridge = make_bridge(meshbridge_config(ROUTES))
     sent = bridge.send(ADT_A01, route="hl7-out")
-    assert (sent["state"], sent["payload_type"]) == ("sent", "hl7v2")
+    assert (sent.state, sent.payload_type) == ("sent", "hl7v2")
     report = bridge.poll()
     assert report.problems == []
     assert len(report.delivered) == 1
-    received = bridge.store.find("in", sent["mesh_message_id"])
+    received = bridge.store.find("in", sent.mesh_message_id)
     assert received["payload_type"] == "hl7v2"
     assert received["state"] == "delivered"
     delivered = Path(received["destination"])
@@ -587,4 +587,4 @@ def test_route_options_reach_the_validator(tmp_path: Path, meshbridge_config, ma
     with pytest.raises(PayloadRejected) as info:
         bridge.send(lf, route="hl7-out")
     assert [f.code for f in info.value.findings] == ["hl7v2.segment-terminator"]
-    assert bridge.send(cr, route="hl7-out")["state"] == "sent"
+    assert bridge.send(cr, route="hl7-out").state == "sent"
