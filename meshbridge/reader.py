@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .errors import StoreError
 from .kinds import BUS_OWED
 from .models import Direction, Message, MessageSummary, Page, State, Status
-from .store import Store
+from .store import SQLiteStore, Store
 
 if TYPE_CHECKING:
     from .config import Config
@@ -80,7 +80,7 @@ class Reader(Reading):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = Store(config.store.path, inline_max=config.store.inline_max, migrate=False)
+        self.store = SQLiteStore(config.store.path, inline_max=config.store.inline_max, migrate=False)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None) -> Reader:

@@ -31,7 +31,7 @@ from mesh_client import MeshClient
 
 from meshbridge.faults import POINTS
 from meshbridge.sandbox import PASSWORD, Sandbox, config_text
-from meshbridge.store import Row, Store
+from meshbridge.store import Row, SQLiteStore
 
 SENDER, RECIPIENT = "X26ABC1", "X26ABC2"
 MAILBOXES = (SENDER, RECIPIENT)
@@ -98,8 +98,8 @@ def crash(config: Path, point: str, *args: str) -> None:
 
 
 @contextmanager
-def opened(config: Path) -> Iterator[Store]:
-    store = Store(config.parent / "var" / "meshbridge.db")
+def opened(config: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(config.parent / "var" / "meshbridge.db")
     try:
         yield store
     finally:
@@ -141,7 +141,7 @@ def files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
-def assert_timelines(store: Store, rows: list[Row]) -> None:
+def assert_timelines(store: SQLiteStore, rows: list[Row]) -> None:
     """No step twice on any timeline (one ``sent``, one ``delivered``...), each chunk recorded once."""
     for m in rows:
         events = store.events(m["id"])

@@ -24,7 +24,7 @@ from meshbridge.bridge import Bridge
 from meshbridge.config import load
 from meshbridge.hookspecs import hookimpl
 from meshbridge.plugins import Plugins, make_plugin_manager
-from meshbridge.store import Store
+from meshbridge.store import SQLiteStore
 
 # route "in" (X26ABC2, TEST_WORKFLOW) gets the destination under test; route "b" (X26ABC2,
 # OTHER_WORKFLOW) delivers to a folder; route "out-3" sends files from "outbox" to X26ABC3
@@ -272,8 +272,8 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 90) ->
 
 
 @contextmanager
-def opened(config: Path) -> Iterator[Store]:
-    store = Store(config.parent / "var" / "meshbridge.db")
+def opened(config: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(config.parent / "var" / "meshbridge.db")
     try:
         yield store
     finally:
@@ -550,7 +550,7 @@ def test_sigterm_stops_the_service_even_when_a_step_hangs(
 
 
 def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) -> None:
-    one, two = Store(tmp_path / "mb.db"), Store(tmp_path / "mb.db")  # two workers, two connections
+    one, two = SQLiteStore(tmp_path / "mb.db"), SQLiteStore(tmp_path / "mb.db")  # two workers, two connections
     try:
         sha, size = one.payloads.write_file(io.BytesIO(b"payload"))
         ids = [

@@ -23,7 +23,7 @@ from conftest import OUT_IN
 
 from meshbridge import pipeline
 from meshbridge.service import Service
-from meshbridge.store import Store
+from meshbridge.store import SQLiteStore
 
 MiB = 1024 * 1024
 WORKFLOW = "TEST_WORKFLOW"
@@ -72,7 +72,7 @@ def disk_problems(problems: list[str]) -> list[str]:
     return [p for p in problems if p.startswith("store disk")]
 
 
-def delivered_once(store: Store, folder: Path, payloads: list[bytes]) -> None:
+def delivered_once(store: SQLiteStore, folder: Path, payloads: list[bytes]) -> None:
     """Each payload is a file in ``folder`` and a ``delivered`` message, once."""
     assert sorted(p.read_bytes() for p in folder.iterdir()) == sorted(payloads)
     delivered = store.messages(state="delivered", direction="in")
@@ -417,7 +417,7 @@ def test_a_file_size_limit_is_handled_like_a_full_disk(meshbridge_config, mesh_p
     done = meshbridge(config, "poll")
     assert done.returncode == 0 and "problem:" not in done.stderr, done.stderr
     assert inbox(mesh_peer, RECIPIENT) == []
-    store = Store(config.parent / "var" / "meshbridge.db")
+    store = SQLiteStore(config.parent / "var" / "meshbridge.db")
     try:
         delivered_once(store, config.parent / "delivered", small + big)
         assert not list((config.parent / "var" / "payloads" / "tmp").iterdir())
@@ -430,9 +430,9 @@ def test_a_file_size_limit_is_handled_like_a_full_disk(meshbridge_config, mesh_p
 WRITER = """
 import sys, time
 from pathlib import Path
-from meshbridge.store import Store
+from meshbridge.store import SQLiteStore
 
-store = Store(sys.argv[1], inline_max=0)
+store = SQLiteStore(sys.argv[1], inline_max=0)
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
 
 def blocks():
@@ -471,7 +471,7 @@ def kill(writer: subprocess.Popen[str]) -> None:
 
 def test_temp_files_of_killed_writers_are_removed_at_start_up_and_live_ones_kept(tmp_path: Path) -> None:
     path = tmp_path / "var" / "mb.db"
-    Store(path).close()
+    SQLiteStore(path).close()
     kill(start_writer(path, tmp_path, "first")[0])  # a download killed ...
     [leftover] = temp_files(path)
     assert leftover.stat().st_size >= 4 * MiB
@@ -481,7 +481,7 @@ def test_temp_files_of_killed_writers_are_removed_at_start_up_and_live_ones_kept
         kill(start_writer(path, tmp_path, "second")[0])  # ... and killed again, while another runs
         assert len(temp_files(path)) == 2
 
-        store = Store(path)  # start-up
+        store = SQLiteStore(path)  # start-up
         try:
             assert len(temp_files(path)) == 1  # the killed one went; the one being written stays
             go.touch()

@@ -167,9 +167,9 @@ def test_a_claim_lapses_on_the_lease_clock_only(monkeypatch: pytest.MonkeyPatch,
     import io
 
     from meshbridge import clock, pipeline
-    from meshbridge.store import Store
+    from meshbridge.store import SQLiteStore
 
-    store = Store(tmp_path / "var" / "meshbridge.db")
+    store = SQLiteStore(tmp_path / "var" / "meshbridge.db")
     try:
         fields = dict(route="out", mailbox="X26ABC1", to="X26ABC2", workflow_id="WF", payload_type="binary")
         row = pipeline.accept(store, io.BytesIO(b"payload"), filename="a", claim=True, **fields)

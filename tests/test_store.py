@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshbridge import SourceTaken, StoreError, UnknownMessage
-from meshbridge.store import Store
-from meshbridge.store.schema import migrations
+from meshbridge.store import SQLiteStore, migrating
 
 
 def mode(path: Path) -> int:
@@ -20,7 +19,7 @@ def mode(path: Path) -> int:
 
 
 def test_files_are_private_and_wal(tmp_path: Path) -> None:
-    store = Store(tmp_path / "var" / "db" / "mb.db", inline_max=0)  # every payload a file
+    store = SQLiteStore(tmp_path / "var" / "db" / "mb.db", inline_max=0)  # every payload a file
     sha, _ = store.payloads.write_file(io.BytesIO(b"hello"))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -33,16 +32,16 @@ def test_files_are_private_and_wal(tmp_path: Path) -> None:
 
 
 def test_migrations_apply_once(tmp_path: Path) -> None:
-    Store(tmp_path / "mb.db").close()
-    store = Store(tmp_path / "mb.db")  # reopening must not re-run or fail
+    SQLiteStore(tmp_path / "mb.db").close()
+    store = SQLiteStore(tmp_path / "mb.db")  # reopening must not re-run or fail
     applied = [r["name"] for r in store.db.query("SELECT name FROM _sqlite_migrations")]
     assert applied[0] == "m001_messages_and_events" and len(applied) == len(set(applied)) >= 4
-    assert migrations.pending(store.db) == []
+    assert migrating.pending(store.conn) == [] and store.migrated == []
     assert {"messages", "events", "expectations"} <= set(store.db.table_names())
 
 
 def test_events_are_append_only(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     message = store.add("out", "accepted", route="r")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         store.db.execute("UPDATE events SET kind = 'forged'")
@@ -52,7 +51,7 @@ def test_events_are_append_only(tmp_path: Path) -> None:
 
 
 def test_transition_is_conditional(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     message = store.add("out", "accepted")
     assert store.transition(message["id"], "sending", from_states=("accepted",))
     assert not store.transition(message["id"], "sending", from_states=("accepted",))
@@ -61,14 +60,14 @@ def test_transition_is_conditional(tmp_path: Path) -> None:
 
 
 def _claim(path: str, ids: list[str], queue: multiprocessing.Queue) -> None:
-    store = Store(path)
+    store = SQLiteStore(path)
     won = [i for i in ids if store.transition(i, "sending", from_states=("accepted",))]
     queue.put(won)
 
 
 def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
     path = tmp_path / "mb.db"
-    store = Store(path)
+    store = SQLiteStore(path)
     ids = [store.add("out", "accepted")["id"] for _ in range(200)]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -86,7 +85,7 @@ def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
 def _open_fresh(paths: list[str], barrier) -> None:
     for path in paths:
         barrier.wait(20)  # all at once; a worker that died breaks the barrier for the others
-        Store(path).close()  # raises (the process exits non-zero) if the store cannot be opened
+        SQLiteStore(path).close()  # raises (the process exits non-zero) if the store cannot be opened
 
 
 def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> None:
@@ -110,7 +109,7 @@ def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> Non
 
 
 def test_a_source_file_is_stored_once(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     first = store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
     with pytest.raises(SourceTaken):  # a second process that checked before the first stored it
         store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
@@ -120,7 +119,7 @@ def test_a_source_file_is_stored_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("inline_max", [0, 1024], ids=["file", "inline"])
 def test_payload_sha256_checked_on_read(tmp_path: Path, inline_max: int) -> None:
-    store = Store(tmp_path / "mb.db", inline_max=inline_max)
+    store = SQLiteStore(tmp_path / "mb.db", inline_max=inline_max)
     sha, size = store.payloads.write_file(io.BytesIO(b"original bytes"))
     assert size == 14 and store.payloads.read(sha) == b"original bytes"
     path = store.payloads.path(sha)
@@ -140,7 +139,7 @@ def test_payload_sha256_checked_on_read(tmp_path: Path, inline_max: int) -> None
 
 def test_small_payloads_inline_big_ones_files(tmp_path: Path) -> None:
     """Up to ``inline_max`` bytes in the payloads table; past it, streamed to a file."""
-    store = Store(tmp_path / "mb.db", inline_max=1000)
+    store = SQLiteStore(tmp_path / "mb.db", inline_max=1000)
     small, big = b"s" * 1000, bytes(range(256)) * 40  # 1000 and 10,240 bytes
     small_sha, _ = store.payloads.write(iter([small[:400], small[400:]]))
     big_sha, big_size = store.payloads.write(iter([big[:600], big[600:700], big[700:]]))  # crosses the line mid-stream
@@ -157,7 +156,7 @@ def test_small_payloads_inline_big_ones_files(tmp_path: Path) -> None:
 
 def test_lazy_commits_keep_the_connection_durable(tmp_path: Path) -> None:
     """A lazy commit (or a payload insert) switches ``synchronous`` off for itself only, even when it fails."""
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     message = store.add("in", "received", durable=False)
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
     inside = []
@@ -180,7 +179,7 @@ def test_lazy_commits_keep_the_connection_durable(tmp_path: Path) -> None:
 
 
 def test_same_bytes_stored_once(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     a, _ = store.payloads.write_file(io.BytesIO(b"x" * 10))
     b, _ = store.payloads.write_file(io.BytesIO(b"x" * 10))
     assert a == b
@@ -188,7 +187,7 @@ def test_same_bytes_stored_once(tmp_path: Path) -> None:
 
 
 def test_unknown_message(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     with pytest.raises(UnknownMessage, match="no message with id 'nope'"):
         store.get("nope")
 
@@ -197,13 +196,13 @@ def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "mb.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open store"):
-        Store(path)
+        SQLiteStore(path)
 
 
 def test_housekeeping_never_strands_a_new_message_without_its_bytes(tmp_path: Path) -> None:
     """New identical bytes are written, old ones removed by housekeeping, then the new row comes:
     the row is refused (the caller keeps the message, e.g. MESH still holds it) instead of pointing at nothing."""
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     sha, size = store.payloads.write([b"same bytes twice"])
     old = store.add("in", "delivered", payload_sha256=sha, payload_size=size)
     store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
@@ -217,7 +216,7 @@ def test_housekeeping_never_strands_a_new_message_without_its_bytes(tmp_path: Pa
 
 
 def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(tmp_path: Path, monkeypatch) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     syncs = []
     real = store.sync
     monkeypatch.setattr(store, "sync", lambda: syncs.append(1) or real())
@@ -229,7 +228,7 @@ def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(tmp_path: Pat
     durable = store.add("in", "received")
     store.make_durable(durable["id"])
     assert len(syncs) == 1
-    other = Store(tmp_path / "mb.db")  # rows another process wrote are unknown here: synced once
+    other = SQLiteStore(tmp_path / "mb.db")  # rows another process wrote are unknown here: synced once
     other_syncs = []
     other_real = other.sync
     monkeypatch.setattr(other, "sync", lambda: other_syncs.append(1) or other_real())
@@ -240,7 +239,7 @@ def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(tmp_path: Pat
 
 
 def test_a_damaged_inline_payload_is_repaired_by_the_same_bytes(tmp_path: Path) -> None:
-    store = Store(tmp_path / "mb.db")
+    store = SQLiteStore(tmp_path / "mb.db")
     sha, _ = store.payloads.write([b"precious"])
     store.db.execute("UPDATE payloads SET data = ? WHERE sha256 = ?", [b"damaged!", sha])
     with pytest.raises(StoreError, match="corrupt"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from meshbridge.store import Store
+from meshbridge.store import SQLiteStore
 
 STORE = "var/meshbridge.db"
 
@@ -40,7 +40,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def store_with_history(path: Path, messages: int = 100, close: bool = True) -> None:
-    store = Store(path)
+    store = SQLiteStore(path)
     for n in range(messages):
         store.add("in", "received", mailbox="X26ABC2", peer="X26ABC1", mesh_message_id=f"MESH-{n}")
     if close:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from meshbridge.errors import UnknownMessage
-from meshbridge.store import Store
+from meshbridge.store import SQLiteStore
 
 CONFIG = """[store]
 path = "var/meshbridge.db"
@@ -33,7 +33,7 @@ password = { env = "MESHBRIDGE_TEST_UNSET_PASSWORD" }
 def another_process_adds_a_message(path: Path) -> str:
     """Another meshbridge process records something (as ``ack`` does while the service runs); its id."""
     code = (
-        "import sys; from meshbridge.store import Store; s = Store(sys.argv[1]); "
+        "import sys; from meshbridge.store import SQLiteStore; s = SQLiteStore(sys.argv[1]); "
         "print(s.add('in', 'received', mailbox='X26ABC1', peer='X26ABC3')['id']); s.close()"
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
@@ -41,7 +41,7 @@ def another_process_adds_a_message(path: Path) -> str:
     return done.stdout.strip()
 
 
-def known(store: Store, message_id: str) -> bool:
+def known(store: SQLiteStore, message_id: str) -> bool:
     try:
         store.get(message_id)
     except UnknownMessage:
@@ -66,8 +66,8 @@ def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processe
     config = tmp_path / "meshbridge.toml"
     config.write_text(CONFIG)
     path = tmp_path / "var" / "meshbridge.db"
-    first = Store(path)  # as the service: the command's own bridge, then one per worker
-    second = Store(path)
+    first = SQLiteStore(path)  # as the service: the command's own bridge, then one per worker
+    second = SQLiteStore(path)
     try:
         ids = []
         for n in range(3):
@@ -80,7 +80,7 @@ def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processe
     finally:
         first.close()
         second.close()
-    reopened = Store(path)
+    reopened = SQLiteStore(path)
     try:
         for message_id in ids:
             assert known(reopened, message_id)

@@ -14,7 +14,7 @@ from conftest import OUT_IN
 
 from meshbridge import PayloadRejected
 from meshbridge.plugins import Plugins, make_plugin_manager
-from meshbridge.store import Store
+from meshbridge.store import SQLiteStore
 from meshbridge.validation import check
 
 TEXT_ROUTES = OUT_IN.replace('payload_type = "binary"', 'payload_type = "text"')
@@ -68,7 +68,7 @@ def test_send_refuses_and_quarantines(tmp_path: Path, meshbridge_config, mesh_pe
     [row] = json.loads(run("--config", str(config), "messages", "--json", "--state", "rejected", cwd=tmp_path).stdout)
     assert row["findings"][0]["code"] == "text.encoding" and row["mesh_message_id"] is None
     assert mesh_peer("X26ABC2").list_messages() == []  # nothing went to MESH
-    store = Store(tmp_path / "var" / "meshbridge.db")
+    store = SQLiteStore(tmp_path / "var" / "meshbridge.db")
     assert store.payloads.read(store.get(row["id"])["payload_sha256"]) == bad.read_bytes()  # the bytes are kept
     store.close()
 

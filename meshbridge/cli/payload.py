@@ -22,7 +22,7 @@ from .output import echo, fail
 from .session import bridge_for
 
 if TYPE_CHECKING:
-    from ..store.payloads import Payloads
+    from ..store.protocol import PayloadStore
 
 NO_LINK = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)  # no hard links here
 
@@ -74,7 +74,7 @@ def special(path: Path) -> str | None:
     return kinds.get(stat.S_IFMT(mode), "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder")
 
 
-def to_stdout(payloads: Payloads, sha: str) -> None:
+def to_stdout(payloads: PayloadStore, sha: str) -> None:
     """Check the payload whole, then stream it to stdout (checked again as it goes)."""
     payloads.verify(sha)
     out = sys.stdout.buffer
@@ -88,7 +88,7 @@ def to_stdout(payloads: Payloads, sha: str) -> None:
         sys.exit(1)
 
 
-def to_file(payloads: Payloads, sha: str, output: Path, force: bool) -> int:
+def to_file(payloads: PayloadStore, sha: str, output: Path, force: bool) -> int:
     """Write the payload to a temp file beside ``output``, sync it, then give it its name."""
     import tempfile  # here: --help need not load it
 

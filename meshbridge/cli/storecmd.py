@@ -22,10 +22,10 @@ def migrate(ctx: click.Context) -> None:
 
     ``status`` refuses a store older than this meshbridge until it is migrated; the commands that
     open the pipeline (send, poll, run, ...) migrate it themselves when they open it."""
-    from ..store import Store
+    from ..store import SQLiteStore
     from ..store.migrating import NAMES
 
-    with opened(ctx, lambda config: closing(Store(config.store.path, inline_max=config.store.inline_max))) as db:
+    with opened(ctx, lambda config: closing(SQLiteStore(config.store.path, inline_max=config.store.inline_max))) as db:
         if db.created:
             echo(f"store {db.path}: created (schema {NAMES[-1]})")
         elif db.migrated:

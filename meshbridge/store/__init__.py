@@ -1,6 +1,19 @@
-"""The correlation store: messages, their timelines and expectations, and payload files."""
+"""The correlation store: messages, their timelines and expectations, and payload files.
+
+:class:`Store` is the protocol the rest of meshbridge uses; :class:`SQLiteStore` implements it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .payloads import Payloads
-from .sqlite import Row, Store, new_lease, now
+from .protocol import Row, Store
+from .sqlite import SQLiteStore, new_lease, now
 
-__all__ = ["Payloads", "Row", "Store", "new_lease", "now"]
+__all__ = ["Payloads", "Row", "SQLiteStore", "Store", "new_lease", "now"]
+
+if TYPE_CHECKING:  # mypy checks that the SQLite store is a Store (tests/test_store_protocol.py at run time)
+
+    def _conforms(store: SQLiteStore) -> Store:
+        return store

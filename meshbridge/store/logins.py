@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .sqlite import Store
+    from .sqlite import SQLiteStore
 
 Row = dict[str, Any]
 
@@ -18,7 +18,7 @@ Row = dict[str, Any]
 class Logins:
     """The ``mesh_logins`` table of one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SQLiteStore) -> None:
         self._store = store
 
     def refused(self, mailbox: str, reason: str) -> int:

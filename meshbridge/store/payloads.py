@@ -2,7 +2,7 @@
 
 A payload up to ``inline_max`` bytes is a row of the ``payloads`` table; SQLite reads and writes
 small blobs faster than the file system does files, and it saves a file create, two fsyncs and a
-directory fsync per message (see the note in ``Store``). A bigger one is a file
+directory fsync per message (see the note in ``SQLiteStore``). A bigger one is a file
 ``<root>/ab/abcdef...``, written to a temporary name, fsynced, then renamed, so it exists whole or
 not at all. Files are 0600 in 0700 folders. Every whole read checks the sha256.
 

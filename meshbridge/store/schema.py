@@ -1,171 +1,207 @@
-"""The store's schema as ordered sqlite-utils migrations. Add new ones at the end (and their names to
-:data:`.migrating.NAMES`, which opening a store checks without importing this); never edit old ones."""
+"""The store's schema as ordered migrations of plain SQL, for SQLite and PostgreSQL alike.
+
+Each migration returns its statements for a :class:`~.dialects.Dialect`, which spells the few words
+the two databases write differently. Add new ones at the end; never edit old ones (stores built by
+them exist: tests/data holds their schema, and the sqlite-utils migrations that built the first ones).
+:mod:`.migrating` applies them and records each by name.
+"""
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from collections.abc import Callable
+from typing import Any
 
 from .. import clock
+from .dialects import Dialect
 
-migrations = Migrations("meshbridge")
+Statement = str | tuple[str, list[Any]]  # SQL, or SQL and its parameters (marked ``Dialect.param``)
+Migration = Callable[[Dialect], list[Statement]]
+
+MIGRATIONS: list[Migration] = []
 
 
-@migrations()
-def m001_messages_and_events(db: Database) -> None:
-    db.table("messages").create(
-        {
-            "id": str,  # meshbridge's own id; also sent as mex-LocalID
-            "direction": str,  # "out" | "in"
-            "state": str,
-            "route": str,
-            "mailbox": str,  # our mailbox
-            "peer": str,  # the other mailbox (recipient of out, sender of in)
-            "workflow_id": str,
-            "mesh_message_id": str,
-            "message_type": str,  # DATA | REPORT
-            "payload_type": str,
-            "payload_sha256": str,
-            "payload_size": int,
-            "filename": str,
-            "subject": str,
-            "content_type": str,
-            "linked_message_id": str,  # REPORT: the MESH id of the message it is about
-            "chunks_done": int,
-            "chunks_total": int,
-            "attempts": int,
-            "last_error": str,
-            "destination": str,
-            "itk_message_id": str,
-            "inf_ack_code": str,
-            "bus_ack_code": str,
-            "tracked_at": str,
-            "created_at": str,
-            "updated_at": str,
-        },
-        pk="id",
-        not_null={"direction", "state", "created_at", "updated_at"},
-        defaults={"attempts": 0, "chunks_done": 0},
-    )
-    db.execute(
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, named by its function name."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_messages_and_events(d: Dialect) -> list[Statement]:
+    return [
+        f"""CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            direction TEXT NOT NULL,
+            state TEXT NOT NULL,
+            route TEXT,
+            mailbox TEXT,
+            peer TEXT,
+            workflow_id TEXT,
+            mesh_message_id TEXT,
+            message_type TEXT,
+            payload_type TEXT,
+            payload_sha256 TEXT,
+            payload_size {d.integer},
+            filename TEXT,
+            subject TEXT,
+            content_type TEXT,
+            linked_message_id TEXT,
+            chunks_done {d.integer} DEFAULT 0,
+            chunks_total {d.integer},
+            attempts {d.integer} DEFAULT 0,
+            last_error TEXT,
+            destination TEXT,
+            itk_message_id TEXT,
+            inf_ack_code TEXT,
+            bus_ack_code TEXT,
+            tracked_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        # id: meshbridge's own (also sent as mex-LocalID); direction "out" | "in"; mailbox: ours;
+        # peer: the other mailbox; message_type DATA | REPORT; linked_message_id: the MESH id a REPORT is about
         "CREATE UNIQUE INDEX idx_messages_mesh_id ON messages(direction, mesh_message_id) "
-        "WHERE mesh_message_id IS NOT NULL"
-    )
-    db.table("messages").create_index(["state"])
-    db.table("messages").create_index(["created_at"])
-    db.table("events").create(
-        {"seq": int, "message_id": str, "at": str, "kind": str, "state": str, "detail": str},
-        pk="seq",
-        not_null={"message_id", "at", "kind"},
-        foreign_keys=[("message_id", "messages", "id")],
-    )
-    db.table("events").create_index(["message_id"])
-    # The timeline is evidence: events are append-only.
-    db.execute(
-        "CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
-        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
-    )
-    db.execute(
-        "CREATE TRIGGER events_no_delete BEFORE DELETE ON events "
-        "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END"
-    )
-    db.table("expectations").create(
-        {"message_id": str, "kind": str, "due_at": str, "met_at": str, "outcome": str, "overdue_at": str},
-        pk=("message_id", "kind"),
-        foreign_keys=[("message_id", "messages", "id")],
-    )
-    db.table("expectations").create_index(["due_at"])
+        "WHERE mesh_message_id IS NOT NULL",
+        "CREATE INDEX idx_messages_state ON messages(state)",
+        "CREATE INDEX idx_messages_created_at ON messages(created_at)",
+        f"""CREATE TABLE events (
+            seq {d.serial},
+            message_id TEXT NOT NULL REFERENCES messages(id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            state TEXT,
+            detail TEXT
+        )""",
+        "CREATE INDEX idx_events_message_id ON events(message_id)",
+        *d.append_only("events"),  # the timeline is evidence
+        """CREATE TABLE expectations (
+            message_id TEXT REFERENCES messages(id),
+            kind TEXT,
+            due_at TEXT,
+            met_at TEXT,
+            outcome TEXT,
+            overdue_at TEXT,
+            PRIMARY KEY (message_id, kind)
+        )""",
+        "CREATE INDEX idx_expectations_due_at ON expectations(due_at)",
+    ]
 
 
-@migrations()
-def m002_findings(db: Database) -> None:
+@migration
+def m002_findings(d: Dialect) -> list[Statement]:
     """Validation findings (JSON list) of rejected and invalid messages."""
-    db.table("messages").add_column("findings", str)
+    return ["ALTER TABLE messages ADD COLUMN findings TEXT"]
 
 
-@migrations()
-def m003_itk(db: Database) -> None:
+@migration
+def m003_itk(d: Dialect) -> list[Statement]:
     """ITK3 correlation: responses point at the message they answer; ids compare case-insensitively."""
-    db.table("messages").add_column("answers", str)  # meshbridge id of the message this response answers
-    db.execute("CREATE INDEX idx_messages_itk_id ON messages(direction, itk_message_id COLLATE NOCASE)")
+    return [
+        "ALTER TABLE messages ADD COLUMN answers TEXT",  # meshbridge id of the message this response answers
+        f"CREATE INDEX idx_messages_itk_id ON messages(direction, {d.nocase('itk_message_id')})",
+    ]
 
 
-@migrations()
-def m004_ack_keys(db: Database) -> None:
+@migration
+def m004_ack_keys(d: Dialect) -> list[Statement]:
     """Correlation keys of domain acknowledgements (``meshbridge_ack_protocols``)."""
-    db.table("ack_keys").create(
-        {"protocol": str, "key": str, "message_id": str},
-        pk=("protocol", "key"),
-        foreign_keys=[("message_id", "messages", "id")],
-    )
+    return [
+        """CREATE TABLE ack_keys (
+            protocol TEXT,
+            key TEXT,
+            message_id TEXT REFERENCES messages(id),
+            PRIMARY KEY (protocol, key)
+        )"""
+    ]
 
 
-@migrations()
-def m005_service(db: Database) -> None:
+@migration
+def m005_service(d: Dialect) -> list[Statement]:
     """Send backoff, and the source file a message came from (never picked twice)."""
-    db.table("messages").add_column("next_attempt_at", str)
-    db.table("messages").add_column("source_file", str)
-    db.execute("CREATE INDEX idx_messages_source ON messages(source_file, payload_sha256)")
+    return [
+        "ALTER TABLE messages ADD COLUMN next_attempt_at TEXT",
+        "ALTER TABLE messages ADD COLUMN source_file TEXT",
+        "CREATE INDEX idx_messages_source ON messages(source_file, payload_sha256)",
+    ]
 
 
-@migrations()
-def m006_inline_payloads(db: Database) -> None:
+@migration
+def m006_inline_payloads(d: Dialect) -> list[Statement]:
     """Small payloads live in the database (``[store] inline_max``); big ones stay files."""
-    db.table("payloads").create({"sha256": str, "size": int, "data": bytes}, pk="sha256", not_null={"size", "data"})
-    # Store.sync() bumps this one row in a durable commit: a real write, so SQLite syncs the log
-    db.table("syncs").insert({"id": 1, "count": 0}, pk="id")
+    return [
+        f"CREATE TABLE payloads (sha256 TEXT PRIMARY KEY, size {d.integer} NOT NULL, data {d.blob} NOT NULL)",
+        # SQLiteStore.sync() bumps this one row in a durable commit: a real write, so SQLite syncs the log
+        f"CREATE TABLE syncs (id {d.integer} PRIMARY KEY, count {d.integer})",
+        "INSERT INTO syncs (id, count) VALUES (1, 0)",
+    ]
 
 
-@migrations()
-def m008_send_leases(db: Database) -> None:
+@migration
+def m008_send_leases(d: Dialect) -> list[Statement]:
     """Who holds a ``sending`` claim, and its heartbeat on the lease clock (``meshbridge.clock``).
 
     A claim made before this migration gets a heartbeat now: it lapses one lease from here.
     """
-    db.table("messages").add_column("lease_holder", str)
-    db.table("messages").add_column("lease_boot", str)
-    db.table("messages").add_column("lease_beat", float)
-    db.execute(
-        "UPDATE messages SET lease_holder = 'migrated', lease_boot = ?, lease_beat = ? WHERE state = 'sending'",
-        [clock.boot(), clock.now()],
-    )
+    return [
+        "ALTER TABLE messages ADD COLUMN lease_holder TEXT",
+        "ALTER TABLE messages ADD COLUMN lease_boot TEXT",
+        f"ALTER TABLE messages ADD COLUMN lease_beat {d.double}",
+        (
+            f"UPDATE messages SET lease_holder = 'migrated', lease_boot = {d.param}, lease_beat = {d.param} "
+            "WHERE state = 'sending'",
+            [clock.boot(), clock.now()],
+        ),
+    ]
 
 
-@migrations()
-def m009_local_id(db: Database) -> None:
+@migration
+def m009_local_id(d: Dialect) -> list[Statement]:
     """The sender's own id of an inbound message (its ``mex-LocalID``), shown by ``show``."""
-    db.table("messages").add_column("local_id", str)
+    return ["ALTER TABLE messages ADD COLUMN local_id TEXT"]
 
 
-@migrations()
-def m011_bad_bodies(db: Database) -> None:
+@migration
+def m011_bad_bodies(d: Dialect) -> list[Statement]:
     """Sightings of inbound bodies that could not be decoded: the same raw bytes twice, or too many
     tries, and they are stored ``invalid`` and acknowledged (a table, not a message row: nothing is
     stored or shown as a message until that decision)."""
-    db.table("bad_bodies").create(
-        {"mesh_message_id": str, "raw_sha256": str, "mailbox": str, "seen": int, "reason": str, "last_seen": str},
-        pk=("mesh_message_id", "raw_sha256"),
-    )
+    return [
+        f"""CREATE TABLE bad_bodies (
+            mesh_message_id TEXT,
+            raw_sha256 TEXT,
+            mailbox TEXT,
+            seen {d.integer},
+            reason TEXT,
+            last_seen TEXT,
+            PRIMARY KEY (mesh_message_id, raw_sha256)
+        )"""
+    ]
 
 
-@migrations()
-def m012_expectation_verdicts(db: Database) -> None:
+@migration
+def m012_expectation_verdicts(d: Dialect) -> list[Statement]:
     """How an expectation was met: ``ack``, ``nack`` (a negative answer) or ``closed`` (another
     answer's nack ended it), and the answer's text, so that views show a nack as a nack. Earlier
     closed rows are recognised by their outcome. Open expectations get a partial index: overdue
     (``sqlite.OVERDUE``) is found through it."""
-    db.table("expectations").add_column("verdict", str)
-    db.table("expectations").add_column("text", str)
-    db.execute("UPDATE expectations SET verdict = 'closed' WHERE met_at IS NOT NULL AND outcome LIKE 'closed by %'")
-    db.execute("CREATE INDEX idx_expectations_open ON expectations(due_at) WHERE met_at IS NULL")
+    return [
+        "ALTER TABLE expectations ADD COLUMN verdict TEXT",
+        "ALTER TABLE expectations ADD COLUMN text TEXT",
+        "UPDATE expectations SET verdict = 'closed' WHERE met_at IS NOT NULL AND outcome LIKE 'closed by %'",
+        "CREATE INDEX idx_expectations_open ON expectations(due_at) WHERE met_at IS NULL",
+    ]
 
 
-@migrations()
-def m013_mesh_logins(db: Database) -> None:
+@migration
+def m013_mesh_logins(d: Dialect) -> list[Statement]:
     """Mailboxes whose login MESH refuses (``mesh-auth``): one row per mailbox while it lasts, so
     that the event is raised once per mailbox, across processes, until a call succeeds again."""
-    db.table("mesh_logins").create(
-        {"mailbox": str, "since": str, "last_at": str, "refusals": int, "reason": str},
-        pk="mailbox",
-        not_null={"since", "last_at", "refusals"},
-    )
+    return [
+        f"""CREATE TABLE mesh_logins (
+            mailbox TEXT PRIMARY KEY,
+            since TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            refusals {d.integer} NOT NULL,
+            reason TEXT
+        )"""
+    ]

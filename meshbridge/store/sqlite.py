@@ -52,8 +52,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class Store:
-    """Messages, their events and expectations, and their payloads (see :class:`Payloads`).
+class SQLiteStore:
+    """The :class:`~.protocol.Store` on SQLite: messages, their events and expectations, and their
+    payloads (see :class:`Payloads`).
 
     Durability: a commit waits for the disk (``synchronous=FULL``) unless the work it records can
     be found again after a power cut, in which case it is *lazy* and becomes durable with the next
@@ -647,7 +648,7 @@ class Store:
 def _filters(
     state: str | None, direction: str | None, overdue: bool, expecting: str | None
 ) -> tuple[list[str], list[Any]]:
-    """The WHERE terms of a listing (see :meth:`Store.messages`) and their parameters."""
+    """The WHERE terms of a listing (see :meth:`SQLiteStore.messages`) and their parameters."""
     where, params = ["1 = 1"], []
     if state:
         where.append("m.state = ?")

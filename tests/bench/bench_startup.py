@@ -55,11 +55,11 @@ def wall(argv: list[str], cwd: Path) -> float:
 
 def small_store(folder: Path, messages: int) -> Path:
     """A config and a real store of ``messages`` messages (half out, half in, a few owing a business ack)."""
-    from meshbridge.store import Store
+    from meshbridge.store import SQLiteStore
 
     config = folder / "meshbridge.toml"
     config.write_text(CONFIG)
-    store = Store(folder / "var" / "mb.db")
+    store = SQLiteStore(folder / "var" / "mb.db")
     try:
         for i in range(messages):
             message = store.add("out" if i % 2 else "in", "sent" if i % 2 else "delivered", route="bench")

@@ -1,0 +1,271 @@
+"""The store's migrations: plain SQL run by meshbridge's own runner, on SQLite and on PostgreSQL.
+
+Stores built by the sqlite-utils migrations they replace must keep upgrading, and a new store must
+have the same schema: tests/data holds that schema (taken from a store built before the rewrite)
+and a frozen copy of the sqlite-utils migrations, which build stores at each step as older
+meshbridges left them. On PostgreSQL (the server at ``MESHBRIDGE_TEST_POSTGRES``, by default
+127.0.0.1:5432 as ``postgres``) every migration runs in a database made for the test and dropped after.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshbridge.store import SQLiteStore, migrating
+from meshbridge.store.dialects import POSTGRESQL
+from meshbridge.store.migrating import NAMES
+
+DATA = Path(__file__).parent / "data"
+FROZEN = json.loads((DATA / "store_schema_m013.json").read_text())  # a store built by the sqlite-utils migrations
+POSTGRES = os.environ.get("MESHBRIDGE_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+PG_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
+
+
+def _norm(sql: str) -> str:
+    """SQL text compared loosely: case, quotes and spacing do not matter."""
+    return re.sub(r"\s+", " ", re.sub(r'["\[\]]', "", sql)).strip().lower().replace("( ", "(").replace(" )", ")")
+
+
+def shape(conn: sqlite3.Connection) -> dict[str, Any]:
+    """What a store's schema is made of, in PRAGMA terms (not the text of its CREATE statements):
+    columns with type, not-null, default and key; foreign keys; indexes with their columns,
+    collations and WHERE clause; triggers."""
+    out: dict[str, Any] = {}
+    rows = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+    ).fetchall()
+    for kind, name, table, sql in rows:
+        if kind == "table":
+            indexes = [
+                [origin, unique, _columns(conn, index)]
+                for _, index, unique, origin, _ in conn.execute(f'PRAGMA index_list("{name}")')
+                if origin != "c"  # made by a PRIMARY KEY or UNIQUE constraint: named by SQLite
+            ]
+            out[f"table {name}"] = {
+                "columns": [
+                    [c[1], c[2].upper(), c[3], c[4], c[5]] for c in conn.execute(f'PRAGMA table_xinfo("{name}")')
+                ],
+                "foreign_keys": [[f[2], f[3], f[4]] for f in conn.execute(f'PRAGMA foreign_key_list("{name}")')],
+                "constraint_indexes": sorted(indexes),
+            }
+        elif kind == "index":
+            listed = conn.execute(f'PRAGMA index_list("{table}")')
+            unique, partial = next((u, p) for _, n, u, _, p in listed if n == name)
+            where = _norm(sql).split(" where ", 1)[1] if partial else None
+            out[f"index {name}"] = {"table": table, "unique": unique, "columns": _columns(conn, name), "where": where}
+        else:
+            out[f"{kind} {name}"] = {"table": table, "sql": _norm(sql)}
+    return out
+
+
+def _columns(conn: sqlite3.Connection, index: str) -> list[list[Any]]:
+    """An index's key columns: name (None for an expression), descending, collation."""
+    return [[c[2], c[3], c[4]] for c in conn.execute(f'PRAGMA index_xinfo("{index}")') if c[5]]
+
+
+def shape_of(path: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(path)
+    try:
+        return shape(conn)
+    finally:
+        conn.close()
+
+
+def applied(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [n for (n,) in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = 'meshbridge'")]
+    finally:
+        conn.close()
+
+
+def old_migrations() -> Any:
+    """The frozen sqlite-utils migrations (tests/data/sqlite_utils_migrations.py)."""
+    spec = importlib.util.spec_from_file_location("sqlite_utils_migrations", DATA / "sqlite_utils_migrations.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.migrations
+
+
+def old_store(path: Path, stop_before: str | None) -> list[str]:
+    """A store as an older meshbridge left it: the sqlite-utils migrations up to ``stop_before``."""
+    from sqlite_utils import Database
+
+    migrations = old_migrations()
+    db = Database(path)
+    migrations.apply(db, stop_before=stop_before)
+    names = [m.name for m in migrations.applied(db)]
+    db.close()
+    return names
+
+
+def test_the_old_migrations_are_a_prefix_of_the_new() -> None:
+    """Names are how a store knows what it has: none renamed, none reordered, new ones at the end."""
+    old = [m.name for m in old_migrations()._migrations]
+    assert list(NAMES[: len(old)]) == old and len(old) == 11
+
+
+def test_a_new_store_has_the_schema_the_sqlite_utils_migrations_built(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "mb.db").close()
+    assert shape_of(tmp_path / "mb.db") == FROZEN
+    assert applied(tmp_path / "mb.db") == list(NAMES)
+
+
+def test_the_frozen_migrations_build_the_frozen_schema(tmp_path: Path) -> None:
+    """The test data agree with each other (the copy of the old migrations is the code that ran)."""
+    old_store(tmp_path / "mb.db", None)
+    assert shape_of(tmp_path / "mb.db") == FROZEN
+
+
+@pytest.mark.parametrize("step", range(len(NAMES)))
+def test_a_store_an_older_meshbridge_left_at_any_step_upgrades(tmp_path: Path, step: int) -> None:
+    """Built by the sqlite-utils migrations before ``NAMES[step]``, with a message being sent and an
+    expectation another answer closed: opening it applies the rest, and its data migrate too."""
+    path = tmp_path / "mb.db"
+    assert old_store(path, NAMES[step]) == list(NAMES[:step])
+    if step:  # messages and expectations exist
+        conn = sqlite3.connect(path)
+        with conn:
+            for id_, state in (("m1", "sending"), ("m2", "sent")):
+                conn.execute(
+                    "INSERT INTO messages (id, direction, state, created_at, updated_at) "
+                    "VALUES (?, 'out', ?, 't', 't')",
+                    [id_, state],
+                )
+            conn.execute("INSERT INTO events (message_id, at, kind, state) VALUES ('m1', 't', 'sending', 'sending')")
+            conn.execute(
+                "INSERT INTO expectations (message_id, kind, due_at, met_at, outcome) "
+                "VALUES ('m2', 'bus-ack', 't', 't', 'closed by ERR')"
+            )
+        conn.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.migrated == list(NAMES[step:])
+        if step:  # rows written before a data migration are migrated by it
+            leases = NAMES.index("m008_send_leases") >= step
+            assert store.get("m1")["lease_holder"] == ("migrated" if leases else None)
+            assert store.get("m2")["lease_holder"] is None
+            verdicts = NAMES.index("m012_expectation_verdicts") >= step
+            assert [e["verdict"] for e in store.expectations("m2")] == ["closed" if verdicts else None]
+            assert [e["kind"] for e in store.events("m1")] == ["sending"]
+    finally:
+        store.close()
+    assert shape_of(path) == FROZEN
+    assert applied(path) == list(NAMES)
+
+
+def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    """All pending migrations apply in one transaction with their records, or none do."""
+    path = tmp_path / "mb.db"
+    old_store(path, "m012_expectation_verdicts")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE mesh_logins (x TEXT)")  # m013 will fail: its table exists
+    conn.commit()
+    conn.close()
+    with pytest.raises(sqlite3.OperationalError, match="mesh_logins already exists"):
+        SQLiteStore(path)
+    conn = sqlite3.connect(path)
+    try:
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(expectations)")]
+        assert "verdict" not in columns  # m012 rolled back with m013
+        assert migrating.pending(conn) == ["m012_expectation_verdicts", "m013_mesh_logins"]
+    finally:
+        conn.close()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres() -> Iterator[Any]:
+    """A connection to a new database on the PostgreSQL server, dropped afterwards (with any
+    ``meshbridge_*`` database a killed run left more than a day ago)."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (v3) is not installed (pip install -e '.[dev]')")
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        pytest.skip(f"no PostgreSQL server at {POSTGRES!r} (set MESHBRIDGE_TEST_POSTGRES): {reason}")
+    with admin:
+        for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'meshbridge\\_%'").fetchall():
+            made = re.fullmatch(r"meshbridge_(\d+)_[0-9a-f]+", name)
+            if made and time.time() - int(made.group(1)) > 86400:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        name = f"meshbridge_{int(time.time())}_{uuid.uuid4().hex[:12]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with psycopg.connect(make_conninfo(POSTGRES, dbname=name)) as conn:
+                yield conn
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_every_migration_runs_on_postgresql(postgres: Any) -> None:
+    import psycopg
+
+    conn = postgres
+    assert migrating.pending(conn, POSTGRESQL) == list(NAMES)
+    done = migrating.apply(conn, POSTGRESQL, stop_before="m008_send_leases")
+    assert done == list(NAMES[: NAMES.index("m008_send_leases")])
+    conn.execute(
+        "INSERT INTO messages (id, direction, state, created_at, updated_at) VALUES ('m1', 'out', 'sending', 't', 't')"
+    )
+    conn.execute(
+        "INSERT INTO expectations (message_id, kind, met_at, outcome) VALUES ('m1', 'bus-ack', 't', 'closed by ERR')"
+    )
+    conn.commit()
+    assert migrating.apply(conn, POSTGRESQL) == list(NAMES[NAMES.index("m008_send_leases") :])
+    conn.commit()
+    assert migrating.pending(conn, POSTGRESQL) == [] and migrating.apply(conn, POSTGRESQL) == []
+    recorded = conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = 'meshbridge' ORDER BY id")
+    assert [n for (n,) in recorded.fetchall()] == list(NAMES)
+
+    # the data migrations ran: a claim made before leases lapses; a closed expectation says so
+    assert conn.execute("SELECT lease_holder FROM messages").fetchall() == [("migrated",)]
+    assert conn.execute("SELECT verdict FROM expectations").fetchall() == [("closed",)]
+
+    # the same tables, columns (in order) and indexes as on SQLite, with the types mapped
+    tables = {key.split(" ", 1)[1]: value for key, value in FROZEN.items() if key.startswith("table ")}
+    found = conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        'WHERE table_schema = current_schema() ORDER BY table_name COLLATE "C", ordinal_position'
+    ).fetchall()
+    assert found == [(t, c[0], PG_TYPES[c[1]]) for t in sorted(tables) for c in tables[t]["columns"]]
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname LIKE 'idx%'"
+    ).fetchall()
+    assert sorted(name for name, _ in indexes) == sorted(k.split(" ", 1)[1] for k in FROZEN if k.startswith("index "))
+    definitions = dict(indexes)
+    assert "lower(itk_message_id)" in definitions["idx_messages_itk_id"]
+    assert "WHERE (met_at IS NULL)" in definitions["idx_expectations_open"]
+    assert (
+        "UNIQUE" in definitions["idx_messages_mesh_id"]
+        and "WHERE (mesh_message_id IS NOT NULL)" in (definitions["idx_messages_mesh_id"])
+    )
+
+    # events number themselves and stay as written
+    conn.execute("INSERT INTO events (message_id, at, kind) VALUES ('m1', 't', 'sending')")
+    conn.execute("INSERT INTO events (message_id, at, kind) VALUES ('m1', 't', 'sent')")
+    conn.commit()
+    assert conn.execute("SELECT seq, kind FROM events ORDER BY seq").fetchall() == [(1, "sending"), (2, "sent")]
+    for change in ("UPDATE events SET kind = 'forged'", "DELETE FROM events", "TRUNCATE events"):
+        with pytest.raises(psycopg.errors.RaiseException, match="events are append-only"), conn.transaction():
+            conn.execute(change)
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+    # foreign keys hold
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+        conn.execute("INSERT INTO events (message_id, at, kind) VALUES ('nobody', 't', 'x')")
