@@ -164,18 +164,7 @@ def validate(
     except MeshbridgeError as exc:  # the config or a plugin
         fail_for(exc)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "valid": result.valid,
-                    "payload_type": result.payload_type,
-                    "details": dict(result.details),
-                    "findings": [f.as_dict() for f in result.findings],
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        click.echo(json.dumps(result.as_json(), indent=2))
     else:
         for finding in result.findings:
             echo(format_finding(finding))
@@ -196,18 +185,8 @@ def plugins(as_json: bool) -> None:
     except MeshbridgeError as exc:  # a broken plugin
         fail_for(exc)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "payload_types": [
-                        {"name": t.name, "media_type": t.media_type, "description": t.description}
-                        for t in types.values()
-                    ],
-                    "plugins": [i.__dict__ for i in infos],
-                },
-                indent=2,
-            )
-        )
+        listed = {"payload_types": [t.as_json() for t in types.values()], "plugins": [i.as_json() for i in infos]}
+        click.echo(json.dumps(listed, indent=2))
         return
     out = console()
     rows = ((t.name, t.media_type, t.description) for t in types.values())
