@@ -132,7 +132,7 @@ def show(ctx: click.Context, message_id: str, utc: bool, as_json: bool) -> None:
 @click.option("--type", "payload_type", default="auto", show_default=True, help="Payload type, or auto to sniff.")
 @click.option("--fhir-version", type=click.Choice(["STU3", "R4", "R5"]), help="FHIR release (default STU3).")
 @click.option("--route", help="Apply this route's settings (needs the config file).")
-@click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules in schemas/).")
+@click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules it ships).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def validate(
