@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import MeshbridgeError
+from ..models import Direction
 from .exits import EXIT_USAGE, fail_for
 from .expectations import line as expectation_line
 from .output import (
@@ -55,7 +56,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--state", help="Only messages in this state.")
 @click.option("--overdue", is_flag=True, help="Only messages with an expectation past its deadline and not met.")
 @click.option("--owed", is_flag=True, help="Only inbound ITK messages still owing our business ack, with their age.")
-@click.option("--direction", type=click.Choice(["in", "out"]))
+@click.option("--direction", type=click.Choice(sorted(d.value for d in Direction)))
 @click.option("--limit", type=int, help="At most this many.")
 @click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
