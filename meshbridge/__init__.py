@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         ValidationResult,
     )
     from .plugins import Plugins
-    from .reader import Reader
+    from .reader import Exported, Reader
     from .validating import validate
 
 # Each public name and the module it comes from (keep in step with the imports above: a test checks).
@@ -136,7 +136,7 @@ _HOMES = {
     ),
     ".payloads.base": ("ERROR", "WARNING", "Finding", "Payload", "PayloadType", "ValidationResult"),
     ".plugins": ("Plugins",),
-    ".reader": ("Reader",),
+    ".reader": ("Exported", "Reader"),
     ".validating": ("validate",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
@@ -160,6 +160,7 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "Event",
     "EventKind",
     "Expectation",
+    "Exported",
     "FhirJsonError",
     "Finding",
     "hookimpl",

@@ -25,7 +25,7 @@ from .events import EventKind, Notification
 from .faults import checkpoint
 from .logins import LoginWatch
 from .mesh import MeshMailbox
-from .models import RETRIABLE, Direction, Message, State
+from .models import RETRIABLE, Direction, Message, State, TimelineKind
 from .payloads.base import ValidationResult
 from .pipeline import PollReport, goes_on
 from .pipeline.outbound import NewMessage
@@ -324,7 +324,9 @@ class Bridge(Reading):
     def response_to(self, message_id: str) -> Message | None:
         """The response we last stored to send to this inbound message (its ITK ack or nack), if any."""
         responded = [
-            e for e in self.store.events(message_id) if e["kind"] == "responded" and e["detail"].get("response")
+            e
+            for e in self.store.events(message_id)
+            if e["kind"] == TimelineKind.RESPONDED and e["detail"].get("response")
         ]
         return self.show(responded[-1]["detail"]["response"]) if responded else None
 

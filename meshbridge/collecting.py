@@ -15,6 +15,7 @@ from . import acks, domain_acks, pipeline
 from .errors import DiskFull, MeshAuthRefused, MeshbridgeError
 from .events import EventKind
 from .mesh import MeshMailbox
+from .models import Direction, State
 from .payloads.base import Payload
 from .pipeline import Logged, PollReport, store_full
 from .store import Row
@@ -33,7 +34,9 @@ def collect_mailbox(bridge: Bridge, mailbox_id: str, report: PollReport) -> None
     mesh = bridge.mailbox(mailbox_id)
     # Stored but not recorded as acknowledged (a crash on either side of the acknowledge): the
     # inbox may no longer list it, so finish it from the store. A repeated acknowledge is harmless.
-    stored = [m for m in bridge.store.messages(state="received", direction="in") if m["mailbox"] == mailbox_id]
+    stored = [
+        m for m in bridge.store.messages(state=State.RECEIVED, direction=Direction.IN) if m["mailbox"] == mailbox_id
+    ]
     acknowledge(bridge, mesh, stored, report)
     batch: list[Row] = []
     try:
@@ -96,7 +99,7 @@ def prepare_all(bridge: Bridge, report: PollReport) -> None:
     answered (ITK) and validated. What a route can deliver becomes ``valid``; delivering is
     :mod:`meshbridge.delivering`'s. A message that fails here (a plugin that raises included) is
     reported and the others go on."""
-    for message in bridge.store.messages(state="mesh-acked", direction="in"):
+    for message in bridge.store.messages(state=State.MESH_ACKED, direction=Direction.IN):
         if bridge.stopping.is_set():
             return
         try:
@@ -115,7 +118,7 @@ def prepare_all(bridge: Bridge, report: PollReport) -> None:
 def tally_kept(bridge: Bridge, message: Row, report: PollReport) -> None:
     """Count a message kept as ``orphan`` or ``duplicate`` by this pass as such in the report."""
     state = bridge.store.get(message["id"])["state"]
-    if state in ("orphan", "duplicate"):
+    if state in (State.ORPHAN, State.DUPLICATE):
         getattr(report, state).append(message["id"])
 
 
@@ -143,7 +146,7 @@ def prepare(bridge: Bridge, message: Row, report: PollReport, respond: bool = Tr
         return
     if route.itk:
         state = bridge.acks.receive_message(route, message, respond=respond)
-        if state == "invalid":  # a duplicate is counted as such (tally_kept)
+        if state == State.INVALID:  # a duplicate is counted as such (tally_kept)
             report.invalid.append(message["id"])
         return
     result = pipeline.validate_inbound(bridge.store, bridge.plugins, route, message)
@@ -158,8 +161,8 @@ def prepare(bridge: Bridge, message: Row, report: PollReport, respond: bool = Tr
         return
     bridge.store.transition(  # lazy: lost in a power cut, the message is validated again
         message["id"],
-        "valid",
-        from_states=("mesh-acked",),
+        State.VALID,
+        from_states=(State.MESH_ACKED,),
         detail={"payload_type": result.payload_type},
         route=route.name,
         payload_type=result.payload_type,
@@ -173,8 +176,8 @@ def domain_ack(bridge: Bridge, message: Row, report: PollReport) -> bool:
     if not protocols or message["payload_size"] > DOMAIN_ACK_CAP:
         return False
     data = bridge.store.payloads.read(message["payload_sha256"])
-    result = check(bridge.plugins, data, direction="in", workflow_id=message["workflow_id"])
-    payload = Payload(data, result.payload_type, "in", message["workflow_id"], message["filename"], result)
+    result = check(bridge.plugins, data, direction=Direction.IN, workflow_id=message["workflow_id"])
+    payload = Payload(data, result.payload_type, Direction.IN, message["workflow_id"], message["filename"], result)
     for protocol in protocols:
         try:
             match = protocol.answers(payload)

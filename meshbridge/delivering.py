@@ -18,6 +18,7 @@ from .config import Route
 from .destinations import FolderBatch
 from .errors import DeliveryInterrupted, DiskFull, MeshbridgeError
 from .events import EventKind
+from .models import State
 from .pipeline import Logged, PollReport, store_full
 from .store import Row
 
@@ -123,7 +124,7 @@ def deliver_one(bridge: Bridge, route: Route, message: Row, batch: FolderBatch, 
 def delivery_failed(bridge: Bridge, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
     """Report a failed delivery; tell the plugins when its attempts are spent (``undelivered``)."""
     report.problems.append(Logged(f"deliver {message['id']}: {error}"))  # delivery-failed or undelivered
-    if bridge.store.get(message["id"])["state"] == "undelivered":
+    if bridge.store.get(message["id"])["state"] == State.UNDELIVERED:
         report.undelivered.append(message["id"])
         bridge.notify(
             EventKind.UNDELIVERED,

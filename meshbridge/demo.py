@@ -13,7 +13,7 @@ from typing import Any
 from .bridge import Bridge
 from .config import load
 from .demo_itk import Command, run_itk
-from .models import Message, State
+from .models import Direction, Message, State
 from .plugins import Plugins
 from .sandbox import Sandbox, config_text
 
@@ -83,7 +83,7 @@ def run_demo(
                 for message_id, sha in sent:
                     message = bridge.show(message_id)
                     show(message)
-                    found = bridge.store.find("in", message.mesh_message_id or "")
+                    found = bridge.store.find(Direction.IN, message.mesh_message_id or "")
                     if found is None:
                         ok = False
                         echo(f"{message_id} was not collected")

@@ -22,6 +22,7 @@ from typing import Any
 from . import responders
 from .config import Route, parse_duration
 from .events import EventKind, Notify
+from .models import State
 from .payloads.base import Payload
 from .store import Row, Store
 
@@ -92,8 +93,8 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
         notify(EventKind.NACK, target["id"], f"{target['id']} rejected by {protocol.name} {match.code}", **detail)
     store.transition(
         message["id"],
-        "correlated",
-        from_states=("mesh-acked",),
+        State.CORRELATED,
+        from_states=(State.MESH_ACKED,),
         answers=target["id"],
         detail={**detail, "answers": target["id"]},
     )
@@ -103,7 +104,11 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
 def _orphan(store: Store, message: Row, reason: str, detail: dict[str, Any], notify: Notify) -> None:
     """Keep an acknowledgement that may not be applied, with its reason; the original is left alone."""
     store.transition(
-        message["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason}, last_error=reason
+        message["id"],
+        State.ORPHAN,
+        from_states=(State.MESH_ACKED,),
+        detail={**detail, "reason": reason},
+        last_error=reason,
     )
     notify(
         EventKind.ORPHAN, message["id"], f"{message['id']} from {message['peer']}: {reason}", **detail, reason=reason

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from . import pipeline
 from .errors import DiskFull, MeshbridgeError
 from .events import EventKind
+from .models import Direction, State
 from .pipeline import PollReport, store_full
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 def track(bridge: Bridge, report: PollReport, *, force: bool = False) -> None:
     """Refresh MESH tracking of sent messages that are due for it (every one with ``force``)."""
     interval = bridge.config.mesh.tracking_interval
-    for message in bridge.store.messages(state="sent", direction="out"):
+    for message in bridge.store.messages(state=State.SENT, direction=Direction.OUT):
         if not (force or pipeline.tracking_due(message, interval)) or message["mailbox"] in report.login_refused:
             continue
         try:

@@ -327,7 +327,8 @@ class MeshMailbox:
                 )
             response.raise_for_status()
             body = response.json()
-        if str(body.get("status", "")).lower() in ("error", "undeliverable") and not body.get("messageId"):
+        status = str(body.get("status", "")).lower()
+        if status in ("error", "undeliverable") and not body.get("messageId"):  # not a state: MESH's status
             return None
         return str(body.get("messageId") or body.get("message_id") or "") or None
 

@@ -47,6 +47,10 @@ class PluginInfo:
     hooks: tuple[str, ...]
     builtin: bool
 
+    def as_json(self) -> dict[str, Any]:
+        """What ``plugins --json`` prints of it: ``name``, ``version``, ``hooks``, ``builtin``."""
+        return {"name": self.name, "version": self.version, "hooks": list(self.hooks), "builtin": self.builtin}
+
 
 def make_plugin_manager(load_entrypoints: bool = True, blocked: Iterable[str] = ()) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("meshbridge")

@@ -11,16 +11,26 @@ not installed does not stop a reader.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import StoreError
+from .errors import Refused, StoreError
 from .kinds import BUS_OWED
 from .models import Direction, Message, MessageSummary, Page, State, Status
 from .store import SQLiteStore, Store
 
 if TYPE_CHECKING:
     from .config import Config
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :meth:`Reading.export` wrote: the message's meshbridge id, its payload's sha256 and size."""
+
+    message_id: str
+    sha256: str
+    size: int
 
 
 class Reading:
@@ -73,6 +83,25 @@ class Reading:
         except StoreError as exc:
             return str(exc)
         return None
+
+    def export(self, message_id: str, out: BinaryIO, *, check_first: bool = False) -> Exported:
+        """Write a message's stored payload (by meshbridge id or MESH message id) to ``out``, block
+        by block (one block in memory), checked against its sha256: a changed or missing payload
+        raises :class:`~meshbridge.errors.StoreError` (after what was read was written; with
+        ``check_first`` it is read whole and checked before the first byte is written, and again as
+        it goes). A payload removed by retention is :class:`~meshbridge.errors.Refused`; an unknown
+        id :class:`~meshbridge.UnknownMessage`. ``out`` is neither flushed nor closed."""
+        message = MessageSummary.from_row(self.store.get(message_id))
+        sha = message.payload_sha256
+        if not sha:
+            raise Refused(f"{message.id}: its payload was removed by retention")
+        if check_first:
+            self.store.payloads.verify(sha)
+        size = 0
+        for block in self.store.payloads.blocks(sha):  # raises at the end if the sha256 does not match
+            out.write(block)
+            size += len(block)
+        return Exported(message.id, sha, size)
 
 
 class Reader(Reading):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .errors import MeshAuthRefused, MeshbridgeError, MeshRejected, SendAbandoned, TransportError, UnknownMessage
-from .models import AGAIN, RETRIABLE, Direction, State
+from .models import AGAIN, RETRIABLE, Direction, State, TimelineKind
 from .pipeline import PollReport
 from .store import Row, Store
 
@@ -61,7 +61,7 @@ def requeue(store: Store, message: Row) -> bool:
         message["id"],
         AGAIN[direction],
         from_states=(RETRIABLE[direction],),
-        kind="retry",
+        kind=TimelineKind.RETRY,
         attempts=0,
         next_attempt_at=None,
     )

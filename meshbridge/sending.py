@@ -23,6 +23,7 @@ from .errors import (
     TransportError,
 )
 from .events import EventKind
+from .models import Direction, State
 from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import Logged, PollReport, store_full
 from .pipeline.outbound import NewMessage
@@ -100,7 +101,7 @@ def accept_validated(
             data,
             payload_type=ptype,
             route=route,
-            direction="out",
+            direction=Direction.OUT,
             workflow_id=fields["workflow_id"],
             filename=fields["filename"],
         )
@@ -108,7 +109,7 @@ def accept_validated(
         return quarantine(bridge.store, source, result, fields)
     assert data is not None
     if route is not None:
-        payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
+        payload = Payload(data, result.payload_type, Direction.OUT, fields["workflow_id"], fields["filename"], result)
         data, result = transformed(bridge.plugins, payload, route, ptype)  # checked again if changed
         if not result.valid:
             return quarantine(bridge.store, source, result, fields)  # the sender's bytes, the output's findings
@@ -120,7 +121,7 @@ def accept_validated(
 
 def _accept_on_route(bridge: Bridge, data: bytes, result: ValidationResult, route: Route, fields: NewMessage) -> Row:
     store = bridge.store
-    payload = Payload(data, result.payload_type, "out", fields["workflow_id"], fields["filename"], result)
+    payload = Payload(data, result.payload_type, Direction.OUT, fields["workflow_id"], fields["filename"], result)
     if route.itk is None:
         message = pipeline.accept(store, io.BytesIO(data), payload_type=result.payload_type, **fields)
         expect_domain_acks(bridge, message, payload, route)
@@ -151,7 +152,7 @@ def flush(bridge: Bridge, report: PollReport) -> None:
     """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
     store, policy = bridge.store, bridge.retry_policy
     bridge.logins.probe(report)  # a refused login fixed since: its messages are due now
-    waiting = [m for m in store.messages(state="accepted", direction="out") if pipeline.due_for_sending(m)]
+    waiting = [m for m in store.messages(state=State.ACCEPTED, direction=Direction.OUT) if pipeline.due_for_sending(m)]
     for message in waiting + store.stale_sending(policy.lease):
         if bridge.stopping.is_set():
             break

@@ -42,13 +42,14 @@ from .errors import (
     TransportError,
 )
 from .faults import checkpoint
-from .models import Message
+from .models import Message, State
 from .store import Row, Store
 
 log = logging.getLogger("meshbridge")
 
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", "~")
 ASIDE = ".meshbridge"
+SENT_ASIDE, REJECTED_ASIDE = "sent", "rejected"  # the folders in it a taken file is moved to
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs, btrfs)
 
 
@@ -135,13 +136,13 @@ def discard_if_changed(store: Store, path: Path, opened: os.stat_result, message
     reason = f"the source file changed after it was stored ({change}): discarded unsent"
     store.transition(
         message["id"],
-        "discarded",
-        from_states=("sending", "rejected"),
+        State.DISCARDED,
+        from_states=(State.SENDING, State.REJECTED),
         detail={"reason": reason, "source_file": message["source_file"]},
         source_file=None,  # (the key is unique in the store: the file is taken anew)
         last_error=reason,
     )
-    store.close_expectations(message["id"], "discarded")
+    store.close_expectations(message["id"], State.DISCARDED)
     raise SourceChanged(f"{reason} as {message['id']}; it waits to settle again", message["id"])
 
 
@@ -238,7 +239,7 @@ def _take(
         return
     already = store.from_source(key)
     if already is not None:  # stored before a crash, never moved aside
-        move_aside(path, "rejected" if already["state"] == "rejected" else "sent", already["id"])
+        move_aside(path, REJECTED_ASIDE if already["state"] == State.REJECTED else SENT_ASIDE, already["id"])
         return
     try:
         message_id = send(path, route=route, source_file=key).id
@@ -246,7 +247,7 @@ def _take(
         return
     except PayloadRejected as exc:
         checkpoint("source:stored")
-        move_aside(path, "rejected", exc.message_id or "unstored")
+        move_aside(path, REJECTED_ASIDE, exc.message_id or "unstored")
         report.rejected.append(exc.message_id or path.name)
         return
     except TransportError as exc:  # stored; the next flush sends it
@@ -256,5 +257,5 @@ def _take(
         message_id = stored["id"]
         log.debug("source %s stored as %s, not sent yet: %s", path.name, message_id, exc)  # its step's line said
     checkpoint("source:stored")
-    move_aside(path, "sent", message_id)
+    move_aside(path, SENT_ASIDE, message_id)
     report.stored.append(message_id)

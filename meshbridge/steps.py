@@ -19,52 +19,58 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from .events import EventKind
+from .models import Direction, TimelineKind
+
 log = logging.getLogger("meshbridge.steps")
 _told: ContextVar[bool] = ContextVar("meshbridge_steps_told", default=False)
 
 INFO, WARNING = logging.INFO, logging.WARNING
 
 # timeline kind -> (step, level), whichever the direction
-STEPS: dict[str, tuple[str, int]] = {
-    "accepted": ("stored", INFO),
-    "rejected": ("rejected", WARNING),
-    "sent": ("sent", INFO),
-    "send-failed": ("send-failed", WARNING),  # MESH could not be reached: tried again with backoff
-    "failed": ("failed", WARNING),
-    "delivered": ("delivered", INFO),
-    "undeliverable": ("undeliverable", WARNING),
-    "received": ("received", INFO),
-    "invalid": ("invalid", WARNING),
-    "unrouted": ("unrouted", WARNING),
-    "duplicate": ("duplicate", INFO),
-    "delivery-failed": ("delivery-failed", WARNING),  # tried again with backoff
-    "undelivered": ("undelivered", WARNING),
-    "orphan": ("orphan", WARNING),
-    "overdue": ("overdue", WARNING),
-    "inf-ack": ("acked", INFO),  # a response to a message of ours (its state may move too: DEBUG)
-    "bus-ack": ("acked", INFO),
-    "inf-nack": ("nacked", WARNING),
-    "bus-nack": ("nacked", WARNING),
-    "retry": ("retried", INFO),
-    "replay": ("replayed", INFO),
-    "send-interrupted": ("interrupted", INFO),
-    "delivery-interrupted": ("interrupted", INFO),
+STEPS: dict[str, tuple[str, int]] = {  # TimelineKind members: StrEnums, so a stored str finds them
+    TimelineKind.ACCEPTED: ("stored", INFO),
+    TimelineKind.REJECTED: ("rejected", WARNING),
+    TimelineKind.SENT: ("sent", INFO),
+    TimelineKind.SEND_FAILED: ("send-failed", WARNING),  # MESH could not be reached: tried again with backoff
+    TimelineKind.FAILED: ("failed", WARNING),
+    TimelineKind.DELIVERED: ("delivered", INFO),
+    TimelineKind.UNDELIVERABLE: ("undeliverable", WARNING),
+    TimelineKind.RECEIVED: ("received", INFO),
+    TimelineKind.INVALID: ("invalid", WARNING),
+    TimelineKind.UNROUTED: ("unrouted", WARNING),
+    TimelineKind.DUPLICATE: ("duplicate", INFO),
+    TimelineKind.DELIVERY_FAILED: ("delivery-failed", WARNING),  # tried again with backoff
+    TimelineKind.UNDELIVERED: ("undelivered", WARNING),
+    TimelineKind.ORPHAN: ("orphan", WARNING),
+    TimelineKind.OVERDUE: ("overdue", WARNING),
+    TimelineKind.INF_ACK: ("acked", INFO),  # a response to a message of ours (its state may move too: DEBUG)
+    TimelineKind.BUS_ACK: ("acked", INFO),
+    TimelineKind.INF_NACK: ("nacked", WARNING),
+    TimelineKind.BUS_NACK: ("nacked", WARNING),
+    TimelineKind.RETRY: ("retried", INFO),
+    TimelineKind.REPLAY: ("replayed", INFO),
+    TimelineKind.SEND_INTERRUPTED: ("interrupted", INFO),
+    TimelineKind.DELIVERY_INTERRUPTED: ("interrupted", INFO),
 }
 # inbound only: our business response to a message we received (given with ``meshbridge ack``)
-INBOUND_STEPS = {"bus-acked": ("acked", INFO), "bus-nacked": ("nacked", WARNING)}
+INBOUND_STEPS: dict[str, tuple[str, int]] = {
+    TimelineKind.BUS_ACKED: ("acked", INFO),
+    TimelineKind.BUS_NACKED: ("nacked", WARNING),
+}
 # the event kinds ``meshbridge_on_event`` shares with a step: their step line is their log line
 NOTIFIED = frozenset(
     {
-        "rejected",
-        "failed",
-        "undeliverable",
-        "invalid",
-        "duplicate",
-        "unrouted",
-        "undelivered",
-        "orphan",
-        "overdue",
-        "nack",
+        EventKind.REJECTED,
+        EventKind.FAILED,
+        EventKind.UNDELIVERABLE,
+        EventKind.INVALID,
+        EventKind.DUPLICATE,
+        EventKind.UNROUTED,
+        EventKind.UNDELIVERED,
+        EventKind.ORPHAN,
+        EventKind.OVERDUE,
+        EventKind.NACK,
     }
 )
 
@@ -76,7 +82,7 @@ def step_of(kind: str, direction: str | None, detail: dict[str, Any]) -> tuple[s
     """The step a timeline event is, with its level; None for a kind logged at DEBUG only."""
     if kind in STEPS:
         return STEPS[kind]
-    if direction == "in" and kind in INBOUND_STEPS:
+    if direction == Direction.IN and kind in INBOUND_STEPS:
         return INBOUND_STEPS[kind]
     protocol = detail.get("protocol")  # a plugin's domain acknowledgement (its kind is the protocol's name)
     if protocol and kind == protocol:
@@ -102,7 +108,7 @@ def log_steps(events: list[Event], lookup: Lookup) -> None:
     for message_id, kind, state, detail in events:
         detail = detail or {}
         told = _told.get()
-        widest = step_of(kind, "in", detail)  # before reading the row: could any line be wanted?
+        widest = step_of(kind, Direction.IN, detail)  # before reading the row: could any line be wanted?
         wanted = logging.DEBUG if widest is None else min(widest[1], INFO) if told else widest[1]
         if not log.isEnabledFor(wanted):
             continue
@@ -132,11 +138,11 @@ def summary(step: str, kind: str, row: dict[str, Any], detail: dict[str, Any]) -
     named = f"{row['filename']} " if row.get("filename") else ""
     if step == "stored":
         return f"{named}for {peer} on workflow {workflow}"
-    if step == "received":
+    if step == "received":  # not a state: a step's name
         return f"{named}from {peer} on workflow {workflow}"
-    if step == "sent":
+    if step == "sent":  # not a state: a step's name
         return f"to {peer} as {detail.get('mesh_message_id') or row.get('mesh_message_id')}"
-    if step == "delivered":
+    if step == "delivered":  # not a state: a step's name
         where = detail.get("destination")
         return f"to {where}" if where else f"collected by {peer} (MESH tracking)"
     if step in ("acked", "nacked"):
@@ -144,9 +150,9 @@ def summary(step: str, kind: str, row: dict[str, Any], detail: dict[str, Any]) -
         return f"{said}: {detail['text']}" if detail.get("text") else said
     if step == "overdue":
         return f"{detail.get('expected')} was due by {detail.get('due_at')}"
-    if step == "unrouted":
+    if step == "unrouted":  # not a state: a step's name
         return f"from {peer} on workflow {workflow} ({detail.get('reason')}); kept in the store"
-    if step == "undeliverable":
+    if step == "undeliverable":  # not a state: a step's name
         return " ".join(
             str(detail[k]) for k in ("mesh_code", "mesh_description", "status", "status_description") if detail.get(k)
         )

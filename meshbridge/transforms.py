@@ -13,6 +13,7 @@ import dataclasses
 import logging
 
 from .config import Route
+from .models import Direction
 from .payloads.base import Finding, Payload, ValidationResult
 from .plugins import Plugins
 from .validation import check, needs_validation
@@ -51,7 +52,7 @@ def transformed(plugins: Plugins, payload: Payload, route: Route, declared: str)
         data,
         payload_type=declared,
         route=route,
-        direction="out",
+        direction=Direction.OUT,
         workflow_id=payload.workflow_id,
         filename=payload.filename,
     )

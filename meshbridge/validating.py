@@ -31,7 +31,7 @@ def validate(
 
     :param type: a payload type name, or ``auto`` to sniff (with a ``route``: the route's type).
     :param fhir_version: ``STU3`` (default), ``R4`` or ``R5`` for FHIR payloads.
-    :param itk: also check the ITK3 conformance rules (the TKW-x rules in ``schemas/``).
+    :param itk: also check the ITK3 conformance rules (the TKW-x rules in ``meshbridge/schemas/``).
     :param route: apply this route's settings (its payload type, options, cap): a
         :class:`~meshbridge.Route`, or its name in ``config``.
     :param config: the config a route name is looked up in (a :class:`~meshbridge.Config` or

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import Route
+from .models import Direction
 from .payloads.base import Finding, Payload, ValidationResult
 from .payloads.sniff import AUTO, detect
 from .plugins import Plugins
@@ -44,7 +45,7 @@ def check(
     payload_type: str = AUTO,
     options: Mapping[str, Any] | None = None,
     route: Route | None = None,
-    direction: str = "out",
+    direction: str = Direction.OUT,
     workflow_id: str | None = None,
     filename: str | None = None,
 ) -> ValidationResult:

@@ -1,6 +1,7 @@
 """The config is declared once (pydantic models): ``meshbridge config schema`` prints its JSON
-Schema, ``schemas/config.schema.json`` ships the same text, the shipped example validates against
-it, and the schema refuses what the loader refuses. ``[plugins.NAME]`` tables load as raw tables."""
+Schema, ``meshbridge/schemas/config.schema.json`` ships the same text (package data), the shipped
+example validates against it, and the schema refuses what the loader refuses. ``[plugins.NAME]``
+tables load as raw tables."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from test_config import CMD, GOOD
 from meshbridge import ConfigError, load
 
 ROOT = Path(__file__).parent.parent
-SHIPPED = ROOT / "schemas" / "config.schema.json"
+SHIPPED = ROOT / "meshbridge" / "schemas" / "config.schema.json"
 EXAMPLE = ROOT / "examples" / "meshbridge.toml"
 
 
@@ -43,7 +44,10 @@ def schema_errors(document: dict[str, Any]) -> list[str]:
 def test_config_schema_prints_the_shipped_schema() -> None:
     done = subprocess.run([sys.executable, "-m", "meshbridge", "config", "schema"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == ""
-    assert done.stdout == SHIPPED.read_text(), "schemas/config.schema.json is stale: meshbridge config schema > it"
+    assert done.stdout == SHIPPED.read_text()  # the package data, as shipped
+    from meshbridge.config import schema_text
+
+    assert schema_text() == SHIPPED.read_text(), "meshbridge/schemas/config.schema.json is stale: regenerate it"
     schema = json.loads(done.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["properties"]) == {"store", "mesh", "mailboxes", "routes", "service", "plugins"}
@@ -55,7 +59,7 @@ def test_config_schema_prints_the_shipped_schema() -> None:
 def test_the_shipped_example_validates_against_the_schema() -> None:
     document = tomllib.loads(EXAMPLE.read_text())
     assert schema_errors(document) == []
-    assert EXAMPLE.read_text().startswith("#:schema ../schemas/config.schema.json\n")  # editors find it
+    assert EXAMPLE.read_text().startswith("#:schema ../meshbridge/schemas/config.schema.json\n")  # editors find it
 
 
 REFUSED = {  # what the loader refuses, the schema refuses too, at the same key
@@ -103,3 +107,22 @@ def test_plugin_tables_load_raw_and_relative_paths_resolve_against_the_config(tm
     (folder / "meshbridge.toml").write_text(text.replace("[plugins.csv]", "[plugin.csv]"))
     with pytest.raises(ConfigError, match=r": plugin: unknown key \(allowed: mailboxes, mesh, plugins, routes, "):
         load(folder / "meshbridge.toml")
+
+
+def test_the_schemas_ship_as_package_data() -> None:
+    """Every shipped schema is package data (a wheel carries it inside ``meshbridge/``, where
+    importlib.resources finds it), not data-files an installed wheel may put anywhere."""
+    from fnmatch import fnmatch
+
+    from meshbridge.itk.conformance import MESSAGE_SCHEMA, RESPONSE_SCHEMA, SCHEMAS
+    from meshbridge.schemas import CONFIG_SCHEMA, text
+
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "data-files" not in build
+    patterns = build["package-data"]["meshbridge.schemas"]
+    folder = ROOT / "meshbridge" / "schemas"
+    shipped = sorted(p.name for p in folder.iterdir() if p.suffix != ".py" and p.name != "__pycache__")
+    assert shipped == sorted([CONFIG_SCHEMA, MESSAGE_SCHEMA, RESPONSE_SCHEMA])
+    assert all(any(fnmatch(name, pattern) for pattern in patterns) for name in shipped)
+    assert not (ROOT / "schemas").exists()  # one copy
+    assert text(CONFIG_SCHEMA) == SHIPPED.read_text() and (SCHEMAS / MESSAGE_SCHEMA).read_bytes().startswith(b"<")

@@ -11,7 +11,7 @@ import pytest
 from meshbridge.itk import codes
 from meshbridge.itk.codes import CODES, POSITIVE_CODES, UNREADABLE, WITHDRAWN, lookup
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "meshbridge" / "schemas"
 
 INFRASTRUCTURE_CODES = [f"1000{i}" for i in (1, 2, 3, 4, 5, 7, 8, 9)] + ["10010"] + [f"200{i:02}" for i in range(1, 16)]
 BUSINESS_CODES = [f"300{i:02}" for i in range(1, 26)]

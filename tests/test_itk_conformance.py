@@ -13,7 +13,7 @@ from fhir.resources.STU3.bundle import Bundle as Stu3Bundle
 from lxml import etree
 
 from meshbridge.itk import Handling, build_message, build_response, check
-from meshbridge.itk.conformance import MESSAGE_SCHEMA, RESPONSE_SCHEMA, SCHEMA_DIR, schematron
+from meshbridge.itk.conformance import MESSAGE_SCHEMA, RESPONSE_SCHEMA, SCHEMAS, schematron
 from meshbridge.itk.fhirxml import FHIR_NS, XHTML_NS, FhirJsonError, json_to_xml
 from meshbridge.payloads.base import Finding
 
@@ -338,7 +338,7 @@ def test_pdf_attachments_inside_documents_are_fine_others_warn() -> None:
 
 @pytest.mark.parametrize("name", [MESSAGE_SCHEMA, RESPONSE_SCHEMA])
 def test_schema_files(name: str) -> None:
-    root = etree.parse(str(SCHEMA_DIR / name)).getroot()
+    root = etree.fromstring((SCHEMAS / name).read_bytes())
     sch = "http://purl.oclc.org/dsdl/schematron"
     assert root.tag == f"{{{sch}}}schema" and root.get("queryBinding") == "xslt"
     asserts = root.findall(f".//{{{sch}}}assert")

@@ -14,10 +14,10 @@ from .. import itk, responders
 from ..config import Config
 from ..events import EventKind, Notify
 from ..kinds import BUS, INF
-from ..models import FINAL
+from ..models import FINAL, Direction, State, TimelineKind
 from ..store import Row, Store
 
-_ALL = ("accepted", "sending", "sent", "delivered", "inf-acked", "bus-acked")
+_ALL = (State.ACCEPTED, State.SENDING, State.SENT, State.DELIVERED, State.INF_ACKED, State.BUS_ACKED)
 
 
 def ack_workflows(config: Config, mailbox: str) -> set[str]:
@@ -56,7 +56,9 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
     }
     code = itk.lookup(header.itk_code)
     targets = (
-        [] if header.response_identifier == itk.UNREADABLE else store.find_itk("out", header.response_identifier or "")
+        []
+        if header.response_identifier == itk.UNREADABLE
+        else store.find_itk(Direction.OUT, header.response_identifier or "")
     )
     if code is None or not targets:
         reason = (
@@ -72,12 +74,14 @@ def correlate(config: Config, store: Store, response: Row, header: itk.ItkHeader
         _orphan_response(store, response, header, misfit, {**detail, "claims": target["id"]}, notify)
         return None
     if _seen_before(store, response, header):
-        store.transition(response["id"], "duplicate", detail={"itk_message_id": header.message_id})
+        store.transition(response["id"], State.DUPLICATE, detail={"itk_message_id": header.message_id})
         return None
     if code.code in ("20007", "20008") and target["inf_ack_code"] == itk.SUCCESS:
         # a re-send after a lost ack: the receiver already has it (reference itk3.md §6.2)
-        store.update(target["id"], kind="duplicate-reported", detail=detail)
-        store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
+        store.update(target["id"], kind=TimelineKind.DUPLICATE_REPORTED, detail=detail)
+        store.transition(
+            response["id"], State.CORRELATED, detail={**detail, "answers": target["id"]}, answers=target["id"]
+        )
         return store.get(target["id"])
     return _apply(store, response, header, target, code, detail, notify)
 
@@ -94,13 +98,13 @@ def _apply(
     """Apply a response at its level (infrastructure or business) unless the message takes no more of it."""
     positive = code.positive is not False
     if code.level == itk.INFRASTRUCTURE:
-        kind, column, expectation = ("inf-ack" if positive else "inf-nack"), "inf_ack_code", INF
-        state = "inf-acked" if positive else "inf-nacked"
-        advance_from: tuple[str, ...] = ("accepted", "sending", "sent", "delivered")
+        kind, column, expectation = (TimelineKind.INF_ACK if positive else TimelineKind.INF_NACK), "inf_ack_code", INF
+        state = State.INF_ACKED if positive else State.INF_NACKED
+        advance_from: tuple[str, ...] = (State.ACCEPTED, State.SENDING, State.SENT, State.DELIVERED)
     else:
-        kind, column, expectation = ("bus-ack" if positive else "bus-nack"), "bus_ack_code", BUS
-        state = "bus-acked" if positive else "bus-nacked"
-        advance_from = ("accepted", "sending", "sent", "delivered", "inf-acked")
+        kind, column, expectation = (TimelineKind.BUS_ACK if positive else TimelineKind.BUS_NACK), "bus_ack_code", BUS
+        state = State.BUS_ACKED if positive else State.BUS_NACKED
+        advance_from = (State.ACCEPTED, State.SENDING, State.SENT, State.DELIVERED, State.INF_ACKED)
     reason = _answered(target, column, header.response_identifier or "") or _unasked(
         store, target, code.level, header.response_identifier or ""
     )
@@ -117,8 +121,8 @@ def _apply(
     else:
         store.transition(target["id"], state, from_states=advance_from, detail=detail)
         if not store.open_expectations(target["id"]):
-            store.transition(target["id"], "complete", from_states=("inf-acked", "bus-acked"))
-    store.transition(response["id"], "correlated", detail={**detail, "answers": target["id"]}, answers=target["id"])
+            store.transition(target["id"], State.COMPLETE, from_states=(State.INF_ACKED, State.BUS_ACKED))
+    store.transition(response["id"], State.CORRELATED, detail={**detail, "answers": target["id"]}, answers=target["id"])
     return store.get(target["id"])
 
 
@@ -151,9 +155,9 @@ def _seen_before(store: Store, response: Row, header: itk.ItkHeader) -> bool:
     """
     return any(
         m["id"] != response["id"]
-        and m["state"] in ("correlated", "duplicate")
+        and m["state"] in (State.CORRELATED, State.DUPLICATE)
         and responders.same_mailbox(m["peer"], response["peer"])
-        for m in store.find_itk("in", header.message_id)
+        for m in store.find_itk(Direction.IN, header.message_id)
     )
 
 
@@ -161,7 +165,7 @@ def _orphan_response(
     store: Store, response: Row, header: itk.ItkHeader, reason: str, detail: dict[str, Any], notify: Notify
 ) -> None:
     """Keep a response that may not be applied, with its reason; the message it names is left alone."""
-    store.transition(response["id"], "orphan", detail={**detail, "reason": reason}, last_error=reason)
+    store.transition(response["id"], State.ORPHAN, detail={**detail, "reason": reason}, last_error=reason)
     notify(
         EventKind.ORPHAN,
         response["id"],

@@ -17,6 +17,7 @@ from ..faults import checkpoint
 from ..itk.parse import HEAD as ITK_HEAD
 from ..kinds import BUS_OWED, INF
 from ..mesh import MeshMailbox
+from ..models import Direction, State, TimelineKind
 from ..payloads.base import Finding
 from ..plugins import Plugins
 from ..store import Row, Store
@@ -86,7 +87,7 @@ class Acknowledgements:
 
     def _orphan(self, message: Row, reason: str) -> None:
         self.store.transition(
-            message["id"], "orphan", from_states=("mesh-acked",), detail={"reason": reason}, last_error=reason
+            message["id"], State.ORPHAN, from_states=(State.MESH_ACKED,), detail={"reason": reason}, last_error=reason
         )
         self.notify(EventKind.ORPHAN, message["id"], f"{message['id']} from {message['peer']}: {reason}", reason=reason)
 
@@ -107,12 +108,12 @@ class Acknowledgements:
         cap = itk_cap(route)
         if message["payload_size"] > cap:
             self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)", respond)
-            return "invalid"
+            return State.INVALID
         try:
             return self._answer(route, message, respond)
         except MemoryError:
             self._too_large(route, message, "more than this process has the memory to read", respond)
-            return "invalid"
+            return State.INVALID
 
     def _answer(self, route: Route, message: Row, respond: bool = True) -> str:
         options = route.itk
@@ -122,23 +123,23 @@ class Acknowledgements:
             header = itk.parse(data)
         except itk.ItkUnreadable as exc:
             finding = Finding(f"unreadable ITK message: {exc}", code="itk.10009")
-            self._refuse(route, message, "invalid", "10009", (finding,), itk.UNREADABLE, True, respond=respond)
-            return "invalid"
+            self._refuse(route, message, State.INVALID, "10009", (finding,), itk.UNREADABLE, True, respond=respond)
+            return State.INVALID
         if header.is_response:
             self.receive_response(message)
-            return "correlated"
+            return State.CORRELATED
         self.store.update(message["id"], itk_message_id=header.message_id)
         # a duplicate comes from the same sender: another mailbox reusing the id must not block the genuine one
         duplicate = any(
             m["id"] != message["id"] and (m["peer"] or "").upper() == (message["peer"] or "").upper()
-            for m in self.store.find_itk("in", header.message_id)
+            for m in self.store.find_itk(Direction.IN, header.message_id)
         )
         result = pipeline.check_stored(self.store, self.plugins, message, route.payload_type, route)
         verdict = judge(header, result, itk.check(data), duplicate)
         handling = header.handling
         wants_inf = handling is None or handling.inf_ack is not False
         if not verdict.positive:
-            state = "duplicate" if verdict.code == "20007" else "invalid"
+            state = State.DUPLICATE if verdict.code == "20007" else State.INVALID
             reference = handling.sender_reference if handling else None
             self._refuse(
                 route, message, state, verdict.code, verdict.findings, header.message_id, wants_inf, reference, respond
@@ -147,8 +148,8 @@ class Acknowledgements:
         answered: dict[str, Any] = {"inf_ack_code": itk.SUCCESS if wants_inf else None} if respond else {}
         self.store.transition(
             message["id"],
-            "valid",
-            from_states=("mesh-acked",),
+            State.VALID,
+            from_states=(State.MESH_ACKED,),
             route=route.name,
             payload_type=result.payload_type,
             detail={"payload_type": result.payload_type, "itk_message_id": header.message_id},
@@ -168,7 +169,7 @@ class Acknowledgements:
                 ods_code=ods(options, message["mailbox"]),
                 sender_reference=handling.sender_reference if handling else None,
             )
-        return "valid"
+        return State.VALID
 
     def answer_undecodable(self, route: Route, message: Row) -> None:
         """An ``invalid`` message whose body could not be decoded, on an ITK route: answer 10009
@@ -202,7 +203,7 @@ class Acknowledgements:
         )
         wants_inf = handling is None or handling.inf_ack is not False
         reference = handling.sender_reference if handling else None
-        self._refuse(route, message, "invalid", itk.TOO_LARGE, (finding,), original, wants_inf, reference, respond)
+        self._refuse(route, message, State.INVALID, itk.TOO_LARGE, (finding,), original, wants_inf, reference, respond)
 
     def _refuse(
         self,
@@ -222,7 +223,7 @@ class Acknowledgements:
         self.store.transition(
             message["id"],
             state,
-            from_states=("mesh-acked",),
+            from_states=(State.MESH_ACKED,),
             route=route.name,
             findings=findings_json(findings),
             detail={"code": code, "findings": [f.as_dict() for f in findings], **({} if respond else {"sent": False})},
@@ -243,7 +244,7 @@ class Acknowledgements:
                 sender_reference=sender_reference,
             )
         self.notify(
-            EventKind.DUPLICATE if state == "duplicate" else EventKind.INVALID,
+            EventKind.DUPLICATE if state == State.DUPLICATE else EventKind.INVALID,
             message["id"],
             f"{message['id']} on {route.name} refused with {code}",
             findings=[f.as_dict() for f in findings],
@@ -258,11 +259,11 @@ class Acknowledgements:
             raise InvalidRequest(f"the response text holds {bad!r}, which XML cannot carry (nor so ITK3)")
         message = self.store.get(message_id)
         route = self.config.route(message["route"]) if message["route"] else None
-        if message["direction"] != "in" or not message["itk_message_id"] or route is None or route.itk is None:
+        if message["direction"] != Direction.IN or not message["itk_message_id"] or route is None or route.itk is None:
             raise AckRefused(f"{message['id']} is not an inbound ITK message")
         if message["bus_ack_code"]:
             raise AckRefused(f"{message['id']} was already answered with {message['bus_ack_code']}")
-        if message["state"] not in ("valid", "delivered"):
+        if message["state"] not in (State.VALID, State.DELIVERED):
             raise AckRefused(f"{message['id']} is {message['state']}: only a valid message gets a business ack")
         if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
             raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
@@ -290,8 +291,8 @@ class Acknowledgements:
         self.store.meet(message["id"], BUS_OWED, code, positive=positive, text=text)
         self.store.transition(
             message["id"],
-            "bus-acked" if positive else "bus-nacked",
-            from_states=("valid", "delivered"),
+            State.BUS_ACKED if positive else State.BUS_NACKED,
+            from_states=(State.VALID, State.DELIVERED),
             bus_ack_code=code,
             detail={"code": code, "display": rc.display, "text": text},
         )
@@ -343,7 +344,9 @@ class Acknowledgements:
         )
         if inf_ack_requested:
             self.store.expect(row["id"], INF, due(expect_within))
-        self.store.event(answers, "responded", {"code": code, "response": row["id"], "to": to, "workflow": workflow})
+        self.store.event(
+            answers, TimelineKind.RESPONDED, {"code": code, "response": row["id"], "to": to, "workflow": workflow}
+        )
         checkpoint("respond:stored")
         try:
             self.transmit(row)

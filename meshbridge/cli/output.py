@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from ..models import Direction
 from ..printable import visible
 from .times import shown
 
@@ -61,7 +62,7 @@ def table(*columns: str, rows: Iterable[Sequence[object]], **options: Any) -> An
 
 def print_timeline(message: Message, utc: bool = False) -> None:
     """A message's timeline as a table; times in the local zone (or UTC) with their offset."""
-    arrow = "→" if message.direction == "out" else "←"
+    arrow = "→" if message.direction == Direction.OUT else "←"
     title = literal(f"{message.id}  {message.mailbox} {arrow} {message.peer or '?'}  {message.workflow_id}  ")
     title.append(visible(message.state), style="bold")
 

@@ -22,7 +22,7 @@ from .output import echo, fail
 from .session import bridge_for
 
 if TYPE_CHECKING:
-    from ..store.protocol import PayloadStore
+    from ..reader import Exported, Reading
 
 NO_LINK = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)  # no hard links here
 
@@ -51,15 +51,11 @@ def export(ctx: click.Context, message_id: str, output: Path | None, force: bool
     if output is not None and force and (kind := special(output)):
         fail(f"{output} is {kind}, not a regular file: --force replaces only a file (for stdout, leave out -o)", 2)
     with bridge_for(ctx) as bridge:
-        message = bridge.store.get(message_id)
-        sha = message["payload_sha256"]
-        if not sha:
-            fail(f"{message['id']}: its payload was removed by retention", 1)
         if output is None:
-            to_stdout(bridge.store.payloads, sha)
+            to_stdout(bridge, message_id)
             return
-        size = to_file(bridge.store.payloads, sha, output, force)
-    echo(f"{message['id']}: {size} bytes written to {output}")
+        exported = to_file(bridge, message_id, output, force)
+    echo(f"{exported.message_id}: {exported.size} bytes written to {output}")
 
 
 def special(path: Path) -> str | None:
@@ -74,13 +70,11 @@ def special(path: Path) -> str | None:
     return kinds.get(stat.S_IFMT(mode), "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder")
 
 
-def to_stdout(payloads: PayloadStore, sha: str) -> None:
+def to_stdout(bridge: Reading, message_id: str) -> None:
     """Check the payload whole, then stream it to stdout (checked again as it goes)."""
-    payloads.verify(sha)
     out = sys.stdout.buffer
     try:
-        for block in payloads.blocks(sha):
-            out.write(block)
+        bridge.export(message_id, out, check_first=True)
         out.flush()
     except BrokenPipeError:  # the reader went away (``| head``): not an error of ours to print
         with contextlib.suppress(OSError):
@@ -88,7 +82,7 @@ def to_stdout(payloads: PayloadStore, sha: str) -> None:
         sys.exit(1)
 
 
-def to_file(payloads: PayloadStore, sha: str, output: Path, force: bool) -> int:
+def to_file(bridge: Reading, message_id: str, output: Path, force: bool) -> Exported:
     """Write the payload to a temp file beside ``output``, sync it, then give it its name."""
     import tempfile  # here: --help need not load it
 
@@ -99,15 +93,12 @@ def to_file(payloads: PayloadStore, sha: str, output: Path, force: bool) -> int:
         fail(f"cannot write in {folder}: {exc.strerror}", 1)
     temp = Path(name)
     try:
-        size = 0
         with os.fdopen(fd, "wb") as out:
-            for block in payloads.blocks(sha):  # raises at the end if the sha256 does not match
-                out.write(block)
-                size += len(block)
+            exported = bridge.export(message_id, out)  # raises at the end if the sha256 does not match
             out.flush()
             os.fsync(out.fileno())
         place(temp, output, force)
-        return size
+        return exported
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}", 1)
     finally:

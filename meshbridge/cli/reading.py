@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import MeshbridgeError
+from ..models import Direction
 from .exits import EXIT_USAGE, fail_for
 from .expectations import line as expectation_line
 from .output import (
@@ -55,7 +56,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--state", help="Only messages in this state.")
 @click.option("--overdue", is_flag=True, help="Only messages with an expectation past its deadline and not met.")
 @click.option("--owed", is_flag=True, help="Only inbound ITK messages still owing our business ack, with their age.")
-@click.option("--direction", type=click.Choice(["in", "out"]))
+@click.option("--direction", type=click.Choice(sorted(d.value for d in Direction)))
 @click.option("--limit", type=int, help="At most this many.")
 @click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
@@ -132,7 +133,7 @@ def show(ctx: click.Context, message_id: str, utc: bool, as_json: bool) -> None:
 @click.option("--type", "payload_type", default="auto", show_default=True, help="Payload type, or auto to sniff.")
 @click.option("--fhir-version", type=click.Choice(["STU3", "R4", "R5"]), help="FHIR release (default STU3).")
 @click.option("--route", help="Apply this route's settings (needs the config file).")
-@click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules in schemas/).")
+@click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules it ships).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def validate(
@@ -164,18 +165,7 @@ def validate(
     except MeshbridgeError as exc:  # the config or a plugin
         fail_for(exc)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "valid": result.valid,
-                    "payload_type": result.payload_type,
-                    "details": dict(result.details),
-                    "findings": [f.as_dict() for f in result.findings],
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        click.echo(json.dumps(result.as_json(), indent=2))
     else:
         for finding in result.findings:
             echo(format_finding(finding))
@@ -196,18 +186,8 @@ def plugins(as_json: bool) -> None:
     except MeshbridgeError as exc:  # a broken plugin
         fail_for(exc)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "payload_types": [
-                        {"name": t.name, "media_type": t.media_type, "description": t.description}
-                        for t in types.values()
-                    ],
-                    "plugins": [i.__dict__ for i in infos],
-                },
-                indent=2,
-            )
-        )
+        listed = {"payload_types": [t.as_json() for t in types.values()], "plugins": [i.as_json() for i in infos]}
+        click.echo(json.dumps(listed, indent=2))
         return
     out = console()
     rows = ((t.name, t.media_type, t.description) for t in types.values())

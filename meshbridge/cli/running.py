@@ -37,7 +37,7 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
         with transfer_bar(bridge):
             report = bridge.poll(mailbox)
         if as_json:
-            click.echo(json.dumps(report.__dict__, indent=2))
+            click.echo(json.dumps(report.as_json(), indent=2))
         else:
             for name in (
                 "sent",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
+from ..models import RETRIABLE
 from .exits import EXIT_LOGIN_REFUSED, EXIT_UNREACHABLE, fail_for, mesh_exit
 from .output import echo, fail, format_finding
 from .progress import transfer_bar
@@ -81,7 +82,7 @@ def stored(message_id: str | None) -> None:
 
 @click.command()
 @click.argument("message_ids", metavar="[ID]...", nargs=-1)
-@click.option("--state", type=click.Choice(["failed", "undelivered"]), help="Every message in this state.")
+@click.option("--state", type=click.Choice([s.value for s in RETRIABLE.values()]), help="Every message in this state.")
 @click.option("--since", type=WHEN, help="Last changed since then: 2h (ago) or an ISO 8601 time with an offset.")
 @click.option("--until", type=WHEN, help="Last changed until then (same forms as --since).")
 @click.pass_context

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import nullcontext
 
 import click
 
@@ -22,14 +22,13 @@ def migrate(ctx: click.Context) -> None:
 
     ``status`` refuses a store older than this meshbridge until it is migrated; the commands that
     open the pipeline (send, poll, run, ...) migrate it themselves when they open it."""
-    from ..store import SQLiteStore
-    from ..store.migrating import NAMES
+    from ..migration import migrate as migrated
 
-    with opened(ctx, lambda config: closing(SQLiteStore(config.store.path, inline_max=config.store.inline_max))) as db:
-        if db.created:
-            echo(f"store {db.path}: created (schema {NAMES[-1]})")
-        elif db.migrated:
-            n = len(db.migrated)
-            echo(f"store {db.path}: applied {n} migration{'' if n == 1 else 's'}: {', '.join(db.migrated)}")
+    with opened(ctx, lambda config: nullcontext(migrated(config))) as done:
+        if done.created:
+            echo(f"store {done.path}: created (schema {done.schema})")
+        elif done.applied:
+            n = len(done.applied)
+            echo(f"store {done.path}: applied {n} migration{'' if n == 1 else 's'}: {', '.join(done.applied)}")
         else:
-            echo(f"store {db.path}: up to date (schema {NAMES[-1]})")
+            echo(f"store {done.path}: up to date (schema {done.schema})")

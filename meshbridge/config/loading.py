@@ -156,5 +156,5 @@ def schema() -> dict[str, Any]:
 
 
 def schema_text() -> str:
-    """:func:`schema` as the text ``schemas/config.schema.json`` holds."""
+    """:func:`schema` as the text the shipped ``meshbridge/schemas/config.schema.json`` holds."""
     return json.dumps(schema(), indent=2, ensure_ascii=False) + "\n"

@@ -87,7 +87,7 @@ class Route(Table, json_schema_extra=_BOTH_WAYS):
     @classmethod
     def _beside_config(cls, value: str, info: ValidationInfo) -> str:
         beside = config_file(info).parent / value
-        # next to the config file if it is there; else the XML validator also searches schemas/
+        # next to the config file if it is there; else the XML validator also searches meshbridge/schemas/
         return str(beside) if beside.exists() else value
 
     @field_validator("charset")

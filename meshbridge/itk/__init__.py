@@ -4,7 +4,7 @@
 * :mod:`.model`: :class:`Handling`, :class:`ItkHeader`, :func:`same_id`;
 * :mod:`.parse`: :func:`parse` bytes (FHIR STU3 XML or JSON) into an :class:`ItkHeader`;
 * :mod:`.build`: :func:`build_message`, :func:`build_response`, :func:`binary_payload`;
-* :mod:`.conformance`: :func:`check` against ``schemas/itk3-message.sch`` / ``itk3-response.sch``.
+* :mod:`.conformance`: :func:`check` against ``meshbridge/schemas/itk3-message.sch`` / ``itk3-response.sch``.
 """
 
 from ..errors import ItkError, ItkUnreadable

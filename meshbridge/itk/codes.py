@@ -123,10 +123,10 @@ _TABLE = (
     _c("20003", "Unrecognised Sender", False, issue="not-found"),
     _c("20004", "Non-Approved file type received as an attachment", False, issue="security"),
     _c("20005", "Unsupported file type received as an attachment", False, issue="security"),
-    _c("20006", "ITK header validation failure", False, issue="invalid"),
-    _c("20007", "Duplicate Message received", False, issue="duplicate"),
-    _c("20008", "Duplicate Document received", False, issue="duplicate"),
-    _c("20009", "Payload validation failure", False, issue="invalid"),
+    _c("20006", "ITK header validation failure", False, issue="invalid"),  # not a state: a FHIR issue type
+    _c("20007", "Duplicate Message received", False, issue="duplicate"),  # not a state: a FHIR issue type
+    _c("20008", "Duplicate Document received", False, issue="duplicate"),  # not a state: a FHIR issue type
+    _c("20009", "Payload validation failure", False, issue="invalid"),  # not a state: a FHIR issue type
     _c("20010", "Unrecognised Payload Recipient Organisation", False, issue="not-found"),
     _c("20011", "Unrecognised Payload Recipient Person", False, issue="not-found"),
     _c("20012", "Unauthorised Sender", False, issue="security"),
@@ -157,7 +157,7 @@ _TABLE = (
     _c("30012", "Unable to contact the patient", False, _W, "informational"),
     _c("30013", "Closure (service not needed)", True),
     _c("30014", "Closure (service not accepted)", False, _I, "informational"),
-    _c("30015", "Closure (duplicate referral)", False, _I, "duplicate"),
+    _c("30015", "Closure (duplicate referral)", False, _I, "duplicate"),  # not a state: a FHIR issue type
     _c("30016", "Referral accepted", True),
     _c("30017", "Referral rejected", False, _W, "informational"),
     _c("30018", "Did Not Attend", False, _W, "informational"),

@@ -1,9 +1,10 @@
 """ITK3 conformance: the TKW-x style header checks, as ISO Schematron, returning :class:`Finding`s.
 
-``check(data)`` picks ``schemas/itk3-response.sch`` for ``ITK008M`` and ``schemas/itk3-message.sch``
-for everything else. Each finding's ``code`` is ``itk.<ITK response code>`` (the code a receiver
-would answer with, e.g. ``itk.10004``), ``severity`` is ``error`` or ``warning`` (the Schematron's
-``role="warning"`` asserts) and ``where`` an XPath-like location (``/Bundle/entry[1]/resource/...``).
+``check(data)`` picks ``itk3-response.sch`` for ``ITK008M`` and ``itk3-message.sch`` for everything
+else (package data, in ``meshbridge/schemas/``). Each finding's ``code`` is ``itk.<ITK response
+code>`` (the code a receiver would answer with, e.g. ``itk.10004``), ``severity`` is ``error`` or
+``warning`` (the Schematron's ``role="warning"`` asserts) and ``where`` an XPath-like location
+(``/Bundle/entry[1]/resource/...``).
 Bytes that are not an ITK3 message at all give one ``itk.10009`` error. JSON messages are converted
 to FHIR XML for the check only. Never raises for bad input.
 """
@@ -11,34 +12,26 @@ to FHIR XML for the check only. Never raises for bad input.
 from __future__ import annotations
 
 import re
-import sys
-import sysconfig
 import threading
-from pathlib import Path
 
 from lxml import etree, isoschematron
 
 from ..errors import ItkError, ItkUnreadable
 from ..payloads.base import ERROR, WARNING, Finding
+from ..schemas import FOLDER
 from .parse import load, read_header
 
 __all__ = [
-    "INSTALLED_SCHEMA_DIRS",
     "MESSAGE_SCHEMA",
     "RESPONSE_SCHEMA",
-    "SCHEMA_DIR",
+    "SCHEMAS",
     "check",
     "check_tree",
-    "schema_path",
     "schematron",
 ]
 
-#: The repository's ``schemas/`` folder (source checkout and editable installs).
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
-#: Where a wheel puts them (``[tool.setuptools.data-files] "share/meshbridge/schemas"``).
-INSTALLED_SCHEMA_DIRS = tuple(
-    dict.fromkeys(Path(p) / "share" / "meshbridge" / "schemas" for p in (sysconfig.get_path("data"), sys.prefix))
-)
+#: The Schematron files ship as package data, wherever meshbridge is installed (a checkout, a wheel).
+SCHEMAS = FOLDER
 MESSAGE_SCHEMA = "itk3-message.sch"
 RESPONSE_SCHEMA = "itk3-response.sch"
 
@@ -51,24 +44,17 @@ _lock = threading.Lock()
 _compiled: dict[str, isoschematron.Schematron] = {}
 
 
-def schema_path(name: str) -> Path:
-    """``schemas/<name>`` in the checkout, else where an installed wheel put it."""
-    for folder in (SCHEMA_DIR, *INSTALLED_SCHEMA_DIRS):
-        if (folder / name).is_file():
-            return folder / name
-    return SCHEMA_DIR / name
-
-
 def schematron(name: str) -> isoschematron.Schematron:
-    """The compiled Schematron ``schemas/<name>``, compiled once and cached."""
+    """The compiled Schematron ``<name>`` of the package's ``schemas/``, compiled once and cached."""
     with _lock:
         compiled = _compiled.get(name)
         if compiled is None:
-            path = schema_path(name)
+            resource = SCHEMAS / name
             try:
-                compiled = isoschematron.Schematron(etree.parse(str(path)), store_report=True)
+                document = etree.ElementTree(etree.fromstring(resource.read_bytes(), base_url=str(resource)))
+                compiled = isoschematron.Schematron(document, store_report=True)
             except (OSError, etree.LxmlError) as e:
-                raise ItkError(f"ITK3 Schematron {path} cannot be loaded ({e}); is schemas/ installed?") from e
+                raise ItkError(f"ITK3 Schematron {resource} cannot be loaded ({e}); is meshbridge whole?") from e
             _compiled[name] = compiled
         return compiled
 

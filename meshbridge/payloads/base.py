@@ -59,6 +59,15 @@ class ValidationResult:
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == ERROR]
 
+    def as_json(self) -> dict[str, Any]:
+        """What ``validate --json`` prints: ``valid``, ``payload_type``, ``details`` (a value JSON
+        has no type for as its text) and ``findings``."""
+        import json
+
+        details = json.loads(json.dumps(dict(self.details), default=str))
+        findings = [f.as_dict() for f in self.findings]
+        return {"valid": self.valid, "payload_type": self.payload_type, "details": details, "findings": findings}
+
 
 Sniffer = Callable[[bytes], float]
 Validator = Callable[[bytes, Mapping[str, Any]], ValidationResult]
@@ -88,6 +97,10 @@ class PayloadType:
     validate: Validator
     description: str = ""
     example: bytes | None = None
+
+    def as_json(self) -> dict[str, str]:
+        """What ``plugins --json`` prints of it: ``name``, ``media_type``, ``description``."""
+        return {"name": self.name, "media_type": self.media_type, "description": self.description}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 
 ``validate(data, options)`` checks well-formedness and, when the route says so, an XSD
 (``xml_schema``) and an ISO Schematron (``schematron``), looked up as given, then in each folder of
-``schema_dirs``, then in the repository's ``schemas/`` folder; a schema that cannot be found or
+``schema_dirs``, then in the package's ``schemas/`` folder; a schema that cannot be found or
 compiled refuses the payload (``xml.schema-unavailable``). The parser and schema lookup are
 re-exported here (``xml.parse``, ``xml.safe_parser``, ``xml.find_schema`` …).
 """

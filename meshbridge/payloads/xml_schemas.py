@@ -1,7 +1,7 @@
 """XSD and ISO Schematron checks of a parsed XML document.
 
 Schema paths are looked up as given, then in each folder of ``schema_dirs``, then in the
-repository's ``schemas/`` folder (:func:`find_schema`). Compiled schemas are cached by path and
+package's ``schemas/`` folder (:func:`find_schema`). Compiled schemas are cached by path and
 modification time. A schema that cannot be found or compiled is an error finding
 (``xml.schema-unavailable``): the payload is refused (fail closed) and the message names the file
 and where it was looked for.
@@ -24,7 +24,7 @@ from .xml_parsing import safe_parser
 
 __all__ = ["SCHEMA_DIR", "SchemaUnavailable", "find_schema", "schema_findings"]
 
-SCHEMA_DIR = Path(__file__).parents[2] / "schemas"
+SCHEMA_DIR = Path(__file__).parents[1] / "schemas"  # the package data of meshbridge
 MAX_FINDINGS = 100  # per check; one more finding says how many were left out
 _SVRL = "http://purl.oclc.org/dsdl/svrl"
 

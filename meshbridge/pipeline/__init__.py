@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import DiskFull
 from ..models import IN_FLIGHT
@@ -77,6 +77,10 @@ class PollReport:
     problems: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)  # mailboxes MESH could not be reached for (or failed)
     login_refused: list[str] = field(default_factory=list)  # mailboxes whose login MESH refused
+
+    def as_json(self) -> dict[str, list[str]]:
+        """What ``poll --json`` prints: every list above, by its name, in this order."""
+        return {f.name: [str(item) for item in getattr(self, f.name)] for f in fields(self)}
 
     def mailbox_trouble(self, mailbox: str, *, refused: bool = False) -> None:
         """Note a mailbox MESH could not be reached for, or whose login it refused (once each)."""

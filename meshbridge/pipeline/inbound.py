@@ -23,7 +23,7 @@ from ..destinations import deliver as deliver_to
 from ..errors import DeliveryError, DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
-from ..models import IN_FLIGHT
+from ..models import IN_FLIGHT, Direction, State, TimelineKind
 from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
 from ..progress import Progress, named
@@ -51,7 +51,7 @@ def download(
     downloads failed so: then the raw bytes are recorded, to become ``invalid`` once acknowledged.
     ``progress`` follows a chunked download's bytes.
     """
-    message = store.find("in", mesh_id)
+    message = store.find(Direction.IN, mesh_id)
     if message is None:
         seen_before = store.bad_body_seen(mesh_id)
         undecodable: UndecodableBody | None = None
@@ -68,7 +68,7 @@ def download(
         try:
             message = _record(store, mesh.id, envelope, sha, size, durable, undecodable)
         except StoreError:  # another process stored it first
-            message = store.find("in", mesh_id)
+            message = store.find(Direction.IN, mesh_id)
             if message is None:
                 raise
         if seen_before:
@@ -141,7 +141,7 @@ def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
 
     A body stored as received because it could not be decoded becomes ``invalid`` at once.
     """
-    if message["state"] == "received":
+    if message["state"] == State.RECEIVED:
         store.make_durable(message["id"])
         checkpoint("receive:stored")
         mesh.acknowledge(message["mesh_message_id"])
@@ -151,19 +151,19 @@ def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
             findings = json.loads(message["findings"])
             store.transition(
                 message["id"],
-                "invalid",
-                from_states=("received",),
-                before=("mesh-acked", None),
+                State.INVALID,
+                from_states=(State.RECEIVED,),
+                before=(State.MESH_ACKED, None),
                 detail={"reason": message["last_error"], "findings": findings},
                 durable=False,
             )
         else:
-            store.transition(message["id"], "mesh-acked", from_states=("received",), durable=False)
+            store.transition(message["id"], State.MESH_ACKED, from_states=(State.RECEIVED,), durable=False)
 
 
 def undecodable(message: Row) -> bool:
     """A message stored as received because its body could not be decoded (it has findings already)."""
-    return message["state"] == "received" and bool(message["findings"])
+    return message["state"] == State.RECEIVED and bool(message["findings"])
 
 
 def _record(
@@ -184,8 +184,8 @@ def _record(
         findings = json.dumps([Finding(last_error, code="payload.undecodable").as_dict()])
         detail["undecodable"] = last_error
     return store.add(
-        "in",
-        "received",
+        Direction.IN,
+        State.RECEIVED,
         durable=durable,
         detail=detail,
         mailbox=mailbox,
@@ -210,16 +210,20 @@ def apply_report(store: Store, report: Row) -> Row | None:
     """A MESH REPORT: mark the linked outbound message ``undeliverable`` with MESH's code."""
     code, _, description = (report["last_error"] or "").partition(" ")
     detail = {"mesh_code": code, "mesh_description": description, "report": report["mesh_message_id"]}
-    linked = store.find("out", report["linked_message_id"] or "")
+    linked = store.find(Direction.OUT, report["linked_message_id"] or "")
     if linked is None:
         reason = f"MESH report about {report['linked_message_id']}, which this store did not send"
-        store.transition(report["id"], "orphan", from_states=("mesh-acked",), detail={**detail, "reason": reason})
+        store.transition(
+            report["id"], State.ORPHAN, from_states=(State.MESH_ACKED,), detail={**detail, "reason": reason}
+        )
         return None
-    store.transition(linked["id"], "undeliverable", from_states=("accepted", "sending", *IN_FLIGHT), detail=detail)
+    store.transition(
+        linked["id"], State.UNDELIVERABLE, from_states=(State.ACCEPTED, State.SENDING, *IN_FLIGHT), detail=detail
+    )
     store.transition(
         report["id"],
-        "report",
-        from_states=("mesh-acked",),
+        State.REPORT,
+        from_states=(State.MESH_ACKED,),
         detail={**detail, "about": linked["id"]},
         route=linked["route"],
     )
@@ -235,8 +239,8 @@ def mark_unrouted(store: Store, message: Row, route: Route | None) -> None:
     reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
     store.transition(
         message["id"],
-        "unrouted",
-        from_states=("mesh-acked",),
+        State.UNROUTED,
+        from_states=(State.MESH_ACKED,),
         detail={"reason": reason, "workflow_id": message["workflow_id"]},
     )  # logged as a step (meshbridge.steps)
 
@@ -252,8 +256,8 @@ def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row)
         findings = [f.as_dict() for f in result.findings]
         store.transition(
             message["id"],
-            "invalid",
-            from_states=("mesh-acked",),
+            State.INVALID,
+            from_states=(State.MESH_ACKED,),
             route=route.name,
             payload_type=result.payload_type,
             findings=json.dumps(findings),
@@ -358,7 +362,7 @@ def deliver_inbound(
     except DeliveryInterrupted as exc:
         store.update(
             message["id"],
-            kind="delivery-interrupted",
+            kind=TimelineKind.DELIVERY_INTERRUPTED,
             detail={"reason": str(exc)},  # "<kind> destination of route R: meshbridge stopped while it was …"
             next_attempt_at=None,
             lease_beat=None,
@@ -390,27 +394,31 @@ class _Record:
         self.valid: tuple[str, dict[str, Any]] | None = None
         self.fields: dict[str, Any] = {}
         if validated is not None:
-            self.valid = ("valid", {"payload_type": validated.payload_type})
+            self.valid = (State.VALID, {"payload_type": validated.payload_type})
             self.fields = {"route": route.name, "payload_type": validated.payload_type}
 
     def failed(self, exc: DeliveryError | StoreError) -> None:
         store, message = self.store, self.message
         if self.valid:
-            store.transition(message["id"], "valid", from_states=("mesh-acked",), detail=self.valid[1], **self.fields)
+            store.transition(
+                message["id"], State.VALID, from_states=(State.MESH_ACKED,), detail=self.valid[1], **self.fields
+            )
         if self.policy is None or self.replay:
-            store.update(message["id"], kind="delivery-failed", detail={"reason": str(exc)}, last_error=str(exc))
+            store.update(
+                message["id"], kind=TimelineKind.DELIVERY_FAILED, detail={"reason": str(exc)}, last_error=str(exc)
+            )
         else:
             retry_later(store, message, str(exc), self.policy)
 
     def delivered(self, where: str, durable: bool) -> None:
         checkpoint("deliver:written")
         if self.replay:
-            self.store.event(self.message["id"], "delivered", {"destination": where, "replay": True})
+            self.store.event(self.message["id"], TimelineKind.DELIVERED, {"destination": where, "replay": True})
             return
         self.store.transition(
             self.message["id"],
-            "delivered",
-            from_states=("mesh-acked", "valid"),
+            State.DELIVERED,
+            from_states=(State.MESH_ACKED, State.VALID),
             before=self.valid,
             detail={"destination": where},
             destination=where,
@@ -441,8 +449,8 @@ def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) ->
     if attempts >= policy.attempts:
         return store.transition(
             message["id"],
-            "undelivered",
-            from_states=("valid",),
+            State.UNDELIVERED,
+            from_states=(State.VALID,),
             detail={"reason": reason, "attempts": attempts},
             last_error=reason,
             attempts=attempts,
@@ -452,7 +460,7 @@ def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) ->
     retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
     store.update(
         message["id"],
-        kind="delivery-failed",
+        kind=TimelineKind.DELIVERY_FAILED,
         detail={"reason": reason, "attempt": attempts, "retry_at": retry_at},
         last_error=reason,
         attempts=attempts,
@@ -485,7 +493,7 @@ class Heartbeat:
         if self._lost or clock.now() - self._last < self.every:
             return
         try:
-            held = self.store.renew(self.message_id, self.holder, state="valid")
+            held = self.store.renew(self.message_id, self.holder, state=State.VALID)
         except StoreError as exc:  # a heartbeat missed only ages the claim: the next one may pass
             log.warning(
                 "%s: its delivery claim could not be renewed: %s",

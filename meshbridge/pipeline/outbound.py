@@ -12,7 +12,7 @@ from .. import clock
 from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
-from ..models import IN_FLIGHT
+from ..models import IN_FLIGHT, Direction, State, TimelineKind
 from ..payloads.base import ValidationResult
 from ..progress import Progress, named
 from ..store import Row, Store, new_lease, now
@@ -65,14 +65,14 @@ def accept(
     if rejected is not None:
         findings = [f.as_dict() for f in rejected.findings]
         detail["findings"] = findings
-    state = "rejected" if rejected is not None else "sending" if claim else "accepted"
-    if state == "sending":
+    state = State.REJECTED if rejected is not None else State.SENDING if claim else State.ACCEPTED
+    if state == State.SENDING:
         extra = {**(extra or {}), **new_lease()}
     return store.add(
-        "out",
+        Direction.OUT,
         state,
         detail=detail,
-        before="accepted" if state == "sending" else "",
+        before=State.ACCEPTED if state == State.SENDING else "",
         source_file=source_file,
         findings=json.dumps(findings) if findings else None,
         **(extra or {}),
@@ -148,7 +148,7 @@ def transmit(
         store.payloads.verify(message["payload_sha256"])
     except StoreError as exc:
         lease.hold()
-        store.transition(message["id"], "failed", detail={"reason": str(exc)}, last_error=str(exc))
+        store.transition(message["id"], State.FAILED, detail={"reason": str(exc)}, last_error=str(exc))
         raise
     attempts = message["attempts"] + 1
     try:
@@ -157,7 +157,9 @@ def transmit(
             return True
         mesh_id = _upload(store, mesh, message, lease, resume, stopping, progress)
     except _Stopped as stop:
-        store.release(message["id"], lease.holder, "send-interrupted", {"reason": "stopping", "chunk": str(stop)})
+        store.release(
+            message["id"], lease.holder, TimelineKind.SEND_INTERRUPTED, {"reason": "stopping", "chunk": str(stop)}
+        )
         return False
     except TransportError as exc:
         _failed_attempt(store, message, exc, lease, attempts, policy)
@@ -213,7 +215,7 @@ def _upload(
             lease.hold()
             store.update(
                 message["id"],
-                kind="chunk-sent",
+                kind=TimelineKind.CHUNK_SENT,
                 detail={"chunk": f"{n}/{total}"},
                 mesh_message_id=mesh_id,
                 chunks_done=n,
@@ -247,7 +249,7 @@ def _failed_attempt(
     lease.hold()
     if isinstance(exc, MeshRejected):
         detail = {"reason": str(exc), "code": exc.code}
-        store.transition(message["id"], "failed", detail=detail, last_error=str(exc), attempts=attempts)
+        store.transition(message["id"], State.FAILED, detail=detail, last_error=str(exc), attempts=attempts)
         return
     if isinstance(exc, MeshAuthRefused):
         exc.refusals = store.logins.refused(message["mailbox"], str(exc))
@@ -255,8 +257,8 @@ def _failed_attempt(
         detail = {"reason": str(exc), "retry_at": retry_at}
         store.transition(
             message["id"],
-            "accepted",
-            kind="login-refused",
+            State.ACCEPTED,
+            kind=TimelineKind.LOGIN_REFUSED,
             detail=detail,
             last_error=str(exc),
             next_attempt_at=retry_at,
@@ -265,7 +267,7 @@ def _failed_attempt(
     if attempts >= policy.attempts:
         store.transition(
             message["id"],
-            "failed",
+            State.FAILED,
             detail={"reason": f"gave up after {attempts} attempts: {exc}"},
             last_error=str(exc),
             attempts=attempts,
@@ -274,8 +276,8 @@ def _failed_attempt(
     retry_at = _retry_at(policy.delay(attempts))
     store.transition(
         message["id"],
-        "accepted",
-        kind="send-failed",
+        State.ACCEPTED,
+        kind=TimelineKind.SEND_FAILED,
         detail={"reason": str(exc), "retry_at": retry_at},
         last_error=str(exc),
         attempts=attempts,
@@ -320,7 +322,7 @@ def _found_chunk(store: Store, message: Row, mesh_id: str, n: int, total: int) -
     """Record chunk ``n`` that MESH took before the sender died, unrecorded (see ``send:chunk``)."""
     store.update(
         message["id"],
-        kind="chunk-sent",
+        kind=TimelineKind.CHUNK_SENT,
         detail={"chunk": f"{n}/{total}", "found_in_mesh": True},
         mesh_message_id=mesh_id,
         chunks_done=n,
@@ -340,7 +342,7 @@ def _uploaded(mesh: MeshMailbox, mesh_id: str) -> bool:
 def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[str, Any] | None = None) -> None:
     store.transition(
         message["id"],
-        "sent",
+        State.SENT,
         detail={"mesh_message_id": mesh_id, **(extra or {})},
         mesh_message_id=mesh_id,
         attempts=attempts,
@@ -363,9 +365,9 @@ def track(store: Store, mesh: MeshMailbox, message: Row) -> None:
         k: record[k] for k in ("status", "status_code", "status_description", "status_timestamp") if record.get(k)
     }
     if status == "acknowledged":
-        store.transition(message["id"], "delivered", from_states=("sent",), detail=detail, tracked_at=now())
-    elif status in ("undeliverable", "error"):
-        store.transition(message["id"], "undeliverable", from_states=IN_FLIGHT, detail=detail, tracked_at=now())
+        store.transition(message["id"], State.DELIVERED, from_states=(State.SENT,), detail=detail, tracked_at=now())
+    elif status in ("undeliverable", "error"):  # not a state: MESH's tracking status
+        store.transition(message["id"], State.UNDELIVERABLE, from_states=IN_FLIGHT, detail=detail, tracked_at=now())
     else:
         store.update(message["id"], tracked_at=now())
 

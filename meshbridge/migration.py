@@ -1,0 +1,33 @@
+"""Bringing a configured store's schema up to date, for ``meshbridge store migrate``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What :func:`migrate` did to a store: ``created`` it whole, or ``applied`` the migrations it
+    lacked (none when it was up to date); ``schema`` is the newest migration's name."""
+
+    path: Path
+    created: bool
+    applied: tuple[str, ...]
+    schema: str
+
+
+def migrate(config: Config) -> Migration:
+    """Open the configured store, apply the migrations it lacks (a missing store is built whole), close it."""
+    from .store import SQLiteStore
+    from .store.migrating import NAMES
+
+    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
+    try:
+        return Migration(db.path, db.created, tuple(db.migrated), NAMES[-1])
+    finally:
+        db.close()
