@@ -21,6 +21,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,16 @@ import pytest
 from .faultproxy import FaultProxy
 from .payloads.base import PayloadType
 from .sandbox import MAILBOXES, PASSWORD, Sandbox, config_text
+
+
+def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``meshbridge --config CONFIG ARGS`` in a child process, as a user types it; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+    )
 
 
 @contextmanager

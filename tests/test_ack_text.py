@@ -8,13 +8,12 @@ ack, X26ABC2 answers it with ``meshbridge ack`` in a subprocess.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from meshbridge import Bridge, InvalidRequest, load
+from meshbridge.testing import run_cli as cli
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
 <birthDate value="1970-01-01"/></Patient>"""
@@ -48,15 +47,6 @@ def pair(tmp_path: Path, meshbridge_config):
     yield a, b
     a.close()
     b.close()
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def received_one(a: Bridge, b: Bridge, tmp_path: Path) -> tuple[dict, dict]:

@@ -13,19 +13,12 @@ import psutil
 import pytest
 from conftest import OUT_IN, TRACK_NOW
 
+from meshbridge.testing import run_cli as cli
+
 JSON_FIELDS = {
     "id", "direction", "state", "route", "mesh_message_id", "workflow_id", "payload_type", "itk_message_id",
     "inf_ack_code", "bus_ack_code", "overdue", "created_at", "updated_at",
 }  # fmt: skip
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_send_restart_poll_in_separate_processes(tmp_path: Path, meshbridge_config) -> None:

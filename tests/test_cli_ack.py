@@ -7,8 +7,6 @@ ack, X26ABC2 answers them with ``meshbridge ack`` in a subprocess.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from meshbridge import Bridge, Message, MessageSummary, hookimpl, itk, load
 from meshbridge.plugins import Plugins, make_plugin_manager
 from meshbridge.sandbox import PASSWORD, free_port
+from meshbridge.testing import run_cli as cli
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
 <birthDate value="1970-01-01"/></Patient>"""
@@ -61,15 +60,6 @@ def pair(tmp_path: Path, meshbridge_config):
     yield make
     for bridge in opened:
         bridge.close()
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def exchange(a: Bridge, b: Bridge, tmp_path: Path, count: int) -> list[tuple[Message, MessageSummary]]:

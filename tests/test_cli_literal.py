@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import OUT_IN
+
+from meshbridge.testing import run_cli as cli
 
 BAD_WORKFLOW = "WF[/x]"
 # the sandbox (like MESH) refuses C0 controls such as ESC in its headers, but passes C1 ones: CSI \x9b is ESC [
@@ -34,16 +35,6 @@ workflow_id = "FHIR_WF"
 payload_type = "fhir"
 destination = { folder = "fhir" }
 """
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-    )
 
 
 def clean(done: subprocess.CompletedProcess[str]) -> str:

@@ -20,6 +20,7 @@ from conftest import OUT_IN
 from mesh_client import MeshClient
 
 from meshbridge.sandbox import free_port
+from meshbridge.testing import run_cli as cli
 
 START_TIMEOUT = 60.0  # generous: the machine may be busy; this is a deadline, not a measured duration
 
@@ -83,15 +84,6 @@ def started() -> Iterator[list[Running]]:
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_sandbox_serves_the_printed_config_and_stops_on_sigterm(tmp_path: Path, started) -> None:

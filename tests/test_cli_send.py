@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import OUT_IN
 
 from meshbridge.sandbox import free_port
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from meshbridge.testing import run_cli as cli
 
 
 def stored(config: Path) -> list[dict]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
+
+from meshbridge.testing import run_cli as cli
 
 CONFIG = """[store]
 path = "var/meshbridge.db"
@@ -32,15 +32,6 @@ to = "X26ABC2"
 workflow_id = "TEST_WORKFLOW"
 payload_type = "xml"
 """
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_force_replaces_only_a_regular_file(tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ Real ``meshbridge send`` and ``poll`` processes on the real mesh-sandbox.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from meshbridge import Bridge, load
+from meshbridge.testing import run_cli as cli
 
 ROUTES = """
 [[routes]]
@@ -32,15 +31,6 @@ workflow_id = "LETTERS"
 payload_type = "text"
 destination = { folder = "in" }
 """
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_name_and_subject_beyond_latin1_are_sent_escaped(tmp_path: Path, meshbridge_config) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+
+from meshbridge.testing import run_cli as cli
 
 PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
 <birthDate value="1970-01-01"/></Patient>"""
@@ -42,15 +42,6 @@ payload_type = "{{ptype}}"
 itk = {{{{}}}}
 destination = {{{{ folder = "delivered" }}}}
 """
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def rows(config: Path, store: str = "var/meshbridge.db", where: str = "1") -> list[dict]:

@@ -16,6 +16,7 @@ import pytest
 
 import meshbridge
 from meshbridge.store import SQLiteStore
+from meshbridge.testing import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # What --help must never load; status may load the config's own dependencies (pydantic) and nothing else.
@@ -60,15 +61,6 @@ def probe(*args: str, cwd: Path | None = None) -> tuple[subprocess.CompletedProc
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
     report = json.loads(done.stderr.strip().splitlines()[-1])
     return done, report
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize("args", [("--help",), ("status", "--help"), ("store", "--help"), ("--version",)])
