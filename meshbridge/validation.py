@@ -24,7 +24,7 @@ def route_options(route: Route | None) -> dict[str, Any]:
     """The options a validator sees: the route's typed settings, then its free ``options`` table."""
     if route is None:
         return {}
-    return {"fhir_version": route.fhir_version, **route.options}
+    return {"fhir_version": route.fhir_version, "fhir_strictness": route.fhir_strictness, **route.options}
 
 
 def needs_validation(payload_type: str) -> bool:

@@ -14,7 +14,7 @@ from .tables import ItkOptions, Source
 from .types import Size, Table, Text, config_file, known, problem
 from .values import DestinationOptions
 
-_COMMON = {"name", "direction", "workflow_id", "payload_type", "fhir_version", "itk", "options"}
+_COMMON = {"name", "direction", "workflow_id", "payload_type", "fhir_version", "fhir_strictness", "itk", "options"}
 _VALIDATION = {"xml_schema", "schematron", "charset", "max_size", "control_chars"}
 _OUTBOUND = _COMMON | _VALIDATION | {"from", "to", "source", "subject", "content_type"}
 _INBOUND = _COMMON | _VALIDATION | {"mailbox", "destination"}
@@ -51,6 +51,9 @@ class Route(Table, json_schema_extra=_BOTH_WAYS):
     """Outbound: the recipient's mailbox."""
     payload_type: Text = "auto"
     fhir_version: Literal["STU3", "R4", "R5"] = "STU3"
+    fhir_strictness: Literal["hl7", "structure"] = "hl7"
+    """FHIR payloads: ``hl7`` refuses what the HL7 validator calls an error; ``structure`` refuses only
+    what the fhir.resources models refuse and reports the rest as warnings."""
     itk: ItkOptions | None = None
     source_table: Source | None = Field(None, alias="source")
     destination_table: Destination | None = Field(None, alias="destination")

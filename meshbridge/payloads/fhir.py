@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..hookspecs import hookimpl
-from . import fhir_json, fhir_xml, xml, xml_parsing
+from . import fhir_json, fhir_rules, fhir_xml, xml, xml_parsing
 from .base import WARNING, Finding, PayloadType, ValidationResult
 from .fhir_models import DEFAULT_VERSION, FHIR_NS, VERSIONS, abstract_resources, facts, models
 
@@ -98,6 +98,11 @@ def _validate(data: bytes, options: Mapping[str, Any]) -> ValidationResult:
         message = f"unknown fhir_version {wanted!r} in the route's settings (use one of {choices})"
         return ValidationResult(NAME, (Finding(message, code="fhir.version"),))
     version, package = VERSIONS[wanted]
+    strictness = str(options.get("fhir_strictness") or fhir_rules.DEFAULT_STRICTNESS).strip().lower()
+    if strictness not in fhir_rules.STRICTNESS:
+        choices = ", ".join(fhir_rules.STRICTNESS)
+        message = f"unknown fhir_strictness {strictness!r} in the route's settings (use one of {choices})"
+        return ValidationResult(NAME, (Finding(message, code="fhir.strictness"),))
     details: dict[str, Any] = {"fhir_version": version}
 
     for bom, name in _WIDE_BOMS.items():
@@ -120,22 +125,25 @@ def _validate(data: bytes, options: Mapping[str, Any]) -> ValidationResult:
         if has_bom:
             message = "JSON must not start with a byte order mark (RFC 8259 section 8.1); remove the 3 bytes EF BB BF"
             findings.append(Finding(message, "byte 0", code="fhir.bom"))
-        more, model = fhir_json.validate_json(body, models(package), version, details)
+        more, model, document = fhir_json.validate_json(body, models(package), version, details)
+        parsed = fhir_rules.Parsed(wanted, "json", resource=document)
     elif first == b"<":
         details.update(format="xml", media_type=XML_MEDIA_TYPE)
         if has_bom:
             message = "FHIR XML starts with a UTF-8 byte order mark (allowed by XML, but some receivers refuse it)"
             findings.append(Finding(message, "byte 0", WARNING, "fhir.bom"))
-        more, model = fhir_xml.validate_xml(data, models(package), version, details)
+        more, model, document = fhir_xml.validate_xml(data, models(package), version, details)
+        parsed = fhir_rules.Parsed(wanted, "xml", root=document)
     else:
         shown = "nothing" if not first else f"{first!r}"
         message = f"not FHIR JSON or XML: the first character after whitespace is {shown}, not '{{' or '<'"
         return ValidationResult(NAME, (Finding(message, code="fhir.format"),), details)
 
     findings += more
-    if model is not None:
+    if model is not None:  # the checks beyond the models run on what the models accept
         findings += abstract_resources(model, details["resource_type"], version)
         details.update(facts(model))
+        findings += fhir_rules.check(parsed, strictness)
     return ValidationResult(NAME, tuple(_capped(findings)), details)
 
 

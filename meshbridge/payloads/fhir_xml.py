@@ -13,7 +13,9 @@ from .base import Finding
 from .fhir_models import FHIR_NS, model_class, pydantic_findings, unexpected
 
 
-def validate_xml(data: bytes, mod: ModuleType, version: str, details: dict[str, Any]) -> tuple[list[Finding], Any]:
+def validate_xml(data: bytes, mod: ModuleType, version: str, details: dict[str, Any]) -> tuple[list[Finding], Any, Any]:
+    """The models' findings, the model and the root element (comments and PIs stripped) when they
+    accepted it (else None, None)."""
     from lxml import etree
     from pydantic import ValidationError
 
@@ -21,16 +23,16 @@ def validate_xml(data: bytes, mod: ModuleType, version: str, details: dict[str, 
         # comments and PIs removed from this private tree only (see the module docstring)
         root = xml.parse(data, strip_comments=True)
     except xml.XMLRejected as exc:
-        return [exc.finding], None
+        return [exc.finding], None, None
     qname = etree.QName(root)
     details["root"] = root.tag
     if qname.namespace != FHIR_NS:
         namespace = f"namespace {qname.namespace!r}" if qname.namespace else "no namespace"
         message = f"the root element <{qname.localname}> is in {namespace}, not the FHIR namespace {FHIR_NS}"
-        return [Finding(message, f"line {root.sourceline}", code="fhir.namespace")], None
+        return [Finding(message, f"line {root.sourceline}", code="fhir.namespace")], None, None
     cls, problem = model_class(mod, qname.localname, version, qname.localname)
     if problem:
-        return [problem], None
+        return [problem], None, None
     resource_type = details["resource_type"] = qname.localname
     stray = _stray_xml(root)
     try:
@@ -47,11 +49,11 @@ def validate_xml(data: bytes, mod: ModuleType, version: str, details: dict[str, 
             return Node.from_element(root, fhir_class=cls).to_fhir(cls)
 
     try:
-        return stray, parse()
+        return stray, parse(), root
     except ValidationError as exc:
-        return stray + pydantic_findings(exc, _xml_path(exc.__traceback__, resource_type), version), None
+        return stray + pydantic_findings(exc, _xml_path(exc.__traceback__, resource_type), version), None, None
     except Exception as exc:  # unknown elements and resource types come out as KeyError/ValueError
-        return [*stray, _xml_problem(exc, resource_type, version)], None
+        return [*stray, _xml_problem(exc, resource_type, version)], None, None
 
 
 def _stray_xml(root: Any) -> list[Finding]:
