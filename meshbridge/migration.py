@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -13,9 +12,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Migration:
     """What :func:`migrate` did to a store: ``created`` it whole, or ``applied`` the migrations it
-    lacked (none when it was up to date); ``schema`` is the newest migration's name."""
+    lacked (none when it was up to date); ``schema`` is the newest migration's name; ``where`` names
+    the store (its file, or its URL)."""
 
-    path: Path
+    where: str
     created: bool
     applied: tuple[str, ...]
     schema: str
@@ -23,11 +23,11 @@ class Migration:
 
 def migrate(config: Config) -> Migration:
     """Open the configured store, apply the migrations it lacks (a missing store is built whole), close it."""
-    from .store import SQLiteStore
+    from .store import connect
     from .store.migrating import NAMES
 
-    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
+    db = connect(config.store)
     try:
-        return Migration(db.path, db.created, tuple(db.migrated), NAMES[-1])
+        return Migration(db.where, db.created, tuple(db.migrated), NAMES[-1])
     finally:
         db.close()
