@@ -26,20 +26,16 @@ from meshbridge import (
     TimelineKind,
     load,
 )
-from meshbridge.store import SQLiteStore
+from meshbridge.store import Store
 
 README = Path(__file__).parents[1] / "README.md"
 CLI = Path(meshbridge.__file__).parent / "cli"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    opened = SQLiteStore(tmp_path / "store" / "meshbridge.db")
-    yield opened
-    opened.close()
+# ``store``: tests/store_backends.py (each test runs on SQLite and on PostgreSQL)
 
 
-def fill(store: SQLiteStore, n: int) -> list[str]:
+def fill(store: Store, n: int) -> list[str]:
     """``n`` messages, alternately outbound (accepted) and inbound (received), oldest first."""
     ids = []
     for i in range(n):
@@ -56,7 +52,7 @@ def fill(store: SQLiteStore, n: int) -> list[str]:
     return ids
 
 
-def test_pages_follow_their_cursor_once_over_every_message_in_order(store: SQLiteStore) -> None:
+def test_pages_follow_their_cursor_once_over_every_message_in_order(store: Store) -> None:
     ids = fill(store, 7)
     seen, after, pages = [], None, 0
     while True:
@@ -82,14 +78,14 @@ def test_pages_follow_their_cursor_once_over_every_message_in_order(store: SQLit
     assert store.page(limit=len(ids)).next is None  # exactly full: no empty page after it
 
 
-def test_a_cursor_not_made_by_a_page_is_refused(store: SQLiteStore) -> None:
+def test_a_cursor_not_made_by_a_page_is_refused(store: Store) -> None:
     fill(store, 2)
     for bad in ("nonsense!", "bm90IGpzb24", "WzFd"):  # not base64, not JSON, not a [time, id] pair
         with pytest.raises(InvalidRequest, match="not a page cursor"):
             store.page(after=bad)
 
 
-def test_a_message_is_typed_with_its_timeline_and_expectations(store: SQLiteStore) -> None:
+def test_a_message_is_typed_with_its_timeline_and_expectations(store: Store) -> None:
     [message_id] = fill(store, 1)
     store.transition(message_id, "sending", kind="sending")
     store.expect(message_id, "inf-ack", "2000-01-01T00:00:00.000000+00:00")  # long overdue
@@ -110,7 +106,7 @@ def test_a_message_is_typed_with_its_timeline_and_expectations(store: SQLiteStor
         message["id"]  # type: ignore[index]  # attributes only
 
 
-def test_json_keeps_the_documented_field_names(store: SQLiteStore) -> None:
+def test_json_keeps_the_documented_field_names(store: Store) -> None:
     """``messages --json`` and ``show --json`` are made from the typed objects, with README's names."""
     [message_id] = fill(store, 1)
     store.event(message_id, "retry", {"why": "test"})
@@ -124,7 +120,7 @@ def test_json_keeps_the_documented_field_names(store: SQLiteStore) -> None:
     assert json.loads(json.dumps(listed))["events"][1]["detail"] == {"why": "test"}
 
 
-def test_status_is_typed(store: SQLiteStore) -> None:
+def test_status_is_typed(store: Store) -> None:
     fill(store, 3)
     status = meshbridge.reader.status(store)
     assert isinstance(status, Status)

@@ -1,6 +1,6 @@
-"""The ``Store`` protocol: what the rest of meshbridge may use of a store, and the SQLite store has.
+"""The ``Store`` protocol: what the rest of meshbridge may use of a store, and both stores have.
 
-mypy checks the same in ``meshbridge/store/__init__.py`` (an SQLiteStore is a Store); this checks it
+mypy checks the same in ``meshbridge/store/__init__.py`` (each store is a Store); this checks it
 at run time, and that code outside ``meshbridge/store/`` uses nothing of a store the protocol lacks.
 """
 
@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import meshbridge
-from meshbridge.store import SQLiteStore, Store
+from meshbridge.store import Store
 from meshbridge.store.protocol import DiskRoom, LoginRecords, PayloadStore
 
 PACKAGE = Path(meshbridge.__file__).parent
@@ -41,14 +38,7 @@ def check(protocol: type, implementation: object) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "mb.db")
-    yield opened
-    opened.close()
-
-
-def test_the_sqlite_store_is_a_store(store: SQLiteStore) -> None:
+def test_each_backends_store_is_a_store(store: Store) -> None:  # SQLiteStore and PostgresStore
     assert check(Store, store) == []
     for part, protocol in PARTS.items():
         assert check(protocol, getattr(store, part)) == [], part
