@@ -1,4 +1,9 @@
-"""Crash tests: real ``meshbridge`` processes, a real mesh-sandbox, a real SQLite store; no mocks.
+"""Crash tests: real ``meshbridge`` processes, a real mesh-sandbox, a real store; no mocks.
+
+The store is read through the :class:`~meshbridge.store.Store` interface only, so the tests run on
+SQLite and on PostgreSQL (the ``backend`` fixture, tests/store_backends.py). Every crash point on
+both would take minutes: PostgreSQL runs the one that is killed again and again at seven of them,
+the chunked ones, the stopped MESH and the two services; SQLite runs everything.
 
 1. A process is SIGKILLed at every named step boundary (:data:`meshbridge.faults.POINTS`), at the
    first and at a later pass, then restarted without the fault: every payload is delivered exactly
@@ -16,7 +21,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,10 +32,12 @@ from pathlib import Path
 import pytest
 from conftest import OUT_IN, sha256, write_random
 from mesh_client import MeshClient
+from store_backends import Backend
 
+from meshbridge.config import load
 from meshbridge.faults import POINTS
 from meshbridge.sandbox import PASSWORD, Sandbox, config_text
-from meshbridge.store import Row, SQLiteStore
+from meshbridge.store import Row, Store, connect
 
 SENDER, RECIPIENT = "X26ABC1", "X26ABC2"
 MAILBOXES = (SENDER, RECIPIENT)
@@ -98,8 +104,9 @@ def crash(config: Path, point: str, *args: str) -> None:
 
 
 @contextmanager
-def opened(config: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(config.parent / "var" / "meshbridge.db")
+def opened(config: Path) -> Iterator[Store]:
+    """The config's store (SQLite or PostgreSQL), as another meshbridge process would open it."""
+    store = connect(load(config).store)
     try:
         yield store
     finally:
@@ -108,7 +115,7 @@ def opened(config: Path) -> Iterator[SQLiteStore]:
 
 def event_count(config: Path) -> int:
     with opened(config) as store:
-        return int(store.db.execute("SELECT count(*) FROM events").fetchone()[0])
+        return sum(len(store.events(m["id"])) for m in store.messages())
 
 
 def run_until_quiet(config: Path, most: int = 6) -> int:
@@ -141,7 +148,7 @@ def files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
-def assert_timelines(store: SQLiteStore, rows: list[Row]) -> None:
+def assert_timelines(store: Store, rows: list[Row]) -> None:
     """No step twice on any timeline (one ``sent``, one ``delivered``...), each chunk recorded once."""
     for m in rows:
         events = store.events(m["id"])
@@ -216,13 +223,13 @@ def assert_no_ack_before_durable(config: Path, sandbox: Sandbox) -> None:
 
 
 @pytest.fixture
-def flow(tmp_path: Path, meshbridge_config) -> tuple[Path, dict[str, list[bytes]]]:
+def flow(tmp_path: Path, backend_config) -> tuple[Path, dict[str, list[bytes]]]:
     """Two plain payloads and two ITK3 ones in source folders; X26ABC1 sends, X26ABC2 receives.
 
     One ``run --once`` passes each send point 4 times (5 with the 20013 answers), each receive and
     deliver point 4 times, ``source:stored`` 4 times and ``respond:stored`` twice.
     """
-    config = meshbridge_config(ROUTES, mesh=FAST, mailboxes=MAILBOXES)
+    config = backend_config(ROUTES, mesh=FAST, mailboxes=MAILBOXES)
     with config.open("a") as f:
         f.write(SERVICE)
     return config, drop_payloads(tmp_path, plain=2, itk=2)
@@ -232,6 +239,7 @@ LATER = {"respond:stored": 2}
 CASES = [(point, 1) for point in POINTS] + [(point, LATER.get(point, 3)) for point in POINTS]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("point", "nth"), CASES, ids=[f"{p}#{n}" for p, n in CASES])
 def test_killed_at_a_step_then_restarted_delivers_each_payload_once(
     point: str, nth: int, flow, tmp_path: Path, mesh_sandbox: Sandbox
@@ -296,9 +304,9 @@ def file_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         yield sandbox
 
 
-def write_config(root: Path, sandbox: Sandbox, routes: str, mesh: str = FAST) -> Path:
-    path = root / "meshbridge.toml"
-    path.write_text(config_text(sandbox, routes, mesh=mesh, mailboxes=MAILBOXES) + SERVICE)
+def write_config(backend: Backend, sandbox: Sandbox, routes: str, mesh: str = FAST) -> Path:
+    path = backend.tmp_path / "meshbridge.toml"
+    path.write_text(backend.config(config_text(sandbox, routes, mesh=mesh, mailboxes=MAILBOXES)) + SERVICE)
     return path
 
 
@@ -309,12 +317,14 @@ def chunk_files(sandbox: Sandbox) -> dict[str, dict[str, int]]:
     return {d.name: {c.name: c.stat().st_mtime_ns for c in d.iterdir()} for d in folder.iterdir() if d.is_dir()}
 
 
-@pytest.mark.parametrize("nth", [1, 3, 5])
+@pytest.mark.parametrize(
+    ("nth", "backend"), [(1, "sqlite"), (3, "sqlite"), (5, "sqlite"), (3, "postgresql")], indirect=["backend"]
+)
 def test_an_interrupted_chunked_upload_continues_from_the_recorded_chunk(
-    nth: int, tmp_path: Path, file_sandbox: Sandbox
+    nth: int, tmp_path: Path, file_sandbox: Sandbox, backend: Backend
 ) -> None:
     """5 MB in 1 MB chunks, killed after MESH took chunk ``nth`` and before that was recorded."""
-    config = write_config(tmp_path, file_sandbox, OUT_IN, mesh=FAST + 'chunk_size = "1MB"\n')
+    config = write_config(backend, file_sandbox, OUT_IN, mesh=FAST + 'chunk_size = "1MB"\n')
     big = write_random(tmp_path / "big.bin", 5_000_000)
     crash(config, f"send:chunk#{nth}", "send", str(big), "--route", "out")
     [(mesh_id, before)] = chunk_files(file_sandbox).items()  # one MESH message, chunks 1..nth uploaded
@@ -347,10 +357,12 @@ def test_an_interrupted_chunked_upload_continues_from_the_recorded_chunk(
 # -- 3. the sandbox stopped and restarted mid-run (file store) ----------------------------------
 
 
-def test_mesh_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path, file_sandbox: Sandbox) -> None:
+def test_mesh_stopped_and_restarted_mid_run_loses_nothing(
+    tmp_path: Path, file_sandbox: Sandbox, backend: Backend
+) -> None:
     # tracking once a minute, so that the poll while MESH is down does not also try (and retry) it
     mesh = FAST.replace('tracking_interval = "0s"', 'tracking_interval = "1m"') + 'chunk_size = "1MB"\n'
-    config = write_config(tmp_path, file_sandbox, with_source(OUT_IN), mesh=mesh)
+    config = write_config(backend, file_sandbox, with_source(OUT_IN), mesh=mesh)
     (tmp_path / "outbox").mkdir()
     plain = [os.urandom(500), os.urandom(700), os.urandom(2_500_000)]  # the last in three chunks
     for n, data in enumerate(plain):
@@ -414,12 +426,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 COPY = 'cp "$1" "$2/$(basename "$1").$$"'
 
 
-def test_two_services_on_one_store_send_and_deliver_each_message_once(tmp_path: Path, mesh_sandbox: Sandbox) -> None:
+def test_two_services_on_one_store_send_and_deliver_each_message_once(
+    tmp_path: Path, mesh_sandbox: Sandbox, backend: Backend
+) -> None:
     copies = tmp_path / "copies"
     copies.mkdir()
     command = f'command = ["sh", "-c", \'{COPY}\', "sh", "{{path}}", "{copies}"]'
     routes = with_source(OUT_IN).replace('destination = { folder = "delivered" }', f"destination = {{ {command} }}")
     text = config_text(mesh_sandbox, routes, mailboxes=MAILBOXES).replace('"5s"', '"1s"')  # poll every second
+    text = backend.config(text)
     config = tmp_path / "meshbridge.toml"
     config.write_text(text + '\n[service]\nsend_interval = "1s"\nsource_settle = "0s"\n')
     outbox = tmp_path / "outbox"
@@ -462,27 +477,18 @@ def test_two_services_on_one_store_send_and_deliver_each_message_once(tmp_path: 
 
 
 def test_sigterm_mid_chunked_send_stops_between_chunks_and_the_next_run_resumes(
-    tmp_path: Path, file_sandbox: Sandbox
+    tmp_path: Path, file_sandbox: Sandbox, backend: Backend
 ) -> None:
     # the default send lease (15 min): the stopped send's claim is released, not left to lapse
     mesh = 'chunk_size = "500KB"\n' + FAST.replace('send_lease = "0s"\n', "")
-    config = write_config(tmp_path, file_sandbox, with_source(OUT_IN), mesh=mesh)
+    config = write_config(backend, file_sandbox, with_source(OUT_IN), mesh=mesh)
     (tmp_path / "outbox").mkdir()
     big = write_random(tmp_path / "outbox" / "big.bin.part", 20_000_000).rename(tmp_path / "outbox" / "big.bin")
     original = sha256(big)
-    database = tmp_path / "var" / "meshbridge.db"
+    watching = connect(load(config).store)  # the store, opened before the service: another reader
 
     def chunks_done() -> int:
-        try:
-            connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
-        except sqlite3.OperationalError:  # not made yet
-            return 0
-        try:
-            return int(connection.execute("SELECT max(chunks_done) FROM messages").fetchone()[0] or 0)
-        except sqlite3.OperationalError:  # no schema yet
-            return 0
-        finally:
-            connection.close()
+        return max((m["chunks_done"] or 0 for m in watching.messages(direction="out")), default=0)
 
     log = tmp_path / "service.log"
     process = service(config, log)
@@ -492,6 +498,7 @@ def test_sigterm_mid_chunked_send_stops_between_chunks_and_the_next_run_resumes(
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
     finally:
+        watching.close()
         if process.poll() is None:
             process.kill()
             process.wait()
@@ -499,8 +506,8 @@ def test_sigterm_mid_chunked_send_stops_between_chunks_and_the_next_run_resumes(
     assert "stopping on signal 15" in log.read_text() and "Traceback" not in log.read_text()
     # nothing half-written: no temp files in the destination, the outbox or the payload store
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part") or p.name.startswith(".meshbridge-")]
-    assert not list((tmp_path / "var" / "payloads" / "tmp").iterdir())
     with opened(config) as store:  # stopped after the chunk in hand: still sending, its claim released
+        assert not list((store.payloads.root / "tmp").iterdir())
         [out] = store.messages(direction="out")
         stopped_at = out["chunks_done"]
         assert out["state"] == "sending" and 2 <= stopped_at < 40
