@@ -5,7 +5,8 @@ for it), and lapses only when that stops: its worker died (a claim from an earli
 heartbeat came for ``[service] delivery_lease`` on :mod:`meshbridge.clock`. The wall clock,
 moved a day forward while an EPR takes its time, must not let a second worker deliver the same
 message again. Two :class:`~meshbridge.Bridge` objects on one store play the two workers (each has
-its own connection, as the service's workers do); the EPR is a real local HTTP server.
+its own connection, as the service's workers do); the EPR is a real local HTTP server. Each runs
+on SQLite and on PostgreSQL (``backend_config``, tests/store_backends.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 from conftest import OUT_IN
+from store_backends import Backend
 
 LEASE = 2.0  # seconds: a heartbeat comes every half second
 
@@ -62,9 +64,9 @@ def epr() -> Iterator[str]:
     server.server_close()
 
 
-def config_for(meshbridge_config: Any, url: str) -> Any:
+def config_for(backend_config: Any, url: str) -> Any:
     routes = OUT_IN.replace('destination = { folder = "delivered" }', f'destination = {{ http = "{url}" }}')
-    return meshbridge_config(routes + f'\n[service]\ndelivery_lease = "{LEASE:g}s"\n')
+    return backend_config(routes + f'\n[service]\ndelivery_lease = "{LEASE:g}s"\n')
 
 
 def wall_clock_jumps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
@@ -101,9 +103,9 @@ def collected(bridge: Any, mesh_peer: Any, body: bytes) -> dict[str, Any]:
 
 @pytest.mark.parametrize("jump", [0, 86400], ids=["steady-clock", "wall-clock-forward-a-day"])
 def test_a_delivery_in_progress_keeps_its_claim_whatever_the_wall_clock_says(
-    jump: float, monkeypatch: pytest.MonkeyPatch, meshbridge_config, make_bridge, mesh_peer, epr: str
+    jump: float, monkeypatch: pytest.MonkeyPatch, backend_config, make_bridge, mesh_peer, epr: str
 ) -> None:
-    config = config_for(meshbridge_config, epr)
+    config = config_for(backend_config, epr)
     first, second = make_bridge(config), make_bridge(config)  # two workers on one store
     message = collected(first, mesh_peer, b"deliver me once")
     delivering = threading.Thread(target=lambda: first.deliver("in"), daemon=True)
@@ -128,20 +130,20 @@ def test_a_delivery_in_progress_keeps_its_claim_whatever_the_wall_clock_says(
 
 
 def test_a_dead_workers_delivery_claim_is_taken_over(
-    monkeypatch: pytest.MonkeyPatch, meshbridge_config, make_bridge, mesh_peer, epr: str
+    monkeypatch: pytest.MonkeyPatch, backend: Backend, backend_config, make_bridge, mesh_peer, epr: str
 ) -> None:
     """A claim made in an earlier boot lapses at once; one without a heartbeat for the lease (the
     ``meshbridge.clock.now`` seam moved past it) lapses then, not before."""
     from meshbridge import clock
 
     SlowEpr.release.set()  # the EPR answers at once
-    config = config_for(meshbridge_config, epr)
+    config = config_for(backend_config, epr)
     dead, alive = make_bridge(config), make_bridge(config)
     rebooted = collected(dead, mesh_peer, b"claimed before a reboot")
     stalled = collected(dead, mesh_peer, b"claimed by a worker that stopped beating")
     # the dead worker claimed both, then died before delivering either
     assert set(dead.store.claim_deliveries([rebooted["id"], stalled["id"]], LEASE)) == {rebooted["id"], stalled["id"]}
-    dead.store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [rebooted["id"]])
+    backend.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [rebooted["id"]])
 
     assert alive.deliver("in").delivered == [rebooted["id"]]  # the other is still held
     assert alive.store.get(stalled["id"])["state"] == "valid"

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import OUT_IN
+from store_backends import Backend
 
 from meshbridge.bridge import Bridge
 from meshbridge.config import load
@@ -549,8 +550,8 @@ def test_sigterm_stops_the_service_even_when_a_step_hangs(
             service.close()
 
 
-def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) -> None:
-    one, two = SQLiteStore(tmp_path / "mb.db"), SQLiteStore(tmp_path / "mb.db")  # two workers, two connections
+def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(backend: Backend) -> None:
+    one, two = backend.open(), backend.open()  # two workers, two connections (on SQLite and PostgreSQL)
     try:
         sha, size = one.payloads.write_file(io.BytesIO(b"payload"))
         ids = [
@@ -562,10 +563,10 @@ def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) 
         assert set(two.claim_deliveries(ids, lease=600)) == {ids[2]}  # the others are taken
         assert two.deliverable("X26ABC2", "WF", 600) == []
         assert one.claim_deliveries(ids, lease=600) == {}
-        one.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [ids[0]])
+        backend.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [ids[0]])
         assert set(two.claim_deliveries(ids, lease=600)) == {ids[0]}  # its worker died: the lease lapsed
         one.transition(ids[1], "delivered", from_states=("valid",))
-        one.db.execute("UPDATE messages SET lease_beat = NULL")  # released
+        backend.execute("UPDATE messages SET lease_beat = NULL")  # released
         assert set(two.claim_deliveries(ids, lease=600)) == {ids[0], ids[2]}  # a delivered one is never claimed
     finally:
         one.close()

@@ -7,6 +7,9 @@ first chunk is in flight, with no progress recorded, every try is refused; once 
 SIGKILLed the second takes over after the lease; the recipient gets the message exactly once.
 The wall clock is moved in the second process only (``meshbridge.store.sqlite``'s ``datetime``,
 as a jump seen by a reader after the uploader wrote): it must change nothing.
+
+Each runs on SQLite and on PostgreSQL (``backend_config``, tests/store_backends.py); the wall-clock
+jumps on SQLite only (they move this process's clock, which both stores read the same way).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import OUT_IN, sha256, write_random
+from store_backends import Backend
 
 from meshbridge.faultproxy import FaultProxy
 
@@ -91,18 +95,23 @@ def upload_in_flight(proxy: FaultProxy, config: Path, payload: Path, tmp_path: P
     return child
 
 
-@pytest.mark.parametrize("jump", [0, 86400, -86400], ids=["steady-clock", "clock-forward-a-day", "clock-back-a-day"])
+@pytest.mark.parametrize(
+    ("jump", "backend"),
+    [(0, "sqlite"), (86400, "sqlite"), (-86400, "sqlite"), (0, "postgresql")],
+    ids=["steady-clock-sqlite", "clock-forward-a-day-sqlite", "clock-back-a-day-sqlite", "steady-clock-postgresql"],
+    indirect=["backend"],
+)
 def test_a_slow_upload_keeps_its_claim_and_a_dead_one_is_taken_over_once(
     jump: float,
     monkeypatch: pytest.MonkeyPatch,
     mesh_fault_proxy: FaultProxy,
-    meshbridge_config,
+    backend_config,
     make_bridge,
     mesh_peer,
     tmp_path: Path,
 ) -> None:
     proxy = mesh_fault_proxy
-    config = meshbridge_config(OUT_IN, url=proxy.url, mesh=MESH)
+    config = backend_config(OUT_IN, url=proxy.url, mesh=MESH)
     payload = write_random(tmp_path / "big.bin", SIZE)
     other = make_bridge(config)  # the second process on the same store
     child = upload_in_flight(proxy, config, payload, tmp_path)
@@ -134,7 +143,7 @@ def test_a_slow_upload_keeps_its_claim_and_a_dead_one_is_taken_over_once(
 
 
 def test_an_uploader_that_lost_its_claim_stops_mid_chunk(
-    monkeypatch: pytest.MonkeyPatch, mesh_fault_proxy: FaultProxy, meshbridge_config, make_bridge, mesh_peer, tmp_path
+    monkeypatch: pytest.MonkeyPatch, mesh_fault_proxy: FaultProxy, backend_config, make_bridge, mesh_peer, tmp_path
 ) -> None:
     """An uploader stalled past its lease (here: the second process's lease clock moved on, the
     ``meshbridge.clock.now`` seam) is taken over; at its next heartbeat it finds the claim gone and
@@ -142,7 +151,7 @@ def test_an_uploader_that_lost_its_claim_stops_mid_chunk(
     from meshbridge import clock
 
     proxy = mesh_fault_proxy
-    config = meshbridge_config(OUT_IN, url=proxy.url, mesh=MESH)
+    config = backend_config(OUT_IN, url=proxy.url, mesh=MESH)
     payload = write_random(tmp_path / "big.bin", SIZE)
     other = make_bridge(config)
     child = upload_in_flight(proxy, config, payload, tmp_path)
@@ -161,15 +170,14 @@ def test_an_uploader_that_lost_its_claim_stops_mid_chunk(
     assert [h.upstream_status for h in proxy.seen("POST", FIRST)] == [None, 202]  # the stale upload never landed
 
 
-def test_a_claim_lapses_on_the_lease_clock_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_claim_lapses_on_the_lease_clock_only(monkeypatch: pytest.MonkeyPatch, backend: Backend) -> None:
     """Judged on ``meshbridge.clock``: a heartbeat keeps a claim; the lease clock moving past the
     lease, a release, or an earlier boot lapse it; the wall clock, moved either way, does neither."""
     import io
 
     from meshbridge import clock, pipeline
-    from meshbridge.store import SQLiteStore
 
-    store = SQLiteStore(tmp_path / "var" / "meshbridge.db")
+    store = backend.open()
     try:
         fields = dict(route="out", mailbox="X26ABC1", to="X26ABC2", workflow_id="WF", payload_type="binary")
         row = pipeline.accept(store, io.BytesIO(b"payload"), filename="a", claim=True, **fields)
@@ -190,7 +198,7 @@ def test_a_claim_lapses_on_the_lease_clock_only(monkeypatch: pytest.MonkeyPatch,
 
         assert store.release(row["id"], taken["lease_holder"], "send-interrupted", {"reason": "stopping"})
         assert store.claim(row["id"], 60) is not None  # released: taken at once
-        store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [row["id"]])
+        backend.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [row["id"]])
         assert store.claim(row["id"], 60) is not None  # claimed before a reboot: its process is gone
         kinds = [e["kind"] for e in store.events(row["id"])]
         assert kinds == ["accepted", "sending", "resending", "send-interrupted", "resending", "resending"]

@@ -5,7 +5,8 @@ SQLite's locks are POSIX locks, held per process: closing *any* file descriptor 
 drops every lock the process holds on it. A process that has lost its locks looks, to the next
 process that closes its own connection, as if it were not there: that one checkpoints and deletes
 the write-ahead log under it, and what the first process commits next is written to a deleted
-file, then lost (or read back as "database disk image is malformed").
+file, then lost (or read back as "database disk image is malformed"). The same runs on PostgreSQL
+(``backend``, tests/store_backends.py), whose connections have nothing of the kind to lose.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from store_backends import Backend
+
 from meshbridge.errors import UnknownMessage
-from meshbridge.store import SQLiteStore
+from meshbridge.store import Store
 
 CONFIG = """[store]
 path = "var/meshbridge.db"
@@ -30,18 +33,19 @@ password = { env = "MESHBRIDGE_TEST_UNSET_PASSWORD" }
 """
 
 
-def another_process_adds_a_message(path: Path) -> str:
+def another_process_adds_a_message(config: Path) -> str:
     """Another meshbridge process records something (as ``ack`` does while the service runs); its id."""
     code = (
-        "import sys; from meshbridge.store import SQLiteStore; s = SQLiteStore(sys.argv[1]); "
+        "import sys; from meshbridge.config import load; from meshbridge.store import connect; "
+        "s = connect(load(sys.argv[1]).store); "
         "print(s.add('in', 'received', mailbox='X26ABC1', peer='X26ABC3')['id']); s.close()"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def known(store: SQLiteStore, message_id: str) -> bool:
+def known(store: Store, message_id: str) -> bool:
     try:
         store.get(message_id)
     except UnknownMessage:
@@ -61,17 +65,16 @@ def status(config: Path) -> None:
 
 
 def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processes_come_and_go(
-    tmp_path: Path,
+    tmp_path: Path, backend: Backend
 ) -> None:
     config = tmp_path / "meshbridge.toml"
-    config.write_text(CONFIG)
-    path = tmp_path / "var" / "meshbridge.db"
-    first = SQLiteStore(path)  # as the service: the command's own bridge, then one per worker
-    second = SQLiteStore(path)
+    config.write_text(backend.config(CONFIG))
+    first = backend.open()  # as the service: the command's own bridge, then one per worker
+    second = backend.open()
     try:
         ids = []
         for n in range(3):
-            ids.append(another_process_adds_a_message(path))
+            ids.append(another_process_adds_a_message(config))
             message = second.add("in", "received", mailbox="X26ABC1", peer="X26ABC2", mesh_message_id=f"MESH-{n}")
             ids.append(message["id"])
             status(config)
@@ -80,9 +83,6 @@ def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processe
     finally:
         first.close()
         second.close()
-    reopened = SQLiteStore(path)
-    try:
-        for message_id in ids:
-            assert known(reopened, message_id)
-    finally:
-        reopened.close()
+    reopened = backend.open()
+    for message_id in ids:
+        assert known(reopened, message_id)
