@@ -2,9 +2,11 @@
 
 Run from the project root with the dev venv active::
 
-    python tests/bench/bench_foundation.py [--n 500] [--gib 1]
+    python tests/bench/bench_foundation.py [--n 500] [--gib 1] [--backend both|sqlite|postgresql]
 
 Quick check: ``--n 50 --gib 0.25 --reps 1``. ``--n 0`` skips the throughput part, ``--gib 0`` the RSS part.
+meshbridge runs on each store backend (``--backend``, default both: a SQLite file, and a new
+PostgreSQL database per run, see bench_stores.py).
 Routes use ``payload_type = "binary"`` (no validation); ``--payload-type auto`` times the throughput with it.
 ``--inline-max 0`` keeps every payload as a file (the default keeps payloads up to 64 KiB in the database).
 Not part of the pytest run (``tests/bench`` is in ``norecursedirs``).
@@ -12,10 +14,11 @@ Not part of the pytest run (``tests/bench`` is in ``norecursedirs``).
 1. Throughput, against an embedded mesh-sandbox (memory store, full auth): ``--n`` small messages
    X26ABC1 -> X26ABC2, sent, collected, acknowledged and written to files, by (a) a plain ``MeshClient``
    loop and (b) ``Bridge.send`` per file then one ``Bridge.poll``. The two alternate, ``--reps`` times
-   each, with the sandbox reset before every run. Goal: meshbridge/baseline median rate >= 0.8.
+   each, with the sandbox reset before every run. Goal: meshbridge/baseline median rate >= 0.8, on each backend.
 2. Peak RSS of the meshbridge process for a ``--gib`` payload in 100 MB chunks (the config default),
    against a sandbox with a file store. The send (``Bridge.send``) and the receive (``Bridge.poll`` into a
-   folder) each run in a fresh child process that reports its own ``ru_maxrss``. Goal: < 3 x chunk size.
+   folder) each run in a fresh child process that reports its own ``ru_maxrss``. Goal: < 3 x chunk size,
+   on each backend (on PostgreSQL the payload's bytes go into the database and back, in 1 MiB rows).
 
 Temporary files (several copies of the payload) go under ``--workdir`` and are removed at the end.
 The exit status is non-zero only if a check fails (messages missing, sha256 mismatch), not for a missed goal.
@@ -48,6 +51,9 @@ from mesh_client import MeshClient
 from meshbridge import Bridge
 from meshbridge.config import DEFAULT_CHUNK_SIZE
 from meshbridge.sandbox import PASSWORD, Sandbox, config_text
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_stores import BACKENDS, backends, store_on
 
 SENDER, RECIPIENT = "X26ABC1", "X26ABC2"
 WORKFLOW = "MESHBRIDGE_BENCH"
@@ -102,7 +108,7 @@ class Results:
 
     runs: list[Run] = field(default_factory=list)
     rss: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sha_ok: bool | None = None
+    sha_ok: dict[str, bool] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
 
@@ -153,26 +159,31 @@ def run_baseline(sandbox: Sandbox, files: list[Path], rundir: Path) -> Run:
 
 
 def run_meshbridge(
-    sandbox: Sandbox, files: list[Path], rundir: Path, payload_type: str = "binary", inline_max: str | None = None
+    sandbox: Sandbox,
+    files: list[Path],
+    rundir: Path,
+    payload_type: str = "binary",
+    inline_max: str | None = None,
+    backend: str = "sqlite",
 ) -> Run:
     """meshbridge: ``Bridge.send`` each file, then one ``Bridge.poll`` collects and delivers to a folder."""
     rundir.mkdir(parents=True)
     config = rundir / "meshbridge.toml"
-    text = config_text(sandbox, routes(payload_type), mailboxes=(SENDER, RECIPIENT))
-    if inline_max is not None:
-        text = text.replace("[store]\n", f'[store]\ninline_max = "{inline_max}"\n', 1)
-    config.write_text(text)
-    started = time.perf_counter()
-    with Bridge.from_file(config) as bridge:
-        for file in files:
-            bridge.send(file, route="out")
-        sent = time.perf_counter()
-        report = bridge.poll()
-        delivered = bridge.store.messages(direction="in", state="delivered")
-    done = time.perf_counter()
+    with store_on(backend, config_text(sandbox, routes(payload_type), mailboxes=(SENDER, RECIPIENT))) as text:
+        if inline_max is not None:
+            text = text.replace("[store]\n", f'[store]\ninline_max = "{inline_max}"\n', 1)
+        config.write_text(text)
+        started = time.perf_counter()
+        with Bridge.from_file(config) as bridge:
+            for file in files:
+                bridge.send(file, route="out")
+            sent = time.perf_counter()
+            report = bridge.poll()
+            delivered = bridge.store.messages(direction="in", state="delivered")
+        done = time.perf_counter()
     if report.problems or len(delivered) != len(files):
         raise RuntimeError(f"meshbridge delivered {len(delivered)} of {len(files)}; problems: {report.problems[:3]}")
-    return Run("meshbridge", len(delivered), done - started, sent - started, done - sent)
+    return Run(f"meshbridge-{backend}", len(delivered), done - started, sent - started, done - sent)
 
 
 def throughput(args: argparse.Namespace, workdir: Path, results: Results) -> None:
@@ -181,10 +192,11 @@ def throughput(args: argparse.Namespace, workdir: Path, results: Results) -> Non
         f" (payload_type {args.payload_type}, inline_max {args.inline_max or 'default'})"
     )
     files = make_payloads(workdir / "payloads", args.n, args.size)
-    runners: dict[str, Callable[[Sandbox, list[Path], Path], Run]] = {
-        "baseline": run_baseline,
-        "meshbridge": functools.partial(run_meshbridge, payload_type=args.payload_type, inline_max=args.inline_max),
-    }
+    runners: dict[str, Callable[[Sandbox, list[Path], Path], Run]] = {"baseline": run_baseline}
+    for backend in backends(args.backend):
+        runners[f"meshbridge-{backend}"] = functools.partial(
+            run_meshbridge, payload_type=args.payload_type, inline_max=args.inline_max, backend=backend
+        )
     with Sandbox() as sandbox:
         print(f"   mesh-sandbox {sandbox.url} (memory store, AUTH_MODE=full)")
         for kind, runner in runners.items():  # warm-up, untimed: first-request costs on both sides
@@ -197,25 +209,29 @@ def throughput(args: argparse.Namespace, workdir: Path, results: Results) -> Non
                 run = runner(sandbox, files, rundir)
                 shutil.rmtree(rundir, ignore_errors=True)
                 results.runs.append(run)
-                receive = "poll" if kind == "meshbridge" else "receive"
+                receive = "poll" if kind.startswith("meshbridge") else "receive"
                 print(
-                    f"   rep {rep} {kind:<10} {run.count} msgs {run.seconds:7.2f} s {run.rate:8.1f} msg/s"
+                    f"   rep {rep} {kind:<21} {run.count} msgs {run.seconds:7.2f} s {run.rate:8.1f} msg/s"
                     f"  (send {run.send_seconds:.2f} s, {receive} {run.receive_seconds:.2f} s)"
                 )
-    base, mb = medians(results)
-    print(f"   median baseline   {base:8.1f} msg/s")
-    print(f"   median meshbridge {mb:8.1f} msg/s")
-    ratio = mb / base
-    print(f"   ratio meshbridge/baseline {ratio:.2f} (goal >= {THROUGHPUT_GOAL}: met {yes(ratio >= THROUGHPUT_GOAL)})")
-    base_runs = [r for r in results.runs if r.kind == "baseline"]
-    pairs = zip(base_runs, [r for r in results.runs if r.kind == "meshbridge"], strict=True)
-    print("   ratio per repetition (the noise): " + " ".join(f"{m.rate / b.rate:.2f}" for b, m in pairs))
+    rates = medians(results)
+    base = rates.pop("baseline")
+    print(f"   median baseline {' ' * 12}{base:8.1f} msg/s")
+    for kind, mb in rates.items():
+        ratio = mb / base
+        print(
+            f"   median {kind:<21}{mb:8.1f} msg/s, ratio to baseline {ratio:.2f}"
+            f" (goal >= {THROUGHPUT_GOAL}: met {yes(ratio >= THROUGHPUT_GOAL)})"
+        )
+        base_runs = [r for r in results.runs if r.kind == "baseline"]
+        pairs = zip(base_runs, [r for r in results.runs if r.kind == kind], strict=True)
+        print("      ratio per repetition (the noise): " + " ".join(f"{m.rate / b.rate:.2f}" for b, m in pairs))
 
 
-def medians(results: Results) -> tuple[float, float]:
-    return tuple(  # type: ignore[return-value]
-        statistics.median(r.rate for r in results.runs if r.kind == kind) for kind in ("baseline", "meshbridge")
-    )
+def medians(results: Results) -> dict[str, float]:
+    """The median rate of each kind of run (baseline, meshbridge-<backend>), in the order run."""
+    kinds = dict.fromkeys(r.kind for r in results.runs)
+    return {kind: statistics.median(r.rate for r in results.runs if r.kind == kind) for kind in kinds}
 
 
 # -- peak RSS ---------------------------------------------------------------------------------
@@ -292,35 +308,46 @@ def peak_rss(args: argparse.Namespace, workdir: Path, results: Results) -> None:
     started = time.perf_counter()
     source_sha = write_payload(payload, size)
     print(f"   payload written in {time.perf_counter() - started:.1f} s, sha256 {source_sha[:16]}...")
+    for backend in backends(args.backend):
+        peak_rss_on(backend, rss / backend, payload, source_sha, results)
+        shutil.rmtree(rss / backend, ignore_errors=True)
+
+
+def peak_rss_on(backend: str, rss: Path, payload: Path, source_sha: str, results: Results) -> None:
+    """Send ``payload`` then receive it, each in a child process, meshbridge's store on ``backend``
+    (a store each, as two nodes would have), MESH a sandbox with a file store."""
+    size = payload.stat().st_size
     with Sandbox(store_mode="file", store_dir=rss / "sandbox-store") as sandbox:
-        print(f"   mesh-sandbox {sandbox.url} (file store)")
-        configs = {}
-        for step in ("send", "receive"):
-            (rss / step).mkdir()
-            configs[step] = rss / step / "meshbridge.toml"
-            configs[step].write_text(config_text(sandbox, routes(), mailboxes=(SENDER, RECIPIENT)))
-        for step in ("send", "receive"):
-            report = run_child(step, configs[step], payload if step == "send" else None)
-            results.rss[step] = report
-            peak = report["peak_kib"] * 1024
-            ratio = peak / DEFAULT_CHUNK_SIZE
-            print(
-                f"   {step:<7} baseline {report['baseline_kib'] / 1024:6.1f} MiB  peak {peak / MIB:7.1f} MiB"
-                f"  = {ratio:.2f} x chunk (goal < {RSS_GOAL:g}: met {yes(ratio < RSS_GOAL)})"
-                f"  {report['seconds']:.1f} s, {size / MIB / report['seconds']:.0f} MiB/s, chunks {report['chunks']}"
-            )
-            if step == "send" and report["state"] != "sent":
-                results.failures.append(f"large send ended in state {report['state']}")
-        destinations = results.rss["receive"]["destinations"]
-        problems = results.rss["receive"]["problems"]
-        if problems or len(destinations) != 1:
-            results.failures.append(f"large receive delivered {len(destinations)} files; problems: {problems}")
-            results.sha_ok = False
-        else:
-            results.sha_ok = sha256_of(Path(destinations[0])) == source_sha
-            print(f"   sha256 of the delivered file equals the source: {yes(results.sha_ok)}")
-            if not results.sha_ok:
-                results.failures.append("delivered large payload differs from the source")
+        print(f"   {backend}: mesh-sandbox {sandbox.url} (file store)")
+        text = config_text(sandbox, routes(), mailboxes=(SENDER, RECIPIENT))
+        with store_on(backend, text) as send_text, store_on(backend, text) as receive_text:
+            configs = {"send": rss / "send" / "meshbridge.toml", "receive": rss / "receive" / "meshbridge.toml"}
+            for step, config in configs.items():
+                config.parent.mkdir(parents=True)
+                config.write_text(send_text if step == "send" else receive_text)
+            for step, config in configs.items():
+                report = run_child(step, config, payload if step == "send" else None)
+                results.rss[f"{step} {backend}"] = report
+                peak = report["peak_kib"] * 1024
+                ratio = peak / DEFAULT_CHUNK_SIZE
+                print(
+                    f"   {step:<7} baseline {report['baseline_kib'] / 1024:6.1f} MiB  peak {peak / MIB:7.1f} MiB"
+                    f"  = {ratio:.2f} x chunk (goal < {RSS_GOAL:g}: met {yes(ratio < RSS_GOAL)})"
+                    f"  {report['seconds']:.1f} s, {size / MIB / report['seconds']:.0f} MiB/s,"
+                    f" chunks {report['chunks']}"
+                )
+                if step == "send" and report["state"] != "sent":
+                    results.failures.append(f"large send on {backend} ended in state {report['state']}")
+            destinations = results.rss[f"receive {backend}"]["destinations"]
+            problems = results.rss[f"receive {backend}"]["problems"]
+            if problems or len(destinations) != 1:
+                results.failures.append(f"large receive delivered {len(destinations)} files; problems: {problems}")
+                results.sha_ok[backend] = False
+            else:
+                results.sha_ok[backend] = sha256_of(Path(destinations[0])) == source_sha
+                print(f"   sha256 of the delivered file equals the source: {yes(results.sha_ok[backend])}")
+                if not results.sha_ok[backend]:
+                    results.failures.append(f"delivered large payload differs from the source on {backend}")
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -332,13 +359,14 @@ def summary(args: argparse.Namespace, results: Results, seconds: float) -> str:
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
         f"mesh-client {version('mesh-client')}, mesh-sandbox {version('mesh-sandbox')}",
     ]
-    if {r.kind for r in results.runs} == {"baseline", "meshbridge"}:
-        base, mb = medians(results)
+    rates = medians(results)
+    base = rates.pop("baseline", None)
+    for kind, mb in rates.items():
         lines.append(
             f"throughput ({args.n} msgs x {args.size} B {args.payload_type}, "
             f"inline_max {args.inline_max or 'default'}, {args.reps} reps each, median): "
-            f"baseline mesh-client {base:.1f} msg/s, meshbridge {mb:.1f} msg/s, "
-            f"ratio {mb / base:.2f} (goal >= {THROUGHPUT_GOAL}: {yes(mb / base >= THROUGHPUT_GOAL)})"
+            f"baseline mesh-client {base or 0:.1f} msg/s, {kind} {mb:.1f} msg/s, "
+            f"ratio {mb / (base or mb):.2f} (goal >= {THROUGHPUT_GOAL}: {yes(mb / (base or mb) >= THROUGHPUT_GOAL)})"
         )
     for step, report in results.rss.items():
         peak = report["peak_kib"] * 1024
@@ -347,8 +375,8 @@ def summary(args: argparse.Namespace, results: Results, seconds: float) -> str:
             f"= {peak / DEFAULT_CHUNK_SIZE:.2f} x chunk (child baseline {report['baseline_kib'] / 1024:.1f} MiB; "
             f"goal < {RSS_GOAL:g} x chunk: {yes(peak < RSS_GOAL * DEFAULT_CHUNK_SIZE)})"
         )
-    if results.sha_ok is not None:
-        lines.append(f"large payload sha256 round trip: {'ok' if results.sha_ok else 'MISMATCH'}")
+    for backend, ok in results.sha_ok.items():
+        lines.append(f"large payload sha256 round trip on {backend}: {'ok' if ok else 'MISMATCH'}")
     lines += [f"FAILED: {failure}" for failure in results.failures]
     lines.append(f"bench wall time {seconds:.0f} s")
     return "\n".join(lines)
@@ -363,6 +391,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--inline-max", help="[store] inline_max of the meshbridge runs (default: the config default; 0: all files)"
+    )
+    parser.add_argument(
+        "--backend", choices=(*BACKENDS, "both"), default="both", help="meshbridge's store (default both, in turn)"
     )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each throughput run (default 3)")
     parser.add_argument("--gib", type=float, default=1.0, help="large payload size in GiB (0 skips; default 1)")
