@@ -73,7 +73,7 @@ def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processe
     second = backend.open()
     try:
         ids = []
-        for n in range(3):
+        for n in range(3 if backend.name == "sqlite" else 1):  # (PostgreSQL: no locks to lose, one round)
             ids.append(another_process_adds_a_message(config))
             message = second.add("in", "received", mailbox="X26ABC1", peer="X26ABC2", mesh_message_id=f"MESH-{n}")
             ids.append(message["id"])
