@@ -91,7 +91,29 @@ class SkipsFailInCI:
             report.longrepr = f"skipped under CI=true, where every test must run ({reason})"
 
 
+class PostgresPassed:
+    """Lists, at the end of the run, the tests with ``postgresql`` in their id and how each ended
+    (the CI log shows the store's tests passed on PostgreSQL, not only on SQLite)."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "postgresql" in report.nodeid and (report.when == "call" or report.outcome != "passed"):
+            self.outcomes[report.nodeid] = report.outcome if report.nodeid not in self.outcomes else "failed"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.outcomes:
+            return
+        passed = sum(outcome == "passed" for outcome in self.outcomes.values())
+        terminalreporter.section(f"on PostgreSQL: {passed} of {len(self.outcomes)} passed")
+        for nodeid, outcome in sorted(self.outcomes.items()):
+            terminalreporter.write_line(f"{outcome.upper():7} {nodeid}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if in_ci() and not config.pluginmanager.has_plugin("meshbridge-ci-skips"):
         # a plugin, not conftest hooks: those would only see tests under tests/, not the plugin's tests
         config.pluginmanager.register(SkipsFailInCI(), "meshbridge-ci-skips")
+    if in_ci() and not config.pluginmanager.has_plugin("meshbridge-postgres-passed"):
+        config.pluginmanager.register(PostgresPassed(), "meshbridge-postgres-passed")
