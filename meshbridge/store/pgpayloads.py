@@ -22,7 +22,7 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..errors import StoreError
 from .payloads import BLOCK, PayloadReading, secure_dir
@@ -126,7 +126,8 @@ class PgPayloads(PayloadReading):
 
     def _chunk(self, key: str, seq: int, buffer: bytearray) -> int:
         """Write the next chunk (the first :data:`CHUNK` bytes of ``buffer``, taken from it)."""
-        piece = bytes(buffer[:CHUNK])
+        with memoryview(buffer) as view:
+            piece = bytes(view[:CHUNK])  # one copy, not two
         del buffer[:CHUNK]
         with self._link.transaction(durable=False) as db:
             db.link.conn.execute(
@@ -155,7 +156,7 @@ class PgPayloads(PayloadReading):
             raise StoreError(f"payload {sha256} is missing (no row, no chunks)")
         if [seq for seq, _ in sizes] != list(range(len(sizes))):
             raise StoreError(f"payload {sha256} is damaged: chunks are missing")
-        return io.BufferedReader(Chunks(self._link, sha256, [n for _, n in sizes]), CHUNK)
+        return cast(BinaryIO, Chunks(self._link, sha256, [n for _, n in sizes]))
 
     def exists(self, sha256: str) -> bool:
         with self._link.lock, self._link.errors():
@@ -203,16 +204,23 @@ class Chunks(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def readinto(self, buffer: Any) -> int:
-        if self._pos >= self._starts[-1]:
-            return 0
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes, from one chunk (all that is left, if ``size`` is -1 or None)."""
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        if self._pos >= self._starts[-1] or size == 0:
+            return b""
         seq = bisect.bisect_right(self._starts, self._pos) - 1
         data = self._chunk(seq)
         offset = self._pos - self._starts[seq]
-        n = min(len(buffer), len(data) - offset)
-        memoryview(buffer)[:n] = data[offset : offset + n]
-        self._pos += n
-        return n
+        piece = data[offset : offset + size]
+        self._pos += len(piece)
+        return piece
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self.read(len(buffer))
+        memoryview(buffer)[: len(piece)] = piece
+        return len(piece)
 
     def _chunk(self, seq: int) -> bytes:
         if self._held[0] != seq:
