@@ -7,6 +7,7 @@ Each case runs pytest in a child process on a small project that uses a copy of 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -44,7 +45,12 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / "tests").mkdir(parents=True)
     (root / "plugin" / "tests").mkdir(parents=True)
-    (root / "tests" / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    here = Path(__file__).parent
+    conftest = (here / "conftest.py").read_text()
+    (root / "tests" / "conftest.py").write_text(conftest)
+    for name in re.findall(r"^from (\w+) import", conftest, re.M):  # the helper modules it imports from tests/
+        if (here / f"{name}.py").is_file():
+            (root / "tests" / f"{name}.py").write_text((here / f"{name}.py").read_text())
     (root / "tests" / "test_cases.py").write_text(CASES)
     (root / "plugin" / "tests" / "test_plugin_case.py").write_text(PLUGIN_CASE)
     (root / "pytest.ini").write_text("[pytest]\n")
