@@ -44,7 +44,8 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / "tests").mkdir(parents=True)
     (root / "plugin" / "tests").mkdir(parents=True)
-    (root / "tests" / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    for name in ("conftest.py", "postgres_fixtures.py"):  # (the conftest imports the PostgreSQL fixtures)
+        (root / "tests" / name).write_text((Path(__file__).parent / name).read_text())
     (root / "tests" / "test_cases.py").write_text(CASES)
     (root / "plugin" / "tests" / "test_plugin_case.py").write_text(PLUGIN_CASE)
     (root / "pytest.ini").write_text("[pytest]\n")
