@@ -253,8 +253,10 @@ def config_text(
     mailboxes: tuple[str, ...] = MAILBOXES,
     mesh: str = "",
 ) -> str:
-    """A ``meshbridge.toml`` for this sandbox: its mailboxes, fast polling, ``routes`` appended as TOML."""
-    return f'[store]\npath = "{store}"\n\n' + mesh_text(sandbox, mailboxes=mailboxes, mesh=mesh) + "\n" + routes
+    """A ``meshbridge.toml`` for this sandbox: its mailboxes, fast polling, ``routes`` appended as TOML.
+    ``store``: a SQLite file, or a ``postgresql://`` URL."""
+    key = "url" if store.startswith(("postgresql://", "postgres://")) else "path"
+    return f'[store]\n{key} = "{store}"\n\n' + mesh_text(sandbox, mailboxes=mailboxes, mesh=mesh) + "\n" + routes
 
 
 def mesh_text(sandbox: Sandbox, *, mailboxes: tuple[str, ...] = MAILBOXES, mesh: str = "") -> str:

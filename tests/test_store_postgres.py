@@ -76,6 +76,17 @@ def outbound(store: PostgresStore, n: int, state: str = State.ACCEPTED) -> list[
     return [store.add("out", state, mailbox="X26ABC1", peer="X26ABC2", workflow_id="W")["id"] for _ in range(n)]
 
 
+def test_the_postgresql_store_is_a_store(stores: Callable[[], PostgresStore]) -> None:
+    from test_store_protocol import PARTS, check
+
+    from meshbridge.store import Store
+
+    store = stores()
+    assert check(Store, store) == []
+    for part, protocol in PARTS.items():
+        assert check(protocol, getattr(store, part)) == [], part
+
+
 # -- races between two stores ----------------------------------------------------------------
 
 

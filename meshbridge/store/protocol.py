@@ -1,8 +1,9 @@
 """The correlation store as the rest of meshbridge sees it: :class:`Store`, a protocol.
 
-:class:`~.sqlite.SQLiteStore` is the one implementation today (a PostgreSQL one comes next); code
-outside :mod:`meshbridge.store` names :class:`Store` in its types and uses only what is here (a test
-checks both). Lists and views return the typed :class:`~meshbridge.models.Page` and
+Two implementations share their queries (:class:`~.sql.SQLStore`): :class:`~.sqlite.SQLiteStore`
+and :class:`~.postgres.PostgresStore`; :func:`meshbridge.store.connect` opens the configured one.
+Code outside :mod:`meshbridge.store` names :class:`Store` in its types and uses only what is here
+(a test checks both). Lists and views return the typed :class:`~meshbridge.models.Page` and
 :class:`~meshbridge.models.Message`; the pipeline's own reads and writes still pass rows
 (``dict``) keyed by the ``messages`` table's columns.
 """
@@ -20,11 +21,12 @@ Row = dict[str, Any]
 
 
 class PayloadStore(Protocol):
-    """Payload bytes by sha256: small ones in the database, big ones as files under :attr:`root`."""
+    """Payload bytes by sha256: small ones in the database, big ones as files under :attr:`root`
+    (SQLite) or as chunks in the database (PostgreSQL)."""
 
     @property
     def root(self) -> Path:
-        """The payloads' folder (its ``tmp`` holds downloads and uploads under way)."""
+        """The payloads' local folder (its ``tmp`` holds downloads and uploads under way)."""
         ...
 
     def clean(self) -> int: ...

@@ -74,7 +74,7 @@ class SQLiteStore(SQLStore):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self._init_sql()
-        self._session = Session(conn)
+        self._statements = Session(conn)
         try:
             self.migrated = self._schema(migrate)  # the migrations opening applied
         except BaseException:
@@ -136,7 +136,7 @@ class SQLiteStore(SQLStore):
         with nullcontext() if durable else unsynced(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._session
+                yield self._statements
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -144,7 +144,7 @@ class SQLiteStore(SQLStore):
                 raise
 
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
-        return self._session.rows(sql, params)  # not db.query: that wraps every read in a savepoint
+        return self._statements.rows(sql, params)  # not db.query: that wraps every read in a savepoint
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
