@@ -32,8 +32,24 @@ class Item:
 _Frame = tuple[dict[str, Any], str, "str | None", str, str, dict[str, Any], dict[str, Any], "str | None"]
 
 
+_last: tuple[Any, Any, list[Item]] = (None, None, [])
+
+
 def walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
-    """Every complex element of ``resource``, the resource first, in document order."""
+    """Every complex element of ``resource``, the resource first, in document order.
+
+    The last walk is kept: the invariants and the reference check walk the same payload in turn.
+    """
+    global _last
+    last_resource, last_defs, items = _last
+    if last_resource is resource and last_defs is defs:
+        return items
+    items = _walk(resource, defs)
+    _last = (resource, defs, items)
+    return items
+
+
+def _walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
     kind = resource.get("resourceType")
     if not isinstance(kind, str) or defs.node(kind) is None:
         return []
