@@ -41,11 +41,12 @@ class Parsed:
 
 def check(parsed: Parsed, strictness: str = DEFAULT_STRICTNESS) -> list[Finding]:
     """Every finding of the checks, as errors (``hl7``) or as warnings (``structure``)."""
-    from . import fhir_invariants, fhir_references, fhir_structure
+    from . import fhir_invariants, fhir_references, fhir_structure, fhir_walk
 
     findings = fhir_structure.check(parsed)
     parsed = _with_resource(parsed)
-    findings += [*fhir_invariants.check(parsed), *fhir_references.check(parsed)]
+    with fhir_walk.shared():
+        findings += [*fhir_invariants.check(parsed), *fhir_references.check(parsed)]
     if strictness == "structure":
         return [replace(f, severity=WARNING) for f in findings]
     return findings

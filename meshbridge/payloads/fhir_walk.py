@@ -9,6 +9,9 @@ sits in, its FHIR path for findings and the resources FHIRPath calls ``%resource
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,21 +35,28 @@ class Item:
 _Frame = tuple[dict[str, Any], str, "str | None", str, str, dict[str, Any], dict[str, Any], "str | None"]
 
 
-_last: tuple[Any, Any, list[Item]] = (None, None, [])
+_shared: ContextVar[dict[int, tuple[Any, list[Item]]] | None] = ContextVar("fhir_walk_shared", default=None)
+
+
+@contextmanager
+def shared() -> Iterator[None]:
+    """Inside this, a payload is walked once: the invariants and the reference check share the walk."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
 
 
 def walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
-    """Every complex element of ``resource``, the resource first, in document order.
-
-    The last walk is kept: the invariants and the reference check walk the same payload in turn.
-    """
-    global _last
-    last_resource, last_defs, items = _last
-    if last_resource is resource and last_defs is defs:
-        return items
-    items = _walk(resource, defs)
-    _last = (resource, defs, items)
-    return items
+    """Every complex element of ``resource``, the resource first, in document order."""
+    cache = _shared.get()
+    if cache is None:
+        return _walk(resource, defs)
+    key = id(resource)
+    if key not in cache or cache[key][0] is not resource:
+        cache[key] = (resource, _walk(resource, defs))
+    return cache[key][1]
 
 
 def _walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
