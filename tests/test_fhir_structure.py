@@ -24,6 +24,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 VERSIONS = ("STU3", "R4", "R5")
 FORMATS = ("json", "xml")
 PATIENT, OBSERVATION = "urn:uuid:6e1f3c2a-0c8e-4a43-9d7c-2f1a3b4c5d02", "urn:uuid:6e1f3c2a-0c8e-4a43-9d7c-2f1a3b4c5d03"
+GENDER = b'<gender value="unknown"/>'
 EXT = "https://example.org/fhir/StructureDefinition/flag"
 
 Doc = dict[str, Any]
