@@ -267,7 +267,7 @@ CODEABLE = {  # a resource whose CodeableConcept has a required binding, and a c
         "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
         "active",
         {"patient": {"reference": "Patient/p1"}},
-    ),  # fmt: skip
+    ),
     "R5": ("SupplyDelivery", "type", "http://hl7.org/fhir/supplydelivery-supplyitemtype", "medication", {}),
 }
 
