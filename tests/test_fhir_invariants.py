@@ -16,6 +16,7 @@ from fhir_bundles import bundle, changed, pairs, resource, to_xml, validate
 
 from meshbridge.payloads import fhir_invariants, fhir_rules, xml
 from meshbridge.payloads.fhir_definitions import definitions
+from meshbridge.payloads.fhir_fhirpath import operands
 from meshbridge.payloads.fhir_xml_json import to_json
 
 VERSIONS, FORMS = ("STU3", "R4"), ("json", "xml")
@@ -146,7 +147,7 @@ def test_every_constraint_is_evaluated_or_listed_with_a_reason(version: str) -> 
 def test_a_fhirpathpy_failure_is_no_finding(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     document = changed("R4", drop("org", "name", "identifier"))
     parsed = fhir_rules.Parsed("R4", "json", resource=document)
-    [(_, _, parts)] = [
+    [(_, _, _, parts)] = [
         c for c in fhir_invariants._constraints("R4", "Organization", None, "Organization") if c[0] == "org-1"
     ]
 
@@ -169,7 +170,7 @@ def test_answers_are_reused_for_elements_that_agree_on_what_the_constraint_reads
     resource(document, "obs")["extension"] = [
         {"url": f"https://example.org/{i}", "valueString": str(i)} for i in range(60)
     ]
-    [(_, _, parts)] = [
+    [(_, _, _, parts)] = [
         c
         for c in fhir_invariants._constraints("R4", "Extension", "Observation.extension", "Extension")
         if c[0] == "ext-1"
@@ -200,3 +201,18 @@ def test_importing_meshbridge_does_not_import_fhirpathpy() -> None:
     code = "import sys, meshbridge.payloads.fhir, meshbridge.payloads.fhir_rules; print('fhirpathpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "parts"),
+    [
+        ("a.empty() or b.exists()", "or", ["a.empty()", "b.exists()"]),
+        ("x = 'a or b' or (c or d)", "or", ["x = 'a or b'", "(c or d)"]),
+        ("type = 'message' implies entry.exists()", "implies", ["type = 'message'", "entry.exists()"]),
+        ("a or b implies c", "implies", ["a or b", "c"]),
+        ("a or b xor c", "one", ["a or b xor c"]),
+        ("(a or b)", "one", ["(a or b)"]),
+    ],
+)  # fmt: skip
+def test_expressions_are_split_where_the_parts_decide(text: str, kind: str, parts: list[str]) -> None:
+    assert operands(text) == (kind, parts)

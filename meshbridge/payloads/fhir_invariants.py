@@ -27,7 +27,7 @@ from typing import Any
 
 from .base import Finding
 from .fhir_definitions import Definitions, definitions
-from .fhir_fhirpath import Part, node, split_or
+from .fhir_fhirpath import Part, node, operands
 from .fhir_rules import Parsed
 from .fhir_walk import Item, walk
 
@@ -76,7 +76,21 @@ REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
             ".as(",
             ".ofType(",
             "fhirpathpy raises on as() over more than one item; R5 made the same change to dom-3",
-        )
+        ),
+        "bdl-3": (
+            "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' "
+            "or %resource.type = 'history'))",
+            "iif(type = 'batch' or type = 'transaction' or type = 'history', entry.all(request.exists()), "
+            "entry.request.empty())",
+            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+        ),
+        "bdl-4": (
+            "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = "
+            "'transaction-response' or %resource.type = 'history'))",
+            "iif(type = 'batch-response' or type = 'transaction-response' or type = 'history', "
+            "entry.all(response.exists()), entry.response.empty())",
+            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+        ),
     },
 }
 
@@ -84,8 +98,8 @@ REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
 FAILED: dict[tuple[str, str], str] = {}
 
 _MODELS = {"STU3": "stu3", "R4": "r4", "R5": "r5"}
-_COMPILED: dict[tuple[str, str], tuple[Part, ...] | None] = {}
-_Constraint = tuple[str, str, tuple[Part, ...]]
+_COMPILED: dict[tuple[str, str], tuple[str, tuple[Part, ...]] | None] = {}
+_Constraint = tuple[str, str, str, tuple[Part, ...]]
 
 
 def check(parsed: Parsed) -> list[Finding]:
@@ -96,8 +110,8 @@ def check(parsed: Parsed) -> list[Finding]:
     findings: list[Finding] = []
     for item in walk(parsed.resource, defs):
         findings += _empty(item)
-        for key, human, parts in _constraints(parsed.version, item.path, item.element, item.type):
-            if not _holds(parsed.version, key, parts, item, defs):
+        for key, human, kind, parts in _constraints(parsed.version, item.path, item.element, item.type):
+            if not _holds(parsed.version, key, kind, parts, item, defs):
                 findings.append(Finding(f"{key}: {human}", item.where, code="fhir.invariant"))
     return findings
 
@@ -161,33 +175,32 @@ def _constraints(version: str, path: str, element: str | None, kind: str) -> tup
             key = constraint["key"]
             if key in found or key in skipped:
                 continue
-            evaluate = _compiled(version, key, constraint["expression"])
-            if evaluate is not None:
-                found[key] = (key, constraint["human"], evaluate)
+            compiled = _compiled(version, key, constraint["expression"])
+            if compiled is not None:
+                found[key] = (key, constraint["human"], *compiled)
     return tuple(found.values())
 
 
-def _compiled(version: str, key: str, expression: str) -> tuple[Part, ...] | None:
+def _compiled(version: str, key: str, expression: str) -> tuple[str, tuple[Part, ...]] | None:
     """The parsed operands of the expression, once per version and expression (None if refused)."""
     cached = (version, expression)
     if cached not in _COMPILED:
         import fhirpathpy
 
         old, new, _ = REWRITES.get(version, {}).get(key, ("", "", ""))
-        text = expression.replace(old, new) if old else expression
+        kind, texts = operands(expression.replace(old, new) if old else expression)
         try:
-            parts = [Part(part, fhirpathpy.compile(part, _model(version), _OPTIONS)) for part in split_or(text)]
+            parts = tuple(Part(text, fhirpathpy.compile(text, _model(version), _OPTIONS)) for text in texts)
         except Exception as exc:
             _COMPILED[cached] = None
             _failed(version, key, f"fhirpathpy cannot parse it ({type(exc).__name__})")
-        else:
-            _COMPILED[cached] = tuple(parts)
+        else:  # an or's operands that may be answered from the cache first: or does not care about order
+            _COMPILED[cached] = (kind, tuple(sorted(parts, key=lambda p: p.names is None)) if kind == "or" else parts)
     return _COMPILED[cached]
 
 
-def _holds(version: str, key: str, parts: tuple[Part, ...], item: Item, defs: Definitions) -> bool:
-    """False only when the expression is false: each ``or`` operand false (an empty operand, or
-    one with several items, leaves it undecided, which is not reported)."""
+def _holds(version: str, key: str, kind: str, parts: tuple[Part, ...], item: Item, defs: Definitions) -> bool:
+    """False only when the expression is false (an empty result leaves it undecided: not reported)."""
 
     def variables() -> dict[str, Any]:
         resource, root = item.resource, item.root
@@ -196,17 +209,29 @@ def _holds(version: str, key: str, parts: tuple[Part, ...], item: Item, defs: De
             "rootResource": node(root, root.get("resourceType")),
         }
 
-    failed = True
+    results: list[bool | None] = []
     for part in parts:
         try:
-            result = part.result(item, defs, variables)
+            result = _truth(part.result(item, defs, variables))
         except Exception as exc:
             _failed(version, key, f"fhirpathpy failed on it ({type(exc).__name__}: {_short(exc)})")
             return True
-        if result == [True] or (len(result) == 1 and not isinstance(result[0], bool)):
+        if kind == "or" and result is True:
             return True
-        failed = failed and result == [False]
-    return not failed
+        if kind == "implies" and not results and result is False:
+            return True  # false implies anything
+        results.append(result)
+    if kind == "implies":
+        return not (results[0] is True and results[1] is False)
+    return not all(result is False for result in results)
+
+
+def _truth(result: list[Any]) -> bool | None:
+    """FHIRPath's reading of a collection as a boolean: single true/false, single other item true,
+    empty (or several items) undecided."""
+    if len(result) != 1:
+        return None
+    return result[0] if isinstance(result[0], bool) else True
 
 
 def _failed(version: str, key: str, reason: str) -> None:
