@@ -16,7 +16,7 @@ from fhir_bundles import bundle, changed, pairs, resource, to_xml, validate
 
 from meshbridge.payloads import fhir_invariants, fhir_rules, xml
 from meshbridge.payloads.fhir_definitions import definitions
-from meshbridge.payloads.fhir_fhirpath import operands
+from meshbridge.payloads.fhir_fhirpath import Part, operands
 from meshbridge.payloads.fhir_xml_json import to_json
 
 VERSIONS, FORMS = ("STU3", "R4"), ("json", "xml")
@@ -216,3 +216,20 @@ def test_importing_meshbridge_does_not_import_fhirpathpy() -> None:
 )  # fmt: skip
 def test_expressions_are_split_where_the_parts_decide(text: str, kind: str, parts: list[str]) -> None:
     assert operands(text) == (kind, parts)
+
+
+def test_an_expression_naming_the_resource_type_is_never_answered_from_the_cache() -> None:
+    part = Part("Appointment.cancelationReason.exists() implies Appointment.status = 'x'", lambda *a: [True])
+    assert part.names is None and part.head is None
+    part = Part("contained.where(%resource.id.exists()).empty()", lambda *a: [True])
+    assert part.names is None and part.head == "contained"
+    part = Part("identifier.count() + name.count() > 0", lambda *a: [True])
+    assert part.names == ("identifier", "name") and part.counted == {"identifier", "name"}
+
+
+@pytest.mark.parametrize("version", ["STU3", "R4", "R5"])
+def test_the_docs_list_every_constraint_that_is_not_evaluated(version: str) -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "fhir-invariants.md").read_text()
+    table = docs.split("## Not evaluated")[1].split("##")[0]
+    for key in fhir_invariants.unsupported(version):
+        assert re.search(rf"[| ,]{re.escape(key)}[ ,|]", table), key

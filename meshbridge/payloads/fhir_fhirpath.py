@@ -28,7 +28,9 @@ from typing import Any
 from .fhir_definitions import Definitions
 
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
-_OPAQUE = re.compile(r"children\(|descendants\(|repeat\(|[$%`]|resolve\(|(?<![.\w])[A-Za-z]\w*\(")
+# what reads more than the element's named children: whole-tree functions, variables, a function
+# on the element itself, a type name at the root (``Appointment.status``: a filter on the resource)
+_OPAQUE = re.compile(r"children\(|descendants\(|repeat\(|[$%`]|resolve\(|(?<![.\w])[A-Za-z]\w*\(|(?<![.\w(@])[A-Z]")
 _ROOT_NAME = re.compile(r"(?<![.\w@])([A-Za-z_]\w*)(?!\w|\s*\()")
 _KEYWORDS = frozenset({"and", "or", "xor", "implies", "is", "as", "in", "contains", "div", "mod", "true", "false"})
 _EXISTENCE = re.compile(r"\.(?:exists|empty|count)\(\)")
@@ -128,7 +130,7 @@ def chain_head(plain: str) -> str | None:
     answer on an empty collection whatever their arguments (so an element without ``X`` has one
     answer even when the arguments read ``%resource``), else None."""
     found = _HEAD.match(plain)
-    if not found:
+    if not found or found.group(1)[0].isupper():
         return None
     at = found.end()
     while at < len(plain):
