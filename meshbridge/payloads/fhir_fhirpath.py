@@ -32,7 +32,8 @@ _STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
 # on the element itself, a type name at the root (``Appointment.status``: a filter on the resource)
 _OPAQUE = re.compile(r"children\(|descendants\(|repeat\(|[$%`]|resolve\(|(?<![.\w])[A-Za-z]\w*\(|(?<![.\w(@])[A-Z]")
 _ROOT_NAME = re.compile(r"(?<![.\w@])([A-Za-z_]\w*)(?!\w|\s*\()")
-_KEYWORDS = frozenset("and or xor implies is as in contains div mod true false".split())  # FHIRPath's words
+_KEYWORDS = frozenset({"and", "or", "xor", "implies", "is", "as", "contains", "div", "mod", "true", "false"})
+_KEYWORDS |= {"in"}  # not a state: FHIRPath's membership operator
 _EXISTENCE = re.compile(r"\.(?:exists|empty|count)\(\)")
 _HEAD = re.compile(r"\s*([A-Za-z_]\w*)(?=\.)")
 _STEP = re.compile(r"\.(\w+)(\()?")
