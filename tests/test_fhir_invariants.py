@@ -233,3 +233,13 @@ def test_the_docs_list_every_constraint_that_is_not_evaluated(version: str) -> N
     table = docs.split("## Not evaluated")[1].split("##")[0]
     for key in fhir_invariants.unsupported(version):
         assert re.search(rf"[| ,]{re.escape(key)}[ ,|]", table), key
+
+
+def test_a_check_that_fails_warns_and_refuses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(parsed: fhir_rules.Parsed) -> list[object]:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(fhir_invariants, "check", broken)
+    [finding] = fhir_rules.check(fhir_rules.Parsed("R4", "json", resource=bundle("R4")))
+    assert (finding.code, finding.severity) == ("fhir.internal", "warning")
+    assert "fhir_invariants check failed unexpectedly (KeyError)" in finding.message
