@@ -530,9 +530,10 @@ def test_adt_a01_travels_end_to_end(tmp_path: Path, meshbridge_config, make_brid
     assert report.problems == []
     assert len(report.delivered) == 1
     received = bridge.store.find("in", sent.mesh_message_id)
-    assert received["payload_type"] == "hl7v2"
-    assert received["state"] == "delivered"
-    delivered = Path(received["destination"])
+    assert received is not None
+    assert received.payload_type == "hl7v2"
+    assert received.state == "delivered"
+    delivered = Path(received.destination or "")
     assert delivered.parent == tmp_path / "delivered"
     assert delivered.read_bytes() == ADT_A01.read_bytes()  # byte for byte: LF terminators and all
 
