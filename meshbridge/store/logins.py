@@ -7,12 +7,12 @@ exactly one raises the event and exactly one clears it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .records import RefusedLogin
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
-
-Row = dict[str, Any]
 
 
 class Logins:
@@ -35,10 +35,10 @@ class Logins:
             ).fetchone()
         return int(count)
 
-    def accepted(self, mailbox: str) -> Row | None:
+    def accepted(self, mailbox: str) -> RefusedLogin | None:
         """A call on this mailbox succeeded: forget its refusal, and make its outbound messages
-        waiting out a backoff due now (MESH takes the login again). Returns the row this call
-        removed (None if it was not refused, or another process cleared it first)."""
+        waiting out a backoff due now (MESH takes the login again). Returns the refusal this call
+        cleared (None if it was not refused, or another process cleared it first)."""
         found = self._store.conn.execute("SELECT 1 FROM mesh_logins WHERE mailbox = ?", [mailbox]).fetchone()
         if found is None:  # the usual case: a read, no write transaction
             return None
@@ -52,12 +52,12 @@ class Logins:
                     "WHERE direction = 'out' AND state = 'accepted' AND mailbox = ? AND next_attempt_at IS NOT NULL",
                     [mailbox],
                 )
-        return dict(zip(names, row, strict=True)) if row else None
+        return RefusedLogin.from_row(dict(zip(names, row, strict=True))) if row else None
 
-    def refusing(self) -> dict[str, Row]:
+    def refusing(self) -> dict[str, RefusedLogin]:
         """Every mailbox whose login is refused now, by id."""
         conn = self._store.conn
         cursor = conn.execute("SELECT * FROM mesh_logins ORDER BY mailbox")
         names = [d[0] for d in cursor.description]
         with conn.reading():
-            return {row[0]: dict(zip(names, row, strict=True)) for row in cursor}
+            return {row[0]: RefusedLogin.from_row(dict(zip(names, row, strict=True))) for row in cursor}

@@ -33,12 +33,13 @@ from ..models import (
     TimelineKind,
 )
 from ..steps import Event as Step
-from ..steps import log_steps
+from ..steps import Facts, log_steps
 from . import migrating
 from .cursors import cursor, position
 from .logins import Logins
 from .opening import StoreConnection, open_store
 from .payloads import Payloads, secure_dir, unsynced
+from .records import Claimed, OverdueExpectation, StoredMessage
 from .space import Space
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class SQLiteStore:
             recorded, self._recorded = self._recorded, []
             log_steps(recorded, self._step_row)
 
-    def _step_row(self, message_id: str) -> Row | None:
+    def _step_row(self, message_id: str) -> Facts | None:
         """A message's fields for its step's log line (never fails the step: None if unreadable)."""
         try:
             cursor = self.conn.execute(
@@ -165,7 +166,7 @@ class SQLiteStore:
                 found = cursor.fetchone()
         except (sqlite3.Error, StoreError):
             return None
-        return dict(zip([d[0] for d in cursor.description], found, strict=True)) if found else None
+        return Facts(*found) if found else None
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: a durable commit of a real write (SQLite syncs
@@ -212,7 +213,7 @@ class SQLiteStore:
         before: str = "",
         durable: bool = True,
         **fields: Any,
-    ) -> Row:
+    ) -> StoredMessage:
         """Insert a message and its first event. ``direction`` is ``out`` or ``in``.
 
         ``before`` names a state the message passed through on the way (e.g. ``accepted`` for a
@@ -284,7 +285,7 @@ class SQLiteStore:
                 self._event(message_id, kind or to_state, to_state, detail, stamp)
         return bool(changed)
 
-    def claim(self, message_id: str, lease: float) -> Row | None:
+    def claim(self, message_id: str, lease: float) -> Claimed | None:
         """Take an outbound message to send: ``accepted``, or ``sending`` with a lapsed claim (see
         :func:`lapsed`: its sender died, or stopped and released it). One process wins and gets
         the message as claimed, with ``resumed`` True when it took over a ``sending`` one (which
@@ -301,7 +302,7 @@ class SQLiteStore:
             if changed:
                 kind = TimelineKind.SENDING if row[0] == State.ACCEPTED else TimelineKind.RESENDING
                 self._event(message_id, kind, State.SENDING, None, stamp)
-        return {**self.get(message_id), "resumed": row[0] == State.SENDING} if changed else None
+        return Claimed.from_row(self._get(message_id), resumed=row[0] == State.SENDING) if changed else None
 
     def renew(self, message_id: str, holder: str, state: str = State.SENDING) -> bool:
         """A heartbeat of a claim (a ``sending`` one, or a ``valid`` inbound one being delivered);
@@ -330,14 +331,15 @@ class SQLiteStore:
                 self._event(message_id, kind, None, detail, stamp)
         return bool(changed)
 
-    def deliverable(self, mailbox: str, workflow_id: str, lease: float) -> list[Row]:
+    def deliverable(self, mailbox: str, workflow_id: str, lease: float) -> list[StoredMessage]:
         """Inbound ``valid`` messages on this mailbox and workflow that are due for delivery: never
         tried or their backoff over, and not claimed by a live delivery (see :func:`lapsed`)."""
-        return self._select(
+        rows = self._select(
             "m.direction = 'in' AND m.state = 'valid' AND m.mailbox = ? AND m.workflow_id = ? "
             f"AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= ?) AND {_LAPSED}",
             [mailbox, workflow_id, now(), *lapsed(lease)],
         )
+        return [StoredMessage.from_row(row) for row in rows]
 
     def claim_deliveries(self, message_ids: list[str], lease: float) -> dict[str, str]:
         """Take due ``valid`` inbound messages to deliver, in one transaction, with a claim like a
@@ -448,10 +450,10 @@ class SQLiteStore:
                 [now(), outcome, message_id],
             ).rowcount
 
-    def open_expectations(self, message_id: str) -> list[Row]:
-        return [e for e in self.expectations(message_id) if e["met_at"] is None]
+    def open_expectations(self, message_id: str) -> list[Expectation]:
+        return [e for e in self.expectations(message_id) if e.met_at is None]
 
-    def expectations(self, message_id: str) -> list[Row]:
+    def expectations(self, message_id: str) -> list[Expectation]:
         """A message's expectations, each with ``overdue`` (:data:`OVERDUE`, as of now) and ``late``
         (met after its deadline)."""
         cursor = self.conn.execute(
@@ -462,7 +464,7 @@ class SQLiteStore:
         names = [d[0] for d in cursor.description]
         with self.conn.reading():
             rows = [dict(zip(names, values, strict=True)) for values in cursor]
-        return [{**row, "overdue": bool(row["overdue"]), "late": bool(row["late"])} for row in rows]
+        return [Expectation.from_row(row) for row in rows]
 
     def remember_key(self, protocol: str, key: str, message_id: str) -> None:
         with self.immediate() as db:
@@ -471,11 +473,11 @@ class SQLiteStore:
                 [protocol, key, message_id],
             )
 
-    def by_key(self, protocol: str, key: str) -> Row | None:
+    def by_key(self, protocol: str, key: str) -> StoredMessage | None:
         rows = list(self.db.query("SELECT message_id FROM ack_keys WHERE protocol = ? AND key = ?", [protocol, key]))
         return self.get(rows[0]["message_id"]) if rows else None
 
-    def sweep_overdue(self) -> list[Row]:
+    def sweep_overdue(self) -> list[OverdueExpectation]:
         """Record the moment each expectation was first seen overdue (:data:`OVERDUE`), once each,
         with an ``overdue`` event for the timeline and notifications. Views never read this moment
         to decide what is overdue: they apply :data:`OVERDUE` themselves."""
@@ -496,7 +498,7 @@ class SQLiteStore:
                     {"expected": row["kind"], "due_at": row["due_at"]},
                     stamp,
                 )
-        return rows
+        return [OverdueExpectation.from_row(row) for row in rows]
 
     # -- bodies that could not be decoded ----------------------------------------------------
 
@@ -530,30 +532,35 @@ class SQLiteStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def get(self, message_id: str) -> Row:
+    def get(self, message_id: str) -> StoredMessage:
         """A message by meshbridge id, or else by MESH message id."""
+        return StoredMessage.from_row(self._get(message_id))
+
+    def _get(self, message_id: str) -> Row:
         for column in ("id", "mesh_message_id"):
             rows = self._select(f"m.{column} = ?", [message_id], limit=1)
             if rows:
                 return rows[0]
         raise UnknownMessage(f"no message with id {message_id!r}")
 
-    def find_itk(self, direction: str, itk_message_id: str) -> list[Row]:
+    def find_itk(self, direction: str, itk_message_id: str) -> list[StoredMessage]:
         """Messages whose ITK ``MessageHeader.id`` equals this one, compared case-insensitively."""
-        return self._select("m.direction = ? AND m.itk_message_id = ? COLLATE NOCASE", [direction, itk_message_id])
+        rows = self._select("m.direction = ? AND m.itk_message_id = ? COLLATE NOCASE", [direction, itk_message_id])
+        return [StoredMessage.from_row(row) for row in rows]
 
-    def from_source(self, source_key: str) -> Row | None:
+    def from_source(self, source_key: str) -> StoredMessage | None:
         """The message stored from this source file (``path@sha256``), if any."""
         rows = self._select("m.source_file = ?", [source_key], limit=1)
-        return rows[0] if rows else None
+        return StoredMessage.from_row(rows[0]) if rows else None
 
-    def find(self, direction: str, mesh_message_id: str) -> Row | None:
+    def find(self, direction: str, mesh_message_id: str) -> StoredMessage | None:
         rows = self._select("m.direction = ? AND m.mesh_message_id = ?", [direction, mesh_message_id], limit=1)
-        return rows[0] if rows else None
+        return StoredMessage.from_row(rows[0]) if rows else None
 
-    def stale_sending(self, lease: float) -> list[Row]:
+    def stale_sending(self, lease: float) -> list[StoredMessage]:
         """Outbound messages claimed ``sending`` whose claim lapsed (see :func:`lapsed`)."""
-        return self._select(f"m.direction = 'out' AND m.state = 'sending' AND {_LAPSED}", lapsed(lease))
+        rows = self._select(f"m.direction = 'out' AND m.state = 'sending' AND {_LAPSED}", lapsed(lease))
+        return [StoredMessage.from_row(row) for row in rows]
 
     def messages(
         self,
@@ -563,11 +570,11 @@ class SQLiteStore:
         overdue: bool = False,
         expecting: str | None = None,
         limit: int | None = None,
-    ) -> list[Row]:
+    ) -> list[StoredMessage]:
         """Messages, oldest first. ``overdue``: only those with an overdue expectation
         (:data:`OVERDUE`); ``expecting``: only those with an open expectation of this kind."""
         where, params = _filters(state, direction, overdue, expecting)
-        return self._select(" AND ".join(where), params, limit=limit)
+        return [StoredMessage.from_row(row) for row in self._select(" AND ".join(where), params, limit=limit)]
 
     def page(
         self,
@@ -594,11 +601,9 @@ class SQLiteStore:
 
     def message(self, message_id: str) -> Message:
         """A message (by meshbridge id, or else MESH message id) with its timeline and expectations."""
-        row = self.get(message_id)
+        row = self._get(message_id)
         return Message.from_row(
-            row,
-            events=tuple(Event.from_row(e) for e in self.events(row["id"])),
-            expectations=tuple(Expectation.from_row(e) for e in self.expectations(row["id"])),
+            row, events=tuple(self.events(row["id"])), expectations=tuple(self.expectations(row["id"]))
         )
 
     def _select(self, where: str, params: list[Any], limit: int | None = None, newest: bool = False) -> list[Row]:
@@ -612,12 +617,11 @@ class SQLiteStore:
         with self.conn.reading():
             return [{**dict(zip(names, values, strict=True)), "overdue": bool(values[-1])} for values in cursor]
 
-    def events(self, message_id: str) -> list[Row]:
+    def events(self, message_id: str) -> list[Event]:
+        """A message's timeline, oldest first."""
         with self.conn.reading():
-            return [
-                {**e, "detail": json.loads(e["detail"]) if e["detail"] else {}}
-                for e in self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
-            ]
+            rows = list(self.db.query("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id]))
+        return [Event.from_row(row) for row in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{direction: {state: count}}``."""
