@@ -243,8 +243,8 @@ def _contained(resource: dict[str, Any], referenced: bool = True) -> Callable[[s
 
 
 INVARIANTS = [
-    _invariant("bdl-1-total", "bdl-1", B, put("total", 5, after="type")),
-    _invariant("bdl-1-total-r4", "bdl-1", B, put("total", 5, after="timestamp"), versions=("R4",)),
+    _invariant("bdl-1-total", "bdl-1", B, put("total", 5, after="type"), versions=("STU3",)),
+    _invariant("bdl-1-total", "bdl-1", B, put("total", 5, after="timestamp"), versions=("R4",)),
     _invariant("bdl-2-search", "bdl-2", B, put("entry[4].search", {"mode": "match"}, after="resource")),
     _invariant(
         "bdl-3-request",
