@@ -11,10 +11,13 @@ A route's ``fhir_strictness`` says what their findings mean: ``hl7`` (default) m
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .base import WARNING, Finding
+
+log = logging.getLogger(__name__)
 
 STRICTNESS = ("hl7", "structure")
 DEFAULT_STRICTNESS = "hl7"
@@ -40,11 +43,22 @@ def check(parsed: Parsed, strictness: str = DEFAULT_STRICTNESS) -> list[Finding]
     """Every finding of the checks, as errors (``hl7``) or as warnings (``structure``)."""
     from . import fhir_invariants, fhir_references, fhir_structure
 
-    findings = [
-        *fhir_structure.check(parsed),
-        *fhir_invariants.check(parsed),
-        *fhir_references.check(parsed),
-    ]
+    findings = fhir_structure.check(parsed)
+    parsed = _with_resource(parsed)
+    findings += [*fhir_invariants.check(parsed), *fhir_references.check(parsed)]
     if strictness == "structure":
         return [replace(f, severity=WARNING) for f in findings]
     return findings
+
+
+def _with_resource(parsed: Parsed) -> Parsed:
+    """``parsed`` with its resource in JSON shape: for XML, converted from the tree on first need."""
+    if parsed.resource is not None or parsed.root is None:
+        return parsed
+    from .fhir_xml_json import to_json
+
+    try:
+        return replace(parsed, resource=to_json(parsed.root, parsed.version))
+    except Exception as exc:  # the models read it; a converter bug must not refuse the payload
+        log.warning("FHIR XML could not be read as JSON for the invariants (%s: %s)", type(exc).__name__, exc)
+        return parsed
