@@ -46,11 +46,20 @@ def pairs(result: ValidationResult) -> list[tuple[str | None, str | None]]:
 # --------------------------------------------------------------------------- fixture verdicts
 
 
+#: fixtures SOURCES.md says the HL7 validator refuses: (code, where) of their one finding
+HL7_DEFECTS = {"NEMSDeathNotification.dat": ("fhir.order", "Bundle.entry[1].resource.sent")}
+
+
 @pytest.mark.parametrize("name", fixture_names("payloads/fhir-stu3"))
 def test_stu3_fixtures_are_valid(name: str) -> None:
     data = read("payloads/fhir-stu3", name)
     result = check(data, "STU3")
-    assert result.valid and result.findings == (), explain(result)
+    if name in HL7_DEFECTS:  # valid to the models, one error under the HL7 validator's rules
+        assert pairs(result) == [HL7_DEFECTS[name]], explain(result)
+        lenient = fhir.validate(data, {"fhir_version": "STU3", "fhir_strictness": "structure"})
+        assert lenient.valid and [f.severity for f in lenient.findings] == ["warning"], explain(lenient)
+    else:
+        assert result.valid and result.findings == (), explain(result)
     assert fhir.sniff(data[:65536]) == pytest.approx(0.95)
 
 

@@ -201,9 +201,10 @@ class JsonWalk(Walk):
             self.add("type", where, f"{child.type} must be a JSON string, not {_json_type(item)}")
         elif isinstance(item, Decimal) and child.type != "decimal":
             self.add("type", where, f"{child.type} must be a whole number")
-        elif isinstance(item, str | int) and not isinstance(item, bool) and self.pattern(child, str(item), where):
-            if isinstance(item, str) and child.binding:
-                self.code(child, item, where)
+        elif isinstance(item, str) and self.pattern(child, item, where) and child.binding:
+            self.code(child, item, where)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            self.pattern(child, str(item), where)
 
     def extensions(self, child: Child, value: Any, where: str) -> None:
         """A primitive's ``_element`` sibling: its id and extensions (an array for a repeating one)."""
@@ -219,4 +220,5 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float | Decimal):
         return "a number"
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "null")
+    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+    return names.get(type(value), "null")

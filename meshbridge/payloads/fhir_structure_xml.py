@@ -8,6 +8,7 @@ it (those outside the longest run in order) are reported, so one moved element g
 from __future__ import annotations
 
 from bisect import bisect_right
+from itertools import pairwise
 from typing import Any
 
 from .base import Finding
@@ -86,7 +87,7 @@ class XmlWalk(Walk):
     def order(self, placed: list[tuple[int, str, str]]) -> None:
         """A finding for each element outside the longest run in the definition's order."""
         positions = [position for position, _, _ in placed]
-        if all(a <= b for a, b in zip(positions, positions[1:], strict=False)):
+        if all(a <= b for a, b in pairwise(positions)):
             return
         kept = _longest_run(positions)
         for i, (position, name, where) in enumerate(placed):
