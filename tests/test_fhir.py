@@ -49,6 +49,7 @@ def pairs(result: ValidationResult) -> list[tuple[str | None, str | None]]:
 #: fixtures SOURCES.md says the HL7 validator refuses: (code, where) of their one finding
 HL7_DEFECTS = {
     "NEMSDeathNotification.dat": ("fhir.order", "Bundle.entry[1].resource.sent"),
+    # org-1: an Organization with neither name nor identifier
     "labresults-NHS003-full_acceptance_with_nhsack.1.fhir.json": ("fhir.invariant", "Bundle.entry[3].resource"),
 }
 

@@ -14,8 +14,8 @@ what costs (about 1.5 ms an expression, seconds per 100 KB without the cache).
 
 What fhirpathpy cannot evaluate is skipped, never reported as an error: :func:`unsupported` lists
 it with the reason (a function fhirpathpy lacks, terminology, ``resolve()``, an element context the
-walk does not visit). A constraint that raises inside fhirpathpy is skipped from then on and its
-reason recorded in :data:`FAILED` (logged once); it is still tried on other elements. docs/fhir-invariants.md has the list.
+walk does not visit). A constraint that raises inside fhirpathpy is skipped on that element and
+the reason recorded in :data:`FAILED` (logged once). docs/fhir-invariants.md has the list.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 from .base import Finding
 from .fhir_definitions import Definitions, definitions
+from .fhir_fhirpath import Part, node, operands
 from .fhir_rules import Parsed
 from .fhir_walk import Item, walk
 
@@ -76,7 +76,21 @@ REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
             ".as(",
             ".ofType(",
             "fhirpathpy raises on as() over more than one item; R5 made the same change to dom-3",
-        )
+        ),
+        "bdl-3": (
+            "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' "
+            "or %resource.type = 'history'))",
+            "iif(type = 'batch' or type = 'transaction' or type = 'history', entry.all(request.exists()), "
+            "entry.request.empty())",
+            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+        ),
+        "bdl-4": (
+            "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = "
+            "'transaction-response' or %resource.type = 'history'))",
+            "iif(type = 'batch-response' or type = 'transaction-response' or type = 'history', "
+            "entry.all(response.exists()), entry.response.empty())",
+            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+        ),
     },
 }
 
@@ -84,8 +98,8 @@ REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
 FAILED: dict[tuple[str, str], str] = {}
 
 _MODELS = {"STU3": "stu3", "R4": "r4", "R5": "r5"}
-_COMPILED: dict[tuple[str, str], Callable[..., Any] | None] = {}
-_Constraint = tuple[str, str, Callable[..., Any]]
+_COMPILED: dict[tuple[str, str], tuple[str, tuple[Part, ...]] | None] = {}
+_Constraint = tuple[str, str, str, tuple[Part, ...]]
 
 
 def check(parsed: Parsed) -> list[Finding]:
@@ -96,8 +110,8 @@ def check(parsed: Parsed) -> list[Finding]:
     findings: list[Finding] = []
     for item in walk(parsed.resource, defs):
         findings += _empty(item)
-        for key, human, evaluate in _constraints(parsed.version, item.path, item.element, item.type):
-            if not _holds(parsed.version, key, evaluate, item):
+        for key, human, kind, parts in _constraints(parsed.version, item.path, item.element, item.type):
+            if not _holds(parsed.version, key, kind, parts, item, defs):
                 findings.append(Finding(f"{key}: {human}", item.where, code="fhir.invariant"))
     return findings
 
@@ -109,7 +123,9 @@ def unsupported(version: str) -> dict[str, str]:
     for path, entry in defs.elements.items():
         if "." in path and not _complex_context(defs, entry):
             for constraint in entry.get("constraints", ()):
-                found.setdefault(constraint["key"], f"on a primitive element ({path}): the walk visits complex elements")
+                found.setdefault(
+                    constraint["key"], f"on a primitive element ({path}): the walk visits complex elements"
+                )
     found.update({key: reason for (v, key), reason in FAILED.items() if v == version})
     return found
 
@@ -159,40 +175,63 @@ def _constraints(version: str, path: str, element: str | None, kind: str) -> tup
             key = constraint["key"]
             if key in found or key in skipped:
                 continue
-            evaluate = _compiled(version, key, constraint["expression"])
-            if evaluate is not None:
-                found[key] = (key, constraint["human"], evaluate)
+            compiled = _compiled(version, key, constraint["expression"])
+            if compiled is not None:
+                found[key] = (key, constraint["human"], *compiled)
     return tuple(found.values())
 
 
-def _compiled(version: str, key: str, expression: str) -> Callable[..., Any] | None:
-    """The parsed expression, once per version and expression (None if fhirpathpy refuses it)."""
+def _compiled(version: str, key: str, expression: str) -> tuple[str, tuple[Part, ...]] | None:
+    """The parsed operands of the expression, once per version and expression (None if refused)."""
     cached = (version, expression)
     if cached not in _COMPILED:
         import fhirpathpy
 
         old, new, _ = REWRITES.get(version, {}).get(key, ("", "", ""))
-        text = expression.replace(old, new) if old else expression
+        kind, texts = operands(expression.replace(old, new) if old else expression)
         try:
-            _COMPILED[cached] = fhirpathpy.compile(text, _model(version), _OPTIONS)
+            parts = tuple(Part(text, fhirpathpy.compile(text, _model(version), _OPTIONS)) for text in texts)
         except Exception as exc:
             _COMPILED[cached] = None
             _failed(version, key, f"fhirpathpy cannot parse it ({type(exc).__name__})")
+        else:  # an or's operands that may be answered from the cache first: or does not care about order
+            _COMPILED[cached] = (kind, tuple(sorted(parts, key=lambda p: p.names is None)) if kind == "or" else parts)
     return _COMPILED[cached]
 
 
-def _holds(version: str, key: str, evaluate: Callable[..., Any], item: Item) -> bool:
-    from fhirpathpy.engine.nodes import ResourceNode
+def _holds(version: str, key: str, kind: str, parts: tuple[Part, ...], item: Item, defs: Definitions) -> bool:
+    """False only when the expression is false (an empty result leaves it undecided: not reported)."""
 
-    node = ResourceNode.create_node(item.value, item.path)
-    resource = ResourceNode.create_node(item.resource, item.resource.get("resourceType"))
-    root = ResourceNode.create_node(item.root, item.root.get("resourceType"))
-    try:
-        result = evaluate(node, {"resource": resource, "rootResource": root})
-    except Exception as exc:
-        _failed(version, key, f"fhirpathpy failed on it ({type(exc).__name__}: {_short(exc)})")
-        return True
-    return result != [False]
+    def variables() -> dict[str, Any]:
+        resource, root = item.resource, item.root
+        return {
+            "resource": node(resource, resource.get("resourceType")),
+            "rootResource": node(root, root.get("resourceType")),
+        }
+
+    results: list[bool | None] = []
+    for part in parts:
+        try:
+            result = _truth(part.result(item, defs, variables))
+        except Exception as exc:
+            _failed(version, key, f"fhirpathpy failed on it ({type(exc).__name__}: {_short(exc)})")
+            return True
+        if kind == "or" and result is True:
+            return True
+        if kind == "implies" and not results and result is False:
+            return True  # false implies anything
+        results.append(result)
+    if kind == "implies":
+        return not (results[0] is True and results[1] is False)
+    return not all(result is False for result in results)
+
+
+def _truth(result: list[Any]) -> bool | None:
+    """FHIRPath's reading of a collection as a boolean: single true/false, single other item true,
+    empty (or several items) undecided."""
+    if len(result) != 1:
+        return None
+    return result[0] if isinstance(result[0], bool) else True
 
 
 def _failed(version: str, key: str, reason: str) -> None:

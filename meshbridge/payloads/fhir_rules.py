@@ -12,6 +12,7 @@ A route's ``fhir_strictness`` says what their findings mean: ``hl7`` (default) m
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,14 +42,28 @@ class Parsed:
 
 def check(parsed: Parsed, strictness: str = DEFAULT_STRICTNESS) -> list[Finding]:
     """Every finding of the checks, as errors (``hl7``) or as warnings (``structure``)."""
-    from . import fhir_invariants, fhir_references, fhir_structure
+    from . import fhir_invariants, fhir_references, fhir_structure, fhir_walk
 
     findings = fhir_structure.check(parsed)
     parsed = _with_resource(parsed)
-    findings += [*fhir_invariants.check(parsed), *fhir_references.check(parsed)]
+    with fhir_walk.shared():
+        for more in (fhir_invariants.check, fhir_references.check):
+            findings += _guarded(more, parsed)
     if strictness == "structure":
         return [replace(f, severity=WARNING) for f in findings]
     return findings
+
+
+def _guarded(run: Callable[[Parsed], list[Finding]], parsed: Parsed) -> list[Finding]:
+    """A check's findings; if the check itself fails, a warning saying so (the models read the
+    payload: a bug in a check beyond them must not refuse it)."""
+    try:
+        return run(parsed)
+    except Exception as exc:
+        name = run.__module__.rpartition(".")[2]
+        log.warning("FHIR check %s failed (%s: %s)", name, type(exc).__name__, exc)
+        message = f"the {name} check failed unexpectedly ({type(exc).__name__}); its rules were not applied"
+        return [Finding(message, severity=WARNING, code="fhir.internal")]
 
 
 def _with_resource(parsed: Parsed) -> Parsed:

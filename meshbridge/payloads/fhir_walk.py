@@ -9,6 +9,9 @@ sits in, its FHIR path for findings and the resources FHIRPath calls ``%resource
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +35,31 @@ class Item:
 _Frame = tuple[dict[str, Any], str, "str | None", str, str, dict[str, Any], dict[str, Any], "str | None"]
 
 
+_shared: ContextVar[dict[int, tuple[Any, list[Item]]] | None] = ContextVar("fhir_walk_shared", default=None)
+
+
+@contextmanager
+def shared() -> Iterator[None]:
+    """Inside this, a payload is walked once: the invariants and the reference check share the walk."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
 def walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
     """Every complex element of ``resource``, the resource first, in document order."""
+    cache = _shared.get()
+    if cache is None:
+        return _walk(resource, defs)
+    key = id(resource)
+    if key not in cache or cache[key][0] is not resource:
+        cache[key] = (resource, _walk(resource, defs))
+    return cache[key][1]
+
+
+def _walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
     kind = resource.get("resourceType")
     if not isinstance(kind, str) or defs.node(kind) is None:
         return []

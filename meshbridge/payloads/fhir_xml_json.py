@@ -5,7 +5,8 @@ above 1 is a list; a primitive's value becomes a JSON string, number or boolean 
 definition says, and its ``id`` and extensions go to ``_name`` (``null``-padded in lists); the
 xhtml ``div`` becomes its XML text; a resource inside ``entry.resource``, ``contained`` and the like
 becomes an object with ``resourceType``. The definitions tables say which is which. A value that
-does not convert (``value="yes"`` for a boolean) is kept as its text: the structure check reports it.
+does not convert (``value="yes"`` for a boolean) is kept as its text: the structure check reports it,
+as it does a value written as text or in a misspelt attribute (read here as the value).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def to_json(root: Any, version: str) -> dict[str, Any]:
 
 
 def _local(element: Any) -> str:
-    tag = element.tag
+    tag: str = element.tag
     return tag[len(_PREFIX) :] if tag.startswith(_PREFIX) else tag.rpartition("}")[2]
 
 
@@ -73,14 +74,16 @@ def _complex(element: Any, child: Child | None, defs: Definitions) -> Any:
 def _xhtml(element: Any) -> str:
     from lxml import etree
 
-    return etree.tostring(element, encoding="unicode", with_tail=False)
+    return str(etree.tostring(element, encoding="unicode", with_tail=False))
 
 
-def _primitive(name: str, elements: list[Any], child: Child, many: bool, out: dict[str, Any], defs: Definitions) -> None:
+def _primitive(
+    name: str, elements: list[Any], child: Child, many: bool, out: dict[str, Any], defs: Definitions
+) -> None:
     values: list[Any] = []
     extras: list[dict[str, Any] | None] = []
     for element in elements:
-        raw = element.get("value")
+        raw = _value(element)
         values.append(None if raw is None else _convert(raw, child.type, defs))
         extra: dict[str, Any] = {}
         if element.get("id") is not None:
@@ -102,6 +105,17 @@ def _primitive(name: str, elements: list[Any], child: Child, many: bool, out: di
 
 
 _EXTENSION = Child("extension", "Element.extension", 0, 0, None, "Extension", "Extension", False, False, None)
+
+
+def _value(element: Any) -> str | None:
+    """The ``value`` attribute; else a value put where FHIR XML has none (text, a misspelt
+    attribute), which the structure check reports: read as the value, ele-1 does not repeat it."""
+    raw = element.get("value")
+    if raw is not None:
+        return str(raw)
+    stray = [v for k, v in element.attrib.items() if k not in _ATTRIBUTES and not k.startswith("{")]
+    text = (element.text or "").strip()
+    return text or (str(stray[0]) if stray else None)
 
 
 def _convert(raw: str, kind: str, defs: Definitions) -> Any:
