@@ -339,7 +339,7 @@ INVARIANTS = [
 MISSING_UUID = "urn:uuid:4d4a9c2e-7a0e-4b8b-9d35-1b7f3b7c0aff"
 REFERENCES = [
     Defect("reference-urn-uuid", "reference in the Bundle", "fhir.reference", f"{MH}.focus[0]", put("entry[0].resource.focus[0].reference", MISSING_UUID)),
-    Defect("reference-section-entry", "reference in the Bundle", "fhir.reference", f"{C}.section[0].entry[0]", put("entry[1].resource.section[0].entry[0].reference", MISSING_UUID)),
+    Defect("reference-relative-in-urn-entry", "reference in the Bundle", "fhir.reference", f"{OBS}.performer[0]", put("entry[3].resource.performer[0].reference", "Organization/org-9")),
     Defect("reference-relative", "reference in the Bundle", "fhir.reference", f"{P}.managingOrganization", put("entry[2].resource.managingOrganization.reference", "Organization/org-9")),
 ]  # fmt: skip
 
