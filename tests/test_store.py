@@ -127,7 +127,7 @@ def test_lazy_commits_keep_the_connection_durable(tmp_path: Path) -> None:
     store.sync()
     with store.immediate(), pytest.raises(StoreError, match="before the transaction that records it"):
         store.payloads.write([b"inside a transaction"])
-    assert store.get(message["id"])["state"] == "received"
+    assert store.get(message.id).state == "received"
 
 
 def test_not_a_database(tmp_path: Path) -> None:

@@ -35,15 +35,15 @@ def test_events_are_append_only(backend: Backend, store: Store) -> None:
         backend.execute("UPDATE events SET kind = 'forged'")
     with pytest.raises(backend.database_error, match="append-only"):
         backend.execute("DELETE FROM events")
-    assert [e["kind"] for e in store.events(message["id"])] == ["accepted"]
+    assert [e.kind for e in store.events(message.id)] == ["accepted"]
 
 
 def test_transition_is_conditional(store: Store) -> None:
     message = store.add("out", "accepted")
-    assert store.transition(message["id"], "sending", from_states=("accepted",))
-    assert not store.transition(message["id"], "sending", from_states=("accepted",))
-    assert store.get(message["id"])["state"] == "sending"
-    assert [e["state"] for e in store.events(message["id"])] == ["accepted", "sending"]
+    assert store.transition(message.id, "sending", from_states=("accepted",))
+    assert not store.transition(message.id, "sending", from_states=("accepted",))
+    assert store.get(message.id).state == "sending"
+    assert [e.state for e in store.events(message.id)] == ["accepted", "sending"]
 
 
 def _claim(spec: Spec, ids: list[str], queue: multiprocessing.Queue) -> None:
@@ -54,7 +54,7 @@ def _claim(spec: Spec, ids: list[str], queue: multiprocessing.Queue) -> None:
 
 
 def test_two_processes_never_claim_the_same_message(backend: Backend, store: Store) -> None:
-    ids = [store.add("out", "accepted", durable=False)["id"] for _ in range(200)]
+    ids = [store.add("out", "accepted", durable=False).id for _ in range(200)]
     store.sync()
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -88,10 +88,10 @@ def test_processes_claiming_at_once_each_win_other_messages(backend: Backend, st
     """Sends (``claim`` of messages a dead process left ``sending``) and deliveries (``claim_deliveries``
     of ``valid`` ones, in batches): three processes at once, each message won by one of them."""
     if kind == "send":
-        ids = [store.add("out", "sending", lease_boot="an-earlier-boot", durable=False)["id"] for _ in range(120)]
+        ids = [store.add("out", "sending", lease_boot="an-earlier-boot", durable=False).id for _ in range(120)]
         target = _claim_sends
     else:
-        ids = [store.add("in", "valid", mailbox="X26ABC2", workflow_id="WF", durable=False)["id"] for _ in range(120)]
+        ids = [store.add("in", "valid", mailbox="X26ABC2", workflow_id="WF", durable=False).id for _ in range(120)]
         target = _claim_deliveries
     store.sync()
     ctx = multiprocessing.get_context("spawn")
@@ -126,14 +126,14 @@ def test_processes_opening_a_new_store_at_once_build_it_once(backend: Backend) -
     store = backend.open()
     assert not store.created and store.migrated == []
     message = store.add("out", "accepted")
-    assert [e["kind"] for e in store.events(message["id"])] == ["accepted"]
+    assert [e.kind for e in store.events(message.id)] == ["accepted"]
 
 
 def test_a_source_file_is_stored_once(store: Store) -> None:
     first = store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
     with pytest.raises(SourceTaken):  # a second process that checked before the first stored it
         store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
-    assert [m["id"] for m in store.messages()] == [first["id"]]
+    assert [m.id for m in store.messages()] == [first.id]
     store.add("out", "sending", source_file="outbox/a.txt@1:3@ab")  # a new file of that name
 
 
@@ -189,7 +189,7 @@ def test_a_payload_is_stored_before_the_transaction_that_records_it(store: Store
     store.payloads.write([b"x"])
     with store.immediate(), pytest.raises(StoreError, match="before the transaction that records it"):  # type: ignore[attr-defined]
         store.payloads.write([b"inside a transaction"])
-    assert store.get(message["id"])["state"] == "received"
+    assert store.get(message.id).state == "received"
 
 
 @pytest.mark.parametrize("inline_max", [0, 1024], ids=["big", "inline"])
@@ -216,9 +216,9 @@ def test_housekeeping_never_strands_a_new_message_without_its_bytes(backend: Bac
     assert store.remove_old_payloads(3600) == 1  # ... and housekeeping in between
     with pytest.raises(StoreError, match=f"payload {sha} was removed by housekeeping before its message"):
         store.add("in", "received", payload_sha256=sha, payload_size=size)
-    assert [m["id"] for m in store.messages()] == [old["id"]]  # nothing recorded
-    assert store.get(old["id"])["payload_sha256"] is None
-    assert [e["kind"] for e in store.events(old["id"])][-1] == "payload-removed"
+    assert [m.id for m in store.messages()] == [old.id]  # nothing recorded
+    assert store.get(old.id).payload_sha256 is None
+    assert [e.kind for e in store.events(old.id)][-1] == "payload-removed"
 
 
 def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(
@@ -228,19 +228,19 @@ def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(
     real = store.sync
     monkeypatch.setattr(store, "sync", lambda: syncs.append(1) or real())
     lazy = store.add("in", "received", durable=False)
-    assert not store.transition(lazy["id"], "delivered", from_states=("valid",))  # durable, but a no-op
-    store.make_durable(lazy["id"])
+    assert not store.transition(lazy.id, "delivered", from_states=("valid",))  # durable, but a no-op
+    store.make_durable(lazy.id)
     assert len(syncs) == 1
-    store.make_durable(lazy["id"])  # known durable now
+    store.make_durable(lazy.id)  # known durable now
     durable = store.add("in", "received")
-    store.make_durable(durable["id"])
+    store.make_durable(durable.id)
     assert len(syncs) == 1
     other = backend.open()  # rows another process wrote are unknown here: synced once
     other_syncs = []
     other_real = other.sync
     monkeypatch.setattr(other, "sync", lambda: other_syncs.append(1) or other_real())
-    other.make_durable(lazy["id"], durable["id"])
-    other.make_durable(lazy["id"])
+    other.make_durable(lazy.id, durable.id)
+    other.make_durable(lazy.id)
     assert len(other_syncs) == 1
     assert backend.execute("SELECT count FROM syncs") == [(2,)]
 
@@ -261,7 +261,7 @@ def test_another_connection_sees_every_commit(backend: Backend, store: Store) ->
     other = backend.open()
     durable = store.add("in", "received", mailbox="X26ABC2")
     lazy = store.add("in", "received", mailbox="X26ABC2", durable=False)
-    assert {m["id"] for m in other.messages()} == {durable["id"], lazy["id"]}
-    assert other.transition(lazy["id"], "valid", from_states=("received",))
-    assert store.get(lazy["id"])["state"] == "valid"
+    assert {m.id for m in other.messages()} == {durable.id, lazy.id}
+    assert other.transition(lazy.id, "valid", from_states=("received",))
+    assert store.get(lazy.id).state == "valid"
     assert other.counts()["in"] == {"received": 1, "valid": 1}

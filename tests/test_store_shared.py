@@ -38,7 +38,7 @@ def another_process_adds_a_message(config: Path) -> str:
     code = (
         "import sys; from meshbridge.config import load; from meshbridge.store import connect; "
         "s = connect(load(sys.argv[1]).store); "
-        "print(s.add('in', 'received', mailbox='X26ABC1', peer='X26ABC3')['id']); s.close()"
+        "print(s.add('in', 'received', mailbox='X26ABC1', peer='X26ABC3').id); s.close()"
     )
     done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -76,9 +76,9 @@ def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processe
         for n in range(3 if backend.name == "sqlite" else 1):  # (PostgreSQL: no locks to lose, one round)
             ids.append(another_process_adds_a_message(config))
             message = second.add("in", "received", mailbox="X26ABC1", peer="X26ABC2", mesh_message_id=f"MESH-{n}")
-            ids.append(message["id"])
+            ids.append(message.id)
             status(config)
-            assert known(first, message["id"]), f"commit {n} of the second connection is lost"
+            assert known(first, message.id), f"commit {n} of the second connection is lost"
             assert known(first, ids[-2]), f"commit {n} of the other process is lost"
     finally:
         first.close()
