@@ -33,7 +33,7 @@ from .plugins import Plugins
 from .progress import Progress
 from .reader import Reading
 from .sources import discard_if_changed, open_regular, text_name
-from .store import Row, Store, connect
+from .store import Store, StoredMessage, connect
 from .validation import needs_validation
 
 log = logging.getLogger("meshbridge")
@@ -200,17 +200,17 @@ class Bridge(Reading):
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         if source_file is not None:
             discard_if_changed(self.store, file, opened, message)
-        if message["state"] == State.REJECTED:
+        if message.state == State.REJECTED:
             sending.refuse(self, message)
         checkpoint("send:stored")
         try:
             self._transmit(message, claimed=True)
         except TransportError as exc:
-            exc.message_id = message["id"]  # stored: the caller can follow it up
+            exc.message_id = message.id  # stored: the caller can follow it up
             raise
-        return self.show(message["id"])
+        return self.show(message.id)
 
-    def _transmit(self, message: Row, *, claimed: bool = False) -> bool:
+    def _transmit(self, message: StoredMessage, *, claimed: bool = False) -> bool:
         return sending.transmit(self, message, claimed=claimed)
 
     def media_type(self, result: ValidationResult) -> str | None:
@@ -282,10 +282,10 @@ class Bridge(Reading):
         if problem is None and not retries.requeue(self.store, message):
             problem = "its state changed meanwhile (another process retried it?)"
         if problem:
-            raise RetryRefused(f"{message['id']}: {problem}")
-        if message["direction"] == Direction.OUT:
-            self._transmit(self.store.get(message["id"]))
-        return self.show(message["id"])
+            raise RetryRefused(f"{message.id}: {problem}")
+        if message.direction == Direction.OUT:
+            self._transmit(self.store.get(message.id))
+        return self.show(message.id)
 
     def retry_many(
         self,
@@ -309,7 +309,7 @@ class Bridge(Reading):
         one again against the current config (see :mod:`meshbridge.replay`)."""
         from .replay import replay
 
-        return self.show(replay(self, message_id, force=force)["id"])
+        return self.show(replay(self, message_id, force=force).id)
 
     def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Message:
         """The end application's business response to an inbound ITK message; it goes back to the sender
@@ -319,16 +319,14 @@ class Bridge(Reading):
         (e.g. 30002); a code of the other kind, or not a business code, raises
         :class:`~meshbridge.InvalidRequest` and nothing is sent.
         """
-        return self.show(self.acks.business_ack(message_id, code, text, nack=nack)["id"])
+        return self.show(self.acks.business_ack(message_id, code, text, nack=nack).id)
 
     def response_to(self, message_id: str) -> Message | None:
         """The response we last stored to send to this inbound message (its ITK ack or nack), if any."""
         responded = [
-            e
-            for e in self.store.events(message_id)
-            if e["kind"] == TimelineKind.RESPONDED and e["detail"].get("response")
+            e for e in self.store.events(message_id) if e.kind == TimelineKind.RESPONDED and e.detail.get("response")
         ]
-        return self.show(responded[-1]["detail"]["response"]) if responded else None
+        return self.show(responded[-1].detail["response"]) if responded else None
 
     def login_refused(self, mailbox: str | None) -> bool:
         """Does MESH refuse this mailbox's login now (until a call succeeds: see ``mesh-auth``)?

@@ -18,7 +18,7 @@ from .mesh import MeshMailbox
 from .models import Direction, State
 from .payloads.base import Payload
 from .pipeline import Logged, PollReport, store_full
-from .store import Row
+from .store import StoredMessage
 from .validation import check
 
 if TYPE_CHECKING:
@@ -34,11 +34,9 @@ def collect_mailbox(bridge: Bridge, mailbox_id: str, report: PollReport) -> None
     mesh = bridge.mailbox(mailbox_id)
     # Stored but not recorded as acknowledged (a crash on either side of the acknowledge): the
     # inbox may no longer list it, so finish it from the store. A repeated acknowledge is harmless.
-    stored = [
-        m for m in bridge.store.messages(state=State.RECEIVED, direction=Direction.IN) if m["mailbox"] == mailbox_id
-    ]
+    stored = [m for m in bridge.store.messages(state=State.RECEIVED, direction=Direction.IN) if m.mailbox == mailbox_id]
     acknowledge(bridge, mesh, stored, report)
-    batch: list[Row] = []
+    batch: list[StoredMessage] = []
     try:
         bridge.store.space.room_for(0)  # no room for new messages: leave them in MESH
         for mesh_id in mesh.inbox():
@@ -61,11 +59,11 @@ def collect_mailbox(bridge: Bridge, mailbox_id: str, report: PollReport) -> None
     acknowledge(bridge, mesh, batch, report)
 
 
-def acknowledge(bridge: Bridge, mesh: MeshMailbox, batch: list[Row], report: PollReport) -> None:
+def acknowledge(bridge: Bridge, mesh: MeshMailbox, batch: list[StoredMessage], report: PollReport) -> None:
     """Acknowledge stored messages in MESH once their rows are durable: one fsync for the batch
     (also for rows another process stored and died before syncing)."""
     try:
-        bridge.store.make_durable(*(m["id"] for m in batch))
+        bridge.store.make_durable(*(m.id for m in batch))
     except DiskFull as exc:  # not durable: not acknowledged, MESH keeps them
         store_full(report, exc)
         return
@@ -76,20 +74,20 @@ def acknowledge(bridge: Bridge, mesh: MeshMailbox, batch: list[Row], report: Pol
             store_full(report, exc)
             break
         except MeshbridgeError as exc:
-            report.problems.append(f"acknowledge {message['mesh_message_id']} in {mesh.id}: {exc}")
+            report.problems.append(f"acknowledge {message.mesh_message_id} in {mesh.id}: {exc}")
             bridge.logins.failed(report, mesh.id, exc)
 
 
-def _acknowledge_one(bridge: Bridge, mesh: MeshMailbox, message: Row, report: PollReport) -> None:
+def _acknowledge_one(bridge: Bridge, mesh: MeshMailbox, message: StoredMessage, report: PollReport) -> None:
     route = pipeline.inbound_route(bridge.config, message) if pipeline.undecodable(message) else None
     if route is not None and route.itk is not None:  # its 10009 will be new data: room first
         bridge.store.space.room_for(0)
     pipeline.acknowledge(bridge.store, mesh, message)
-    report.received.append(message["id"])
+    report.received.append(message.id)
     if pipeline.undecodable(message):
-        report.invalid.append(message["id"])
-        summary = f"{message['id']} from {message['peer']}: {message['last_error']}"
-        bridge.notify(EventKind.INVALID, message["id"], summary)
+        report.invalid.append(message.id)
+        summary = f"{message.id} from {message.peer}: {message.last_error}"
+        bridge.notify(EventKind.INVALID, message.id, summary)
         if route is not None and route.itk is not None:
             bridge.acks.answer_undecodable(route, message)
 
@@ -109,58 +107,57 @@ def prepare_all(bridge: Bridge, report: PollReport) -> None:
             store_full(report, exc)
             break
         except MeshbridgeError as exc:
-            report.problems.append(f"prepare {message['id']}: {exc}")
+            report.problems.append(f"prepare {message.id}: {exc}")
         except Exception as exc:
-            log.exception("preparing %s failed", message["id"])
-            report.problems.append(f"prepare {message['id']}: {type(exc).__name__}: {exc}")
+            log.exception("preparing %s failed", message.id)
+            report.problems.append(f"prepare {message.id}: {type(exc).__name__}: {exc}")
 
 
-def tally_kept(bridge: Bridge, message: Row, report: PollReport) -> None:
+def tally_kept(bridge: Bridge, message: StoredMessage, report: PollReport) -> None:
     """Count a message kept as ``orphan`` or ``duplicate`` by this pass as such in the report."""
-    state = bridge.store.get(message["id"])["state"]
+    state = bridge.store.get(message.id).state
     if state in (State.ORPHAN, State.DUPLICATE):
-        getattr(report, state).append(message["id"])
+        getattr(report, state).append(message.id)
 
 
-def prepare(bridge: Bridge, message: Row, report: PollReport, respond: bool = True) -> None:
+def prepare(bridge: Bridge, message: StoredMessage, report: PollReport, respond: bool = True) -> None:
     """Route one ``mesh-acked`` message and validate it (ITK: answer it, unless not ``respond``)."""
-    if message["message_type"] == "REPORT":
+    if message.message_type == "REPORT":
         apply_report(bridge, message, report)
         return
     if domain_ack(bridge, message, report):
         return
     route = pipeline.inbound_route(bridge.config, message)
-    if route is None and message["workflow_id"] in acks.ack_workflows(bridge.config, message["mailbox"]):
+    if route is None and message.workflow_id in acks.ack_workflows(bridge.config, message.mailbox):
         if bridge.acks.receive_response(message):
-            report.correlated.append(message["id"])
+            report.correlated.append(message.id)
         return
     if route is None or route.destination is None:
         pipeline.mark_unrouted(bridge.store, message, route)
-        report.unrouted.append(message["id"])
+        report.unrouted.append(message.id)
         bridge.notify(
             EventKind.UNROUTED,
-            message["id"],
-            f"{message['id']} from {message['peer']} on workflow "
-            f"{message['workflow_id']}: no inbound route; kept in the store",
+            message.id,
+            f"{message.id} from {message.peer} on workflow {message.workflow_id}: no inbound route; kept in the store",
         )
         return
     if route.itk:
         state = bridge.acks.receive_message(route, message, respond=respond)
         if state == State.INVALID:  # a duplicate is counted as such (tally_kept)
-            report.invalid.append(message["id"])
+            report.invalid.append(message.id)
         return
     result = pipeline.validate_inbound(bridge.store, bridge.plugins, route, message)
     if not result.valid:
-        report.invalid.append(message["id"])
+        report.invalid.append(message.id)
         bridge.notify(
             EventKind.INVALID,
-            message["id"],
-            f"{message['id']} on {route.name} is invalid: " + "; ".join(str(f) for f in result.errors[:3]),
+            message.id,
+            f"{message.id} on {route.name} is invalid: " + "; ".join(str(f) for f in result.errors[:3]),
             findings=[f.as_dict() for f in result.findings],
         )
         return
     bridge.store.transition(  # lazy: lost in a power cut, the message is validated again
-        message["id"],
+        message.id,
         State.VALID,
         from_states=(State.MESH_ACKED,),
         detail={"payload_type": result.payload_type},
@@ -170,37 +167,36 @@ def prepare(bridge: Bridge, message: Row, report: PollReport, respond: bool = Tr
     )
 
 
-def domain_ack(bridge: Bridge, message: Row, report: PollReport) -> bool:
+def domain_ack(bridge: Bridge, message: StoredMessage, report: PollReport) -> bool:
     """Is this inbound message a domain acknowledgement? If so, correlate it."""
     protocols = bridge.plugins.ack_protocols()
-    if not protocols or message["payload_size"] > DOMAIN_ACK_CAP:
+    if not protocols or (message.payload_size or 0) > DOMAIN_ACK_CAP:
         return False
-    data = bridge.store.payloads.read(message["payload_sha256"])
-    result = check(bridge.plugins, data, direction=Direction.IN, workflow_id=message["workflow_id"])
-    payload = Payload(data, result.payload_type, Direction.IN, message["workflow_id"], message["filename"], result)
+    data = bridge.store.payloads.read(message.sha256)
+    result = check(bridge.plugins, data, direction=Direction.IN, workflow_id=message.workflow_id)
+    payload = Payload(data, result.payload_type, Direction.IN, message.workflow_id, message.filename, result)
     for protocol in protocols:
         try:
             match = protocol.answers(payload)
         except Exception as exc:
-            log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message["id"], type(exc).__name__, exc)
+            log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message.id, type(exc).__name__, exc)
             continue
         if match is not None:
             if domain_acks.correlate(bridge.store, protocol, message, match, bridge.notify):
-                report.correlated.append(message["id"])
+                report.correlated.append(message.id)
             return True
     return False
 
 
-def apply_report(bridge: Bridge, message: Row, report: PollReport) -> None:
+def apply_report(bridge: Bridge, message: StoredMessage, report: PollReport) -> None:
     """Apply a MESH REPORT (non-delivery) to the message it names, or keep it as an orphan."""
     linked = pipeline.apply_report(bridge.store, message)
     if linked:
-        report.undeliverable.append(linked["id"])
-        bridge.notify(EventKind.UNDELIVERABLE, linked["id"], f"{linked['id']} undeliverable: {message['last_error']}")
+        report.undeliverable.append(linked.id)
+        bridge.notify(EventKind.UNDELIVERABLE, linked.id, f"{linked.id} undeliverable: {message.last_error}")
     else:
         problem = (
-            f"MESH report {message['mesh_message_id']} names {message['linked_message_id']}, "
-            "which this store did not send"
+            f"MESH report {message.mesh_message_id} names {message.linked_message_id}, which this store did not send"
         )
         report.problems.append(Logged(problem))
-        bridge.notify(EventKind.ORPHAN, message["id"], problem)
+        bridge.notify(EventKind.ORPHAN, message.id, problem)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import pipeline
@@ -20,7 +21,7 @@ from .errors import DeliveryInterrupted, DiskFull, MeshbridgeError
 from .events import EventKind
 from .models import State
 from .pipeline import Logged, PollReport, store_full
-from .store import Row
+from .store import StoredMessage
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -71,10 +72,10 @@ def deliver_route(bridge: Bridge, route: Route, report: PollReport) -> None:
                 if bridge.stopping.is_set():
                     break
                 chunk = due[start : start + size]
-                taken = store.claim_deliveries([m["id"] for m in chunk], policy.lease)
+                taken = store.claim_deliveries([m.id for m in chunk], policy.lease)
                 for message in chunk:
-                    if message["id"] in taken:
-                        deliver_one(bridge, route, {**message, "lease_holder": taken[message["id"]]}, batch, report)
+                    if message.id in taken:
+                        deliver_one(bridge, route, replace(message, lease_holder=taken[message.id]), batch, report)
         finally:
             try:
                 batch.finish()
@@ -83,7 +84,7 @@ def deliver_route(bridge: Bridge, route: Route, report: PollReport) -> None:
                     store.sync()  # folder deliveries were recorded lazily
 
 
-def deliver_one(bridge: Bridge, route: Route, message: Row, batch: FolderBatch, report: PollReport) -> None:
+def deliver_one(bridge: Bridge, route: Route, message: StoredMessage, batch: FolderBatch, report: PollReport) -> None:
     """Deliver one claimed message (a folder's: staged in ``batch``, reported when the batch is done)."""
 
     def done(error: MeshbridgeError | None) -> None:
@@ -92,7 +93,7 @@ def deliver_one(bridge: Bridge, route: Route, message: Row, batch: FolderBatch, 
         elif error:
             delivery_failed(bridge, route, message, error, report)
         else:
-            report.delivered.append(message["id"])
+            report.delivered.append(message.id)
 
     try:
         if pipeline.deliver_inbound(
@@ -105,31 +106,33 @@ def deliver_one(bridge: Bridge, route: Route, message: Row, batch: FolderBatch, 
             policy=bridge.delivery_policy,
             deadline=bridge.delivery_deadline(route),
             stopping=bridge.stopping,
-            claim=message["lease_holder"],
+            claim=message.lease_holder,
         ):
-            report.delivered.append(message["id"])
+            report.delivered.append(message.id)
         elif len(batch) >= RECEIVE_BATCH or batch.size >= BATCH_BYTES:
             batch.finish()
     except DeliveryInterrupted as exc:
-        report.problems.append(Logged(f"deliver {message['id']}: {exc}"))
+        report.problems.append(Logged(f"deliver {message.id}: {exc}"))
     except DiskFull:
         raise  # a delivery that cannot be recorded would be made again: the route stops here
     except MeshbridgeError as exc:
         delivery_failed(bridge, route, message, exc, report)
     except Exception as exc:  # not the destination's (deliver_inbound catches all of those): the rest go on
-        log.exception("delivering %s failed", message["id"])
-        report.problems.append(f"deliver {message['id']}: {type(exc).__name__}: {exc}")
+        log.exception("delivering %s failed", message.id)
+        report.problems.append(f"deliver {message.id}: {type(exc).__name__}: {exc}")
 
 
-def delivery_failed(bridge: Bridge, route: Route, message: Row, error: MeshbridgeError, report: PollReport) -> None:
+def delivery_failed(
+    bridge: Bridge, route: Route, message: StoredMessage, error: MeshbridgeError, report: PollReport
+) -> None:
     """Report a failed delivery; tell the plugins when its attempts are spent (``undelivered``)."""
-    report.problems.append(Logged(f"deliver {message['id']}: {error}"))  # delivery-failed or undelivered
-    if bridge.store.get(message["id"])["state"] == State.UNDELIVERED:
-        report.undelivered.append(message["id"])
+    report.problems.append(Logged(f"deliver {message.id}: {error}"))  # delivery-failed or undelivered
+    if bridge.store.get(message.id).state == State.UNDELIVERED:
+        report.undelivered.append(message.id)
         bridge.notify(
             EventKind.UNDELIVERED,
-            message["id"],
-            f"{message['id']} on {route.name} not delivered after "
+            message.id,
+            f"{message.id} on {route.name} not delivered after "
             f"{bridge.config.service.delivery_attempts} attempts: {error}",
             route=route.name,
             reason=str(error),

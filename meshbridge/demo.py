@@ -88,7 +88,7 @@ def run_demo(
                         ok = False
                         echo(f"{message_id} was not collected")
                         continue
-                    inbound = bridge.show(found["id"])
+                    inbound = bridge.show(found.id)
                     show(inbound)
                     delivered = Path(inbound.destination or "")
                     same = delivered.is_file() and hashlib.sha256(delivered.read_bytes()).hexdigest() == sha

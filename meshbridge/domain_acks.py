@@ -24,7 +24,7 @@ from .config import Route, parse_duration
 from .events import EventKind, Notify
 from .models import State
 from .payloads.base import Payload
-from .store import Row, Store
+from .store import Store, StoredMessage
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,19 @@ class AckProtocol:
         value = route.options.get(f"{self.name}_within")
         return None if value is None else parse_duration(value)
 
-    def arrives_on(self, original: Row) -> frozenset[str]:
+    def arrives_on(self, original: StoredMessage) -> frozenset[str]:
         """The workflow ids on which an acknowledgement of ``original`` may arrive."""
         if self.workflows is not None:
             return frozenset(self.workflows)
-        return frozenset({original["workflow_id"], f"{original['workflow_id']}_ACK"})
+        workflow = original.workflow_id or ""  # (an outbound message always has one)
+        return frozenset({workflow, f"{workflow}_ACK"})
 
 
-def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch, notify: Notify) -> Row | None:
+def correlate(
+    store: Store, protocol: AckProtocol, message: StoredMessage, match: AckMatch, notify: Notify
+) -> StoredMessage | None:
     """Apply a recognised domain acknowledgement to the message it answers, if its sender may answer it."""
-    detail = {"protocol": protocol.name, "code": match.code, "text": match.text, "ack": message["id"]}
+    detail = {"protocol": protocol.name, "code": match.code, "text": match.text, "ack": message.id}
     target = store.by_key(protocol.name, match.key)
     if target is None:
         reason = f"{protocol.name} answers {match.key!r}, which this store did not send"
@@ -81,35 +84,33 @@ def correlate(store: Store, protocol: AckProtocol, message: Row, match: AckMatch
         return None
     misfit = responders.misfit(message, target, protocol.arrives_on(target), f"{match.key!r}")
     if misfit:
-        _orphan(store, message, f"{protocol.name} {misfit}", {**detail, "claims": target["id"]}, notify)
+        _orphan(store, message, f"{protocol.name} {misfit}", {**detail, "claims": target.id}, notify)
         return None
-    if not store.meet(target["id"], protocol.name, match.code, positive=match.positive, text=match.text):
+    if not store.meet(target.id, protocol.name, match.code, positive=match.positive, text=match.text):
         reason = f"{protocol.name} answers {match.key!r}, which was already answered (or closed): it is answered once"
-        _orphan(store, message, reason, {**detail, "claims": target["id"]}, notify)
+        _orphan(store, message, reason, {**detail, "claims": target.id}, notify)
         return None
-    store.update(target["id"], kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
+    store.update(target.id, kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
     if not match.positive:
-        store.close_expectations(target["id"], f"closed by {protocol.name} {match.code}")
-        notify(EventKind.NACK, target["id"], f"{target['id']} rejected by {protocol.name} {match.code}", **detail)
+        store.close_expectations(target.id, f"closed by {protocol.name} {match.code}")
+        notify(EventKind.NACK, target.id, f"{target.id} rejected by {protocol.name} {match.code}", **detail)
     store.transition(
-        message["id"],
+        message.id,
         State.CORRELATED,
         from_states=(State.MESH_ACKED,),
-        answers=target["id"],
-        detail={**detail, "answers": target["id"]},
+        answers=target.id,
+        detail={**detail, "answers": target.id},
     )
-    return store.get(target["id"])
+    return store.get(target.id)
 
 
-def _orphan(store: Store, message: Row, reason: str, detail: dict[str, Any], notify: Notify) -> None:
+def _orphan(store: Store, message: StoredMessage, reason: str, detail: dict[str, Any], notify: Notify) -> None:
     """Keep an acknowledgement that may not be applied, with its reason; the original is left alone."""
     store.transition(
-        message["id"],
+        message.id,
         State.ORPHAN,
         from_states=(State.MESH_ACKED,),
         detail={**detail, "reason": reason},
         last_error=reason,
     )
-    notify(
-        EventKind.ORPHAN, message["id"], f"{message['id']} from {message['peer']}: {reason}", **detail, reason=reason
-    )
+    notify(EventKind.ORPHAN, message.id, f"{message.id} from {message.peer}: {reason}", **detail, reason=reason)

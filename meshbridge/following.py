@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from . import pipeline
 from .errors import DiskFull, MeshbridgeError
 from .events import EventKind
-from .models import Direction, State
+from .models import Direction, State, stamp
 from .pipeline import PollReport, store_full
 
 if TYPE_CHECKING:
@@ -20,27 +20,27 @@ def track(bridge: Bridge, report: PollReport, *, force: bool = False) -> None:
     """Refresh MESH tracking of sent messages that are due for it (every one with ``force``)."""
     interval = bridge.config.mesh.tracking_interval
     for message in bridge.store.messages(state=State.SENT, direction=Direction.OUT):
-        if not (force or pipeline.tracking_due(message, interval)) or message["mailbox"] in report.login_refused:
+        if not (force or pipeline.tracking_due(message, interval)) or message.mailbox in report.login_refused:
             continue
         try:
-            pipeline.track(bridge.store, bridge.mailbox(message["mailbox"]), message)
-            report.tracked.append(message["id"])
+            pipeline.track(bridge.store, bridge.mailbox(message.mailbox), message)
+            report.tracked.append(message.id)
         except DiskFull as exc:
             store_full(report, exc)
             break
         except MeshbridgeError as exc:
-            report.problems.append(f"track {message['id']}: {exc}")
-            bridge.logins.failed(report, message["mailbox"], exc)
+            report.problems.append(f"track {message.id}: {exc}")
+            bridge.logins.failed(report, message.mailbox, exc)
 
 
 def sweep(bridge: Bridge, report: PollReport) -> None:
     """Flag expectations whose deadline passed (once each) and tell the plugins."""
     for row in bridge.store.sweep_overdue():
-        report.overdue.append(row["message_id"])
+        report.overdue.append(row.message_id)
         bridge.notify(
             EventKind.OVERDUE,
-            row["message_id"],
-            f"{row['message_id']}: {row['kind']} was due by {row['due_at']}",
-            expected=row["kind"],
-            due_at=row["due_at"],
+            row.message_id,
+            f"{row.message_id}: {row.kind} was due by {stamp(row.due_at)}",
+            expected=row.kind,
+            due_at=stamp(row.due_at),
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
 from .events import EventKind, Notification
+from .models import stamp
 from .pipeline import PollReport
 from .plugins import Plugins
 from .store import Store
@@ -49,10 +50,10 @@ class LoginWatch:
         row = self.store.logins.accepted(mailbox)
         if row is not None:
             summary = (
-                f"MESH takes the login of mailbox {mailbox} again (refused {row['refusals']} times since "
-                f"{row['since']}); its waiting messages are due now"
+                f"MESH takes the login of mailbox {mailbox} again (refused {row.refusals} times since "
+                f"{stamp(row.since)}); its waiting messages are due now"
             )
-            self._raise(EventKind.MESH_AUTH_CLEARED, summary, logging.INFO, mailbox=mailbox, since=row["since"])
+            self._raise(EventKind.MESH_AUTH_CLEARED, summary, logging.INFO, mailbox=mailbox, since=stamp(row.since))
 
     def probe(self, report: PollReport) -> None:
         """Once per process, a handshake on each mailbox whose login was refused: a config fixed

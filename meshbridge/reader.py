@@ -91,7 +91,7 @@ class Reading:
         ``check_first`` it is read whole and checked before the first byte is written, and again as
         it goes). A payload removed by retention is :class:`~meshbridge.errors.Refused`; an unknown
         id :class:`~meshbridge.UnknownMessage`. ``out`` is neither flushed nor closed."""
-        message = MessageSummary.from_row(self.store.get(message_id))
+        message = self.store.get(message_id)
         sha = message.payload_sha256
         if not sha:
             raise Refused(f"{message.id}: its payload was removed by retention")

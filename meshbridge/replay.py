@@ -14,49 +14,49 @@ our final word; its recorded ``inf_ack_code`` is kept).
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import collecting, itk, pipeline
 from .errors import ReplayRefused
 from .models import REDELIVERABLE, REROUTABLE, Direction, State, TimelineKind
 from .pipeline import PollReport
-from .store import Row
+from .store import StoredMessage
 
 if TYPE_CHECKING:
     from .bridge import Bridge
 
 
-def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> Row:
+def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> StoredMessage:
     """Replay one inbound message (see the module docstring); returns its row afterwards.
 
     A delivery that fails raises (``DeliveryError`` or ``StoreError``); a re-routed message that
     failed is left ``valid`` with a backoff, for the service's next delivery attempt.
     """
     message = bridge.store.get(message_id)
-    if message["direction"] != Direction.IN or message["state"] not in REDELIVERABLE | REROUTABLE:
+    if message.direction != Direction.IN or message.state not in REDELIVERABLE | REROUTABLE:
         raise ReplayRefused(
-            f"{message['id']} is {message['direction']} and {message['state']}: only an inbound message "
+            f"{message.id} is {message.direction} and {message.state}: only an inbound message "
             "that was delivered, or is unrouted or invalid, can be replayed"
         )
-    if not message["payload_sha256"]:
-        raise ReplayRefused(f"{message['id']}: its payload was removed by retention")
+    if not message.payload_sha256:
+        raise ReplayRefused(f"{message.id}: its payload was removed by retention")
     nack = nacked(message)
     if nack and not force:
         raise ReplayRefused(
-            f"{message['id']} was answered with nack {nack} (the sender was told it was refused): "
+            f"{message.id} was answered with nack {nack} (the sender was told it was refused): "
             "give --force to replay it anyway; no new response is sent"
         )
-    bridge.store.payloads.verify(message["payload_sha256"])  # a damaged payload: one line, nothing changed
-    if message["state"] in REROUTABLE:
+    bridge.store.payloads.verify(message.payload_sha256)  # a damaged payload: one line, nothing changed
+    if message.state in REROUTABLE:
         return reroute(bridge, message, respond=not nack)
     return redeliver(bridge, message)
 
 
-def nacked(message: Row) -> str | None:
+def nacked(message: StoredMessage) -> str | None:
     """The negative code we answered this message with (infrastructure or business), if any."""
-    inf: str | None = message["inf_ack_code"]
-    bus: str | None = message["bus_ack_code"]
+    inf: str | None = message.inf_ack_code
+    bus: str | None = message.bus_ack_code
     if inf and inf != itk.SUCCESS:
         return inf
     code = itk.lookup(bus) if bus else None
@@ -65,63 +65,61 @@ def nacked(message: Row) -> str | None:
     return None
 
 
-def redeliver(bridge: Bridge, message: Row) -> Row:
+def redeliver(bridge: Bridge, message: StoredMessage) -> StoredMessage:
     route = pipeline.inbound_route(bridge.config, message)
     if route is None or route.destination is None:
-        raise ReplayRefused(
-            f"{message['id']}: no inbound route with a destination takes workflow {message['workflow_id']}"
-        )
-    bridge.store.event(message["id"], TimelineKind.REPLAY)
+        raise ReplayRefused(f"{message.id}: no inbound route with a destination takes workflow {message.workflow_id}")
+    bridge.store.event(message.id, TimelineKind.REPLAY)
     pipeline.deliver_inbound(
         bridge.store,
         bridge.plugins,
         route,
-        {**message, "state": State.VALID},
+        replace(message, state=State.VALID),
         replay=True,
         deadline=bridge.delivery_deadline(route),
         stopping=bridge.stopping,
     )
-    return bridge.store.get(message["id"])
+    return bridge.store.get(message.id)
 
 
-def reroute(bridge: Bridge, message: Row, *, respond: bool) -> Row:
+def reroute(bridge: Bridge, message: StoredMessage, *, respond: bool) -> StoredMessage:
     """Back to ``mesh-acked``, through the steps a collected message takes, and delivered if valid."""
-    if any(f.get("code") == "payload.undecodable" for f in json.loads(message["findings"] or "[]")):
+    if any(f.code == "payload.undecodable" for f in message.findings):
         raise ReplayRefused(
-            f"{message['id']}: its body could not be decoded and was stored as it came; there is nothing "
+            f"{message.id}: its body could not be decoded and was stored as it came; there is nothing "
             "to route or validate (`meshbridge export` writes those bytes)"
         )
     store = bridge.store
     with store.exclusive("inbound"):  # as a poll's collection: one process at a time prepares
         moved = store.transition(
-            message["id"],
+            message.id,
             State.MESH_ACKED,
-            from_states=(message["state"],),
+            from_states=(message.state,),
             kind=TimelineKind.REPLAY,
-            detail={"from": message["state"], **({} if respond else {"forced": True, "response": "none"})},
+            detail={"from": message.state, **({} if respond else {"forced": True, "response": "none"})},
             route=None,
             findings=None,
             last_error=None,
         )
         if not moved:
-            raise ReplayRefused(f"{message['id']} changed while this replay started; look at it again")
-        collecting.prepare(bridge, store.get(message["id"]), PollReport(), respond=respond)
-    message = store.get(message["id"])
-    if message["state"] != State.VALID:
+            raise ReplayRefused(f"{message.id} changed while this replay started; look at it again")
+        collecting.prepare(bridge, store.get(message.id), PollReport(), respond=respond)
+    message = store.get(message.id)
+    if message.state != State.VALID:
         return message
     route = pipeline.inbound_route(bridge.config, message)
     assert route is not None
     policy = bridge.delivery_policy
-    taken = store.claim_deliveries([message["id"]], policy.lease)
-    if message["id"] in taken:  # else a running service took it first: it delivers it
+    taken = store.claim_deliveries([message.id], policy.lease)
+    if message.id in taken:  # else a running service took it first: it delivers it
         pipeline.deliver_inbound(
             store,
             bridge.plugins,
             route,
-            {**message, "lease_holder": taken[message["id"]]},
+            replace(message, lease_holder=taken[message.id]),
             policy=policy,
             deadline=bridge.delivery_deadline(route),
             stopping=bridge.stopping,
-            claim=taken[message["id"]],
+            claim=taken[message.id],
         )
-    return store.get(message["id"])
+    return store.get(message.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .store import Row
+from .store import StoredMessage
 
 
 def same_mailbox(a: str | None, b: str | None) -> bool:
@@ -19,17 +19,17 @@ def same_mailbox(a: str | None, b: str | None) -> bool:
     return bool(a and b and a.strip().upper() == b.strip().upper())
 
 
-def misfit(answer: Row, original: Row, workflows: Collection[str], answers: str) -> str | None:
+def misfit(answer: StoredMessage, original: StoredMessage, workflows: Collection[str], answers: str) -> str | None:
     """Why ``answer`` may not answer ``original``, or None when it may.
 
     :param workflows: the workflow ids the original's route receives answers on.
     :param answers: how the answer names the original, for the reason (e.g. its MessageHeader.id).
     """
-    if not same_mailbox(answer["peer"], original["peer"]):
-        return f"answers {answers}, which was sent to {original['peer']}, not to {answer['peer']}"
-    if not same_mailbox(answer["mailbox"], original["mailbox"]):
-        return f"answers {answers}, which was sent from {original['mailbox']}, but arrived on {answer['mailbox']}"
-    if answer["workflow_id"] not in workflows:
+    if not same_mailbox(answer.peer, original.peer):
+        return f"answers {answers}, which was sent to {original.peer}, not to {answer.peer}"
+    if not same_mailbox(answer.mailbox, original.mailbox):
+        return f"answers {answers}, which was sent from {original.mailbox}, but arrived on {answer.mailbox}"
+    if answer.workflow_id not in workflows:
         expected = ", ".join(sorted(workflows)) or "none"
-        return f"answers {answers} on workflow {answer['workflow_id']}, but answers to it come on {expected}"
+        return f"answers {answers} on workflow {answer.workflow_id}, but answers to it come on {expected}"
     return None

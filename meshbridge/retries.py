@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from .errors import MeshAuthRefused, MeshbridgeError, MeshRejected, SendAbandoned, TransportError, UnknownMessage
 from .models import AGAIN, RETRIABLE, Direction, State, TimelineKind
 from .pipeline import PollReport
-from .store import Row, Store
+from .store import Store, StoredMessage
 
 
 @dataclass(frozen=True)
@@ -41,24 +41,24 @@ class Retries:
     report: PollReport = field(default_factory=PollReport)
 
 
-def refusal(message: Row) -> str | None:
+def refusal(message: StoredMessage) -> str | None:
     """Why this message cannot be retried, or None."""
-    if RETRIABLE.get(message["direction"]) != message["state"]:
+    if RETRIABLE.get(message.direction) != message.state:
         return (
-            f"it is {message['direction']} and {message['state']}: only a failed outbound message "
+            f"it is {message.direction} and {message.state}: only a failed outbound message "
             "or an undelivered inbound one can be retried"
         )
-    if not message["payload_sha256"]:
+    if not message.payload_sha256:
         return "its payload was removed by retention"
     return None
 
 
-def requeue(store: Store, message: Row) -> bool:
+def requeue(store: Store, message: StoredMessage) -> bool:
     """``failed`` -> ``accepted`` or ``undelivered`` -> ``valid``, with a fresh set of attempts.
     False when another process changed it first."""
-    direction = message["direction"]
+    direction = message.direction
     return store.transition(
-        message["id"],
+        message.id,
         AGAIN[direction],
         from_states=(RETRIABLE[direction],),
         kind=TimelineKind.RETRY,
@@ -67,22 +67,24 @@ def requeue(store: Store, message: Row) -> bool:
     )
 
 
-def matching(store: Store, state: State | None, since: datetime | None, until: datetime | None) -> list[Row]:
+def matching(store: Store, state: State | None, since: datetime | None, until: datetime | None) -> list[StoredMessage]:
     """Retriable messages in ``state`` (default: both retriable states) that reached it
     (were last changed) within ``[since, until]``, oldest first."""
     states = [state] if state else list(RETRIABLE.values())
-    low = since.astimezone(UTC).isoformat(timespec="microseconds") if since else ""
-    high = until.astimezone(UTC).isoformat(timespec="microseconds") if until else None
+    low = since.astimezone(UTC) if since else None
+    high = until.astimezone(UTC) if until else None
     found = [
         m
         for s in states
         for m in store.messages(state=s)
-        if RETRIABLE.get(m["direction"]) == s and m["updated_at"] >= low and (high is None or m["updated_at"] <= high)
+        if RETRIABLE.get(m.direction) == s
+        and (low is None or m.updated_at >= low)
+        and (high is None or m.updated_at <= high)
     ]
-    return sorted(found, key=lambda m: (m["updated_at"], m["id"]))
+    return sorted(found, key=lambda m: (m.updated_at, m.id))
 
 
-def by_ids(store: Store, ids: Iterable[str], done: Retries) -> list[Row]:
+def by_ids(store: Store, ids: Iterable[str], done: Retries) -> list[StoredMessage]:
     """The messages these ids name, in order, each once; an unknown id is noted in ``done``."""
     rows, seen = [], set()
     for message_id in ids:
@@ -91,13 +93,13 @@ def by_ids(store: Store, ids: Iterable[str], done: Retries) -> list[Row]:
         except UnknownMessage as exc:
             done.messages.append(Retried(message_id, problem=str(exc)))
             continue
-        if row["id"] not in seen:
-            seen.add(row["id"])
+        if row.id not in seen:
+            seen.add(row.id)
             rows.append(row)
     return rows
 
 
-def retry(store: Store, rows: list[Row], send: Callable[[Row], object], done: Retries) -> Retries:
+def retry(store: Store, rows: list[StoredMessage], send: Callable[[StoredMessage], object], done: Retries) -> Retries:
     """Queue each retriable message; send the outbound ones now with ``send`` (one refused login
     or unreachable MESH and that mailbox's others wait for the next pass, queued)."""
     report = done.report
@@ -106,31 +108,31 @@ def retry(store: Store, rows: list[Row], send: Callable[[Row], object], done: Re
         if problem is None and not requeue(store, row):
             problem = "its state changed meanwhile (another process retried it?)"
         if problem:
-            done.messages.append(Retried(row["id"], problem=problem))
+            done.messages.append(Retried(row.id, problem=problem))
             continue
         waiting = None
-        if row["direction"] == Direction.OUT:
-            if row["mailbox"] in report.login_refused or row["mailbox"] in report.unreachable:
+        if row.direction == Direction.OUT:
+            if row.mailbox in report.login_refused or row.mailbox in report.unreachable:
                 waiting = "not sent yet: MESH was not reached for its mailbox on this retry; poll sends it"
             else:
                 waiting = _send(store, row, send, report)
-        done.messages.append(Retried(row["id"], State(store.get(row["id"])["state"]), waiting))
+        done.messages.append(Retried(row.id, State(store.get(row.id).state), waiting))
     return done
 
 
-def _send(store: Store, row: Row, send: Callable[[Row], object], report: PollReport) -> str | None:
+def _send(store: Store, row: StoredMessage, send: Callable[[StoredMessage], object], report: PollReport) -> str | None:
     try:
-        send(store.get(row["id"]))
+        send(store.get(row.id))
     except MeshAuthRefused as exc:
-        report.mailbox_trouble(row["mailbox"], refused=True)
+        report.mailbox_trouble(row.mailbox, refused=True)
         return f"not sent yet: {exc}"
     except MeshRejected as exc:
         return f"MESH refused it again: {exc}"
     except SendAbandoned as exc:  # failed again (its attempts spent): poll does not send it
-        report.mailbox_trouble(row["mailbox"])
+        report.mailbox_trouble(row.mailbox)
         return f"not sent: {exc}"
     except TransportError as exc:
-        report.mailbox_trouble(row["mailbox"])
+        report.mailbox_trouble(row.mailbox)
         return f"not sent yet: {exc}; poll sends it"
     except MeshbridgeError as exc:
         return f"not sent: {exc}"

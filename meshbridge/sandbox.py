@@ -255,7 +255,7 @@ def config_text(
 ) -> str:
     """A ``meshbridge.toml`` for this sandbox: its mailboxes, fast polling, ``routes`` appended as TOML.
     ``store``: a SQLite file, or a ``postgresql://`` URL."""
-    key = "url" if store.startswith(("postgresql://", "postgres://")) else "path"
+    key = "url" if "://" in store else "path"  # postgresql://…
     return f'[store]\n{key} = "{store}"\n\n' + mesh_text(sandbox, mailboxes=mailboxes, mesh=mesh) + "\n" + routes
 
 

@@ -5,7 +5,6 @@ then sent to MESH now or by a later flush. The machinery behind :meth:`Bridge.se
 from __future__ import annotations
 
 import io
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -27,7 +26,7 @@ from .models import Direction, State
 from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import Logged, PollReport, store_full
 from .pipeline.outbound import NewMessage
-from .store import Row, Store
+from .store import Store, StoredMessage
 from .transforms import transformed
 from .validation import DEFAULT_CAP, check, oversize, route_options
 
@@ -48,9 +47,9 @@ def same_as_route(route: Route, *, sender: str | None, to: str | None, workflow:
         )
 
 
-def transmit(bridge: Bridge, message: Row, *, claimed: bool = False) -> bool:
+def transmit(bridge: Bridge, message: StoredMessage, *, claimed: bool = False) -> bool:
     """Send one stored message now (see :func:`pipeline.transmit`), minding the mailbox's login."""
-    mailbox = message["mailbox"]
+    mailbox = message.mailbox
     try:
         mesh, policy = bridge.mailbox(mailbox), bridge.retry_policy
         sent = pipeline.transmit(
@@ -70,24 +69,24 @@ def transmit(bridge: Bridge, message: Row, *, claimed: bool = False) -> bool:
     return sent
 
 
-def quarantine(store: Store, source: BinaryIO, result: ValidationResult, fields: NewMessage) -> Row:
+def quarantine(store: Store, source: BinaryIO, result: ValidationResult, fields: NewMessage) -> StoredMessage:
     """Store a refused payload as ``rejected`` with its findings (:func:`refuse` raises)."""
     source.seek(0)
     return pipeline.accept(store, source, payload_type=result.payload_type, rejected=result, **fields)
 
 
-def refuse(bridge: Bridge, message: Row) -> None:
+def refuse(bridge: Bridge, message: StoredMessage) -> None:
     """Tell of a ``rejected`` message and raise :class:`~meshbridge.PayloadRejected` with its findings."""
-    findings = [Finding(**f) for f in json.loads(message["findings"])]
+    findings = list(message.findings)
     errors = [f for f in findings if f.severity == "error"]
-    summary = f"{message['filename']} refused: " + "; ".join(str(f) for f in errors[:3])
-    bridge.notify(EventKind.REJECTED, message["id"], summary, findings=[f.as_dict() for f in findings])
-    raise PayloadRejected(summary, findings, message["id"])
+    summary = f"{message.filename} refused: " + "; ".join(str(f) for f in errors[:3])
+    bridge.notify(EventKind.REJECTED, message.id, summary, findings=[f.as_dict() for f in findings])
+    raise PayloadRejected(summary, findings, message.id)
 
 
 def accept_validated(
     bridge: Bridge, file: Path, source: BinaryIO, size: int, ptype: str, route: Route | None, fields: NewMessage
-) -> Row:
+) -> StoredMessage:
     """Validate (and on a route transform) a payload, then store it: ``rejected`` with its findings,
     or ``accepted`` as it will be sent (ITK-wrapped on an ITK route, its expectations recorded)."""
     cap = int(route_options(route).get("max_size") or DEFAULT_CAP)
@@ -119,7 +118,9 @@ def accept_validated(
     return _accept_on_route(bridge, data, result, route, fields)
 
 
-def _accept_on_route(bridge: Bridge, data: bytes, result: ValidationResult, route: Route, fields: NewMessage) -> Row:
+def _accept_on_route(
+    bridge: Bridge, data: bytes, result: ValidationResult, route: Route, fields: NewMessage
+) -> StoredMessage:
     store = bridge.store
     payload = Payload(data, result.payload_type, Direction.OUT, fields["workflow_id"], fields["filename"], result)
     if route.itk is None:
@@ -130,22 +131,22 @@ def _accept_on_route(bridge: Bridge, data: bytes, result: ValidationResult, rout
     fields["content_type"] = wrapped.content_type
     extra = {"id": wrapped.message_id, "itk_message_id": wrapped.itk_message_id}
     message = pipeline.accept(store, io.BytesIO(wrapped.data), payload_type=result.payload_type, extra=extra, **fields)
-    acks.expect(store, message["id"], route.itk)
+    acks.expect(store, message.id, route.itk)
     expect_domain_acks(bridge, message, payload, route)
     return message
 
 
-def expect_domain_acks(bridge: Bridge, message: Row, payload: Payload, route: Route) -> None:
+def expect_domain_acks(bridge: Bridge, message: StoredMessage, payload: Payload, route: Route) -> None:
     """Record what each ack protocol (a plugin) expects back for this message, and by when."""
     for protocol in bridge.plugins.ack_protocols():
         try:
             key = protocol.expects(payload, route)
         except Exception as exc:  # a broken plugin must not stop the send
-            log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message["id"], type(exc).__name__, exc)
+            log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message.id, type(exc).__name__, exc)
             continue
         if key:
-            bridge.store.remember_key(protocol.name, key, message["id"])
-            bridge.store.expect(message["id"], protocol.name, acks.due(protocol.within(route)))
+            bridge.store.remember_key(protocol.name, key, message.id)
+            bridge.store.expect(message.id, protocol.name, acks.due(protocol.within(route)))
 
 
 def flush(bridge: Bridge, report: PollReport) -> None:
@@ -156,11 +157,11 @@ def flush(bridge: Bridge, report: PollReport) -> None:
     for message in waiting + store.stale_sending(policy.lease):
         if bridge.stopping.is_set():
             break
-        if message["mailbox"] in report.login_refused:  # one refused login a pass: the others wait
+        if message.mailbox in report.login_refused:  # one refused login a pass: the others wait
             continue
         try:
             if transmit(bridge, message):
-                report.sent.append(message["id"])
+                report.sent.append(message.id)
         except DiskFull as exc:  # the next pass sends it
             store_full(report, exc)
             break
@@ -168,20 +169,20 @@ def flush(bridge: Bridge, report: PollReport) -> None:
             _send_failed(bridge, message, exc, report)
 
 
-def _send_failed(bridge: Bridge, message: Row, exc: MeshbridgeError, report: PollReport) -> None:
+def _send_failed(bridge: Bridge, message: StoredMessage, exc: MeshbridgeError, report: PollReport) -> None:
     """Report one send of a flush that failed (and tell the plugins when it is final)."""
     if isinstance(exc, MeshAuthRefused):
-        report.problems.append(f"send {message['id']}: {exc}")
+        report.problems.append(f"send {message.id}: {exc}")
         report.mailbox_trouble(exc.mailbox, refused=True)
     elif isinstance(exc, SendAbandoned):
-        report.problems.append(Logged(f"send {message['id']}: {exc}"))
-        report.mailbox_trouble(message["mailbox"])
-        bridge.notify(EventKind.FAILED, message["id"], str(exc))
+        report.problems.append(Logged(f"send {message.id}: {exc}"))
+        report.mailbox_trouble(message.mailbox)
+        bridge.notify(EventKind.FAILED, message.id, str(exc))
     elif isinstance(exc, MeshRejected):
-        report.problems.append(Logged(f"send {message['id']}: {exc}"))
-        bridge.notify(EventKind.FAILED, message["id"], f"{message['id']} refused by MESH: {exc}", code=exc.code)
+        report.problems.append(Logged(f"send {message.id}: {exc}"))
+        bridge.notify(EventKind.FAILED, message.id, f"{message.id} refused by MESH: {exc}", code=exc.code)
     elif isinstance(exc, TransportError):  # recorded as send-failed, due again after a backoff
-        report.problems.append(Logged(f"send {message['id']}: {exc}"))
+        report.problems.append(Logged(f"send {message.id}: {exc}"))
     else:
-        report.problems.append(f"send {message['id']}: {exc}")
-        bridge.logins.failed(report, message["mailbox"], exc)
+        report.problems.append(f"send {message.id}: {exc}")
+        bridge.logins.failed(report, message.mailbox, exc)

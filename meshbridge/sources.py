@@ -43,7 +43,7 @@ from .errors import (
 )
 from .faults import checkpoint
 from .models import Message, State
-from .store import Row, Store
+from .store import Store, StoredMessage
 
 log = logging.getLogger("meshbridge")
 
@@ -126,7 +126,7 @@ def change_since(path: Path, opened: os.stat_result) -> str | None:
     return None
 
 
-def discard_if_changed(store: Store, path: Path, opened: os.stat_result, message: Row) -> None:
+def discard_if_changed(store: Store, path: Path, opened: os.stat_result, message: StoredMessage) -> None:
     """A source file stat'ed again once stored as ``message``: if it changed since it was opened
     (its writer was not done), the stored copy is ``discarded`` unsent and :class:`SourceChanged`
     raised; the file waits to settle again and is then taken anew."""
@@ -135,15 +135,15 @@ def discard_if_changed(store: Store, path: Path, opened: os.stat_result, message
         return
     reason = f"the source file changed after it was stored ({change}): discarded unsent"
     store.transition(
-        message["id"],
+        message.id,
         State.DISCARDED,
         from_states=(State.SENDING, State.REJECTED),
-        detail={"reason": reason, "source_file": message["source_file"]},
+        detail={"reason": reason, "source_file": message.source_file},
         source_file=None,  # (the key is unique in the store: the file is taken anew)
         last_error=reason,
     )
-    store.close_expectations(message["id"], State.DISCARDED)
-    raise SourceChanged(f"{reason} as {message['id']}; it waits to settle again", message["id"])
+    store.close_expectations(message.id, State.DISCARDED)
+    raise SourceChanged(f"{reason} as {message.id}; it waits to settle again", message.id)
 
 
 def source_key(path: Path) -> tuple[str, os.stat_result]:
@@ -239,7 +239,7 @@ def _take(
         return
     already = store.from_source(key)
     if already is not None:  # stored before a crash, never moved aside
-        move_aside(path, REJECTED_ASIDE if already["state"] == State.REJECTED else SENT_ASIDE, already["id"])
+        move_aside(path, REJECTED_ASIDE if already.state == State.REJECTED else SENT_ASIDE, already.id)
         return
     try:
         message_id = send(path, route=route, source_file=key).id
@@ -254,7 +254,7 @@ def _take(
         stored = store.from_source(key)
         if stored is None:
             raise
-        message_id = stored["id"]
+        message_id = stored.id
         log.debug("source %s stored as %s, not sent yet: %s", path.name, message_id, exc)  # its step's line said
     checkpoint("source:stored")
     move_aside(path, SENT_ASIDE, message_id)

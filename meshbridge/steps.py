@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from .events import EventKind
@@ -75,7 +76,23 @@ NOTIFIED = frozenset(
 )
 
 Event = tuple[str, str, str | None, dict[str, Any] | None]  # message id, kind, the state it set (if any), detail
-Lookup = Callable[[str], dict[str, Any] | None]  # message id -> its row (after the commit), or None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a step's log line tells of its message (read after the commit)."""
+
+    direction: str | None = None
+    state: str | None = None
+    route: str | None = None
+    mailbox: str | None = None
+    peer: str | None = None
+    mesh_message_id: str | None = None
+    workflow_id: str | None = None
+    filename: str | None = None
+
+
+Lookup = Callable[[str], Facts | None]  # message id -> its facts (after the commit), or None
 
 
 def step_of(kind: str, direction: str | None, detail: dict[str, Any]) -> tuple[str, int] | None:
@@ -112,8 +129,8 @@ def log_steps(events: list[Event], lookup: Lookup) -> None:
         wanted = logging.DEBUG if widest is None else min(widest[1], INFO) if told else widest[1]
         if not log.isEnabledFor(wanted):
             continue
-        row = lookup(message_id) or {}
-        step, level = step_of(kind, row.get("direction"), detail) or (kind, logging.DEBUG)
+        row = lookup(message_id) or Facts()
+        step, level = step_of(kind, row.direction, detail) or (kind, logging.DEBUG)
         level = min(level, INFO) if told else level
         if not log.isEnabledFor(level):
             continue
@@ -121,27 +138,27 @@ def log_steps(events: list[Event], lookup: Lookup) -> None:
         fields = {
             "step": step,
             "message_id": message_id,
-            "route": row.get("route"),
-            "mailbox": row.get("mailbox"),
-            "peer": row.get("peer"),
-            "mesh_message_id": row.get("mesh_message_id"),
-            "state": state or row.get("state"),
+            "route": row.route,
+            "mailbox": row.mailbox,
+            "peer": row.peer,
+            "mesh_message_id": row.mesh_message_id,
+            "state": state or row.state,
             "code": str(code) if code is not None else None,
         }
         said = summary(step, kind, row, detail)
         log.log(level, "%s %s%s", step, message_id, f": {said}" if said else "", extra=fields)
 
 
-def summary(step: str, kind: str, row: dict[str, Any], detail: dict[str, Any]) -> str:
+def summary(step: str, kind: str, row: Facts, detail: dict[str, Any]) -> str:
     """The facts of one step in a few words (a peer's text among them, shown as it came)."""
-    peer, workflow = row.get("peer"), row.get("workflow_id")
-    named = f"{row['filename']} " if row.get("filename") else ""
+    peer, workflow = row.peer, row.workflow_id
+    named = f"{row.filename} " if row.filename else ""
     if step == "stored":
         return f"{named}for {peer} on workflow {workflow}"
     if step == "received":  # not a state: a step's name
         return f"{named}from {peer} on workflow {workflow}"
     if step == "sent":  # not a state: a step's name
-        return f"to {peer} as {detail.get('mesh_message_id') or row.get('mesh_message_id')}"
+        return f"to {peer} as {detail.get('mesh_message_id') or row.mesh_message_id}"
     if step == "delivered":  # not a state: a step's name
         where = detail.get("destination")
         return f"to {where}" if where else f"collected by {peer} (MESH tracking)"

@@ -69,7 +69,7 @@ def test_a_text_xml_cannot_carry_is_one_line_and_sends_nothing(tmp_path: Path, p
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "XML cannot carry" in done.stderr and "\x1b" not in done.stderr, done.stderr
     now = b.store.get(received.id)
-    assert (now["state"], now["bus_ack_code"]) == ("delivered", None)
+    assert (now.state, now.bus_ack_code) == ("delivered", None)
     assert len(b.messages(direction="out")) == 1  # the 20013 poll sent, no business response
     assert mesh_peer("X26ABC1").list_messages() == in_sender_inbox
     for text in (bad, "a\x00b"):  # (a NUL cannot be a command-line argument)
@@ -80,5 +80,5 @@ def test_a_text_xml_cannot_carry_is_one_line_and_sends_nothing(tmp_path: Path, p
     done = cli(b.config.file, "ack", received.id, "--nack", "30002", "--text", text)
     assert done.returncode == 0, done.stderr
     a.poll()
-    [nack] = [e for e in a.store.events(sent.id) if e["kind"] == "bus-nack"]
-    assert nack["detail"]["text"] == text
+    [nack] = [e for e in a.store.events(sent.id) if e.kind == "bus-nack"]
+    assert nack.detail["text"] == text

@@ -85,7 +85,7 @@ def assert_stored_invalid(bridge: Any, raw: bytes, reason: str) -> dict[str, Any
     assert reason in message.last_error, message.last_error
     [finding] = [f.as_dict() for f in message.findings]
     assert finding["code"] == "payload.undecodable" and reason in finding["message"]
-    kinds = [e["kind"] for e in bridge.store.events(message.id)]
+    kinds = [e.kind for e in bridge.store.events(message.id)]
     assert kinds == ["received", "mesh-acked", "invalid"]
     assert bridge.status().counts["in"] == {"invalid": 1}
     return message
@@ -319,8 +319,8 @@ def test_a_response_over_the_cap_is_an_orphan_never_read(meshbridge_config, make
     bridge.poll(mailbox="X26ABC1")
 
     [orphan] = bridge.messages(state="orphan")
-    [event] = [e for e in bridge.store.events(orphan.id) if e["kind"] == "orphan"]
-    assert "over the 1000000-byte cap: not read" in event["detail"]["reason"]
+    [event] = [e for e in bridge.store.events(orphan.id) if e.kind == "orphan"]
+    assert "over the 1000000-byte cap: not read" in event.detail["reason"]
 
 
 def test_decode_limits_are_checked_at_config_load(meshbridge_config) -> None:

@@ -104,8 +104,8 @@ def test_every_business_code_is_accepted_only_with_its_own_flag(tmp_path: Path, 
     # have been applied, and the right one kept as an orphan
     for (sent, _), rc in zip(pairs, BUSINESS, strict=True):
         message = a.store.get(sent.id)
-        assert message["bus_ack_code"] == rc.code
-        assert message["state"] == ("complete" if rc.positive else "bus-nacked"), (rc.code, message["state"])
+        assert message.bus_ack_code == rc.code
+        assert message.state == ("complete" if rc.positive else "bus-nacked"), (rc.code, message.state)
     assert list(a.messages(state="orphan")) == []
 
 
@@ -189,7 +189,7 @@ def test_a_login_refused_to_a_business_ack_raises_mesh_auth_and_the_fixed_config
         assert heard.kinds == ["mesh-auth"]  # once
     b.poll()  # the right password: the waiting response goes
     a.poll()
-    assert a.store.get(sent.id)["bus_ack_code"] == "30001"
+    assert a.store.get(sent.id).bus_ack_code == "30001"
 
 
 @pytest.mark.parametrize(("trouble", "exit_code"), [("login refused", 4), ("unreachable", 3)])
@@ -213,9 +213,9 @@ def test_an_ack_whose_response_is_not_sent_says_so_and_exits_as_send_does(
     [response] = [m for m in b.messages(direction="out") if m.answers == received.id and "30001" in m.filename]
     said = f"{received.id}: bus-acked (30001) recorded; its response {response.id} to X26ABC1 is not sent yet"
     assert said in done.stderr and "`meshbridge poll` sends it" in done.stderr
-    assert response.state == "accepted" and b.store.get(received.id)["state"] == "bus-acked"
+    assert response.state == "accepted" and b.store.get(received.id).state == "bus-acked"
     assert done.stderr.splitlines()[-1].startswith(f"meshbridge: {said}")  # the outcome, after the log lines
 
     b.poll()  # the working config sends it
     a.poll()
-    assert a.store.get(sent.id)["bus_ack_code"] == "30001"
+    assert a.store.get(sent.id).bus_ack_code == "30001"

@@ -63,8 +63,8 @@ def test_retry_takes_several_ids_and_says_what_it_could_not_retry(
     with Bridge(load(config)) as bridge:
         for message_id in (first, second):
             message = bridge.store.get(message_id)
-            assert (message["state"], message["attempts"]) == ("sent", 1)
-            kinds = [e["kind"] for e in bridge.store.events(message_id)]
+            assert (message.state, message.attempts) == ("sent", 1)
+            kinds = [e.kind for e in bridge.store.events(message_id)]
             assert kinds.count("retry") == 1 and kinds[-1] == "sent"
         assert mesh_fault_proxy.seen("POST", r"/X26ABC1/outbox$") and bridge.poll().problems == []
         assert len(bridge.messages(direction="in", state="delivered")) == 2  # each arrived once
@@ -117,11 +117,11 @@ def test_retry_with_a_refused_login_queues_the_message_and_exits_4(
     assert "MESH refused the login" in done.stdout and "not-the-password" not in done.stdout + done.stderr
     with Bridge(load(config)) as bridge:
         message = bridge.store.get(message_id)
-        assert (message["state"], message["attempts"]) == ("accepted", 0)
+        assert (message.state, message.attempts) == ("accepted", 0)
     config.write_text(good)
     assert meshbridge(config, "poll").returncode == 0
     with Bridge(load(config)) as bridge:
-        assert bridge.store.get(message_id)["state"] in ("sent", "delivered")
+        assert bridge.store.get(message_id).state in ("sent", "delivered")
 
 
 def test_a_retry_that_spends_its_attempts_again_says_failed_not_that_poll_sends_it(
@@ -138,4 +138,4 @@ def test_a_retry_that_spends_its_attempts_again_says_failed_not_that_poll_sends_
     assert "poll sends it" not in done.stderr and done.stdout == ""
     assert [line for line in done.stderr.splitlines() if message_id in line] == [line]  # said once, not logged too
     with Bridge(load(config)) as bridge:
-        assert bridge.store.get(message_id)["state"] == "failed"
+        assert bridge.store.get(message_id).state == "failed"

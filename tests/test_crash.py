@@ -31,7 +31,7 @@ from mesh_client import MeshClient
 
 from meshbridge.faults import POINTS
 from meshbridge.sandbox import PASSWORD, Sandbox, config_text
-from meshbridge.store import Row, SQLiteStore
+from meshbridge.store import SQLiteStore, StoredMessage
 
 SENDER, RECIPIENT = "X26ABC1", "X26ABC2"
 MAILBOXES = (SENDER, RECIPIENT)
@@ -141,15 +141,15 @@ def files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
-def assert_timelines(store: SQLiteStore, rows: list[Row]) -> None:
+def assert_timelines(store: SQLiteStore, rows: list[StoredMessage]) -> None:
     """No step twice on any timeline (one ``sent``, one ``delivered``...), each chunk recorded once."""
     for m in rows:
-        events = store.events(m["id"])
-        kinds = Counter(e["kind"] for e in events)
+        events = store.events(m.id)
+        kinds = Counter(e.kind for e in events)
         twice = {k: n for k, n in kinds.items() if n > 1 and k not in ("resending", "chunk-sent")}
-        assert twice == {}, f"{m['id']} ({m['direction']} {m['workflow_id']} {m['state']}): {twice}"
-        chunks = [e["detail"]["chunk"] for e in events if e["kind"] == "chunk-sent"]
-        assert len(chunks) == len(set(chunks)), f"{m['id']}: a chunk recorded twice: {chunks}"
+        assert twice == {}, f"{m.id} ({m.direction} {m.workflow_id} {m.state}): {twice}"
+        chunks = [e.detail["chunk"] for e in events if e.kind == "chunk-sent"]
+        assert len(chunks) == len(set(chunks)), f"{m.id}: a chunk recorded twice: {chunks}"
 
 
 # -- 1. every crash point, at the first and a later pass --------------------------------------
@@ -182,7 +182,7 @@ def assert_each_once(root: Path, config: Path, sandbox: Sandbox, made: dict[str,
     with opened(config) as store:
         rows = store.messages()
         # one MESH message per payload (a second send would be a second inbound row), one 20013 each
-        states = Counter((m["direction"], m["workflow_id"], m["state"]) for m in rows)
+        states = Counter((m.direction, m.workflow_id, m.state) for m in rows)
         assert states == {
             ("out", WORKFLOW, "delivered"): len(plain),
             ("in", WORKFLOW, "delivered"): len(plain),
@@ -192,7 +192,7 @@ def assert_each_once(root: Path, config: Path, sandbox: Sandbox, made: dict[str,
             ("in", ACK_WORKFLOW, "correlated"): len(itk),
         }, states
         assert Counter(map(sha256, files(root / "delivered"))) == Counter(map(digest, plain))
-        wrapped = [m["payload_sha256"] for m in rows if m["route"] == "itk-out"]
+        wrapped = [m.payload_sha256 for m in rows if m.route == "itk-out"]
         assert Counter(map(sha256, files(root / "itk-delivered"))) == Counter(wrapped)
         bundles = [store.payloads.read(sha).decode() for sha in wrapped]
         assert sorted(n for n in range(len(itk)) for b in bundles if f'<id value="crash{n}"/>' in b) == list(
@@ -207,12 +207,12 @@ def assert_no_ack_before_durable(config: Path, sandbox: Sandbox) -> None:
     """Every message MESH says was acknowledged has its row and its verified bytes in the store."""
     with opened(config) as store, peer(sandbox, SENDER) as client:
         for m in store.messages(direction="out"):
-            if not (m["mesh_message_id"] and m["peer"] == RECIPIENT):
+            if not (m.mesh_message_id and m.peer == RECIPIENT):
                 continue
-            if str(client.track_message(m["mesh_message_id"])["status"]).lower() == "acknowledged":
-                received = store.find("in", m["mesh_message_id"])
-                assert received is not None, f"{m['mesh_message_id']} acknowledged, never stored"
-                store.payloads.verify(received["payload_sha256"])
+            if str(client.track_message(m.mesh_message_id)["status"]).lower() == "acknowledged":
+                received = store.find("in", m.mesh_message_id)
+                assert received is not None, f"{m.mesh_message_id} acknowledged, never stored"
+                store.payloads.verify(received.payload_sha256)
 
 
 @pytest.fixture
@@ -242,25 +242,25 @@ def test_killed_at_a_step_then_restarted_delivers_each_payload_once(
     assert_no_ack_before_durable(config, mesh_sandbox)
     if point in ("send:chunk", "send:accepted"):  # MESH has the n-th message, the store not its id
         with opened(config) as store:
-            assert len([m for m in store.messages(direction="out") if m["mesh_message_id"]]) == nth - 1
+            assert len([m for m in store.messages(direction="out") if m.mesh_message_id]) == nth - 1
         assert len(inbox(mesh_sandbox, RECIPIENT)) == nth  # after the restart: still one each
     if point.startswith("receive:"):  # a batch is downloaded and recorded, made durable, then acknowledged
         with opened(config) as store:
-            sent = [m for m in store.messages(direction="out") if m["mesh_message_id"] and m["peer"] == RECIPIENT]
+            sent = [m for m in store.messages(direction="out") if m.mesh_message_id and m.peer == RECIPIENT]
             received = store.messages(direction="in")
-        acked = [m for m in received if m["state"] != "received"]
-        in_hand = [m for m in received if m["state"] == "received"]
+        acked = [m for m in received if m.state != "received"]
+        in_hand = [m for m in received if m.state == "received"]
         waiting = inbox(mesh_sandbox, RECIPIENT)
         if point == "receive:downloaded":  # the n-th one's bytes on disk, no row; nothing acknowledged yet
             assert len(received) == nth - 1 and not acked
             assert len(waiting) == len(sent)
         elif point == "receive:stored":  # the batch's rows durable; n - 1 acknowledged, the n-th not yet
             assert len(acked) == nth - 1 and in_hand
-            assert all(m["mesh_message_id"] in waiting for m in in_hand)
+            assert all(m.mesh_message_id in waiting for m in in_hand)
             assert len(waiting) == len(sent) - (nth - 1)
         else:  # the n-th acknowledged after its row was durable; only the state change was lost
             assert len(acked) == nth - 1
-            assert [m["mesh_message_id"] in waiting for m in in_hand].count(False) == 1
+            assert [m.mesh_message_id in waiting for m in in_hand].count(False) == 1
             assert len(waiting) == len(sent) - nth
 
     run_until_quiet(config)
@@ -334,13 +334,13 @@ def test_an_interrupted_chunked_upload_continues_from_the_recorded_chunk(
     with opened(config) as store:
         [out] = store.messages(direction="out")
         [received] = store.messages(direction="in")
-        events = store.events(out["id"])
+        events = store.events(out.id)
         assert_timelines(store, [out, received])
-    assert (out["state"], out["mesh_message_id"], out["chunks_done"]) == ("delivered", mesh_id, 5)
-    assert (received["state"], received["mesh_message_id"]) == ("delivered", mesh_id)
-    assert [e["kind"] for e in events if e["kind"] in ("sending", "resending")] == ["sending", "resending"]
-    assert [e["detail"]["chunk"] for e in events if e["kind"] == "chunk-sent"] == [f"{n}/5" for n in range(1, 6)]
-    found = [e["detail"]["chunk"] for e in events if e["detail"].get("found_in_mesh")]
+    assert (out.state, out.mesh_message_id, out.chunks_done) == ("delivered", mesh_id, 5)
+    assert (received.state, received.mesh_message_id) == ("delivered", mesh_id)
+    assert [e.kind for e in events if e.kind in ("sending", "resending")] == ["sending", "resending"]
+    assert [e.detail["chunk"] for e in events if e.kind == "chunk-sent"] == [f"{n}/5" for n in range(1, 6)]
+    found = [e.detail["chunk"] for e in events if e.detail.get("found_in_mesh")]
     assert found == {1: ["1/5"], 3: [], 5: ["5/5"]}[nth]
 
 
@@ -363,7 +363,7 @@ def test_mesh_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path, file_s
     # a run sends all three, stores all four, acknowledges one and dies before acknowledging the next
     crash(config, "receive:stored#2")
     with opened(config) as store:
-        assert [m["state"] for m in store.messages(direction="in")] == ["mesh-acked", *["received"] * 3]
+        assert [m.state for m in store.messages(direction="in")] == ["mesh-acked", *["received"] * 3]
     file_sandbox.stop()
 
     down = meshbridge(config, "poll", "--mailbox", RECIPIENT, "--json")  # MESH is down: reported
@@ -371,7 +371,7 @@ def test_mesh_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path, file_s
     problems = json.loads(down.stdout)["problems"]
     assert problems and all("ConnectionError" in p for p in problems), problems
     with opened(config) as store:  # local work goes on; the stored ones wait, not acknowledged
-        assert [m["state"] for m in store.messages(direction="in")] == ["delivered", *["received"] * 3]
+        assert [m.state for m in store.messages(direction="in")] == ["delivered", *["received"] * 3]
 
     file_sandbox.start()  # same port, same files: what was sent before the stop is still there
     assert len(inbox(file_sandbox, RECIPIENT)) == 3  # the three stored, not yet acknowledged
@@ -380,10 +380,10 @@ def test_mesh_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path, file_s
     assert sorted(map(sha256, files(tmp_path / "delivered"))) == sorted(map(digest, [*plain, foreign]))
     with opened(config) as store:
         rows = store.messages()
-        assert Counter((m["direction"], m["state"]) for m in rows) == {("out", "sent"): 3, ("in", "delivered"): 4}
+        assert Counter((m.direction, m.state) for m in rows) == {("out", "sent"): 3, ("in", "delivered"): 4}
         assert_timelines(store, rows)
     with peer(file_sandbox, SENDER) as client:  # and MESH says the recipient took each one
-        assert {client.track_message(m["mesh_message_id"])["status"] for m in rows if m["direction"] == "out"} == {
+        assert {client.track_message(m.mesh_message_id)["status"] for m in rows if m.direction == "out"} == {
             "acknowledged"
         }
 
@@ -449,11 +449,11 @@ def test_two_services_on_one_store_send_and_deliver_each_message_once(tmp_path: 
     assert inbox(mesh_sandbox, RECIPIENT) == []
     with opened(config) as store:
         rows = store.messages()
-        assert Counter(m["direction"] for m in rows) == {"out": len(payloads), "in": len(payloads)}  # sent once
-        assert {m["state"] for m in rows if m["direction"] == "in"} == {"delivered"}
-        assert {m["state"] for m in rows if m["direction"] == "out"} <= {"sent", "delivered"}
+        assert Counter(m.direction for m in rows) == {"out": len(payloads), "in": len(payloads)}  # sent once
+        assert {m.state for m in rows if m.direction == "in"} == {"delivered"}
+        assert {m.state for m in rows if m.direction == "out"} <= {"sent", "delivered"}
         assert_timelines(store, rows)
-        assert not any(e["kind"] == "resending" for m in rows for e in store.events(m["id"]))
+        assert not any(e.kind == "resending" for m in rows for e in store.events(m.id))
     text = "".join(log.read_text() for log in logs)
     assert "Traceback" not in text and "WARNING meshbridge" not in text and "ERROR meshbridge" not in text, text
 
@@ -502,10 +502,10 @@ def test_sigterm_mid_chunked_send_stops_between_chunks_and_the_next_run_resumes(
     assert not list((tmp_path / "var" / "payloads" / "tmp").iterdir())
     with opened(config) as store:  # stopped after the chunk in hand: still sending, its claim released
         [out] = store.messages(direction="out")
-        stopped_at = out["chunks_done"]
-        assert out["state"] == "sending" and 2 <= stopped_at < 40
-        [interrupted] = [e for e in store.events(out["id"]) if e["kind"] == "send-interrupted"]
-        assert interrupted["detail"] == {"reason": "stopping", "chunk": f"{stopped_at}/40"}
+        stopped_at = out.chunks_done
+        assert out.state == "sending" and 2 <= stopped_at < 40
+        [interrupted] = [e for e in store.events(out.id) if e.kind == "send-interrupted"]
+        assert interrupted.detail == {"reason": "stopping", "chunk": f"{stopped_at}/40"}
         assert store.stale_sending(900.0) == [out]  # resumable at once, not after the lease
 
     run_until_quiet(config)
@@ -514,10 +514,10 @@ def test_sigterm_mid_chunked_send_stops_between_chunks_and_the_next_run_resumes(
     with opened(config) as store:
         [out] = store.messages(direction="out")
         [received] = store.messages(direction="in")
-        assert (out["state"], out["chunks_done"], received["state"]) == ("delivered", 40, "delivered")
-        events = store.events(out["id"])
-        chunks = [e["detail"]["chunk"] for e in events if e["kind"] == "chunk-sent"]
+        assert (out.state, out.chunks_done, received.state) == ("delivered", 40, "delivered")
+        events = store.events(out.id)
+        chunks = [e.detail["chunk"] for e in events if e.kind == "chunk-sent"]
         assert chunks == [f"{n}/40" for n in range(1, 41)]  # each chunk once: resumed where it stopped
-        assert [e["kind"] for e in events if e["kind"] in ("sending", "resending")] == ["sending", "resending"]
+        assert [e.kind for e in events if e.kind in ("sending", "resending")] == ["sending", "resending"]
         assert_timelines(store, [out, received])
     assert inbox(file_sandbox, RECIPIENT) == []

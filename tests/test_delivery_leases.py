@@ -95,7 +95,7 @@ def collected(bridge: Any, mesh_peer: Any, body: bytes) -> dict[str, Any]:
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", body, workflow_id="TEST_WORKFLOW")
     bridge.collect("X26ABC2")
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "valid", message
+    assert message.state == "valid", message
     return message
 
 
@@ -116,15 +116,15 @@ def test_a_delivery_in_progress_keeps_its_claim_whatever_the_wall_clock_says(
         while time.monotonic() < until:
             assert second.deliver("in").delivered == [], "a delivery in progress was taken over"
             time.sleep(0.1)
-        assert second.store.get(message["id"])["state"] == "valid" and len(SlowEpr.received) == 1
+        assert second.store.get(message.id).state == "valid" and len(SlowEpr.received) == 1
     finally:
         SlowEpr.release.set()
         delivering.join(60)
-    assert second.store.get(message["id"])["state"] == "delivered"
+    assert second.store.get(message.id).state == "delivered"
     assert second.deliver("in").delivered == []
     assert SlowEpr.received == [b"deliver me once"]  # the EPR got it exactly once
-    row = second.store.get(message["id"])
-    assert row["lease_beat"] is None  # released on success
+    row = second.store.get(message.id)
+    assert row.lease_beat is None  # released on success
 
 
 def test_a_dead_workers_delivery_claim_is_taken_over(
@@ -140,13 +140,13 @@ def test_a_dead_workers_delivery_claim_is_taken_over(
     rebooted = collected(dead, mesh_peer, b"claimed before a reboot")
     stalled = collected(dead, mesh_peer, b"claimed by a worker that stopped beating")
     # the dead worker claimed both, then died before delivering either
-    assert set(dead.store.claim_deliveries([rebooted["id"], stalled["id"]], LEASE)) == {rebooted["id"], stalled["id"]}
-    dead.store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [rebooted["id"]])
+    assert set(dead.store.claim_deliveries([rebooted.id, stalled.id], LEASE)) == {rebooted.id, stalled.id}
+    dead.store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [rebooted.id])
 
-    assert alive.deliver("in").delivered == [rebooted["id"]]  # the other is still held
-    assert alive.store.get(stalled["id"])["state"] == "valid"
+    assert alive.deliver("in").delivered == [rebooted.id]  # the other is still held
+    assert alive.store.get(stalled.id).state == "valid"
     real = clock.now
     monkeypatch.setattr(clock, "now", lambda: real() + LEASE + 1)  # a lease with no heartbeat
-    assert alive.deliver("in").delivered == [stalled["id"]]
+    assert alive.deliver("in").delivered == [stalled.id]
     assert alive.deliver("in").delivered == []
     assert sorted(SlowEpr.received) == [b"claimed before a reboot", b"claimed by a worker that stopped beating"]

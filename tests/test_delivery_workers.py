@@ -23,6 +23,7 @@ from conftest import OUT_IN
 from meshbridge.bridge import Bridge
 from meshbridge.config import load
 from meshbridge.hookspecs import hookimpl
+from meshbridge.models import stamp
 from meshbridge.plugins import Plugins, make_plugin_manager
 from meshbridge.store import SQLiteStore, Store, connect
 
@@ -168,13 +169,13 @@ def test_a_plugin_destination_that_raises_is_a_failed_delivery_and_the_pass_goes
 
     report = bridge.poll()  # the TypeError must not escape
     broken, fine = bridge.store.find("in", first), bridge.store.find("in", later)
-    assert fine["state"] == "delivered" and report.delivered == [fine["id"]]
+    assert fine.state == "delivered" and report.delivered == [fine.id]
     assert (tmp_path / "delivered-b" / f"{later}_{later}.dat").read_bytes() == b"for route b"
-    assert broken["state"] == "valid" and broken["attempts"] == 1
-    assert "TypeError: deliver() got an unexpected keyword argument 'timeout'" in broken["last_error"]
-    [failed] = [e for e in bridge.store.events(broken["id"]) if e["kind"] == "delivery-failed"]
-    assert "TypeError" in failed["detail"]["reason"] and failed["detail"]["retry_at"] == broken["next_attempt_at"]
-    assert [p for p in report.problems if broken["id"] in p and "TypeError" in p]
+    assert broken.state == "valid" and broken.attempts == 1
+    assert "TypeError: deliver() got an unexpected keyword argument 'timeout'" in broken.last_error
+    [failed] = [e for e in bridge.store.events(broken.id) if e.kind == "delivery-failed"]
+    assert "TypeError" in failed.detail["reason"] and failed.detail["retry_at"] == stamp(broken.next_attempt_at)
+    assert [p for p in report.problems if broken.id in p and "TypeError" in p]
     assert bridge.poll().delivered == [] and plugin.calls == 1  # not again before its backoff (30 s)
 
 
@@ -187,13 +188,13 @@ def test_a_plugin_destination_past_its_deadline_is_failed_and_abandoned(
     try:
         report = bridge.poll()
         hung, fine = bridge.store.find("in", first), bridge.store.find("in", later)
-        assert fine["state"] == "delivered" and report.delivered == [fine["id"]]
-        assert hung["state"] == "valid" and plugin.calls == 1
-        assert "plugin destination of route in did not finish within 1 s (abandoned)" in hung["last_error"]
+        assert fine.state == "delivered" and report.delivered == [fine.id]
+        assert hung.state == "valid" and plugin.calls == 1
+        assert "plugin destination of route in did not finish within 1 s (abandoned)" in hung.last_error
     finally:
         plugin.release.set()  # the abandoned thread ends; what it returns is ignored
     time.sleep(0.5)
-    assert bridge.store.get(hung["id"])["state"] == "valid"
+    assert bridge.store.get(hung.id).state == "valid"
 
 
 def test_after_delivery_attempts_a_message_is_undelivered_with_an_event(
@@ -207,21 +208,21 @@ def test_after_delivery_attempts_a_message_is_undelivered_with_an_event(
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"the EPR refuses this", workflow_id="TEST_WORKFLOW")
 
     assert bridge.poll().undelivered == []
-    assert bridge.store.find("in", mesh_id)["state"] == "valid"
+    assert bridge.store.find("in", mesh_id).state == "valid"
     report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "undelivered" and report.undelivered == [message["id"]]
-    assert "HTTP 500" in message["last_error"] and message["attempts"] == 2
-    last = bridge.store.events(message["id"])[-1]
-    assert last["kind"] == "undelivered" and last["detail"]["attempts"] == 2 and "HTTP 500" in last["detail"]["reason"]
+    assert message.state == "undelivered" and report.undelivered == [message.id]
+    assert "HTTP 500" in message.last_error and message.attempts == 2
+    last = bridge.store.events(message.id)[-1]
+    assert last.kind == "undelivered" and last.detail["attempts"] == 2 and "HTTP 500" in last.detail["reason"]
     [event] = [e for e in recorder.events if e.kind == "undelivered"]
-    assert event.message_id == message["id"] and "not delivered after 2 attempts" in event.summary
+    assert event.message_id == message.id and "not delivered after 2 attempts" in event.summary
     bridge.poll()
     assert len(handler.received) == 2  # given up: not tried again
     assert bridge.status().counts["in"] == {"undelivered": 1}
 
-    assert bridge.retry(message["id"]).state == "valid"  # the operator fixed the EPR
-    assert bridge.poll().delivered == [message["id"]]
+    assert bridge.retry(message.id).state == "valid"  # the operator fixed the EPR
+    assert bridge.poll().delivered == [message.id]
     assert handler.received[-1] == b"the EPR refuses this"
 
 
@@ -233,8 +234,8 @@ def test_a_failed_delivery_waits_for_its_backoff(meshbridge_config, mesh_peer, b
     bridge.poll()
     bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert len(handler.received) == 1 and message["state"] == "valid"
-    assert message["next_attempt_at"] > bridge.store.get(message["id"])["updated_at"]
+    assert len(handler.received) == 1 and message.state == "valid"
+    assert message.next_attempt_at > bridge.store.get(message.id).updated_at
 
 
 def test_each_worker_has_its_own_store_connection(meshbridge_config) -> None:
@@ -285,9 +286,9 @@ def state(config: Path, direction: str, mesh_id: str | None = None, route: str |
     with opened(config) as store:
         if mesh_id:
             row = store.find(direction, mesh_id)
-            return row["state"] if row else None
-        rows = [m for m in store.messages(direction=direction) if m["route"] == route]
-        return rows[0]["state"] if rows else None
+            return row.state if row else None
+        rows = [m for m in store.messages(direction=direction) if m.route == route]
+        return rows[0].state if rows else None
 
 
 def alive(pid: int) -> bool:
@@ -343,9 +344,9 @@ def test_a_hanging_destination_holds_only_its_route_and_sigterm_still_stops_the_
     assert "meshbridge stopped while it was still working" in text  # the interrupted delivery is reported
     with opened(config) as store:
         message = store.find("in", first)
-        assert message["state"] == "valid" and message["next_attempt_at"] is None  # due at the next start
-        assert store.events(message["id"])[-1]["kind"] == "delivery-interrupted"
-        assert store.find("in", later)["state"] == "delivered"
+        assert message.state == "valid" and message.next_attempt_at is None  # due at the next start
+        assert store.events(message.id)[-1].kind == "delivery-interrupted"
+        assert store.find("in", later).state == "delivered"
 
     # the next start, with the destination mended, delivers it
     config.write_text(config.read_text().replace(f"destination = {hanging}", 'destination = { folder = "delivered" }'))
@@ -540,7 +541,7 @@ def test_sigterm_stops_the_service_even_when_a_step_hangs(
         stopped = [r.getMessage() for r in caplog.records]
         assert any("still busy" in m and "meshbridge-collect" in m for m in stopped), stopped
         assert stopped[-1] == "meshbridge stopped"
-        assert bridge.store.find("in", mesh_id)["state"] == "unrouted"  # what the step did is recorded
+        assert bridge.store.find("in", mesh_id).state == "unrouted"  # what the step did is recorded
     finally:
         notifier.release.set()
         killer.join(60)
@@ -555,10 +556,10 @@ def test_a_delivery_claim_is_won_once_and_lapses_with_its_lease(tmp_path: Path) 
     try:
         sha, size = one.payloads.write_file(io.BytesIO(b"payload"))
         ids = [
-            one.add("in", "valid", mailbox="X26ABC2", workflow_id="WF", payload_sha256=sha, payload_size=size)["id"]
+            one.add("in", "valid", mailbox="X26ABC2", workflow_id="WF", payload_sha256=sha, payload_size=size).id
             for _ in range(3)
         ]
-        assert [m["id"] for m in two.deliverable("X26ABC2", "WF", 600)] == ids
+        assert [m.id for m in two.deliverable("X26ABC2", "WF", 600)] == ids
         assert set(one.claim_deliveries(ids[:2], lease=600)) == set(ids[:2])
         assert set(two.claim_deliveries(ids, lease=600)) == {ids[2]}  # the others are taken
         assert two.deliverable("X26ABC2", "WF", 600) == []

@@ -72,12 +72,12 @@ def test_http_destination_retries_until_2xx(meshbridge_config, make_bridge, mesh
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to the EPR", workflow_id="TEST_WORKFLOW")
     first = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "valid" and "answered HTTP 503" in message["last_error"]
+    assert message.state == "valid" and "answered HTTP 503" in message.last_error
     assert "POST" in first.problems[0] and handler.received == []
     second = bridge.poll()
-    assert second.delivered == [message["id"]] and second.problems == []
+    assert second.delivered == [message.id] and second.problems == []
     assert handler.received == [(b"to the EPR", f"{mesh_id}_{mesh_id}.dat")]
-    assert bridge.store.get(message["id"])["state"] == "delivered"
+    assert bridge.store.get(message.id).state == "delivered"
     assert ("delivered", True) in recorded
     bridge.poll()
     assert len(handler.received) == 1  # once
@@ -168,9 +168,9 @@ def test_a_folder_on_another_file_system_than_the_store(meshbridge_config, make_
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to tmpfs", workflow_id="TEST_WORKFLOW")
         report = bridge.poll()
         message = bridge.store.find("in", mesh_id)
-        assert report.problems == [] and report.delivered == [message["id"]]
-        assert message["state"] == "delivered" and Path(message["destination"]).read_bytes() == b"to tmpfs"
-        assert Path(message["destination"]).parent == Path(other)
+        assert report.problems == [] and report.delivered == [message.id]
+        assert message.state == "delivered" and Path(message.destination).read_bytes() == b"to tmpfs"
+        assert Path(message.destination).parent == Path(other)
 
 
 # -- HTTP: redirects, a total deadline, credentials from secret references, causes kept -------
@@ -251,8 +251,8 @@ def test_http_redirect_is_a_failed_delivery_and_never_followed(
             mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"for the EPR", workflow_id="TEST_WORKFLOW")
             report = bridge.poll()
             message = bridge.store.find("in", mesh_id)
-            assert report.delivered == [] and message["state"] == "valid" and message["destination"] is None
-            error = message["last_error"]
+            assert report.delivered == [] and message.state == "valid" and message.destination is None
+            error = message.last_error
             assert f"answered HTTP {status}, a redirect to {elsewhere}/other-host?... (not followed)" in error
             assert "Token-In-Query" not in error and "Token-In-Query" not in " ".join(report.problems)
             assert [(m, b) for m, _, _, b in received] == [("POST", b"for the EPR")]
@@ -287,8 +287,8 @@ def test_http_redirect_body_is_never_read(meshbridge_config, make_bridge, mesh_p
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"redirected", workflow_id="TEST_WORKFLOW")
         poll_within(bridge, 60)
         message = bridge.store.find("in", mesh_id)
-        assert message["state"] == "valid" and len(received) == 1
-        assert f"answered HTTP 302, a redirect to {url}/elsewhere (not followed)" in message["last_error"]
+        assert message.state == "valid" and len(received) == 1
+        assert f"answered HTTP 302, a redirect to {url}/elsewhere (not followed)" in message.last_error
     assert sum(sent) < 64 << 20  # what socket buffers hold, not the 200 MiB the endpoint had ready
 
 
@@ -301,8 +301,8 @@ def test_http_redirect_with_an_unreadable_location_is_still_a_redirect(
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"odd location", workflow_id="TEST_WORKFLOW")
         bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "valid" and len(received) == 1
-    assert message["last_error"].endswith("answered HTTP 307, a redirect to (an unreadable URL) (not followed)")
+    assert message.state == "valid" and len(received) == 1
+    assert message.last_error.endswith("answered HTTP 307, a redirect to (an unreadable URL) (not followed)")
 
 
 def trickle(handler: Recorder) -> None:
@@ -321,8 +321,8 @@ def test_http_total_deadline_ends_a_trickling_endpoint(meshbridge_config, make_b
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"slowly", workflow_id="TEST_WORKFLOW")
         report = poll_within(bridge, 30)  # the trickle would take a minute; a per-read timeout never fires
         message = bridge.store.find("in", mesh_id)
-        assert report.delivered == [] and message["state"] == "valid"
-        assert f"POST {url}/epr took more than its 2s deadline" in message["last_error"]
+        assert report.delivered == [] and message.state == "valid"
+        assert f"POST {url}/epr took more than its 2s deadline" in message.last_error
         assert len(received) == 1
 
 
@@ -344,7 +344,7 @@ def test_http_header_secret_from_env_reaches_the_endpoint_and_nothing_else(
         assert "answered HTTP 500" in first.problems[0]
         second = bridge.poll()
         message = bridge.store.find("in", mesh_id)
-        assert second.delivered == [message["id"]] and message["state"] == "delivered"
+        assert second.delivered == [message.id] and message.state == "delivered"
     assert [h["Authorization"] for _, _, h, _ in received] == [TOKEN, TOKEN]
     stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
     assert TOKEN.encode() not in stored and b"tok-Distinctive" not in stored
@@ -363,9 +363,9 @@ def test_http_redirect_echoing_a_secret_never_stores_it(
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"to be echoed", workflow_id="TEST_WORKFLOW")
         report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "valid" and len(received) == 1
-    assert f"a redirect to {url}/login/********/next (not followed)" in message["last_error"]
-    assert "tok-Echoed" not in message["last_error"] + " ".join(report.problems) + caplog.text
+    assert message.state == "valid" and len(received) == 1
+    assert f"a redirect to {url}/login/********/next (not followed)" in message.last_error
+    assert "tok-Echoed" not in message.last_error + " ".join(report.problems) + caplog.text
 
 
 def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge, mesh_peer, monkeypatch) -> None:
@@ -377,7 +377,7 @@ def test_http_basic_auth_from_a_secret_reference(meshbridge_config, make_bridge,
         bridge = make_bridge(meshbridge_config(inbound(f'{{ http = "{url}/epr", {auth} }}')))
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"authenticated", workflow_id="TEST_WORKFLOW")
         assert bridge.poll().problems == []
-    assert bridge.store.find("in", mesh_id)["state"] == "delivered"
+    assert bridge.store.find("in", mesh_id).state == "delivered"
     expected = "Basic " + base64.b64encode(b"meshbridge:pw-Basic-Distinctive-41").decode()
     assert [(h["Authorization"], b) for _, _, h, b in received] == [(expected, b"authenticated")]
 
@@ -397,9 +397,9 @@ def test_http_proxy_credentials_from_the_environment_never_reach_an_error(
         monkeypatch.setenv(name, f"http://proxyuser:Proxy-Secret-77@127.0.0.1:{port}")
     report = bridge.poll()  # tried again, through the proxy
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "valid" and message["last_error"].startswith("POST http://epr.invalid/epr failed: ")
-    assert any(message["last_error"] in problem for problem in report.problems)
-    shown = message["last_error"] + " ".join(report.problems) + caplog.text
+    assert message.state == "valid" and message.last_error.startswith("POST http://epr.invalid/epr failed: ")
+    assert any(message.last_error in problem for problem in report.problems)
+    shown = message.last_error + " ".join(report.problems) + caplog.text
     assert "Proxy-Secret" not in shown and "proxyuser" not in shown
 
 
@@ -420,8 +420,8 @@ def test_http_tls_error_keeps_its_cause(meshbridge_config, make_bridge, mesh_pee
         mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"over TLS", workflow_id="TEST_WORKFLOW")
         report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert report.delivered == [] and message["state"] == "valid" and received == []
-    assert re.search(r"failed: certificate verify failed: self.signed certificate$", message["last_error"])
+    assert report.delivered == [] and message.state == "valid" and received == []
+    assert re.search(r"failed: certificate verify failed: self.signed certificate$", message.last_error)
 
 
 # -- command: a total deadline over the process group, a minimal environment -----------------
@@ -459,7 +459,7 @@ def test_command_leaving_a_background_child_is_delivered_once(
     try:
         report = poll_within(bridge, 60)
         message = bridge.store.find("in", mesh_id)
-        assert report.problems == [] and report.delivered == [message["id"]] and message["state"] == "delivered"
+        assert report.problems == [] and report.delivered == [message.id] and message.state == "delivered"
         assert poll_within(bridge, 60).delivered == []
         assert target.read_bytes() == b"once\n"
     finally:
@@ -474,8 +474,8 @@ def test_command_deadline_kills_its_whole_process_group(meshbridge_config, make_
     try:
         report = poll_within(bridge, 60)
         message = bridge.store.find("in", mesh_id)
-        assert report.delivered == [] and message["state"] == "valid"
-        assert "command /bin/sh did not finish within its 1s deadline" in message["last_error"]
+        assert report.delivered == [] and message.state == "valid"
+        assert "command /bin/sh did not finish within its 1s deadline" in message.last_error
     finally:
         assert gone("sleep 9876")
 

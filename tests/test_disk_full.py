@@ -78,7 +78,7 @@ def delivered_once(store: SQLiteStore, folder: Path, payloads: list[bytes]) -> N
     delivered = store.messages(state="delivered", direction="in")
     assert len(delivered) == len(payloads)
     for message in delivered:
-        assert [e["kind"] for e in store.events(message["id"])].count("delivered") == 1
+        assert [e.kind for e in store.events(message.id)].count("delivered") == 1
 
 
 # -- a small file system ---------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_a_full_disk_pauses_collecting_while_stored_work_goes_on(
     assert "store disk full" in report.problems[0] and str(small_disk) in report.problems[0]
     assert len(inbox(mesh_peer, RECIPIENT)) == 3 and report.received == []  # left in MESH, not acknowledged
     delivered_once(bridge.store, delivered, early)  # what was stored is delivered ...
-    assert bridge.store.get(waiting["id"])["state"] == "sent"  # ... and sent
+    assert bridge.store.get(waiting.id).state == "sent"  # ... and sent
     assert len(inbox(mesh_peer, ELSEWHERE)) == 1
     assert reserved == 8 * MiB and not reserve.exists()  # released: those state changes used its room
     source = tmp_path / "new.bin"
@@ -256,19 +256,19 @@ destination = {{ folder = "{tmp_path / "in"}" }}
 
     report = ours.poll(track=False)
     assert len(disk_problems(report.problems)) == 1, report.problems
-    message = ours.store.get(message["id"])
-    assert (message["state"], message["inf_ack_code"]) == ("mesh-acked", None)
+    message = ours.store.get(message.id)
+    assert (message.state, message.inf_ack_code) == ("mesh-acked", None)
     assert ours.store.messages(direction="out") == []
 
     filler.unlink()
     report = ours.poll(track=False)
     assert report.problems == []
-    message = ours.store.get(message["id"])
-    assert (message["state"], message["inf_ack_code"]) == ("delivered", "20013")
+    message = ours.store.get(message.id)
+    assert (message.state, message.inf_ack_code) == ("delivered", "20013")
     [ack] = ours.store.messages(direction="out")
-    assert ack["state"] == "sent" and ack["answers"] == message["id"]
+    assert ack.state == "sent" and ack.answers == message.id
     sender.poll(track=False)
-    assert sender.store.get(sent.id)["state"] == "complete"
+    assert sender.store.get(sent.id).state == "complete"
 
 
 def test_an_undecodable_itk_message_stored_before_the_disk_filled_is_answered_once_space_returns(
@@ -301,23 +301,23 @@ destination = {{ folder = "{tmp_path / "in"}" }}
     with pytest.raises(UndecodableBody):
         pipeline.download(ours.store, mesh, mesh_id)
     stored = pipeline.download(ours.store, mesh, mesh_id)  # seen twice: stored as received (a pass stopped here)
-    assert stored["state"] == "received"
+    assert stored.state == "received"
     filler = fill(small_disk, leave=MiB)
 
     report = ours.poll(track=False)
     assert len(disk_problems(report.problems)) == 1, report.problems
-    message = ours.store.get(stored["id"])
-    assert (message["state"], message["inf_ack_code"]) == ("received", None)
+    message = ours.store.get(stored.id)
+    assert (message.state, message.inf_ack_code) == ("received", None)
     assert inbox(mesh_peer, RECIPIENT) == [mesh_id] and ours.store.messages(direction="out") == []
 
     filler.unlink()
     report = ours.poll(track=False)
     assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []
-    message = ours.store.get(stored["id"])
-    assert (message["state"], message["inf_ack_code"]) == ("invalid", "10009")
+    message = ours.store.get(stored.id)
+    assert (message.state, message.inf_ack_code) == ("invalid", "10009")
     [answer] = ours.store.messages(direction="out")
-    assert answer["state"] == "sent" and answer["answers"] == message["id"]
-    assert answer["filename"] == "ITK-Response-10009.xml"
+    assert answer.state == "sent" and answer.answers == message.id
+    assert answer.filename == "ITK-Response-10009.xml"
 
 
 def test_the_service_keeps_running_on_a_full_disk_and_recovers_by_itself(
@@ -375,7 +375,7 @@ def test_sqlite_full_leaves_messages_in_mesh_with_one_problem(meshbridge_config,
     assert "SQLITE_FULL" in report.problems[0]
     stored = bridge.store.messages(direction="in")
     assert len(inbox(mesh_peer, RECIPIENT)) + len(stored) == 5 and len(stored) < 5
-    assert all(m["state"] != "received" for m in stored)  # a stored one was acknowledged
+    assert all(m.state != "received" for m in stored)  # a stored one was acknowledged
     conn.execute("PRAGMA max_page_count = 1073741823")
     report = bridge.poll()
     assert report.problems == [] and inbox(mesh_peer, RECIPIENT) == []

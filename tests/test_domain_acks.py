@@ -63,17 +63,15 @@ def test_recep_meets_the_expectation(tmp_path: Path, meshbridge_config, mesh_pee
         path.write_bytes(registration)
         sent = bridge.send(path, route="registrations-out")
         [expectation] = bridge.store.expectations(sent.id)
-        assert expectation["kind"] == "recep" and expectation["due_at"] and expectation["met_at"] is None
+        assert expectation.kind == "recep" and expectation.due_at and expectation.met_at is None
 
         mesh_peer("X26ABC2").send_message("X26ABC1", recep, workflow_id="NHAIS_RECEP")
         report = bridge.poll(track=False)
         assert report.problems == [] and len(report.correlated) == 1
         [expectation] = bridge.store.expectations(sent.id)
-        assert expectation["met_at"] and expectation["outcome"] == "OK"
+        assert expectation.met_at and expectation.outcome == "OK"
         timeline = bridge.store.events(sent.id)
-        assert (
-            timeline[-1]["kind"] == "recep" and timeline[-1]["detail"]["text"] == "RECEP for interchange 00000003: OK"
-        )
+        assert timeline[-1].kind == "recep" and timeline[-1].detail["text"] == "RECEP for interchange 00000003: OK"
         [ack] = bridge.messages(direction="in")
         assert ack.state == "correlated" and ack.answers == sent.id
         assert recorder.events == []

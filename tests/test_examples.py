@@ -153,4 +153,4 @@ def test_recep_ack_expects_a_recep_for_an_interchange(
     interchange = tmp_path / "reg.edi"
     interchange.write_bytes(PAYLOAD_TYPE.example or b"")
     sent = bridge.send(interchange, route="out")
-    assert "recep" in {e["kind"] for e in bridge.store.expectations(sent.id)}
+    assert "recep" in {e.kind for e in bridge.store.expectations(sent.id)}

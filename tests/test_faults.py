@@ -85,7 +85,7 @@ def deliver(bridge: Bridge, payload: Path, polls: int = 4) -> tuple[str, list[st
     for _ in range(polls):
         problems += bridge.poll().problems
         inbound = bridge.messages(direction="in")
-        if bridge.store.get(message_id)["state"] == "delivered" and [m.state for m in inbound] == ["delivered"]:
+        if bridge.store.get(message_id).state == "delivered" and [m.state for m in inbound] == ["delivered"]:
             break
     return message_id, problems
 
@@ -100,16 +100,16 @@ def mesh_outbox(peer: Any) -> list[dict[str, Any]]:
 def assert_delivered_once(bridge: Bridge, message_id: str, payload: Path, proxy: FaultProxy, mesh_peer: Any) -> None:
     """Sent and delivered, one MESH message, collected once, whole, acknowledged, delivered once."""
     message = bridge.store.get(message_id)
-    assert (message["state"], message["last_error"]) == ("delivered", None)
+    assert (message.state, message.last_error) == ("delivered", None)
     [sent] = mesh_outbox(mesh_peer("X26ABC1"))
     assert (sent["message_id"], sent["local_id"], sent["status"]) == (
-        message["mesh_message_id"],
+        message.mesh_message_id,
         message_id,
         "acknowledged",
     )
     assert len([h for h in proxy.seen("POST", CALLS["send"][1]) if h.upstream_status == 202]) == 1
     [inbound] = bridge.messages(direction="in")
-    assert (inbound.state, inbound.mesh_message_id) == ("delivered", message["mesh_message_id"])
+    assert (inbound.state, inbound.mesh_message_id) == ("delivered", message.mesh_message_id)
     assert inbound.payload_sha256 == sha256(payload)
     [file] = (bridge.config.file.parent / "delivered").iterdir()
     assert sha256(file) == sha256(payload)
@@ -147,14 +147,14 @@ def test_one_fault_on_one_call(
     for line in mine:
         assert_plain(line, "X26ABC1" if call in SENDING or call == "track" else "X26ABC2", DOING[call])
     # The timeline: one send-failed per failed attempt, with its reason; nothing when absorbed.
-    failed = [e["detail"]["reason"] for e in bridge.store.events(message_id) if e["kind"] == "send-failed"]
+    failed = [e.detail["reason"] for e in bridge.store.events(message_id) if e.kind == "send-failed"]
     expected = [DOING["send"]] if call == "lookup" else []  # the 503 that made it look
     expected += [DOING[call]] if surfaced and call in SENDING else []
     assert len(failed) == len(expected), failed
     for doing in expected:
         [reason] = [r for r in failed if doing in r]
         assert_plain(reason, "X26ABC1", doing)
-    assert bridge.store.get(message_id)["attempts"] == len(expected) + 1
+    assert bridge.store.get(message_id).attempts == len(expected) + 1
 
 
 @pytest.mark.parametrize("fault", ["502-after", "drop-after", "timeout", "truncate"])
@@ -174,14 +174,14 @@ def test_mesh_took_it_but_the_answer_was_lost(
     assert (first.fault, first.upstream_status) == (FAULTS[fault], 202)
     assert_delivered_once(bridge, message_id, payload, proxy, mesh_peer)
     events = bridge.store.events(message_id)
-    kinds = [e["kind"] for e in events]
+    kinds = [e.kind for e in events]
     assert kinds.count("send-failed") == 1 and kinds.index("send-failed") < kinds.index("sent")
-    [failed] = [e["detail"]["reason"] for e in events if e["kind"] == "send-failed"]
+    [failed] = [e.detail["reason"] for e in events if e.kind == "send-failed"]
     assert_plain(failed, "X26ABC1", f"cannot send chunk 1/{1 if size < CHUNK else 3} to X26ABC2")
     if size < CHUNK:  # recorded sent from MESH's own record of the local id
-        assert [e["detail"].get("found_by_local_id") for e in events if e["kind"] == "sent"] == [True]
+        assert [e.detail.get("found_by_local_id") for e in events if e.kind == "sent"] == [True]
     else:  # chunk 1 found in MESH by local id, the upload continued from chunk 2
-        assert [e for e in events if e["detail"].get("found_by_local_id") or e["detail"].get("found_in_mesh")]
+        assert [e for e in events if e.detail.get("found_by_local_id") or e.detail.get("found_in_mesh")]
         assert len(proxy.seen("POST", r"/outbox/\w+/[23]$")) == 2
 
 
@@ -200,7 +200,7 @@ def test_a_send_that_never_reached_mesh_is_sent_again_once(
     assert [h.upstream_status for h in proxy.seen("POST", CALLS["send"][1])] == [None, 202]
     assert [h.upstream_status for h in proxy.seen("GET", CALLS["lookup"][1])][-1] == 404
     assert_delivered_once(bridge, message_id, payload, proxy, mesh_peer)
-    kinds = [e["kind"] for e in bridge.store.events(message_id)]
+    kinds = [e.kind for e in bridge.store.events(message_id)]
     assert kinds.count("send-failed") == 1 and kinds.count("chunk-sent") == 3
 
 
@@ -254,11 +254,11 @@ def test_persistent_503_fails_the_message_then_retry_sends_it_once(
     message_id, problems = deliver(bridge, payload, polls=2)
 
     message = bridge.store.get(message_id)
-    assert (message["state"], message["attempts"]) == ("failed", 3)
-    assert_plain(message["last_error"], "X26ABC1", "cannot send chunk 1/3 to X26ABC2")
-    assert "503" in message["last_error"]
+    assert (message.state, message.attempts) == ("failed", 3)
+    assert_plain(message.last_error, "X26ABC1", "cannot send chunk 1/3 to X26ABC2")
+    assert "503" in message.last_error
     assert any("gave up after 3 attempts" in p for p in problems), problems
-    kinds = [e["kind"] for e in bridge.store.events(message_id)]
+    kinds = [e.kind for e in bridge.store.events(message_id)]
     assert kinds.count("send-failed") == 2 and kinds[-1] == "failed"
     assert proxy.fired() == 3 and mesh_outbox(mesh_peer("X26ABC1")) == []
 
@@ -293,13 +293,13 @@ def test_random_faults_on_every_call_lose_and_duplicate_nothing(
     assert len(ids) == len(payloads)
     for _ in range(10):
         bridge.poll()
-        if {bridge.store.get(i)["state"] for i in ids} == {"delivered"} and all(
+        if {bridge.store.get(i).state for i in ids} == {"delivered"} and all(
             m.state == "delivered" for m in bridge.messages(direction="in")
         ):
             break
 
     assert len({str(h.fault) for h in proxy.seen(faulted=True)}) >= 4  # it did storm, in several ways
-    assert {bridge.store.get(i)["state"] for i in ids} == {"delivered"}
+    assert {bridge.store.get(i).state for i in ids} == {"delivered"}
     outbox = mesh_outbox(mesh_peer("X26ABC1"))
     assert sorted(m["local_id"] for m in outbox) == sorted(ids)
     inbound = bridge.messages(direction="in")
@@ -332,7 +332,7 @@ def test_several_megabytes_compressed_chunks_through_resets_and_cuts(
 
     assert proxy.fired() == 2
     assert_delivered_once(bridge, message_id, payload, proxy, mesh_peer)
-    assert "send-failed" not in [e["kind"] for e in bridge.store.events(message_id)]  # mesh-client re-sent chunk 2
+    assert "send-failed" not in [e.kind for e in bridge.store.events(message_id)]  # mesh-client re-sent chunk 2
     [cut] = problems
     assert_plain(cut, "X26ABC2", "cannot download")
 

@@ -46,11 +46,24 @@ def pairs(result: ValidationResult) -> list[tuple[str | None, str | None]]:
 # --------------------------------------------------------------------------- fixture verdicts
 
 
+#: fixtures SOURCES.md says the HL7 validator refuses: (code, where) of their one finding
+HL7_DEFECTS = {
+    "NEMSDeathNotification.dat": ("fhir.order", "Bundle.entry[1].resource.sent"),
+    # org-1: an Organization with neither name nor identifier
+    "labresults-NHS003-full_acceptance_with_nhsack.1.fhir.json": ("fhir.invariant", "Bundle.entry[3].resource"),
+}
+
+
 @pytest.mark.parametrize("name", fixture_names("payloads/fhir-stu3"))
 def test_stu3_fixtures_are_valid(name: str) -> None:
     data = read("payloads/fhir-stu3", name)
     result = check(data, "STU3")
-    assert result.valid and result.findings == (), explain(result)
+    if name in HL7_DEFECTS:  # valid to the models, one error under the HL7 validator's rules
+        assert pairs(result) == [HL7_DEFECTS[name]], explain(result)
+        lenient = fhir.validate(data, {"fhir_version": "STU3", "fhir_strictness": "structure"})
+        assert lenient.valid and [f.severity for f in lenient.findings] == ["warning"], explain(lenient)
+    else:
+        assert result.valid and result.findings == (), explain(result)
     assert fhir.sniff(data[:65536]) == pytest.approx(0.95)
 
 
@@ -79,7 +92,10 @@ def test_r4_fixtures_under_r5(name: str) -> None:
 def test_itk3_fixtures_are_valid_stu3(name: str) -> None:
     data = read("payloads/itk3", name)
     result = check(data)  # STU3 is the default
-    assert result.valid and result.findings == (), explain(result)
+    if name in HL7_DEFECTS:  # valid to the models, one error under the HL7 validator's rules
+        assert pairs(result) == [HL7_DEFECTS[name]], explain(result)
+    else:
+        assert result.valid and result.findings == (), explain(result)
     assert result.details["fhir_version"] == "STU3"
     assert result.details["bundle_type"] == "message"
     assert result.details["event"].startswith("ITK")

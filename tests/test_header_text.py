@@ -44,8 +44,8 @@ def test_a_name_and_subject_beyond_latin1_are_sent_escaped(tmp_path: Path, meshb
     assert cli(config, "poll").returncode == 0
     with Bridge(load(config)) as bridge:
         sent = bridge.store.get(message_id)
-        assert sent["state"] in ("sent", "delivered")
-        assert sent["filename"] == letter.name  # the store keeps the name as it is
+        assert sent.state in ("sent", "delivered")
+        assert sent.filename == letter.name  # the store keeps the name as it is
         [received] = bridge.messages(direction="in")
         assert received.filename == "Patient%E2%80%99s letter %E2%80%AE.txt"
         assert received.subject == "Discharge %E2%80%93 summary"

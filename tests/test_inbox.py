@@ -42,7 +42,7 @@ def test_report_marks_outbound_undeliverable(tmp_path: Path, meshbridge_config, 
     assert len(kept) == 1 and kept[0].linked_message_id == sent.mesh_message_id
     # a later poll (tracking, a second REPORT) does not undo it
     bridge.poll()
-    assert bridge.store.get(sent.id)["state"] == "undeliverable"
+    assert bridge.store.get(sent.id).state == "undeliverable"
 
 
 def test_report_about_an_unknown_message_is_kept_as_orphan(meshbridge_config, make_bridge, mesh_sandbox) -> None:
@@ -59,11 +59,11 @@ def test_unrouted_workflow_is_stored_acknowledged_and_reported(meshbridge_config
     bridge = make_bridge(meshbridge_config(OUT_IN))
     report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "unrouted"
-    assert report.unrouted == [message["id"]]
-    assert bridge.store.payloads.read(message["payload_sha256"]) == b"nobody routes this"
+    assert message.state == "unrouted"
+    assert report.unrouted == [message.id]
+    assert bridge.store.payloads.read(message.payload_sha256) == b"nobody routes this"
     assert mesh_peer("X26ABC2").list_messages() == []  # not left to expire in MESH
-    assert bridge.store.events(message["id"])[-1]["detail"]["reason"] == "no inbound route takes this workflow"
+    assert bridge.store.events(message.id)[-1].detail["reason"] == "no inbound route takes this workflow"
 
 
 def test_failed_delivery_is_retried_on_the_next_poll(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer) -> None:
@@ -74,10 +74,10 @@ def test_failed_delivery_is_retried_on_the_next_poll(tmp_path: Path, meshbridge_
     report = bridge.poll()
     assert len(report.problems) == 1 and "cannot write to folder" in report.problems[0]
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "valid" and "cannot write to folder" in message["last_error"]
+    assert message.state == "valid" and "cannot write to folder" in message.last_error
     blocker.unlink()
     report = bridge.poll()
-    assert report.delivered == [message["id"]]
+    assert report.delivered == [message.id]
     assert (blocker / f"{mesh_id}_{mesh_id}.dat").read_bytes() == b"keep me"
 
 
@@ -99,7 +99,7 @@ def test_each_acknowledge_follows_a_sync_of_its_row(meshbridge_config, make_brid
 
         monkeypatch.setattr(obj, name, wrapper)
 
-    spy(store, "add", lambda row, *a, durable=True, **k: ("add", row["mesh_message_id"] or "", str(durable)))
+    spy(store, "add", lambda row, *a, durable=True, **k: ("add", row.mesh_message_id or "", str(durable)))
     spy(store, "sync", lambda *a: ("sync",))
     spy(mesh, "acknowledge", lambda _, mesh_id: ("ack", mesh_id))
 

@@ -88,14 +88,14 @@ def inbound(bridge: Bridge) -> MessageSummary:
 
 
 def kinds(bridge: Bridge, message_id: str) -> list[str]:
-    return [e["kind"] for e in bridge.store.events(message_id)]
+    return [e.kind for e in bridge.store.events(message_id)]
 
 
 def test_full_acknowledgement_positive(tmp_path: Path, pair) -> None:
     a, b, recorder = pair()
     sent = send(a, tmp_path)
     assert sent.itk_message_id and sent.content_type == "application/fhir+xml"
-    assert {e["kind"] for e in a.store.expectations(sent.id)} == {"inf-ack", "bus-ack"}
+    assert {e.kind for e in a.store.expectations(sent.id)} == {"inf-ack", "bus-ack"}
     wire = a.store.payloads.read(sent.payload_sha256)
     assert [f for f in itk.check(wire) if f.severity == "error"] == []  # what we send conforms
     header = itk.parse(wire)
@@ -110,17 +110,17 @@ def test_full_acknowledgement_positive(tmp_path: Path, pair) -> None:
 
     a.poll()  # correlate the 20013
     message = a.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("inf-acked", "20013", None)
+    assert (message.state, message.inf_ack_code, message.bus_ack_code) == ("inf-acked", "20013", None)
 
     acked = b.ack(received.id, code="30001", text="Patient known here")
     assert (acked.state, acked.bus_ack_code) == ("bus-acked", "30001")
     a.poll()  # correlate the 30001; Full Acknowledgement: send 20013 for it
     message = a.store.get(sent.id)
-    assert (message["state"], message["bus_ack_code"]) == ("complete", "30001")
+    assert (message.state, message.bus_ack_code) == ("complete", "30001")
     assert a.store.open_expectations(sent.id) == []
     timeline = a.store.events(sent.id)
-    bus = next(e for e in timeline if e["kind"] == "bus-ack")
-    assert bus["detail"]["code"] == "30001" and bus["detail"]["text"] == "Patient known here"
+    bus = next(e for e in timeline if e.kind == "bus-ack")
+    assert bus.detail["code"] == "30001" and bus.detail["text"] == "Patient known here"
 
     b.poll()  # the receiver's business response gets its infrastructure ack
     [response] = [m for m in b.messages(direction="out") if m.filename == "ITK-Response-30001.xml"]
@@ -136,7 +136,7 @@ def test_technical_only(tmp_path: Path, pair) -> None:
     with pytest.raises(Exception, match="did not ask for a business ack"):
         b.ack(inbound(b).id)
     a.poll()
-    assert a.store.get(sent.id)["state"] == "complete"
+    assert a.store.get(sent.id).state == "complete"
 
 
 def test_fire_and_forget_gets_no_response(tmp_path: Path, pair) -> None:
@@ -146,7 +146,7 @@ def test_fire_and_forget_gets_no_response(tmp_path: Path, pair) -> None:
     assert inbound(b).state == "delivered" and inbound(b).inf_ack_code is None
     assert list(b.messages(direction="out")) == []
     report = a.poll()
-    assert report.received == [] and a.store.get(sent.id)["state"] == "sent"
+    assert report.received == [] and a.store.get(sent.id).state == "sent"
 
 
 def test_business_only(tmp_path: Path, pair) -> None:
@@ -156,7 +156,7 @@ def test_business_only(tmp_path: Path, pair) -> None:
     assert list(b.messages(direction="out")) == []  # no infrastructure ack asked for
     b.ack(inbound(b).id, code="30004")
     a.poll()
-    assert (a.store.get(sent.id)["state"], a.store.get(sent.id)["bus_ack_code"]) == ("complete", "30004")
+    assert (a.store.get(sent.id).state, a.store.get(sent.id).bus_ack_code) == ("complete", "30004")
 
 
 def test_infrastructure_nack_is_final(tmp_path: Path, pair) -> None:
@@ -181,7 +181,7 @@ def test_infrastructure_nack_is_final(tmp_path: Path, pair) -> None:
         workflow_id=WORKFLOW,
         itk_message_id=header_id,
     )
-    acks.expect(a.store, sent["id"], a.config.route("toc-out").itk)
+    acks.expect(a.store, sent.id, a.config.route("toc-out").itk)
     a.mailbox("X26ABC1").send(lambda: io.BytesIO(wire), len(wire), to="X26ABC2", workflow_id=WORKFLOW)
     b.poll()
     refused = [m for m in b.messages(direction="in") if m.state == "invalid"]
@@ -190,9 +190,9 @@ def test_infrastructure_nack_is_final(tmp_path: Path, pair) -> None:
     with pytest.raises(Exception, match="only a valid message gets a business ack"):
         b.ack(refused[0].id)
     a.poll()
-    message = a.store.get(sent["id"])
-    assert (message["state"], message["inf_ack_code"]) == ("inf-nacked", "20009")
-    assert a.store.open_expectations(sent["id"]) == []  # a nack is final: no business ack expected
+    message = a.store.get(sent.id)
+    assert (message.state, message.inf_ack_code) == ("inf-nacked", "20009")
+    assert a.store.open_expectations(sent.id) == []  # a nack is final: no business ack expected
     assert [e.kind for e in recorder.events] == ["nack"]
 
 
@@ -204,7 +204,7 @@ def test_business_nack(tmp_path: Path, pair) -> None:
     assert nacked.state == "bus-nacked"
     a.poll()
     message = a.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("bus-nacked", "20013", "30002")
+    assert (message.state, message.inf_ack_code, message.bus_ack_code) == ("bus-nacked", "20013", "30002")
     assert [m.id for m in a.messages(state="bus-nacked")] == [sent.id]
     assert recorder.events[-1].kind == "nack" and recorder.events[-1].detail["text"] == "Patient not known here"
     with pytest.raises(Exception, match="already answered with 30002"):
@@ -224,7 +224,7 @@ def test_duplicate_message_gets_20007(tmp_path: Path, pair, mesh_peer) -> None:
     assert len(list((tmp_path / "in").iterdir())) == 1  # delivered once
     a.poll()  # 20013 then 20007 for the same message: it was received, the duplicate is only noted
     message = a.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"]) == ("inf-acked", "20013")
+    assert (message.state, message.inf_ack_code) == ("inf-acked", "20013")
     assert "duplicate-reported" in kinds(a, sent.id)
 
 
@@ -250,7 +250,7 @@ def test_business_ack_before_infrastructure_ack(tmp_path: Path, pair, mesh_peer)
         peer.send_message("X26ABC1", wire, workflow_id=WORKFLOW + "_ACK")
     a.poll()
     message = a.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
+    assert (message.state, message.inf_ack_code, message.bus_ack_code) == ("complete", "20013", "30001")
     timeline = kinds(a, sent.id)
     assert timeline.index("bus-ack") < timeline.index("inf-ack") and timeline[-1] == "complete"
 
@@ -260,7 +260,7 @@ def test_overdue_expectations(tmp_path: Path, pair, meshbridge_config) -> None:
     sent = send(a, tmp_path)
     report = a.poll()
     assert sorted(report.overdue) == [sent.id, sent.id]
-    assert a.store.get(sent.id)["overdue"] is True
+    assert a.store.get(sent.id).overdue is True
     assert [m.id for m in a.messages(overdue=True)] == [sent.id]
     assert sorted(e.detail["expected"] for e in recorder.events if e.kind == "overdue") == ["bus-ack", "inf-ack"]
     assert a.poll().overdue == []  # raised once

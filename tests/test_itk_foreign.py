@@ -151,8 +151,8 @@ def test_meshbridge_sender_foreign_receiver(tmp_path: Path, meshbridge_config, m
         report = bridge.poll()
         assert report.problems == [] and len(report.correlated) == 3
         one, two = bridge.store.get(first.id), bridge.store.get(second.id)
-        assert (one["state"], one["inf_ack_code"], one["bus_ack_code"]) == ("complete", "20013", "30001")
-        assert (two["state"], two["inf_ack_code"]) == ("inf-nacked", "20007")
+        assert (one.state, one.inf_ack_code, one.bus_ack_code) == ("complete", "20013", "30001")
+        assert (two.state, two.inf_ack_code) == ("inf-nacked", "20007")
         assert bridge.store.open_expectations(second.id) == []
 
         [full_ack] = collect(mesh_peer, "X26ABC2")

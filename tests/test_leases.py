@@ -128,7 +128,7 @@ def test_a_slow_upload_keeps_its_claim_and_a_dead_one_is_taken_over_once(
     wait_for(lambda: other.flush().sent, 30, "the dead uploader's claim to be taken over")
     assert_arrived_once(other, payload, mesh_peer, tmp_path)
     [row] = other.messages(direction="out")
-    kinds = [e["kind"] for e in other.store.events(row.id)]
+    kinds = [e.kind for e in other.store.events(row.id)]
     assert kinds == ["accepted", "sending", "resending", "chunk-sent", "chunk-sent", "sent"]
     assert len([h for h in proxy.seen("POST", FIRST) if h.upstream_status == 202]) == 1  # one MESH message made
 
@@ -173,26 +173,26 @@ def test_a_claim_lapses_on_the_lease_clock_only(monkeypatch: pytest.MonkeyPatch,
     try:
         fields = dict(route="out", mailbox="X26ABC1", to="X26ABC2", workflow_id="WF", payload_type="binary")
         row = pipeline.accept(store, io.BytesIO(b"payload"), filename="a", claim=True, **fields)
-        holder = row["lease_holder"]
+        holder = row.lease_holder
         for jump in (86400, -86400):  # a day either way on the wall clock: still held
             wall_clock_jumps(monkeypatch, jump)
-            assert store.claim(row["id"], 60) is None and store.stale_sending(60) == []
+            assert store.claim(row.id, 60) is None and store.stale_sending(60) == []
         real = clock.now
         monkeypatch.setattr(clock, "now", lambda: real() + 59)
-        assert store.renew(row["id"], holder)  # a heartbeat at +59 s
+        assert store.renew(row.id, holder)  # a heartbeat at +59 s
         monkeypatch.setattr(clock, "now", lambda: real() + 118)
-        assert store.claim(row["id"], 60) is None  # 59 s after that heartbeat: still held
+        assert store.claim(row.id, 60) is None  # 59 s after that heartbeat: still held
         monkeypatch.setattr(clock, "now", lambda: real() + 120)
-        assert [m["id"] for m in store.stale_sending(60)] == [row["id"]]  # a lease after it: lapsed
-        taken = store.claim(row["id"], 60)
-        assert taken is not None and taken["resumed"] and taken["lease_holder"] != holder
-        assert not store.renew(row["id"], holder)  # the first holder learns it lost the claim
+        assert [m.id for m in store.stale_sending(60)] == [row.id]  # a lease after it: lapsed
+        taken = store.claim(row.id, 60)
+        assert taken is not None and taken.resumed and taken.lease_holder != holder
+        assert not store.renew(row.id, holder)  # the first holder learns it lost the claim
 
-        assert store.release(row["id"], taken["lease_holder"], "send-interrupted", {"reason": "stopping"})
-        assert store.claim(row["id"], 60) is not None  # released: taken at once
-        store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [row["id"]])
-        assert store.claim(row["id"], 60) is not None  # claimed before a reboot: its process is gone
-        kinds = [e["kind"] for e in store.events(row["id"])]
+        assert store.release(row.id, taken.lease_holder, "send-interrupted", {"reason": "stopping"})
+        assert store.claim(row.id, 60) is not None  # released: taken at once
+        store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [row.id])
+        assert store.claim(row.id, 60) is not None  # claimed before a reboot: its process is gone
+        kinds = [e.kind for e in store.events(row.id)]
         assert kinds == ["accepted", "sending", "resending", "send-interrupted", "resending", "resending"]
     finally:
         store.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -85,10 +84,10 @@ def test_refused_login_keeps_the_message_waiting_and_the_fixed_config_sends_it(
         assert (message.state, message.attempts) == ("accepted", 0)
         assert "Invalid Authentication Token" in message.last_error
         events = bridge.store.events(message.id)
-        [refused] = [e for e in events if e["kind"] == "login-refused"]
-        assert refused["state"] == "accepted" and "Invalid Authentication Token" in refused["detail"]["reason"]
+        [refused] = [e for e in events if e.kind == "login-refused"]
+        assert refused.state == "accepted" and "Invalid Authentication Token" in refused.detail["reason"]
         retry_at = message.next_attempt_at
-        assert 0 < (retry_at - datetime.fromisoformat(refused["at"])).total_seconds() <= 120  # capped: 2m, not 1h
+        assert 0 < (retry_at - refused.at).total_seconds() <= 120  # capped: 2m, not 1h
 
     for n in range(2):  # cron's next passes: still refused, raised no more, never counted
         polled = meshbridge(path, "poll")
@@ -99,7 +98,7 @@ def test_refused_login_keeps_the_message_waiting_and_the_fixed_config_sends_it(
             assert "mesh-auth:" not in polled.stderr
         with Bridge(load(path)) as bridge:
             again = bridge.store.get(message.id)
-            assert (again["state"], again["attempts"]) == ("accepted", 0)
+            assert (again.state, again.attempts) == ("accepted", 0)
 
     path.write_text(FIXED(mesh_sandbox, OUT_IN, mesh=backoff + TRACK_NOW))  # the operator fixes the config
     fixed = meshbridge(path, "--log-level", "INFO", "poll")
@@ -108,7 +107,7 @@ def test_refused_login_keeps_the_message_waiting_and_the_fixed_config_sends_it(
     assert "sent: 1" in fixed.stdout
     with Bridge(load(path)) as bridge:
         done = bridge.store.get(message.id)
-        assert done["state"] in ("sent", "delivered") and done["attempts"] == 1
+        assert done.state in ("sent", "delivered") and done.attempts == 1
         [received] = bridge.messages(direction="in")
         assert received.state == "delivered"
         assert bridge.store.logins.refusing() == {}
@@ -140,7 +139,7 @@ def test_refused_sends_never_spend_attempts_and_mesh_auth_is_raised_once_across_
         [event] = heard.events
         assert event.message_id is None and event.detail["mailbox"] == "X26ABC1"
         assert "Invalid Authentication Token" in event.detail["reason"] and WRONG_PASSWORD not in event.summary
-        assert first.store.logins.refusing()["X26ABC1"]["refusals"] >= 6
+        assert first.store.logins.refusing()["X26ABC1"].refusals >= 6
 
     path.write_text(FIXED(mesh_sandbox, OUT_IN))
     fixed, heard_fixed = bridge_with(path)

@@ -52,7 +52,7 @@ def fill(store: SQLiteStore, n: int) -> list[str]:
             workflow_id="WF",
             filename=f"f{i}.txt",
         )
-        ids.append(row["id"])
+        ids.append(row.id)
     return ids
 
 
@@ -118,7 +118,7 @@ def test_json_keeps_the_documented_field_names(store: SQLiteStore) -> None:
     listed = message.as_json()
     documented = README.read_text().split("`messages --json` items carry", 1)[1].split("(with `--owed`", 1)[0]
     names = [name.strip("`, \n") for name in documented.split("`")[1::2]]
-    assert sorted(MessageSummary.from_row(store.get(message_id)).as_json()) == sorted(names)
+    assert sorted(store.get(message_id).as_json()) == sorted(names)
     assert set(listed) == {*names, "events", "expectations"}
     assert [sorted(e) for e in listed["events"]] == [["at", "detail", "kind", "seq", "state"]] * 2
     assert json.loads(json.dumps(listed))["events"][1]["detail"] == {"why": "test"}
@@ -182,7 +182,7 @@ def test_export_streams_a_checked_payload_through_the_public_api(meshbridge_conf
         data = b"0123456789" * 200_000  # past inline_max: a payload file
         sha, size = bridge.store.payloads.write([data])
         [removed] = fill(bridge.store, 1)
-        kept = bridge.store.add("in", "received", mailbox="X26ABC1", payload_sha256=sha, mesh_message_id="M1")["id"]
+        kept = bridge.store.add("in", "received", mailbox="X26ABC1", payload_sha256=sha, mesh_message_id="M1").id
         out = io.BytesIO()
         exported = bridge.export("M1", out)  # by MESH message id
         assert exported == meshbridge.Exported(kept, sha, size) and out.getvalue() == data

@@ -37,7 +37,7 @@ def test_round_trip_over_mutual_tls(tmp_path: Path, tls_sandbox: Sandbox) -> Non
         report = bridge.poll()
         assert report.problems == []
         inbound = bridge.store.find("in", sent.mesh_message_id)
-        assert Path(inbound["destination"]).read_text() == "over mTLS"
+        assert Path(inbound.destination).read_text() == "over mTLS"
 
 
 def test_without_client_certificate_the_server_refuses(tmp_path: Path, tls_sandbox: Sandbox) -> None:

@@ -88,7 +88,7 @@ def test_an_expectation_is_overdue_in_every_view_as_soon_as_its_deadline_passes(
     a, _ = pair(sender(inf_within="0s", bus_within="0s"))
     sent = send(a, tmp_path)  # no poll, so no sweep has run: nothing recorded the moment yet
 
-    assert "overdue" not in [e["kind"] for e in a.store.events(sent.id)]
+    assert "overdue" not in [e.kind for e in a.store.events(sent.id)]
     shown = cli(a, "show", sent.id)
     assert shown.returncode == 0, shown.stderr
     lines = expectation_lines(shown.stdout)
@@ -110,7 +110,7 @@ def test_an_expectation_is_overdue_in_every_view_as_soon_as_its_deadline_passes(
     assert [m["id"] for m in listed] == [sent.id] and listed[0]["overdue"] is True
 
     a.sweep()  # the sweep records the moment once (timeline, notification); the views do not change
-    assert [e["kind"] for e in a.store.events(sent.id)].count("overdue") == 2
+    assert [e.kind for e in a.store.events(sent.id)].count("overdue") == 2
     assert json.loads(cli(a, "status", "--json").stdout)["overdue"] == 2
 
 
@@ -198,7 +198,7 @@ def test_our_own_business_ack_is_owed_listed_with_its_age_and_overdue_after_bus_
     line = expectation_lines(cli(b, "show", received.id).stdout)["bus-ack-owed"]
     assert line.startswith("expects bus-ack-owed (our business ack) by ") and line.endswith(": OVERDUE")
     assert [m["id"] for m in json.loads(cli(b, "messages", "--overdue", "--json").stdout)] == [received.id]
-    assert "overdue" in [e["kind"] for e in b.store.events(received.id)]  # poll's sweep recorded it
+    assert "overdue" in [e.kind for e in b.store.events(received.id)]  # poll's sweep recorded it
 
     b.ack(received.id, code="30001")
     assert json.loads(cli(b, "messages", "--owed", "--json").stdout) == []
@@ -242,11 +242,11 @@ def test_poll_counts_orphans_and_duplicates_as_such(tmp_path: Path, pair, mesh_p
     lines = polled.stdout.splitlines()
     for line in ("received: 3", "correlated: 1", "orphan: 1", "duplicate: 1"):
         assert line in lines, polled.stdout
-    assert a.store.get(sent.id)["inf_ack_code"] == "20013"
+    assert a.store.get(sent.id).inf_ack_code == "20013"
 
     # an ITK message received twice (same MessageHeader.id, same sender) is a duplicate, not invalid
     original = a.store.payloads.read(sent.payload_sha256)
     mesh_peer("X26ABC1").send_message("X26ABC2", original, workflow_id=WORKFLOW)
     report = json.loads(cli(b, "poll", "--json").stdout)
     assert (len(report["duplicate"]), report["invalid"], report["orphan"]) == (1, [], [])
-    assert b.store.get(report["duplicate"][0])["state"] == "duplicate"
+    assert b.store.get(report["duplicate"][0]).state == "duplicate"

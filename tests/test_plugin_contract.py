@@ -5,7 +5,6 @@ sniffing etiquette."""
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from pathlib import Path
 
@@ -278,10 +277,10 @@ def test_a_transform_that_breaks_the_payload_gets_it_rejected_and_nothing_sent(
         with pytest.raises(PayloadRejected) as info:
             bridge.send(payload, route="out")
         stored = bridge.store.get(info.value.message_id)
-        kept = bridge.store.payloads.read(stored["payload_sha256"])
-    assert stored["state"] == "rejected"
+        kept = bridge.store.payloads.read(stored.payload_sha256)
+    assert stored.state == "rejected"
     assert kept == GOOD_XML  # the sender's bytes, kept with the findings on the transform's output
-    findings = json.loads(stored["findings"])
+    findings = [f.as_dict() for f in stored.findings]
     assert findings and all(f["message"].startswith("after the transform of breaker: ") for f in findings)
     assert any(f["code"].startswith("xml.") for f in findings), findings
     assert "referal" in info.value.findings[0].message or "referral" in info.value.findings[0].message

@@ -106,9 +106,9 @@ def test_a_plugin_type_travels_end_to_end(tmp_path: Path, meshbridge_config, sho
             bridge.send(bad, route="out")
         assert {f.code for f in info.value.findings} == {"shout.quiet", "shout.nope"}
         quarantined = bridge.store.get(info.value.message_id)
-        assert quarantined["state"] == "rejected"
-        assert bridge.store.payloads.read(quarantined["payload_sha256"]) == b"!hello NOPE"  # bytes kept
-        assert [f["code"] for f in json.loads(quarantined["findings"])] == ["shout.quiet", "shout.nope"]
+        assert quarantined.state == "rejected"
+        assert bridge.store.payloads.read(quarantined.payload_sha256) == b"!hello NOPE"  # bytes kept
+        assert [f.code for f in quarantined.findings] == ["shout.quiet", "shout.nope"]
         report = bridge.poll()
     assert report.problems == [] and len(report.delivered) == 1
     assert plugin.delivered == [b"!HELLO!!"]

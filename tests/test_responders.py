@@ -112,8 +112,8 @@ def assert_orphans(bridge: Bridge, recorder: Recorder, reason: str, count: int) 
     assert len(orphans) == count
     assert all(reason in (row.last_error or "") for row in orphans), [r.last_error for r in orphans]
     for row in orphans:
-        [event] = [e for e in bridge.store.events(row.id) if e["kind"] == "orphan"]
-        assert reason in event["detail"]["reason"]
+        [event] = [e for e in bridge.store.events(row.id) if e.kind == "orphan"]
+        assert reason in event.detail["reason"]
         assert row.answers is None
     assert [e.kind for e in recorder.events] == ["orphan"] * count
     assert all(reason in e.summary and reason in e.detail["reason"] for e in recorder.events)
@@ -143,7 +143,7 @@ def test_forged_acks_from_a_third_mailbox_change_nothing(tmp_path: Path, bridge,
     report = ours.poll(track=False)
     assert len(report.correlated) == 2
     message = ours.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
+    assert (message.state, message.inf_ack_code, message.bus_ack_code) == ("complete", "20013", "30001")
     assert ours.store.open_expectations(sent.id) == []
 
 
@@ -162,8 +162,8 @@ def test_forged_nack_does_not_block_the_genuine_acks(tmp_path: Path, bridge, mes
     genuine.send_message("X26ABC1", response(sent.itk_message_id, "30001"), workflow_id=ACK)
     ours.poll(track=False)
     message = ours.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
-    assert "inf-nack" not in [e["kind"] for e in ours.store.events(sent.id)]
+    assert (message.state, message.inf_ack_code, message.bus_ack_code) == ("complete", "20013", "30001")
+    assert "inf-nack" not in [e.kind for e in ours.store.events(sent.id)]
 
 
 def test_a_forger_reusing_the_genuine_response_id_does_not_make_it_a_duplicate(
@@ -187,8 +187,8 @@ def test_a_forger_reusing_the_genuine_response_id_does_not_make_it_a_duplicate(
     assert (rows["X26ABC2#0"].state, rows["X26ABC2#0"].answers) == ("correlated", sent.id)
     assert rows["X26ABC2#1"].state == "duplicate"  # still idempotent per sender
     message = ours.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"]) == ("inf-acked", "20013")
-    assert [e["kind"] for e in ours.store.events(sent.id)].count("inf-ack") == 1
+    assert (message.state, message.inf_ack_code) == ("inf-acked", "20013")
+    assert [e.kind for e in ours.store.events(sent.id)].count("inf-ack") == 1
     assert [e.kind for e in recorder.events] == ["orphan"]
 
 
@@ -220,7 +220,7 @@ destination = {{ folder = "{tmp_path / "in"}" }}
 
     recipient.send_message("X26ABC1", response(sent.itk_message_id, "20013"), workflow_id=ACK)
     ours.poll(track=False)
-    assert ours.store.get(sent.id)["state"] == "inf-acked"
+    assert ours.store.get(sent.id).state == "inf-acked"
 
 
 def test_a_response_arriving_on_another_of_our_mailboxes(tmp_path: Path, bridge, mesh_peer) -> None:
@@ -253,7 +253,7 @@ destination = {{ folder = "{tmp_path / "in"}" }}
     [received] = ours.messages(direction="in")
     ours.ack(received.id, code="30001")
     [business] = [m for m in ours.messages(direction="out") if m.filename == "ITK-Response-30001.xml"]
-    assert [e["kind"] for e in ours.store.expectations(business.id)] == ["inf-ack"]
+    assert [e.kind for e in ours.store.expectations(business.id)] == ["inf-ack"]
     before = snapshot(ours, business.id)
 
     mesh_peer("X26ABC3").send_message("X26ABC2", response(business.itk_message_id, "20013"), workflow_id=ACK)
@@ -263,7 +263,7 @@ destination = {{ folder = "{tmp_path / "in"}" }}
 
     mesh_peer("X26ABC1").send_message("X26ABC2", response(business.itk_message_id, "20013"), workflow_id=ACK)
     ours.poll(track=False)
-    assert ours.store.get(business.id)["state"] == "complete"
+    assert ours.store.get(business.id).state == "complete"
 
 
 # -- domain acknowledgements (the RECEP example) ----------------------------------------------
@@ -301,7 +301,7 @@ def test_recep_from_a_third_mailbox_is_an_orphan(tmp_path: Path, bridge, mesh_pe
     report = ours.poll(track=False)
     assert len(report.correlated) == 1
     [expectation] = ours.store.expectations(sent.id)
-    assert expectation["met_at"] and expectation["outcome"] == "OK"
+    assert expectation.met_at and expectation.outcome == "OK"
 
 
 def test_recep_on_an_undeclared_workflow_is_an_orphan(tmp_path: Path, bridge, mesh_peer) -> None:
@@ -346,7 +346,7 @@ def test_an_ack_protocol_without_workflows_takes_the_original_workflow_or_its_ac
     assert_orphans(ours, recorder, "but answers to it come on NHAIS_REG, NHAIS_REG_ACK", 1)
     recipient.send_message("X26ABC1", recep, workflow_id="NHAIS_REG_ACK")
     assert len(ours.poll(track=False).correlated) == 1
-    assert ours.store.expectations(sent.id)[0]["outcome"] == "OK"
+    assert ours.store.expectations(sent.id)[0].outcome == "OK"
 
 
 # -- the recipient answers once -----------------------------------------------------------------
@@ -361,7 +361,7 @@ def test_after_a_nack_later_responses_from_the_recipient_change_nothing(tmp_path
     recipient.send_message("X26ABC1", response(sent.itk_message_id, "20009"), workflow_id=ACK)
     ours.poll(track=False)
     nacked = snapshot(ours, sent.id)
-    assert (nacked[0]["state"], nacked[0]["inf_ack_code"]) == ("inf-nacked", "20009")
+    assert (nacked[0].state, nacked[0].inf_ack_code) == ("inf-nacked", "20009")
 
     for code in ("20013", "30001"):
         recipient.send_message("X26ABC1", response(sent.itk_message_id, code), workflow_id=ACK)
@@ -392,7 +392,7 @@ def test_a_second_different_infrastructure_response_changes_nothing(tmp_path: Pa
     recipient.send_message("X26ABC1", response(sent.itk_message_id, "30001"), workflow_id=ACK)
     ours.poll(track=False)
     message = ours.store.get(sent.id)
-    assert (message["state"], message["inf_ack_code"], message["bus_ack_code"]) == ("complete", "20013", "30001")
+    assert (message.state, message.inf_ack_code, message.bus_ack_code) == ("complete", "20013", "30001")
     assert [e.kind for e in recorder.events] == ["orphan"]
 
 

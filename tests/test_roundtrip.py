@@ -30,13 +30,13 @@ def test_round_trip(tmp_path: Path, meshbridge_config, make_bridge, mesh_peer, s
     report = bridge.poll()
     assert report.problems == []
     inbound = bridge.store.find("in", sent.mesh_message_id)
-    assert inbound["state"] == "delivered" and inbound["chunks_total"] == expected_chunks
-    delivered = Path(inbound["destination"])
+    assert inbound.state == "delivered" and inbound.chunks_total == expected_chunks
+    delivered = Path(inbound.destination)
     assert delivered.parent == tmp_path / "delivered"
-    assert sha256(delivered) == sha256(payload) == inbound["payload_sha256"] == sent.payload_sha256
-    assert bridge.store.get(sent.id)["state"] == "delivered"  # from MESH tracking: acknowledged
+    assert sha256(delivered) == sha256(payload) == inbound.payload_sha256 == sent.payload_sha256
+    assert bridge.store.get(sent.id).state == "delivered"  # from MESH tracking: acknowledged
     assert mesh_peer("X26ABC2").list_messages() == []  # acknowledged, gone from the inbox
-    kinds = [e["kind"] for e in bridge.store.events(inbound["id"])]
+    kinds = [e.kind for e in bridge.store.events(inbound.id)]
     assert kinds == ["received", "mesh-acked", "valid", "delivered"]
 
 
@@ -48,8 +48,8 @@ def test_gzip_payload_is_not_decompressed(tmp_path: Path, meshbridge_config, mak
     sent = bridge.send(payload, route="out")
     bridge.poll()
     inbound = bridge.store.find("in", sent.mesh_message_id)
-    assert Path(inbound["destination"]).read_bytes() == payload.read_bytes()
-    assert inbound["destination"].endswith("_extract.csv.gz")
+    assert Path(inbound.destination).read_bytes() == payload.read_bytes()
+    assert inbound.destination.endswith("_extract.csv.gz")
 
 
 def test_foreign_sender_headers_are_recorded(meshbridge_config, make_bridge, mesh_peer) -> None:
@@ -60,7 +60,7 @@ def test_foreign_sender_headers_are_recorded(meshbridge_config, make_bridge, mes
     )  # fmt: skip
     bridge.poll()
     inbound = bridge.store.find("in", mesh_id)
-    assert (inbound["peer"], inbound["subject"], inbound["filename"]) == ("X26ABC1", "hello", "../../etc/passwd")
+    assert (inbound.peer, inbound.subject, inbound.filename) == ("X26ABC1", "hello", "../../etc/passwd")
     # the sender's file name never escapes the destination folder
-    assert Path(inbound["destination"]).name == f"{mesh_id}_passwd"
-    assert Path(inbound["destination"]).read_bytes() == b"from a plain mesh-client"
+    assert Path(inbound.destination).name == f"{mesh_id}_passwd"
+    assert Path(inbound.destination).read_bytes() == b"from a plain mesh-client"

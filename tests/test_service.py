@@ -119,10 +119,10 @@ def test_housekeeping_removes_old_payloads_only(tmp_path: Path, meshbridge_confi
     assert bridge.store.remove_old_payloads(3600) == 0  # nothing is old yet
     bridge.store.db.execute("UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00'")
     assert bridge.store.remove_old_payloads(3600) == 1  # the same bytes, stored once
-    assert not bridge.store.payloads.exists(inbound["payload_sha256"])
-    assert bridge.store.get(inbound["id"])["payload_sha256"] is None
-    assert bridge.store.events(inbound["id"])[-1]["kind"] == "payload-removed"
-    assert bridge.store.get(sent.id)["state"] == "delivered"
+    assert not bridge.store.payloads.exists(inbound.payload_sha256)
+    assert bridge.store.get(inbound.id).payload_sha256 is None
+    assert bridge.store.events(inbound.id)[-1].kind == "payload-removed"
+    assert bridge.store.get(sent.id).state == "delivered"
     unfinished = (
         bridge.send(payload.with_name("q.bin"), route="out")
         if payload.with_name("q.bin").write_bytes(b"young")

@@ -58,16 +58,16 @@ def test_a_source_file_whose_name_is_not_utf8_is_sent_under_an_escaped_name(
     bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
     report = scan(outbox, "out", bridge.store, bridge.send, 0)
     assert report.problems == [] and len(report.stored) == 2
-    sent = {m["filename"]: m for m in bridge.store.messages(direction="out")}
-    assert set(sent) == {"caf%E9.txt", "plain.txt"} and {m["state"] for m in sent.values()} == {"sent"}
-    assert bridge.store.payloads.read(sent["caf%E9.txt"]["payload_sha256"]) == b"latin-1 named"
+    sent = {m.filename: m for m in bridge.store.messages(direction="out")}
+    assert set(sent) == {"caf%E9.txt", "plain.txt"} and {m.state for m in sent.values()} == {"sent"}
+    assert bridge.store.payloads.read(sent["caf%E9.txt"].payload_sha256) == b"latin-1 named"
     assert not os.path.exists(odd)  # moved aside, under its own bytes
     aside = os.listdir(os.path.join(os.fsencode(outbox), b".meshbridge", b"sent"))
-    assert f"{sent['caf%E9.txt']['id']}_".encode() + ODD in aside
+    assert f"{sent['caf%E9.txt'].id}_".encode() + ODD in aside
     assert bridge.poll().problems == []  # the recipient gets it under the escaped name
     assert (tmp_path / "delivered").is_dir()
-    [received] = [m for m in bridge.store.messages(direction="in") if m["filename"] == "caf%E9.txt"]
-    assert received["state"] == "delivered"
+    [received] = [m for m in bridge.store.messages(direction="in") if m.filename == "caf%E9.txt"]
+    assert received.state == "delivered"
 
 
 def test_run_once_takes_every_file_of_a_folder_with_a_name_that_is_not_utf8(tmp_path: Path, meshbridge_config) -> None:
@@ -120,10 +120,10 @@ def test_a_name_with_a_control_character_is_sent_under_an_escaped_name(
     bridge = make_bridge(config)
     report = scan(outbox, "out", bridge.store, bridge.send, 0)
     assert report.problems == [] and len(report.stored) == 2
-    stored = {bridge.store.get(i)["filename"]: bridge.store.get(i)["state"] for i in report.stored}
+    stored = {bridge.store.get(i).filename: bridge.store.get(i).state for i in report.stored}
     assert stored == {escaped: "sent", "plain.txt": "sent"}
     assert bridge.poll().problems == []
-    assert {m["filename"] for m in bridge.store.messages(direction="in")} >= {escaped, "plain.txt"}
+    assert {m.filename for m in bridge.store.messages(direction="in")} >= {escaped, "plain.txt"}
 
 
 # --- empty files -------------------------------------------------------------------------------------
@@ -141,12 +141,12 @@ def test_an_empty_source_file_is_rejected_with_its_reason_once_settled(
     report = scan(outbox, "out", bridge.store, bridge.send, 2)
     assert report.problems == [] and len(report.stored) == 1 and len(report.rejected) == 1
     rejected = bridge.store.get(report.rejected[0])
-    assert (rejected["state"], rejected["filename"], rejected["payload_size"]) == ("rejected", "empty.txt", 0)
-    assert json.loads(rejected["findings"]) == [
+    assert (rejected.state, rejected.filename, rejected.payload_size) == ("rejected", "empty.txt", 0)
+    assert [f.as_dict() for f in rejected.findings] == [
         {"message": "the payload is empty (MESH refuses empty messages)", "severity": "error", "code": "payload.empty"}
     ]
-    assert rejected["mesh_message_id"] is None and bridge.store.get(report.stored[0])["state"] == "sent"
-    assert [p.name for p in (outbox / ".meshbridge" / "rejected").iterdir()] == [f"{rejected['id']}_empty.txt"]
+    assert rejected.mesh_message_id is None and bridge.store.get(report.stored[0]).state == "sent"
+    assert [p.name for p in (outbox / ".meshbridge" / "rejected").iterdir()] == [f"{rejected.id}_empty.txt"]
     assert sorted(p.name for p in outbox.iterdir()) == [".meshbridge", "fresh.txt"]
     again = scan(outbox, "out", bridge.store, bridge.send, 2)  # nothing more to say about it
     assert again.problems == [] and again.stored == [] and again.rejected == []
@@ -192,13 +192,13 @@ def test_a_source_file_written_to_after_the_folder_was_listed_waits_to_settle_ag
 
     report = scan(outbox, "out", bridge.store, send, 2)
     assert report.problems == [] and len(report.stored) == 1  # a.txt; b.txt waits, quietly
-    assert [m["filename"] for m in bridge.store.messages()] == ["a.txt"]
+    assert [m.filename for m in bridge.store.messages()] == ["a.txt"]
     assert second.exists()
     os.utime(second, (time.time() - 60, time.time() - 60))  # settled now
     again = scan(outbox, "out", bridge.store, bridge.send, 2)
     assert again.problems == [] and len(again.stored) == 1
     sent = bridge.store.get(again.stored[0])
-    assert bridge.store.payloads.read(sent["payload_sha256"]) == b"the second letter, first half, second half"
+    assert bridge.store.payloads.read(sent.payload_sha256) == b"the second letter, first half, second half"
 
 
 # --- files that change once stored -------------------------------------------------------------------
@@ -269,11 +269,11 @@ def test_a_source_file_changed_after_it_was_stored_is_discarded_unsent_and_waits
         [discarded] = bridge.store.messages(direction="out")
         assert report.problems == [
             f"source {letter}: the source file changed after it was stored ({said}): "
-            f"discarded unsent as {discarded['id']}; it waits to settle again"
+            f"discarded unsent as {discarded.id}; it waits to settle again"
         ]
-        assert report.stored == [] and discarded["state"] == "discarded" and discarded["mesh_message_id"] is None
-        assert discarded["source_file"] is None and bridge.store.open_expectations(discarded["id"]) == []
-        assert [e["kind"] for e in bridge.store.events(discarded["id"])] == ["accepted", "sending", "discarded"]
+        assert report.stored == [] and discarded.state == "discarded" and discarded.mesh_message_id is None
+        assert discarded.source_file is None and bridge.store.open_expectations(discarded.id) == []
+        assert [e.kind for e in bridge.store.events(discarded.id)] == ["accepted", "sending", "discarded"]
         assert mesh_peer("X26ABC2").list_messages() == []  # nothing reached MESH
         assert [p.name for p in outbox.iterdir()] == ["letter.txt"]  # not moved aside: it waits
         now = letter.read_bytes()
@@ -282,6 +282,6 @@ def test_a_source_file_changed_after_it_was_stored_is_discarded_unsent_and_waits
         again = scan(outbox, "out", bridge.store, bridge.send, 0)  # settled now: taken as it is
         assert again.problems == [] and len(again.stored) == 1
         sent = bridge.store.get(again.stored[0])
-        assert sent["state"] == "sent" and bridge.store.payloads.read(sent["payload_sha256"]) == now
+        assert sent.state == "sent" and bridge.store.payloads.read(sent.payload_sha256) == now
         assert bridge.poll().problems == []
     assert [p.read_bytes() for p in (tmp_path / "delivered").iterdir()] == [now]  # only the whole file

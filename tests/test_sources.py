@@ -51,7 +51,7 @@ def scan_within(folder: Path, bridge, send: Callable, seconds: float = 60) -> Sc
 
 def nothing_of(secret: bytes, bridge, tmp_path: Path) -> None:
     for message in bridge.store.messages():
-        assert secret not in bridge.store.payloads.read(message["payload_sha256"])
+        assert secret not in bridge.store.payloads.read(message.payload_sha256)
     stored = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
     assert b"Distinctive-Shadow" not in stored
 
@@ -78,7 +78,7 @@ def test_a_source_file_swapped_after_the_scan_saw_it_is_not_taken(
 
     report = scan_within(outbox, bridge, send)
     taken = bridge.store.messages()
-    assert len(taken) == 1 and bridge.store.payloads.read(taken[0]["payload_sha256"]) == b"the first letter"
+    assert len(taken) == 1 and bridge.store.payloads.read(taken[0].payload_sha256) == b"the first letter"
     nothing_of(SECRET, bridge, tmp_path)
     what = "a symbolic link" if kind == "symlink" else "a FIFO"
     assert len(report.problems) == 1 and f"b.txt is not a regular file ({what})" in report.problems[0]
@@ -121,7 +121,7 @@ def test_a_source_file_with_the_longest_name_moves_aside(tmp_path: Path, meshbri
     bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
     report = scan_within(outbox, bridge, bridge.send)
     (message,) = bridge.store.messages()
-    assert report.problems == [] and report.stored == [message["id"]]
+    assert report.problems == [] and report.stored == [message.id]
     (aside,) = (outbox / ".meshbridge" / "sent").iterdir()
-    assert aside.read_bytes() == b"long named" and aside.name.startswith(f"{message['id']}_éé")
+    assert aside.read_bytes() == b"long named" and aside.name.startswith(f"{message.id}_éé")
     assert not (outbox / name).exists()

@@ -80,7 +80,7 @@ def outdated_store(tmp_path: Path) -> tuple[Path, Path]:
     store.add("out", "sent", route="out")
     store.add("out", "sent", route="out")
     inbound = store.add("in", "delivered", route="in")
-    store.expect(inbound["id"], "bus-ack-owed", None)
+    store.expect(inbound.id, "bus-ack-owed", None)
     store.close()
     with sqlite3.connect(tmp_path / "var" / "mb.db") as conn:
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [LAST])

@@ -47,16 +47,16 @@ def test_events_are_append_only(tmp_path: Path) -> None:
         store.db.execute("UPDATE events SET kind = 'forged'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         store.db.execute("DELETE FROM events")
-    assert [e["kind"] for e in store.events(message["id"])] == ["accepted"]
+    assert [e.kind for e in store.events(message.id)] == ["accepted"]
 
 
 def test_transition_is_conditional(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "mb.db")
     message = store.add("out", "accepted")
-    assert store.transition(message["id"], "sending", from_states=("accepted",))
-    assert not store.transition(message["id"], "sending", from_states=("accepted",))
-    assert store.get(message["id"])["state"] == "sending"
-    assert [e["state"] for e in store.events(message["id"])] == ["accepted", "sending"]
+    assert store.transition(message.id, "sending", from_states=("accepted",))
+    assert not store.transition(message.id, "sending", from_states=("accepted",))
+    assert store.get(message.id).state == "sending"
+    assert [e.state for e in store.events(message.id)] == ["accepted", "sending"]
 
 
 def _claim(path: str, ids: list[str], queue: multiprocessing.Queue) -> None:
@@ -68,7 +68,7 @@ def _claim(path: str, ids: list[str], queue: multiprocessing.Queue) -> None:
 def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
     path = tmp_path / "mb.db"
     store = SQLiteStore(path)
-    ids = [store.add("out", "accepted")["id"] for _ in range(200)]
+    ids = [store.add("out", "accepted").id for _ in range(200)]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     workers = [ctx.Process(target=_claim, args=(str(path), ids, queue)) for _ in range(3)]
@@ -113,7 +113,7 @@ def test_a_source_file_is_stored_once(tmp_path: Path) -> None:
     first = store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
     with pytest.raises(SourceTaken):  # a second process that checked before the first stored it
         store.add("out", "sending", source_file="outbox/a.txt@1:2@ab")
-    assert [m["id"] for m in store.messages()] == [first["id"]]
+    assert [m.id for m in store.messages()] == [first.id]
     store.add("out", "sending", source_file="outbox/a.txt@1:3@ab")  # a new file of that name
 
 
@@ -175,7 +175,7 @@ def test_lazy_commits_keep_the_connection_durable(tmp_path: Path) -> None:
     store.sync()
     with store.immediate(), pytest.raises(StoreError, match="before the transaction that records it"):
         store.payloads.write([b"inside a transaction"])
-    assert store.get(message["id"])["state"] == "received"
+    assert store.get(message.id).state == "received"
 
 
 def test_same_bytes_stored_once(tmp_path: Path) -> None:
@@ -210,9 +210,9 @@ def test_housekeeping_never_strands_a_new_message_without_its_bytes(tmp_path: Pa
     assert store.remove_old_payloads(3600) == 1  # ... and housekeeping in between
     with pytest.raises(StoreError, match=f"payload {sha} was removed by housekeeping before its message"):
         store.add("in", "received", payload_sha256=sha, payload_size=size)
-    assert [m["id"] for m in store.messages()] == [old["id"]]  # nothing recorded
-    assert store.get(old["id"])["payload_sha256"] is None
-    assert [e["kind"] for e in store.events(old["id"])][-1] == "payload-removed"
+    assert [m.id for m in store.messages()] == [old.id]  # nothing recorded
+    assert store.get(old.id).payload_sha256 is None
+    assert [e.kind for e in store.events(old.id)][-1] == "payload-removed"
 
 
 def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(tmp_path: Path, monkeypatch) -> None:
@@ -221,19 +221,19 @@ def test_make_durable_is_not_fooled_by_a_commit_that_wrote_nothing(tmp_path: Pat
     real = store.sync
     monkeypatch.setattr(store, "sync", lambda: syncs.append(1) or real())
     lazy = store.add("in", "received", durable=False)
-    assert not store.transition(lazy["id"], "delivered", from_states=("valid",))  # durable, but a no-op
-    store.make_durable(lazy["id"])
+    assert not store.transition(lazy.id, "delivered", from_states=("valid",))  # durable, but a no-op
+    store.make_durable(lazy.id)
     assert len(syncs) == 1
-    store.make_durable(lazy["id"])  # known durable now
+    store.make_durable(lazy.id)  # known durable now
     durable = store.add("in", "received")
-    store.make_durable(durable["id"])
+    store.make_durable(durable.id)
     assert len(syncs) == 1
     other = SQLiteStore(tmp_path / "mb.db")  # rows another process wrote are unknown here: synced once
     other_syncs = []
     other_real = other.sync
     monkeypatch.setattr(other, "sync", lambda: other_syncs.append(1) or other_real())
-    other.make_durable(lazy["id"], durable["id"])
-    other.make_durable(lazy["id"])
+    other.make_durable(lazy.id, durable.id)
+    other.make_durable(lazy.id)
     assert len(other_syncs) == 1
     assert store.db.execute("SELECT count FROM syncs").fetchone()[0] == 2
 

@@ -207,8 +207,8 @@ def test_a_payload_file_replaced_by_something_else_is_one_line(
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"x" * 5000, workflow_id="TEST_WORKFLOW")
     bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert message["state"] == "delivered"
-    payload = bridge.store.payloads.path(message["payload_sha256"])
+    assert message.state == "delivered"
+    payload = bridge.store.payloads.path(message.payload_sha256)
     bridge.close()
     payload.unlink()
     if kind == "folder":
@@ -217,13 +217,13 @@ def test_a_payload_file_replaced_by_something_else_is_one_line(
         os.mkfifo(payload)
     else:
         payload.symlink_to(config)
-    done = meshbridge(config, "replay", message["id"])
+    done = meshbridge(config, "replay", message.id)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     what = (
         "cannot be read: a symbolic link, not a payload file" if kind == "symlink" else "is damaged: not a regular file"
     )
     assert done.stderr == f"meshbridge: payload file {payload} {what}\n"
-    shown = meshbridge(config, "show", message["id"])
+    shown = meshbridge(config, "show", message.id)
     assert shown.returncode == 0 and f"payload file {payload}" in shown.stdout  # the failed replay's error
 
 
@@ -258,18 +258,18 @@ def test_show_says_a_payload_was_changed_or_lost_before_anything_meets_it(
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"x" * 5000, workflow_id="TEST_WORKFLOW")
     bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    payload = bridge.store.payloads.path(message["payload_sha256"])
+    payload = bridge.store.payloads.path(message.payload_sha256)
     bridge.close()
     if how == "changed":
         payload.write_bytes(b"y" * 5000)  # the same size: only its sha256 tells
         line = f"payload: payload file {payload} is corrupt: sha256 is "
     else:
         payload.unlink()
-        line = f"payload: payload {message['payload_sha256']} is missing (no row, no file {payload})"
-    shown = meshbridge(config, "show", message["id"])
+        line = f"payload: payload {message.payload_sha256} is missing (no row, no file {payload})"
+    shown = meshbridge(config, "show", message.id)
     assert shown.returncode == 0 and "Traceback" not in shown.stderr
     said = [text for text in shown.stdout.splitlines() if text.startswith("payload:")]
     assert len(said) == 1 and said[0].startswith(line)
-    replayed = meshbridge(config, "replay", message["id"])
+    replayed = meshbridge(config, "replay", message.id)
     assert replayed.returncode == 1 and replayed.stderr.startswith(f"meshbridge: {line[len('payload: ') :]}")
     assert len(replayed.stderr.splitlines()) == 1

@@ -94,3 +94,63 @@ def test_meshbridge_uses_only_what_the_protocol_names() -> None:
     uses = uses_of_a_store()
     assert {"transition", "get", "payloads", "page", "message"} <= set(uses)  # the scan finds them
     assert {name: sorted(where) for name, where in uses.items() if name not in members(Store)} == {}
+
+
+# Subscripts outside the store whose key is a column name but which are not store rows: "module:value" -> why
+NOT_ROWS = {
+    "sending.py:fields": "NewMessage, a TypedDict of what `accept` is told about a message to send",
+    "pipeline/outbound.py:detail": "the JSON detail of a timeline entry being built",
+    "steps.py:detail": "the JSON detail of a timeline entry being logged",
+    "sandbox.py:body": "the JSON body of a request to mesh-sandbox",
+    "sandbox.py:response.json()": "the JSON answer of mesh-sandbox",
+    "config/route.py:data": "the raw [[routes]] table of meshbridge.toml, before validation",
+    "itk/build.py:details": "a FHIR resource (JSON) being built",
+    "itk/build.py:header": "a FHIR MessageHeader (JSON) being built",
+}
+
+
+def columns(store: SQLiteStore) -> set[str]:
+    """The columns of the tables a store's reads return as typed objects."""
+    tables = ("messages", "events", "expectations", "mesh_logins", "ack_keys")
+    return {row[1] for table in tables for row in store.conn.execute(f"PRAGMA table_info({table})")}
+
+
+def subscripts(module: str, text: str) -> dict[str, set[str]]:
+    """The ``value["key"]`` subscripts of one module, keyed by ``module:value``, with their keys."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(text, module)):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            found.setdefault(f"{module}:{ast.unparse(node.value)}", set()).add(node.slice.value)
+    return found
+
+
+def row_reads(known: set[str]) -> dict[str, list[str]]:
+    """Subscripts by a column name outside ``meshbridge/store/`` and ``models.py`` (which turn rows
+    into typed objects), keyed by ``module:value``, with the columns read."""
+    reads: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = str(path.relative_to(PACKAGE))
+        if module.startswith("store/") or module == "models.py":
+            continue
+        for where, keys in subscripts(module, path.read_text()).items():
+            if keys & known:
+                reads[where] = sorted(keys & known)
+    return reads
+
+
+def test_no_code_outside_the_store_reads_a_row(store: SQLiteStore) -> None:
+    """Store reads are typed (issue 11): ``message.state``, never ``message["state"]``."""
+    known = columns(store)
+    assert {"state", "mesh_message_id", "kind", "due_at", "since"} <= known
+    reads = row_reads(known)
+    assert {where: keys for where, keys in reads.items() if where not in NOT_ROWS} == {}
+    assert sorted(set(NOT_ROWS) - set(reads)) == [], "no longer needed: take them off NOT_ROWS"
+
+
+def test_the_row_scan_finds_a_row_read() -> None:
+    text = 'message = store.get("x")\nif message["state"] == "sent" and config["x"]: print(message.id)'
+    assert subscripts("m.py", text) == {"m.py:message": {"state"}, "m.py:config": {"x"}}

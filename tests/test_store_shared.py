@@ -34,7 +34,7 @@ def another_process_adds_a_message(path: Path) -> str:
     """Another meshbridge process records something (as ``ack`` does while the service runs); its id."""
     code = (
         "import sys; from meshbridge.store import SQLiteStore; s = SQLiteStore(sys.argv[1]); "
-        "print(s.add('in', 'received', mailbox='X26ABC1', peer='X26ABC3')['id']); s.close()"
+        "print(s.add('in', 'received', mailbox='X26ABC1', peer='X26ABC3').id); s.close()"
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -73,9 +73,9 @@ def test_a_second_connection_in_a_process_keeps_its_commits_while_other_processe
         for n in range(3):
             ids.append(another_process_adds_a_message(path))
             message = second.add("in", "received", mailbox="X26ABC1", peer="X26ABC2", mesh_message_id=f"MESH-{n}")
-            ids.append(message["id"])
+            ids.append(message.id)
             status(config)
-            assert known(first, message["id"]), f"commit {n} of the second connection is lost"
+            assert known(first, message.id), f"commit {n} of the second connection is lost"
             assert known(first, ids[-2]), f"commit {n} of the other process is lost"
     finally:
         first.close()

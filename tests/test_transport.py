@@ -51,7 +51,7 @@ def test_unreachable_mesh_keeps_the_message_for_the_next_poll(tmp_path: Path, me
         assert waiting.attempts == 1 and "ConnectionError" in waiting.last_error
         report = bridge.poll()
         assert report.sent == [waiting.id] and report.problems == []
-        assert bridge.store.get(waiting.id)["state"] == "delivered"
+        assert bridge.store.get(waiting.id).state == "delivered"
         assert len(bridge.messages(direction="in", state="delivered")) == 1
 
 
@@ -68,7 +68,7 @@ def test_crash_after_storing_before_acknowledging(meshbridge_config, make_bridge
     assert report.problems == []
     [message] = second.messages(direction="in")
     assert message.state == "delivered"
-    assert [e["kind"] for e in second.store.events(message.id)] == ["received", "mesh-acked", "valid", "delivered"]
+    assert [e.kind for e in second.store.events(message.id)] == ["received", "mesh-acked", "valid", "delivered"]
     assert mesh_peer("X26ABC2").list_messages() == []
     assert second.poll().received == []
 
@@ -135,11 +135,11 @@ def test_a_send_whose_sender_died_is_resumed_after_the_lease(tmp_path: Path, mes
         claim=True,
     )
     # a claim made in an earlier boot of the machine: its process is gone
-    bridge.store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [dead["id"]])
+    bridge.store.db.execute("UPDATE messages SET lease_boot = 'an-earlier-boot' WHERE id = ?", [dead.id])
     report = bridge.flush()
-    assert report.sent == [dead["id"]]  # the live claim is left alone
-    assert bridge.store.get(fresh["id"])["state"] == "sending"
-    assert [e["kind"] for e in bridge.store.events(dead["id"])] == ["accepted", "sending", "resending", "sent"]
+    assert report.sent == [dead.id]  # the live claim is left alone
+    assert bridge.store.get(fresh.id).state == "sending"
+    assert [e.kind for e in bridge.store.events(dead.id)] == ["accepted", "sending", "resending", "sent"]
 
 
 def test_retries_back_off_then_give_up(tmp_path: Path, mesh_sandbox: Sandbox) -> None:
@@ -166,12 +166,12 @@ def test_retries_back_off_then_give_up(tmp_path: Path, mesh_sandbox: Sandbox) ->
         [message] = bridge.messages(state="accepted")
         assert message.attempts == 1 and message.next_attempt_at > message.updated_at
         assert bridge.flush().sent == []  # not due for an hour: nothing tried
-        assert bridge.store.get(message.id)["attempts"] == 1
+        assert bridge.store.get(message.id).attempts == 1
         for attempt in (2, 3):  # make it due, as an hour passing would
             bridge.store.db.execute("UPDATE messages SET next_attempt_at = NULL WHERE id = ?", [message.id])
             report = bridge.flush()
-            assert bridge.store.get(message.id)["attempts"] == attempt
-        assert bridge.store.get(message.id)["state"] == "failed"
+            assert bridge.store.get(message.id).attempts == attempt
+        assert bridge.store.get(message.id).state == "failed"
         assert "gave up after 3 attempts" in report.problems[0]
         assert [e.kind for e in events] == ["failed"]
 

@@ -69,7 +69,7 @@ def test_send_refuses_and_quarantines(tmp_path: Path, meshbridge_config, mesh_pe
     assert row["findings"][0]["code"] == "text.encoding" and row["mesh_message_id"] is None
     assert mesh_peer("X26ABC2").list_messages() == []  # nothing went to MESH
     store = SQLiteStore(tmp_path / "var" / "meshbridge.db")
-    assert store.payloads.read(store.get(row["id"])["payload_sha256"]) == bad.read_bytes()  # the bytes are kept
+    assert store.payloads.read(store.get(row["id"]).sha256) == bad.read_bytes()  # the bytes are kept
     store.close()
 
 
@@ -78,15 +78,15 @@ def test_invalid_inbound_is_recorded_not_delivered(tmp_path: Path, meshbridge_co
     bridge = make_bridge(meshbridge_config(TEXT_ROUTES))
     report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert report.invalid == [message["id"]] and report.delivered == []
-    assert message["state"] == "invalid"
-    assert json.loads(message["findings"])[0] == {
+    assert report.invalid == [message.id] and report.delivered == []
+    assert message.state == "invalid"
+    assert message.findings[0].as_dict() == {
         "code": "text.control", "message": "control character U+0000 is not allowed in text",
         "severity": "error", "where": "line 1, column 3",
     }  # fmt: skip
     assert not (tmp_path / "delivered").exists()
     assert mesh_peer("X26ABC2").list_messages() == []  # acknowledged: kept here, not left in MESH
-    assert bridge.store.payloads.read(message["payload_sha256"]) == b"ok\x00not ok"
+    assert bridge.store.payloads.read(message.payload_sha256) == b"ok\x00not ok"
 
 
 def _bounded(fn, *args, **kwargs):
@@ -168,8 +168,8 @@ def test_send_rejected_through_the_api(tmp_path: Path, meshbridge_config, make_b
     bad.write_bytes(b"\xff")
     with pytest.raises(PayloadRejected) as info:
         bridge.send(bad, route="out")
-    assert bridge.store.get(info.value.message_id)["state"] == "rejected"
-    assert [e["kind"] for e in bridge.store.events(info.value.message_id)] == ["rejected"]
+    assert bridge.store.get(info.value.message_id).state == "rejected"
+    assert [e.kind for e in bridge.store.events(info.value.message_id)] == ["rejected"]
 
 
 def test_explicit_type_is_confirmed(plugins: Plugins) -> None:

@@ -20,7 +20,7 @@ from ..mesh import MeshMailbox
 from ..models import Direction, State, TimelineKind
 from ..payloads.base import Finding
 from ..plugins import Plugins
-from ..store import Row, Store
+from ..store import Store, StoredMessage
 from .correlation import correlate
 from .rules import RESPONSE_CAP, business_code, due, findings_json, itk_cap, judge, not_xml, ods
 
@@ -37,28 +37,28 @@ class Acknowledgements:
         plugins: Plugins,
         mailbox: Callable[[str], MeshMailbox],
         notify: Notify,
-        transmit: Callable[[Row], object] | None = None,
+        transmit: Callable[[StoredMessage], object] | None = None,
     ) -> None:
         """``transmit(row)`` sends a stored response born claimed (the Bridge's: its retry policy,
         and a refused login raising ``mesh-auth``); by default :func:`pipeline.transmit`."""
         self.config, self.store, self.plugins, self.mailbox, self.notify = config, store, plugins, mailbox, notify
         self.transmit = transmit or (
-            lambda row: pipeline.transmit(self.store, self.mailbox(row["mailbox"]), row, claimed=True)
+            lambda row: pipeline.transmit(self.store, self.mailbox(row.mailbox), row, claimed=True)
         )
 
     # -- responses we receive --------------------------------------------------------------
 
-    def receive_response(self, message: Row) -> Row | None:
+    def receive_response(self, message: StoredMessage) -> StoredMessage | None:
         """An inbound message on an ack workflow (or an ITK008M anywhere): correlate it.
 
         One over ``RESPONSE_CAP`` is never read: an orphan with the reason.
         """
-        if message["payload_size"] > RESPONSE_CAP:
-            size = message["payload_size"]
+        if (message.payload_size or 0) > RESPONSE_CAP:
+            size = message.payload_size
             self._orphan(message, f"ITK response of {size} bytes is over the {RESPONSE_CAP}-byte cap: not read")
             return None
         try:
-            header = itk.parse(self.store.payloads.read(message["payload_sha256"]))
+            header = itk.parse(self.store.payloads.read(message.sha256))
         except itk.ItkUnreadable as exc:
             self._orphan(message, f"unreadable ITK response: {exc}")
             return None
@@ -74,26 +74,26 @@ class Acknowledgements:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
                 route=None,
-                mailbox=message["mailbox"],
-                to=message["peer"],
-                workflow=message["workflow_id"],
+                mailbox=message.mailbox,
+                to=message.peer or "",
+                workflow=message.workflow_id or "",
                 original_id=header.message_id,
                 code=itk.SUCCESS,
-                answers=message["id"],
-                ods_code=self._ods(target.get("route"), message["mailbox"]),
+                answers=message.id,
+                ods_code=self._ods(target.route, message.mailbox),
                 sender_reference=handling.sender_reference,
             )
         return target
 
-    def _orphan(self, message: Row, reason: str) -> None:
+    def _orphan(self, message: StoredMessage, reason: str) -> None:
         self.store.transition(
-            message["id"], State.ORPHAN, from_states=(State.MESH_ACKED,), detail={"reason": reason}, last_error=reason
+            message.id, State.ORPHAN, from_states=(State.MESH_ACKED,), detail={"reason": reason}, last_error=reason
         )
-        self.notify(EventKind.ORPHAN, message["id"], f"{message['id']} from {message['peer']}: {reason}", reason=reason)
+        self.notify(EventKind.ORPHAN, message.id, f"{message.id} from {message.peer}: {reason}", reason=reason)
 
     # -- messages we receive ---------------------------------------------------------------
 
-    def receive_message(self, route: Route, message: Row, respond: bool = True) -> str:
+    def receive_message(self, route: Route, message: StoredMessage, respond: bool = True) -> str:
         """Answer an inbound ITK message (20013 or a nack) and return its new state.
 
         One over the route's cap is never read, and one this process has not the memory to read
@@ -106,7 +106,7 @@ class Acknowledgements:
         """
         self.store.space.room_for(0)
         cap = itk_cap(route)
-        if message["payload_size"] > cap:
+        if (message.payload_size or 0) > cap:
             self._too_large(route, message, f"over the {cap}-byte cap (route option max_size)", respond)
             return State.INVALID
         try:
@@ -115,10 +115,10 @@ class Acknowledgements:
             self._too_large(route, message, "more than this process has the memory to read", respond)
             return State.INVALID
 
-    def _answer(self, route: Route, message: Row, respond: bool = True) -> str:
+    def _answer(self, route: Route, message: StoredMessage, respond: bool = True) -> str:
         options = route.itk
         assert options is not None
-        data = self.store.payloads.read(message["payload_sha256"])
+        data = self.store.payloads.read(message.sha256)
         try:
             header = itk.parse(data)
         except itk.ItkUnreadable as exc:
@@ -128,10 +128,10 @@ class Acknowledgements:
         if header.is_response:
             self.receive_response(message)
             return State.CORRELATED
-        self.store.update(message["id"], itk_message_id=header.message_id)
+        self.store.update(message.id, itk_message_id=header.message_id)
         # a duplicate comes from the same sender: another mailbox reusing the id must not block the genuine one
         duplicate = any(
-            m["id"] != message["id"] and (m["peer"] or "").upper() == (message["peer"] or "").upper()
+            m.id != message.id and (m.peer or "").upper() == (message.peer or "").upper()
             for m in self.store.find_itk(Direction.IN, header.message_id)
         )
         result = pipeline.check_stored(self.store, self.plugins, message, route.payload_type, route)
@@ -147,7 +147,7 @@ class Acknowledgements:
             return state
         answered: dict[str, Any] = {"inf_ack_code": itk.SUCCESS if wants_inf else None} if respond else {}
         self.store.transition(
-            message["id"],
+            message.id,
             State.VALID,
             from_states=(State.MESH_ACKED,),
             route=route.name,
@@ -156,47 +156,47 @@ class Acknowledgements:
             **answered,
         )
         if respond and handling is not None and handling.bus_ack:  # ours: overdue after bus_ack_within
-            self.store.expect(message["id"], BUS_OWED, due(options.bus_ack_within))
+            self.store.expect(message.id, BUS_OWED, due(options.bus_ack_within))
         if respond and wants_inf:
             self.respond(
                 route=route,
-                mailbox=message["mailbox"],
-                to=message["peer"],
+                mailbox=message.mailbox,
+                to=message.peer or "",
                 workflow=options.ack_workflow,
                 original_id=header.message_id,
                 code=itk.SUCCESS,
-                answers=message["id"],
-                ods_code=ods(options, message["mailbox"]),
+                answers=message.id,
+                ods_code=ods(options, message.mailbox),
                 sender_reference=handling.sender_reference if handling else None,
             )
         return State.VALID
 
-    def answer_undecodable(self, route: Route, message: Row) -> None:
+    def answer_undecodable(self, route: Route, message: StoredMessage) -> None:
         """An ``invalid`` message whose body could not be decoded, on an ITK route: answer 10009
         with ``UNREADABLE-IN-ORIGINAL-MESSAGE`` (TKW-x: an unreadable data file always gets one)."""
         assert route.itk is not None
-        self.store.update(message["id"], route=route.name, inf_ack_code="10009")
+        self.store.update(message.id, route=route.name, inf_ack_code="10009")
         self.respond(
             route=route,
-            mailbox=message["mailbox"],
-            to=message["peer"],
+            mailbox=message.mailbox,
+            to=message.peer or "",
             workflow=route.itk.ack_workflow,
             original_id=itk.UNREADABLE,
             code="10009",
             text="the message body could not be decoded",
-            answers=message["id"],
-            ods_code=ods(route.itk, message["mailbox"]),
+            answers=message.id,
+            ods_code=ods(route.itk, message.mailbox),
         )
 
-    def _too_large(self, route: Route, message: Row, why: str, respond: bool = True) -> None:
+    def _too_large(self, route: Route, message: StoredMessage, why: str, respond: bool = True) -> None:
         """Refuse a message over the cap with 20015 "Message too large", reading only its head:
         the answer names its MessageHeader.id if that is in the first bytes, else UNREADABLE."""
-        with self.store.payloads.open(message["payload_sha256"]) as payload:
+        with self.store.payloads.open(message.sha256) as payload:
             found = itk.header_in_head(payload.read(ITK_HEAD))
         original, handling = found if found else (itk.UNREADABLE, None)
         if found:
-            self.store.update(message["id"], itk_message_id=original)
-        size = message["payload_size"]
+            self.store.update(message.id, itk_message_id=original)
+        size = message.payload_size
         finding = Finding(
             f"ITK message is {size} bytes, {why}: not read",
             code=f"itk.{itk.TOO_LARGE}",
@@ -208,7 +208,7 @@ class Acknowledgements:
     def _refuse(
         self,
         route: Route,
-        message: Row,
+        message: StoredMessage,
         state: str,
         code: str,
         findings: tuple[Finding, ...],
@@ -221,7 +221,7 @@ class Acknowledgements:
         assert options is not None
         answered: dict[str, Any] = {"inf_ack_code": code if answer else None} if respond else {}
         self.store.transition(
-            message["id"],
+            message.id,
             state,
             from_states=(State.MESH_ACKED,),
             route=route.name,
@@ -233,70 +233,70 @@ class Acknowledgements:
             text = "; ".join(str(f) for f in findings[:3]) or None
             self.respond(
                 route=route,
-                mailbox=message["mailbox"],
-                to=message["peer"],
+                mailbox=message.mailbox,
+                to=message.peer or "",
                 workflow=options.ack_workflow,
                 original_id=original,
                 code=code,
                 text=text,
-                answers=message["id"],
-                ods_code=ods(options, message["mailbox"]),
+                answers=message.id,
+                ods_code=ods(options, message.mailbox),
                 sender_reference=sender_reference,
             )
         self.notify(
             EventKind.DUPLICATE if state == State.DUPLICATE else EventKind.INVALID,
-            message["id"],
-            f"{message['id']} on {route.name} refused with {code}",
+            message.id,
+            f"{message.id} on {route.name} refused with {code}",
             findings=[f.as_dict() for f in findings],
         )
 
     # -- the end application's business ack -------------------------------------------------
 
-    def business_ack(self, message_id: str, code: str | None, text: str | None, *, nack: bool = False) -> Row:
+    def business_ack(self, message_id: str, code: str | None, text: str | None, *, nack: bool = False) -> StoredMessage:
         rc = business_code(code, nack=nack)
         code = rc.code
         if text is not None and (bad := not_xml(text)):
             raise InvalidRequest(f"the response text holds {bad!r}, which XML cannot carry (nor so ITK3)")
         message = self.store.get(message_id)
-        route = self.config.route(message["route"]) if message["route"] else None
-        if message["direction"] != Direction.IN or not message["itk_message_id"] or route is None or route.itk is None:
-            raise AckRefused(f"{message['id']} is not an inbound ITK message")
-        if message["bus_ack_code"]:
-            raise AckRefused(f"{message['id']} was already answered with {message['bus_ack_code']}")
-        if message["state"] not in (State.VALID, State.DELIVERED):
-            raise AckRefused(f"{message['id']} is {message['state']}: only a valid message gets a business ack")
-        if not any(e["kind"] == BUS_OWED for e in self.store.expectations(message["id"])):
-            raise AckRefused(f"{message['id']}: the sender did not ask for a business ack (BusAckRequested=false)")
+        route = self.config.route(message.route) if message.route else None
+        if message.direction != Direction.IN or not message.itk_message_id or route is None or route.itk is None:
+            raise AckRefused(f"{message.id} is not an inbound ITK message")
+        if message.bus_ack_code:
+            raise AckRefused(f"{message.id} was already answered with {message.bus_ack_code}")
+        if message.state not in (State.VALID, State.DELIVERED):
+            raise AckRefused(f"{message.id} is {message.state}: only a valid message gets a business ack")
+        if not any(e.kind == BUS_OWED for e in self.store.expectations(message.id)):
+            raise AckRefused(f"{message.id}: the sender did not ask for a business ack (BusAckRequested=false)")
         positive = not rc.negative
-        if message["payload_size"] > itk_cap(route):  # read only the head of what is too big to read
-            with self.store.payloads.open(message["payload_sha256"]) as payload:
+        if (message.payload_size or 0) > itk_cap(route):  # read only the head of what is too big to read
+            with self.store.payloads.open(message.sha256) as payload:
                 found = itk.header_in_head(payload.read(ITK_HEAD))
             handling = found[1] if found else None
         else:
-            handling = itk.parse(self.store.payloads.read(message["payload_sha256"])).handling
+            handling = itk.parse(self.store.payloads.read(message.sha256)).handling
         self.respond(
             route=route,
-            mailbox=message["mailbox"],
-            to=message["peer"],
+            mailbox=message.mailbox,
+            to=message.peer or "",
             workflow=route.itk.ack_workflow,
-            original_id=message["itk_message_id"],
+            original_id=message.itk_message_id,
             code=code,
             text=text,
-            answers=message["id"],
+            answers=message.id,
             inf_ack_requested=route.itk.full_ack,
-            ods_code=ods(route.itk, message["mailbox"]),
+            ods_code=ods(route.itk, message.mailbox),
             expect_within=route.itk.inf_ack_within,
             sender_reference=handling.sender_reference if handling else None,
         )
-        self.store.meet(message["id"], BUS_OWED, code, positive=positive, text=text)
+        self.store.meet(message.id, BUS_OWED, code, positive=positive, text=text)
         self.store.transition(
-            message["id"],
+            message.id,
             State.BUS_ACKED if positive else State.BUS_NACKED,
             from_states=(State.VALID, State.DELIVERED),
             bus_ack_code=code,
             detail={"code": code, "display": rc.display, "text": text},
         )
-        return self.store.get(message["id"])
+        return self.store.get(message.id)
 
     # -- sending a response ----------------------------------------------------------------
 
@@ -315,7 +315,7 @@ class Acknowledgements:
         inf_ack_requested: bool = False,
         expect_within: float | None = None,
         sender_reference: str | None = None,
-    ) -> Row:
+    ) -> StoredMessage:
         """Store an ITK008M response and send it; a MESH outage leaves it ``accepted`` for the next poll.
 
         ``sender_reference`` is the answered message's SenderReference, echoed back as GP Connect requires.
@@ -343,16 +343,16 @@ class Acknowledgements:
             claim=True,
         )
         if inf_ack_requested:
-            self.store.expect(row["id"], INF, due(expect_within))
+            self.store.expect(row.id, INF, due(expect_within))
         self.store.event(
-            answers, TimelineKind.RESPONDED, {"code": code, "response": row["id"], "to": to, "workflow": workflow}
+            answers, TimelineKind.RESPONDED, {"code": code, "response": row.id, "to": to, "workflow": workflow}
         )
         checkpoint("respond:stored")
         try:
             self.transmit(row)
         except TransportError as exc:
-            log.warning("response %s not sent yet: %s", row["id"], exc)
-        return self.store.get(row["id"])
+            log.warning("response %s not sent yet: %s", row.id, exc)
+        return self.store.get(row.id)
 
     def _ods(self, route_name: str | None, mailbox: str) -> str:
         for route in self.config.routes:

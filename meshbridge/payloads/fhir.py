@@ -141,9 +141,9 @@ def _validate(data: bytes, options: Mapping[str, Any]) -> ValidationResult:
 
     findings += more
     if model is not None:  # the checks beyond the models run on what the models accept
-        findings += abstract_resources(model, details["resource_type"], version)
+        abstract = abstract_resources(model, details["resource_type"], version)
         details.update(facts(model))
-        findings += fhir_rules.check(parsed, strictness)
+        findings += abstract or fhir_rules.check(parsed, strictness)  # an abstract resource is a refusal
     return ValidationResult(NAME, tuple(_capped(findings)), details)
 
 

@@ -11,10 +11,14 @@ A route's ``fhir_strictness`` says what their findings mean: ``hl7`` (default) m
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .base import WARNING, Finding
+
+log = logging.getLogger(__name__)
 
 STRICTNESS = ("hl7", "structure")
 DEFAULT_STRICTNESS = "hl7"
@@ -38,13 +42,38 @@ class Parsed:
 
 def check(parsed: Parsed, strictness: str = DEFAULT_STRICTNESS) -> list[Finding]:
     """Every finding of the checks, as errors (``hl7``) or as warnings (``structure``)."""
-    from . import fhir_invariants, fhir_references, fhir_structure
+    from . import fhir_invariants, fhir_references, fhir_structure, fhir_walk
 
-    findings = [
-        *fhir_structure.check(parsed),
-        *fhir_invariants.check(parsed),
-        *fhir_references.check(parsed),
-    ]
+    findings = fhir_structure.check(parsed)
+    parsed = _with_resource(parsed)
+    with fhir_walk.shared():
+        for more in (fhir_invariants.check, fhir_references.check):
+            findings += _guarded(more, parsed)
     if strictness == "structure":
         return [replace(f, severity=WARNING) for f in findings]
     return findings
+
+
+def _guarded(run: Callable[[Parsed], list[Finding]], parsed: Parsed) -> list[Finding]:
+    """A check's findings; if the check itself fails, a warning saying so (the models read the
+    payload: a bug in a check beyond them must not refuse it)."""
+    try:
+        return run(parsed)
+    except Exception as exc:
+        name = run.__module__.rpartition(".")[2]
+        log.warning("FHIR check %s failed (%s: %s)", name, type(exc).__name__, exc)
+        message = f"the {name} check failed unexpectedly ({type(exc).__name__}); its rules were not applied"
+        return [Finding(message, severity=WARNING, code="fhir.internal")]
+
+
+def _with_resource(parsed: Parsed) -> Parsed:
+    """``parsed`` with its resource in JSON shape: for XML, converted from the tree on first need."""
+    if parsed.resource is not None or parsed.root is None:
+        return parsed
+    from .fhir_xml_json import to_json
+
+    try:
+        return replace(parsed, resource=to_json(parsed.root, parsed.version))
+    except Exception as exc:  # the models read it; a converter bug must not refuse the payload
+        log.warning("FHIR XML could not be read as JSON for the invariants (%s: %s)", type(exc).__name__, exc)
+        return parsed

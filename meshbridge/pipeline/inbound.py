@@ -27,7 +27,7 @@ from ..models import IN_FLIGHT, Direction, State, TimelineKind
 from ..payloads.base import Finding, ValidationResult
 from ..plugins import Plugins
 from ..progress import Progress, named
-from ..store import Row, Store
+from ..store import Store, StoredMessage
 from ..store.space import CHECK_EVERY, disk_error
 from ..validation import DEFAULT_CAP, check, needs_validation, oversize, route_options
 from .outbound import RetryPolicy
@@ -40,7 +40,7 @@ BAD_BODY_ATTEMPTS = 5  # downloads that fail to decode before the body is stored
 
 def download(
     store: Store, mesh: MeshMailbox, mesh_id: str, *, durable: bool = True, progress: Progress | None = None
-) -> Row:
+) -> StoredMessage:
     """Download one message and record it ``received``: stored, not yet acknowledged in MESH.
 
     ``durable=False`` records it lazily: :meth:`Store.make_durable` on a batch makes them all
@@ -136,34 +136,34 @@ def _give_up(store: Store, mailbox: str, mesh_id: str, exc: UndecodableBody, cop
     return store.payloads.write_file(copy)
 
 
-def acknowledge(store: Store, mesh: MeshMailbox, message: Row) -> None:
+def acknowledge(store: Store, mesh: MeshMailbox, message: StoredMessage) -> None:
     """Acknowledge a stored ``received`` message in MESH (which then forgets it), and record that.
 
     A body stored as received because it could not be decoded becomes ``invalid`` at once.
     """
-    if message["state"] == State.RECEIVED:
-        store.make_durable(message["id"])
+    if message.state == State.RECEIVED:
+        store.make_durable(message.id)
         checkpoint("receive:stored")
-        mesh.acknowledge(message["mesh_message_id"])
+        mesh.acknowledge(message.mesh_message_id or "")  # (a received message has its MESH id)
         checkpoint("receive:acknowledged")
         # lost in a power cut: the message is ``received`` again and the acknowledge is repeated
         if undecodable(message):
-            findings = json.loads(message["findings"])
+            findings = [f.as_dict() for f in message.findings]
             store.transition(
-                message["id"],
+                message.id,
                 State.INVALID,
                 from_states=(State.RECEIVED,),
                 before=(State.MESH_ACKED, None),
-                detail={"reason": message["last_error"], "findings": findings},
+                detail={"reason": message.last_error, "findings": findings},
                 durable=False,
             )
         else:
-            store.transition(message["id"], State.MESH_ACKED, from_states=(State.RECEIVED,), durable=False)
+            store.transition(message.id, State.MESH_ACKED, from_states=(State.RECEIVED,), durable=False)
 
 
-def undecodable(message: Row) -> bool:
+def undecodable(message: StoredMessage) -> bool:
     """A message stored as received because its body could not be decoded (it has findings already)."""
-    return message["state"] == State.RECEIVED and bool(message["findings"])
+    return message.state == State.RECEIVED and bool(message.findings)
 
 
 def _record(
@@ -174,7 +174,7 @@ def _record(
     size: int,
     durable: bool,
     undecodable: UndecodableBody | None = None,
-) -> Row:
+) -> StoredMessage:
     detail = {"sha256": sha, "size": size, "from": envelope.sender, "chunks": envelope.chunks}
     findings, last_error = None, None
     if envelope.is_report:
@@ -206,46 +206,44 @@ def _record(
     )
 
 
-def apply_report(store: Store, report: Row) -> Row | None:
+def apply_report(store: Store, report: StoredMessage) -> StoredMessage | None:
     """A MESH REPORT: mark the linked outbound message ``undeliverable`` with MESH's code."""
-    code, _, description = (report["last_error"] or "").partition(" ")
-    detail = {"mesh_code": code, "mesh_description": description, "report": report["mesh_message_id"]}
-    linked = store.find(Direction.OUT, report["linked_message_id"] or "")
+    code, _, description = (report.last_error or "").partition(" ")
+    detail = {"mesh_code": code, "mesh_description": description, "report": report.mesh_message_id}
+    linked = store.find(Direction.OUT, report.linked_message_id or "")
     if linked is None:
-        reason = f"MESH report about {report['linked_message_id']}, which this store did not send"
-        store.transition(
-            report["id"], State.ORPHAN, from_states=(State.MESH_ACKED,), detail={**detail, "reason": reason}
-        )
+        reason = f"MESH report about {report.linked_message_id}, which this store did not send"
+        store.transition(report.id, State.ORPHAN, from_states=(State.MESH_ACKED,), detail={**detail, "reason": reason})
         return None
     store.transition(
-        linked["id"], State.UNDELIVERABLE, from_states=(State.ACCEPTED, State.SENDING, *IN_FLIGHT), detail=detail
+        linked.id, State.UNDELIVERABLE, from_states=(State.ACCEPTED, State.SENDING, *IN_FLIGHT), detail=detail
     )
     store.transition(
-        report["id"],
+        report.id,
         State.REPORT,
         from_states=(State.MESH_ACKED,),
-        detail={**detail, "about": linked["id"]},
-        route=linked["route"],
+        detail={**detail, "about": linked.id},
+        route=linked.route,
     )
-    return store.get(linked["id"])
+    return store.get(linked.id)
 
 
-def inbound_route(config: Config, message: Row) -> Route | None:
-    return config.inbound_route(message["mailbox"], message["workflow_id"] or "")
+def inbound_route(config: Config, message: StoredMessage) -> Route | None:
+    return config.inbound_route(message.mailbox, message.workflow_id or "")
 
 
-def mark_unrouted(store: Store, message: Row, route: Route | None) -> None:
+def mark_unrouted(store: Store, message: StoredMessage, route: Route | None) -> None:
     """No route takes it: kept in the store (already acknowledged in MESH) and reported."""
     reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
     store.transition(
-        message["id"],
+        message.id,
         State.UNROUTED,
         from_states=(State.MESH_ACKED,),
-        detail={"reason": reason, "workflow_id": message["workflow_id"]},
+        detail={"reason": reason, "workflow_id": message.workflow_id},
     )  # logged as a step (meshbridge.steps)
 
 
-def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row) -> ValidationResult:
+def validate_inbound(store: Store, plugins: Plugins, route: Route, message: StoredMessage) -> ValidationResult:
     """Check a collected payload against its route; an invalid one is recorded ``invalid`` with findings.
 
     A valid one stays ``mesh-acked``: :func:`deliver_inbound` records ``valid`` and ``delivered``
@@ -255,7 +253,7 @@ def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row)
     if not result.valid:
         findings = [f.as_dict() for f in result.findings]
         store.transition(
-            message["id"],
+            message.id,
             State.INVALID,
             from_states=(State.MESH_ACKED,),
             route=route.name,
@@ -267,33 +265,33 @@ def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Row)
 
 
 def check_stored(
-    store: Store, plugins: Plugins, message: Row, payload_type: str, route: Route | None
+    store: Store, plugins: Plugins, message: StoredMessage, payload_type: str, route: Route | None
 ) -> ValidationResult:
     """Validate a stored payload without loading more than the validation cap into memory.
 
     An empty body is refused whatever the type (MESH refuses to send one; a peer can still make
     one, e.g. gzip of nothing).
     """
-    if not message["payload_size"]:
+    if not message.payload_size:
         return ValidationResult(payload_type, (Finding("the payload is empty", code="payload.empty"),))
     if not needs_validation(payload_type):
-        return ValidationResult(payload_type, (), {"size": message["payload_size"]})
+        return ValidationResult(payload_type, (), {"size": message.payload_size})
     options = route_options(route)
     cap = int(options.get("max_size") or DEFAULT_CAP)
-    if message["payload_size"] > cap:
-        return oversize(payload_type, message["payload_size"], cap)
+    if message.payload_size > cap:
+        return oversize(payload_type, message.payload_size, cap)
     try:
         return check(
             plugins,
-            store.payloads.read(message["payload_sha256"]),
+            store.payloads.read(message.sha256),
             payload_type=payload_type,
             route=route,
-            direction=message["direction"],
-            workflow_id=message["workflow_id"],
-            filename=message["filename"],
+            direction=message.direction,
+            workflow_id=message.workflow_id,
+            filename=message.filename,
         )
     except MemoryError:  # refused, like one over the cap: the messages behind it go on
-        size = message["payload_size"]
+        size = message.payload_size
         finding = Finding(
             f"payload is {size} bytes, more than this process has the memory to validate", code="payload.size"
         )
@@ -304,7 +302,7 @@ def deliver_inbound(
     store: Store,
     plugins: Plugins,
     route: Route,
-    message: Row,
+    message: StoredMessage,
     validated: ValidationResult | None = None,
     replay: bool = False,
     batch: FolderBatch | None = None,
@@ -343,8 +341,8 @@ def deliver_inbound(
     if deliver is None:
         raise DeliveryError(f"route {route.name}: no destination kind {kind!r} is installed")
     record = _Record(store, message, validated, route, policy, replay, on_done)
-    name = safe_name(message["mesh_message_id"], message["filename"])
-    blocks = store.payloads.blocks(message["payload_sha256"])
+    name = safe_name(message.mesh_message_id or message.id, message.filename)
+    blocks = store.payloads.blocks(message.sha256)
     try:
         if batch is not None and deliver is to_folder and not replay:
             batch.add(target, blocks, name, record.staged)
@@ -353,15 +351,15 @@ def deliver_inbound(
         deadline = deadline or route.destination_options.timeout or DELIVERY_TIMEOUT
         options = dataclasses.replace(route.destination_options, timeout=deadline)
         where = _within(
-            lambda: deliver_to(kind, deliver, target, blocks, name, message["content_type"], options),
+            lambda: deliver_to(kind, deliver, target, blocks, name, message.content_type, options),
             deadline,
             stopping,
             f"{kind} destination of route {route.name}",
-            beat=Heartbeat(store, message["id"], claim, policy.lease).beat if claim and policy else None,
+            beat=Heartbeat(store, message.id, claim, policy.lease).beat if claim and policy else None,
         )
     except DeliveryInterrupted as exc:
         store.update(
-            message["id"],
+            message.id,
             kind=TimelineKind.DELIVERY_INTERRUPTED,
             detail={"reason": str(exc)},  # "<kind> destination of route R: meshbridge stopped while it was …"
             next_attempt_at=None,
@@ -383,7 +381,7 @@ class _Record:
     def __init__(
         self,
         store: Store,
-        message: Row,
+        message: StoredMessage,
         validated: ValidationResult | None,
         route: Route,
         policy: RetryPolicy | None,
@@ -401,11 +399,11 @@ class _Record:
         store, message = self.store, self.message
         if self.valid:
             store.transition(
-                message["id"], State.VALID, from_states=(State.MESH_ACKED,), detail=self.valid[1], **self.fields
+                message.id, State.VALID, from_states=(State.MESH_ACKED,), detail=self.valid[1], **self.fields
             )
         if self.policy is None or self.replay:
             store.update(
-                message["id"], kind=TimelineKind.DELIVERY_FAILED, detail={"reason": str(exc)}, last_error=str(exc)
+                message.id, kind=TimelineKind.DELIVERY_FAILED, detail={"reason": str(exc)}, last_error=str(exc)
             )
         else:
             retry_later(store, message, str(exc), self.policy)
@@ -413,10 +411,10 @@ class _Record:
     def delivered(self, where: str, durable: bool) -> None:
         checkpoint("deliver:written")
         if self.replay:
-            self.store.event(self.message["id"], TimelineKind.DELIVERED, {"destination": where, "replay": True})
+            self.store.event(self.message.id, TimelineKind.DELIVERED, {"destination": where, "replay": True})
             return
         self.store.transition(
-            self.message["id"],
+            self.message.id,
             State.DELIVERED,
             from_states=(State.MESH_ACKED, State.VALID),
             before=self.valid,
@@ -442,13 +440,13 @@ class _Record:
             self.on_done(error)
 
 
-def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) -> bool:
+def retry_later(store: Store, message: StoredMessage, reason: str, policy: RetryPolicy) -> bool:
     """Record a failed delivery, its claim released: due again after the policy's backoff, or
     ``undelivered`` once ``policy.attempts`` are spent. Returns True when it is now ``undelivered``."""
-    attempts = (message["attempts"] or 0) + 1
+    attempts = (message.attempts or 0) + 1
     if attempts >= policy.attempts:
         return store.transition(
-            message["id"],
+            message.id,
             State.UNDELIVERED,
             from_states=(State.VALID,),
             detail={"reason": reason, "attempts": attempts},
@@ -459,7 +457,7 @@ def retry_later(store: Store, message: Row, reason: str, policy: RetryPolicy) ->
         )
     retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
     store.update(
-        message["id"],
+        message.id,
         kind=TimelineKind.DELIVERY_FAILED,
         detail={"reason": reason, "attempt": attempts, "retry_at": retry_at},
         last_error=reason,

@@ -15,7 +15,7 @@ from ..mesh import MeshMailbox, chunk_count
 from ..models import IN_FLIGHT, Direction, State, TimelineKind
 from ..payloads.base import ValidationResult
 from ..progress import Progress, named
-from ..store import Row, Store, new_lease, now
+from ..store import Store, StoredMessage, new_lease, now
 
 SEND_LEASE = 900.0  # default ``[mesh] send_lease``: seconds a ``sending`` claim lasts without a heartbeat
 
@@ -53,7 +53,7 @@ def accept(
     extra: dict[str, Any] | None = None,
     claim: bool = False,
     source_file: str | None = None,
-) -> Row:
+) -> StoredMessage:
     """Make an outbound message durable: payload file first, then the row.
 
     State ``accepted``, or ``sending`` when ``claim`` (the caller sends it at once: one
@@ -110,7 +110,7 @@ class RetryPolicy:
 def transmit(
     store: Store,
     mesh: MeshMailbox,
-    message: Row,
+    message: StoredMessage,
     *,
     claimed: bool = False,
     policy: RetryPolicy = RetryPolicy(),
@@ -139,18 +139,18 @@ def transmit(
     """
     resumed = False
     if not claimed:
-        taken = store.claim(message["id"], policy.lease)
+        taken = store.claim(message.id, policy.lease)
         if not taken:
             return False
-        message, resumed = taken, taken["resumed"]
-    lease = Lease(store, message["id"], message["lease_holder"], policy.lease)
+        message, resumed = taken, taken.resumed
+    lease = Lease(store, message.id, message.lease_holder or "", policy.lease)  # none: never claimed, ClaimLost
     try:
-        store.payloads.verify(message["payload_sha256"])
+        store.payloads.verify(message.sha256)
     except StoreError as exc:
         lease.hold()
-        store.transition(message["id"], State.FAILED, detail={"reason": str(exc)}, last_error=str(exc))
+        store.transition(message.id, State.FAILED, detail={"reason": str(exc)}, last_error=str(exc))
         raise
-    attempts = message["attempts"] + 1
+    attempts = message.attempts + 1
     try:
         resume, done = _earlier_attempt(store, mesh, message, lease, attempts, resumed=resumed)
         if done:
@@ -158,7 +158,7 @@ def transmit(
         mesh_id = _upload(store, mesh, message, lease, resume, stopping, progress)
     except _Stopped as stop:
         store.release(
-            message["id"], lease.holder, TimelineKind.SEND_INTERRUPTED, {"reason": "stopping", "chunk": str(stop)}
+            message.id, lease.holder, TimelineKind.SEND_INTERRUPTED, {"reason": "stopping", "chunk": str(stop)}
         )
         return False
     except TransportError as exc:
@@ -172,16 +172,16 @@ def transmit(
 
 
 def _earlier_attempt(
-    store: Store, mesh: MeshMailbox, message: Row, lease: Lease, attempts: int, *, resumed: bool
+    store: Store, mesh: MeshMailbox, message: StoredMessage, lease: Lease, attempts: int, *, resumed: bool
 ) -> tuple[tuple[str, int] | None, bool]:
     """Where an earlier attempt left this send: ``(resume, done)``, ``resume`` being the MESH id
     and the chunks MESH has, ``done`` when MESH has all of it (then it is recorded ``sent``)."""
-    total = chunk_count(message["payload_size"], mesh.chunk_size)
+    total = chunk_count(message.payload_size or 0, mesh.chunk_size)
     resume = None
-    if message["mesh_message_id"] and message["chunks_done"]:
-        resume = (message["mesh_message_id"], message["chunks_done"])
-    elif resumed or message["attempts"] or message["last_error"]:  # taken over, retried, or retried by hand
-        earlier = mesh.find_sent(message["id"])
+    if message.mesh_message_id and message.chunks_done:
+        resume = (message.mesh_message_id, message.chunks_done)
+    elif resumed or message.attempts or message.last_error:  # taken over, retried, or retried by hand
+        earlier = mesh.find_sent(message.id)
         if earlier and total == 1:
             lease.hold()
             _sent(store, message, earlier, attempts, {"found_by_local_id": True})
@@ -201,7 +201,7 @@ def _earlier_attempt(
 def _upload(
     store: Store,
     mesh: MeshMailbox,
-    message: Row,
+    message: StoredMessage,
     lease: Lease,
     resume: tuple[str, int] | None,
     stopping: threading.Event | None,
@@ -214,7 +214,7 @@ def _upload(
         if total > 1:
             lease.hold()
             store.update(
-                message["id"],
+                message.id,
                 kind=TimelineKind.CHUNK_SENT,
                 detail={"chunk": f"{n}/{total}"},
                 mesh_message_id=mesh_id,
@@ -225,23 +225,23 @@ def _upload(
             raise _Stopped(f"{n}/{total}")
 
     return mesh.send(
-        lambda: store.payloads.open(message["payload_sha256"]),
-        message["payload_size"],
-        to=message["peer"],
-        workflow_id=message["workflow_id"],
-        local_id=message["id"],
-        filename=message["filename"],
-        subject=message["subject"],
-        content_type=message["content_type"],
+        lambda: store.payloads.open(message.sha256),
+        message.payload_size or 0,
+        to=message.peer or "",  # (accept stores both: an outbound message always has them)
+        workflow_id=message.workflow_id or "",
+        local_id=message.id,
+        filename=message.filename,
+        subject=message.subject,
+        content_type=message.content_type,
         resume=resume,
         on_chunk=chunk_sent,
         on_read=lease.beat,
-        progress=named(progress, f"send {message['id']} to {message['peer']}"),
+        progress=named(progress, f"send {message.id} to {message.peer}"),
     )
 
 
 def _failed_attempt(
-    store: Store, message: Row, exc: TransportError, lease: Lease, attempts: int, policy: RetryPolicy
+    store: Store, message: StoredMessage, exc: TransportError, lease: Lease, attempts: int, policy: RetryPolicy
 ) -> None:
     """Record a send MESH did not take: ``failed`` (a rejection, or the last attempt: then
     :class:`SendAbandoned` is raised), else back to ``accepted`` with a backoff (a refused login's
@@ -249,14 +249,14 @@ def _failed_attempt(
     lease.hold()
     if isinstance(exc, MeshRejected):
         detail = {"reason": str(exc), "code": exc.code}
-        store.transition(message["id"], State.FAILED, detail=detail, last_error=str(exc), attempts=attempts)
+        store.transition(message.id, State.FAILED, detail=detail, last_error=str(exc), attempts=attempts)
         return
     if isinstance(exc, MeshAuthRefused):
-        exc.refusals = store.logins.refused(message["mailbox"], str(exc))
+        exc.refusals = store.logins.refused(message.mailbox, str(exc))
         retry_at = _retry_at(policy.delay(exc.refusals))
         detail = {"reason": str(exc), "retry_at": retry_at}
         store.transition(
-            message["id"],
+            message.id,
             State.ACCEPTED,
             kind=TimelineKind.LOGIN_REFUSED,
             detail=detail,
@@ -266,16 +266,16 @@ def _failed_attempt(
         return
     if attempts >= policy.attempts:
         store.transition(
-            message["id"],
+            message.id,
             State.FAILED,
             detail={"reason": f"gave up after {attempts} attempts: {exc}"},
             last_error=str(exc),
             attempts=attempts,
         )
-        raise SendAbandoned(f"{message['id']}: gave up after {attempts} attempts: {exc}") from None
+        raise SendAbandoned(f"{message.id}: gave up after {attempts} attempts: {exc}") from None
     retry_at = _retry_at(policy.delay(attempts))
     store.transition(
-        message["id"],
+        message.id,
         State.ACCEPTED,
         kind=TimelineKind.SEND_FAILED,
         detail={"reason": str(exc), "retry_at": retry_at},
@@ -318,10 +318,10 @@ class Lease:
         self._last = clock.now()
 
 
-def _found_chunk(store: Store, message: Row, mesh_id: str, n: int, total: int) -> None:
+def _found_chunk(store: Store, message: StoredMessage, mesh_id: str, n: int, total: int) -> None:
     """Record chunk ``n`` that MESH took before the sender died, unrecorded (see ``send:chunk``)."""
     store.update(
-        message["id"],
+        message.id,
         kind=TimelineKind.CHUNK_SENT,
         detail={"chunk": f"{n}/{total}", "found_in_mesh": True},
         mesh_message_id=mesh_id,
@@ -339,9 +339,11 @@ def _uploaded(mesh: MeshMailbox, mesh_id: str) -> bool:
     return status not in ("", "uploading")
 
 
-def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[str, Any] | None = None) -> None:
+def _sent(
+    store: Store, message: StoredMessage, mesh_id: str, attempts: int, extra: dict[str, Any] | None = None
+) -> None:
     store.transition(
-        message["id"],
+        message.id,
         State.SENT,
         detail={"mesh_message_id": mesh_id, **(extra or {})},
         mesh_message_id=mesh_id,
@@ -353,28 +355,28 @@ def _sent(store: Store, message: Row, mesh_id: str, attempts: int, extra: dict[s
     )
 
 
-def due_for_sending(message: Row) -> bool:
-    return not message["next_attempt_at"] or message["next_attempt_at"] <= now()
+def due_for_sending(message: StoredMessage) -> bool:
+    return not message.next_attempt_at or message.next_attempt_at <= datetime.now(UTC)
 
 
-def track(store: Store, mesh: MeshMailbox, message: Row) -> None:
+def track(store: Store, mesh: MeshMailbox, message: StoredMessage) -> None:
     """Ask MESH how a sent message is doing: ``acknowledged`` by the recipient means delivered."""
-    record = mesh.track(message["mesh_message_id"])
+    assert message.mesh_message_id, "a sent message has its MESH id"
+    record = mesh.track(message.mesh_message_id)
     status = str(record.get("status", "")).lower()
     detail = {
         k: record[k] for k in ("status", "status_code", "status_description", "status_timestamp") if record.get(k)
     }
     if status == "acknowledged":
-        store.transition(message["id"], State.DELIVERED, from_states=(State.SENT,), detail=detail, tracked_at=now())
+        store.transition(message.id, State.DELIVERED, from_states=(State.SENT,), detail=detail, tracked_at=now())
     elif status in ("undeliverable", "error"):  # not a state: MESH's tracking status
-        store.transition(message["id"], State.UNDELIVERABLE, from_states=IN_FLIGHT, detail=detail, tracked_at=now())
+        store.transition(message.id, State.UNDELIVERABLE, from_states=IN_FLIGHT, detail=detail, tracked_at=now())
     else:
-        store.update(message["id"], tracked_at=now())
+        store.update(message.id, tracked_at=now())
 
 
-def tracking_due(message: Row, interval: float) -> bool:
+def tracking_due(message: StoredMessage, interval: float) -> bool:
     """MESH asks for tracking to be rare: once per ``interval`` after the send, per message."""
-    if not message["tracked_at"]:
+    if not message.tracked_at:
         return True
-    last = datetime.fromisoformat(message["tracked_at"])
-    return datetime.now(UTC) - last >= timedelta(seconds=interval)
+    return datetime.now(UTC) - message.tracked_at >= timedelta(seconds=interval)

@@ -9,15 +9,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .payloads import Payloads
-from .protocol import Row, Store
+from .protocol import Store
 from .queries import new_lease, now
+from .records import Claimed, OverdueExpectation, RefusedLogin, StoredMessage
 from .sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from ..config import StoreConfig
     from .postgres import PostgresStore
 
-__all__ = ["Payloads", "Row", "SQLiteStore", "Store", "connect", "new_lease", "now"]
+__all__ = [
+    "Claimed",
+    "OverdueExpectation",
+    "Payloads",
+    "RefusedLogin",
+    "SQLiteStore",
+    "Store",
+    "StoredMessage",
+    "connect",
+    "new_lease",
+    "now",
+]
 
 
 def connect(config: StoreConfig, *, migrate: bool = True) -> Store:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..models import TimelineKind
-from .queries import OVERDUE, Reads, Row, Session, now
+from .queries import OVERDUE, Reads, Session, now
+from .records import OverdueExpectation
 
 
 class Expecting(Reads):
@@ -59,7 +60,7 @@ class Expecting(Reads):
                 [protocol, key, message_id],
             )
 
-    def sweep_overdue(self) -> list[Row]:
+    def sweep_overdue(self) -> list[OverdueExpectation]:
         """Record the moment each expectation was first seen overdue (:data:`~.queries.OVERDUE`),
         once each, with an ``overdue`` event for the timeline and notifications. Views never read
         this moment to decide what is overdue: they apply ``OVERDUE`` themselves."""
@@ -73,7 +74,7 @@ class Expecting(Reads):
             for row in rows:
                 detail = {"expected": row["kind"], "due_at": row["due_at"]}
                 self._event(db, row["message_id"], TimelineKind.OVERDUE, None, detail, stamp)
-        return rows
+        return [OverdueExpectation.from_row(row) for row in rows]
 
     # -- bodies that could not be decoded ----------------------------------------------------
 

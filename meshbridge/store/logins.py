@@ -7,12 +7,12 @@ service's workers) exactly one raises the event and exactly one clears it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .records import RefusedLogin
 
 if TYPE_CHECKING:
     from .sql import SQLStore
-
-Row = dict[str, Any]
 
 
 class Logins:
@@ -35,10 +35,10 @@ class Logins:
             ).fetchone()
         return int(count)
 
-    def accepted(self, mailbox: str) -> Row | None:
+    def accepted(self, mailbox: str) -> RefusedLogin | None:
         """A call on this mailbox succeeded: forget its refusal, and make its outbound messages
-        waiting out a backoff due now (MESH takes the login again). Returns the row this call
-        removed (None if it was not refused, or another process cleared it first)."""
+        waiting out a backoff due now (MESH takes the login again). Returns the refusal this call
+        cleared (None if it was not refused, or another process cleared it first)."""
         if not self._store._rows("SELECT 1 AS refused FROM mesh_logins WHERE mailbox = ?", [mailbox]):
             return None  # the usual case: a read, no write transaction
         with self._store.immediate() as db:
@@ -49,8 +49,9 @@ class Logins:
                     "WHERE direction = 'out' AND state = 'accepted' AND mailbox = ? AND next_attempt_at IS NOT NULL",
                     [mailbox],
                 )
-        return rows[0] if rows else None
+        return RefusedLogin.from_row(rows[0]) if rows else None
 
-    def refusing(self) -> dict[str, Row]:
+    def refusing(self) -> dict[str, RefusedLogin]:
         """Every mailbox whose login is refused now, by id."""
-        return {row["mailbox"]: row for row in self._store._rows("SELECT * FROM mesh_logins ORDER BY mailbox")}
+        rows = self._store._rows("SELECT * FROM mesh_logins ORDER BY mailbox")
+        return {row["mailbox"]: RefusedLogin.from_row(row) for row in rows}

@@ -6,7 +6,6 @@ outside any transaction) and spells what differs through its :class:`~.dialects.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,6 +15,7 @@ from ..errors import UnknownMessage
 from ..models import Event, Expectation, Message, MessageSummary, Page
 from .cursors import cursor, position
 from .dialects import Dialect
+from .records import StoredMessage
 
 Row = dict[str, Any]
 
@@ -75,33 +75,40 @@ class Reads:
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
         raise NotImplementedError
 
-    def get(self, message_id: str) -> Row:
+    def get(self, message_id: str) -> StoredMessage:
         """A message by meshbridge id, or else by MESH message id."""
+        return StoredMessage.from_row(self._get(message_id))
+
+    def _get(self, message_id: str) -> Row:
         for column in ("id", "mesh_message_id"):
             rows = self._select(f"m.{column} = ?", [message_id], limit=1)
             if rows:
                 return rows[0]
         raise UnknownMessage(f"no message with id {message_id!r}")
 
-    def find_itk(self, direction: str, itk_message_id: str) -> list[Row]:
+    def find_itk(self, direction: str, itk_message_id: str) -> list[StoredMessage]:
         """Messages whose ITK ``MessageHeader.id`` equals this one, compared case-insensitively."""
         same = self.dialect.nocase_equals("m.itk_message_id")
-        return self._select(f"m.direction = ? AND {same}", [direction, itk_message_id])
+        return [
+            StoredMessage.from_row(row)
+            for row in self._select(f"m.direction = ? AND {same}", [direction, itk_message_id])
+        ]
 
-    def from_source(self, source_key: str) -> Row | None:
+    def from_source(self, source_key: str) -> StoredMessage | None:
         """The message stored from this source file (``path@sha256``), if any."""
         rows = self._select("m.source_file = ?", [source_key], limit=1)
-        return rows[0] if rows else None
+        return StoredMessage.from_row(rows[0]) if rows else None
 
-    def find(self, direction: str, mesh_message_id: str) -> Row | None:
+    def find(self, direction: str, mesh_message_id: str) -> StoredMessage | None:
         rows = self._select("m.direction = ? AND m.mesh_message_id = ?", [direction, mesh_message_id], limit=1)
-        return rows[0] if rows else None
+        return StoredMessage.from_row(rows[0]) if rows else None
 
-    def stale_sending(self, lease: float) -> list[Row]:
+    def stale_sending(self, lease: float) -> list[StoredMessage]:
         """Outbound messages claimed ``sending`` whose claim lapsed (see :func:`lapsed_sql`)."""
-        return self._select(
+        rows = self._select(
             f"m.direction = 'out' AND m.state = 'sending' AND {lapsed_sql(self.dialect, 'm.')}", lapsed(lease)
         )
+        return [StoredMessage.from_row(row) for row in rows]
 
     def messages(
         self,
@@ -111,11 +118,11 @@ class Reads:
         overdue: bool = False,
         expecting: str | None = None,
         limit: int | None = None,
-    ) -> list[Row]:
+    ) -> list[StoredMessage]:
         """Messages, oldest first. ``overdue``: only those with an overdue expectation
         (:data:`OVERDUE`); ``expecting``: only those with an open expectation of this kind."""
         where, params = _filters(state, direction, overdue, expecting)
-        return self._select(" AND ".join(where), params, limit=limit)
+        return [StoredMessage.from_row(row) for row in self._select(" AND ".join(where), params, limit=limit)]
 
     def page(
         self,
@@ -142,25 +149,24 @@ class Reads:
 
     def message(self, message_id: str) -> Message:
         """A message (by meshbridge id, or else MESH message id) with its timeline and expectations."""
-        row = self.get(message_id)
+        row = self._get(message_id)
         return Message.from_row(
-            row,
-            events=tuple(Event.from_row(e) for e in self.events(row["id"])),
-            expectations=tuple(Expectation.from_row(e) for e in self.expectations(row["id"])),
+            row, events=tuple(self.events(row["id"])), expectations=tuple(self.expectations(row["id"]))
         )
 
     def _select(self, where: str, params: list[Any], limit: int | None = None, newest: bool = False) -> list[Row]:
         rows = self._rows(select_sql(where, limit, newest), [now(), *params])
         return [{**row, "overdue": bool(row["overdue"])} for row in rows]
 
-    def events(self, message_id: str) -> list[Row]:
+    def events(self, message_id: str) -> list[Event]:
+        """A message's timeline, oldest first."""
         rows = self._rows("SELECT * FROM events WHERE message_id = ? ORDER BY seq", [message_id])
-        return [{**e, "detail": json.loads(e["detail"]) if e["detail"] else {}} for e in rows]
+        return [Event.from_row(row) for row in rows]
 
-    def open_expectations(self, message_id: str) -> list[Row]:
-        return [e for e in self.expectations(message_id) if e["met_at"] is None]
+    def open_expectations(self, message_id: str) -> list[Expectation]:
+        return [e for e in self.expectations(message_id) if e.met_at is None]
 
-    def expectations(self, message_id: str) -> list[Row]:
+    def expectations(self, message_id: str) -> list[Expectation]:
         """A message's expectations, each with ``overdue`` (:data:`OVERDUE`, as of now) and ``late``
         (met after its deadline)."""
         rows = self._rows(
@@ -168,9 +174,9 @@ class Reads:
             "ORDER BY e.kind",
             [now(), message_id],
         )
-        return [{**row, "overdue": bool(row["overdue"]), "late": bool(row["late"])} for row in rows]
+        return [Expectation.from_row(row) for row in rows]
 
-    def by_key(self, protocol: str, key: str) -> Row | None:
+    def by_key(self, protocol: str, key: str) -> StoredMessage | None:
         rows = self._rows("SELECT message_id FROM ack_keys WHERE protocol = ? AND key = ?", [protocol, key])
         return self.get(rows[0]["message_id"]) if rows else None
 

@@ -21,9 +21,10 @@ from .. import clock
 from ..errors import SourceTaken, StoreError
 from ..models import FINISHED, State, TimelineKind
 from ..steps import Event as Step
-from ..steps import log_steps
+from ..steps import Facts, log_steps
 from .expecting import Expecting
-from .queries import Row, Session, lapsed, lapsed_sql, new_lease, now, select_sql
+from .queries import Session, lapsed, lapsed_sql, new_lease, now, select_sql
+from .records import Claimed, StoredMessage
 
 
 class PayloadRows(Protocol):
@@ -76,7 +77,7 @@ class SQLStore(Expecting):
             recorded, self._recorded = self._recorded, []
             log_steps(recorded, self._step_row)
 
-    def _step_row(self, message_id: str) -> Row | None:
+    def _step_row(self, message_id: str) -> Facts | None:
         """A message's fields for its step's log line (never fails the step: None if unreadable)."""
         try:
             rows = self._rows(
@@ -86,7 +87,7 @@ class SQLStore(Expecting):
             )
         except Exception:  # (the database's own errors, or meshbridge's)
             return None
-        return rows[0] if rows else None
+        return Facts(**rows[0]) if rows else None
 
     def sync(self) -> None:
         """Make every lazy commit so far durable: a durable commit of a real write (the log holds
@@ -119,7 +120,7 @@ class SQLStore(Expecting):
         before: str = "",
         durable: bool = True,
         **fields: Any,
-    ) -> Row:
+    ) -> StoredMessage:
         """Insert a message and its first event. ``direction`` is ``out`` or ``in``.
 
         ``before`` names a state the message passed through on the way (e.g. ``accepted`` for a
@@ -188,7 +189,7 @@ class SQLStore(Expecting):
                 self._event(db, message_id, kind or to_state, to_state, detail, stamp)
         return bool(changed)
 
-    def claim(self, message_id: str, lease: float) -> Row | None:
+    def claim(self, message_id: str, lease: float) -> Claimed | None:
         """Take an outbound message to send: ``accepted``, or ``sending`` with a lapsed claim (see
         :func:`~.queries.lapsed_sql`: its sender died, or stopped and released it). One process
         wins and gets the message as claimed, with ``resumed`` True when it took over a
@@ -211,7 +212,7 @@ class SQLStore(Expecting):
             )
             kind = TimelineKind.SENDING if found[0] == State.ACCEPTED else TimelineKind.RESENDING
             self._event(db, message_id, kind, State.SENDING, None, stamp)
-        return {**self.get(message_id), "resumed": found[0] == State.SENDING}
+        return Claimed.from_row(self._get(message_id), resumed=found[0] == State.SENDING)
 
     def renew(self, message_id: str, holder: str, state: str = State.SENDING) -> bool:
         """A heartbeat of a claim (a ``sending`` one, or a ``valid`` inbound one being delivered);
@@ -240,7 +241,7 @@ class SQLStore(Expecting):
                 self._event(db, message_id, kind, None, detail, stamp)
         return bool(changed)
 
-    def deliverable(self, mailbox: str, workflow_id: str, lease: float) -> list[Row]:
+    def deliverable(self, mailbox: str, workflow_id: str, lease: float) -> list[StoredMessage]:
         """Inbound ``valid`` messages on this mailbox and workflow that are due for delivery: never
         tried or their backoff over, and not claimed by a live delivery (nor being claimed now)."""
         where = (
@@ -253,7 +254,7 @@ class SQLStore(Expecting):
         else:
             with self.immediate(durable=False) as db:
                 rows = db.rows(select_sql(where, lock=self.dialect.lock_rows), params)
-        return [{**row, "overdue": bool(row["overdue"])} for row in rows]
+        return [StoredMessage.from_row(row) for row in rows]
 
     def claim_deliveries(self, message_ids: list[str], lease: float) -> dict[str, str]:
         """Take due ``valid`` inbound messages to deliver, in one transaction, with a claim like a

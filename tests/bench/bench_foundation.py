@@ -241,8 +241,8 @@ def child(step: str, config: Path, payload: Path | None) -> None:
             delivered = bridge.store.messages(direction="in", state="delivered")
             result = {
                 "problems": report.problems,
-                "destinations": [m["destination"] for m in delivered],
-                "chunks": ",".join(str(m["chunks_total"]) for m in delivered),
+                "destinations": [m.destination for m in delivered],
+                "chunks": ",".join(str(m.chunks_total) for m in delivered),
             }
     seconds = time.perf_counter() - started
     print(json.dumps({"baseline_kib": baseline, "peak_kib": maxrss_kib(), "seconds": seconds, **result}))

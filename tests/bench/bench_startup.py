@@ -64,7 +64,7 @@ def small_store(folder: Path, messages: int) -> Path:
         for i in range(messages):
             message = store.add("out" if i % 2 else "in", "sent" if i % 2 else "delivered", route="bench")
             if i % 10 == 0:
-                store.expect(message["id"], "bus-ack-owed", None)
+                store.expect(message.id, "bus-ack-owed", None)
     finally:
         store.close()
     return config

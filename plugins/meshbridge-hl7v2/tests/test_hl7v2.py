@@ -530,9 +530,10 @@ def test_adt_a01_travels_end_to_end(tmp_path: Path, meshbridge_config, make_brid
     assert report.problems == []
     assert len(report.delivered) == 1
     received = bridge.store.find("in", sent.mesh_message_id)
-    assert received["payload_type"] == "hl7v2"
-    assert received["state"] == "delivered"
-    delivered = Path(received["destination"])
+    assert received is not None
+    assert received.payload_type == "hl7v2"
+    assert received.state == "delivered"
+    delivered = Path(received.destination or "")
     assert delivered.parent == tmp_path / "delivered"
     assert delivered.read_bytes() == ADT_A01.read_bytes()  # byte for byte: LF terminators and all
 
@@ -547,15 +548,15 @@ def test_invalid_hl7_is_refused_by_send_and_quarantined(
         bridge.send(bad, route="hl7-out")
     assert [f.code for f in info.value.findings] == ["hl7v2.msh-9"]
     quarantined = bridge.store.get(info.value.message_id)
-    assert quarantined["state"] == "rejected"
-    assert quarantined["mesh_message_id"] is None
-    assert json.loads(quarantined["findings"]) == [
+    assert quarantined.state == "rejected"
+    assert quarantined.mesh_message_id is None
+    assert [f.as_dict() for f in quarantined.findings] == [
         {
             "code": "hl7v2.msh-9", "severity": "error", "where": "segment 1 (MSH), field 9",
             "message": "MSH-9 message type is missing (e.g. ADT^A01^ADT_A01 or ORU^R01)",
         }
     ]  # fmt: skip
-    assert bridge.store.payloads.read(quarantined["payload_sha256"]) == bad.read_bytes()  # the bytes are kept
+    assert bridge.store.payloads.read(quarantined.payload_sha256) == bad.read_bytes()  # the bytes are kept
     assert mesh_peer("X26ABC2").list_messages() == []  # nothing went to MESH
 
 
@@ -567,13 +568,13 @@ def test_invalid_hl7_from_a_foreign_peer_is_recorded_invalid(
     bridge = make_bridge(meshbridge_config(ROUTES))
     report = bridge.poll()
     message = bridge.store.find("in", mesh_id)
-    assert report.invalid == [message["id"]]
+    assert report.invalid == [message.id]
     assert report.delivered == []
-    assert (message["state"], message["payload_type"]) == ("invalid", "hl7v2")
-    assert [f["code"] for f in json.loads(message["findings"])] == ["hl7v2.msh-9"]
+    assert (message.state, message.payload_type) == ("invalid", "hl7v2")
+    assert [f.code for f in message.findings] == ["hl7v2.msh-9"]
     assert not (tmp_path / "delivered").exists()
     assert mesh_peer("X26ABC2").list_messages() == []  # acknowledged in MESH, kept in the store
-    assert bridge.store.payloads.read(message["payload_sha256"]) == payload
+    assert bridge.store.payloads.read(message.payload_sha256) == payload
 
 
 def test_route_options_reach_the_validator(tmp_path: Path, meshbridge_config, make_bridge) -> None:
