@@ -128,12 +128,27 @@ def subscripts(module: str, text: str) -> dict[str, set[str]]:
     return found
 
 
+def imported(path: Path) -> set[str]:
+    """The modules ``path`` imports, relative ones without their dots (``..store`` -> ``store``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            names.add((node.module or "").removeprefix("meshbridge."))
+        elif isinstance(node, ast.Import):
+            names.update(a.name.removeprefix("meshbridge.") for a in node.names)
+    return names
+
+
 def row_reads(known: set[str]) -> dict[str, list[str]]:
     """Subscripts by a column name outside ``meshbridge/store/`` and ``models.py`` (which turn rows
-    into typed objects), keyed by ``module:value``, with the columns read."""
+    into typed objects) and ``payloads/`` (validators read payload documents and never reach the
+    store: checked below), keyed by ``module:value``, with the columns read."""
     reads: dict[str, list[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         module = str(path.relative_to(PACKAGE))
+        if module.startswith("payloads/"):
+            assert "store" not in {a.split(".")[0] for a in imported(path)}, f"{module} reaches the store"
+            continue
         if module.startswith("store/") or module == "models.py":
             continue
         for where, keys in subscripts(module, path.read_text()).items():
