@@ -291,6 +291,26 @@ def test_clean_removes_what_a_dead_writer_left_never_what_a_live_one_writes(
     assert conn.execute("SELECT count(*) FROM payload_chunks WHERE sha256 LIKE 'tmp:%%'").fetchone() == (0,)
 
 
+def test_a_payload_whose_source_fails_midway_leaves_no_chunks_and_no_lock(stores: Callable[[], PostgresStore]) -> None:
+    store = stores()
+
+    def failing() -> Iterator[bytes]:
+        yield from _blocks(3 * MiB, seed=b"cut off")
+        raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="the source went away"):
+        store.payloads.write(failing())
+    conn = store.link.conn
+    assert conn.execute("SELECT count(*) FROM payload_chunks WHERE sha256 LIKE 'tmp:%%'").fetchone() == (0,)
+    held = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid AND pid = pg_backend_pid()",
+        [NAMESPACE],
+    )
+    assert held.fetchone() == (0,)
+    sha, size = store.payloads.write(_blocks(3 * MiB, seed=b"cut off"))  # the whole one, afterwards
+    assert size == 3 * MiB and store.payloads.exists(sha)
+
+
 def test_retention_removes_old_payloads_of_finished_messages(stores: Callable[[], PostgresStore]) -> None:
     store = stores()
     big, size = store.payloads.write(_blocks(2 * MiB, seed=b"retention"))
