@@ -34,7 +34,7 @@ from .printable import without_userinfo
 T = TypeVar("T")
 PAGE_SIZE = 500  # MESH's maximum page of inbox ids
 READ_SIZE = 1024 * 1024
-MESH_CHUNK_MAX = DEFAULT_CHUNK_SIZE  # MESH takes at most 100 MB in one request: no chunk it serves is bigger
+MESH_CHUNK_MAX = DEFAULT_CHUNK_SIZE  # MESH takes at most 100 MB in one request: no chunk it stores is bigger
 RATIO_FLOOR = 1024 * 1024  # a chunk that decodes to at most 1 MiB is never refused for its compression ratio
 # MESH's answers (HTTP 403) when it refuses the caller's login rather than the request: the token
 # (a wrong password or shared key, or unreadable), the mailbox (unknown to MESH, inactive)
@@ -496,12 +496,13 @@ class _Body:
         self._progress, self._expected = progress, _length(first)
         self._first = self._expected
 
-    def _raw(self, n: int) -> Iterator[bytes]:
-        seen = 0
+    def _raw(self, n: int, gzipped: bool) -> Iterator[bytes]:
+        seen, bound = 0, gzip_bound(MESH_CHUNK_MAX) if gzipped else MESH_CHUNK_MAX
         for block in iter(lambda: self._response.raw.read(READ_SIZE), b""):
             seen += len(block)
-            if seen > MESH_CHUNK_MAX:
-                raise _BadBody(f"chunk {n}/{self._total} is over MESH's {MESH_CHUNK_MAX} bytes per chunk")
+            if seen > bound:
+                served = f" ({bound} gzip-encoded)" if gzipped else ""
+                raise _BadBody(f"chunk {n}/{self._total} is over MESH's {MESH_CHUNK_MAX} bytes per chunk{served}")
             self._digest.update(block)
             self.size += len(block)
             if self._copy:
@@ -518,13 +519,16 @@ class _Body:
             length = _length(self._response)
         if length is not None and self._first is not None:
             self._expected = self.size + length + self._first * (self._total - n)
-        self._n, self._current = n, self._raw(n)
+        self._n, self._current = n, self._raw(n, self._gzipped())
         return self._current
+
+    def _gzipped(self) -> bool:
+        return self._response.headers.get("Content-Encoding", "").lower() == "gzip"
 
     def decoded(self) -> Iterator[bytes]:
         for n in range(1, self._total + 1):
             raw = self._open(n)
-            if self._response.headers.get("Content-Encoding", "").lower() == "gzip":
+            if self._gzipped():
                 yield from _gunzip(raw, f"chunk {n}/{self._total}", self._limits)
             else:
                 yield from raw
@@ -545,6 +549,18 @@ class _Body:
 
     def close(self) -> None:
         self._response.close()  # a failed read: the connection is not reused
+
+
+def gzip_bound(size: int) -> int:
+    """The most bytes gzip can make of ``size`` bytes: zlib's own ``deflateBound()`` (deflate.c) for
+    its default windowBits and memLevel, the ones Python's gzip (which mesh-sandbox uses to gzip a
+    chunk stored plain), mesh-client, Java and Node use, plus gzip's 10-byte header and 8-byte trailer.
+
+    Incompressible input costs most: zlib stores it in blocks of about 16 KiB (its memLevel-8 symbol
+    buffer), 5 bytes of block header each, not in 64 KiB blocks. 100,000,000 random bytes gzip to
+    100,030,523 (64 KiB blocks would give 100,007,648); the bound is 100,030,544.
+    """
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13 - 6 + 18
 
 
 def _length(response: requests.Response) -> int | None:

@@ -20,6 +20,7 @@ def validate(
     *,
     type: str = "auto",  # (the command line's word: --type)
     fhir_version: str | None = None,
+    fhir_strictness: str | None = None,
     itk: bool = False,
     route: str | Route | None = None,
     config: Config | str | os.PathLike[str] | None = None,
@@ -31,6 +32,10 @@ def validate(
 
     :param type: a payload type name, or ``auto`` to sniff (with a ``route``: the route's type).
     :param fhir_version: ``STU3`` (default), ``R4`` or ``R5`` for FHIR payloads.
+    :param fhir_strictness: ``hl7`` (default: refuse what the HL7 validator calls an error: required
+        bindings, element order, primitive types, core invariants, references inside a Bundle) or
+        ``structure`` (only what the fhir.resources models refuse is an error; the rest are warnings).
+        Given, it overrides the route's setting.
     :param itk: also check the ITK3 conformance rules (the TKW-x rules in ``meshbridge/schemas/``).
     :param route: apply this route's settings (its payload type, options, cap): a
         :class:`~meshbridge.Route`, or its name in ``config``.
@@ -66,6 +71,8 @@ def validate(
             raise PayloadError(f"cannot read {path}: {exc.strerror}") from None
         filename = filename or path.name
     options = {"fhir_version": fhir_version} if fhir_version else {}
+    if fhir_strictness:
+        options["fhir_strictness"] = fhir_strictness
     result = check(plugins, data, payload_type=type, options=options, route=route, filename=filename)
     if itk:
         from .itk import check as itk_check

@@ -132,6 +132,12 @@ def show(ctx: click.Context, message_id: str, utc: bool, as_json: bool) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--type", "payload_type", default="auto", show_default=True, help="Payload type, or auto to sniff.")
 @click.option("--fhir-version", type=click.Choice(["STU3", "R4", "R5"]), help="FHIR release (default STU3).")
+@click.option(
+    "--fhir-strictness",
+    type=click.Choice(["hl7", "structure"]),
+    help="FHIR: hl7 (default) refuses what the HL7 validator calls an error; structure refuses only what "
+    "the models refuse and warns about the rest. Overrides the route's fhir_strictness.",
+)
 @click.option("--route", help="Apply this route's settings (needs the config file).")
 @click.option("--itk", "itk_rules", is_flag=True, help="Check ITK3 conformance (the TKW-x rules it ships).")
 @click.option("--json", "as_json", is_flag=True)
@@ -141,6 +147,7 @@ def validate(
     path: Path,
     payload_type: str,
     fhir_version: str | None,
+    fhir_strictness: str | None,
     route: str | None,
     itk_rules: bool,
     as_json: bool,
@@ -158,6 +165,7 @@ def validate(
             filename=path.name,
             type=payload_type,
             fhir_version=fhir_version,
+            fhir_strictness=fhir_strictness,
             itk=itk_rules,
             route=route,
             config=ctx.obj["config"] if route else None,
