@@ -26,7 +26,7 @@ from meshbridge.config import load
 from meshbridge.hookspecs import hookimpl
 from meshbridge.models import stamp
 from meshbridge.plugins import Plugins, make_plugin_manager
-from meshbridge.store import SQLiteStore
+from meshbridge.store import SQLiteStore, Store, connect
 
 # route "in" (X26ABC2, TEST_WORKFLOW) gets the destination under test; route "b" (X26ABC2,
 # OTHER_WORKFLOW) delivers to a folder; route "out-3" sends files from "outbox" to X26ABC3
@@ -274,8 +274,9 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 90) ->
 
 
 @contextmanager
-def opened(config: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(config.parent / "var" / "meshbridge.db")
+def opened(config: Path) -> Iterator[Store]:
+    """The config's store (whichever backend), as another process opens it."""
+    store = connect(load(config).store)
     try:
         yield store
     finally:

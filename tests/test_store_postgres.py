@@ -73,7 +73,7 @@ def race(*calls: Callable[[], Any]) -> list[Any]:
 
 
 def outbound(store: PostgresStore, n: int, state: str = State.ACCEPTED) -> list[str]:
-    return [store.add("out", state, mailbox="X26ABC1", peer="X26ABC2", workflow_id="W")["id"] for _ in range(n)]
+    return [store.add("out", state, mailbox="X26ABC1", peer="X26ABC2", workflow_id="W").id for _ in range(n)]
 
 
 def test_the_postgresql_store_is_a_store(stores: Callable[[], PostgresStore]) -> None:
@@ -100,7 +100,7 @@ def test_of_two_stores_one_wins_each_transition(stores: Callable[[], PostgresSto
     won_a, won_b = race(lambda: move(a), lambda: move(b))
     assert sorted(won_a + won_b) == sorted(ids) and not set(won_a) & set(won_b)
     for ident in ids:  # one event each: the loser recorded nothing
-        assert [e["kind"] for e in a.events(ident)] == ["sent", "delivered"]
+        assert [e.kind for e in a.events(ident)] == ["sent", "delivered"]
 
 
 def test_of_two_stores_one_claims_each_message_and_no_transaction_outlives_the_claim(
@@ -116,18 +116,18 @@ def test_of_two_stores_one_claims_each_message_and_no_transaction_outlives_the_c
     assert sorted(won_a + won_b) == sorted(ids) and not set(won_a) & set(won_b)
     for store in (a, b):  # the claim is the lease: no transaction is left open for the upload
         assert store.link.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    holders = {a.get(i)["lease_holder"] for i in ids}
+    holders = {a.get(i).lease_holder for i in ids}
     assert len(holders) == 30 and None not in holders
     assert a.claim(ids[0], lease=900) is None  # a live claim is not taken over
-    assert b.release(ids[0], a.get(ids[0])["lease_holder"], "stopped")  # released: due again at once
+    assert b.release(ids[0], a.get(ids[0]).lease_holder, "stopped")  # released: due again at once
     resumed = b.claim(ids[0], lease=900)
-    assert resumed is not None and resumed["resumed"] is True
+    assert resumed is not None and resumed.resumed is True
 
 
 def test_of_two_stores_one_claims_each_delivery(stores: Callable[[], PostgresStore]) -> None:
     a, b = stores(), stores()
-    ids = [a.add("in", State.VALID, mailbox="X26ABC2", workflow_id="WD")["id"] for _ in range(40)]
-    due = [row["id"] for row in b.deliverable("X26ABC2", "WD", lease=900)]
+    ids = [a.add("in", State.VALID, mailbox="X26ABC2", workflow_id="WD").id for _ in range(40)]
+    due = [row.id for row in b.deliverable("X26ABC2", "WD", lease=900)]
     assert sorted(due) == sorted(ids)
 
     def claim(store: PostgresStore) -> dict[str, str]:
@@ -170,10 +170,10 @@ def test_a_source_file_is_stored_once_and_keys_and_sightings_are_shared(stores: 
     source = f"/in/a.txt@{os.urandom(4).hex()}"
     outcomes = race(*(lambda s=s: _try_add(s, source) for s in (a, b, a, b)))
     assert sorted(outcomes) == ["SourceTaken", "SourceTaken", "SourceTaken", "stored"]
-    ident = a.from_source(source)["id"]
+    ident = a.from_source(source).id
     a.remember_key("itk", "KEY-1", ident)
     b.remember_key("itk", "KEY-1", ident)
-    assert b.by_key("itk", "KEY-1")["id"] == ident
+    assert b.by_key("itk", "KEY-1").id == ident
     assert a.sight_bad_body("X26ABC2", "MESH-1", "raw1", "bad gzip") == (1, 1)
     assert b.sight_bad_body("X26ABC2", "MESH-1", "raw2", "bad gzip") == (1, 2)
     assert b.sight_bad_body("X26ABC2", "MESH-1", "raw1", "bad gzip") == (2, 3)
@@ -203,14 +203,14 @@ def test_expectations_are_met_once_and_swept_once(stores: Callable[[], PostgresS
     b.expect(ident, "inf-ack", "2000-01-01T00:00:00+00:00")  # the same expectation: nothing new
     a.expect(ident, "bus-ack", None)
     swept = race(a.sweep_overdue, b.sweep_overdue)
-    assert sorted(len([r for r in rows if r["message_id"] == ident]) for rows in swept) == [0, 1]
-    assert [m["id"] for m in a.messages(overdue=True)].count(ident) == 1
+    assert sorted(len([r for r in rows if r.message_id == ident]) for rows in swept) == [0, 1]
+    assert [m.id for m in a.messages(overdue=True)].count(ident) == 1
     assert race(lambda: a.meet(ident, "inf-ack", "0"), lambda: b.meet(ident, "inf-ack", "0")) in (
         [True, False],
         [False, True],
     )
     assert a.close_expectations(ident, "closed by nack") == 1 and b.open_expectations(ident) == []
-    assert [e["kind"] for e in a.events(ident)] == ["sent", "overdue"]
+    assert [e.kind for e in a.events(ident)] == ["sent", "overdue"]
     shown = b.message(ident)
     assert [e.kind for e in shown.expectations] == ["bus-ack", "inf-ack"]
 
@@ -291,19 +291,39 @@ def test_clean_removes_what_a_dead_writer_left_never_what_a_live_one_writes(
     assert conn.execute("SELECT count(*) FROM payload_chunks WHERE sha256 LIKE 'tmp:%%'").fetchone() == (0,)
 
 
+def test_a_payload_whose_source_fails_midway_leaves_no_chunks_and_no_lock(stores: Callable[[], PostgresStore]) -> None:
+    store = stores()
+
+    def failing() -> Iterator[bytes]:
+        yield from _blocks(3 * MiB, seed=b"cut off")
+        raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="the source went away"):
+        store.payloads.write(failing())
+    conn = store.link.conn
+    assert conn.execute("SELECT count(*) FROM payload_chunks WHERE sha256 LIKE 'tmp:%%'").fetchone() == (0,)
+    held = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid AND pid = pg_backend_pid()",
+        [NAMESPACE],
+    )
+    assert held.fetchone() == (0,)
+    sha, size = store.payloads.write(_blocks(3 * MiB, seed=b"cut off"))  # the whole one, afterwards
+    assert size == 3 * MiB and store.payloads.exists(sha)
+
+
 def test_retention_removes_old_payloads_of_finished_messages(stores: Callable[[], PostgresStore]) -> None:
     store = stores()
     big, size = store.payloads.write(_blocks(2 * MiB, seed=b"retention"))
     small, _ = store.payloads.write([os.urandom(100)])
-    old = store.add("in", State.DELIVERED, payload_sha256=big, payload_size=size)["id"]
-    kept = store.add("in", State.VALID, payload_sha256=small, payload_size=100)["id"]
+    old = store.add("in", State.DELIVERED, payload_sha256=big, payload_size=size).id
+    kept = store.add("in", State.VALID, payload_sha256=small, payload_size=100).id
     store.link.conn.execute(
         "UPDATE messages SET updated_at = '2000-01-01T00:00:00+00:00' WHERE id = ANY(%s)", [[old, kept]]
     )
     assert store.remove_old_payloads(86400) == 1
-    assert store.get(old)["payload_sha256"] is None and not store.payloads.exists(big)
-    assert store.payloads.exists(small) and store.get(kept)["payload_sha256"] == small
-    assert [e["kind"] for e in store.events(old)][-1] == "payload-removed"
+    assert store.get(old).payload_sha256 is None and not store.payloads.exists(big)
+    assert store.payloads.exists(small) and store.get(kept).payload_sha256 == small
+    assert [e.kind for e in store.events(old)][-1] == "payload-removed"
     with pytest.raises(StoreError, match="removed by housekeeping"):
         store.add("out", State.ACCEPTED, payload_sha256=big, payload_size=size)
 
@@ -391,10 +411,10 @@ def test_a_bridge_round_trip_on_postgresql_never_logs_the_password(
             report = bridge.poll()
             assert report.problems == []
             inbound = bridge.store.find("in", sent.mesh_message_id)
-            assert inbound is not None and inbound["state"] == State.DELIVERED
-            assert sha256(Path(inbound["destination"])) == sha256(payload) == inbound["payload_sha256"]
-            assert bridge.store.get(sent.id)["state"] == State.DELIVERED  # tracked: acknowledged
-            kinds = [e["kind"] for e in bridge.store.events(inbound["id"])]
+            assert inbound is not None and inbound.state == State.DELIVERED
+            assert sha256(Path(inbound.destination)) == sha256(payload) == inbound.payload_sha256
+            assert bridge.store.get(sent.id).state == State.DELIVERED  # tracked: acknowledged
+            kinds = [e.kind for e in bridge.store.events(inbound.id)]
             assert kinds == ["received", "mesh-acked", "valid", "delivered"]
         reader = connect(load(config).store, migrate=False)  # another process's view (as `status` opens it)
         try:

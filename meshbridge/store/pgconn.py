@@ -96,12 +96,12 @@ class Link:
             with conn.transaction():
                 if not durable:
                     conn.execute("SET LOCAL synchronous_commit TO OFF")
-                yield Session(self)
+                yield Session(self, conn)  # its statements on this connection only, never a new one
 
     def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
         """A read outside any transaction."""
         with self.lock:
-            return Session(self).rows(sql, params)
+            return Session(self, self.conn).rows(sql, params)
 
     def advisory(self, conn: psycopg.Connection[Any], key: str, *, transaction: bool = False) -> None:
         """Wait for the advisory lock named ``key``: until commit, or (a session lock) until unlocked or closed."""
@@ -113,15 +113,15 @@ class Link:
 class Session:
     """Statements with ``?`` markers on the store's connection (see :class:`~.sql.Session`)."""
 
-    def __init__(self, link: Link) -> None:
-        self.link = link
+    def __init__(self, link: Link, conn: psycopg.Connection[Any]) -> None:
+        self.link, self.conn = link, conn
 
     def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
         with self.link.errors():
-            return self.link.conn.execute(marked(sql), params)
+            return self.conn.execute(marked(sql), params)
 
     def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
         with self.link.errors():
-            cursor = self.link.conn.execute(marked(sql), params)
+            cursor = self.conn.execute(marked(sql), params)
             names = [column.name for column in cursor.description or ()]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]

@@ -15,6 +15,7 @@ use a local folder (:attr:`PgPayloads.root`), whose leftovers are removed as on 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import io
 import logging
@@ -23,6 +24,8 @@ import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
+
+import psycopg
 
 from ..errors import StoreError
 from .payloads import BLOCK, PayloadReading, secure_dir
@@ -83,11 +86,11 @@ class PgPayloads(PayloadReading):
 
     def _insert(self, sha: str, data: bytes) -> None:
         with self._link.lock:
-            if self._link.conn.info.transaction_status != 0:  # psycopg.pq.TransactionStatus.IDLE
+            if self._link.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 raise StoreError("a payload must be stored before the transaction that records it")
             with self._link.transaction(durable=False) as db:  # made durable by the row that names it
-                self._link.advisory(db.link.conn, f"payload:{sha}", transaction=True)
-                db.link.conn.execute(
+                self._link.advisory(db.conn, f"payload:{sha}", transaction=True)
+                db.conn.execute(
                     "INSERT INTO payloads (sha256, size, data) VALUES (%s, %s, %b) "
                     "ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, data = excluded.data",
                     [sha, len(data), data],
@@ -97,7 +100,8 @@ class PgPayloads(PayloadReading):
         number = secrets.randbelow(2**31 - 2) + 1
         key = f"tmp:{number}"
         with self._link.lock, self._link.errors():
-            self._link.conn.execute("SELECT pg_advisory_lock(%s, %s)", [NAMESPACE, number])
+            conn = self._link.conn  # holds the lock: the chunks are written on it or not at all
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", [NAMESPACE, number])
         try:
             size, seq = len(buffer), 0
             for block in rest:
@@ -110,19 +114,19 @@ class PgPayloads(PayloadReading):
                 seq = self._chunk(key, seq, buffer)
             sha = digest.hexdigest()
             with self._link.transaction() as db:  # whole: renamed at once (the same bytes again replace theirs)
-                self._link.advisory(db.link.conn, f"payload:{sha}", transaction=True)
-                db.link.conn.execute("DELETE FROM payload_chunks WHERE sha256 = %s", [sha])
-                db.link.conn.execute("UPDATE payload_chunks SET sha256 = %s WHERE sha256 = %s", [sha, key])
+                self._link.advisory(db.conn, f"payload:{sha}", transaction=True)
+                db.conn.execute("DELETE FROM payload_chunks WHERE sha256 = %s", [sha])
+                db.conn.execute("UPDATE payload_chunks SET sha256 = %s WHERE sha256 = %s", [sha, key])
             return sha, size
         except BaseException:
-            with self._link.lock:
-                if not self._link.conn.broken and self._link.conn.info.transaction_status == 0:
-                    self._link.conn.execute("DELETE FROM payload_chunks WHERE sha256 = %s", [key])
+            with self._link.lock, contextlib.suppress(psycopg.Error):  # else clean() removes them
+                if not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("DELETE FROM payload_chunks WHERE sha256 = %s", [key])
             raise
         finally:
-            with self._link.lock:
-                if not self._link.conn.broken:
-                    self._link.conn.execute("SELECT pg_advisory_unlock(%s, %s)", [NAMESPACE, number])
+            with self._link.lock, contextlib.suppress(psycopg.Error):  # (a broken connection dropped it)
+                if not conn.broken:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", [NAMESPACE, number])
 
     def _chunk(self, key: str, seq: int, buffer: bytearray) -> int:
         """Write the next chunk (the first :data:`CHUNK` bytes of ``buffer``, taken from it)."""
@@ -130,9 +134,7 @@ class PgPayloads(PayloadReading):
             piece = bytes(view[:CHUNK])  # one copy, not two
         del buffer[:CHUNK]
         with self._link.transaction(durable=False) as db:
-            db.link.conn.execute(
-                "INSERT INTO payload_chunks (sha256, seq, data) VALUES (%s, %s, %b)", [key, seq, piece]
-            )
+            db.conn.execute("INSERT INTO payload_chunks (sha256, seq, data) VALUES (%s, %s, %b)", [key, seq, piece])
         return seq + 1
 
     # -- reading --------------------------------------------------------------------------

@@ -86,8 +86,8 @@ class PostgresStore(SQLStore):
         ``migrate=False``), one process at a time: ``(created, applied)``."""
         try:
             with self.link.transaction() as db:
-                self.link.advisory(db.link.conn, "meshbridge migrate", transaction=True)
-                conn = db.link.conn
+                self.link.advisory(db.conn, "meshbridge migrate", transaction=True)
+                conn = db.conn
                 missing = migrating.pending(conn, POSTGRESQL)
                 created = missing == list(migrating.NAMES)
                 if missing and not created and not migrate:
