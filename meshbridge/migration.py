@@ -1,13 +1,15 @@
-"""Bringing a configured store's schema up to date, for ``meshbridge store migrate``."""
+"""Bringing a configured store's schema up to date (``meshbridge store migrate``), and moving it
+to another store (``store export`` and ``store import``; see :mod:`meshbridge.store.moving`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import Config
+    from .store.moving import Moved
 
 
 @dataclass(frozen=True)
@@ -29,5 +31,33 @@ def migrate(config: Config) -> Migration:
     db = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
     try:
         return Migration(db.path, db.created, tuple(db.migrated), NAMES[-1])
+    finally:
+        db.close()
+
+
+def export_to(config: Config, out: IO[bytes], compress: str = "") -> Moved:
+    """Write the configured store, every table and payload, to ``out`` as an archive (never migrated:
+    a store older than this meshbridge is refused as :class:`~meshbridge.errors.StoreOutdated`)."""
+    from .errors import StoreError
+    from .store import SQLiteStore
+    from .store.moving import export_store
+
+    if not config.store.path.exists():
+        raise StoreError(f"no store at {config.store.path}: check [store] path")
+    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max, migrate=False)
+    try:
+        return export_store(db, out, compress)
+    finally:
+        db.close()
+
+
+def import_from(config: Config, source: IO[bytes], label: str) -> Moved:
+    """Read an archive into the configured store (built, or migrated, first), which must hold no rows."""
+    from .store import SQLiteStore
+    from .store.moving import import_store
+
+    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
+    try:
+        return import_store(db, source, label)
     finally:
         db.close()
