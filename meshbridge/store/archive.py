@@ -229,6 +229,8 @@ class ArchiveReader:
         while (info := self._next()) is not None:
             found = _PAYLOAD.fullmatch(info.name)
             if found is None:
+                if not _TABLE.fullmatch(info.name):
+                    raise self.error(f"unexpected member {info.name!r}")
                 self._held = info
                 break
             seen += 1
