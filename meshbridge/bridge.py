@@ -33,7 +33,7 @@ from .plugins import Plugins
 from .progress import Progress
 from .reader import Reading
 from .sources import discard_if_changed, open_regular, text_name
-from .store import Row, SQLiteStore, Store
+from .store import Row, Store, connect
 from .validation import needs_validation
 
 log = logging.getLogger("meshbridge")
@@ -50,7 +50,7 @@ class Bridge(Reading):
         self.plugins = plugins or Plugins()
         self.plugins.configure(config)  # plugin tables and destination targets: refused now, not on every poll
         self._check_routes()
-        self.store: Store = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
+        self.store: Store = connect(config.store)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
         self.logins = LoginWatch(self.store, self.plugins, self.handshake)

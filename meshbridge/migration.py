@@ -4,7 +4,6 @@ to another store (``store export`` and ``store import``; see :mod:`meshbridge.st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,9 +14,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Migration:
     """What :func:`migrate` did to a store: ``created`` it whole, or ``applied`` the migrations it
-    lacked (none when it was up to date); ``schema`` is the newest migration's name."""
+    lacked (none when it was up to date); ``schema`` is the newest migration's name; ``where`` names
+    the store (its file, or its URL)."""
 
-    path: Path
+    where: str
     created: bool
     applied: tuple[str, ...]
     schema: str
@@ -25,12 +25,12 @@ class Migration:
 
 def migrate(config: Config) -> Migration:
     """Open the configured store, apply the migrations it lacks (a missing store is built whole), close it."""
-    from .store import SQLiteStore
+    from .store import connect
     from .store.migrating import NAMES
 
-    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
+    db = connect(config.store)
     try:
-        return Migration(db.path, db.created, tuple(db.migrated), NAMES[-1])
+        return Migration(db.where, db.created, tuple(db.migrated), NAMES[-1])
     finally:
         db.close()
 
@@ -39,12 +39,12 @@ def export_to(config: Config, out: IO[bytes], compress: str = "") -> Moved:
     """Write the configured store, every table and payload, to ``out`` as an archive (never migrated:
     a store older than this meshbridge is refused as :class:`~meshbridge.errors.StoreOutdated`)."""
     from .errors import StoreError
-    from .store import SQLiteStore
+    from .store import connect
     from .store.moving import export_store
 
-    if not config.store.path.exists():
+    if config.store.path is not None and not config.store.path.exists():
         raise StoreError(f"no store at {config.store.path}: check [store] path")
-    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max, migrate=False)
+    db = connect(config.store, migrate=False)
     try:
         return export_store(db, out, compress)
     finally:
@@ -53,10 +53,10 @@ def export_to(config: Config, out: IO[bytes], compress: str = "") -> Moved:
 
 def import_from(config: Config, source: IO[bytes], label: str) -> Moved:
     """Read an archive into the configured store (built, or migrated, first), which must hold no rows."""
-    from .store import SQLiteStore
+    from .store import connect
     from .store.moving import import_store
 
-    db = SQLiteStore(config.store.path, inline_max=config.store.inline_max)
+    db = connect(config.store)
     try:
         return import_store(db, source, label)
     finally:

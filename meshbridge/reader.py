@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from .errors import Refused, StoreError
 from .kinds import BUS_OWED
 from .models import Direction, Message, MessageSummary, Page, State, Status
-from .store import SQLiteStore, Store
+from .store import Store, connect
 
 if TYPE_CHECKING:
     from .config import Config
@@ -109,7 +109,7 @@ class Reader(Reading):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = SQLiteStore(config.store.path, inline_max=config.store.inline_max, migrate=False)
+        self.store = connect(config.store, migrate=False)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None) -> Reader:

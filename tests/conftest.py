@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres_fixtures import postgres, postgres_server, postgres_url  # noqa: F401 (fixtures for every test)
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

@@ -70,7 +70,7 @@ def config_for(meshbridge_config: Any, url: str) -> Any:
 def wall_clock_jumps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """The wall clock (``datetime`` in the store and the inbound pipeline) is ``seconds`` off from here on."""
     from meshbridge.pipeline import inbound
-    from meshbridge.store import sqlite
+    from meshbridge.store import queries as sqlite  # the store's clock: now()
 
     real = sqlite.datetime
 

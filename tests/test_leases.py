@@ -56,7 +56,7 @@ def forwarded(proxy: FaultProxy) -> int:
 
 def wall_clock_jumps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """The store's wall clock (its ``datetime``) is ``seconds`` off from here on, in this process."""
-    from meshbridge.store import sqlite
+    from meshbridge.store import queries as sqlite  # the store's clock: now()
 
     real = sqlite.datetime
 

@@ -3,20 +3,16 @@
 Stores built by the sqlite-utils migrations they replace must keep upgrading, and a new store must
 have the same schema: tests/data holds that schema (taken from a store built before the rewrite)
 and a frozen copy of the sqlite-utils migrations, which build stores at each step as older
-meshbridges left them. On PostgreSQL (the server at ``MESHBRIDGE_TEST_POSTGRES``, by default
-127.0.0.1:5432 as ``postgres``) every migration runs in a database made for the test and dropped after.
+meshbridges left them. On PostgreSQL (tests/postgres_fixtures.py) every migration runs in a database made for the test
+and dropped after.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import sqlite3
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +24,6 @@ from meshbridge.store.migrating import NAMES
 
 DATA = Path(__file__).parent / "data"
 FROZEN = json.loads((DATA / "store_schema_m013.json").read_text())  # a store built by the sqlite-utils migrations
-POSTGRES = os.environ.get("MESHBRIDGE_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 PG_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
 
 
@@ -186,32 +181,6 @@ def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path: Path) -> None:
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def postgres() -> Iterator[Any]:
-    """A connection to a new database on the PostgreSQL server, dropped afterwards (with any
-    ``meshbridge_*`` database a killed run left more than a day ago)."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg (v3) is not installed (pip install -e '.[dev]')")
-    from psycopg.conninfo import make_conninfo
-
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        pytest.skip(f"no PostgreSQL server at {POSTGRES!r} (set MESHBRIDGE_TEST_POSTGRES): {reason}")
-    with admin:
-        for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'meshbridge\\_%'").fetchall():
-            made = re.fullmatch(r"meshbridge_(\d+)_[0-9a-f]+", name)
-            if made and time.time() - int(made.group(1)) > 86400:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        name = f"meshbridge_{int(time.time())}_{uuid.uuid4().hex[:12]}"
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            with psycopg.connect(make_conninfo(POSTGRES, dbname=name)) as conn:
-                yield conn
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_every_migration_runs_on_postgresql(postgres: Any) -> None:

@@ -36,12 +36,12 @@ def migrate(ctx: click.Context) -> None:
 
     with opened(ctx, lambda config: nullcontext(migrated(config))) as done:
         if done.created:
-            echo(f"store {done.path}: created (schema {done.schema})")
+            echo(f"store {done.where}: created (schema {done.schema})")
         elif done.applied:
             n = len(done.applied)
-            echo(f"store {done.path}: applied {n} migration{'' if n == 1 else 's'}: {', '.join(done.applied)}")
+            echo(f"store {done.where}: applied {n} migration{'' if n == 1 else 's'}: {', '.join(done.applied)}")
         else:
-            echo(f"store {done.path}: up to date (schema {done.schema})")
+            echo(f"store {done.where}: up to date (schema {done.schema})")
 
 
 @store.command("export")

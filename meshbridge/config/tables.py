@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
@@ -24,6 +25,21 @@ from .values import (
 )
 
 _MAILBOX_ID = re.compile(r"[A-Z0-9]{3,20}")
+_PASSWORD_HERE = 'put it in [store] password = { env = "NAME" } or { file = "path" } (never in the URL)'
+
+
+def check_store_url(url: str) -> str:
+    """A PostgreSQL URL without a password (one in it is refused, saying where it goes)."""
+    try:
+        parts = urlsplit(url)
+        secret = parts.password is not None
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected postgresql://user@host[:port]/dbname")
+    if secret or any(key.lower() == "password" for key, _ in parse_qsl(parts.query)):
+        raise ValueError(f"the URL holds a password: {_PASSWORD_HERE}")
+    return url
 
 
 def _inline_max(value: Any) -> int:
@@ -50,11 +66,33 @@ Ratio = Annotated[float, BeforeValidator(_ratio), Field(ge=1)]
 
 
 class StoreConfig(Table):
-    """``[store]``: where messages and payloads are kept."""
+    """``[store]``: where messages and payloads are kept: a SQLite file (``path``) or a PostgreSQL
+    database (``url``, with its ``password`` as a secret, never in the URL)."""
 
-    path: ConfigPath
+    path: ConfigPath | None = None
     """The SQLite database (payload files go in a folder beside it)."""
+    url: Text | None = None
+    """A PostgreSQL database instead, ``postgresql://user@host[:port]/dbname`` (payloads in the database)."""
+    password: SecretRef | None = None
+    """The PostgreSQL user's password (a secret reference), if the server asks for one."""
     inline_max: InlineSize = INLINE_MAX
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, url: str) -> str:
+        return check_store_url(url)
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StoreConfig:
+        if (self.path is None) == (self.url is None):
+            raise problem("give either path (a SQLite file) or url (a PostgreSQL database), not both or neither")
+        if self.password is not None and self.url is None:
+            raise problem("password is for a PostgreSQL store (url)", at="password")
+        return self
+
+    @property
+    def postgresql(self) -> bool:
+        return self.url is not None
 
 
 class MeshConfig(Table):

@@ -55,7 +55,20 @@ class Store(Protocol):
     transaction; a conditional one (:meth:`transition`, :meth:`claim`) is won by one process only."""
 
     @property
-    def path(self) -> Path: ...
+    def where(self) -> str:
+        """The store, named for messages: its file, or its URL (never a password)."""
+        ...
+
+    @property
+    def created(self) -> bool:
+        """Whether opening built the store."""
+        ...
+
+    @property
+    def migrated(self) -> list[str]:
+        """The migrations opening applied."""
+        ...
+
     @property
     def tag(self) -> str:
         """A short name unique to this store (e.g. for its temp files elsewhere)."""
