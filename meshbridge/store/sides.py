@@ -19,7 +19,7 @@ from .protocol import PayloadStore, Store
 from .sqlite import SQLiteStore
 from .tables import quoted
 
-PAYLOAD_TABLES = frozenset({"payloads"})  # tables of payload bytes (any backend's): carried as payloads
+PAYLOAD_TABLES = frozenset({"payloads", "payload_chunks"})  # payload bytes (any backend): carried as payloads
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 
