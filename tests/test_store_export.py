@@ -491,3 +491,15 @@ def test_the_command_line_refuses_a_bad_archive_in_one_line(tmp_path: Path) -> N
         config_for(tmp_path / "n.toml", tmp_path / "none" / "mb.db"), "store", "export", str(tmp_path / "x")
     )
     assert missing.returncode == 1 and "no store at" in missing.stderr and not (tmp_path / "x").exists()
+
+
+def test_an_xz_archive_imports_as_a_plain_one(
+    stores: Callable[[str], Store], backends: Callable[[str], Backend]
+) -> None:
+    source, target = stores("sqlite"), stores("sqlite")
+    populate(source)
+    archive = io.BytesIO()
+    export_store(source, archive, "xz")
+    assert archive.getvalue().startswith(b"\xfd7zXZ")
+    import_store(target, io.BytesIO(archive.getvalue()), "a.tar.xz")
+    same_store(backends("sqlite"), source, backends("sqlite"), target)

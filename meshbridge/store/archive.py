@@ -141,7 +141,13 @@ class ArchiveWriter:
     """Writes an archive's members in order, to a stream (nothing is sought back to)."""
 
     def __init__(self, out: IO[bytes], compress: str = "") -> None:
-        self._tar = tarfile.open(fileobj=out, mode=f"w|{compress}", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]  # noqa: SIM115 (closed by close())
+        pax = tarfile.PAX_FORMAT  # (the literal modes: typeshed knows each by name)
+        if compress == "gz":
+            self._tar = tarfile.open(fileobj=out, mode="w|gz", format=pax)  # noqa: SIM115 (closed by close())
+        elif compress == "xz":
+            self._tar = tarfile.open(fileobj=out, mode="w|xz", format=pax)  # noqa: SIM115
+        else:
+            self._tar = tarfile.open(fileobj=out, mode="w|", format=pax)  # noqa: SIM115
 
     def _add(self, name: str, size: int, data: IO[bytes]) -> None:
         info = tarfile.TarInfo(name)
