@@ -56,6 +56,13 @@ def schema(conn: Connection, side: Side) -> tuple[str, ...]:
 def export_store(store: Store, out: IO[bytes], compress: str = "") -> Moved:
     """Write the whole store to ``out`` as an archive (``compress``: ``gz``, ``xz`` or none)."""
     side = side_of(store)
+    try:
+        return _export(side, out, compress)
+    except side.errors as exc:
+        raise side.error(exc) from None
+
+
+def _export(side: Side, out: IO[bytes], compress: str) -> Moved:
     with side.snapshot() as conn, tempfile.TemporaryFile() as listing:
         found = carried(conn, side)
         counts = {t.name: count(conn, t.name) for t in found}
@@ -87,6 +94,13 @@ def import_store(store: Store, source: IO[bytes], label: str) -> Moved:
     """Read the archive ``source`` (named ``label`` in errors) into ``store``, which must hold no rows
     and have the archive's schema version; all of it, or nothing (see the module)."""
     side = side_of(store)
+    try:
+        return _import(side, source, label)
+    except side.errors as exc:
+        raise side.error(exc) from None
+
+
+def _import(side: Side, source: IO[bytes], label: str) -> Moved:
     reader = ArchiveReader(source, label)
     with side.snapshot() as conn:
         found = _matching(reader.manifest, conn, side, reader.error)

@@ -31,6 +31,7 @@ class Side(Protocol):
 
     @property
     def payloads(self) -> PayloadStore: ...
+    def error(self, exc: Exception) -> StoreError: ...
     def snapshot(self) -> AbstractContextManager[Connection]: ...
     def transaction(self) -> AbstractContextManager[Connection]: ...
     def listed(self, conn: Connection) -> Iterator[tuple[str, int]]: ...
@@ -44,6 +45,12 @@ def side_of(store: Store) -> Side:
     """The :class:`Side` of a store of any backend."""
     if isinstance(store, SQLiteStore):
         return SQLiteSide(store)
+    if type(store).__name__ == "PostgresStore":  # (psycopg is imported only for one)
+        from .pgside import PostgresSide
+        from .postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        return PostgresSide(store)
     raise StoreError(f"a {type(store).__name__} cannot be exported or imported")
 
 
@@ -59,6 +66,9 @@ class SQLiteSide:
     @property
     def payloads(self) -> PayloadStore:
         return self.store.payloads
+
+    def error(self, exc: Exception) -> StoreError:
+        return StoreError(f"store {self.store.path}: {exc}")
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
