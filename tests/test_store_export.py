@@ -7,6 +7,7 @@ is refused in one line and the target is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,62 +30,101 @@ from meshbridge.store.sides import PAYLOAD_TABLES
 from meshbridge.testing import run_cli
 
 INLINE_MAX = 1000
-BIG = 300_000  # a payload past inline_max: a file on SQLite
-KINDS = ["sqlite"]
+BIG = 2_500_000  # a payload past inline_max: a file on SQLite, three chunks on PostgreSQL
+KINDS = ["sqlite", "postgresql"]
 
 
 # -- stores of each backend, and what their databases hold (read beside meshbridge's own code) --
 
 
 class Backend:
-    """Stores of one backend for a test, each new; and their tables read straight from the database."""
+    """Stores of one backend for a test, each new (a PostgreSQL one in a database of its own,
+    dropped after the test); and their tables read straight from the database, beside meshbridge."""
 
-    def __init__(self, kind: str, tmp: Path) -> None:
-        self.kind, self.tmp, self.made = kind, tmp, 0
+    def __init__(self, kind: str, tmp: Path, databases: Callable[[], str] | None = None) -> None:
+        self.kind, self.tmp, self.made, self._databases = kind, tmp, 0, databases
+        self._urls: dict[int, str] = {}
 
     def new(self) -> Store:
         self.made += 1
-        return SQLiteStore(self.tmp / f"store{self.made}" / "mb.db", inline_max=INLINE_MAX)
+        if self.kind == "sqlite":
+            return SQLiteStore(self.tmp / f"store{self.made}" / "mb.db", inline_max=INLINE_MAX)
+        from meshbridge.store.postgres import PostgresStore
+
+        assert self._databases is not None
+        url = self._databases()
+        store = PostgresStore(url, inline_max=INLINE_MAX, spool=self.tmp / f"spool{self.made}")
+        self._urls[id(store)] = url
+        return store
+
+    def connect(self, store: Store) -> Any:
+        """A connection of the test's own to the store's database."""
+        if isinstance(store, SQLiteStore):
+            return sqlite3.connect(store.path)
+        import psycopg
+
+        return psycopg.connect(self._urls[id(store)], autocommit=True)
 
     def tables(self, store: Store) -> dict[str, list[tuple[Any, ...]]]:
         """Every table of the store's schema (but the migrations' own) with its rows, sorted; the
         column names as the first row."""
-        assert isinstance(store, SQLiteStore)
-        conn = sqlite3.connect(store.path)
+        conn = self.connect(store)
         try:
-            names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if isinstance(store, SQLiteStore):
+                listed = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            else:
+                listed = (
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+                )
             found = {}
-            for name in names:
+            for (name,) in conn.execute(listed).fetchall():
                 if name.startswith("sqlite_") or name == MIGRATIONS_TABLE:
                     continue
                 cursor = conn.execute(f'SELECT * FROM "{name}"')
                 columns = tuple(d[0] for d in cursor.description)
-                found[name] = [columns, *sorted(cursor.fetchall(), key=repr)]
+                rows = [tuple(_plain(v) for v in row) for row in cursor.fetchall()]
+                found[name] = [columns, *sorted(rows, key=repr)]
             return found
         finally:
             conn.close()
 
     def payload_shas(self, store: Store) -> set[str]:
-        """The payloads the store holds, from its database and its folder."""
-        assert isinstance(store, SQLiteStore)
-        files = {p.name for p in store.payloads.root.glob("??/*")}
-        conn = sqlite3.connect(store.path)
+        """The payloads the store holds, from its database (and its folder, on SQLite)."""
+        files = {p.name for p in store.payloads.root.glob("??/*")} if isinstance(store, SQLiteStore) else set()
+        conn = self.connect(store)
         try:
-            return files | {sha for (sha,) in conn.execute("SELECT sha256 FROM payloads")}
+            rows = conn.execute(
+                "SELECT sha256 FROM payloads UNION SELECT sha256 FROM payload_chunks WHERE sha256 NOT LIKE 'tmp:%'"
+            ).fetchall()
+            return files | {sha for (sha,) in rows}
         finally:
             conn.close()
 
 
+def _plain(value: Any) -> Any:
+    """A value as both backends give it (bytes, not a memoryview; a whole float as an int)."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 @pytest.fixture
-def backends(tmp_path: Path) -> Callable[[str], Backend]:
+def backends(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str], Backend]]:
     made: dict[str, Backend] = {}
+    with contextlib.ExitStack() as dropped:
 
-    def get(kind: str) -> Backend:
-        if kind not in made:
-            made[kind] = Backend(kind, tmp_path / kind)
-        return made[kind]
+        def database() -> str:
+            from postgres_fixtures import fresh
 
-    return get
+            return dropped.enter_context(fresh(request.getfixturevalue("postgres_server")))
+
+        def get(kind: str) -> Backend:
+            if kind not in made:
+                made[kind] = Backend(kind, tmp_path / kind, database)
+            return made[kind]
+
+        yield get
 
 
 def populate(store: Store) -> dict[str, str]:
@@ -173,14 +213,22 @@ def test_every_table_moves_with_its_rows_and_every_payload_by_sha256(
     same_store(backends(source_kind), source, backends(target_kind), target)
     if isinstance(target, SQLiteStore):  # the target's own payload storage: a file for the big one
         assert target.payloads.path(shas["big"]).is_file() and not target.payloads.path(shas["small"]).exists()
-    again = stores(target_kind)  # and back again, unchanged
+    else:  # in chunks of 1 MiB
+        conn = backends(target_kind).connect(target)
+        chunks = conn.execute("SELECT count(*) FROM payload_chunks WHERE sha256 = %s", [shas["big"]]).fetchone()
+        conn.close()
+        assert chunks == (3,)
+    again = stores(source_kind)  # and back again, unchanged
     carry(target, again)
-    same_store(backends(source_kind), source, backends(target_kind), again)
+    same_store(backends(source_kind), source, backends(source_kind), again)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_events_keep_their_numbers_and_new_ones_come_after(kind: str, stores: Callable[[str], Store]) -> None:
-    source, target = stores(kind), stores(kind)
+@pytest.mark.parametrize("source_kind", KINDS)
+@pytest.mark.parametrize("target_kind", KINDS)
+def test_events_keep_their_numbers_and_new_ones_come_after(
+    source_kind: str, target_kind: str, stores: Callable[[str], Store]
+) -> None:
+    source, target = stores(source_kind), stores(target_kind)
     populate(source)
     first = source.add("out", State.ACCEPTED, None, route="r")
     for n in range(3):
@@ -195,13 +243,19 @@ def test_events_keep_their_numbers_and_new_ones_come_after(kind: str, stores: Ca
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_timeline_stays_append_only_after_an_import(kind: str, stores: Callable[[str], Store]) -> None:
-    source, target = stores(kind), stores(kind)
+def test_the_timeline_stays_append_only_after_an_import(
+    kind: str, stores: Callable[[str], Store], backends: Callable[[str], Backend]
+) -> None:
+    source, target = stores("sqlite"), stores(kind)
     populate(source)
     carry(source, target)
-    assert isinstance(target, SQLiteStore)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        target.conn.execute("UPDATE events SET kind = 'forged'")
+    conn = backends(kind).connect(target)
+    try:
+        for sql in ("UPDATE events SET kind = 'forged'", "DELETE FROM events"):
+            with pytest.raises(Exception, match="events are append-only"):
+                conn.execute(sql)
+    finally:
+        conn.close()
 
 
 def test_a_table_left_out_of_the_export_is_noticed(
