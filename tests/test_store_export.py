@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -31,7 +32,8 @@ from meshbridge.testing import run_cli
 
 INLINE_MAX = 1000
 BIG = 2_500_000  # a payload past inline_max: a file on SQLite, three chunks on PostgreSQL
-KINDS = ["sqlite", "postgresql"]
+# PostgreSQL once its store is there (the branch that brings it is merged beside this one)
+KINDS = ["sqlite", *(["postgresql"] if importlib.util.find_spec("meshbridge.store.postgres") else [])]
 
 
 # -- stores of each backend, and what their databases hold (read beside meshbridge's own code) --
@@ -94,8 +96,10 @@ class Backend:
         files = {p.name for p in store.payloads.root.glob("??/*")} if isinstance(store, SQLiteStore) else set()
         conn = self.connect(store)
         try:
+            chunks = "payload_chunks" in self.tables(store)
             rows = conn.execute(
-                "SELECT sha256 FROM payloads UNION SELECT sha256 FROM payload_chunks WHERE sha256 NOT LIKE 'tmp:%'"
+                "SELECT sha256 FROM payloads"
+                + (" UNION SELECT sha256 FROM payload_chunks WHERE sha256 NOT LIKE 'tmp:%'" if chunks else "")
             ).fetchall()
             return files | {sha for (sha,) in rows}
         finally:
