@@ -59,6 +59,11 @@ class Backend:
         self._urls[id(store)] = url
         return store
 
+    def url(self) -> str:
+        """The URL of a new, empty PostgreSQL database (dropped after the test)."""
+        assert self._databases is not None
+        return self._databases()
+
     def connect(self, store: Store) -> Any:
         """A connection of the test's own to the store's database."""
         if isinstance(store, SQLiteStore):
@@ -487,17 +492,22 @@ def test_an_archive_cut_short_anywhere_is_refused_and_the_target_left_as_it_was(
 # -- the command line ---------------------------------------------------------------------------
 
 
-def config_for(path: Path, store: Path) -> Path:
-    path.write_text(f'[store]\npath = "{store}"\n[mesh]\nurl = "http://127.0.0.1:9"\nshared_key = "unused"\n')
+def config_for(path: Path, store: Path | str) -> Path:
+    where = f'url = "{store}"' if isinstance(store, str) else f'path = "{store}"'
+    path.write_text(f'[store]\n{where}\n[mesh]\nurl = "http://127.0.0.1:9"\nshared_key = "unused"\n')
     return path
 
 
-def test_the_command_line_moves_a_store_through_a_file_and_through_a_pipe(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_command_line_moves_a_store_through_a_file_and_through_a_pipe(
+    kind: str, tmp_path: Path, backends: Callable[[str], Backend]
+) -> None:
+    """SQLite to ``kind`` through a compressed file, and ``kind`` to SQLite through a pipe."""
     source = SQLiteStore(tmp_path / "a" / "mb.db", inline_max=INLINE_MAX)
     shas = populate(source)
     source.close()
     config_a = config_for(tmp_path / "a.toml", tmp_path / "a" / "mb.db")
-    config_b = config_for(tmp_path / "b.toml", tmp_path / "b" / "mb.db")
+    config_b = config_for(tmp_path / "b.toml", tmp_path / "b" / "mb.db" if kind == "sqlite" else backends(kind).url())
     archive = tmp_path / "store.tar.gz"
     done = run_cli(config_a, "store", "export", str(archive))
     assert done.returncode == 0 and done.stdout.startswith("exported ") and "2 payloads" in done.stdout, done
