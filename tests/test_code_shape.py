@@ -33,8 +33,6 @@ LONG_MODULES = {
     "payloads/edifact.py": "the EDIFACT checker (one class; its syntax tables are in edifact_syntax.py)",
     "pipeline/inbound.py": "the inbound steps (download, acknowledge, route, validate, deliver with "
     "deadline and heartbeat); to be split into receiving and delivery",
-    "store/sqlite.py": "the SQLite store behind one interface; to be split with the Store protocol "
-    "of the PostgreSQL backend (the next issue)",
 }
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What --help must never load; status may load the config's own dependencies (pydantic) and nothing else.
 HEAVY = ("requests", "sqlite_utils", "lxml", "fhir", "mesh_client", "pydantic", "urllib3", "pluggy")
 STATUS_HEAVY = tuple(name for name in HEAVY if name != "pydantic")
-LAST = "m013_mesh_logins"  # the schema's last migration (test_migration_names_are_the_schemas checks)
+LAST = "m014_payload_chunks"  # the schema's last migration (test_migration_names_are_the_schemas checks)
 
 PROBE = """
 import json, sys
@@ -84,7 +84,7 @@ def outdated_store(tmp_path: Path) -> tuple[Path, Path]:
     store.close()
     with sqlite3.connect(tmp_path / "var" / "mb.db") as conn:
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [LAST])
-        conn.execute("DROP TABLE mesh_logins")
+        conn.execute("DROP TABLE payload_chunks")  # as the store was before the last migration
     conn.close()
     return config, tmp_path / "var" / "mb.db"
 

@@ -60,7 +60,45 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class Payloads:
+class PayloadReading:
+    """Reading payloads through :meth:`open`, the same for every backend: a whole read checks the sha256."""
+
+    def open(self, sha256: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def _where(self, sha256: str) -> str:
+        """The payload, named for an error."""
+        return f"payload {sha256}"
+
+    def blocks(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream a payload. A whole read (the default) checks the sha256 at the end."""
+        whole = start == 0 and length is None
+        digest = hashlib.sha256()
+        with self.open(sha256) as handle:
+            handle.seek(start)
+            remaining = length
+            while remaining is None or remaining > 0:
+                block = handle.read(BLOCK if remaining is None else min(BLOCK, remaining))
+                if not block:
+                    break
+                if whole:
+                    digest.update(block)
+                if remaining is not None:
+                    remaining -= len(block)
+                yield block
+        if whole and digest.hexdigest() != sha256:
+            raise StoreError(f"{self._where(sha256)} is corrupt: sha256 is {digest.hexdigest()}")
+
+    def read(self, sha256: str) -> bytes:
+        """The whole payload, sha256-checked (for small payloads; stream big ones)."""
+        return b"".join(self.blocks(sha256))
+
+    def verify(self, sha256: str) -> None:
+        for _ in self.blocks(sha256):
+            pass
+
+
+class Payloads(PayloadReading):
     """The payload store of one database: the ``payloads`` table and the folder beside it.
 
     An inline payload is committed without waiting for the disk (``synchronous=NORMAL``): it
@@ -189,34 +227,9 @@ class Payloads:
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
 
-    def blocks(self, sha256: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """Stream a payload. A whole read (the default) checks the sha256 at the end."""
-        whole = start == 0 and length is None
-        digest = hashlib.sha256()
-        with self.open(sha256) as handle:
-            handle.seek(start)
-            remaining = length
-            while remaining is None or remaining > 0:
-                block = handle.read(BLOCK if remaining is None else min(BLOCK, remaining))
-                if not block:
-                    break
-                if whole:
-                    digest.update(block)
-                if remaining is not None:
-                    remaining -= len(block)
-                yield block
-        if whole and digest.hexdigest() != sha256:
-            path = self.path(sha256)
-            where = f"payload file {path}" if path.exists() else f"payload {sha256}"
-            raise StoreError(f"{where} is corrupt: sha256 is {digest.hexdigest()}")
-
-    def read(self, sha256: str) -> bytes:
-        """The whole payload, sha256-checked (for small payloads; stream big ones)."""
-        return b"".join(self.blocks(sha256))
-
-    def verify(self, sha256: str) -> None:
-        for _ in self.blocks(sha256):
-            pass
+    def _where(self, sha256: str) -> str:
+        path = self.path(sha256)
+        return f"payload file {path}" if path.exists() else f"payload {sha256}"
 
     def exists(self, sha256: str) -> bool:
         return self._inline(sha256) is not None or self.path(sha256).exists()

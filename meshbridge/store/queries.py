@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .. import clock
 from ..errors import UnknownMessage
@@ -49,6 +49,22 @@ OVERDUE = "(e.met_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
 # Late: met, but after its deadline (no parameter).
 LATE = "(e.met_at IS NOT NULL AND e.due_at IS NOT NULL AND e.met_at > e.due_at)"
 _OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {OVERDUE})"
+
+
+class Cursor(Protocol):
+    """What the store reads of a cursor (``sqlite3`` and ``psycopg`` ones both have it)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Session(Protocol):
+    """A transaction in hand: statements with ``?`` markers."""
+
+    def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ...) -> Cursor: ...
+    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ...) -> list[Row]: ...
 
 
 class Reads:

@@ -205,3 +205,20 @@ def m013_mesh_logins(d: Dialect) -> list[Statement]:
             reason TEXT
         )"""
     ]
+
+
+@migration
+def m014_payload_chunks(d: Dialect) -> list[Statement]:
+    """Big payloads in the database, as rows of at most 1 MiB each (a PostgreSQL store keeps them
+    here, needing no shared file system; a SQLite store keeps its big payloads as files). A payload
+    being written has a ``tmp:<n>`` key until it is whole, then it is renamed to its sha256."""
+    return [
+        f"""CREATE TABLE payload_chunks (
+            sha256 TEXT NOT NULL,
+            seq {d.integer} NOT NULL,
+            data {d.blob} NOT NULL,
+            PRIMARY KEY (sha256, seq)
+        )""",
+        # payload bytes rarely compress: PostgreSQL stores them as they are, out of line
+        *(["ALTER TABLE payload_chunks ALTER COLUMN data SET STORAGE EXTERNAL"] if d.name == "postgresql" else []),
+    ]

@@ -22,23 +22,8 @@ from ..errors import SourceTaken, StoreError
 from ..models import FINISHED, State, TimelineKind
 from ..steps import Event as Step
 from ..steps import log_steps
-from .queries import OVERDUE, Reads, Row, lapsed, lapsed_sql, new_lease, now, select_sql
-
-
-class Cursor(Protocol):
-    """What the store reads of a cursor (``sqlite3`` and ``psycopg`` ones both have it)."""
-
-    @property
-    def rowcount(self) -> int: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Session(Protocol):
-    """A transaction in hand: statements with ``?`` markers."""
-
-    def execute(self, sql: str, params: list[Any] | tuple[Any, ...] = ...) -> Cursor: ...
-    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ...) -> list[Row]: ...
+from .expecting import Expecting
+from .queries import Row, Session, lapsed, lapsed_sql, new_lease, now, select_sql
 
 
 class PayloadRows(Protocol):
@@ -46,7 +31,7 @@ class PayloadRows(Protocol):
     def remove(self, sha256: str) -> bool: ...
 
 
-class SQLStore(Reads):
+class SQLStore(Expecting):
     """The backend-neutral part of a :class:`~.protocol.Store` (see the module docstring).
 
     Durability: a commit waits for the disk unless the work it records can be found again after a
@@ -357,83 +342,3 @@ class SQLStore(Reads):
                 if not still_used and self._payload_rows.remove(sha):  # last: a failure above removes nothing
                     removed += 1
         return removed
-
-    # -- expectations ---------------------------------------------------------------------
-
-    def expect(self, message_id: str, kind: str, due_at: str | None) -> None:
-        """Record that ``kind`` (``inf-ack``, ``bus-ack``, a plugin's ack) must come back by ``due_at``."""
-        with self.immediate() as db:
-            db.execute(
-                "INSERT INTO expectations (message_id, kind, due_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                [message_id, kind, due_at],
-            )
-
-    def meet(self, message_id: str, kind: str, outcome: str, *, positive: bool = True, text: str | None = None) -> bool:
-        """Mark an expectation met (once) by an answer: ``outcome`` is its code, ``positive`` False
-        for a nack, ``text`` what the answer said. Returns False if it was already met or never expected."""
-        with self.immediate() as db:
-            return bool(
-                db.execute(
-                    "UPDATE expectations SET met_at = ?, outcome = ?, verdict = ?, text = ? "
-                    "WHERE message_id = ? AND kind = ? AND met_at IS NULL",
-                    [now(), outcome, "ack" if positive else "nack", text, message_id, kind],
-                ).rowcount
-            )
-
-    def close_expectations(self, message_id: str, outcome: str) -> int:
-        """A final answer (a nack) ends every open expectation of the message (verdict ``closed``)."""
-        with self.immediate() as db:
-            return db.execute(
-                "UPDATE expectations SET met_at = ?, outcome = ?, verdict = 'closed' "
-                "WHERE message_id = ? AND met_at IS NULL",
-                [now(), outcome, message_id],
-            ).rowcount
-
-    def remember_key(self, protocol: str, key: str, message_id: str) -> None:
-        with self.immediate() as db:
-            db.execute(
-                "INSERT INTO ack_keys (protocol, key, message_id) VALUES (?, ?, ?) "
-                "ON CONFLICT (protocol, key) DO UPDATE SET message_id = excluded.message_id",
-                [protocol, key, message_id],
-            )
-
-    def sweep_overdue(self) -> list[Row]:
-        """Record the moment each expectation was first seen overdue (:data:`~.queries.OVERDUE`),
-        once each, with an ``overdue`` event for the timeline and notifications. Views never read
-        this moment to decide what is overdue: they apply ``OVERDUE`` themselves."""
-        stamp = now()
-        with self.immediate() as db:
-            rows = db.rows(
-                f"UPDATE expectations AS e SET overdue_at = ? WHERE e.overdue_at IS NULL AND {OVERDUE} "
-                "RETURNING message_id, kind, due_at",
-                [stamp, stamp],
-            )
-            for row in rows:
-                detail = {"expected": row["kind"], "due_at": row["due_at"]}
-                self._event(db, row["message_id"], TimelineKind.OVERDUE, None, detail, stamp)
-        return rows
-
-    # -- bodies that could not be decoded ----------------------------------------------------
-
-    def sight_bad_body(self, mailbox: str, mesh_message_id: str, raw_sha256: str, reason: str) -> tuple[int, int]:
-        """Count one more sighting of an undecodable body; ``(times these raw bytes were seen,
-        downloads of this message that failed so)``."""
-        stale = (datetime.now(UTC) - timedelta(days=30)).isoformat(timespec="microseconds")
-        with self.immediate(durable=False) as db:  # lost in a power cut: one more try, no harm
-            db.execute("DELETE FROM bad_bodies WHERE last_seen < ?", [stale])  # MESH has long expired those
-            db.execute(
-                "INSERT INTO bad_bodies (mesh_message_id, raw_sha256, mailbox, seen, reason, last_seen) "
-                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (mesh_message_id, raw_sha256) DO UPDATE "
-                "SET seen = bad_bodies.seen + 1, reason = excluded.reason, last_seen = excluded.last_seen",
-                [mesh_message_id, raw_sha256, mailbox, reason, now()],
-            )
-            same, attempts = db.execute(
-                "SELECT sum(seen) FILTER (WHERE raw_sha256 = ?), sum(seen) FROM bad_bodies WHERE mesh_message_id = ?",
-                [raw_sha256, mesh_message_id],
-            ).fetchone()
-        return int(same), int(attempts)
-
-    def forget_bad_body(self, mesh_message_id: str) -> None:
-        """The message was stored (whole, or as received and ``invalid``): its sightings are done with."""
-        with self.immediate(durable=False) as db:
-            db.execute("DELETE FROM bad_bodies WHERE mesh_message_id = ?", [mesh_message_id])
