@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -32,8 +31,7 @@ from meshbridge.testing import run_cli
 
 INLINE_MAX = 1000
 BIG = 2_500_000  # a payload past inline_max: a file on SQLite, three chunks on PostgreSQL
-# PostgreSQL once its store is there (the branch that brings it is merged beside this one)
-KINDS = ["sqlite", *(["postgresql"] if importlib.util.find_spec("meshbridge.store.postgres") else [])]
+KINDS = ["sqlite", "postgresql"]
 
 
 # -- stores of each backend, and what their databases hold (read beside meshbridge's own code) --
