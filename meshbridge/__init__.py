@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .domain_acks import AckMatch, AckProtocol
     from .errors import (
         AckRefused,
+        ArchiveError,
         ClaimLost,
         ConfigError,
         DeliveryError,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         SourceTaken,
         StoreDamaged,
         StoreError,
+        StoreNotEmpty,
         StoreOutdated,
         TransportError,
         UndecodableBody,
@@ -89,6 +91,7 @@ _HOMES = {
     ".domain_acks": ("AckMatch", "AckProtocol"),
     ".errors": (
         "AckRefused",
+        "ArchiveError",
         "ClaimLost",
         "ConfigError",
         "DeliveryError",
@@ -114,6 +117,7 @@ _HOMES = {
         "SourceTaken",
         "StoreDamaged",
         "StoreError",
+        "StoreNotEmpty",
         "StoreOutdated",
         "TransportError",
         "UndecodableBody",
@@ -146,6 +150,7 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "AckMatch",
     "AckProtocol",
     "AckRefused",
+    "ArchiveError",
     "Bridge",
     "ClaimLost",
     "Config",
@@ -198,6 +203,7 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "Status",
     "StoreDamaged",
     "StoreError",
+    "StoreNotEmpty",
     "StoreOutdated",
     "TimelineKind",
     "TransportError",

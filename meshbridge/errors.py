@@ -28,7 +28,9 @@ MeshbridgeError
 │   ├── StoreDamaged     the store file is empty, truncated or not a meshbridge store (exit code 2)
 │   ├── StoreOutdated    its schema is older and this command does not migrate (exit code 2)
 │   ├── DiskFull         the store's disk refused a write: full, over a size limit, or failing
-│   └── SourceTaken      another process stored this source file first
+│   ├── SourceTaken      another process stored this source file first
+│   ├── ArchiveError     a store archive cannot be imported: damaged, cut short, another schema
+│   └── StoreNotEmpty    a store import's target already holds messages (or other rows)
 ├── DeliveryError        a destination did not take a payload (tried again after a backoff)
 ├── DeliveryInterrupted  meshbridge stopped while a destination was still working
 └── ClaimLost            another process took over a send whose claim had lapsed (this one stops)
@@ -225,6 +227,16 @@ class RetryRefused(Refused):
 
 class SourceTaken(StoreError):
     """Another process stored this source file first (it sends it and moves it aside)."""
+
+
+class ArchiveError(StoreError):
+    """A store archive (``meshbridge store export``) that cannot be imported: not an archive,
+    damaged, cut short, unlike its manifest, or of another schema than the target store. The
+    target is left as it was."""
+
+
+class StoreNotEmpty(StoreError):
+    """``meshbridge store import`` was given a target store that already holds rows; nothing was imported."""
 
 
 class DeliveryError(MeshbridgeError):

@@ -1,12 +1,14 @@
-"""Bringing a configured store's schema up to date, for ``meshbridge store migrate``."""
+"""Bringing a configured store's schema up to date (``meshbridge store migrate``), and moving it
+to another store (``store export`` and ``store import``; see :mod:`meshbridge.store.moving`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import Config
+    from .store.moving import Moved
 
 
 @dataclass(frozen=True)
@@ -29,5 +31,33 @@ def migrate(config: Config) -> Migration:
     db = connect(config.store)
     try:
         return Migration(db.where, db.created, tuple(db.migrated), NAMES[-1])
+    finally:
+        db.close()
+
+
+def export_to(config: Config, out: IO[bytes], compress: str = "") -> Moved:
+    """Write the configured store, every table and payload, to ``out`` as an archive (never migrated:
+    a store older than this meshbridge is refused as :class:`~meshbridge.errors.StoreOutdated`)."""
+    from .errors import StoreError
+    from .store import connect
+    from .store.moving import export_store
+
+    if config.store.path is not None and not config.store.path.exists():
+        raise StoreError(f"no store at {config.store.path}: check [store] path")
+    db = connect(config.store, migrate=False)
+    try:
+        return export_store(db, out, compress)
+    finally:
+        db.close()
+
+
+def import_from(config: Config, source: IO[bytes], label: str) -> Moved:
+    """Read an archive into the configured store (built, or migrated, first), which must hold no rows."""
+    from .store import connect
+    from .store.moving import import_store
+
+    db = connect(config.store)
+    try:
+        return import_store(db, source, label)
     finally:
         db.close()
