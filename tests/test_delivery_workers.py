@@ -26,7 +26,7 @@ from meshbridge.config import load
 from meshbridge.hookspecs import hookimpl
 from meshbridge.models import stamp
 from meshbridge.plugins import Plugins, make_plugin_manager
-from meshbridge.store import SQLiteStore, Store, connect
+from meshbridge.store import Store, connect
 
 # route "in" (X26ABC2, TEST_WORKFLOW) gets the destination under test; route "b" (X26ABC2,
 # OTHER_WORKFLOW) delivers to a folder; route "out-3" sends files from "outbox" to X26ABC3

@@ -150,14 +150,14 @@ def populate(store: Store) -> dict[str, str]:
         subject="ünïcode\nsubject",
         workflow_id="WF",
     )
-    assert store.claim(out["id"], 600) is not None  # lease_beat: a float column
-    store.transition(out["id"], State.SENT, kind=TimelineKind.SENT, mesh_message_id="MESH-1")
-    store.expect(out["id"], "inf-ack", "2030-01-01T00:00:00+00:00")
-    store.expect(out["id"], "bus-ack", None)
-    store.meet(out["id"], "inf-ack", "ok", text="fine")
+    assert store.claim(out.id, 600) is not None  # lease_beat: a float column
+    store.transition(out.id, State.SENT, kind=TimelineKind.SENT, mesh_message_id="MESH-1")
+    store.expect(out.id, "inf-ack", "2030-01-01T00:00:00+00:00")
+    store.expect(out.id, "bus-ack", None)
+    store.meet(out.id, "inf-ack", "ok", text="fine")
     inbound = store.add("in", State.RECEIVED, None, payload_sha256=small, payload_size=20, mesh_message_id="MESH-2")
-    store.event(inbound["id"], "note", {"n": 1, "nested": {"a": [1, 2]}})
-    store.remember_key("hl7", "MSG00001", inbound["id"])
+    store.event(inbound.id, "note", {"n": 1, "nested": {"a": [1, 2]}})
+    store.remember_key("hl7", "MSG00001", inbound.id)
     store.sight_bad_body("X26ABC1", "MESH-3", "ab" * 32, "not gzip")
     store.logins.refused("X26ABC1", "bad password")
     store.sync()
@@ -239,14 +239,14 @@ def test_events_keep_their_numbers_and_new_ones_come_after(
     populate(source)
     first = source.add("out", State.ACCEPTED, None, route="r")
     for n in range(3):
-        source.event(first["id"], "note", {"n": n})
-    before = [e["seq"] for e in source.events(first["id"])]
+        source.event(first.id, "note", {"n": n})
+    before = [e.seq for e in source.events(first.id)]
     carry(source, target)
-    assert [e["seq"] for e in target.events(first["id"])] == before
-    target.event(first["id"], "after", None)
-    assert target.events(first["id"])[-1]["seq"] > max(before)
+    assert [e.seq for e in target.events(first.id)] == before
+    target.event(first.id, "after", None)
+    assert target.events(first.id)[-1].seq > max(before)
     newest = target.add("in", State.RECEIVED, None)
-    assert target.events(newest["id"])[0]["seq"] > max(before)
+    assert target.events(newest.id)[0].seq > max(before)
 
 
 @pytest.mark.parametrize("kind", KINDS)
