@@ -1,6 +1,9 @@
 """The store on PostgreSQL: races between two stores (two connections, as two processes have),
 payloads streamed through the database, a bridge's round trip, and a password that never shows.
 
+What both backends share (conditional transitions raced by processes, the protocol, a payload
+written before its transaction) is in tests/test_store_contract.py and tests/test_store_protocol.py.
+
 Each module gets a database of its own (tests/postgres_fixtures.py); tests that need an empty one
 make their own.
 """
@@ -76,31 +79,7 @@ def outbound(store: PostgresStore, n: int, state: str = State.ACCEPTED) -> list[
     return [store.add("out", state, mailbox="X26ABC1", peer="X26ABC2", workflow_id="W").id for _ in range(n)]
 
 
-def test_the_postgresql_store_is_a_store(stores: Callable[[], PostgresStore]) -> None:
-    from test_store_protocol import PARTS, check
-
-    from meshbridge.store import Store
-
-    store = stores()
-    assert check(Store, store) == []
-    for part, protocol in PARTS.items():
-        assert check(protocol, getattr(store, part)) == [], part
-
-
 # -- races between two stores ----------------------------------------------------------------
-
-
-def test_of_two_stores_one_wins_each_transition(stores: Callable[[], PostgresStore]) -> None:
-    a, b = stores(), stores()
-    ids = outbound(a, 30, State.SENT)
-
-    def move(store: PostgresStore) -> list[str]:
-        return [i for i in ids if store.transition(i, State.DELIVERED, from_states=[State.SENT])]
-
-    won_a, won_b = race(lambda: move(a), lambda: move(b))
-    assert sorted(won_a + won_b) == sorted(ids) and not set(won_a) & set(won_b)
-    for ident in ids:  # one event each: the loser recorded nothing
-        assert [e.kind for e in a.events(ident)] == ["sent", "delivered"]
 
 
 def test_of_two_stores_one_claims_each_message_and_no_transaction_outlives_the_claim(
@@ -270,8 +249,6 @@ def test_a_damaged_or_missing_payload_is_an_error_naming_it(stores: Callable[[],
         store.payloads.open(sha)
     with pytest.raises(StoreError, match="is missing"):
         store.payloads.open("0" * 64)
-    with store.immediate(), pytest.raises(StoreError, match="before the transaction that records it"):
-        store.payloads.write([b"inside a transaction"])
 
 
 def test_clean_removes_what_a_dead_writer_left_never_what_a_live_one_writes(
