@@ -8,7 +8,7 @@ from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import Config
-    from .store.moving import Moved
+    from .store.moving import Moved as Moved  # (re-exported for the command line, which names no store module)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,13 @@ def export_to(config: Config, out: IO[bytes], compress: str = "") -> Moved:
         return export_store(db, out, compress)
     finally:
         db.close()
+
+
+def compression(name: str) -> str:
+    """The archive compression a file name asks for: ``gz`` (``.gz``, ``.tgz``), ``xz`` or none."""
+    from .store.archive import compression as by_name
+
+    return by_name(name)
 
 
 def import_from(config: Config, source: IO[bytes], label: str) -> Moved:

@@ -17,7 +17,7 @@ from .session import opened
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..store.moving import Moved
+    from ..migration import Moved
 
 
 @click.group()
@@ -53,8 +53,7 @@ def export_cmd(ctx: click.Context, file: str) -> None:
     FILE is a tar file (compressed when named *.tar.gz or *.tar.xz); `-` writes it to standard
     output. An existing FILE is not overwritten. The store may be in use meanwhile: its rows are
     read as one snapshot."""
-    from ..migration import export_to
-    from ..store.archive import compression
+    from ..migration import compression, export_to
 
     if file != "-" and Path(file).exists():
         fail(f"{file} exists: name another file, or remove it first", EXIT_USAGE)
