@@ -27,7 +27,7 @@ from typing import Any
 
 from .base import Finding
 from .fhir_definitions import Definitions, definitions
-from .fhir_fhirpath import Part, node, operands
+from .fhir_fhirpath import Mode, Part, Plan, key_of, merged, node, operands
 from .fhir_rules import Parsed
 from .fhir_walk import Item, walk
 
@@ -69,9 +69,30 @@ SKIPPED: dict[str, dict[str, str]] = {
     },
 }
 
+_BDL_7_FAST = "(entry.resource.meta.versionId.empty() and entry.fullUrl.isDistinct()) or "
+_BDL_7_WHY = (
+    "a cheap operand first, exact: with no versionId, fullUrl & versionId is fullUrl, so the entries' "
+    "fullUrls being distinct settles it (the original select() over every entry costs milliseconds)"
+)
+_BDL_7 = {
+    "STU3": "entry.where(fullUrl).select(fullUrl&resource.meta.versionId).isDistinct()",
+    "R4": "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()",
+    "R5": "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&iif(resource.meta.versionId.exists(), "
+    "resource.meta.versionId, '')).isDistinct()",
+}
+
+_BDL_34_WHY = (
+    "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle), as "
+    "two or-operands: entry.request.empty() on a message or document Bundle is answered from how many "
+    "requests there are, without evaluating every entry"
+)
+
 #: Expressions changed before evaluation, per version: key -> (old, new, reason).
 REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
+    "STU3": {"bdl-7": (_BDL_7["STU3"], _BDL_7_FAST + _BDL_7["STU3"], _BDL_7_WHY)},
+    "R5": {"bdl-7": (_BDL_7["R5"], _BDL_7_FAST + _BDL_7["R5"], _BDL_7_WHY)},
     "R4": {
+        "bdl-7": (_BDL_7["R4"], _BDL_7_FAST + _BDL_7["R4"], _BDL_7_WHY),
         "dom-3": (
             ".as(",
             ".ofType(",
@@ -80,16 +101,17 @@ REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
         "bdl-3": (
             "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' "
             "or %resource.type = 'history'))",
-            "iif(type = 'batch' or type = 'transaction' or type = 'history', entry.all(request.exists()), "
-            "entry.request.empty())",
-            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+            "(entry.request.empty() and type != 'batch' and type != 'transaction' and type != 'history') or "
+            "((type = 'batch' or type = 'transaction' or type = 'history') and entry.all(request.exists()))",
+            _BDL_34_WHY,
         ),
         "bdl-4": (
             "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = "
             "'transaction-response' or %resource.type = 'history'))",
-            "iif(type = 'batch-response' or type = 'transaction-response' or type = 'history', "
-            "entry.all(response.exists()), entry.response.empty())",
-            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+            "(entry.response.empty() and type != 'batch-response' and type != 'transaction-response' and "
+            "type != 'history') or ((type = 'batch-response' or type = 'transaction-response' or "
+            "type = 'history') and entry.all(response.exists()))",
+            _BDL_34_WHY,
         ),
     },
 }
@@ -100,20 +122,62 @@ FAILED: dict[tuple[str, str], str] = {}
 _MODELS = {"STU3": "stu3", "R4": "r4", "R5": "r5"}
 _COMPILED: dict[tuple[str, str], tuple[str, tuple[Part, ...]] | None] = {}
 _Constraint = tuple[str, str, str, tuple[Part, ...]]
+#: failed constraint keys per (version, path, element, type, key): see :func:`_failed_at`
+_ANSWERS: dict[tuple[Any, ...], frozenset[str]] = {}
+_ANSWERS_LIMIT = 8192
 
 
 def check(parsed: Parsed) -> list[Finding]:
     """A finding per failed invariant, ``where`` being the element it failed on."""
     if parsed.resource is None or parsed.version not in _MODELS:
         return []
-    defs = definitions(parsed.version)
+    version = parsed.version
+    defs = definitions(version)
     findings: list[Finding] = []
     for item in walk(parsed.resource, defs):
         findings += _empty(item)
-        for key, human, kind, parts in _constraints(parsed.version, item.path, item.element, item.type):
-            if not _holds(parsed.version, key, kind, parts, item, defs):
+        constraints, plan = _grouped(version, item.path, item.element, item.type)
+        failed = _failed_at(version, constraints, plan, item, defs) if plan is not None else None
+        for key, human, kind, parts in constraints:
+            broken = key in failed if failed is not None else not _holds(version, key, kind, parts, item, defs)
+            if broken:
                 findings.append(Finding(f"{key}: {human}", item.where, code="fhir.invariant"))
     return findings
+
+
+def _failed_at(
+    version: str, constraints: tuple[_Constraint, ...], plan: Plan, item: Item, defs: Definitions
+) -> frozenset[str] | None:
+    """The keys of the failed constraints at ``item``, for a node whose constraints all read only
+    the element's named children: one answer per path and key (None: evaluate one by one)."""
+    key = key_of(item.value, plan)
+    if key is None:
+        return None
+    cached = (version, item.path, item.element, item.type, key)
+    failed = _ANSWERS.get(cached)
+    if failed is None:
+        failed = frozenset(c[0] for c in constraints if not _holds(version, c[0], c[2], c[3], item, defs))
+        if len(_ANSWERS) > _ANSWERS_LIMIT:
+            _ANSWERS.clear()
+        _ANSWERS[cached] = failed
+    return failed
+
+
+@functools.cache
+def _grouped(version: str, path: str, element: str | None, kind: str) -> tuple[tuple[_Constraint, ...], Plan | None]:
+    """The constraints at a node and, when every one reads only the element's named children (or
+    is ``X.where(...).empty()``-like), what their answers together depend on: the union of their
+    parts' plans (:func:`.fhir_fhirpath.merged`)."""
+    constraints = _constraints(version, path, element, kind)
+    if not constraints or any(part.names is None and part.head is None for c in constraints for part in c[3]):
+        return constraints, None
+    defs = definitions(version)
+    names: dict[str, Mode] = {}
+    for constraint in constraints:
+        for part in constraint[3]:
+            for json_name, mode in part.plan(defs, path):
+                names[json_name] = merged(names.get(json_name, mode), mode)
+    return constraints, tuple(names.items())
 
 
 def unsupported(version: str) -> dict[str, str]:
