@@ -89,6 +89,7 @@ class Part:
         self.plans: dict[str, Plan] = {}
         self.head = chain_head(plain)  # for an opaque ``contained.where(...).empty()``: None when absent
         self.local = not _NOT_LOCAL.search(plain)  # the answer depends on the element's path and value only
+        self.variables = "%" in plain  # reads %resource or %rootResource: they are made only then
         if not _OPAQUE.search(plain):
             names = sorted({m.group(1) for m in _ROOT_NAME.finditer(plain)} - _KEYWORDS)
             self.names = tuple(names)
@@ -103,7 +104,7 @@ class Part:
         key = self._key(item, defs)
         if key is not None and (item.path, key) in self.answers:
             return self.answers[(item.path, key)]
-        result = self.evaluate(node(item.value, item.path), variables())
+        result = self.evaluate(node(item.value, item.path), variables() if self.variables else {})
         if key is not None:
             if len(self.answers) > _CACHE_LIMIT:
                 self.answers.clear()
@@ -114,7 +115,7 @@ class Part:
         value = item.value
         plan = self.plan(defs, item.path)
         if self.names is None:
-            if plan and all(value.get(name) is None for name, _ in plan):
+            if plan and all(value.get(name) is None for name in plan):
                 return ("absent",)
             whole = frozen(value) if self.local and _datatype(defs, item.type) else _TOO_BIG
             return None if whole is _TOO_BIG else ("value", whole)
@@ -131,12 +132,12 @@ class Part:
         """The JSON keys the answer depends on at ``path``, each with how: :data:`COUNT`,
         :data:`VALUE` or :data:`PRESENT_NOT_KEY` (a resource or backbone element: its value is no key)."""
         if self.names is None:
-            return tuple((n, PRESENT_NOT_KEY) for n in _json_names(defs, path, self.head)) if self.head else ()
-        return tuple(
-            (n, COUNT if name in self.counted else _resolved(defs, path, n, self.chains.get(name)))
+            return dict.fromkeys(_json_names(defs, path, self.head), PRESENT_NOT_KEY) if self.head else {}
+        return {
+            n: COUNT if name in self.counted else _resolved(defs, path, n, self.chains.get(name))
             for name in self.names
             for n in _json_names(defs, path, name)
-        )
+        }
 
 
 #: how an answer depends on a JSON key (a plan merging two takes the larger), or the member chains
@@ -144,7 +145,7 @@ class Part:
 COUNT, VALUE, PRESENT_NOT_KEY = 0, 1, 2
 Chains = tuple[tuple[tuple[str, ...], ...], ...]
 Mode = int | Chains
-Plan = tuple[tuple[str, Mode], ...]
+Plan = dict[str, Mode]
 
 
 def merged(one: Mode, other: Mode) -> Mode:
@@ -162,22 +163,28 @@ def merged(one: Mode, other: Mode) -> Mode:
 
 
 def key_of(value: dict[str, Any], plan: Plan) -> _Key | None:
-    """What an answer depends on: per JSON key of ``plan``, its count (when only that is read) or
-    its value (frozen when small); None when a value is too big to be a key."""
+    """What an answer depends on: per JSON key of ``plan`` that ``value`` has, its count (when only
+    that is read), what its chains reach or its value (frozen when small); None when a value is no
+    key. Keys ``value`` does not have add nothing (one element type has one plan)."""
     key: list[Any] = []
-    for json_name, mode in plan:
-        content = value.get(json_name)
+    for json_name, content in value.items():
+        mode = plan.get(json_name)
+        if mode is None:
+            continue
         if mode == COUNT:
-            key.append(0 if content is None else len(content) if isinstance(content, list) else 1)
+            part: Any = 0 if content is None else len(content) if isinstance(content, list) else 1
         elif isinstance(mode, tuple):
-            key.append(tuple(_reached(content, chain) for chain in mode))
+            part = tuple(_reached(content, chain) for chain in mode)
         elif content is None or isinstance(content, _PRIMITIVES):
-            key.append((type(content).__name__, str(content) if isinstance(content, Decimal) else content))
+            part = (type(content).__name__, str(content) if isinstance(content, Decimal) else content)
         elif mode == PRESENT_NOT_KEY:
             return None
         else:
-            key.append(frozen(content))
-    return None if any(part is _TOO_BIG for part in key) else tuple(key)
+            part = frozen(content)
+            if part is _TOO_BIG:
+                return None
+        key.append((json_name, part))
+    return tuple(key)
 
 
 def _resolved(defs: Definitions, path: str, json_name: str, chains: tuple[tuple[str, ...], ...] | None) -> Mode:

@@ -135,7 +135,8 @@ def check(parsed: Parsed) -> list[Finding]:
     defs = definitions(version)
     findings: list[Finding] = []
     for item in walk(parsed.resource, defs):
-        findings += _empty(item)
+        if item.extended or len(item.value) < 2:
+            findings += _empty(item)
         constraints, plan = _grouped(version, item.path, item.element, item.type)
         failed = _failed_at(version, constraints, plan, item, defs) if plan is not None else None
         for key, human, kind, parts in constraints:
@@ -175,9 +176,9 @@ def _grouped(version: str, path: str, element: str | None, kind: str) -> tuple[t
     names: dict[str, Mode] = {}
     for constraint in constraints:
         for part in constraint[3]:
-            for json_name, mode in part.plan(defs, path):
+            for json_name, mode in part.plan(defs, path).items():
                 names[json_name] = merged(names.get(json_name, mode), mode)
-    return constraints, tuple(names.items())
+    return constraints, names
 
 
 def unsupported(version: str) -> dict[str, str]:
@@ -204,7 +205,7 @@ def _empty(item: Item) -> list[Finding]:
     """ele-1: a complex element with nothing but an id, or a primitive with neither value nor extension."""
     value = item.value
     found = []
-    if item.element is not None and "resourceType" not in value and all(key == "id" for key in value):
+    if item.element is not None and len(value) < 2 and "resourceType" not in value and all(k == "id" for k in value):
         found.append(Finding(ELE_1, item.where, code="fhir.invariant"))
     for key, extra in value.items():
         if key[:1] != "_":
@@ -254,7 +255,7 @@ def _compiled(version: str, key: str, expression: str) -> tuple[str, tuple[Part,
         old, new, _ = REWRITES.get(version, {}).get(key, ("", "", ""))
         kind, texts = operands(expression.replace(old, new) if old else expression)
         try:
-            parts = tuple(Part(text, fhirpathpy.compile(text, _model(version), _OPTIONS)) for text in texts)
+            parts = tuple(Part(text, fhirpathpy.compile(text, _model(version), _options(text))) for text in texts)
         except Exception as exc:
             _COMPILED[cached] = None
             _failed(version, key, f"fhirpathpy cannot parse it ({type(exc).__name__})")
@@ -319,6 +320,12 @@ def _quiet(label: str, value: Any) -> None:
 
 
 _OPTIONS = {"userInvocationTable": {"hasValue": {"fn": _has_value, "arity": {0: []}}}, "traceFn": _quiet}
+
+
+def _options(text: str) -> dict[str, Any] | None:
+    """The options an expression needs: fhirpathpy prepares them on every evaluation (about 10
+    microseconds), so only an expression with ``hasValue()`` or ``trace()`` gets them."""
+    return _OPTIONS if "hasValue(" in text or "trace(" in text else None
 
 
 @functools.cache
