@@ -290,3 +290,29 @@ def test_bdl_3_on_requests_as_the_definitions_say(version: str, kind: str) -> No
     keys = sorted(f.message.split(":")[0] for f in findings)
     # a message Bundle with a request breaks bdl-3; R4's batch needs one in every entry (STU3: any)
     assert keys == (["bdl-3"] if kind == "message" or version == "R4" else [])
+
+
+@pytest.mark.parametrize(
+    ("div", "content"),
+    [
+        ("<p>Jane Doe</p>", True),
+        (" \n\t <p> </p><br/> ", False),
+        ("<!-- only a comment --><p/>", False),
+        ("\u00a0", True),  # not whitespace to Java's trim(), which the HL7 validator uses
+        ('<img src="#photo"/>', True),
+        ("<p><b/></p> x ", True),
+    ],
+)
+def test_txt_2_reads_the_div_as_the_hl7_validator_does(div: str, content: bool) -> None:
+    from meshbridge.payloads.fhir_narrative import has_content
+
+    assert has_content(f'<div xmlns="http://www.w3.org/1999/xhtml">{div}</div>') is content
+
+
+def test_txt_2_leaves_a_div_that_is_not_xml_alone() -> None:
+    from meshbridge.payloads.fhir_narrative import has_content
+
+    assert has_content("<div><p>unclosed</div>") is None
+    document = bundle("R4")
+    resource(document, "patient")["text"] = {"status": "generated", "div": "<div>&nbsp;</div>"}
+    assert fhir_invariants.check(fhir_rules.Parsed("R4", "json", resource=document)) == []

@@ -9,7 +9,8 @@ element (``Organization.telecom``: ``org-3``). A constraint fails only when its 
 on a Reference with only an identifier), and reporting it would be a false error.
 
 ``ele-1`` ("All FHIR elements must have a @value or children") is checked by a direct walk, not by
-FHIRPath per element. Each expression is parsed once per version (:data:`_COMPILED`): parsing is
+FHIRPath per element; so is ``txt-2`` (a narrative with content, :mod:`.fhir_narrative`), whose
+``htmlChecks()`` fhirpathpy lacks. Each expression is parsed once per version (:data:`_COMPILED`): parsing is
 what costs (about 1.5 ms an expression, seconds per 100 KB without the cache).
 
 What fhirpathpy cannot evaluate is skipped, never reported as an error: :func:`unsupported` lists
@@ -39,8 +40,8 @@ ELE_1 = "ele-1: All FHIR elements must have a @value or children"
 SKIPPED: dict[str, dict[str, str]] = {
     "*": {
         "ele-1": "checked directly by a walk over the payload, not by FHIRPath per element",
-        "txt-1": "htmlChecks() (xhtml content rules) is not a FHIRPath function fhirpathpy has",
-        "txt-2": "htmlChecks() (xhtml content rules) is not a FHIRPath function fhirpathpy has",
+        "txt-1": "htmlChecks() (the allowed xhtml elements and attributes) is not a FHIRPath function fhirpathpy has",
+        "txt-2": "checked directly (fhir_narrative.py: text that is not whitespace, or an img), not by htmlChecks()",
     },
     "STU3": {
         "cmr-1": "needs resolve() of a reference",
@@ -137,6 +138,8 @@ def check(parsed: Parsed) -> list[Finding]:
     for item in walk(parsed.resource, defs):
         if item.extended or len(item.value) < 2:
             findings += _empty(item)
+        if item.type == "Narrative":
+            findings += _narrative(item)
         constraints, plan = _grouped(version, item.path, item.element, item.type)
         failed = _failed_at(version, constraints, plan, item, defs) if plan is not None else None
         for key, human, kind, parts in constraints:
@@ -199,6 +202,16 @@ def _complex_context(defs: Definitions, entry: dict[str, Any]) -> bool:
     if "children" in entry or "ref" in entry:
         return True
     return any(defs.types.get(t, {}).get("kind") not in ("primitive-type", None) for t in entry.get("types", ()))
+
+
+def _narrative(item: Item) -> list[Finding]:
+    """txt-2: a narrative div with no content (see :mod:`.fhir_narrative`)."""
+    from .fhir_narrative import TXT_2, has_content
+
+    div = item.value.get("div")
+    if isinstance(div, str) and has_content(div) is False:
+        return [Finding(TXT_2, f"{item.where}.div", code="fhir.invariant")]
+    return []
 
 
 def _empty(item: Item) -> list[Finding]:
