@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -85,6 +86,7 @@ class Part:
         self.names: tuple[str, ...] | None = None  # None: reads more than the element's children
         self.counted: frozenset[str] = frozenset()
         self.chains: dict[str, tuple[tuple[str, ...], ...]] = {}  # name -> member chains tested for existence
+        self.tests: dict[str, StringTests] = {}  # name -> the string tests it is only read through
         self.answers: dict[tuple[str, _Key], Any] = {}
         self.plans: dict[str, Plan] = {}
         self.head = chain_head(plain)  # for an opaque ``contained.where(...).empty()``: None when absent
@@ -98,6 +100,8 @@ class Part:
                 chains = _existence_chains(plain, name)
                 if chains:
                     self.chains[name] = chains
+                elif tests := _string_tests(text, name):
+                    self.tests[name] = StringTests(tests)
 
     def result(self, item: Any, defs: Definitions, variables: Callable[[], dict[str, Any]]) -> Any:
         """fhirpathpy's result on ``item`` (a fhir_walk.Item), from the cache when the key is known."""
@@ -134,7 +138,11 @@ class Part:
         if self.names is None:
             return dict.fromkeys(_json_names(defs, path, self.head), PRESENT_NOT_KEY) if self.head else {}
         return {
-            n: COUNT if name in self.counted else _resolved(defs, path, n, self.chains.get(name))
+            n: COUNT
+            if name in self.counted
+            else self.tests[name]
+            if name in self.tests and not n.startswith("_")
+            else _resolved(defs, path, n, self.chains.get(name))
             for name in self.names
             for n in _json_names(defs, path, name)
         }
@@ -144,14 +152,39 @@ class Part:
 #: whose counts it depends on (each step: the JSON keys it reads)
 COUNT, VALUE, PRESENT_NOT_KEY = 0, 1, 2
 Chains = tuple[tuple[tuple[str, ...], ...], ...]
-Mode = int | Chains
+
+
+@dataclass(frozen=True)
+class StringTests:
+    """A key read only through ``startsWith('x')``, ``endsWith('x')`` or ``contains('x')``: for a
+    string, the answer depends on their results (and on whether it is empty, which fhirpathpy's
+    startsWith treats apart), not on the whole value (``reference.startsWith('#')`` on every
+    Reference of a payload is one evaluation, whatever the references)."""
+
+    tests: tuple[tuple[str, str], ...]
+
+    def key(self, text: str) -> tuple[bool, ...]:
+        return (text == "", *(_STRING_TESTS[name](text, literal) for name, literal in self.tests))
+
+
+_STRING_TESTS: dict[str, Callable[[str, str], bool]] = {
+    "startsWith": str.startswith,
+    "endsWith": str.endswith,
+    "contains": str.__contains__,
+}
+_TEST = re.compile(r"\.(startsWith|endsWith|contains)\('([^'\\]*)'\)")
+Mode = int | Chains | StringTests
 Plan = dict[str, Mode]
 
 
 def merged(one: Mode, other: Mode) -> Mode:
-    """What a plan reading a key both ways depends on."""
+    """What a plan reading a key both ways depends on (string tests and anything else: the value)."""
     if one == other:
         return one
+    if isinstance(one, StringTests) or isinstance(other, StringTests):
+        return merged(
+            VALUE if isinstance(one, StringTests) else one, VALUE if isinstance(other, StringTests) else other
+        )
     if isinstance(one, tuple) and isinstance(other, tuple):
         return tuple(dict.fromkeys(one + other))
     if isinstance(one, int) and isinstance(other, int):
@@ -160,6 +193,10 @@ def merged(one: Mode, other: Mode) -> Mode:
     if isinstance(chains, tuple) and mode == COUNT:
         return (*chains, ())
     return mode
+
+
+def _plain(mode: Mode) -> Mode:
+    return VALUE if isinstance(mode, StringTests) else mode
 
 
 def key_of(value: dict[str, Any], plan: Plan) -> _Key | None:
@@ -175,6 +212,8 @@ def key_of(value: dict[str, Any], plan: Plan) -> _Key | None:
             part: Any = 0 if content is None else len(content) if isinstance(content, list) else 1
         elif isinstance(mode, tuple):
             part = tuple(_reached(content, chain) for chain in mode)
+        elif isinstance(mode, StringTests) and type(content) is str:
+            part = ("tests", mode.key(content))
         elif content is None or isinstance(content, _PRIMITIVES):
             part = (type(content).__name__, str(content) if isinstance(content, Decimal) else content)
         elif mode == PRESENT_NOT_KEY:
@@ -315,6 +354,18 @@ def _only_counted(plain: str, name: str) -> bool:
         if not _EXISTENCE.match(plain, match.end()):
             return False
     return True
+
+
+def _string_tests(text: str, name: str) -> tuple[tuple[str, str], ...] | None:
+    """The string tests on ``name`` when every use of it (in the text, literals included) is
+    ``name.startsWith('x')``, ``.endsWith('x')`` or ``.contains('x')`` (no escapes), else None."""
+    tests = []
+    for match in re.finditer(rf"(?<![.\w@]){re.escape(name)}(?!\w)", text):
+        found = _TEST.match(text, match.end())
+        if not found:
+            return None
+        tests.append((found.group(1), found.group(2)))
+    return tuple(dict.fromkeys(tests)) or None
 
 
 def _existence_chains(plain: str, name: str) -> tuple[tuple[str, ...], ...] | None:
