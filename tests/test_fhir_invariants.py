@@ -316,3 +316,15 @@ def test_txt_2_leaves_a_div_that_is_not_xml_alone() -> None:
     document = bundle("R4")
     resource(document, "patient")["text"] = {"status": "generated", "div": "<div>&nbsp;</div>"}
     assert fhir_invariants.check(fhir_rules.Parsed("R4", "json", resource=document)) == []
+
+
+def test_a_child_read_only_through_string_tests_is_keyed_by_their_results() -> None:
+    from meshbridge.payloads.fhir_fhirpath import key_of
+
+    part = Part("reference.startsWith('#').not()", lambda *a: [])
+    plan = part.plan(definitions("R4"), "Reference")
+    one, other = {"reference": "urn:uuid:1"}, {"reference": "Patient/2"}
+    local, empty = {"reference": "#c1"}, {"reference": ""}
+    assert key_of(one, plan) == key_of(other, plan)
+    assert len({key_of(one, plan), key_of(local, plan), key_of(empty, plan)}) == 3
+    assert Part("reference.startsWith('#') or reference = 'x'", lambda *a: []).tests == {}

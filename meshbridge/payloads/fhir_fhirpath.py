@@ -21,7 +21,9 @@ places where a constraint applies. Two things, both exact, keep the count down:
   holds for a named child whose value is an object (``code != component.code``);
 * a child read only through member chains ending in ``exists()``, ``empty()`` or ``count()``
   (``entry.request.empty()`` on a Bundle) is keyed by how many values each chain reaches, per JSON
-  key at its end (chains through a resource or a choice element are not followed).
+  key at its end (chains through a resource or a choice element are not followed), and one read
+  only through ``startsWith('x')``, ``endsWith('x')`` or ``contains('x')`` by their results
+  (:class:`StringTests`).
 """
 
 from __future__ import annotations
