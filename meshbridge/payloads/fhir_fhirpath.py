@@ -257,7 +257,7 @@ def _steps(defs: Definitions, path: str | None, chain: tuple[str, ...]) -> tuple
         last = i == len(chain) - 1
         if not last and (child.node is None or child.primitive):
             return None
-        steps.append((child.name, f"_{child.name}") if last else (child.name,))
+        steps.append((child.name, f"_{child.name}"))  # fhirpathpy reads a _name beside the name
         path = child.node
     return tuple(steps)
 
@@ -269,7 +269,7 @@ def _reached(content: Any, steps: tuple[tuple[str, ...], ...]) -> tuple[tuple[in
     if not steps:
         return ((len(items) if content is not None else 0, sum(item is None for item in items)),)
     for step in steps[:-1]:
-        items = [x for item in items if isinstance(item, dict) for x in _listed(item.get(step[0]))]
+        items = [x for item in items if isinstance(item, dict) for name in step for x in _listed(item.get(name))]
     found = []
     for name in steps[-1]:
         values = [x for item in items if isinstance(item, dict) for x in _listed(item.get(name))]
