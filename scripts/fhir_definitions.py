@@ -67,8 +67,12 @@ REGEX_EXTS = (SD + "regex", SD + "structuredefinition-regex")
 #: FHIR primitives whose JSON form is a number or a boolean (everything else is a string)
 JSON_TYPES = {"boolean": "boolean", "integer": "number", "decimal": "number", "positiveInt": "number"}
 JSON_TYPES["unsignedInt"] = "number"
-#: patterns the definitions leave out (STU3 has none for boolean) or get wrong (R5's decimal has a stray "}")
-REGEX_FIXES = {"boolean": "true|false"}
+#: patterns the definitions leave out (STU3 has none for boolean) or get wrong (R5's decimal has a stray "}").
+#: STU3 gives uri no pattern either; R4 added ``\S*``. STU3's datatypes page makes a uri an RFC 3986
+#: URI reference (absolute or relative, with an optional fragment), which has no whitespace, and the
+#: HL7 validator refuses whitespace in a uri in STU3 too ("URI values cannot have whitespace", an
+#: error, reported on STU3 CapabilityStatements): the R4 pattern is used for STU3 as well.
+REGEX_FIXES = {"boolean": "true|false", "uri": r"\S*"}
 REGEX_REPAIRS = {"[0-9]{1,9}})?": "[0-9]{1,9})?"}
 
 

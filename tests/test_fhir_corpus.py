@@ -17,12 +17,7 @@ from meshbridge.payloads.base import WARNING, ValidationResult
 
 # cases the checks do not catch yet, with the reason and the module responsible; strict: a case
 # that starts giving its finding fails here until it is taken off this list
-_TXT_2 = "fhir_invariants: txt-2 uses htmlChecks(), which fhirpathpy lacks (listed as not evaluated)"
-_STU3_URI = "fhir_structure: STU3 3.0.1 gives uri no pattern; the HL7 validator refuses whitespace in any version"
-KNOWN_MISSES = {
-    **{f"{v}-{f}-txt-2-empty-div": _TXT_2 for v in ("stu3", "r4") for f in ("json", "xml")},
-    **{f"stu3-{f}-uri-with-space": _STU3_URI for f in ("json", "xml")},
-}  # fmt: skip
+KNOWN_MISSES: dict[str, str] = {}
 CASES = cases()
 BASELINES = list(baselines())
 PARAMS = [

@@ -157,6 +157,7 @@ def test_a_fhirpathpy_failure_is_no_finding(monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setattr(parts[0], "evaluate", boom)
     monkeypatch.setattr(parts[0], "answers", {})
     monkeypatch.setattr(fhir_invariants, "FAILED", {})
+    monkeypatch.setattr(fhir_invariants, "_ANSWERS", {})
     assert fhir_invariants.check(parsed) == []
     assert "engine trouble" in fhir_invariants.FAILED[("R4", "org-1")]
     assert "org-1" in fhir_invariants.unsupported("R4")
@@ -179,6 +180,7 @@ def test_answers_are_reused_for_elements_that_agree_on_what_the_constraint_reads
     original = parts[0].evaluate
     monkeypatch.setattr(parts[0], "evaluate", lambda *a: calls.append(1) or original(*a))
     monkeypatch.setattr(parts[0], "answers", {})
+    monkeypatch.setattr(fhir_invariants, "_ANSWERS", {})
     assert fhir_invariants.check(fhir_rules.Parsed("R4", "json", resource=document)) == []
     assert len(calls) == 1  # 60 extensions, one shape: value, no extensions
 
@@ -243,3 +245,86 @@ def test_a_check_that_fails_warns_and_refuses_nothing(monkeypatch: pytest.Monkey
     [finding] = fhir_rules.check(fhir_rules.Parsed("R4", "json", resource=bundle("R4")))
     assert (finding.code, finding.severity) == ("fhir.internal", "warning")
     assert "fhir_invariants check failed unexpectedly (KeyError)" in finding.message
+
+
+@pytest.mark.parametrize("version", ["STU3", "R4", "R5"])
+def test_every_rewrite_applies_to_its_expression(version: str) -> None:
+    tables = definitions(version)
+    expressions = {
+        c["key"]: c["expression"] for entry in tables.elements.values() for c in entry.get("constraints", ())
+    }
+    for key, (old, new, reason) in fhir_invariants.REWRITES.get(version, {}).items():
+        assert old in expressions[key] and new != old and reason
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_bdl_7_with_versions_still_evaluates_the_whole_expression(version: str) -> None:
+    def same_url_other_version(doc: dict[str, Any]) -> None:
+        last = doc["entry"][-1]
+        doc["entry"].append({**last, "resource": {**last["resource"], "meta": {"versionId": "2"}}})
+
+    clean = changed(version, same_url_other_version)  # the same fullUrl twice, as two versions: allowed
+    assert fhir_invariants.check(fhir_rules.Parsed(version, "json", resource=clean)) == []
+
+
+def test_an_existence_chain_is_keyed_by_what_it_reaches() -> None:
+    from meshbridge.payloads.fhir_fhirpath import key_of
+
+    part = Part("entry.request.empty() or type = 'batch'", lambda *a: [])
+    plan = part.plan(definitions("STU3"), "Bundle")
+    without = {"type": "message", "entry": [{"fullUrl": "urn:uuid:1"}, {"fullUrl": "urn:uuid:2"}]}
+    other = {"type": "message", "entry": [{"fullUrl": "urn:uuid:3"}]}
+    with_one = {"type": "message", "entry": [{"fullUrl": "urn:uuid:1"}, {"request": {"method": "POST"}}]}
+    assert key_of(without, plan) == key_of(other, plan) != key_of(with_one, plan)
+    assert key_of(without, plan) is not None
+
+
+@pytest.mark.parametrize("version", ["STU3", "R4"])
+@pytest.mark.parametrize("kind", ["message", "batch"])
+def test_bdl_3_on_requests_as_the_definitions_say(version: str, kind: str) -> None:
+    def requests(doc: dict[str, Any]) -> None:
+        doc["type"] = kind
+        doc["entry"][1]["request"] = {"method": "POST", "url": "Patient"}
+
+    findings = fhir_invariants.check(fhir_rules.Parsed(version, "json", resource=changed(version, requests)))
+    keys = sorted(f.message.split(":")[0] for f in findings)
+    # a message Bundle with a request breaks bdl-3; R4's batch needs one in every entry (STU3: any)
+    assert keys == (["bdl-3"] if kind == "message" or version == "R4" else [])
+
+
+@pytest.mark.parametrize(
+    ("div", "content"),
+    [
+        ("<p>Jane Doe</p>", True),
+        (" \n\t <p> </p><br/> ", False),
+        ("<!-- only a comment --><p/>", False),
+        ("\u00a0", True),  # not whitespace to Java's trim(), which the HL7 validator uses
+        ('<img src="#photo"/>', True),
+        ("<p><b/></p> x ", True),
+    ],
+)
+def test_txt_2_reads_the_div_as_the_hl7_validator_does(div: str, content: bool) -> None:
+    from meshbridge.payloads.fhir_narrative import has_content
+
+    assert has_content(f'<div xmlns="http://www.w3.org/1999/xhtml">{div}</div>') is content
+
+
+def test_txt_2_leaves_a_div_that_is_not_xml_alone() -> None:
+    from meshbridge.payloads.fhir_narrative import has_content
+
+    assert has_content("<div><p>unclosed</div>") is None
+    document = bundle("R4")
+    resource(document, "patient")["text"] = {"status": "generated", "div": "<div>&nbsp;</div>"}
+    assert fhir_invariants.check(fhir_rules.Parsed("R4", "json", resource=document)) == []
+
+
+def test_a_child_read_only_through_string_tests_is_keyed_by_their_results() -> None:
+    from meshbridge.payloads.fhir_fhirpath import key_of
+
+    part = Part("reference.startsWith('#').not()", lambda *a: [])
+    plan = part.plan(definitions("R4"), "Reference")
+    one, other = {"reference": "urn:uuid:1"}, {"reference": "Patient/2"}
+    local, empty = {"reference": "#c1"}, {"reference": ""}
+    assert key_of(one, plan) == key_of(other, plan)
+    assert len({key_of(one, plan), key_of(local, plan), key_of(empty, plan)}) == 3
+    assert Part("reference.startsWith('#') or reference = 'x'", lambda *a: []).tests == {}

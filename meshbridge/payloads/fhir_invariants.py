@@ -9,7 +9,8 @@ element (``Organization.telecom``: ``org-3``). A constraint fails only when its 
 on a Reference with only an identifier), and reporting it would be a false error.
 
 ``ele-1`` ("All FHIR elements must have a @value or children") is checked by a direct walk, not by
-FHIRPath per element. Each expression is parsed once per version (:data:`_COMPILED`): parsing is
+FHIRPath per element; so is ``txt-2`` (a narrative with content, :mod:`.fhir_narrative`), whose
+``htmlChecks()`` fhirpathpy lacks. Each expression is parsed once per version (:data:`_COMPILED`): parsing is
 what costs (about 1.5 ms an expression, seconds per 100 KB without the cache).
 
 What fhirpathpy cannot evaluate is skipped, never reported as an error: :func:`unsupported` lists
@@ -27,7 +28,7 @@ from typing import Any
 
 from .base import Finding
 from .fhir_definitions import Definitions, definitions
-from .fhir_fhirpath import Part, node, operands
+from .fhir_fhirpath import Mode, Part, Plan, key_of, merged, node, operands
 from .fhir_rules import Parsed
 from .fhir_walk import Item, walk
 
@@ -39,8 +40,8 @@ ELE_1 = "ele-1: All FHIR elements must have a @value or children"
 SKIPPED: dict[str, dict[str, str]] = {
     "*": {
         "ele-1": "checked directly by a walk over the payload, not by FHIRPath per element",
-        "txt-1": "htmlChecks() (xhtml content rules) is not a FHIRPath function fhirpathpy has",
-        "txt-2": "htmlChecks() (xhtml content rules) is not a FHIRPath function fhirpathpy has",
+        "txt-1": "htmlChecks() (the allowed xhtml elements and attributes) is not a FHIRPath function fhirpathpy has",
+        "txt-2": "checked directly (fhir_narrative.py: text that is not whitespace, or an img), not by htmlChecks()",
     },
     "STU3": {
         "cmr-1": "needs resolve() of a reference",
@@ -69,9 +70,30 @@ SKIPPED: dict[str, dict[str, str]] = {
     },
 }
 
+_BDL_7_FAST = "(entry.resource.meta.versionId.empty() and entry.fullUrl.isDistinct()) or "
+_BDL_7_WHY = (
+    "a cheap operand first, exact: with no versionId, fullUrl & versionId is fullUrl, so the entries' "
+    "fullUrls being distinct settles it (the original select() over every entry costs milliseconds)"
+)
+_BDL_7 = {
+    "STU3": "entry.where(fullUrl).select(fullUrl&resource.meta.versionId).isDistinct()",
+    "R4": "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()",
+    "R5": "(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&iif(resource.meta.versionId.exists(), "
+    "resource.meta.versionId, '')).isDistinct()",
+}
+
+_BDL_34_WHY = (
+    "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle), as "
+    "two or-operands: entry.request.empty() on a message or document Bundle is answered from how many "
+    "requests there are, without evaluating every entry"
+)
+
 #: Expressions changed before evaluation, per version: key -> (old, new, reason).
 REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
+    "STU3": {"bdl-7": (_BDL_7["STU3"], _BDL_7_FAST + _BDL_7["STU3"], _BDL_7_WHY)},
+    "R5": {"bdl-7": (_BDL_7["R5"], _BDL_7_FAST + _BDL_7["R5"], _BDL_7_WHY)},
     "R4": {
+        "bdl-7": (_BDL_7["R4"], _BDL_7_FAST + _BDL_7["R4"], _BDL_7_WHY),
         "dom-3": (
             ".as(",
             ".ofType(",
@@ -80,16 +102,17 @@ REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
         "bdl-3": (
             "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' "
             "or %resource.type = 'history'))",
-            "iif(type = 'batch' or type = 'transaction' or type = 'history', entry.all(request.exists()), "
-            "entry.request.empty())",
-            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+            "(entry.request.empty() and type != 'batch' and type != 'transaction' and type != 'history') or "
+            "((type = 'batch' or type = 'transaction' or type = 'history') and entry.all(request.exists()))",
+            _BDL_34_WHY,
         ),
         "bdl-4": (
             "entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = "
             "'transaction-response' or %resource.type = 'history'))",
-            "iif(type = 'batch-response' or type = 'transaction-response' or type = 'history', "
-            "entry.all(response.exists()), entry.response.empty())",
-            "the same test with the Bundle's type read once, not once per entry (%resource is the Bundle)",
+            "(entry.response.empty() and type != 'batch-response' and type != 'transaction-response' and "
+            "type != 'history') or ((type = 'batch-response' or type = 'transaction-response' or "
+            "type = 'history') and entry.all(response.exists()))",
+            _BDL_34_WHY,
         ),
     },
 }
@@ -100,20 +123,65 @@ FAILED: dict[tuple[str, str], str] = {}
 _MODELS = {"STU3": "stu3", "R4": "r4", "R5": "r5"}
 _COMPILED: dict[tuple[str, str], tuple[str, tuple[Part, ...]] | None] = {}
 _Constraint = tuple[str, str, str, tuple[Part, ...]]
+#: failed constraint keys per (version, path, element, type, key): see :func:`_failed_at`
+_ANSWERS: dict[tuple[Any, ...], frozenset[str]] = {}
+_ANSWERS_LIMIT = 8192
 
 
 def check(parsed: Parsed) -> list[Finding]:
     """A finding per failed invariant, ``where`` being the element it failed on."""
     if parsed.resource is None or parsed.version not in _MODELS:
         return []
-    defs = definitions(parsed.version)
+    version = parsed.version
+    defs = definitions(version)
     findings: list[Finding] = []
     for item in walk(parsed.resource, defs):
-        findings += _empty(item)
-        for key, human, kind, parts in _constraints(parsed.version, item.path, item.element, item.type):
-            if not _holds(parsed.version, key, kind, parts, item, defs):
+        if item.extended or len(item.value) < 2:
+            findings += _empty(item)
+        if item.type == "Narrative":
+            findings += _narrative(item)
+        constraints, plan = _grouped(version, item.path, item.element, item.type)
+        failed = _failed_at(version, constraints, plan, item, defs) if plan is not None else None
+        for key, human, kind, parts in constraints:
+            broken = key in failed if failed is not None else not _holds(version, key, kind, parts, item, defs)
+            if broken:
                 findings.append(Finding(f"{key}: {human}", item.where, code="fhir.invariant"))
     return findings
+
+
+def _failed_at(
+    version: str, constraints: tuple[_Constraint, ...], plan: Plan, item: Item, defs: Definitions
+) -> frozenset[str] | None:
+    """The keys of the failed constraints at ``item``, for a node whose constraints all read only
+    the element's named children: one answer per path and key (None: evaluate one by one)."""
+    key = key_of(item.value, plan)
+    if key is None:
+        return None
+    cached = (version, item.path, item.element, item.type, key)
+    failed = _ANSWERS.get(cached)
+    if failed is None:
+        failed = frozenset(c[0] for c in constraints if not _holds(version, c[0], c[2], c[3], item, defs))
+        if len(_ANSWERS) > _ANSWERS_LIMIT:
+            _ANSWERS.clear()
+        _ANSWERS[cached] = failed
+    return failed
+
+
+@functools.cache
+def _grouped(version: str, path: str, element: str | None, kind: str) -> tuple[tuple[_Constraint, ...], Plan | None]:
+    """The constraints at a node and, when every one reads only the element's named children (or
+    is ``X.where(...).empty()``-like), what their answers together depend on: the union of their
+    parts' plans (:func:`.fhir_fhirpath.merged`)."""
+    constraints = _constraints(version, path, element, kind)
+    if not constraints or any(part.names is None and part.head is None for c in constraints for part in c[3]):
+        return constraints, None
+    defs = definitions(version)
+    names: dict[str, Mode] = {}
+    for constraint in constraints:
+        for part in constraint[3]:
+            for json_name, mode in part.plan(defs, path).items():
+                names[json_name] = merged(names.get(json_name, mode), mode)
+    return constraints, names
 
 
 def unsupported(version: str) -> dict[str, str]:
@@ -136,11 +204,21 @@ def _complex_context(defs: Definitions, entry: dict[str, Any]) -> bool:
     return any(defs.types.get(t, {}).get("kind") not in ("primitive-type", None) for t in entry.get("types", ()))
 
 
+def _narrative(item: Item) -> list[Finding]:
+    """txt-2: a narrative div with no content (see :mod:`.fhir_narrative`)."""
+    from .fhir_narrative import TXT_2, has_content
+
+    div = item.value.get("div")
+    if isinstance(div, str) and has_content(div) is False:
+        return [Finding(TXT_2, f"{item.where}.div", code="fhir.invariant")]
+    return []
+
+
 def _empty(item: Item) -> list[Finding]:
     """ele-1: a complex element with nothing but an id, or a primitive with neither value nor extension."""
     value = item.value
     found = []
-    if item.element is not None and "resourceType" not in value and all(key == "id" for key in value):
+    if item.element is not None and len(value) < 2 and "resourceType" not in value and all(k == "id" for k in value):
         found.append(Finding(ELE_1, item.where, code="fhir.invariant"))
     for key, extra in value.items():
         if key[:1] != "_":
@@ -190,7 +268,7 @@ def _compiled(version: str, key: str, expression: str) -> tuple[str, tuple[Part,
         old, new, _ = REWRITES.get(version, {}).get(key, ("", "", ""))
         kind, texts = operands(expression.replace(old, new) if old else expression)
         try:
-            parts = tuple(Part(text, fhirpathpy.compile(text, _model(version), _OPTIONS)) for text in texts)
+            parts = tuple(Part(text, fhirpathpy.compile(text, _model(version), _options(text))) for text in texts)
         except Exception as exc:
             _COMPILED[cached] = None
             _failed(version, key, f"fhirpathpy cannot parse it ({type(exc).__name__})")
@@ -255,6 +333,12 @@ def _quiet(label: str, value: Any) -> None:
 
 
 _OPTIONS = {"userInvocationTable": {"hasValue": {"fn": _has_value, "arity": {0: []}}}, "traceFn": _quiet}
+
+
+def _options(text: str) -> dict[str, Any] | None:
+    """The options an expression needs: fhirpathpy prepares them on every evaluation (about 10
+    microseconds), so only an expression with ``hasValue()`` or ``trace()`` gets them."""
+    return _OPTIONS if "hasValue(" in text or "trace(" in text else None
 
 
 @functools.cache

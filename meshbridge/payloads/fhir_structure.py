@@ -126,6 +126,10 @@ class Walk:
 class JsonWalk(Walk):
     """The walk over FHIR JSON (a dict, decimals as ``Decimal``)."""
 
+    def __init__(self, tables: Definitions) -> None:
+        super().__init__(tables)
+        self.wanted: dict[str, str] = {}  # primitive type -> its JSON type
+
     def run(self, resource: dict[str, Any]) -> list[Finding]:
         self.resource(resource, str(resource.get("resourceType")))
         return self.findings
@@ -152,6 +156,9 @@ class JsonWalk(Walk):
                 continue
             if key != name:
                 self.extensions(child, value, where)
+            elif type(value) is str and child.primitive and child.max == 1 and self.json_type(child) == "string":
+                if self.pattern(child, value, where) and child.binding:  # the common case, without the calls below
+                    self.code(child, value, where)
             else:
                 self.value(child, value, where)
         self.missing(node, set(seen), path)
@@ -190,8 +197,19 @@ class JsonWalk(Walk):
                 pairs = [(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)]
                 self.codings(child, pairs, where)
 
+    def json_type(self, child: Child) -> str:
+        """The JSON type of a primitive child's values (``string``, ``number`` or ``boolean``)."""
+        wanted = self.wanted.get(child.type)
+        if wanted is None:
+            wanted = self.wanted[child.type] = (self.tables.primitives.get(child.type) or {}).get("json", "string")
+        return wanted
+
     def primitive(self, child: Child, item: Any, where: str) -> None:
-        wanted = (self.tables.primitives.get(child.type) or {}).get("json", "string")
+        wanted = self.json_type(child)
+        if type(item) is str and wanted == "string":  # the common case first: a string where one belongs
+            if self.pattern(child, item, where) and child.binding:
+                self.code(child, item, where)
+            return
         number = isinstance(item, int | Decimal) and not isinstance(item, bool)
         if wanted == "boolean" and not isinstance(item, bool):
             self.add("type", where, f"{child.type} must be a JSON boolean (true or false), not {_json_type(item)}")

@@ -12,15 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .fhir_definitions import Definitions
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One complex element of a payload."""
+class Item(NamedTuple):
+    """One complex element of a payload (a named tuple: a payload has thousands, made fast)."""
 
     value: dict[str, Any]  #: the element's JSON object
     path: str  #: the definitions path of its children and constraints (a type name or a backbone path)
@@ -30,6 +28,7 @@ class Item:
     resource: dict[str, Any]  #: the resource it is in (``%resource``)
     root: dict[str, Any]  #: the resource that holds it, not counting containment (``%rootResource``)
     base: str | None = None  #: the Bundle entry's fullUrl for a resource in ``Bundle.entry``
+    extended: bool = True  #: whether it has ``_name`` keys (a primitive's id and extensions)
 
 
 _Frame = tuple[dict[str, Any], str, "str | None", str, str, dict[str, Any], dict[str, Any], "str | None"]
@@ -67,14 +66,18 @@ def _walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
     stack: list[_Frame] = [(resource, kind, None, kind, kind, resource, resource, None)]
     while stack:
         value, path, element, type_, where, res, root, base = stack.pop()
-        found.append(Item(value, path, element, type_, where, res, root, base))
         node = defs.node(path)
         if node is None:
+            found.append(Item(value, path, element, type_, where, res, root, base))
             continue
         later: list[_Frame] = []
+        extended = False
         for key, content in value.items():
             child = node.children.get(key)
-            if child is None or child.primitive:
+            if child is None:
+                extended = extended or key[:1] == "_"
+                continue
+            if child.primitive:
                 continue
             many = isinstance(content, list)
             for i, item in enumerate(content if many else (content,)):
@@ -90,5 +93,6 @@ def _walk(resource: dict[str, Any], defs: Definitions) -> list[Item]:
                     holder = root if key == "contained" else item
                     url = full_url if isinstance(full_url, str) else None
                     later.append((item, inner, child.element, inner, at, item, holder, url))
+        found.append(Item(value, path, element, type_, where, res, root, base, extended))
         stack.extend(reversed(later))
     return found
