@@ -19,6 +19,7 @@ from .errors import (
     MeshAuthRefused,
     PayloadError,
     RetryRefused,
+    SourceTaken,
     TransportError,
 )
 from .events import EventKind, Notification
@@ -196,6 +197,10 @@ class Bridge(Reading):
                     message = pipeline.accept(self.store, source, payload_type=ptype, **fields)
                 else:
                     message = sending.accept_validated(self, file, source, opened.st_size, ptype, r_obj, fields)
+        except FileNotFoundError:
+            if source_file is not None:  # another process took it from the folder (and sends it)
+                raise SourceTaken(f"source file {source_file} was taken by another process") from None
+            raise PayloadError(f"cannot read {file}: no such file") from None
         except OSError as exc:
             raise PayloadError(f"cannot read {file}: {exc.strerror}") from None
         if source_file is not None:

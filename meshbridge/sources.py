@@ -72,7 +72,10 @@ def complete_files(folder: Path, settle: float) -> list[Path]:
         path = Path(entry.path)
         if not entry.is_file(follow_symlinks=False) or is_temporary(path):
             continue
-        stat = entry.stat(follow_symlinks=False)
+        try:
+            stat = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # another process took it between the listing and now
+            continue
         if now - stat.st_mtime >= settle:
             ready.append((stat.st_mtime, path))
     return [path for _, path in sorted(ready)]

@@ -125,3 +125,37 @@ def test_a_source_file_with_the_longest_name_moves_aside(tmp_path: Path, meshbri
     (aside,) = (outbox / ".meshbridge" / "sent").iterdir()
     assert aside.read_bytes() == b"long named" and aside.name.startswith(f"{message.id}_éé")
     assert not (outbox / name).exists()
+
+
+def test_a_file_another_process_takes_mid_scan_is_no_problem(
+    tmp_path: Path, meshbridge_config, make_bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two services on one outbox: a file the other one moved aside between this one's listing and
+    its stat, or between its stat and its open, is skipped quietly (it was a traceback, then a
+    warning, on every such pass)."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (outbox / name).write_bytes(name.encode())
+        os.utime(outbox / name, (time.time() - 60, time.time() - 60))
+    bridge = make_bridge(meshbridge_config(outbox_route(outbox)))
+    listed = os.scandir
+
+    def listing_then_taken(folder: Path) -> list[os.DirEntry[str]]:  # the other process moves a.bin away
+        entries = list(listed(folder))
+        (outbox / "a.bin").rename(tmp_path / "taken-a.bin")
+        return entries
+
+    real_send = bridge.send
+
+    def send_after_b_is_taken(path: Path, **kw: object):  # ... and b.bin after this one's stat
+        if Path(path).name == "b.bin":
+            Path(path).rename(tmp_path / "taken-b.bin")
+        return real_send(path, **kw)
+
+    monkeypatch.setattr("meshbridge.sources.os.scandir", listing_then_taken)
+    report = scan(outbox, "out", bridge.store, send_after_b_is_taken, 0)
+    (message,) = bridge.store.messages()
+    assert report.problems == [] and report.rejected == [] and report.stored == [message.id]
+    assert message.filename == "c.bin" and bridge.store.payloads.read(message.payload_sha256) == b"c.bin"
+    assert (tmp_path / "taken-a.bin").read_bytes() == b"a.bin" and (tmp_path / "taken-b.bin").read_bytes() == b"b.bin"
