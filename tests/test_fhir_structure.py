@@ -289,6 +289,20 @@ def test_codeable_concept_needs_one_coding_in_the_value_set(version: str, fmt: s
     assert findings(version, encoded(codeable(version, ("http://snomed.info/sct", code)), fmt)) == wrong
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_r5_binding_to_a_code_system_from_the_terminology_package(fmt: str) -> None:
+    """R5's condition-clinical code system lives in hl7.terminology.r5, not in the core package."""
+    system = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+    def condition(code: str) -> Doc:
+        status = {"coding": [{"system": system, "code": code}]}
+        subject = {"reference": "Patient/p1"}
+        return {"resourceType": "Condition", "id": "c1", "clinicalStatus": status, "subject": subject}
+
+    assert findings("R5", encoded(condition("remission"), fmt)) == []
+    assert findings("R5", encoded(condition("not-a-status"), fmt)) == [("fhir.binding", "Condition.clinicalStatus")]
+
+
 # --------------------------------------------------------------------------- nested resources, direct calls
 
 
