@@ -1,0 +1,152 @@
+"""Attacks on the store's import (issue 12): two imports racing into one empty store, and tar
+headers that would make the reader hold an attacker's bytes in memory. Each refusal leaves the
+target as it was, and an import that succeeded keeps every payload its rows name.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_store_export import (  # (its fixtures, used here by name)
+    KINDS,
+    Backend,
+    backends,
+    good_archive,
+    members_of,
+    populate,
+    snapshot,
+    stores,
+)
+
+from meshbridge.errors import ArchiveError, StoreNotEmpty
+from meshbridge.store import Store
+from meshbridge.store.archive import MANIFEST
+from meshbridge.store.moving import import_store
+
+__all__ = ["backends", "good_archive", "populate", "stores"]
+
+
+class _Hooked(io.BytesIO):
+    """An archive that calls ``hook`` once, when its reader first reaches ``offset``."""
+
+    def __init__(self, data: bytes, offset: int, hook: Callable[[], None]) -> None:
+        super().__init__(data)
+        self._offset, self._hook = offset, hook
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if self._hook is not None and self.tell() + (size if size and size > 0 else 1 << 40) > self._offset:
+            hook, self._hook = self._hook, None  # type: ignore[assignment]
+            hook()
+        return super().read(size)
+
+
+def _first_table_offset(archive: bytes) -> int:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return next(m.offset for m in tar.getmembers() if m.name.startswith("tables/"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_imports_racing_into_one_store_leave_every_payload_of_the_one_that_won(
+    kind: str,
+    good_archive: bytes,
+    stores: Callable[[str], Store],
+    backends: Callable[[str], Backend],
+    tmp_path: Path,
+) -> None:
+    """B has stored its payloads when A imports the same archive whole; B is then refused (the store
+    holds rows) and must not remove the payloads A's rows name."""
+    backend = backends(kind)
+    first = stores(kind)
+    if kind == "sqlite":
+        from meshbridge.store import SQLiteStore
+
+        assert isinstance(first, SQLiteStore)
+        second: Store = SQLiteStore(first.path, inline_max=first.payloads.inline_max)
+    else:
+        from meshbridge.store.postgres import PostgresStore
+
+        assert isinstance(first, PostgresStore)
+        second = PostgresStore(first.link.url, inline_max=first.payloads.inline_max, spool=tmp_path / "second")
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, store: Store, source: io.BytesIO) -> None:
+        try:
+            outcomes[name] = import_store(store, source, name)
+        except StoreNotEmpty as exc:
+            outcomes[name] = exc
+
+    racer = threading.Thread(target=run, args=("A", second, io.BytesIO(good_archive)))
+
+    def a_runs_now() -> None:
+        racer.start()
+        racer.join(10)  # A finishes now (no lock between imports), or waits for B (then it is refused)
+
+    try:
+        run("B", first, _Hooked(good_archive, _first_table_offset(good_archive), a_runs_now))
+        racer.join()
+    finally:
+        second.close()
+    refused = [name for name, got in outcomes.items() if isinstance(got, StoreNotEmpty)]
+    assert len(outcomes) == 2 and len(refused) == 1, outcomes
+    shas = backend.payload_shas(first)
+    assert len(shas) == 2
+    for sha in shas:  # every payload the store's rows name is there, whole
+        assert first.payloads.exists(sha), f"payload {sha} of the import that won was removed by the one refused"
+        assert b"".join(first.payloads.blocks(sha))
+
+
+def _with_header(members: list[tuple[str, bytes]], kind: bytes, size: int) -> bytes:
+    """The archive with a pax (``x``) or GNU long-name (``L``) header of ``size`` bytes before the manifest."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            if name == MANIFEST:
+                header = tarfile.TarInfo("././@header")
+                header.type, header.size = kind, size
+                body = b"" if kind == tarfile.XHDTYPE else b"manifest.json\0"
+                if kind == tarfile.XHDTYPE:  # one record, "comment", that a reader ignores
+                    text = b" comment=" + b"x" * (size - 40) + b"\n"
+                    n = len(text) + 1
+                    while len(str(n)) + len(text) != n:
+                        n = len(str(n)) + len(text)
+                    body = str(n).encode() + text
+                    header.size = len(body)
+                else:
+                    body += b"\0" * (size - len(body))
+                tar.fileobj.write(header.tobuf(tarfile.GNU_FORMAT))  # type: ignore[union-attr]
+                tar.fileobj.write(body + b"\0" * (-len(body) % 512))  # type: ignore[union-attr]
+                tar.offset += 512 + len(body) + (-len(body) % 512)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("header", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME], ids=["pax", "gnu-longname"])
+def test_a_huge_extended_header_is_refused_unread(
+    header: bytes,
+    kind: str,
+    good_archive: bytes,
+    stores: Callable[[str], Store],
+    backends: Callable[[str], Backend],
+) -> None:
+    """tarfile reads a pax or long-name header whole into memory: one of 8 MB (a gzip of a few KB;
+    it could be gigabytes) is refused before it is read, and the target is left as it was."""
+    members = members_of(good_archive)
+    small = _with_header(members, header, 2000)  # an ordinary one still works: the header is honoured
+    with tarfile.open(fileobj=io.BytesIO(small)) as tar:
+        assert tar.getnames()[0] == MANIFEST
+    archive = _with_header(members, header, 8 * 1024 * 1024)
+    target = stores(kind)
+    before = snapshot(backends(kind), target)
+    with pytest.raises(ArchiveError, match=r"header .*too big"):
+        import_store(target, io.BytesIO(archive), "bomb.tar")
+    assert snapshot(backends(kind), target) == before
+    import_store(target, io.BytesIO(small), "small.tar")
