@@ -85,7 +85,7 @@ def test_two_imports_racing_into_one_store_leave_every_payload_of_the_one_that_w
 
     def a_runs_now() -> None:
         racer.start()
-        racer.join(10)  # A finishes now (no lock between imports), or waits for B (then it is refused)
+        racer.join(3)  # A finishes now (no lock between imports), or waits for B (then it is refused)
 
     try:
         run("B", first, _Hooked(good_archive, _first_table_offset(good_archive), a_runs_now))

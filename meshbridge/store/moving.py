@@ -7,7 +7,9 @@ target's own :class:`~.protocol.PayloadStore` (so each lands where that backend 
 checked against its sha256), then every row in one transaction, keeping its numbers (an event's
 ``seq``; PostgreSQL's sequences are then set past them). Anything wrong with the archive is an
 :class:`~meshbridge.errors.ArchiveError` and the target is left as it was: the transaction is
-rolled back and the payloads this import added are removed.
+rolled back and the payloads this import added are removed. Imports into one store take turns
+(:meth:`~.protocol.Store.exclusive`), so the one that finds the store filled by another has written
+nothing yet, and removes nothing the other's rows name.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def import_store(store: Store, source: IO[bytes], label: str) -> Moved:
     and have the archive's schema version; all of it, or nothing (see the module)."""
     side = side_of(store)
     try:
-        return _import(side, source, label)
+        with store.exclusive("import"):  # one import at a time: a refused one removes only its own payloads
+            return _import(side, source, label)
     except side.errors as exc:
         raise side.error(exc) from None
 
