@@ -41,7 +41,24 @@ MAX_LINE = 64 * 1024 * 1024  # one row's JSON (no row holds payload bytes: those
 MAX_TABLES = 1000
 _PAYLOAD = re.compile(r"payloads/([0-9a-f]{64})")
 _TABLE = re.compile(r"tables/([A-Za-z_][A-Za-z0-9_]{0,62})\.jsonl")
+MAX_HEADER = 64 * 1024  # a pax or GNU long-name header (tarfile reads one whole into memory)
 READ_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)  # cut short, damaged, bad compression
+_EXTENDED = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _Header(tarfile.TarInfo):
+    """A member's header, refusing an extended header (pax, GNU long name) too big to read whole."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> Any:
+        if self.type in _EXTENDED and self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"extended header of {self.size} bytes: too big (over {MAX_HEADER})")
+        return cast(Any, super())._proc_member(tarfile_)
 
 
 @dataclass(frozen=True)
@@ -190,7 +207,7 @@ class ArchiveReader:
     def __init__(self, source: IO[bytes], label: str) -> None:
         self.label = label
         try:
-            self._tar = tarfile.open(fileobj=source, mode="r|*")  # noqa: SIM115 (the caller closes source)
+            self._tar = tarfile.open(fileobj=source, mode="r|*", tarinfo=_Header)  # noqa: SIM115 (the caller closes source)
         except READ_ERRORS as exc:
             raise self.error(f"not a store archive ({exc})") from None
         self._held: tarfile.TarInfo | None = None
@@ -211,7 +228,7 @@ class ArchiveReader:
         except READ_ERRORS as exc:
             raise self.error(f"damaged or cut short ({exc})") from None
         cast(Any, self._tar).members.clear()  # read in order: keep no list (an archive may hold millions)
-        if found is not None and not found.isreg():
+        if found is not None and (not found.isreg() or found.sparse is not None):
             raise self.error(f"member {found.name!r} is not a regular file")
         return found
 
