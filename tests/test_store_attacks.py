@@ -25,9 +25,10 @@ from test_store_export import (  # (its fixtures, used here by name)
 )
 
 from meshbridge.errors import ArchiveError, StoreNotEmpty
+from meshbridge.models import State
 from meshbridge.store import Store
 from meshbridge.store.archive import MANIFEST
-from meshbridge.store.moving import import_store
+from meshbridge.store.moving import export_store, import_store
 
 __all__ = ["backends", "good_archive", "populate", "stores"]
 
@@ -150,3 +151,49 @@ def test_a_huge_extended_header_is_refused_unread(
         import_store(target, io.BytesIO(archive), "bomb.tar")
     assert snapshot(backends(kind), target) == before
     import_store(target, io.BytesIO(small), "small.tar")
+
+
+def _table_offset(archive: bytes, nth: int) -> int:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return [m.offset for m in tar.getmembers() if m.name.startswith("tables/")][nth]
+
+
+def test_a_service_writing_while_an_import_runs_waits_for_it_on_postgresql(
+    stores: Callable[[str], Store], tmp_path: Path
+) -> None:
+    """A service adds a message (and its first event) while the import inserts rows: it waits for
+    the import to commit (as on SQLite, whose write lock the import holds), so the events it took
+    numbers from do not collide with the archive's, which would fail the import as a bad archive."""
+    from meshbridge.store.postgres import PostgresStore
+
+    source = stores("sqlite")
+    populate(source)
+    first = source.add("in", State.RECEIVED, None)
+    for n in range(500):  # an events member longer than the reader's buffer: read inside the transaction
+        source.event(first.id, "note", {"n": n})
+    archive = io.BytesIO()
+    export_store(source, archive)
+    good_archive = archive.getvalue()
+    tables = [name for name, _ in members_of(good_archive) if name.startswith("tables/")]
+    after_events = tables.index("tables/events.jsonl") + 1  # read while the events go in
+    target = stores("postgresql")
+    assert isinstance(target, PostgresStore)
+    service = PostgresStore(target.link.url, inline_max=target.payloads.inline_max, spool=tmp_path / "service")
+    added: list[Any] = []
+    writer = threading.Thread(target=lambda: added.append(service.add("out", State.ACCEPTED, None, route="late")))
+
+    def service_writes_now() -> None:
+        writer.start()
+        writer.join(3)  # it writes now (no lock), or waits for the import to commit
+
+    try:
+        hooked = _Hooked(good_archive, _table_offset(good_archive, after_events), service_writes_now)
+        moved = import_store(target, hooked, "a")
+        writer.join()
+    finally:
+        service.close()
+    assert moved.tables["events"] > 0 and len(added) == 1
+    seqs = [row["seq"] for row in target.link.rows("SELECT seq FROM events ORDER BY seq")]
+    assert len(seqs) == moved.tables["events"] + 1
+    late = target.link.rows("SELECT seq FROM events WHERE message_id = ?", [added[0].id])
+    assert [row["seq"] for row in late] == [max(seqs)]

@@ -26,7 +26,7 @@ from .archive import ArchiveReader, ArchiveWriter, Manifest, TableSpec
 from .migrating import MIGRATION_SET, MIGRATIONS_TABLE, NAMES, Connection
 from .protocol import Store
 from .sides import PAYLOAD_TABLES, Side, side_of
-from .tables import Table, count, quoted, reset_sequences, seeded, tables
+from .tables import Table, count, lock_for_import, quoted, reset_sequences, seeded, tables
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ def _import(side: Side, source: IO[bytes], label: str) -> Moved:
     try:
         n, total = _payloads(reader, side, added)
         with side.transaction() as conn:
+            lock_for_import(conn, side.dialect, found)
             _refuse_rows(conn, found)  # again, under the write lock
             for table in found:
                 if count(conn, table.name):  # what the migrations put there (e.g. ``syncs``)
