@@ -6,6 +6,7 @@ target as it was, and an import that succeeded keeps every payload its rows name
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 from collections.abc import Callable
@@ -17,11 +18,13 @@ from test_store_export import (  # (its fixtures, used here by name)
     KINDS,
     Backend,
     backends,
+    config_for,
     good_archive,
     members_of,
     populate,
     snapshot,
     stores,
+    tar_of,
 )
 
 from meshbridge.errors import ArchiveError, StoreNotEmpty
@@ -29,6 +32,7 @@ from meshbridge.models import State
 from meshbridge.store import Store
 from meshbridge.store.archive import MANIFEST
 from meshbridge.store.moving import export_store, import_store
+from meshbridge.testing import run_cli
 
 __all__ = ["backends", "good_archive", "populate", "stores"]
 
@@ -197,3 +201,35 @@ def test_a_service_writing_while_an_import_runs_waits_for_it_on_postgresql(
     assert len(seqs) == moved.tables["events"] + 1
     late = target.link.rows("SELECT seq FROM events WHERE message_id = ?", [added[0].id])
     assert [row["seq"] for row in late] == [max(seqs)]
+
+
+def _forged_state(archive: bytes, state: str) -> bytes:
+    """The archive with its first message's state forged (a value no meshbridge ever stores)."""
+    members = members_of(archive)
+    manifest = json.loads(members[0][1])
+    columns = next(t["columns"] for t in manifest["tables"] if t["name"] == "messages")
+    forged = []
+    for name, data in members:
+        if name == "tables/messages.jsonl":
+            rows = [json.loads(line) for line in data.splitlines()]
+            rows[0][columns.index("state")] = state
+            data = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+        forged.append((name, data))
+    return tar_of(forged)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_forged_state_imported_is_a_one_line_error_not_a_traceback(
+    kind: str, good_archive: bytes, backends: Callable[[str], Backend], tmp_path: Path
+) -> None:
+    """An archive whose rows hold a state no meshbridge stores imports (its values are not checked
+    one by one), but reading the store then says what is wrong with it in one line."""
+    store: Path | str = tmp_path / "s" / "mb.db" if kind == "sqlite" else backends(kind).url()
+    config = config_for(tmp_path / "c.toml", store)
+    forged = tmp_path / "forged.tar"
+    forged.write_bytes(_forged_state(good_archive, "pwned"))
+    assert run_cli(config, "store", "import", str(forged)).returncode == 0
+    for command in (["status"], ["messages"]):
+        done = run_cli(config, *command)
+        assert done.returncode == 1, done
+        assert done.stderr == "meshbridge: the store holds 'pwned' where a state belongs\n", done.stderr
