@@ -203,8 +203,8 @@ def test_a_service_writing_while_an_import_runs_waits_for_it_on_postgresql(
     assert [row["seq"] for row in late] == [max(seqs)]
 
 
-def _forged_state(archive: bytes, state: str) -> bytes:
-    """The archive with its first message's state forged (a value no meshbridge ever stores)."""
+def _forged(archive: bytes, column: str, value: str) -> bytes:
+    """The archive with its first message's ``column`` forged: ``value``, as JSON text."""
     members = members_of(archive)
     manifest = json.loads(members[0][1])
     columns = next(t["columns"] for t in manifest["tables"] if t["name"] == "messages")
@@ -212,10 +212,35 @@ def _forged_state(archive: bytes, state: str) -> bytes:
     for name, data in members:
         if name == "tables/messages.jsonl":
             rows = [json.loads(line) for line in data.splitlines()]
-            rows[0][columns.index("state")] = state
-            data = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+            rows[0][columns.index(column)] = "FORGED"
+            data = b"".join(json.dumps(row).encode() + b"\n" for row in rows).replace(b'"FORGED"', value.encode())
         forged.append((name, data))
     return tar_of(forged)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (str(10**30), "out of a 64-bit integer's range"),  # SQLite's OverflowError, a traceback
+        (str(-(2**63) - 1), "out of a 64-bit integer's range"),
+        ("NaN", "NaN is not a number"),
+        ("Infinity", "Infinity is not a number"),
+    ],
+)
+def test_a_number_no_store_holds_is_refused_in_one_line(
+    value: str,
+    expected: str,
+    kind: str,
+    good_archive: bytes,
+    stores: Callable[[str], Store],
+    backends: Callable[[str], Backend],
+) -> None:
+    target = stores(kind)
+    before = snapshot(backends(kind), target)
+    with pytest.raises(ArchiveError, match=rf"^archive forged: table messages, row 1: .*{expected}"):
+        import_store(target, io.BytesIO(_forged(good_archive, "payload_size", value)), "forged")
+    assert snapshot(backends(kind), target) == before
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -227,7 +252,7 @@ def test_a_forged_state_imported_is_a_one_line_error_not_a_traceback(
     store: Path | str = tmp_path / "s" / "mb.db" if kind == "sqlite" else backends(kind).url()
     config = config_for(tmp_path / "c.toml", store)
     forged = tmp_path / "forged.tar"
-    forged.write_bytes(_forged_state(good_archive, "pwned"))
+    forged.write_bytes(_forged(good_archive, "state", '"pwned"'))
     assert run_cli(config, "store", "import", str(forged)).returncode == 0
     for command in (["status"], ["messages"]):
         done = run_cli(config, *command)

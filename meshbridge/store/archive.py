@@ -112,7 +112,7 @@ def encode_row(row: Sequence[Any]) -> bytes:
 def decode_row(line: bytes, width: int) -> list[Any]:
     """A row from its JSON line: ``width`` values, each null, a number, a string or ``{"base64": ...}``."""
     try:
-        values = json.loads(line)
+        values = json.loads(line, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(values, list) or len(values) != width:
@@ -120,7 +120,13 @@ def decode_row(line: bytes, width: int) -> list[Any]:
     return [_value(v) for v in values]
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a store holds")
+
+
 def _value(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ValueError("a number out of a 64-bit integer's range")
     if value is None or isinstance(value, str | float) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
