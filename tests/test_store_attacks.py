@@ -258,3 +258,34 @@ def test_a_forged_state_imported_is_a_one_line_error_not_a_traceback(
         done = run_cli(config, *command)
         assert done.returncode == 1, done
         assert done.stderr == "meshbridge: the store holds 'pwned' where a state belongs\n", done.stderr
+
+
+def test_a_connection_dropped_mid_import_leaves_the_store_as_it_was(
+    good_archive: bytes, stores: Callable[[str], Store], backends: Callable[[str], Backend]
+) -> None:
+    """PostgreSQL ends the import's session while its rows go in (``pg_terminate_backend``): a
+    one-line StoreError, the rows rolled back, the payloads it stored removed (on a new connection),
+    and the same store then takes the archive whole."""
+    from meshbridge.errors import StoreError
+    from meshbridge.store.postgres import PostgresStore
+
+    backend = backends("postgresql")
+    target = stores("postgresql")
+    assert isinstance(target, PostgresStore)
+    before = snapshot(backend, target)
+    admin = backend.connect(target)
+    pid = target.link.conn.info.backend_pid
+
+    def drop() -> None:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    try:
+        with pytest.raises(StoreError) as raised:
+            import_store(target, _Hooked(good_archive, _table_offset(good_archive, -1), drop), "a")
+    finally:
+        admin.close()
+    assert not isinstance(raised.value, ArchiveError) and "\n" not in str(raised.value), raised.value
+    assert target.link.conn.info.backend_pid != pid  # a new session
+    assert snapshot(backend, target) == before
+    import_store(target, io.BytesIO(good_archive), "again")
+    assert len(backend.payload_shas(target)) == 2

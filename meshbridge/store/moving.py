@@ -120,7 +120,7 @@ def _import(side: Side, source: IO[bytes], label: str) -> Moved:
             for spec, rows in reader.tables():
                 try:
                     side.insert(conn, spec.name, spec.columns, rows)
-                except side.errors as exc:
+                except side.refusals as exc:  # (a lost connection, a full disk: the store's error)
                     raise reader.error(f"table {spec.name}: a row cannot be stored: {_first_line(exc)}") from None
             reset_sequences(conn, side.dialect, found)
             reader.end()
