@@ -226,9 +226,10 @@ def _forged(archive: bytes, column: str, value: str) -> bytes:
         (str(-(2**63) - 1), "out of a 64-bit integer's range"),
         ("NaN", "NaN is not a number"),
         ("Infinity", "Infinity is not a number"),
+        ('"\\ud800"', "not Unicode text"),  # (a UnicodeEncodeError traceback on SQLite)
     ],
 )
-def test_a_number_no_store_holds_is_refused_in_one_line(
+def test_a_value_no_store_holds_is_refused_in_one_line(
     value: str,
     expected: str,
     kind: str,

@@ -127,7 +127,13 @@ def _no_constant(name: str) -> Any:
 def _value(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise ValueError("a number out of a 64-bit integer's range")
-    if value is None or isinstance(value, str | float) or (isinstance(value, int) and not isinstance(value, bool)):
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("a string that is not Unicode text (a lone surrogate)") from None
+        return value
+    if value is None or isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
         try:
