@@ -290,3 +290,38 @@ def test_a_connection_dropped_mid_import_leaves_the_store_as_it_was(
     assert snapshot(backend, target) == before
     import_store(target, io.BytesIO(good_archive), "again")
     assert len(backend.payload_shas(target)) == 2
+
+
+def test_a_payload_whose_connection_was_lost_mid_write_is_refused_not_stored_damaged(
+    stores: Callable[[str], Store], backends: Callable[[str], Backend], tmp_path: Path
+) -> None:
+    """A big payload's chunks are written under an advisory lock on the store's connection. That
+    connection is lost mid-way and another thread of the process (a heartbeat) meets the loss first,
+    so the link opens a new one; another meshbridge opening the store then removes the chunks no
+    lock guards. The write must fail, not return a sha256 whose chunks are gone."""
+    import os
+
+    from meshbridge.errors import StoreError
+    from meshbridge.store.pgpayloads import CHUNK
+    from meshbridge.store.postgres import PostgresStore
+
+    backend = backends("postgresql")
+    store = stores("postgresql")
+    assert isinstance(store, PostgresStore)
+    admin = backend.connect(store)
+
+    def blocks() -> Any:
+        yield os.urandom(CHUNK * 2 + 10)
+        yield os.urandom(CHUNK * 2)  # two chunks are written meanwhile
+        admin.execute("SELECT pg_terminate_backend(%s)", [store.link.conn.info.backend_pid])
+        with pytest.raises(StoreError, match="terminating connection"):
+            store.link.rows("SELECT 1")  # the heartbeat's statement
+        PostgresStore(store.link.url, spool=tmp_path / "other").close()  # its clean() runs
+        yield os.urandom(CHUNK * 2)
+
+    try:
+        with pytest.raises(StoreError, match="connection was lost while a payload was written"):
+            store.payloads.write(blocks())
+    finally:
+        admin.close()
+    assert backend.payload_shas(store) == set()
