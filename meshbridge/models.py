@@ -16,10 +16,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from .errors import StoreError
 from .payloads.base import Finding
+
+_E = TypeVar("_E", bound=StrEnum)
 
 
 class Direction(StrEnum):
@@ -149,6 +151,15 @@ def moment(value: str | None) -> datetime | None:
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
+def stored(kind: type[_E], value: Any) -> _E:
+    """A stored value of an enumeration (a state, a direction); one it does not hold is a damaged
+    store (a hand-edited or hostile archive imported), a one-line :class:`StoreError`."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise StoreError(f"the store holds {value!r} where a {kind.__name__.lower()} belongs") from None
+
+
 def stamp(value: datetime | None) -> str | None:
     """A time for JSON: ISO 8601 with microseconds and its offset, as the store writes it."""
     return value.isoformat(timespec="microseconds") if value else None
@@ -175,7 +186,8 @@ class Event:
             detail = json.loads(detail)
         at = moment(row["at"])
         assert at is not None
-        return cls(row["seq"], at, _kind(row["kind"]), State(row["state"]) if row["state"] else None, detail or {})
+        state = stored(State, row["state"]) if row["state"] else None
+        return cls(row["seq"], at, _kind(row["kind"]), state, detail or {})
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -318,8 +330,8 @@ class MessageSummary:
         values: dict[str, Any] = {k: v for k, v in row.items() if k in known}
         for name in _TIMES & values.keys():
             values[name] = moment(values[name])
-        values["direction"] = Direction(row["direction"])
-        values["state"] = State(row["state"])
+        values["direction"] = stored(Direction, row["direction"])
+        values["state"] = stored(State, row["state"])
         values["findings"] = tuple(Finding(**f) for f in json.loads(row.get("findings") or "[]"))
         values["overdue"] = bool(row.get("overdue"))
         values["chunks_done"] = row.get("chunks_done") or 0

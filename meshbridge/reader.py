@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import Refused, StoreError
 from .kinds import BUS_OWED
-from .models import Direction, Message, MessageSummary, Page, State, Status
+from .models import Direction, Message, MessageSummary, Page, State, Status, stored
 from .store import Store, connect
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def status(store: Store) -> Status:
     still owing our business ack."""
     expectations, messages = store.overdue_count()
     counts = {
-        Direction(direction): {State(state): n for state, n in states.items()}
+        stored(Direction, direction): {stored(State, state): n for state, n in states.items()}
         for direction, states in store.counts().items()
     }
     return Status(counts, expectations, messages, store.expecting_count(BUS_OWED))

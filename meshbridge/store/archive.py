@@ -41,7 +41,24 @@ MAX_LINE = 64 * 1024 * 1024  # one row's JSON (no row holds payload bytes: those
 MAX_TABLES = 1000
 _PAYLOAD = re.compile(r"payloads/([0-9a-f]{64})")
 _TABLE = re.compile(r"tables/([A-Za-z_][A-Za-z0-9_]{0,62})\.jsonl")
+MAX_HEADER = 64 * 1024  # a pax or GNU long-name header (tarfile reads one whole into memory)
 READ_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)  # cut short, damaged, bad compression
+_EXTENDED = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _Header(tarfile.TarInfo):
+    """A member's header, refusing an extended header (pax, GNU long name) too big to read whole."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> Any:
+        if self.type in _EXTENDED and self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"extended header of {self.size} bytes: too big (over {MAX_HEADER})")
+        return cast(Any, super())._proc_member(tarfile_)
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,7 @@ def encode_row(row: Sequence[Any]) -> bytes:
 def decode_row(line: bytes, width: int) -> list[Any]:
     """A row from its JSON line: ``width`` values, each null, a number, a string or ``{"base64": ...}``."""
     try:
-        values = json.loads(line)
+        values = json.loads(line, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(values, list) or len(values) != width:
@@ -103,8 +120,20 @@ def decode_row(line: bytes, width: int) -> list[Any]:
     return [_value(v) for v in values]
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a store holds")
+
+
 def _value(value: Any) -> Any:
-    if value is None or isinstance(value, str | float) or (isinstance(value, int) and not isinstance(value, bool)):
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ValueError("a number out of a 64-bit integer's range")
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("a string that is not Unicode text (a lone surrogate)") from None
+        return value
+    if value is None or isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
         try:
@@ -190,7 +219,7 @@ class ArchiveReader:
     def __init__(self, source: IO[bytes], label: str) -> None:
         self.label = label
         try:
-            self._tar = tarfile.open(fileobj=source, mode="r|*")  # noqa: SIM115 (the caller closes source)
+            self._tar = tarfile.open(fileobj=source, mode="r|*", tarinfo=_Header)  # noqa: SIM115 (the caller closes source)
         except READ_ERRORS as exc:
             raise self.error(f"not a store archive ({exc})") from None
         self._held: tarfile.TarInfo | None = None
@@ -211,7 +240,7 @@ class ArchiveReader:
         except READ_ERRORS as exc:
             raise self.error(f"damaged or cut short ({exc})") from None
         cast(Any, self._tar).members.clear()  # read in order: keep no list (an archive may hold millions)
-        if found is not None and not found.isreg():
+        if found is not None and (not found.isreg() or found.sparse is not None):
             raise self.error(f"member {found.name!r} is not a regular file")
         return found
 

@@ -7,7 +7,9 @@ target's own :class:`~.protocol.PayloadStore` (so each lands where that backend 
 checked against its sha256), then every row in one transaction, keeping its numbers (an event's
 ``seq``; PostgreSQL's sequences are then set past them). Anything wrong with the archive is an
 :class:`~meshbridge.errors.ArchiveError` and the target is left as it was: the transaction is
-rolled back and the payloads this import added are removed.
+rolled back and the payloads this import added are removed. Imports into one store take turns
+(:meth:`~.protocol.Store.exclusive`), so the one that finds the store filled by another has written
+nothing yet, and removes nothing the other's rows name.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .archive import ArchiveReader, ArchiveWriter, Manifest, TableSpec
 from .migrating import MIGRATION_SET, MIGRATIONS_TABLE, NAMES, Connection
 from .protocol import Store
 from .sides import PAYLOAD_TABLES, Side, side_of
-from .tables import Table, count, quoted, reset_sequences, seeded, tables
+from .tables import Table, count, lock_for_import, quoted, reset_sequences, seeded, tables
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def import_store(store: Store, source: IO[bytes], label: str) -> Moved:
     and have the archive's schema version; all of it, or nothing (see the module)."""
     side = side_of(store)
     try:
-        return _import(side, source, label)
+        with store.exclusive("import"):  # one import at a time: a refused one removes only its own payloads
+            return _import(side, source, label)
     except side.errors as exc:
         raise side.error(exc) from None
 
@@ -109,6 +112,7 @@ def _import(side: Side, source: IO[bytes], label: str) -> Moved:
     try:
         n, total = _payloads(reader, side, added)
         with side.transaction() as conn:
+            lock_for_import(conn, side.dialect, found)
             _refuse_rows(conn, found)  # again, under the write lock
             for table in found:
                 if count(conn, table.name):  # what the migrations put there (e.g. ``syncs``)
@@ -116,7 +120,7 @@ def _import(side: Side, source: IO[bytes], label: str) -> Moved:
             for spec, rows in reader.tables():
                 try:
                     side.insert(conn, spec.name, spec.columns, rows)
-                except side.errors as exc:
+                except side.refusals as exc:  # (a lost connection, a full disk: the store's error)
                     raise reader.error(f"table {spec.name}: a row cannot be stored: {_first_line(exc)}") from None
             reset_sequences(conn, side.dialect, found)
             reader.end()

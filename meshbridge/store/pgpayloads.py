@@ -109,11 +109,12 @@ class PgPayloads(PayloadReading):
                 size += len(block)
                 buffer += block
                 while len(buffer) >= CHUNK:
-                    seq = self._chunk(key, seq, buffer)
+                    seq = self._chunk(key, seq, buffer, conn)
             while buffer:
-                seq = self._chunk(key, seq, buffer)
+                seq = self._chunk(key, seq, buffer, conn)
             sha = digest.hexdigest()
             with self._link.transaction() as db:  # whole: renamed at once (the same bytes again replace theirs)
+                self._same(db.conn, conn)
                 self._link.advisory(db.conn, f"payload:{sha}", transaction=True)
                 db.conn.execute("DELETE FROM payload_chunks WHERE sha256 = %s", [sha])
                 db.conn.execute("UPDATE payload_chunks SET sha256 = %s WHERE sha256 = %s", [sha, key])
@@ -128,12 +129,21 @@ class PgPayloads(PayloadReading):
                 if not conn.broken:
                     conn.execute("SELECT pg_advisory_unlock(%s, %s)", [NAMESPACE, number])
 
-    def _chunk(self, key: str, seq: int, buffer: bytearray) -> int:
-        """Write the next chunk (the first :data:`CHUNK` bytes of ``buffer``, taken from it)."""
+    def _same(self, conn: psycopg.Connection[Any], locked: psycopg.Connection[Any]) -> None:
+        """Refuse to go on writing chunks on another connection than the one holding their lock: if
+        it was lost (and the link opened a new one), another process's :meth:`clean` may have
+        removed the chunks written so far."""
+        if conn is not locked:
+            raise StoreError(f"store {self._link.where}: the connection was lost while a payload was written")
+
+    def _chunk(self, key: str, seq: int, buffer: bytearray, locked: psycopg.Connection[Any]) -> int:
+        """Write the next chunk (the first :data:`CHUNK` bytes of ``buffer``, taken from it) on
+        ``locked``, the connection holding the chunks' lock."""
         with memoryview(buffer) as view:
             piece = bytes(view[:CHUNK])  # one copy, not two
         del buffer[:CHUNK]
         with self._link.transaction(durable=False) as db:
+            self._same(db.conn, locked)
             db.conn.execute("INSERT INTO payload_chunks (sha256, seq, data) VALUES (%s, %s, %b)", [key, seq, piece])
         return seq + 1
 

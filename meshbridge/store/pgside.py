@@ -26,6 +26,7 @@ class PostgresSide:
 
     dialect = POSTGRESQL
     errors: tuple[type[Exception], ...] = (psycopg.Error,)
+    refusals: tuple[type[Exception], ...] = (psycopg.IntegrityError, psycopg.DataError)
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store

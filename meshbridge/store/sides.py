@@ -27,7 +27,8 @@ class Side(Protocol):
     """One backend's store, as export and import use it."""
 
     dialect: Dialect
-    errors: tuple[type[Exception], ...]  # the driver's errors (a row the database refuses)
+    errors: tuple[type[Exception], ...]  # the driver's errors
+    refusals: tuple[type[Exception], ...]  # those that are a row's fault (a key, a value), not the database's
 
     @property
     def payloads(self) -> PayloadStore: ...
@@ -59,6 +60,7 @@ class SQLiteSide:
 
     dialect = SQLITE
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    refusals: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
