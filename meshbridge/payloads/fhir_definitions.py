@@ -25,6 +25,15 @@ from typing import Any, NamedTuple
 #: the versions with tables (``R4B`` has none: its models are used for ``R4`` payloads, the tables are R4's)
 VERSIONS = ("STU3", "R4", "R5")
 
+#: official primitive patterns that backtrack exponentially in Python's ``re`` on a value that does
+#: not match (R4 base64Binary: 14 x ``"AAAA  "`` + ``"!"`` took 0.8 s, each repeat doubles it; the
+#: models let such a value through), each with an equivalent pattern that matches the same strings
+#: without the ambiguity (``\s*`` twice between groups; an optional separator inside a repeat)
+SAFE_PATTERNS = {
+    r"(\s*([0-9a-zA-Z\+/=]){4}\s*)+": r"\s*(?:[0-9a-zA-Z+/=]{4}\s*)+",
+    r"[^\s]+([\s]?[^\s]+)*": r"\S+(?:\s\S+)*",
+}
+
 
 class Child(NamedTuple):
     """One child element of a node, under one name (a choice element has one per type)."""
@@ -84,11 +93,11 @@ class Definitions:
         return self._codes[url]
 
     def pattern(self, primitive: str) -> re.Pattern[str] | None:
-        """The compiled regex of a primitive type (None when it has none)."""
+        """The compiled regex of a primitive type (None when it has none; see :data:`SAFE_PATTERNS`)."""
         if primitive not in self._patterns:
             regex = (self.primitives.get(primitive) or {}).get("regex")
             try:
-                self._patterns[primitive] = re.compile(regex) if regex else None
+                self._patterns[primitive] = re.compile(SAFE_PATTERNS.get(regex, regex)) if regex else None
             except re.error:  # pragma: no cover - every shipped regex compiles (tests check)
                 self._patterns[primitive] = None
         return self._patterns[primitive]

@@ -88,12 +88,20 @@ _BDL_34_WHY = (
     "requests there are, without evaluating every entry"
 )
 
+_RNG_2 = (
+    "(low <= high)",
+    "(low.code != high.code) or (low.system != high.system) or (low.value <= high.value)",
+    "fhirpathpy raises on every Quantity comparison (so rng-2 was never evaluated): the values are "
+    "compared when both bounds have the same code and system; other units stay undecided",
+)
+
 #: Expressions changed before evaluation, per version: key -> (old, new, reason).
 REWRITES: dict[str, dict[str, tuple[str, str, str]]] = {
-    "STU3": {"bdl-7": (_BDL_7["STU3"], _BDL_7_FAST + _BDL_7["STU3"], _BDL_7_WHY)},
+    "STU3": {"bdl-7": (_BDL_7["STU3"], _BDL_7_FAST + _BDL_7["STU3"], _BDL_7_WHY), "rng-2": _RNG_2},
     "R5": {"bdl-7": (_BDL_7["R5"], _BDL_7_FAST + _BDL_7["R5"], _BDL_7_WHY)},
     "R4": {
         "bdl-7": (_BDL_7["R4"], _BDL_7_FAST + _BDL_7["R4"], _BDL_7_WHY),
+        "rng-2": _RNG_2,
         "dom-3": (
             ".as(",
             ".ofType(",
