@@ -69,26 +69,6 @@ def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> Non
         assert files == {"mb.db"}
 
 
-@pytest.mark.parametrize("inline_max", [0, 1024], ids=["file", "inline"])
-def test_payload_sha256_checked_on_read(tmp_path: Path, inline_max: int) -> None:
-    store = SQLiteStore(tmp_path / "mb.db", inline_max=inline_max)
-    sha, size = store.payloads.write_file(io.BytesIO(b"original bytes"))
-    assert size == 14 and store.payloads.read(sha) == b"original bytes"
-    path = store.payloads.path(sha)
-    assert path.exists() is (inline_max == 0)
-    if inline_max:
-        store.db.execute("UPDATE payloads SET data = ? WHERE sha256 = ?", [b"tampered bytes", sha])
-    else:
-        path.chmod(0o600)
-        path.write_bytes(b"tampered bytes")
-    with pytest.raises(StoreError, match=f"{sha}.* is corrupt: sha256 is "):
-        store.payloads.read(sha)
-    assert store.payloads.remove(sha)
-    with pytest.raises(StoreError, match=f"payload {sha} is missing"):
-        store.payloads.verify(sha)
-    assert not store.payloads.remove(sha)
-
-
 def test_small_payloads_inline_big_ones_files(tmp_path: Path) -> None:
     """Up to ``inline_max`` bytes in the payloads table; past it, streamed to a file."""
     store = SQLiteStore(tmp_path / "mb.db", inline_max=1000)
