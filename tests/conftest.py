@@ -39,6 +39,35 @@ destination = { folder = "delivered" }
 """
 
 
+# An ITK3 exchange between two organisations: X26ABC1 sends FHIR asking for both acks, X26ABC2 answers.
+PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
+<birthDate value="1970-01-01"/></Patient>"""
+
+WORKFLOW = "TOC_FHIR_OP_ATTEN"
+
+ITK_SENDER_ROUTE = f"""
+[[routes]]
+name = "toc-out"
+direction = "outbound"
+from = "X26ABC1"
+to = "X26ABC2"
+workflow_id = "{WORKFLOW}"
+payload_type = "fhir"
+itk = {{ inf_ack = true, bus_ack = true, event = "ITK006D", inf_ack_within = "1h", bus_ack_within = "1h" }}
+"""
+
+ITK_RECEIVER_ROUTE = f"""
+[[routes]]
+name = "toc-in"
+direction = "inbound"
+mailbox = "X26ABC2"
+workflow_id = "{WORKFLOW}"
+payload_type = "fhir"
+itk = {{}}
+destination = {{ folder = "in" }}
+"""
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

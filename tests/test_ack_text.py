@@ -11,39 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ITK_RECEIVER_ROUTE, ITK_SENDER_ROUTE, PATIENT
 
 from meshbridge import Bridge, InvalidRequest, load
 from meshbridge.testing import run_cli as cli
 
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
-SENDER_ROUTE = f"""
-[[routes]]
-name = "toc-out"
-direction = "outbound"
-from = "X26ABC1"
-to = "X26ABC2"
-workflow_id = "{WORKFLOW}"
-payload_type = "fhir"
-itk = {{ inf_ack = true, bus_ack = true, event = "ITK006D", inf_ack_within = "1h", bus_ack_within = "1h" }}
-"""
-RECEIVER_ROUTE = f"""
-[[routes]]
-name = "toc-in"
-direction = "inbound"
-mailbox = "X26ABC2"
-workflow_id = "{WORKFLOW}"
-payload_type = "fhir"
-itk = {{}}
-destination = {{ folder = "in" }}
-"""
-
 
 @pytest.fixture
 def pair(tmp_path: Path, meshbridge_config):
-    a = Bridge(load(meshbridge_config(SENDER_ROUTE, name="a.toml", store="a/mb.db", mailboxes=("X26ABC1",))))
-    b = Bridge(load(meshbridge_config(RECEIVER_ROUTE, name="b.toml", store="b/mb.db", mailboxes=("X26ABC2",))))
+    a = Bridge(load(meshbridge_config(ITK_SENDER_ROUTE, name="a.toml", store="a/mb.db", mailboxes=("X26ABC1",))))
+    b = Bridge(load(meshbridge_config(ITK_RECEIVER_ROUTE, name="b.toml", store="b/mb.db", mailboxes=("X26ABC2",))))
     yield a, b
     a.close()
     b.close()

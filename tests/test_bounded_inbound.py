@@ -20,12 +20,11 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import OUT_IN, write_random
+from conftest import OUT_IN, PATIENT, WORKFLOW, write_random
 
 from meshbridge import itk
 from meshbridge.faultproxy import FaultProxy, truncate
 
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
 ITK_IN = f"""
 [[routes]]
 name = "toc-in"
@@ -332,10 +331,6 @@ def test_decode_limits_are_checked_at_config_load(meshbridge_config) -> None:
         load(meshbridge_config(OUT_IN, mesh="max_compression_ratio = 0\n"))
     with pytest.raises(ConfigError, match=r"mesh\.max_decoded_size: bad size"):
         load(meshbridge_config(OUT_IN, mesh='max_decoded_size = "lots"\n'))
-
-
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
 
 
 def small_itk_message() -> tuple[bytes, str]:

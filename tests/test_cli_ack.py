@@ -10,35 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ITK_RECEIVER_ROUTE, ITK_SENDER_ROUTE, PATIENT
 
 from meshbridge import Bridge, Message, MessageSummary, hookimpl, itk, load
 from meshbridge.plugins import Plugins, make_plugin_manager
 from meshbridge.sandbox import PASSWORD, free_port
 from meshbridge.testing import run_cli as cli
 
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
-SENDER_ROUTE = f"""
-[[routes]]
-name = "toc-out"
-direction = "outbound"
-from = "X26ABC1"
-to = "X26ABC2"
-workflow_id = "{WORKFLOW}"
-payload_type = "fhir"
-itk = {{ inf_ack = true, bus_ack = true, event = "ITK006D", inf_ack_within = "1h", bus_ack_within = "1h" }}
-"""
-RECEIVER_ROUTE = f"""
-[[routes]]
-name = "toc-in"
-direction = "inbound"
-mailbox = "X26ABC2"
-workflow_id = "{WORKFLOW}"
-payload_type = "fhir"
-itk = {{}}
-destination = {{ folder = "in" }}
-"""
 BUSINESS = [c for _, c in sorted(itk.CODES.items()) if c.level == itk.BUSINESS]
 NOT_BUSINESS = ["20013", "10001", "20009", "10006", "99999", "3000", "abc", "", "30002x"]
 
@@ -52,8 +30,8 @@ def pair(tmp_path: Path, meshbridge_config):
     opened: list[Bridge] = []
 
     def make() -> tuple[Bridge, Bridge]:
-        a = Bridge(load(meshbridge_config(SENDER_ROUTE, name="a.toml", store="a/mb.db", mailboxes=("X26ABC1",))))
-        b = Bridge(load(meshbridge_config(RECEIVER_ROUTE, name="b.toml", store="b/mb.db", mailboxes=("X26ABC2",))))
+        a = Bridge(load(meshbridge_config(ITK_SENDER_ROUTE, name="a.toml", store="a/mb.db", mailboxes=("X26ABC1",))))
+        b = Bridge(load(meshbridge_config(ITK_RECEIVER_ROUTE, name="b.toml", store="b/mb.db", mailboxes=("X26ABC2",))))
         opened.extend((a, b))
         return a, b
 

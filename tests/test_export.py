@@ -11,14 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OUT_IN
+from conftest import OUT_IN, PATIENT
 
 from meshbridge import itk
 
 SMALL = b"a small payload, kept in the database\n"
 LARGE = bytes(range(256)) * 400  # 102400 bytes: over inline_max (64 KiB), kept as a file
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
 ITK_OUT = """
 [[routes]]
 name = "itk-out"

@@ -13,13 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PATIENT, WORKFLOW
 
 from meshbridge import Bridge, Message, MessageSummary, acks, hookimpl, itk, load
 from meshbridge.plugins import Plugins, make_plugin_manager
-
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
 
 
 def sender_routes(inf: bool = True, bus: bool = True, within: str = "1h") -> str:

@@ -11,11 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import PATIENT, WORKFLOW
+
 from meshbridge import Bridge, load
 
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
 SENDER = f"""
 [[routes]]
 name = "toc-out"

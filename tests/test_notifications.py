@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import WORKFLOW
 
 import meshbridge
 from meshbridge import Bridge, EventKind, Notification, hookimpl, hookspecs, load
@@ -23,7 +24,6 @@ from meshbridge.sandbox import PASSWORD, Sandbox, config_text
 ROOT = Path(meshbridge.__file__).resolve().parent.parent  # the tree under test
 PACKAGE = ROOT / "meshbridge"
 EMITTERS = {"notify", "_notify", "_raise", "Notification"}  # callables whose first argument is a kind
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
 PATIENT = b'<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/></Patient>'
 ITK_ROUTES = f"""
 [[routes]]

@@ -12,12 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PATIENT, WORKFLOW
 
 from meshbridge import Bridge, Message, itk, load
-
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
 
 
 def sender(inf_within: str = "1h", bus_within: str = "1h") -> str:

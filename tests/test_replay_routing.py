@@ -8,10 +8,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+from conftest import PATIENT
+
 from meshbridge.testing import run_cli as cli
 
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
 ITK_WORKFLOW = "TOC_FHIR_OP_ATTEN"
 INBOUND = """
 [[routes]]

@@ -12,12 +12,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import PATIENT, WORKFLOW
 
 from meshbridge import Bridge, load
 
-PATIENT = b"""<Patient xmlns="http://hl7.org/fhir"><id value="p1"/><gender value="unknown"/>
-<birthDate value="1970-01-01"/></Patient>"""
-WORKFLOW = "TOC_FHIR_OP_ATTEN"
 ROUTES = f"""
 [[routes]]
 name = "toc-out"
