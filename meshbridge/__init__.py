@@ -70,7 +70,19 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     )
     from .events import EventKind, Notification
     from .hookspecs import hookimpl
-    from .models import Direction, Event, Expectation, Message, MessageSummary, Page, State, Status, TimelineKind
+    from .models import (
+        Direction,
+        Event,
+        Expectation,
+        Filters,
+        Message,
+        MessageSummary,
+        Page,
+        RouteCount,
+        State,
+        Status,
+        TimelineKind,
+    )
     from .payloads.base import (
         ERROR,
         WARNING,
@@ -131,9 +143,11 @@ _HOMES = {
         "Direction",
         "Event",
         "Expectation",
+        "Filters",
         "Message",
         "MessageSummary",
         "Page",
+        "RouteCount",
         "State",
         "Status",
         "TimelineKind",
@@ -165,6 +179,7 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "Event",
     "EventKind",
     "Expectation",
+    "Filters",
     "Exported",
     "FhirJsonError",
     "Finding",
@@ -194,6 +209,7 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "ReplayRefused",
     "RetryRefused",
     "Route",
+    "RouteCount",
     "SchemaUnavailable",
     "Secret",
     "SendAbandoned",

@@ -34,7 +34,9 @@ def track(bridge: Bridge, report: PollReport, *, force: bool = False) -> None:
 
 
 def sweep(bridge: Bridge, report: PollReport) -> None:
-    """Flag expectations whose deadline passed (once each) and tell the plugins."""
+    """Flag expectations whose deadline passed (once each) and tell the plugins; fold the store's
+    counters (each connection's rows into one, on PostgreSQL)."""
+    bridge.store.fold_counts()
     for row in bridge.store.sweep_overdue():
         report.overdue.append(row.message_id)
         bridge.notify(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import Refused, StoreError
 from .kinds import BUS_OWED
-from .models import Direction, Message, MessageSummary, Page, State, Status, stored
+from .models import Direction, Filters, Message, MessageSummary, Page, RouteCount, State, Status, stored
 from .store import Store, connect
 
 if TYPE_CHECKING:
@@ -45,28 +46,35 @@ class Reading:
 
     def messages(
         self,
+        filters: Filters | None = None,
         *,
-        state: str | None = None,
-        direction: str | None = None,
-        overdue: bool = False,
-        owed: bool = False,
-        limit: int | None = None,
+        limit: int | None = 50,
         after: str | None = None,
-        newest: bool = False,
+        oldest_first: bool = False,
+        **narrowed: Any,
     ) -> Page:
-        """One page of messages, oldest first (or ``newest`` first), without their timelines: at
-        most ``limit`` (all when None), from just after the cursor ``after`` (a page's ``next``).
-        ``overdue``: with an expectation past its deadline and unmet; ``owed``: inbound ITK
-        messages still owing our business ack."""
-        return self.store.page(
-            state=state,
-            direction=direction,
-            overdue=overdue,
-            expecting=BUS_OWED if owed else None,
-            limit=limit,
-            after=after,
-            newest=newest,
-        )
+        """One page of messages, newest first (or ``oldest_first``), without their timelines: at
+        most ``limit`` (None: all), from just after the cursor ``after`` (a page's ``next``).
+        ``filters``, or its fields as keywords (``state="sent"``, ``route=…``, ``overdue=True``,
+        ``owed=True``, ``since=…``; see :class:`~meshbridge.Filters`)."""
+        return self.store.page(filters or Filters(**narrowed), limit=limit, after=after, newest=not oldest_first)
+
+    def each(
+        self, filters: Filters | None = None, *, after: str | None = None, oldest_first: bool = False, page: int = 500
+    ) -> Iterator[MessageSummary]:
+        """Every message ``filters`` selects, page by page (``page`` at a time in memory), in
+        :meth:`messages`' order: for listings of any length."""
+        while True:
+            found = self.messages(filters, limit=page, after=after, oldest_first=oldest_first)
+            yield from found
+            if found.next is None:
+                return
+            after = found.next
+
+    def lookup(self, key: str) -> list[MessageSummary]:
+        """The messages ``key`` names, newest first: a meshbridge id, MESH message id, ITK id, local
+        id or source file (see :meth:`~meshbridge.store.Store.lookup`)."""
+        return self.store.lookup(key)
 
     def show(self, message_id: str) -> Message:
         """One message (by meshbridge id, or MESH message id) with its timeline and expectations;
@@ -128,12 +136,17 @@ class Reader(Reading):
 
 
 def status(store: Store) -> Status:
-    """Counts by direction and state; ``overdue``: overdue expectations (the store's one definition,
-    as of now), ``overdue_messages``: the messages they belong to; ``owed``: inbound ITK messages
-    still owing our business ack."""
-    expectations, messages = store.overdue_count()
-    counts = {
-        stored(Direction, direction): {stored(State, state): n for state, n in states.items()}
-        for direction, states in store.counts().items()
-    }
-    return Status(counts, expectations, messages, store.expecting_count(BUS_OWED))
+    """Counts by direction and state, and by route; ``overdue``: overdue expectations (the store's
+    one definition, as of now), ``overdue_messages``: the messages they belong to; ``owed``: inbound
+    ITK messages still owing our business ack. From the store's counters: no table is scanned."""
+    counts = store.counts()
+    by_direction: dict[Direction, dict[State, int]] = {}
+    by_route = []
+    for (direction, route, state), n in sorted(counts.messages.items(), key=lambda item: (item[0][1] or "", item[0])):
+        d, s = stored(Direction, direction), stored(State, state)
+        by_direction.setdefault(d, {})
+        by_direction[d][s] = by_direction[d].get(s, 0) + n
+        by_route.append(RouteCount(route, d, s, n))
+    ordered = {d: dict(sorted(states.items())) for d, states in sorted(by_direction.items())}
+    owed = sum(n for (_, kind), n in counts.open.items() if kind == BUS_OWED)
+    return Status(ordered, sum(counts.overdue.values()), counts.overdue_messages, owed, tuple(by_route))

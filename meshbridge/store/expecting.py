@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..models import TimelineKind
-from .queries import OVERDUE, Reads, Session, now
+from .queries import UNSWEPT, Reads, Session, now
 from .records import OverdueExpectation
 
 
@@ -63,11 +63,13 @@ class Expecting(Reads):
     def sweep_overdue(self) -> list[OverdueExpectation]:
         """Record the moment each expectation was first seen overdue (:data:`~.queries.OVERDUE`),
         once each, with an ``overdue`` event for the timeline and notifications. Views never read
-        this moment to decide what is overdue: they apply ``OVERDUE`` themselves."""
+        this moment to decide what is overdue: they apply ``OVERDUE`` themselves. Only expectations
+        not seen yet are looked at (:data:`~.queries.UNSWEPT`, a partial index): with nothing due,
+        the sweep costs the same at any size."""
         stamp = now()
         with self.immediate() as db:
             rows = db.rows(
-                f"UPDATE expectations AS e SET overdue_at = ? WHERE e.overdue_at IS NULL AND {OVERDUE} "
+                f"UPDATE expectations AS e SET overdue_at = ? WHERE {UNSWEPT} "
                 "RETURNING message_id, kind, due_at",
                 [stamp, stamp],
             )

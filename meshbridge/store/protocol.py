@@ -17,8 +17,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from ..models import Event, Expectation, Message, Page, State
-from .records import Claimed, OverdueExpectation, RefusedLogin, StoredMessage
+from ..models import Direction, Event, Expectation, Filters, Message, MessageSummary, Page, State
+from .records import Claimed, Counts, OverdueExpectation, RefusedLogin, StoredMessage
 
 
 class PayloadStore(Protocol):
@@ -158,26 +158,12 @@ class Store(Protocol):
     def find_itk(self, direction: str, itk_message_id: str) -> list[StoredMessage]: ...
     def from_source(self, source_key: str) -> StoredMessage | None: ...
     def messages(
-        self,
-        *,
-        state: str | None = None,
-        direction: str | None = None,
-        overdue: bool = False,
-        expecting: str | None = None,
-        limit: int | None = None,
+        self, filters: Filters | None = None, *, state: State | None = None, direction: Direction | None = None
     ) -> list[StoredMessage]: ...
     def page(
-        self,
-        *,
-        state: str | None = None,
-        direction: str | None = None,
-        overdue: bool = False,
-        expecting: str | None = None,
-        limit: int | None = None,
-        after: str | None = None,
-        newest: bool = False,
+        self, filters: Filters | None = None, *, limit: int | None = 50, after: str | None = None, newest: bool = True
     ) -> Page: ...
+    def lookup(self, key: str, limit: int = 20) -> list[MessageSummary]: ...
     def message(self, message_id: str) -> Message: ...
-    def counts(self) -> dict[str, dict[str, int]]: ...
-    def overdue_count(self) -> tuple[int, int]: ...
-    def expecting_count(self, kind: str) -> int: ...
+    def counts(self) -> Counts: ...
+    def fold_counts(self) -> int: ...

@@ -12,10 +12,11 @@ from typing import Any, Protocol
 
 from .. import clock
 from ..errors import UnknownMessage
-from ..models import Event, Expectation, Message, MessageSummary, Page
+from ..models import Direction, Event, Expectation, Filters, Message, MessageSummary, Page, State
 from .cursors import cursor, position
 from .dialects import Dialect
-from .records import StoredMessage
+from .records import Counts, StoredMessage
+from .schema import NACKED
 
 Row = dict[str, Any]
 
@@ -49,6 +50,11 @@ OVERDUE = "(e.met_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
 # Late: met, but after its deadline (no parameter).
 LATE = "(e.met_at IS NOT NULL AND e.due_at IS NOT NULL AND e.met_at > e.due_at)"
 _OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {OVERDUE})"
+# Overdue and not yet seen by the sweep (which sets ``overdue_at``): few, found through the partial
+# index ``idx_expectations_unswept``. What the sweep has seen is counted (``counts``) and flagged on
+# its message (``overdue_open``): the two together are exactly OVERDUE. One parameter: now.
+UNSWEPT = "(e.met_at IS NULL AND e.overdue_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
+_NACKED = "m.state IN (" + ", ".join(f"'{state}'" for state in NACKED) + ")"  # as idx_messages_nacked has it
 
 
 class Cursor(Protocol):
@@ -76,15 +82,34 @@ class Reads:
         raise NotImplementedError
 
     def get(self, message_id: str) -> StoredMessage:
-        """A message by meshbridge id, or else by MESH message id."""
+        """A message by meshbridge id, or else by MESH message id (in any case)."""
         return StoredMessage.from_row(self._get(message_id))
 
     def _get(self, message_id: str) -> Row:
-        for column in ("id", "mesh_message_id"):
-            rows = self._select(f"m.{column} = ?", [message_id], limit=1)
+        for where in ("m.id = ?", self.dialect.nocase_equals("m.mesh_message_id")):
+            rows = self._select(where, [message_id], limit=1)
             if rows:
                 return rows[0]
         raise UnknownMessage(f"no message with id {message_id!r}")
+
+    def lookup(self, key: str, limit: int = 20) -> list[MessageSummary]:
+        """Messages ``key`` names, newest first, at most ``limit``: by meshbridge id, MESH message id
+        or ITK id (each in any case), local id (``mex-LocalID``), or source file (its path, or
+        ``path@sha256``). Each through an index."""
+        nocase = self.dialect.nocase_equals
+        found: dict[str, Row] = {}
+        for where, params in (
+            ("m.id = ?", [key]),
+            (nocase("m.mesh_message_id"), [key]),
+            (nocase("m.itk_message_id"), [key]),
+            ("m.local_id = ?", [key]),
+            ("m.source_file = ?", [key]),
+            ("m.source_file >= ? AND m.source_file < ?", [f"{key}@", f"{key}A"]),  # "path@<sha256>" ('A' follows '@')
+        ):
+            for row in self._select(where, params, limit=limit, newest=True):
+                found.setdefault(row["id"], row)
+        rows = sorted(found.values(), key=lambda row: (row["created_at"], row["id"]), reverse=True)[:limit]
+        return [MessageSummary.from_row(row) for row in rows]
 
     def find_itk(self, direction: str, itk_message_id: str) -> list[StoredMessage]:
         """Messages whose ITK ``MessageHeader.id`` equals this one, compared case-insensitively."""
@@ -106,46 +131,44 @@ class Reads:
     def stale_sending(self, lease: float) -> list[StoredMessage]:
         """Outbound messages claimed ``sending`` whose claim lapsed (see :func:`lapsed_sql`)."""
         rows = self._select(
-            f"m.direction = 'out' AND m.state = 'sending' AND {lapsed_sql(self.dialect, 'm.')}", lapsed(lease)
+            f"m.state = 'sending' AND m.direction = 'out' AND {lapsed_sql(self.dialect, 'm.')}", lapsed(lease)
         )
         return [StoredMessage.from_row(row) for row in rows]
 
     def messages(
-        self,
-        *,
-        state: str | None = None,
-        direction: str | None = None,
-        overdue: bool = False,
-        expecting: str | None = None,
-        limit: int | None = None,
+        self, filters: Filters | None = None, *, state: State | None = None, direction: Direction | None = None
     ) -> list[StoredMessage]:
-        """Messages, oldest first. ``overdue``: only those with an overdue expectation
-        (:data:`OVERDUE`); ``expecting``: only those with an open expectation of this kind."""
-        where, params = _filters(state, direction, overdue, expecting)
-        return [StoredMessage.from_row(row) for row in self._select(" AND ".join(where), params, limit=limit)]
+        """Every message ``filters`` (or ``state`` and ``direction``) selects, oldest first, in one
+        list: for the pipeline's passes over a state. A listing for people pages (:meth:`page`)."""
+        filters = filters or Filters(state=state, direction=direction)
+        return [StoredMessage.from_row(row) for row in self._listing(filters, None, None, newest=False)]
 
     def page(
-        self,
-        *,
-        state: str | None = None,
-        direction: str | None = None,
-        overdue: bool = False,
-        expecting: str | None = None,
-        limit: int | None = None,
-        after: str | None = None,
-        newest: bool = False,
+        self, filters: Filters | None = None, *, limit: int | None = 50, after: str | None = None, newest: bool = True
     ) -> Page:
-        """One page of :meth:`messages` (one query), oldest first or ``newest`` first: at most
-        ``limit`` items, from just after the cursor ``after`` (keyset on ``created_at``, ``id``)."""
-        where, params = _filters(state, direction, overdue, expecting)
-        if after:
-            where.append(f"(m.created_at, m.id) {'<' if newest else '>'} (?, ?)")
-            params.extend(position(after))
-        rows = self._select(" AND ".join(where), params, limit=limit + 1 if limit else None, newest=newest)
+        """One page of the messages ``filters`` selects, newest first (or oldest): at most ``limit``
+        (None: all) from just after the cursor ``after`` (a page's ``next``). Keyset pages on
+        ``(created_at, id)``: every filter walks an index in that order from the cursor, so the 500th
+        page costs what the first does (docs/store.md, "Reads at scale")."""
+        rows = self._listing(filters or Filters(), limit + 1 if limit else None, after, newest)
         more = bool(limit) and len(rows) > (limit or 0)
         rows = rows[:limit] if limit else rows
         following = cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
         return Page(tuple(MessageSummary.from_row(row) for row in rows), following)
+
+    def _listing(self, filters: Filters, limit: int | None, after: str | None, newest: bool) -> list[Row]:
+        where, params = _filters(filters)
+        if after:
+            where.append(f"(m.created_at, m.id) {'<' if newest else '>'} (?, ?)")
+            params.extend(position(after))
+        if not filters.overdue:
+            return self._select(" AND ".join(where), params, limit, newest)
+        # overdue: those the sweep has flagged (a partial index in order), and the few it has not seen yet
+        flagged = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest)
+        unswept = f"m.id IN (SELECT e.message_id FROM expectations e WHERE {UNSWEPT})"
+        fresh = self._select(" AND ".join([*where, "m.overdue_open = 0", unswept]), [*params, now()], limit, newest)
+        rows = sorted([*flagged, *fresh], key=lambda row: (row["created_at"], row["id"]), reverse=newest)
+        return rows[:limit] if limit else rows
 
     def message(self, message_id: str) -> Message:
         """A message (by meshbridge id, or else MESH message id) with its timeline and expectations."""
@@ -184,28 +207,34 @@ class Reads:
         """Has a download of this message failed to decode before?"""
         return bool(self._rows("SELECT 1 AS seen FROM bad_bodies WHERE mesh_message_id = ?", [mesh_message_id]))
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """``{direction: {state: count}}``."""
-        result: dict[str, dict[str, int]] = {}
-        sql = "SELECT direction, state, count(*) AS n FROM messages GROUP BY direction, state ORDER BY 1, 2"
-        for row in self._rows(sql):
-            result.setdefault(row["direction"], {})[row["state"]] = int(row["n"])
-        return result
-
-    def overdue_count(self) -> tuple[int, int]:
-        """``(overdue expectations, messages they belong to)``, both by :data:`OVERDUE` as of now."""
-        [found] = self._rows(
-            f"SELECT count(*) AS n, count(DISTINCT e.message_id) AS messages FROM expectations e WHERE {OVERDUE}",
-            [now()],
+    def counts(self) -> Counts:
+        """The store's counters (kept by triggers as rows change: schema ``m015``), with the overdue
+        expectations the sweep has not seen yet added: one statement, one snapshot, the same cost
+        for any number of messages."""
+        rows = self._rows(
+            "SELECT counter, direction, route, term, sum(n) AS n FROM counts GROUP BY counter, direction, route, term "
+            "UNION ALL SELECT 'overdue', m.direction, '', e.kind, count(*) FROM expectations e "
+            f"JOIN messages m ON m.id = e.message_id WHERE {UNSWEPT} GROUP BY m.direction, e.kind "
+            "UNION ALL SELECT 'overdue_messages', '', '', '', count(DISTINCT e.message_id) FROM expectations e "
+            f"JOIN messages m ON m.id = e.message_id WHERE {UNSWEPT} AND m.overdue_open = 0",
+            [now(), now()],
         )
-        return int(found["n"]), int(found["messages"])
-
-    def expecting_count(self, kind: str) -> int:
-        """How many messages have an open expectation of ``kind``."""
-        [found] = self._rows(
-            "SELECT count(DISTINCT message_id) AS n FROM expectations WHERE kind = ? AND met_at IS NULL", [kind]
-        )
-        return int(found["n"])
+        messages: dict[tuple[str, str | None, str], int] = {}
+        kinds: dict[str, dict[tuple[str, str], int]] = {"open": {}, "overdue": {}}
+        overdue_messages = 0
+        for row in rows:
+            n, counter = int(row["n"] or 0), row["counter"]
+            if not n:
+                continue
+            if counter == "messages":
+                key = (row["direction"], row["route"] or None, row["term"])
+                messages[key] = messages.get(key, 0) + n
+            elif counter in kinds:
+                key2 = (row["direction"], row["term"])
+                kinds[counter][key2] = kinds[counter].get(key2, 0) + n
+            elif counter == "overdue_messages":
+                overdue_messages += n
+        return Counts(messages, kinds["open"], kinds["overdue"], overdue_messages)
 
 
 def select_sql(where: str, limit: int | None = None, newest: bool = False, lock: str = "") -> str:
@@ -217,23 +246,34 @@ def select_sql(where: str, limit: int | None = None, newest: bool = False, lock:
     return sql + lock
 
 
-def _filters(
-    state: str | None, direction: str | None, overdue: bool, expecting: str | None
-) -> tuple[list[str], list[Any]]:
-    """The WHERE terms of a listing (see :meth:`Reads.messages`) and their parameters."""
-    where, params = ["1 = 1"], []
-    if state:
-        where.append("m.state = ?")
-        params.append(state)
-    if direction:
-        where.append("m.direction = ?")
-        params.append(direction)
-    if overdue:
-        where.append(_OVERDUE)
-        params.append(now())
-    if expecting:
-        where.append(
-            "EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND e.kind = ? AND e.met_at IS NULL)"
-        )
-        params.append(expecting)
+def _filters(filters: Filters) -> tuple[list[str], list[Any]]:
+    """The WHERE terms of a listing and their parameters (``overdue`` is :meth:`Reads._listing`'s)."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    for column, value in (
+        ("state", filters.state),
+        ("route", filters.route),
+        ("direction", filters.direction),
+        ("mailbox", filters.mailbox),
+        ("peer", filters.peer),
+        ("workflow_id", filters.workflow_id),
+    ):
+        if value is not None:
+            where.append(f"m.{column} = ?")
+            params.append(str(value))
+    if filters.nacked:
+        where.append(_NACKED)
+    if filters.owed:
+        where.append("m.owes > 0")
+    if filters.since:
+        where.append("m.created_at >= ?")
+        params.append(stored_time(filters.since))
+    if filters.until:
+        where.append("m.created_at < ?")
+        params.append(stored_time(filters.until))
     return where, params
+
+
+def stored_time(moment: datetime) -> str:
+    """An aware time as the store writes times (UTC, microseconds: :func:`now`), to compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -74,3 +74,15 @@ class RefusedLogin:
         assert since is not None  # NOT NULL columns
         assert last_at is not None
         return cls(row["mailbox"], since, last_at, int(row["refusals"]), row.get("reason"))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the store's counters hold, as of reading: messages by ``(direction, route, state)``
+    (route None: none), open and overdue expectations by ``(direction, kind)``, and how many
+    messages have an overdue expectation (overdue: :data:`~.queries.OVERDUE`, as of now)."""
+
+    messages: Mapping[tuple[str, str | None, str], int]
+    open: Mapping[tuple[str, str], int]
+    overdue: Mapping[tuple[str, str], int]
+    overdue_messages: int
