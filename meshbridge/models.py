@@ -431,7 +431,8 @@ class RouteCount:
     messages: int
 
     def as_json(self) -> dict[str, Any]:
-        return {"route": self.route, "direction": str(self.direction), "state": str(self.state), "messages": self.messages}
+        direction, state = str(self.direction), str(self.state)
+        return {"route": self.route, "direction": direction, "state": state, "messages": self.messages}
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ not installed does not stop a reader.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import Refused, StoreError

@@ -69,8 +69,7 @@ class Expecting(Reads):
         stamp = now()
         with self.immediate() as db:
             rows = db.rows(
-                f"UPDATE expectations AS e SET overdue_at = ? WHERE {UNSWEPT} "
-                "RETURNING message_id, kind, due_at",
+                f"UPDATE expectations AS e SET overdue_at = ? WHERE {UNSWEPT} RETURNING message_id, kind, due_at",
                 [stamp, stamp],
             )
             for row in rows:

@@ -321,9 +321,9 @@ def _sqlite_counting() -> list[str]:
     """The triggers that keep ``counts``, ``overdue_open`` and ``owes`` on SQLite (one writer at a time: slot 0)."""
 
     def messages(row: str, sign: str) -> str:
-        return (
-            _bump("messages", f"{row}.direction", f"coalesce({row}.route, '')", f"{row}.state", sign, "1")
-            + _bump("overdue_messages", f"{row}.direction", f"coalesce({row}.route, '')", "''", sign, f"{row}.overdue_open > 0")
+        route = f"coalesce({row}.route, '')"
+        return _bump("messages", f"{row}.direction", route, f"{row}.state", sign, "1") + _bump(
+            "overdue_messages", f"{row}.direction", route, "''", sign, f"{row}.overdue_open > 0"
         )
 
     def expectations(delta_open: str, delta_swept: str, row: str) -> str:
@@ -332,8 +332,7 @@ def _sqlite_counting() -> list[str]:
             _bump("open", direction, "''", f"{row}.kind", delta_open, f"{delta_open} <> 0")
             + _bump("overdue", direction, "''", f"{row}.kind", delta_swept, f"{delta_swept} <> 0")
             + f"UPDATE messages SET overdue_open = overdue_open + {delta_swept} "
-            f"WHERE id = {row}.message_id AND {delta_swept} <> 0;"
-            + f"UPDATE messages SET owes = owes + {delta_open} "
+            f"WHERE id = {row}.message_id AND {delta_swept} <> 0;" + f"UPDATE messages SET owes = owes + {delta_open} "
             f"WHERE id = {row}.message_id AND {row}.kind = '{_OWED_KIND}' AND {delta_open} <> 0;"
         )
 

@@ -324,7 +324,8 @@ class SQLStore(Expecting):
                 folded = db.execute(
                     "WITH gone AS (DELETE FROM counts WHERE slot <> 0 RETURNING counter, direction, route, term, n) "
                     "INSERT INTO counts (counter, direction, route, term, slot, n) "
-                    "SELECT counter, direction, route, term, 0, sum(n) FROM gone GROUP BY counter, direction, route, term "
+                    "SELECT counter, direction, route, term, 0, sum(n) FROM gone "
+                    "GROUP BY counter, direction, route, term "
                     "ON CONFLICT (counter, direction, route, term, slot) DO UPDATE SET n = counts.n + excluded.n"
                 ).rowcount
             return folded + db.execute("DELETE FROM counts WHERE slot = 0 AND n = 0").rowcount
