@@ -50,12 +50,20 @@ class Link:
         self._conn: psycopg.Connection[Any] | None = None
 
     def connect(self) -> psycopg.Connection[Any]:
-        """A new autocommit connection (the store's own, or one for a lock)."""
+        """A new autocommit connection (the store's own, or one for a lock). Its statements are
+        planned for their values each time (``plan_cache_mode``): a plan cached for any values (a
+        generic one, which psycopg's prepared statements get after a few runs) may sort all the
+        rows of a listing's filter where the plan for the values walks an index from the cursor."""
+        conn = None
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 self.url, password=self._password, autocommit=True, connect_timeout=10, application_name="meshbridge"
             )
+            conn.execute("SET plan_cache_mode = force_custom_plan")
+            return conn
         except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
             raise self.error(exc, "cannot connect to store") from None
 
     @property

@@ -49,11 +49,15 @@ def lapsed(lease: float) -> list[Any]:
 OVERDUE = "(e.met_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
 # Late: met, but after its deadline (no parameter).
 LATE = "(e.met_at IS NOT NULL AND e.due_at IS NOT NULL AND e.met_at > e.due_at)"
-_OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {OVERDUE})"
 # Overdue and not yet seen by the sweep (which sets ``overdue_at``): few, found through the partial
 # index ``idx_expectations_unswept``. What the sweep has seen is counted (``counts``) and flagged on
 # its message (``overdue_open``): the two together are exactly OVERDUE. One parameter: now.
 UNSWEPT = "(e.met_at IS NULL AND e.overdue_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
+# A message with an OVERDUE expectation: flagged, or with one the sweep has not seen yet. Not OVERDUE
+# itself: PostgreSQL may run an EXISTS once for all rows (a hashed subplan), which over OVERDUE reads
+# every expectation; over UNSWEPT it reads the few rows of the partial index. One parameter: now.
+_OVERDUE = f"(m.overdue_open > 0 OR EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {UNSWEPT}))"
+_BY_ID = 500  # ids per statement when messages are fetched by id (well under both databases' parameter limits)
 _NACKED = "m.state IN (" + ", ".join(f"'{state}'" for state in NACKED) + ")"  # as idx_messages_nacked has it
 
 
@@ -163,11 +167,17 @@ class Reads:
             params.extend(position(after))
         if not filters.overdue:
             return self._select(" AND ".join(where), params, limit, newest)
-        # overdue: those the sweep has flagged (a partial index in order), and the few it has not seen yet
-        flagged = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest)
-        unswept = f"m.id IN (SELECT e.message_id FROM expectations e WHERE {UNSWEPT})"
-        fresh = self._select(" AND ".join([*where, "m.overdue_open = 0", unswept]), [*params, now()], limit, newest)
-        rows = sorted([*flagged, *fresh], key=lambda row: (row["created_at"], row["id"]), reverse=newest)
+        # overdue: those the sweep has flagged (a partial index in order), and the few it has not seen
+        # yet, by id. Not a join or IN (subquery): the planners cannot know how few those are (they
+        # guess from the deadlines of every expectation) and would walk every message to find them.
+        rows = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest)
+        unswept = self._rows(f"SELECT e.message_id FROM expectations e WHERE {UNSWEPT}", [now()])
+        fresh = list(dict.fromkeys(row["message_id"] for row in unswept))
+        for start in range(0, len(fresh), _BY_ID):
+            ids = fresh[start : start + _BY_ID]
+            by_id = f"m.id IN ({', '.join('?' * len(ids))})"
+            rows += self._select(" AND ".join([*where, "m.overdue_open = 0", by_id]), [*params, *ids], limit, newest)
+        rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=newest)
         return rows[:limit] if limit else rows
 
     def message(self, message_id: str) -> Message:
@@ -210,13 +220,14 @@ class Reads:
     def counts(self) -> Counts:
         """The store's counters (kept by triggers as rows change: schema ``m015``), with the overdue
         expectations the sweep has not seen yet added: one statement, one snapshot, the same cost
-        for any number of messages."""
+        for any number of messages. Their messages are read one by one by id (:func:`_of_message`), never
+        joined: a planner guessing many unswept rows would hash-join every message."""
         rows = self._rows(
             "SELECT counter, direction, route, term, sum(n) AS n FROM counts GROUP BY counter, direction, route, term "
-            "UNION ALL SELECT 'overdue', m.direction, '', e.kind, count(*) FROM expectations e "
-            f"JOIN messages m ON m.id = e.message_id WHERE {UNSWEPT} GROUP BY m.direction, e.kind "
+            f"UNION ALL SELECT 'overdue', u.direction, '', u.kind, count(*) FROM (SELECT {_of_message('direction')} "
+            f"AS direction, e.kind FROM expectations e WHERE {UNSWEPT}) u GROUP BY u.direction, u.kind "
             "UNION ALL SELECT 'overdue_messages', '', '', '', count(DISTINCT e.message_id) FROM expectations e "
-            f"JOIN messages m ON m.id = e.message_id WHERE {UNSWEPT} AND m.overdue_open = 0",
+            f"WHERE {UNSWEPT} AND {_of_message('overdue_open')} = 0",
             [now(), now()],
         )
         messages: dict[tuple[str, str | None, str], int] = {}
@@ -244,6 +255,11 @@ def select_sql(where: str, limit: int | None = None, newest: bool = False, lock:
     if limit:
         sql += f" LIMIT {int(limit)}"
     return sql + lock
+
+
+def _of_message(column: str) -> str:
+    """A column of expectation ``e``'s message, read by its id (a scalar subquery: never a join)."""
+    return f"(SELECT m.{column} FROM messages m WHERE m.id = e.message_id)"
 
 
 def _filters(filters: Filters) -> tuple[list[str], list[Any]]:
