@@ -1,16 +1,46 @@
-"""Reads that do not grow with the store (issue 13, point 3), on SQLite and PostgreSQL."""
+"""Reads that do not grow with the store (issue 13, point 3), on SQLite and PostgreSQL.
+
+A store of 10,000 messages is built once per backend (:func:`synthetic`, :func:`bulk`: the backend's
+own INSERTs in one transaction, so the m015 triggers keep the counters and flags as for the store's
+writes; then ANALYZE). Each read of issue 13 runs as the store runs it; the statements it sends are
+captured on their way to the database (not copied here) and EXPLAINed with their values. None may
+read messages, events or expectations whole. Precisely, a plan fails when it has:
+
+- a table read whole: SQLite ``SCAN t`` with no index, PostgreSQL ``Seq Scan``;
+- an index walked whole: SQLite ``SCAN t USING [COVERING] INDEX i``, PostgreSQL an index scan with
+  no ``Index Cond``, unless it is a listing's walk that its LIMIT stops: i is ``(created_at, id)``
+  (the ORDER BY's), the statement ends in LIMIT and sorts nothing (PostgreSQL: the scan is under its
+  ``Limit``), and i holds only rows the listing may want: a partial index (overdue, nacked, owed), or
+  any when nothing is fixed (the unfiltered page walking idx_messages_created stops after limit + 1
+  rows), or when the columns fixed have their own ``(columns, created_at, id)`` index (PostgreSQL
+  walks i filtered when its statistics say the value is common, about limit / frequency rows, and
+  takes that index for a rare one; the store never lets it cache a plan made for no value);
+- a listing's rows sorted: SQLite ``USE TEMP B-TREE FOR ORDER BY``, PostgreSQL ``Sort``, unless
+  messages is read only through its primary key: the overdue messages the sweep has not flagged yet,
+  fetched by id (those due since the last sweep, a minute's worth). Lookups (a message, its timeline,
+  a key) may sort the few rows one key names.
+
+``SEARCH`` (SQLite) and an ``Index Cond`` (PostgreSQL) read one range of an index: here a key's, a
+filter's, or a page's from its cursor. The triggers' statements (by primary key) are not in EXPLAIN.
+
+Also proven: pages followed by cursor to the 500th equal a brute-force ORDER BY, with no OFFSET run;
+each filter's pages equal a brute-force filter (overdue as OVERDUE defines it, before and after the
+sweep); lookups by every key; the counters equal a GROUP BY after seeded random writes through the
+store's API (PostgreSQL: also from two connections, each counting in its own rows, folded now and then).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import random
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache, partial
 from typing import Any
 
 import pytest
@@ -20,37 +50,34 @@ from meshbridge.kinds import BUS, BUS_OWED, INF
 from meshbridge.models import Direction, Filters, State
 from meshbridge.store import Store
 from meshbridge.store import sqlite as sqlite_store
-from meshbridge.store.queries import stored_time
+from meshbridge.store.queries import OVERDUE, now, stored_time
+from meshbridge.store.records import Counts
 
 # -- a store of 10,000 messages, filled through the backend's SQL (the triggers keep the counters) --
 
 BASE = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 MAILBOXES = ("X26ABC1", "X26ABC2", "X26ABC3")
 PEERS = ("A91001", "B92002", "C93003", "D94004", "E95005", "F96006")
-# (direction, route, workflow, ITK?, weight): outbound ITK discharge summaries mostly, some plain routes
-ROUTES = (
-    ("out", "toc-out", "TOC_FHIR_EC_DISCH", True, 40),
-    ("out", "rad-out", "RAD_FHIR_REPORT", True, 10),
-    ("out", "lab-out", "PATH_MEDRPT_V3", False, 15),
-    ("in", "toc-in", "TOC_FHIR_EC_DISCH", True, 20),
-    ("in", "lab-in", "PATH_TEST_REQ", False, 13),
-    ("in", None, "UNKNOWN_WF", False, 2),
-)
-# states by (direction, ITK?), with weights
-STATES = {
-    ("out", True): {
-        "accepted": 2, "sending": 1, "sent": 10, "inf-acked": 8, "inf-nacked": 2, "bus-acked": 4,
-        "bus-nacked": 2, "complete": 60, "failed": 2, "rejected": 2, "undeliverable": 1,
-    },
-    ("out", False): {"accepted": 2, "sending": 1, "sent": 10, "delivered": 80, "failed": 3, "rejected": 4},
-    ("in", True): {
-        "received": 1, "mesh-acked": 1, "valid": 5, "delivered": 10, "bus-acked": 70, "bus-nacked": 3,
-        "invalid": 3, "duplicate": 1, "correlated": 6,
-    },
-    ("in", False): {"received": 1, "mesh-acked": 1, "valid": 5, "delivered": 85, "invalid": 4, "undelivered": 4},
-    ("in", None): {"unrouted": 8, "orphan": 2},
+# (direction, route, workflow, ITK?): weight. Mostly outbound ITK discharge summaries; some unrouted
+ROUTES = {
+    ("out", "toc-out", "TOC_FHIR_EC_DISCH", True): 40,
+    ("out", "rad-out", "RAD_FHIR_REPORT", True): 10,
+    ("out", "lab-out", "PATH_MEDRPT_V3", False): 15,
+    ("in", "toc-in", "TOC_FHIR_EC_DISCH", True): 20,
+    ("in", "lab-in", "PATH_TEST_REQ", False): 13,
+    ("in", None, "UNKNOWN_WF", False): 2,
 }
-# ITK outbound: each state's inf-ack and bus-ack expectations (None: open; else verdict)
+# (direction, ITK? None: unrouted): "state weight, ..."
+STATES = {
+    ("out", True): "accepted 2, sending 1, sent 10, inf-acked 8, inf-nacked 2, bus-acked 4, bus-nacked 2, "
+    "complete 60, failed 2, rejected 2, undeliverable 1",
+    ("out", False): "accepted 2, sending 1, sent 10, delivered 80, failed 3, rejected 4",
+    ("in", True): "received 1, mesh-acked 1, valid 5, delivered 10, bus-acked 70, bus-nacked 3, invalid 3, "
+    "duplicate 1, correlated 6",
+    ("in", False): "received 1, mesh-acked 1, valid 5, delivered 85, invalid 4, undelivered 4",
+    ("in", None): "unrouted 8, orphan 2",
+}
+# ITK outbound: each state's inf-ack and bus-ack expectations (None: open; else the verdict)
 EXPECTED_OUT = {
     "sent": (None, None),
     "inf-acked": ("ack", None),
@@ -61,9 +88,20 @@ EXPECTED_OUT = {
     "undeliverable": ("closed", "closed"),
 }
 OWED = {"valid": None, "delivered": None, "bus-acked": "ack", "bus-nacked": "nack"}  # ITK inbound: our bus ack
+COLUMNS = {
+    "messages": "id direction state route mailbox peer workflow_id mesh_message_id message_type payload_type "
+    "payload_sha256 payload_size filename itk_message_id local_id source_file created_at updated_at",
+    "events": "message_id at kind state detail",
+    "expectations": "message_id kind due_at met_at outcome verdict overdue_at",
+}
 
 
-def weighted(rng: random.Random, weights: dict[Any, float]) -> Any:
+@cache
+def states(direction: str, itk: bool | None) -> dict[str, int]:
+    return {state: int(weight) for state, weight in (pair.split() for pair in STATES[(direction, itk)].split(","))}
+
+
+def weighted(rng: random.Random, weights: dict[Any, int]) -> Any:
     return rng.choices(list(weights), list(weights.values()))[0]
 
 
@@ -76,44 +114,30 @@ class Fill:
     expectations: list[tuple[Any, ...]]
 
 
-COLUMNS = {
-    "messages": (
-        "id", "direction", "state", "route", "mailbox", "peer", "workflow_id", "mesh_message_id", "message_type",
-        "payload_type", "payload_sha256", "payload_size", "filename", "itk_message_id", "local_id", "source_file",
-        "created_at", "updated_at",
-    ),
-    "events": ("message_id", "at", "kind", "state", "detail"),
-    "expectations": ("message_id", "kind", "due_at", "met_at", "outcome", "verdict", "overdue_at"),
-}
-
-
 def synthetic(n: int, seed: int, now: datetime) -> Fill:
-    """``n`` messages as a busy trust has them (see :data:`ROUTES`, :data:`STATES`): created a few
-    seconds apart from :data:`BASE` (pairs share a moment, so keyset ties are broken by id); open
-    expectations mostly due tomorrow, some past due (overdue), of which the sweep has flagged some."""
+    """``n`` messages as a busy trust has them (:data:`ROUTES`, :data:`STATES`, :func:`expectation`),
+    created a few seconds apart from :data:`BASE` (pairs share a moment: keyset ties are broken by id)."""
     rng = random.Random(seed)
     fill = Fill([], [], [])
-    routes = {route[:4]: route[4] for route in ROUTES}
     tomorrow = stored_time(now + timedelta(days=1))
     for i in range(n):
-        direction, route, workflow, itk = weighted(rng, routes)
-        state = weighted(rng, STATES[(direction, itk if route else None)])
+        direction, route, workflow, itk = weighted(rng, ROUTES)
+        state = weighted(rng, states(direction, itk if route else None))
         created = BASE + timedelta(seconds=3 * (i // 2))
         at = stored_time(created)
         ident = f"{rng.getrandbits(128):032x}"
         sha = hashlib.sha256(f"payload {i}".encode()).hexdigest()
         sent = direction == "in" or state not in ("accepted", "sending", "rejected")
-        mesh_id = f"{created:%Y%m%d%H%M%S}{i:06d}_{rng.getrandbits(24):06X}" if sent else None
-        itk_id = str(uuid.UUID(int=rng.getrandbits(128))).upper() if itk else None
-        local_id = f"LOCAL-{i:05d}" if direction == "in" and rng.random() < 0.5 else None
-        source = f"/srv/meshbridge/out/{route}/msg-{i:05d}.xml@{sha}" if direction == "out" and i % 3 else None
-        fill.messages.append(
-            (
-                ident, direction, state, route, rng.choice(MAILBOXES), rng.choice(PEERS), workflow, mesh_id,
-                "DATA", "fhir" if itk else "hl7v2", sha, 2000 + i % 700, f"msg-{i:05d}.xml", itk_id, local_id,
-                source, at, at,
-            )
-        )
+        row = {"id": ident, "direction": direction, "state": state, "route": route, "workflow_id": workflow}
+        row |= {"mailbox": rng.choice(MAILBOXES), "peer": rng.choice(PEERS), "message_type": "DATA"}
+        row |= {"payload_type": "fhir" if itk else "hl7v2", "payload_sha256": sha, "payload_size": 2000 + i % 700}
+        row |= {"filename": f"msg-{i:05d}.xml", "created_at": at, "updated_at": at}
+        row["mesh_message_id"] = f"{created:%Y%m%d%H%M%S}{i:06d}_{rng.getrandbits(24):06X}" if sent else None
+        row["itk_message_id"] = str(uuid.UUID(int=rng.getrandbits(128))).upper() if itk else None
+        row["local_id"] = f"LOCAL-{i:05d}" if direction == "in" and rng.random() < 0.5 else None
+        source = f"/srv/meshbridge/out/{route}/msg-{i:05d}.xml@{sha}"  # a folder source's path@sha256
+        row["source_file"] = source if direction == "out" and i % 3 else None
+        fill.messages.append(tuple(row[column] for column in COLUMNS["messages"].split()))
         first = "accepted" if direction == "out" else "received"
         fill.events.append((ident, at, first, first, None))
         fill.events.append((ident, at, state, state, '{"synthetic": true}'))
@@ -146,12 +170,13 @@ def expectation(
 
 
 def bulk(store: Store, fill: Fill) -> None:
-    """Insert ``fill`` in one transaction through the store's own connection and SQL: every
-    trigger runs as it does for the store's writes; then ANALYZE."""
+    """Insert ``fill`` in one transaction on the store's own connection: every trigger runs as it
+    does for the store's writes. Then ANALYZE, as a store in use has its statistics."""
     with store.immediate() as db:
         conn: Any = db.conn  # type: ignore[attr-defined]
         for table, columns in COLUMNS.items():
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            names = columns.split()
+            sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
             if store.dialect.name == "postgresql":
                 from meshbridge.store.pgconn import marked
 
@@ -176,15 +201,18 @@ def captured() -> Iterator[list[Statement]]:
     from meshbridge.store import pgconn
 
     seen: list[Statement] = []
+
+    def spying(run: Callable[..., Any]) -> Callable[..., Any]:
+        def spy(session: Any, sql: str, params: Any = ()) -> Any:
+            seen.append((sql, list(params)))
+            return run(session, sql, params)
+
+        return spy
+
     with pytest.MonkeyPatch.context() as patch:
         for session in (sqlite_store.Session, pgconn.Session):
             for name in ("execute", "rows"):
-
-                def spy(self: Any, sql: str, params: Sequence[Any] = (), _run: Any = getattr(session, name)) -> Any:
-                    seen.append((sql, list(params)))
-                    return _run(self, sql, params)
-
-                patch.setattr(session, name, spy)
+                patch.setattr(session, name, spying(getattr(session, name)))
         yield seen
 
 
@@ -252,7 +280,8 @@ def full_scans(store: Store, catalog: dict[str, Index], read: Read, sql: str, pa
             flags = read.filters is not None and (read.filters.overdue or read.filters.nacked or read.filters.owed)
             if not (walk and (known.partial or (not flags and (not fixed or own_index)))):
                 problems.append(f"whole index {index} of {table} walked")
-    by_id = all(index and catalog[index].primary and not whole for table, index, _, whole in access if table == "messages")
+    messages = [(index, whole) for table, index, _, whole in access if table == "messages"]
+    by_id = all(index and catalog[index].primary and not whole for index, whole in messages)
     if sorted_ and read.filters is not None and not by_id:
         problems.append("messages sorted (not read in index order)")
     return [f"{read.name}: {problem}\n    {sql}" for problem in problems]
@@ -307,8 +336,9 @@ def postgresql_plan(store: Store, sql: str, params: list[Any], aliases: dict[str
 # -- the store of 10,000 messages, once per module and backend --------------------------------------
 
 N, SEED = 10_000, 13
-SINCE = datetime(2025, 3, 1, 10, 0, 0, tzinfo=timezone(timedelta(hours=1)))  # = 09:00 UTC, a created_at
-UNTIL = SINCE + timedelta(hours=2)
+PLUS_ONE = timezone(timedelta(hours=1))  # times in another zone than the store's UTC; each is a created_at
+EARLY, LATE = datetime(2025, 3, 1, 9, 40, tzinfo=PLUS_ONE), datetime(2025, 3, 1, 12, 30, tzinfo=PLUS_ONE)
+SINCE, UNTIL = datetime(2025, 3, 1, 11, 0, tzinfo=PLUS_ONE), datetime(2025, 3, 1, 11, 45, tzinfo=PLUS_ONE)
 FILTERS: dict[str, Filters] = {
     "all": Filters(),
     "state": Filters(state=State.SENT),
@@ -320,8 +350,8 @@ FILTERS: dict[str, Filters] = {
     "overdue": Filters(overdue=True),
     "nacked": Filters(nacked=True),
     "owed": Filters(owed=True),
-    "since": Filters(since=SINCE),
-    "until": Filters(until=UNTIL),
+    "since": Filters(since=LATE),
+    "until": Filters(until=EARLY),
     "since-until": Filters(since=SINCE, until=UNTIL),
     "state+route": Filters(state=State.INF_ACKED, route="toc-out"),
     "direction+since-until": Filters(direction=Direction.OUT, since=SINCE, until=UNTIL),
@@ -391,7 +421,8 @@ def reads(big: Big) -> list[Read]:
                 store.page(filters, after=first.next, newest=newest)
 
             order = "newest" if newest else "oldest"
-            found.append(Read(f"page {name} {order} first", lambda f=filters, n=newest: store.page(f, newest=n), filters))
+            first = partial(store.page, filters, newest=newest)
+            found.append(Read(f"page {name} {order} first", first, filters))
             found.append(Read(f"page {name} {order} after", pages, filters))
     return [
         *found,
@@ -427,3 +458,218 @@ def test_every_read_walks_an_index(big: Big) -> None:
         big.unsweep()
     assert statements > 100
     assert not problems, "\n".join(problems)
+
+
+# -- what the reads return, against brute force over every row -------------------------------------
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def is_overdue(expectation: dict[str, Any], now: datetime) -> bool:
+    """Overdue as issue 13 defines it once: past its deadline and not met."""
+    return expectation["met_at"] is None and expectation["due_at"] is not None and moment(expectation["due_at"]) < now
+
+
+class Rows:
+    """Every message and expectation of a store, read now, to filter by brute force."""
+
+    def __init__(self, store: Store) -> None:
+        self.messages, self.expectations = everything(store)
+        self.now = datetime.now(UTC)
+        for m in self.messages:
+            m["moment"] = moment(m["created_at"])
+        self.messages.sort(key=lambda m: (m["moment"], m["id"]), reverse=True)  # newest first
+        self.overdue = {e["message_id"] for e in self.expectations if is_overdue(e, self.now)}
+        self.owed = {e["message_id"] for e in self.expectations if e["kind"] == BUS_OWED and e["met_at"] is None}
+
+    def unswept(self) -> list[dict[str, Any]]:
+        return [e for e in self.expectations if is_overdue(e, self.now) and e["overdue_at"] is None]
+
+    def select(self, filters: Filters) -> list[str]:
+        """The ids ``filters`` selects, newest first, by looking at every row."""
+        fixed = [(name, getattr(filters, name)) for name in equalities(filters)]
+        nacked = (State.INF_NACKED, State.BUS_NACKED) if filters.nacked else None
+
+        def wanted(m: dict[str, Any]) -> bool:
+            return (
+                all(m[name] == value for name, value in fixed)
+                and (not filters.overdue or m["id"] in self.overdue)
+                and (nacked is None or m["state"] in nacked)
+                and (not filters.owed or m["id"] in self.owed)
+                and (filters.since is None or m["moment"] >= filters.since)
+                and (filters.until is None or m["moment"] < filters.until)
+            )
+
+        return [m["id"] for m in self.messages if wanted(m)]
+
+
+def walk(store: Store, filters: Filters, *, limit: int, pages: int = 10**6, newest: bool = True) -> list[Any]:
+    """The items of the first ``pages`` pages of a listing (all: to its end), following cursors."""
+    items: list[Any] = []
+    after = None
+    for _ in range(pages):
+        page = store.page(filters, limit=limit, after=after, newest=newest)
+        items += page.items
+        if page.next is None:
+            break
+        assert len(page) == limit
+        after = page.next
+    return items
+
+
+def same_pages(store: Store, rows: Rows) -> None:
+    """Each filter's pages hold exactly what brute force selects, each message once: all of them
+    newest first, the first 400 oldest first; and each message's ``overdue`` is as defined. (Every
+    message, unfiltered: :func:`to_the_last_page`.)"""
+    for name, filters in FILTERS.items():
+        if filters == Filters():
+            continue
+        expected = rows.select(filters)
+        assert expected, name  # the store has some of each
+        newest = walk(store, filters, limit=500)
+        assert [m.id for m in newest] == expected, name
+        assert [m.id for m in walk(store, filters, limit=200, pages=2, newest=False)] == expected[::-1][:400], name
+        assert {m.id for m in newest if m.overdue} == rows.overdue & set(expected), name
+
+
+def to_the_last_page(store: Store, rows: Rows) -> None:
+    """Ten at a time, newest first, past the 500th page to the last: exactly the brute-force order,
+    each message once, with no OFFSET in any statement run."""
+    expected = rows.select(Filters())
+    assert len(expected) == N
+    pages: list[list[str]] = []
+    after = None
+    with captured() as seen:
+        while after or not pages:
+            page = store.page(limit=10, after=after)
+            pages.append([m.id for m in page])
+            after = page.next
+    assert len(pages) == N // 10 and [i for page in pages for i in page] == expected
+    assert len(seen) >= len(pages) and not [sql for sql, _ in seen if re.search(r"\bOFFSET\b", sql, re.I)]
+    assert {m.id for m in walk(store, Filters(), limit=2000) if m.overdue} == rows.overdue
+
+
+def lookups(store: Store) -> None:
+    """By id, MESH id and ITK id in another case, local id, source file (path, or path@sha256);
+    an unknown key finds nothing."""
+    picked = sample(store)
+    inbound, outbound = picked["in"], picked["out"]
+    for key, message in (
+        (inbound["id"], inbound),
+        (inbound["mesh_message_id"].lower(), inbound),
+        (inbound["itk_message_id"].lower(), inbound),
+        (inbound["local_id"], inbound),
+        (outbound["source_file"].split("@")[0], outbound),
+        (outbound["source_file"], outbound),
+        (outbound["mesh_message_id"].lower(), outbound),
+    ):
+        assert [m.id for m in store.lookup(key)] == [message["id"]], key
+    assert store.get(inbound["mesh_message_id"].lower()).id == inbound["id"]
+    assert store.message(outbound["mesh_message_id"].lower()).id == outbound["id"]
+    assert store.lookup("no-such-message") == []
+
+
+def test_reads_return_what_brute_force_finds(big: Big) -> None:
+    """Pages to the last; every filter, overdue too (some overdue expectations not swept yet, then
+    after the sweep); the counters; lookups by every key: each against brute force over every row."""
+    store = big.store
+    rows = Rows(store)
+    unswept = rows.unswept()
+    assert unswept and len(rows.overdue) > len({e["message_id"] for e in unswept})  # swept ones too
+    to_the_last_page(store, rows)
+    lookups(store)
+    try:
+        same_pages(store, rows)
+        assert store.counts() == grouped(store)
+        assert len(store.sweep_overdue()) == len(unswept)
+        after = Rows(store)
+        assert not after.unswept() and after.overdue == rows.overdue
+        assert [m.id for m in walk(store, Filters(overdue=True), limit=50)] == after.select(Filters(overdue=True))
+        assert store.counts() == grouped(store)
+    finally:
+        big.unsweep()
+
+
+# -- the counters after a random workload of the store's writes -----------------------------------
+
+
+def grouped(store: Store) -> Counts:
+    """What the counters must say: a GROUP BY over the rows (overdue: :data:`OVERDUE`, as of now)."""
+    at = now()
+    with store.immediate(durable=False) as db:
+        messages = db.rows("SELECT direction, route, state, count(*) AS n FROM messages GROUP BY 1, 2, 3")
+        by_kind = {
+            which: db.rows(
+                "SELECT m.direction, e.kind, count(*) AS n FROM expectations e JOIN messages m ON m.id = e.message_id "
+                f"WHERE {where} GROUP BY m.direction, e.kind",
+                params,
+            )
+            for which, where, params in (("open", "e.met_at IS NULL", []), ("overdue", OVERDUE, [at]))
+        }
+        late = db.rows(f"SELECT count(DISTINCT e.message_id) AS n FROM expectations e WHERE {OVERDUE}", [at])
+    return Counts(
+        {(r["direction"], r["route"], r["state"]): r["n"] for r in messages},
+        {(r["direction"], r["kind"]): r["n"] for r in by_kind["open"]},
+        {(r["direction"], r["kind"]): r["n"] for r in by_kind["overdue"]},
+        late[0]["n"],
+    )
+
+
+PAST = "2020-01-01T00:00:00.000000+00:00"
+KINDS = (INF, BUS, BUS_OWED, "hl7v2-ack")
+ROUTE_NAMES = ("toc-out", "lab-out", "toc-in", None)
+OPERATIONS = {"add": 5, "transition": 6, "expect": 6, "meet": 4, "close": 1, "sweep": 1, "route": 1, "fold": 1}
+
+
+def step(store: Store, rng: random.Random, ids: list[str], done: Counter[str]) -> None:
+    """One write of the store's API, picked at random; ``done`` counts those that changed something."""
+    op = weighted(rng, OPERATIONS)
+    ident = rng.choice(ids) if ids else ""
+    if op == "add" or not ids:
+        direction = rng.choice(("out", "in"))
+        state = rng.choice(list(states(direction, True)))
+        fields = {"route": rng.choice(ROUTE_NAMES), "mailbox": rng.choice(MAILBOXES), "peer": rng.choice(PEERS)}
+        ids.append(store.add(direction, state, **fields).id)
+        changed: object = True
+    elif op == "transition":
+        message = store.get(ident)
+        target = rng.choice(list(states(message.direction.value, True)))
+        changed = store.transition(ident, target, from_states=rng.choice((None, [message.state], ["orphan"])))
+    elif op == "expect":
+        due = rng.choice((PAST, stored_time(datetime.now(UTC) + timedelta(days=1)), None))
+        changed = store.expect(ident, rng.choice(KINDS), due) is None
+    elif op == "meet":
+        changed = store.meet(ident, rng.choice(KINDS), "ok", positive=rng.random() < 0.8)
+    elif op == "close":
+        changed = store.close_expectations(ident, "closed by a nack")
+    elif op == "sweep":
+        changed = store.sweep_overdue()
+    elif op == "route":
+        changed = store.update(ident, route=rng.choice(ROUTE_NAMES)) is None
+    else:
+        before = store.counts()
+        changed = store.fold_counts()
+        assert store.counts() == before  # folding never changes what the counters say
+    if changed:
+        done[op] += 1
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_counters_equal_group_by_after_random_writes(backend: Backend, connections: int) -> None:
+    """Some hundred writes through the store's API, seeded; with two connections they interleave
+    (PostgreSQL: each adds to its own counter rows, folded now and then). Every 40 writes, and at
+    the end, :meth:`Store.counts` from each connection equals the GROUP BY."""
+    stores = [backend.open() for _ in range(connections)]
+    rng, ids, done = random.Random(1300 + connections), [], Counter[str]()
+    slots = set()
+    for number in range(400):
+        step(rng.choice(stores), rng, ids, done)
+        if number % 40 == 39:
+            slots |= {row[0] for row in backend.execute("SELECT DISTINCT slot FROM counts")}
+            for store in stores:
+                assert store.counts() == grouped(store), number
+    assert set(done) == set(OPERATIONS), done
+    expected = {0} if backend.name == "sqlite" else connections + 1
+    assert (slots if backend.name == "sqlite" else len(slots)) == expected
