@@ -50,20 +50,12 @@ class Link:
         self._conn: psycopg.Connection[Any] | None = None
 
     def connect(self) -> psycopg.Connection[Any]:
-        """A new autocommit connection (the store's own, or one for a lock). Its statements are
-        planned for their values each time (``plan_cache_mode``): a plan cached for any values (a
-        generic one, which psycopg's prepared statements get after a few runs) may sort all the
-        rows of a listing's filter where the plan for the values walks an index from the cursor."""
-        conn = None
+        """A new autocommit connection (the store's own, or one for a lock)."""
         try:
-            conn = psycopg.connect(
+            return psycopg.connect(
                 self.url, password=self._password, autocommit=True, connect_timeout=10, application_name="meshbridge"
             )
-            conn.execute("SET plan_cache_mode = force_custom_plan")
-            return conn
         except psycopg.Error as exc:
-            if conn is not None:
-                conn.close()
             raise self.error(exc, "cannot connect to store") from None
 
     @property
@@ -107,9 +99,11 @@ class Link:
                 yield Session(self, conn)  # its statements on this connection only, never a new one
 
     def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
-        """A read outside any transaction."""
+        """A read outside any transaction, planned for its values each time: never a prepared
+        statement, which PostgreSQL may switch to a plan made for no values after a few runs (for
+        a listing, one that sorts all of a filter's rows where the values' plan walks an index)."""
         with self.lock:
-            return Session(self, self.conn).rows(sql, params)
+            return Session(self, self.conn).rows(sql, params, prepare=False)
 
     def advisory(self, conn: psycopg.Connection[Any], key: str, *, transaction: bool = False) -> None:
         """Wait for the advisory lock named ``key``: until commit, or (a session lock) until unlocked or closed."""
@@ -128,8 +122,9 @@ class Session:
         with self.link.errors():
             return self.conn.execute(marked(sql), params)
 
-    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
+    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, prepare: bool | None = None) -> list[Row]:
+        """Its rows; ``prepare`` as psycopg's (None: prepared once run often)."""
         with self.link.errors():
-            cursor = self.conn.execute(marked(sql), params)
+            cursor = self.conn.execute(marked(sql), params, prepare=prepare)
             names = [column.name for column in cursor.description or ()]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
