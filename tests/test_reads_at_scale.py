@@ -262,11 +262,10 @@ def equalities(filters: Filters) -> frozenset[str]:
 
 def full_scans(store: Store, catalog: dict[str, Index], read: Read, sql: str, params: list[Any]) -> list[str]:
     """What in the plan of ``sql`` reads messages, events or expectations whole (module docstring)."""
-    aliases = {table: table for table in BIG}
-    for table, alias in re.findall(r"\b(messages|events|expectations)(?:\s+AS)?\s+([a-z_]\w*)", sql, re.I):
-        if alias.upper() not in NOT_ALIASES:
-            aliases[alias] = table
-    access, sorted_ = (sqlite_plan if store.dialect.name == "sqlite" else postgresql_plan)(store, sql, params, aliases)
+    if store.dialect.name == "sqlite":
+        access, sorted_ = sqlite_plan(store, sql, params)
+    else:
+        access, sorted_ = postgresql_plan(store, sql, params, generic=read.filters is None)
     fixed = equalities(read.filters) if read.filters else frozenset()
     own_index = any(set(i.columns[:-2]) == fixed and i.columns[-2:] == KEYSET for i in catalog.values())
     problems = []
@@ -291,10 +290,14 @@ def full_scans(store: Store, catalog: dict[str, Index], read: Read, sql: str, pa
 Access = tuple[str, str | None, bool, bool]  # table, index (None: the table), under a LIMIT, whole
 
 
-def sqlite_plan(store: Store, sql: str, params: list[Any], aliases: dict[str, str]) -> tuple[list[Access], bool]:
+def sqlite_plan(store: Store, sql: str, params: list[Any]) -> tuple[list[Access], bool]:
     """SQLite: ``SCAN t`` reads table t whole, ``SCAN t USING INDEX i`` walks index i whole (the
     LIMIT stops it, if the index is in the ORDER BY's order), ``SEARCH`` reads a range of one;
-    ``USE TEMP B-TREE FOR ORDER BY`` sorts the rows read."""
+    ``USE TEMP B-TREE FOR ORDER BY`` sorts the rows read. (A plan names a table by its alias.)"""
+    aliases = {table: table for table in BIG}
+    for table, alias in re.findall(r"\b(messages|events|expectations)(?:\s+AS)?\s+([a-z_]\w*)", sql, re.I):
+        if alias.upper() not in NOT_ALIASES:
+            aliases[alias] = table
     lines = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[attr-defined]
     sorts = any(re.search(r"TEMP B-TREE FOR .*ORDER BY", line) for line in lines)
     limited = re.search(r"\bLIMIT \d+\s*$", sql) is not None and not sorts
@@ -307,15 +310,29 @@ def sqlite_plan(store: Store, sql: str, params: list[Any], aliases: dict[str, st
     return access, sorts
 
 
-def postgresql_plan(store: Store, sql: str, params: list[Any], aliases: dict[str, str]) -> tuple[list[Access], bool]:
+def postgresql_plan(store: Store, sql: str, params: list[Any], generic: bool) -> tuple[list[Access], bool]:
     """PostgreSQL: a ``Seq Scan`` reads a table whole, an index scan with no ``Index Cond`` walks
     its index whole (stopped by a ``Limit`` just above it); a ``Sort`` sorts the rows below it. The
-    plan for the statement's values, as the store's reads get it (never a prepared statement's
-    generic plan: :func:`prepared`)."""
+    plan for the statement's values, and with ``generic`` also the one PostgreSQL may cache for a
+    prepared statement (psycopg prepares what runs often; a listing never is: :func:`prepared`)."""
+    from psycopg import sql as pgsql
+
     from meshbridge.store.pgconn import marked
 
     conn: Any = store.link.conn  # type: ignore[attr-defined]
-    tree = conn.execute(marked("EXPLAIN (FORMAT JSON) " + sql), params, prepare=False).fetchone()[0]
+    trees = [conn.execute(marked("EXPLAIN (FORMAT JSON) " + sql), params, prepare=False).fetchone()[0]]
+    if generic:
+        numbers = iter(range(1, len(params) + 1))
+        conn.execute("PREPARE reads_at_scale AS " + re.sub(r"\?", lambda _: f"${next(numbers)}", sql))
+        try:
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            execute = pgsql.SQL("EXPLAIN (FORMAT JSON) EXECUTE reads_at_scale")
+            if params:
+                execute += pgsql.SQL("({})").format(pgsql.SQL(", ").join(pgsql.Literal(value) for value in params))
+            trees.append(conn.execute(execute, prepare=False).fetchone()[0])
+        finally:
+            conn.execute("RESET plan_cache_mode")
+            conn.execute("DEALLOCATE reads_at_scale")
     access: list[Access] = []
     sorts = False
 
@@ -330,7 +347,8 @@ def postgresql_plan(store: Store, sql: str, params: list[Any], aliases: dict[str
         for child in node.get("Plans", ()):
             walk(child, kind == "Limit" or (limited and kind == "Result"), relation)
 
-    walk(tree[0]["Plan"], False, None)
+    for tree in trees:
+        walk(tree[0]["Plan"], False, None)
     return access, sorts
 
 

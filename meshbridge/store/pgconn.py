@@ -98,12 +98,10 @@ class Link:
                     conn.execute("SET LOCAL synchronous_commit TO OFF")
                 yield Session(self, conn)  # its statements on this connection only, never a new one
 
-    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
-        """A read outside any transaction, planned for its values each time: never a prepared
-        statement, which PostgreSQL may switch to a plan made for no values after a few runs (for
-        a listing, one that sorts all of a filter's rows where the values' plan walks an index)."""
+    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, prepare: bool | None = None) -> list[Row]:
+        """A read outside any transaction (``prepare``: see :meth:`Session.rows`)."""
         with self.lock:
-            return Session(self, self.conn).rows(sql, params, prepare=False)
+            return Session(self, self.conn).rows(sql, params, prepare=prepare)
 
     def advisory(self, conn: psycopg.Connection[Any], key: str, *, transaction: bool = False) -> None:
         """Wait for the advisory lock named ``key``: until commit, or (a session lock) until unlocked or closed."""
@@ -123,7 +121,7 @@ class Session:
             return self.conn.execute(marked(sql), params)
 
     def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, prepare: bool | None = None) -> list[Row]:
-        """Its rows; ``prepare`` as psycopg's (None: prepared once run often)."""
+        """Its rows. ``prepare`` as psycopg's: None prepares a statement that runs often (False: never)."""
         with self.link.errors():
             cursor = self.conn.execute(marked(sql), params, prepare=prepare)
             names = [column.name for column in cursor.description or ()]

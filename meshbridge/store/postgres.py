@@ -106,8 +106,8 @@ class PostgresStore(SQLStore):
     def _transaction(self, durable: bool) -> Any:
         return self.link.transaction(durable)
 
-    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
-        return self.link.rows(sql, params)
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, replan: bool = False) -> list[Row]:
+        return self.link.rows(sql, params, prepare=False if replan else None)
 
     def _serialize(self, db: Session, key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [key])

@@ -82,7 +82,11 @@ class Reads:
 
     dialect: Dialect
 
-    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, replan: bool = False) -> list[Row]:
+        """The rows of a read. ``replan``: planned for these values every time, never from a plan
+        the database cached for any values (PostgreSQL's generic plan of a prepared statement, which
+        for a listing may sort all of a filter's rows where the plan for its values walks an index
+        from the cursor). Listings replan; keyed reads, which run far more often, need not."""
         raise NotImplementedError
 
     def get(self, message_id: str) -> StoredMessage:
@@ -166,17 +170,17 @@ class Reads:
             where.append(f"(m.created_at, m.id) {'<' if newest else '>'} (?, ?)")
             params.extend(position(after))
         if not filters.overdue:
-            return self._select(" AND ".join(where), params, limit, newest)
+            return self._select(" AND ".join(where), params, limit, newest, replan=True)
         # overdue: those the sweep has flagged (a partial index in order), and the few it has not seen
         # yet, by id. Not a join or IN (subquery): the planners cannot know how few those are (they
         # guess from the deadlines of every expectation) and would walk every message to find them.
-        rows = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest)
+        rows = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest, replan=True)
         unswept = self._rows(f"SELECT e.message_id FROM expectations e WHERE {UNSWEPT}", [now()])
         fresh = list(dict.fromkeys(row["message_id"] for row in unswept))
         for start in range(0, len(fresh), _BY_ID):
             ids = fresh[start : start + _BY_ID]
-            by_id = f"m.id IN ({', '.join('?' * len(ids))})"
-            rows += self._select(" AND ".join([*where, "m.overdue_open = 0", by_id]), [*params, *ids], limit, newest)
+            where_ids = " AND ".join([*where, "m.overdue_open = 0", f"m.id IN ({', '.join('?' * len(ids))})"])
+            rows += self._select(where_ids, [*params, *ids], limit, newest, replan=True)
         rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=newest)
         return rows[:limit] if limit else rows
 
@@ -187,8 +191,10 @@ class Reads:
             row, events=tuple(self.events(row["id"])), expectations=tuple(self.expectations(row["id"]))
         )
 
-    def _select(self, where: str, params: list[Any], limit: int | None = None, newest: bool = False) -> list[Row]:
-        rows = self._rows(select_sql(where, limit, newest), [now(), *params])
+    def _select(
+        self, where: str, params: list[Any], limit: int | None = None, newest: bool = False, replan: bool = False
+    ) -> list[Row]:
+        rows = self._rows(select_sql(where, limit, newest), [now(), *params], replan=replan)
         return [{**row, "overdue": bool(row["overdue"])} for row in rows]
 
     def events(self, message_id: str) -> list[Event]:

@@ -143,7 +143,8 @@ class SQLiteStore(SQLStore):
                     conn.execute("ROLLBACK")
                 raise
 
-    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Row]:
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, replan: bool = False) -> list[Row]:
+        """(``replan``: SQLite plans a statement without its values, so there is nothing to do.)"""
         return self._statements.rows(sql, params)  # not db.query: that wraps every read in a savepoint
 
     @contextmanager
