@@ -144,7 +144,7 @@ class SQLiteStore(SQLStore):
                 raise
 
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, replan: bool = False) -> list[Row]:
-        """(``replan``: SQLite plans a statement without its values, so there is nothing to do.)"""
+        """(``replan``: nothing to do: SQLite re-plans a statement for its values where they could change the plan.)"""
         return self._statements.rows(sql, params)  # not db.query: that wraps every read in a savepoint
 
     @contextmanager
