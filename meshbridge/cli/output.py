@@ -7,8 +7,9 @@ characters are shown as escapes (:func:`visible`).
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -58,6 +59,19 @@ def table(*columns: str, rows: Iterable[Sequence[object]], **options: Any) -> An
     for row in rows:
         built.add_row(*(literal(cell) for cell in row))
     return built
+
+
+def json_array(chunks: Iterable[Iterable[Any]]) -> Iterator[str]:
+    """The text of ``json.dumps(every_item, indent=2)`` a chunk at a time (one string per chunk
+    of items), so that a listing of any length is written without being held."""
+    empty = True
+    for chunk in chunks:
+        pieces = []
+        for item in chunk:
+            pieces.append(("[\n  " if empty else ",\n  ") + json.dumps(item, indent=2).replace("\n", "\n  "))
+            empty = False
+        yield "".join(pieces)
+    yield "[]" if empty else "\n]"
 
 
 def print_timeline(message: Message, utc: bool = False) -> None:
