@@ -79,11 +79,11 @@ class Reading:
         while True:
             size = page if left is None else min(page, left)
             found = self.messages(filters, limit=size, after=after, oldest_first=oldest_first)
+            after, left = found.next, None if left is None else left - len(found)
             yield found
-            left = None if left is None else left - len(found)
-            if found.next is None or left == 0:
+            del found  # let go before the next is read
+            if after is None or left == 0:
                 return
-            after = found.next
 
     def each(
         self, filters: Filters | None = None, *, after: str | None = None, oldest_first: bool = False, page: int = 500

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .output import console, literal
@@ -16,18 +16,21 @@ FOLDED = 4  # the least a column that folds (or its header, if longer) gets befo
 
 class Pages:
     """The pages of a listing (:meth:`~meshbridge.reader.Reading.pages`), the first read at once
-    (a bad cursor fails before anything is printed), and the ``last`` one read (its ``next``: the
-    cursor of what follows)."""
+    (a bad cursor fails before anything is printed)."""
 
     def __init__(self, pages: Iterator[Page]) -> None:
-        self.last = next(pages)
+        self._first: Page | None = next(pages)
         self._rest = pages
+        self.cursor = self._first.next  # of what follows the last page used (None: nothing)
 
-    def __iter__(self) -> Iterator[Page]:
-        yield self.last
-        for page in self._rest:
-            self.last = page
-            yield page
+    def each(self, use: Callable[[Page], object]) -> None:
+        """``use`` each page in turn, each let go before the next is read: one page in memory."""
+        page, self._first = self._first, None
+        while page is not None:
+            self.cursor = page.next
+            use(page)
+            page = None  # let go before the next is read
+            page = next(self._rest, None)
 
 
 class PagedTable:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -61,17 +61,22 @@ def table(*columns: str, rows: Iterable[Sequence[object]], **options: Any) -> An
     return built
 
 
-def json_array(chunks: Iterable[Iterable[Any]]) -> Iterator[str]:
-    """The text of ``json.dumps(every_item, indent=2)`` a chunk at a time (one string per chunk
-    of items), so that a listing of any length is written without being held."""
-    empty = True
-    for chunk in chunks:
+class JsonArray:
+    """Writes ``json.dumps(every_item, indent=2)`` to stdout a chunk of items at a time, so that a
+    listing of any length is written without being held: :meth:`write` each chunk, then :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.empty = True
+
+    def write(self, items: Iterable[Any]) -> None:
         pieces = []
-        for item in chunk:
-            pieces.append(("[\n  " if empty else ",\n  ") + json.dumps(item, indent=2).replace("\n", "\n  "))
-            empty = False
-        yield "".join(pieces)
-    yield "[]" if empty else "\n]"
+        for item in items:
+            pieces.append(("[\n  " if self.empty else ",\n  ") + json.dumps(item, indent=2).replace("\n", "\n  "))
+            self.empty = False
+        click.echo("".join(pieces), nl=False)
+
+    def close(self) -> None:
+        click.echo("[]" if self.empty else "\n]")
 
 
 def print_timeline(message: Message, utc: bool = False) -> None:

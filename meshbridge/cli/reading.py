@@ -19,11 +19,11 @@ from .expectations import line as expectation_line
 from .listing import PagedTable, Pages
 from .output import (
     SHOWN_FIELDS,
+    JsonArray,
     console,
     echo,
     fail,
     format_finding,
-    json_array,
     literal,
     print_timeline,
     table,
@@ -122,16 +122,15 @@ def messages(
         )
         pages = Pages(bridge.pages(filters, limit=limit, after=after, oldest_first=oldest_first, page=PAGE))
         if as_json:
-            for text in json_array(_items(page, owed) for page in pages):
-                click.echo(text, nl=False)
-            click.echo()
+            array = JsonArray()
+            pages.each(lambda page: array.write(_items(page, owed)))
+            array.close()
         else:
             columns = ["id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created"]
             listing = PagedTable(*columns, *(["age"] if owed else []), whole=("id", "mesh id"))
-            for page in pages:
-                listing.print(_row(m, utc, owed) for m in page)
-    if limit and pages.last.next:
-        echo(f"more: {_rest(ctx, pages.last.next)}", err=True)
+            pages.each(lambda page: listing.print(_row(m, utc, owed) for m in page))
+    if limit and pages.cursor:
+        echo(f"more: {_rest(ctx, pages.cursor)}", err=True)
 
 
 def _items(page: Page, owed: bool) -> Iterator[dict[str, Any]]:
@@ -171,9 +170,10 @@ def _rest(ctx: click.Context, cursor: str) -> str:
 @click.pass_context
 def show(ctx: click.Context, key: str, utc: bool, as_json: bool) -> None:
     """One message and its timeline. KEY: its meshbridge id, MESH message id or ITK id (any case),
-    local id, or source file; a KEY naming several messages lists them (exit 2)."""
+    local id, or source file; a KEY naming several messages (not a meshbridge id) lists them (exit 2)."""
     with bridge_for(ctx) as bridge:
         found = bridge.lookup(key)
+        found = [m for m in found if m.id == key] or found  # a meshbridge id names its own message
         if len(found) > 1:
             named = ", ".join(f"{m.id} ({m.direction}, {m.state}, {shown(m.created_at, utc)})" for m in found)
             fail(f"{key!r} names {len(found)} messages: {named}; show one by its meshbridge id", EXIT_USAGE)
