@@ -9,7 +9,7 @@ backend pid), so nodes never wait on one counter row; :meth:`~.sql.SQLStore.fold
 those into slot 0 now and then. A message carries ``overdue_open`` (its expectations the sweep saw
 overdue and still open) and ``owes`` (an open business ack we owe), so listings of either walk a
 partial index in order. All of it is derived from the rows: an archive never carries it
-(:data:`DERIVED`), an import's rows make it anew through the triggers.
+(:data:`DERIVED_TABLES`, :data:`DERIVED_COLUMNS`), an import's rows make it anew through the triggers.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from __future__ import annotations
 from .dialects import Dialect
 
 OWED_KIND = "bus-ack-owed"  # meshbridge.kinds.BUS_OWED (the schema does not import the pipeline)
-# What the triggers keep, by table: None for the whole table, else its derived columns
-DERIVED: dict[str, frozenset[str] | None] = {"counts": None, "messages": frozenset({"overdue_open", "owes"})}
+# What the triggers keep: an archive carries none of it (:func:`~.moving.carried`)
+DERIVED_TABLES = frozenset({"counts"})
+DERIVED_COLUMNS = {"messages": frozenset({"overdue_open", "owes"})}
 
 
 def counters(d: Dialect) -> list[str]:
