@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import InvalidRequest, Refused, StoreError
 from .kinds import BUS_OWED
-from .models import Direction, Filters, Message, MessageSummary, Page, RouteCount, State, Status, stored
+from .models import Direction, Message, MessageSummary, Page, State, stored
 from .store import Store, connect
+from .views import Filters, RouteCount, Status
 
 if TYPE_CHECKING:
     from .config import Config
