@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from ..errors import MeshbridgeError
-from ..models import Direction, Filters, MessageSummary, Page, State
+from ..models import Direction, MessageSummary, Page, State
+from ..views import Filters
 from .exits import EXIT_USAGE, fail_for
 from .expectations import line as expectation_line
 from .listing import PagedTable, Pages
