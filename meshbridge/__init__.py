@@ -74,13 +74,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         Direction,
         Event,
         Expectation,
-        Filters,
         Message,
         MessageSummary,
         Page,
-        RouteCount,
         State,
-        Status,
         TimelineKind,
     )
     from .payloads.base import (
@@ -94,6 +91,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .plugins import Plugins
     from .reader import Exported, Reader
     from .validating import validate
+    from .views import Filters, RouteCount, Status
 
 # Each public name and the module it comes from (keep in step with the imports above: a test checks).
 _HOMES = {
@@ -143,19 +141,17 @@ _HOMES = {
         "Direction",
         "Event",
         "Expectation",
-        "Filters",
         "Message",
         "MessageSummary",
         "Page",
-        "RouteCount",
         "State",
-        "Status",
         "TimelineKind",
     ),
     ".payloads.base": ("ERROR", "WARNING", "Finding", "Payload", "PayloadType", "ValidationResult"),
     ".plugins": ("Plugins",),
     ".reader": ("Exported", "Reader"),
     ".validating": ("validate",),
+    ".views": ("Filters", "RouteCount", "Status"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 

@@ -72,7 +72,7 @@ def run_itk(
             echo(f"  trust sent {message.id} on {route}: {message.state}; expects {expects}")
 
         practice.poll()
-        inbound = [m for m in practice.messages(direction=Direction.IN) if m.route == "discharge-in"]
+        inbound = list(practice.messages(direction=Direction.IN, route="discharge-in", oldest_first=True))
         for m in inbound:
             echo(f"  practice received {m.id}: {m.state}, infrastructure ack {m.inf_ack_code} sent")
         received = [m.id for s in sent for m in inbound if same_id(m.itk_message_id or "", s.itk_message_id or "")]

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import Refused, StoreError
+from .errors import InvalidRequest, Refused, StoreError
 from .kinds import BUS_OWED
-from .models import Direction, Filters, Message, MessageSummary, Page, RouteCount, State, Status, stored
+from .models import Direction, Message, MessageSummary, Page, State, stored
 from .store import Store, connect
+from .views import Filters, RouteCount, Status
 
 if TYPE_CHECKING:
     from .config import Config
@@ -59,17 +60,39 @@ class Reading:
         ``owed=True``, ``since=…``; see :class:`~meshbridge.Filters`)."""
         return self.store.page(filters or Filters(**narrowed), limit=limit, after=after, newest=not oldest_first)
 
+    def pages(
+        self,
+        filters: Filters | None = None,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        oldest_first: bool = False,
+        page: int = 500,
+    ) -> Iterator[Page]:
+        """The pages of :meth:`messages`' listing from the cursor ``after``, ``page`` messages at a
+        time (one page in memory), until ``limit`` messages (None: all) have come. The last page's
+        ``next`` is None at the end of the listing, else the cursor of what follows. A ``limit`` or
+        ``page`` below 1 is an :class:`~meshbridge.errors.InvalidRequest`."""
+        for name, value in (("limit", limit), ("page", page)):
+            if value is not None and value < 1:
+                raise InvalidRequest(f"a listing's {name} must be at least 1, not {value}")
+        left = limit
+        while True:
+            size = page if left is None else min(page, left)
+            found = self.messages(filters, limit=size, after=after, oldest_first=oldest_first)
+            after, left = found.next, None if left is None else left - len(found)
+            yield found
+            del found  # let go before the next is read
+            if after is None or left == 0:
+                return
+
     def each(
         self, filters: Filters | None = None, *, after: str | None = None, oldest_first: bool = False, page: int = 500
     ) -> Iterator[MessageSummary]:
         """Every message ``filters`` selects, page by page (``page`` at a time in memory), in
         :meth:`messages`' order: for listings of any length."""
-        while True:
-            found = self.messages(filters, limit=page, after=after, oldest_first=oldest_first)
+        for found in self.pages(filters, after=after, oldest_first=oldest_first, page=page):
             yield from found
-            if found.next is None:
-                return
-            after = found.next
 
     def lookup(self, key: str) -> list[MessageSummary]:
         """The messages ``key`` names, newest first: a meshbridge id, MESH message id, ITK id, local

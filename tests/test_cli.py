@@ -54,15 +54,25 @@ def test_send_restart_poll_in_separate_processes(tmp_path: Path, meshbridge_conf
         "overdue": 0,
         "overdue_messages": 0,
         "owed": 0,
+        "by_route": [
+            {"route": "in", "direction": "in", "state": "delivered", "messages": 1},
+            {"route": "out", "direction": "out", "state": "delivered", "messages": 1},
+        ],
     }
 
     shown = json.loads(cli(config, "show", message_id, "--json").stdout)
     assert [e["kind"] for e in shown["events"]] == ["accepted", "sending", "sent", "delivered"]
-    by_mesh_id = cli(config, "show", out["mesh_message_id"])
-    assert by_mesh_id.returncode == 0 and message_id in by_mesh_id.stdout
+    # sent to a mailbox of our own: the MESH id names both ends, and show lists them
+    by_mesh_id = cli(config, "show", out["mesh_message_id"].lower())
+    assert by_mesh_id.returncode == 2 and by_mesh_id.stdout == ""
+    assert f"names 2 messages: {inbound['id']} (in, delivered, " in by_mesh_id.stderr
+    assert f", {message_id} (out, delivered, " in by_mesh_id.stderr
 
     table = cli(config, "messages")
-    assert table.returncode == 0 and message_id[:8] in table.stdout
+    assert table.returncode == 0 and [row.split()[0] for row in table.stdout.splitlines()[2:]] == [
+        inbound["id"],
+        message_id,
+    ]  # newest first, ids whole
 
 
 def test_show_unknown_is_exit_1(meshbridge_config) -> None:

@@ -36,7 +36,7 @@ def failed_messages(path: Path, proxy: FaultProxy, tmp_path: Path, n: int) -> li
             payload.write_text(f"payload {i}")
             with pytest.raises(TransportError):
                 bridge.send(payload, route="out")
-        for message in bridge.messages(direction="out"):
+        for message in bridge.messages(direction="out", oldest_first=True):
             assert message.state == "failed"
             ids.append(message.id)
     proxy.clear()  # MESH is healthy again

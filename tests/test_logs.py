@@ -173,7 +173,7 @@ def test_each_job_names_itself_in_json_and_text(tmp_path: Path, meshbridge_confi
     time.sleep(2.5)
     once = cli(config, "run", "--once", fmt="text")
     assert once.returncode == 0, once.stderr
-    second = next(m for m in messages(config) if m["filename"] == "second.txt")
+    second = next(m for m in messages(config) if m["filename"] == "second.txt" and m["direction"] == "out")
     lines = once.stderr.splitlines()
     assert any(f" INFO meshbridge.steps [send]: stored {second['id']}: " in line for line in lines), once.stderr
     assert any(" [poll:X26ABC2]: received " in line and "peer=X26ABC1" in line for line in lines), once.stderr

@@ -15,6 +15,7 @@ from meshbridge import (
     Direction,
     Event,
     Expectation,
+    Filters,
     InvalidRequest,
     Message,
     MessageSummary,
@@ -56,7 +57,7 @@ def test_pages_follow_their_cursor_once_over_every_message_in_order(store: Store
     ids = fill(store, 7)
     seen, after, pages = [], None, 0
     while True:
-        page = store.page(limit=3, after=after)
+        page = store.page(limit=3, after=after, newest=False)
         assert isinstance(page, Page) and all(isinstance(m, MessageSummary) for m in page)
         assert len(page) <= 3
         seen += [m.id for m in page]
@@ -71,8 +72,8 @@ def test_pages_follow_their_cursor_once_over_every_message_in_order(store: Store
     assert first.next is not None
     second = store.page(limit=4, newest=True, after=first.next)
     assert [m.id for m in (*first, *second)] == ids[::-1] and second.next is None
-    inbound = store.page(direction="in", limit=2)
-    rest = store.page(direction="in", limit=2, after=inbound.next)
+    inbound = store.page(Filters(direction=Direction.IN), limit=2, newest=False)
+    rest = store.page(Filters(direction=Direction.IN), limit=2, after=inbound.next, newest=False)
     assert [m.id for m in (*inbound, *rest)] == ids[1::2]
     assert all(m.direction == Direction.IN and m.state == State.RECEIVED for m in (*inbound, *rest))
     assert store.page(limit=len(ids)).next is None  # exactly full: no empty page after it
@@ -130,6 +131,10 @@ def test_status_is_typed(store: Store) -> None:
         "overdue": 0,
         "overdue_messages": 0,
         "owed": 0,
+        "by_route": [
+            {"route": None, "direction": "in", "state": "received", "messages": 1},
+            {"route": None, "direction": "out", "state": "accepted", "messages": 2},
+        ],
     }
 
 
@@ -137,10 +142,11 @@ def test_a_reader_shows_and_lists_like_a_bridge(meshbridge_config) -> None:
     config = load(meshbridge_config(""))
     with meshbridge.Bridge(config) as bridge:
         ids = fill(bridge.store, 3)
-        by_bridge = (bridge.messages(limit=2), bridge.show(ids[1]), bridge.status())
+        by_bridge = (bridge.messages(limit=2, oldest_first=True), bridge.show(ids[1]), bridge.status())
     with Reader(config) as reader:
-        assert (reader.messages(limit=2), reader.show(ids[1]), reader.status()) == by_bridge
-        assert [m.id for m in reader.messages(after=by_bridge[0].next)] == ids[2:]
+        assert (reader.messages(limit=2, oldest_first=True), reader.show(ids[1]), reader.status()) == by_bridge
+        assert [m.id for m in reader.messages(after=by_bridge[0].next, oldest_first=True)] == ids[2:]
+        assert [m.id for m in reader.messages()] == ids[::-1]  # newest first unless asked
         assert reader.payload_problem(by_bridge[1]) is None  # (no payload stored)
 
 

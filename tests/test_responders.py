@@ -100,7 +100,7 @@ def snapshot(bridge: Bridge, message_id: str) -> tuple:
 def answers(bridge: Bridge) -> dict[str, MessageSummary]:
     """Inbound rows by the MESH sender and order of arrival: {"X26ABC3#0": row, ...}."""
     seen: dict[str, MessageSummary] = {}
-    for row in bridge.messages(direction="in"):
+    for row in bridge.messages(direction="in", oldest_first=True, limit=None):
         peer = row.peer
         index = sum(1 for key in seen if key.startswith(peer))
         seen[f"{peer}#{index}"] = row

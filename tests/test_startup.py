@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 import meshbridge
-from meshbridge.store import SQLiteStore
+from meshbridge.store import migrating
 from meshbridge.testing import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # What --help must never load; status may load the config's own dependencies (pydantic) and nothing else.
 HEAVY = ("requests", "sqlite_utils", "lxml", "fhir", "mesh_client", "pydantic", "urllib3", "pluggy")
 STATUS_HEAVY = tuple(name for name in HEAVY if name != "pydantic")
-LAST = "m014_payload_chunks"  # the schema's last migration (test_migration_names_are_the_schemas checks)
+LAST = "m015_counters_and_listing_indexes"  # the schema's last migration (test_migration_names_are_the_schemas checks)
 
 PROBE = """
 import json, sys
@@ -74,19 +74,21 @@ def test_help_imports_none_of_the_pipeline(args: tuple[str, ...]) -> None:
 def outdated_store(tmp_path: Path) -> tuple[Path, Path]:
     """A config (whose route names an uninstalled payload type) and a real store holding three
     messages, one expectation owed, whose schema lacks its last migration (as an older meshbridge left it)."""
+
     config = tmp_path / "meshbridge.toml"
     config.write_text(CONFIG)
-    store = SQLiteStore(tmp_path / "var" / "mb.db")
-    store.add("out", "sent", route="out")
-    store.add("out", "sent", route="out")
-    inbound = store.add("in", "delivered", route="in")
-    store.expect(inbound.id, "bus-ack-owed", None)
-    store.close()
-    with sqlite3.connect(tmp_path / "var" / "mb.db") as conn:
-        conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [LAST])
-        conn.execute("DROP TABLE payload_chunks")  # as the store was before the last migration
+    db = tmp_path / "var" / "mb.db"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        migrating.apply(conn, stop_before=LAST)
+        for id_, direction, state in (("o1", "out", "sent"), ("o2", "out", "sent"), ("i1", "in", "delivered")):
+            conn.execute(
+                "INSERT INTO messages (id, direction, state, route, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [id_, direction, state, direction, "2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00+00:00"],
+            )
+        conn.execute("INSERT INTO expectations (message_id, kind) VALUES ('i1', 'bus-ack-owed')")
     conn.close()
-    return config, tmp_path / "var" / "mb.db"
+    return config, db
 
 
 def pending_in(path: Path) -> list[str]:
@@ -110,6 +112,10 @@ def test_status_reads_a_real_store_without_the_pipeline(tmp_path: Path) -> None:
         "overdue": 0,
         "overdue_messages": 0,
         "owed": 1,
+        "by_route": [
+            {"route": "in", "direction": "in", "state": "delivered", "messages": 1},
+            {"route": "out", "direction": "out", "state": "sent", "messages": 2},
+        ],
     }
     assert "sqlite3" in report["modules"] and "meshbridge" in report["modules"]
     assert [m for m in STATUS_HEAVY if m in report["modules"]] == []

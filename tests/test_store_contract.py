@@ -264,4 +264,4 @@ def test_another_connection_sees_every_commit(backend: Backend, store: Store) ->
     assert {m.id for m in other.messages()} == {durable.id, lazy.id}
     assert other.transition(lazy.id, "valid", from_states=("received",))
     assert store.get(lazy.id).state == "valid"
-    assert other.counts()["in"] == {"received": 1, "valid": 1}
+    assert other.counts().messages == {("in", None, "received"): 1, ("in", None, "valid"): 1}

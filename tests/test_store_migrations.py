@@ -19,25 +19,102 @@ from typing import Any
 import pytest
 
 from meshbridge.store import SQLiteStore, migrating
-from meshbridge.store.dialects import POSTGRESQL
+from meshbridge.store.dialects import POSTGRESQL, SQLITE
 from meshbridge.store.migrating import NAMES
+from meshbridge.store.schema import m015_counters_and_listing_indexes
 
 DATA = Path(__file__).parent / "data"
 FROZEN = json.loads((DATA / "store_schema_m013.json").read_text())  # a store built by the sqlite-utils migrations
-ADDED = {  # by the migrations since (m014_payload_chunks)
+ADDED = {  # by the migrations since: m014_payload_chunks, then m015_counters_and_listing_indexes
     "table payload_chunks": {
         "columns": [["sha256", "TEXT", 1, None, 1], ["seq", "INTEGER", 1, None, 2], ["data", "BLOB", 1, None, 0]],
         "constraint_indexes": [["pk", 1, [["sha256", 0, "BINARY"], ["seq", 0, "BINARY"]]]],
         "foreign_keys": [],
-    }
+    },
+    "table counts": {
+        "columns": [
+            *([name, "TEXT", 1, None, key] for key, name in enumerate(("counter", "direction", "route", "term"), 1)),
+            ["slot", "INTEGER", 1, None, 5],
+            ["n", "INTEGER", 1, None, 0],
+        ],
+        "constraint_indexes": [
+            ["pk", 1, [[name, 0, "BINARY"] for name in ("counter", "direction", "route", "term", "slot")]]
+        ],
+        "foreign_keys": [],
+    },
 }
-NOW = FROZEN | ADDED
+LISTED = [["created_at", 0, "BINARY"], ["id", 0, "BINARY"]]  # the keyset order of a listing's index
+
+
+def _index(table: str, columns: list[list[Any]], where: str | None = None) -> dict[str, Any]:
+    return {"table": table, "unique": 0, "columns": columns, "where": where}
+
+
+ADDED_INDEXES = {
+    "index idx_messages_created": _index("messages", LISTED),
+    **{
+        f"index idx_messages_by_{name}": _index("messages", [*([c, 0, "BINARY"] for c in columns), *LISTED])
+        for name, columns in (
+            ("state", ["state"]),
+            ("route", ["route"]),
+            ("route_state", ["route", "state"]),
+            ("direction", ["direction"]),
+            ("mailbox", ["mailbox"]),
+            ("peer", ["peer"]),
+            ("workflow", ["workflow_id"]),
+        )
+    },
+    "index idx_messages_overdue": _index("messages", LISTED, "overdue_open > 0"),
+    "index idx_messages_owes": _index("messages", LISTED, "owes > 0"),
+    "index idx_messages_nacked": _index("messages", LISTED, "state in ('inf-nacked', 'bus-nacked')"),
+    "index idx_messages_mesh_nocase": _index("messages", [["mesh_message_id", 0, "NOCASE"]]),
+    "index idx_messages_itk": _index("messages", [["itk_message_id", 0, "NOCASE"]]),
+    "index idx_messages_local_id": _index("messages", [["local_id", 0, "BINARY"]]),
+    "index idx_expectations_unswept": _index(
+        "expectations", [["due_at", 0, "BINARY"]], "met_at is null and overdue_at is null"
+    ),
+}
+REPLACED = {  # indexes m015 drops (its listing indexes replace them)
+    "index idx_messages_state",
+    "index idx_messages_created_at",
+    "index idx_messages_itk_id",
+    "index idx_expectations_due_at",
+    "index idx_expectations_open",
+}
+
+
+def _triggers() -> dict[str, Any]:
+    """m015's triggers (they keep ``counts``, ``overdue_open`` and ``owes``), each on its table, as written."""
+    stated = [sql for sql in m015_counters_and_listing_indexes(SQLITE) if sql.startswith("CREATE TRIGGER")]
+    found = {}
+    for sql in stated:
+        name, table = re.match(r"CREATE TRIGGER (\w+) .*? ON (\w+) ", sql, re.S).groups()  # type: ignore[union-attr]
+        found[f"trigger {name}"] = {"table": table, "sql": _norm(sql)}
+    assert sorted(found) == [
+        f"trigger {t}_counted_{op}" for t in ("expectations", "messages") for op in ("delete", "insert", "update")
+    ]
+    return found
+
+
+def _now() -> dict[str, Any]:
+    """The schema a store has now: the frozen one, with what the migrations since added and dropped."""
+    now = {key: value for key, value in (FROZEN | ADDED | ADDED_INDEXES).items() if key not in REPLACED}
+    messages = now["table messages"]
+    derived = [[name, "INTEGER", 1, "0", 0] for name in ("overdue_open", "owes")]
+    now["table messages"] = {**messages, "columns": [*messages["columns"], *derived]}
+    return now | _triggers()
+
+
+OLD = 11  # the sqlite-utils migrations: NAMES' first 11
 PG_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision", "BLOB": "bytea"}
 
 
 def _norm(sql: str) -> str:
     """SQL text compared loosely: case, quotes and spacing do not matter."""
     return re.sub(r"\s+", " ", re.sub(r'["\[\]]', "", sql)).strip().lower().replace("( ", "(").replace(" )", ")")
+
+
+NOW = _now()
 
 
 def shape(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -117,7 +194,7 @@ def old_store(path: Path, stop_before: str | None) -> list[str]:
 def test_the_old_migrations_are_a_prefix_of_the_new() -> None:
     """Names are how a store knows what it has: none renamed, none reordered, new ones at the end."""
     old = [m.name for m in old_migrations()._migrations]
-    assert list(NAMES[: len(old)]) == old and len(old) == 11
+    assert list(NAMES[: len(old)]) == old and len(old) == OLD
 
 
 def test_a_new_store_has_the_schema_the_sqlite_utils_migrations_built(tmp_path: Path) -> None:
@@ -133,7 +210,7 @@ def test_the_frozen_migrations_build_the_frozen_schema(tmp_path: Path) -> None:
     assert shape_of(tmp_path / "mb.db") == FROZEN
 
 
-@pytest.mark.parametrize("step", range(len(NAMES)))
+@pytest.mark.parametrize("step", range(OLD + 1))  # (later steps: the runner builds them, below)
 def test_a_store_an_older_meshbridge_left_at_any_step_upgrades(tmp_path: Path, step: int) -> None:
     """Built by the sqlite-utils migrations before ``NAMES[step]``, with a message being sent and an
     expectation another answer closed: opening it applies the rest, and its data migrate too."""
@@ -230,10 +307,12 @@ def test_every_migration_runs_on_postgresql(postgres: Any) -> None:
     indexes = conn.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname LIKE 'idx%'"
     ).fetchall()
-    assert sorted(name for name, _ in indexes) == sorted(k.split(" ", 1)[1] for k in FROZEN if k.startswith("index "))
+    assert sorted(name for name, _ in indexes) == sorted(k.split(" ", 1)[1] for k in NOW if k.startswith("index "))
     definitions = dict(indexes)
-    assert "lower(itk_message_id)" in definitions["idx_messages_itk_id"]
-    assert "WHERE (met_at IS NULL)" in definitions["idx_expectations_open"]
+    assert "(lower(itk_message_id))" in definitions["idx_messages_itk"]
+    assert "(lower(mesh_message_id))" in definitions["idx_messages_mesh_nocase"]
+    assert "WHERE ((met_at IS NULL) AND (overdue_at IS NULL))" in definitions["idx_expectations_unswept"]
+    assert "(created_at, id) WHERE (owes > 0)" in definitions["idx_messages_owes"]
     assert (
         "UNIQUE" in definitions["idx_messages_mesh_id"]
         and "WHERE (mesh_message_id IS NOT NULL)" in (definitions["idx_messages_mesh_id"])

@@ -28,11 +28,14 @@ from meshbridge.config import load
 from meshbridge.errors import ConfigError, StoreError, StoreOutdated
 from meshbridge.models import State
 from meshbridge.sandbox import mesh_text
-from meshbridge.store import connect
+from meshbridge.store import connect, migrating
+from meshbridge.store.dialects import POSTGRESQL
+from meshbridge.store.migrating import NAMES
 from meshbridge.store.pgconn import Link
 from meshbridge.store.pgpayloads import CHUNK, NAMESPACE
 from meshbridge.store.postgres import PostgresStore
 from meshbridge.testing import run_cli
+from meshbridge.views import Filters
 
 MiB = 1024 * 1024
 SECRET = "s3cret-Pa55word-never-shown"
@@ -183,7 +186,7 @@ def test_expectations_are_met_once_and_swept_once(stores: Callable[[], PostgresS
     a.expect(ident, "bus-ack", None)
     swept = race(a.sweep_overdue, b.sweep_overdue)
     assert sorted(len([r for r in rows if r.message_id == ident]) for rows in swept) == [0, 1]
-    assert [m.id for m in a.messages(overdue=True)].count(ident) == 1
+    assert [m.id for m in a.messages(Filters(overdue=True))].count(ident) == 1
     assert race(lambda: a.meet(ident, "inf-ack", "0"), lambda: b.meet(ident, "inf-ack", "0")) in (
         [True, False],
         [False, True],
@@ -311,16 +314,18 @@ def test_retention_removes_old_payloads_of_finished_messages(stores: Callable[[]
 def test_a_store_is_built_in_an_empty_database_and_an_outdated_one_refused_or_migrated(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
+    last = NAMES[-1]
     with fresh(postgres_server) as url:
         store = PostgresStore(url, spool=tmp_path)
-        assert store.created and store.migrated[-1] == "m014_payload_chunks" and store.where == url
-        store.link.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm014_payload_chunks'")
-        store.link.conn.execute("DROP TABLE payload_chunks")
+        assert store.created and store.migrated == list(NAMES) and store.where == url
         store.close()
+    with fresh(postgres_server) as url, psycopg.connect(url) as conn:  # as the meshbridge before the last left it
+        migrating.apply(conn, POSTGRESQL, stop_before=last)
+        conn.commit()
         with pytest.raises(StoreOutdated, match=f"store {url} is older than this meshbridge"):
             PostgresStore(url, spool=tmp_path, migrate=False)
         again = PostgresStore(url, spool=tmp_path)
-        assert not again.created and again.migrated == ["m014_payload_chunks"]
+        assert not again.created and again.migrated == [last]
         again.close()
 
 
@@ -336,8 +341,8 @@ def test_store_migrate_on_postgresql_and_a_password_in_the_url_refused(
             built, again = run_cli(config, "store", "migrate"), run_cli(config, "store", "migrate")
         finally:
             del os.environ["MB_TEST_PG_PASSWORD"]
-    assert built.returncode == 0 and built.stdout == f"store {url}: created (schema m014_payload_chunks)\n", built
-    assert again.returncode == 0 and again.stdout == f"store {url}: up to date (schema m014_payload_chunks)\n"
+    assert built.returncode == 0 and built.stdout == f"store {url}: created (schema {NAMES[-1]})\n", built
+    assert again.returncode == 0 and again.stdout == f"store {url}: up to date (schema {NAMES[-1]})\n"
     unset = run_cli(config, "store", "migrate")  # the password's variable is not set: named, no traceback
     assert unset.returncode != 0 and "store.password" in unset.stderr and "Traceback" not in unset.stderr
     config.write_text(f'[store]\nurl = "postgresql://me:{SECRET}@db.example/mb"\n\n{mesh}')
@@ -395,7 +400,7 @@ def test_a_bridge_round_trip_on_postgresql_never_logs_the_password(
             assert kinds == ["received", "mesh-acked", "valid", "delivered"]
         reader = connect(load(config).store, migrate=False)  # another process's view (as `status` opens it)
         try:
-            assert reader.counts() == {"in": {State.DELIVERED: 2}, "out": {State.DELIVERED: 2}}
+            assert reader.counts().messages == {("in", "in", State.DELIVERED): 2, ("out", "out", State.DELIVERED): 2}
         finally:
             reader.close()
     assert caplog.records and SECRET not in caplog.text

@@ -7,6 +7,7 @@ characters are shown as escapes (:func:`visible`).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -58,6 +59,24 @@ def table(*columns: str, rows: Iterable[Sequence[object]], **options: Any) -> An
     for row in rows:
         built.add_row(*(literal(cell) for cell in row))
     return built
+
+
+class JsonArray:
+    """Writes ``json.dumps(every_item, indent=2)`` to stdout a chunk of items at a time, so that a
+    listing of any length is written without being held: :meth:`write` each chunk, then :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.empty = True
+
+    def write(self, items: Iterable[Any]) -> None:
+        pieces = []
+        for item in items:
+            pieces.append(("[\n  " if self.empty else ",\n  ") + json.dumps(item, indent=2).replace("\n", "\n  "))
+            self.empty = False
+        click.echo("".join(pieces), nl=False)
+
+    def close(self) -> None:
+        click.echo("[]" if self.empty else "\n]")
 
 
 def print_timeline(message: Message, utc: bool = False) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import MeshbridgeError
-from ..models import Direction
+from ..models import Direction, MessageSummary, Page, State
+from ..views import Filters
 from .exits import EXIT_USAGE, fail_for
 from .expectations import line as expectation_line
+from .listing import PagedTable, Pages
 from .output import (
     SHOWN_FIELDS,
+    JsonArray,
     console,
     echo,
     fail,
@@ -23,14 +30,14 @@ from .output import (
     table,
 )
 from .session import bridge_for, reader_for
-from .times import age, shown, spoken
+from .times import LOCAL_WHEN, age, shown, spoken, stored
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Counts by direction and state, overdue expectations, and business acks we owe.
+    """Counts by direction and state, and by route; overdue expectations, and business acks we owe.
 
     Reads the store only (no plugins); a store older than this meshbridge is refused: run
     ``meshbridge store migrate``."""
@@ -42,6 +49,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     counts = ((direction, state, n) for direction, states in result.counts.items() for state, n in states.items())
     out = console()
     out.print(table("direction", "state", "messages", rows=counts))
+    by_route = ((r.route or "-", r.direction, r.state, r.messages) for r in result.by_route)
+    out.print(table("route", "direction", "state", "messages", rows=by_route))
     messages = result.overdue_messages
     out.print(
         literal(
@@ -52,66 +61,124 @@ def status(ctx: click.Context, as_json: bool) -> None:
     out.print(literal(f"business acks we owe: {result.owed} (messages --owed lists them)"))
 
 
+STATES = sorted(s.value for s in State)
+PAGE = 500  # messages in memory at a time, whatever the length of the listing
+
+
 @click.command()
-@click.option("--state", help="Only messages in this state.")
-@click.option("--overdue", is_flag=True, help="Only messages with an expectation past its deadline and not met.")
-@click.option("--owed", is_flag=True, help="Only inbound ITK messages still owing our business ack, with their age.")
+@click.option(
+    "--state", type=click.Choice(STATES), metavar="STATE", help=f"Only messages in this state: {', '.join(STATES)}."
+)
 @click.option("--direction", type=click.Choice(sorted(d.value for d in Direction)))
-@click.option("--limit", type=int, help="At most this many.")
+@click.option("--route", help="Only messages of this route.")
+@click.option("--mailbox", help="Only messages of this mailbox of ours.")
+@click.option("--peer", help="Only messages to or from this mailbox (the other side).")
+@click.option("--workflow", help="Only messages on this MESH workflow id.")
+@click.option("--overdue", is_flag=True, help="Only messages with an expectation past its deadline and not met.")
+@click.option("--nacked", is_flag=True, help="Only messages nacked (inf-nacked or bus-nacked).")
+@click.option("--owed", is_flag=True, help="Only inbound ITK messages still owing our business ack, with their age.")
+@click.option("--since", type=LOCAL_WHEN, help="Created then or later: a date, a date and time (local unless it "
+              "has an offset or Z), or a duration ago (2h).")  # fmt: skip
+@click.option("--until", type=LOCAL_WHEN, help="Created before then (same forms as --since).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many; the command to list the rest goes "
+              "to stderr.")  # fmt: skip
+@click.option("--after", metavar="CURSOR", help="Go on from where a listing with --limit stopped.")
+@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
 @click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def messages(
     ctx: click.Context,
     state: str | None,
-    overdue: bool,
-    owed: bool,
     direction: str | None,
+    route: str | None,
+    mailbox: str | None,
+    peer: str | None,
+    workflow: str | None,
+    overdue: bool,
+    nacked: bool,
+    owed: bool,
+    since: datetime | None,
+    until: datetime | None,
     limit: int | None,
+    after: str | None,
+    oldest_first: bool,
     utc: bool,
     as_json: bool,
 ) -> None:
-    """List messages (oldest first)."""
+    """List messages, newest first, a page at a time (all of them unless --limit)."""
     with bridge_for(ctx) as bridge:
-        page = bridge.messages(state=state, overdue=overdue, owed=owed, direction=direction, limit=limit)
-    if as_json:
-        items = [m.as_json() for m in page]
+        filters = Filters(
+            state=State(state) if state else None,
+            direction=Direction(direction) if direction else None,
+            route=route,
+            mailbox=mailbox,
+            peer=peer,
+            workflow_id=workflow,
+            overdue=overdue,
+            nacked=nacked,
+            owed=owed,
+            since=since,
+            until=until,
+        )
+        pages = Pages(bridge.pages(filters, limit=limit, after=after, oldest_first=oldest_first, page=PAGE))
+        if as_json:
+            array = JsonArray()
+            pages.each(lambda page: array.write(_items(page, owed)))
+            array.close()
+        else:
+            columns = ["id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created"]
+            listing = PagedTable(*columns, *(["age"] if owed else []), whole=("id", "mesh id"))
+            pages.each(lambda page: listing.print(_row(m, utc, owed) for m in page))
+    if limit and pages.cursor:
+        echo(f"more: {_rest(ctx, pages.cursor)}", err=True)
+
+
+def _items(page: Page, owed: bool) -> Iterator[dict[str, Any]]:
+    for m in page:
+        item = m.as_json()
         if owed:
-            for item, m in zip(items, page, strict=True):
-                item["age_seconds"] = round(age(m.created_at) or 0.0, 3)
-        click.echo(json.dumps(items, indent=2))
-        return
-    cells = [
-        [
-            m.id,
-            m.direction,
-            m.state + (" (overdue)" if m.overdue else ""),
-            m.route,
-            m.workflow_id,
-            m.peer,
-            m.mesh_message_id,
-            m.payload_size or "",
-            shown(m.created_at, utc),
-        ]
-        for m in page
-    ]
-    columns = ["id", "dir", "state", "route", "workflow", "peer", "mesh id", "size", "created"]
-    if owed:
-        columns.append("age")
-        for cell, m in zip(cells, page, strict=True):
-            cell.append(spoken(age(m.created_at) or 0.0))
-    console().print(table(*columns, rows=cells))
+            item["age_seconds"] = round(age(m.created_at) or 0.0, 3)
+        yield item
+
+
+def _row(m: MessageSummary, utc: bool, owed: bool) -> list[object]:
+    state = m.state + (" (overdue)" if m.overdue else "")
+    row = [m.id, m.direction, state, m.route, m.workflow_id, m.peer, m.mesh_message_id, m.payload_size or ""]
+    return [*row, shown(m.created_at, utc), *([spoken(age(m.created_at) or 0.0)] if owed else [])]
+
+
+def _rest(ctx: click.Context, cursor: str) -> str:
+    """The command that lists what follows ``cursor``: this one's options, times as UTC moments."""
+    words = ["meshbridge", *(["--config", str(ctx.obj["config"])] if ctx.obj.get("config") else [])]
+    words.append(ctx.info_name or "messages")
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name == "after" or value is None or value is False or not isinstance(param, click.Option):
+            continue
+        words += (
+            [param.opts[0]]
+            if param.is_flag
+            else [param.opts[0], stored(value) if isinstance(value, datetime) else str(value)]
+        )
+    return shlex.join([*words, "--after", cursor])
 
 
 @click.command()
-@click.argument("message_id")
+@click.argument("key")
 @click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def show(ctx: click.Context, message_id: str, utc: bool, as_json: bool) -> None:
-    """One message and its timeline (by meshbridge id or MESH message id)."""
+def show(ctx: click.Context, key: str, utc: bool, as_json: bool) -> None:
+    """One message and its timeline. KEY: its meshbridge id, MESH message id or ITK id (any case),
+    local id, or source file; a KEY naming several messages (not a meshbridge id) lists them (exit 2)."""
     with bridge_for(ctx) as bridge:
-        message = bridge.show(message_id)
+        found = bridge.lookup(key)
+        found = [m for m in found if m.id == key] or found  # a meshbridge id names its own message
+        if len(found) > 1:
+            named = ", ".join(f"{m.id} ({m.direction}, {m.state}, {shown(m.created_at, utc)})" for m in found)
+            fail(f"{key!r} names {len(found)} messages: {named}; show one by its meshbridge id", EXIT_USAGE)
+        message = bridge.show(found[0].id if found else key)  # none: UnknownMessage, exit 1
         damage = bridge.payload_problem(message) if not as_json else None
     if as_json:
         click.echo(json.dumps(message.as_json(), indent=2))

@@ -18,51 +18,62 @@ else:  # ParamType is generic only in recent click; older click cannot subscript
     _MomentParam = click.ParamType
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
+def parse_when(text: str, now: datetime | None = None, *, local: bool = False) -> datetime:
     """``2h`` (that long ago), ``30m``, ``1d`` or an ISO 8601 time with an offset -> an aware UTC datetime.
 
-    A time without an offset is refused: the same words must mean the same moment on every machine,
-    and so is one that falls outside the years 1 to 9999 in UTC (``999999999d`` ago).
+    A time without an offset is refused (the same words must mean the same moment on every
+    machine) unless ``local``: then a date (``2026-11-28``, its midnight) or a date and time
+    without an offset is in the local time zone (``TZ``). A time outside the years 1 to 9999 in
+    UTC (``999999999d`` ago) is refused too.
     """
     from ..config import parse_duration  # here: the config's imports are not --help's
 
     text = text.strip()
     try:
-        try:
-            seconds = parse_duration(text)
-        except ValueError:
-            pass
-        else:
-            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                f"bad time {text!r}: give a duration ago (30m, 2h, 1d) or an ISO 8601 time with an offset "
-                "(2026-11-28T09:00:00+00:00)"
-            ) from None
-        if moment.tzinfo is None:
-            raise ValueError(f"time {text!r} has no offset: add one (+00:00 for UTC, or Z) so that it is unambiguous")
-        return moment.astimezone(UTC)
-    except OverflowError:
+        seconds: float | None = parse_duration(text)
+    except ValueError:
+        seconds = None
+    try:
+        moment = datetime.fromisoformat(text) if seconds is None else None
+    except ValueError:
+        raise ValueError(f"bad time {text!r}: give {_FORMS[local]}") from None
+    if moment is not None and moment.tzinfo is None and not local:
+        raise ValueError(f"time {text!r} has no offset: add one (+00:00 for UTC, or Z) so that it is unambiguous")
+    try:
+        if moment is None:
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds or 0)
+        return (moment if moment.tzinfo else moment.astimezone()).astimezone(UTC)
+    except (OverflowError, ValueError):  # ValueError: a local time whose UTC is year 0 or 10000
         raise ValueError(f"time {text!r} is out of range: it must fall within the years 1 to 9999 (UTC)") from None
 
 
+_FORMS = {
+    False: "a duration ago (30m, 2h, 1d) or an ISO 8601 time with an offset (2026-11-28T09:00:00+00:00)",
+    True: "a date (2026-11-28), a date and time (2026-11-28T09:00, local unless it ends in an offset such as "
+    "+00:00 or Z) or a duration ago (30m, 2h, 1d)",
+}
+
+
 class When(_MomentParam):
-    """A click parameter for ``--since``/``--until``: see :func:`parse_when`."""
+    """A click parameter for ``--since``/``--until``: see :func:`parse_when` (``local``: a time
+    without an offset is local)."""
 
     name = "when"
+
+    def __init__(self, local: bool = False) -> None:
+        self.local = local
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
         try:
-            return parse_when(str(value))
+            return parse_when(str(value), local=self.local)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
 WHEN = When()
+LOCAL_WHEN = When(local=True)
 
 
 def stored(moment: datetime) -> str:

@@ -2,10 +2,13 @@
 
 Export reads every table of the store (:func:`~.tables.tables`: as the database lists them) in one
 snapshot, and every payload, streamed, into an archive (:mod:`.archive`). Import writes them into
-a store that holds no rows yet and has the same schema version: the payloads first, through the
+a store that holds no rows yet and has the same schema version (or a later one by migrations that
+add only what is derived: :data:`~.schema.DERIVED_ONLY`): the payloads first, through the
 target's own :class:`~.protocol.PayloadStore` (so each lands where that backend keeps payloads,
 checked against its sha256), then every row in one transaction, keeping its numbers (an event's
-``seq``; PostgreSQL's sequences are then set past them). Anything wrong with the archive is an
+``seq``; PostgreSQL's sequences are then set past them). What triggers derive from the rows (the
+counters: :mod:`.counters`) is never carried: the target's triggers make it from the rows as they
+go in (an archive that carries it anyway has it left out). Anything wrong with the archive is an
 :class:`~meshbridge.errors.ArchiveError` and the target is left as it was: the transaction is
 rolled back and the payloads this import added are removed. Imports into one store take turns
 (:meth:`~.protocol.Store.exclusive`), so the one that finds the store filled by another has written
@@ -16,15 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 from ..errors import ArchiveError, MeshbridgeError, StoreNotEmpty
 from .archive import ArchiveReader, ArchiveWriter, Manifest, TableSpec
+from .counters import DERIVED_COLUMNS, DERIVED_TABLES
 from .migrating import MIGRATION_SET, MIGRATIONS_TABLE, NAMES, Connection
 from .protocol import Store
+from .schema import DERIVED_ONLY
 from .sides import PAYLOAD_TABLES, Side, side_of
 from .tables import Table, count, lock_for_import, quoted, reset_sequences, seeded, tables
 
@@ -39,8 +44,19 @@ class Moved:
 
 
 def carried(conn: Connection, side: Side) -> list[Table]:
-    """The tables an archive carries as rows: all but those of payload bytes (carried as payloads)."""
-    return [t for t in tables(conn, side.dialect) if t.name not in PAYLOAD_TABLES]
+    """The tables an archive carries as rows: all but those of payload bytes (carried as payloads)
+    and those the triggers keep; each without the columns the triggers keep."""
+    return [
+        replace(t, columns=_underived(t.name, t.columns))
+        for t in tables(conn, side.dialect)
+        if t.name not in PAYLOAD_TABLES and t.name not in DERIVED_TABLES
+    ]
+
+
+def _underived(table: str, columns: Sequence[str]) -> tuple[str, ...]:
+    """``columns`` but those the triggers keep (:data:`~.counters.DERIVED_COLUMNS`)."""
+    derived = DERIVED_COLUMNS.get(table, frozenset())
+    return tuple(c for c in columns if c not in derived)
 
 
 def schema(conn: Connection, side: Side) -> tuple[str, ...]:
@@ -118,8 +134,12 @@ def _import(side: Side, source: IO[bytes], label: str) -> Moved:
                 if count(conn, table.name):  # what the migrations put there (e.g. ``syncs``)
                     conn.execute(f"DELETE FROM {quoted(table.name)}")
             for spec, rows in reader.tables():
+                if spec.name in DERIVED_TABLES:  # carried by an archive of issue 13's first cut: read, left out
+                    for _ in rows:
+                        pass
+                    continue
                 try:
-                    side.insert(conn, spec.name, spec.columns, rows)
+                    side.insert(conn, spec.name, *_stored(spec, rows))
                 except side.refusals as exc:  # (a lost connection, a full disk: the store's error)
                     raise reader.error(f"table {spec.name}: a row cannot be stored: {_first_line(exc)}") from None
             reset_sequences(conn, side.dialect, found)
@@ -129,7 +149,16 @@ def _import(side: Side, source: IO[bytes], label: str) -> Moved:
             with contextlib.suppress(MeshbridgeError, OSError, *side.errors):
                 side.remove_payload(sha)
         raise
-    return Moved({t.name: t.rows for t in reader.manifest.tables}, n, total)
+    return Moved({t.name: t.rows for t in reader.manifest.tables if t.name not in DERIVED_TABLES}, n, total)
+
+
+def _stored(spec: TableSpec, rows: Iterable[list[Any]]) -> tuple[tuple[str, ...], Iterable[list[Any]]]:
+    """The columns of ``spec`` an import stores (not those the triggers keep), and its rows cut to them."""
+    columns = _underived(spec.name, spec.columns)
+    if columns == spec.columns:
+        return columns, rows
+    kept = [spec.columns.index(c) for c in columns]
+    return columns, ([row[i] for i in kept] for row in rows)
 
 
 def _first_line(exc: Exception) -> str:
@@ -139,26 +168,28 @@ def _first_line(exc: Exception) -> str:
 def _matching(manifest: Manifest, conn: Connection, side: Side, error: Callable[[str], ArchiveError]) -> list[Table]:
     """The target's tables in the archive's order, after checking that they are the archive's."""
     ours, theirs = schema(conn, side), manifest.schema
-    if set(ours) != set(theirs):
-        newer = sorted(set(theirs) - set(ours))
-        if newer:
-            raise error(
-                f"its schema has migrations this store lacks ({', '.join(newer)}): import it with the "
-                "meshbridge that exported it, or a newer one"
-            )
-        older = sorted(set(ours) - set(theirs))
+    newer = sorted(set(theirs) - set(ours))
+    if newer:
+        raise error(
+            f"its schema has migrations this store lacks ({', '.join(newer)}): import it with the "
+            "meshbridge that exported it, or a newer one"
+        )
+    older = sorted(set(ours) - set(theirs) - DERIVED_ONLY)  # (the triggers derive what those add)
+    if older:
         raise error(
             f"its schema lacks migrations this store has ({', '.join(older)}): run `meshbridge store migrate` "
             "on the store it came from with this meshbridge, and export it again"
         )
     target = {t.name: t for t in carried(conn, side)}
-    listed = [spec.name for spec in manifest.tables]
+    listed = [spec.name for spec in manifest.tables if spec.name not in DERIVED_TABLES]
     unknown = sorted(set(listed) - set(target))
     missing = sorted(set(target) - set(listed))
     if unknown or missing:
         raise error(f"its tables are not this store's: unknown {unknown or 'none'}, missing {missing or 'none'}")
     for spec in manifest.tables:
-        if set(spec.columns) != set(target[spec.name].columns):
+        if spec.name in DERIVED_TABLES:
+            continue
+        if set(_underived(spec.name, spec.columns)) != set(target[spec.name].columns):
             raise error(f"table {spec.name} has columns {list(spec.columns)}, not {list(target[spec.name].columns)}")
         later = target[spec.name].references & set(listed[listed.index(spec.name) :])
         if later:

@@ -17,7 +17,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from ..models import Direction, Event, Expectation, Filters, Message, MessageSummary, Page, State
+from ..models import Direction, Event, Expectation, Message, MessageSummary, Page, State
+from ..views import Filters
 from .records import Claimed, Counts, OverdueExpectation, RefusedLogin, StoredMessage
 
 

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 from .. import clock
 from ..errors import UnknownMessage
-from ..models import Direction, Event, Expectation, Filters, Message, MessageSummary, Page, State
+from ..models import Direction, Event, Expectation, Message, MessageSummary, Page, State
+from ..views import Filters
 from .cursors import cursor, position
 from .dialects import Dialect
 from .records import Counts, StoredMessage

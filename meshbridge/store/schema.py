@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import clock
+from .counters import counters
 from .dialects import Dialect
 
 Statement = str | tuple[str, list[Any]]  # SQL, or SQL and its parameters (marked ``Dialect.param``)
@@ -228,55 +229,15 @@ def m014_payload_chunks(d: Dialect) -> list[Statement]:
 
 NACKED = ("inf-nacked", "bus-nacked")  # the states the ``nacked`` filter lists (its partial index's)
 _NACKED_SQL = "state IN ('inf-nacked', 'bus-nacked')"
-_OWED_KIND = "bus-ack-owed"  # meshbridge.kinds.BUS_OWED (the schema does not import the pipeline)
 
 
 @migration
 def m015_counters_and_listing_indexes(d: Dialect) -> list[Statement]:
-    """Counters and indexes for reads that cost the same at any size (docs/store.md, "Reads at scale").
-
-    ``counts`` holds how many messages are in each (direction, route, state), how many
-    expectations of each (direction, kind) are open and how many of those the sweep has seen
-    overdue, and how many messages have one of those. Triggers keep them in the transaction that
-    changes a row, whatever writes it (the store, an import, a bulk load). On PostgreSQL each
-    connection adds to its own row (``slot``: its backend pid), so nodes never wait on one counter
-    row; :meth:`~.sql.SQLStore.fold_counts` folds those into slot 0 now and then. A message carries
-    ``overdue_open`` (its expectations the sweep saw overdue and still open) and ``owes`` (an open
-    business ack we owe), so listings of either walk a partial index in order.
-    """
+    """Counters and indexes for reads that cost the same at any size (docs/store.md, "Reads at scale"):
+    the ``counts`` table and the derived message columns, kept by triggers (:mod:`.counters`), and
+    an index in ``(created_at, id)`` order for each listing filter, and for each lookup."""
     return [
-        f"ALTER TABLE messages ADD COLUMN overdue_open {d.integer} NOT NULL DEFAULT 0",
-        f"ALTER TABLE messages ADD COLUMN owes {d.integer} NOT NULL DEFAULT 0",
-        "UPDATE messages SET overdue_open = (SELECT count(*) FROM expectations e WHERE e.message_id = messages.id "
-        "AND e.met_at IS NULL AND e.overdue_at IS NOT NULL) WHERE id IN "
-        "(SELECT message_id FROM expectations WHERE met_at IS NULL AND overdue_at IS NOT NULL)",
-        "UPDATE messages SET owes = 1 WHERE id IN "
-        f"(SELECT message_id FROM expectations WHERE kind = '{_OWED_KIND}' AND met_at IS NULL)",
-        f"""CREATE TABLE counts (
-            counter TEXT NOT NULL,
-            direction TEXT NOT NULL,
-            route TEXT NOT NULL,
-            term TEXT NOT NULL,
-            slot {d.integer} NOT NULL,
-            n {d.integer} NOT NULL,
-            PRIMARY KEY (counter, direction, route, term, slot)
-        )""",
-        # counter: messages (term: state) | overdue_messages (term '') | open, overdue (term: expectation kind);
-        # route '' for none (and for the expectation counters, which are by direction and kind only)
-        "INSERT INTO counts (counter, direction, route, term, slot, n) "
-        "SELECT 'messages', direction, coalesce(route, ''), state, 0, count(*) FROM messages "
-        "GROUP BY direction, coalesce(route, ''), state",
-        "INSERT INTO counts (counter, direction, route, term, slot, n) "
-        "SELECT 'overdue_messages', direction, coalesce(route, ''), '', 0, count(*) FROM messages "
-        "WHERE overdue_open > 0 GROUP BY direction, coalesce(route, '')",
-        "INSERT INTO counts (counter, direction, route, term, slot, n) "
-        "SELECT 'open', coalesce(m.direction, ''), '', e.kind, 0, count(*) FROM expectations e "
-        "LEFT JOIN messages m ON m.id = e.message_id WHERE e.met_at IS NULL GROUP BY coalesce(m.direction, ''), e.kind",
-        "INSERT INTO counts (counter, direction, route, term, slot, n) "
-        "SELECT 'overdue', coalesce(m.direction, ''), '', e.kind, 0, count(*) FROM expectations e "
-        "LEFT JOIN messages m ON m.id = e.message_id WHERE e.met_at IS NULL AND e.overdue_at IS NOT NULL "
-        "GROUP BY coalesce(m.direction, ''), e.kind",
-        *(_sqlite_counting() if d.name == "sqlite" else _postgresql_counting()),
+        *counters(d),
         # listings: each filter's rows in (created_at, id) order, walked from the cursor
         "DROP INDEX idx_messages_state",
         "DROP INDEX idx_messages_created_at",
@@ -308,121 +269,6 @@ def m015_counters_and_listing_indexes(d: Dialect) -> list[Statement]:
     ]
 
 
-def _bump(counter: str, direction: str, route: str, term: str, delta: str, when: str, source: str = "") -> str:
-    """SQLite: add ``delta`` to one counter row when ``when`` holds (an upsert; slot 0)."""
-    return (
-        f"INSERT INTO counts (counter, direction, route, term, slot, n) SELECT '{counter}', {direction}, {route}, "
-        f"{term}, 0, {delta} {source} WHERE {when} "
-        "ON CONFLICT (counter, direction, route, term, slot) DO UPDATE SET n = n + excluded.n;"
-    )
-
-
-def _sqlite_counting() -> list[str]:
-    """The triggers that keep ``counts``, ``overdue_open`` and ``owes`` on SQLite (one writer at a time: slot 0)."""
-
-    def messages(row: str, sign: str) -> str:
-        route = f"coalesce({row}.route, '')"
-        return _bump("messages", f"{row}.direction", route, f"{row}.state", sign, "1") + _bump(
-            "overdue_messages", f"{row}.direction", route, "''", sign, f"{row}.overdue_open > 0"
-        )
-
-    def expectations(delta_open: str, delta_swept: str, row: str) -> str:
-        direction = f"coalesce((SELECT direction FROM messages WHERE id = {row}.message_id), '')"
-        return (
-            _bump("open", direction, "''", f"{row}.kind", delta_open, f"{delta_open} <> 0")
-            + _bump("overdue", direction, "''", f"{row}.kind", delta_swept, f"{delta_swept} <> 0")
-            + f"UPDATE messages SET overdue_open = overdue_open + {delta_swept} "
-            f"WHERE id = {row}.message_id AND {delta_swept} <> 0;" + f"UPDATE messages SET owes = owes + {delta_open} "
-            f"WHERE id = {row}.message_id AND {row}.kind = '{_OWED_KIND}' AND {delta_open} <> 0;"
-        )
-
-    def is_open(row: str) -> str:
-        return f"({row}.met_at IS NULL)"
-
-    def is_swept(row: str) -> str:
-        return f"({row}.met_at IS NULL AND {row}.overdue_at IS NOT NULL)"
-
-    changed = (
-        "OLD.direction IS NOT NEW.direction OR OLD.route IS NOT NEW.route OR OLD.state IS NOT NEW.state "
-        "OR (OLD.overdue_open > 0) IS NOT (NEW.overdue_open > 0)"
-    )
-    opened, swept = is_open("NEW"), is_swept("NEW")
-    was_opened, was_swept = is_open("OLD"), is_swept("OLD")
-    return [
-        f"CREATE TRIGGER messages_counted_insert AFTER INSERT ON messages BEGIN {messages('NEW', '1')} END",
-        f"CREATE TRIGGER messages_counted_update AFTER UPDATE OF direction, route, state, overdue_open ON messages "
-        f"WHEN {changed} BEGIN {messages('OLD', '-1')} {messages('NEW', '1')} END",
-        f"CREATE TRIGGER messages_counted_delete AFTER DELETE ON messages BEGIN {messages('OLD', '-1')} END",
-        "CREATE TRIGGER expectations_counted_insert AFTER INSERT ON expectations "
-        f"BEGIN {expectations(opened, swept, 'NEW')} END",
-        "CREATE TRIGGER expectations_counted_update AFTER UPDATE OF met_at, overdue_at ON expectations "
-        f"WHEN {was_opened} IS NOT {opened} OR {was_swept} IS NOT {swept} BEGIN "
-        f"{expectations(f'({opened} - {was_opened})', f'({swept} - {was_swept})', 'NEW')} END",
-        "CREATE TRIGGER expectations_counted_delete AFTER DELETE ON expectations "
-        f"BEGIN {expectations(f'(-{was_opened})', f'(-{was_swept})', 'OLD')} END",
-    ]
-
-
-def _postgresql_counting() -> list[str]:
-    """The same on PostgreSQL: each connection counts in its own row (slot: its backend pid)."""
-    return [
-        "CREATE FUNCTION meshbridge_count(c TEXT, d TEXT, r TEXT, t TEXT, delta BIGINT) RETURNS void "
-        "LANGUAGE sql AS $$ INSERT INTO counts (counter, direction, route, term, slot, n) "
-        "VALUES (c, d, r, t, pg_backend_pid(), delta) ON CONFLICT (counter, direction, route, term, slot) "
-        "DO UPDATE SET n = counts.n + excluded.n $$",
-        """CREATE FUNCTION messages_counted() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF TG_OP <> 'INSERT' THEN
-                PERFORM meshbridge_count('messages', OLD.direction, coalesce(OLD.route, ''), OLD.state, -1);
-                IF OLD.overdue_open > 0 THEN
-                    PERFORM meshbridge_count('overdue_messages', OLD.direction, coalesce(OLD.route, ''), '', -1);
-                END IF;
-            END IF;
-            IF TG_OP <> 'DELETE' THEN
-                PERFORM meshbridge_count('messages', NEW.direction, coalesce(NEW.route, ''), NEW.state, 1);
-                IF NEW.overdue_open > 0 THEN
-                    PERFORM meshbridge_count('overdue_messages', NEW.direction, coalesce(NEW.route, ''), '', 1);
-                END IF;
-            END IF;
-            RETURN NULL;
-        END $$""",
-        "CREATE TRIGGER messages_counted AFTER INSERT OR DELETE ON messages "
-        "FOR EACH ROW EXECUTE FUNCTION messages_counted()",
-        "CREATE TRIGGER messages_counted_update AFTER UPDATE OF direction, route, state, overdue_open ON messages "
-        "FOR EACH ROW WHEN (OLD.direction IS DISTINCT FROM NEW.direction OR OLD.route IS DISTINCT FROM NEW.route "
-        "OR OLD.state IS DISTINCT FROM NEW.state OR (OLD.overdue_open > 0) <> (NEW.overdue_open > 0)) "
-        "EXECUTE FUNCTION messages_counted()",
-        f"""CREATE FUNCTION expectations_counted() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-            was_open INT := 0; was_swept INT := 0; is_open INT := 0; is_swept INT := 0;
-            ident TEXT; kind TEXT; dir TEXT;
-        BEGIN
-            IF TG_OP <> 'INSERT' THEN
-                was_open := (OLD.met_at IS NULL)::INT;
-                was_swept := (OLD.met_at IS NULL AND OLD.overdue_at IS NOT NULL)::INT;
-                ident := OLD.message_id; kind := OLD.kind;
-            END IF;
-            IF TG_OP <> 'DELETE' THEN
-                is_open := (NEW.met_at IS NULL)::INT;
-                is_swept := (NEW.met_at IS NULL AND NEW.overdue_at IS NOT NULL)::INT;
-                ident := NEW.message_id; kind := NEW.kind;
-            END IF;
-            IF is_open = was_open AND is_swept = was_swept THEN
-                RETURN NULL;
-            END IF;
-            SELECT direction INTO dir FROM messages WHERE id = ident;
-            IF is_open <> was_open THEN
-                PERFORM meshbridge_count('open', coalesce(dir, ''), '', kind, is_open - was_open);
-                IF kind = '{_OWED_KIND}' THEN
-                    UPDATE messages SET owes = owes + is_open - was_open WHERE id = ident;
-                END IF;
-            END IF;
-            IF is_swept <> was_swept THEN
-                PERFORM meshbridge_count('overdue', coalesce(dir, ''), '', kind, is_swept - was_swept);
-                UPDATE messages SET overdue_open = overdue_open + is_swept - was_swept WHERE id = ident;
-            END IF;
-            RETURN NULL;
-        END $$""",
-        "CREATE TRIGGER expectations_counted AFTER INSERT OR DELETE OR UPDATE OF met_at, overdue_at ON expectations "
-        "FOR EACH ROW EXECUTE FUNCTION expectations_counted()",
-    ]
+# Migrations that add only indexes and what triggers derive from the rows (:mod:`.counters`): an
+# archive made before one imports into a store after it, its rows counted as they go in.
+DERIVED_ONLY = frozenset({m015_counters_and_listing_indexes.__name__})
