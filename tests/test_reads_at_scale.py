@@ -46,9 +46,11 @@ from typing import Any
 
 import pytest
 from store_backends import BACKENDS, Backend, PostgresBackend, SQLiteBackend
+from store_workload import assert_derived_true
 
+from meshbridge import Filters
 from meshbridge.kinds import BUS, BUS_OWED, INF
-from meshbridge.models import Direction, Filters, State
+from meshbridge.models import Direction, State
 from meshbridge.store import Store
 from meshbridge.store import sqlite as sqlite_store
 from meshbridge.store.queries import OVERDUE, now, stored_time
@@ -694,7 +696,8 @@ def step(store: Store, rng: random.Random, ids: list[str], done: Counter[str]) -
 def test_counters_equal_group_by_after_random_writes(backend: Backend, connections: int) -> None:
     """400 writes through the store's API, seeded; with two connections they interleave
     (PostgreSQL: each adds to its own counter rows, folded now and then). Every 40 writes, and at
-    the end, :meth:`Store.counts` from each connection equals the GROUP BY."""
+    the end, :meth:`Store.counts` from each connection equals the GROUP BY, and so do the counters'
+    rows and each message's flags (tests/store_workload.py)."""
     stores = [backend.open() for _ in range(connections)]
     rng, ids, done = random.Random(1300 + connections), list[str](), Counter[str]()
     slots: set[int] = set()
@@ -704,6 +707,7 @@ def test_counters_equal_group_by_after_random_writes(backend: Backend, connectio
             slots |= {row[0] for row in backend.execute("SELECT DISTINCT slot FROM counts")}
             for store in stores:
                 assert store.counts() == grouped(store), number
+            assert_derived_true(backend.execute)  # the counters' rows, and each message's flags
     assert set(done) == set(OPERATIONS), done
     if backend.name == "sqlite":
         assert slots == {0}  # one writer at a time: one row per counter
