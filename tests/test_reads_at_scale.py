@@ -458,6 +458,7 @@ def reads(big: Big) -> list[Read]:
                 ("MESH id", inbound["mesh_message_id"].lower()),
                 ("local id", inbound["local_id"]),
                 ("ITK id", inbound["itk_message_id"].lower()),
+                ("file name", inbound["filename"]),
                 ("source path", outbound["source_file"].split("@")[0]),
                 ("source path@sha", outbound["source_file"]),
             )
@@ -585,7 +586,7 @@ def to_the_500th_page(store: Store, rows: Rows) -> None:
 
 
 def lookups(store: Store) -> None:
-    """By id, MESH id and ITK id in another case, local id, source file (path, or path@sha256);
+    """By id, MESH id and ITK id in another case, local id, file name, source file (path, or path@sha256);
     an unknown key finds nothing."""
     picked = sample(store)
     inbound, outbound = picked["in"], picked["out"]
@@ -594,6 +595,7 @@ def lookups(store: Store) -> None:
         (inbound["mesh_message_id"].lower(), inbound),
         (inbound["itk_message_id"].lower(), inbound),
         (inbound["local_id"], inbound),
+        (inbound["filename"], inbound),
         (outbound["source_file"].split("@")[0], outbound),
         (outbound["source_file"], outbound),
         (outbound["mesh_message_id"].lower(), outbound),

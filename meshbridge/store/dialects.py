@@ -35,6 +35,12 @@ class Dialect:
             return f"{column} = ? COLLATE NOCASE"
         return f"lower({column}) = lower(?)"
 
+    def bytewise(self, column: str) -> str:
+        """``column`` compared byte by byte, whatever the database's collation (for a prefix as a range)."""
+        if self.name == "sqlite":
+            return column  # SQLite's default collation is BINARY
+        return f'({column} COLLATE "C")'
+
     def append_only(self, table: str) -> list[str]:
         """Statements that make ``table`` refuse updates and deletes: its rows are evidence."""
         message = f"{table} are append-only"

@@ -103,17 +103,19 @@ class Reads:
 
     def lookup(self, key: str, limit: int = 20) -> list[MessageSummary]:
         """Messages ``key`` names, newest first, at most ``limit``: by meshbridge id, MESH message id
-        or ITK id (each in any case), local id (``mex-LocalID``), or source file (its path, or
-        ``path@sha256``). Each through an index."""
+        or ITK id (each in any case), local id (``mex-LocalID``), file name, or source file (its
+        path, or ``path@sha256``). Each through an index."""
         nocase = self.dialect.nocase_equals
+        path = self.dialect.bytewise("m.source_file")
         found: dict[str, Row] = {}
         for where, params in (
             ("m.id = ?", [key]),
             (nocase("m.mesh_message_id"), [key]),
             (nocase("m.itk_message_id"), [key]),
             ("m.local_id = ?", [key]),
+            ("m.filename = ?", [key]),
             ("m.source_file = ?", [key]),
-            ("m.source_file >= ? AND m.source_file < ?", [f"{key}@", f"{key}A"]),  # "path@<sha256>" ('A' follows '@')
+            (f"{path} >= ? AND {path} < ?", [f"{key}@", f"{key}A"]),  # "path@<sha256>" ('A' follows '@')
         ):
             for row in self._select(where, params, limit=limit, newest=True):
                 found.setdefault(row["id"], row)

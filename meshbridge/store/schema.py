@@ -264,6 +264,14 @@ def m015_counters_and_listing_indexes(d: Dialect) -> list[Statement]:
         f"CREATE INDEX idx_messages_mesh_nocase ON messages({d.nocase('mesh_message_id')})",
         f"CREATE INDEX idx_messages_itk ON messages({d.nocase('itk_message_id')})",
         "CREATE INDEX idx_messages_local_id ON messages(local_id)",
+        "CREATE INDEX idx_messages_filename ON messages(filename)",
+        # a source file by its path ("path@sha256" as a prefix): SQLite's idx_messages_source serves it;
+        # PostgreSQL needs byte order whatever the database's collation
+        *(
+            [f"CREATE INDEX idx_messages_source_path ON messages({d.bytewise('source_file')})"]
+            if d.name != "sqlite"
+            else []
+        ),
         # the sweep and the overdue reads: open expectations the sweep has not yet seen overdue
         "CREATE INDEX idx_expectations_unswept ON expectations(due_at) WHERE met_at IS NULL AND overdue_at IS NULL",
     ]
