@@ -259,6 +259,17 @@ def _verdict(row: Mapping[str, Any]) -> str:
     return "nack" if code is not None and code.positive is False else "ack"
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    """A dataclass's field names (read once per class: a page of rows asks for them per row)."""
+    known = _FIELD_NAMES.get(cls)
+    if known is None:
+        known = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
+    return known
+
+
 # The fields ``messages --json`` prints, in order (``findings`` follows ``overdue`` … see as_json).
 JSON_FIELDS = (
     "id",
@@ -327,7 +338,7 @@ class MessageSummary:
     @classmethod
     def from_row(cls, row: Mapping[str, Any], **more: Any) -> Self:
         """The typed message of a store row (columns it does not know, such as leases, are left out)."""
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         values: dict[str, Any] = {k: v for k, v in row.items() if k in known}
         for name in _TIMES & values.keys():
             values[name] = moment(values[name])
