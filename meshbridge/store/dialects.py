@@ -35,6 +35,14 @@ class Dialect:
             return f"{column} = ? COLLATE NOCASE"
         return f"lower({column}) = lower(?)"
 
+    def among(self, column: str, subquery: str) -> str:
+        """``column`` is one of the (few) values ``subquery`` selects, those looked up in its index:
+        PostgreSQL would otherwise test rows one by one against them, in the order a listing
+        wants, to the end of the table when fewer than a page match."""
+        if self.name == "sqlite":
+            return f"{column} IN ({subquery})"
+        return f"{column} = ANY(ARRAY({subquery}))"  # the subquery runs once, first
+
     def append_only(self, table: str) -> list[str]:
         """Statements that make ``table`` refuse updates and deletes: its rows are evidence."""
         message = f"{table} are append-only"

@@ -49,11 +49,14 @@ def lapsed(lease: float) -> list[Any]:
 OVERDUE = "(e.met_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
 # Late: met, but after its deadline (no parameter).
 LATE = "(e.met_at IS NOT NULL AND e.due_at IS NOT NULL AND e.met_at > e.due_at)"
-_OVERDUE = f"EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {OVERDUE})"
 # Overdue and not yet seen by the sweep (which sets ``overdue_at``): few, found through the partial
 # index ``idx_expectations_unswept``. What the sweep has seen is counted (``counts``) and flagged on
 # its message (``overdue_open``): the two together are exactly OVERDUE. One parameter: now.
 UNSWEPT = "(e.met_at IS NULL AND e.overdue_at IS NULL AND e.due_at IS NOT NULL AND e.due_at < ?)"
+# A listed message is overdue (OVERDUE, as of now): flagged by the sweep, or not yet seen by it. Not
+# OVERDUE itself: PostgreSQL may run a page's EXISTS once for all rows, hashed, and OVERDUE's rows
+# are every past deadline (a scan of expectations per page); UNSWEPT's are few, in a partial index.
+_OVERDUE = f"(m.overdue_open > 0 OR EXISTS (SELECT 1 FROM expectations e WHERE e.message_id = m.id AND {UNSWEPT}))"
 _NACKED = "m.state IN (" + ", ".join(f"'{state}'" for state in NACKED) + ")"  # as idx_messages_nacked has it
 
 
@@ -165,7 +168,7 @@ class Reads:
             return self._select(" AND ".join(where), params, limit, newest)
         # overdue: those the sweep has flagged (a partial index in order), and the few it has not seen yet
         flagged = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest)
-        unswept = f"m.id IN (SELECT e.message_id FROM expectations e WHERE {UNSWEPT})"
+        unswept = self.dialect.among("m.id", f"SELECT e.message_id FROM expectations e WHERE {UNSWEPT}")
         fresh = self._select(" AND ".join([*where, "m.overdue_open = 0", unswept]), [*params, now()], limit, newest)
         rows = sorted([*flagged, *fresh], key=lambda row: (row["created_at"], row["id"]), reverse=newest)
         return rows[:limit] if limit else rows
