@@ -5,11 +5,12 @@ Run from the project root with the dev venv active::
 
     python tests/bench/bench_reads.py [--sizes 100000 1000000] [--huge] [--backend both|sqlite|postgresql]
 
-Quick check: ``--sizes 10000 20000 --reps 5``. ``--huge`` adds 10,000,000 messages when the disk has
+Quick check: ``--sizes 30000 60000 --reps 5``. ``--huge`` adds 10,000,000 messages when the disk has
 room for it (checked first, and said). Each store is built by reads_store.py (its docstring gives the
-distribution of states, routes, peers, overdue, nacked and owed messages), its counters checked
-against a ``GROUP BY`` ("counters true"), then measured and removed (a PostgreSQL database is made
-and dropped per store, see bench_stores.py; ``--keep`` keeps them and says where).
+distribution of states, routes, peers, overdue, nacked and owed messages) and its counters checked
+against a ``GROUP BY`` ("counters true"); then the stores of a backend are measured together, the
+sizes' calls alternating (a busy machine slows each alike), and removed (a PostgreSQL database is
+made and dropped per store, see bench_stores.py; ``--keep`` keeps the SQLite ones and says where).
 
 Per read: the median of ``--reps`` (20) warm calls in this process (``Reader``, after one call not
 timed), the cold first call (a fresh process: open the store, then the one call, timed alone), the
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -173,41 +175,62 @@ def timed(call: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, found
 
 
-# -- one store ------------------------------------------------------------------------------------
+# -- the stores of one backend ---------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace, backend: str, n: int, workdir: Path, results: Results) -> Measured:
-    """Build a store of ``n`` messages on ``backend``, measure every read and command, remove it."""
-    folder = workdir / f"{backend}-{n}"
-    folder.mkdir()
-    config = folder / "meshbridge.toml"
-    with store_on(backend, CONFIG) as text:
-        config.write_text(text)
-        print(f"\n== {backend}, {n:,} messages ({folder})")
-        built = build(config, n)
-        size = size_on_disk(config)
-        print(
-            f"   built in {built.seconds:.1f} s ({built.seconds * 1e6 / n:.0f} s per million), counters true;"
-            f" {size / n:,.0f} bytes per message ({size / 2**20:,.0f} MiB); {built.unswept} overdue not yet swept"
-        )
-        probe = built.probe
-        measured = Measured(n, built.seconds, size / n)
-        with Reader.from_file(config) as reader:
-            probe.page_500, seconds = follow(reader, 499)
+@dataclass
+class Store:
+    """A store built and open: its config, probe keys, reader and what was measured on it."""
+
+    config: Path
+    probe: Probe
+    reader: Reader
+    measured: Measured
+
+
+def measure(args: argparse.Namespace, backend: str, sizes: list[int], workdir: Path, results: Results) -> None:
+    """Build a store of each size on ``backend``, then measure every read and command on all of them,
+    the sizes' calls alternating (a busy machine slows each alike), then remove them."""
+    measured = results.measured.setdefault(backend, [])
+    with ExitStack() as stack:
+        stores = []
+        for n in sizes:
+            folder = workdir / f"{backend}-{n}"
+            folder.mkdir()
+            config = folder / "meshbridge.toml"
+            config.write_text(stack.enter_context(store_on(backend, CONFIG)))
+            if not args.keep:
+                stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            print(f"\n== {backend}, {n:,} messages ({folder})")
+            built = build(config, n)
+            size = size_on_disk(config)
+            print(
+                f"   built in {built.seconds:.1f} s ({built.seconds * 1e6 / n:.0f} s per million), counters true;"
+                f" {size / n:,.0f} bytes per message ({size / 2**20:,.0f} MiB); {built.unswept} overdue not yet swept"
+            )
+            reader = stack.enter_context(Reader.from_file(config))
+            built.probe.page_500, seconds = follow(reader, 499)
             print(f"   followed 499 cursors in {seconds:.2f} s (page 500 is timed alone below)")
-            warm_reads(reader, READS, probe, args.reps, measured, results)
-        cold_reads(config, READS, probe, measured, results)
-        commands(config, probe, measured, results)
-        with Reader.from_file(config) as reader:
-            seconds, swept = timed(reader.store.sweep_overdue)
-            print(f"   the sweep after the build (not idle): {len(swept)} expectations newly overdue, {ms(seconds)}")
-            warm_reads(reader, [SWEEP], probe, args.reps, measured, results)
-        cold_reads(config, [SWEEP], probe, measured, results)
+            stores.append(Store(config, built.probe, reader, Measured(n, built.seconds, size / n)))
+            measured.append(stores[-1].measured)
+        print(f"\n   measuring {backend}: warm reads, cold reads, commands, then the sweep (load {load()})")
+        for read in READS:
+            warm(read, stores, args.reps, results)
+            cold(read, stores, results)
+        commands(stores, results)
+        for store in stores:
+            seconds, swept = timed(store.reader.store.sweep_overdue)
+            print(
+                f"   {store.measured.n:,}: the sweep after the build (not idle) found {len(swept)} expectations"
+                f" newly overdue, {ms(seconds)}"
+            )
+        warm(SWEEP, stores, args.reps, results)
+        cold(SWEEP, stores, results)
         if args.keep:
-            print(f"   kept: {config}" + (" (its database is dropped all the same)" if backend != "sqlite" else ""))
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
-    return measured
+            print(
+                f"   kept: {', '.join(str(s.config) for s in stores)}"
+                + ("" if backend == "sqlite" else " (not the databases)")
+            )
 
 
 def follow(reader: Reader, pages: int) -> tuple[str, float]:
@@ -220,18 +243,19 @@ def follow(reader: Reader, pages: int) -> tuple[str, float]:
     return after or "", time.perf_counter() - started
 
 
-def warm_reads(
-    reader: Reader, reads: list[Read] | tuple[Read, ...], probe: Probe, reps: int, measured: Measured, results: Results
-) -> None:
-    for read in reads:
-        read.call(reader, probe)  # the first call (not timed): warms this process's caches
-        times = []
-        for _ in range(reps):
-            seconds, found = timed(lambda read=read: read.call(reader, probe))  # type: ignore[misc]
-            times.append(seconds)
-        if not read.check(found, probe):
-            results.failures.append(f"{read.name} on {measured.n:,}: unexpected result {found!r:.200}")
-        measured.warm[read.name] = statistics.median(times)
+def warm(read: Read, stores: list[Store], reps: int, results: Results) -> None:
+    """The median of ``reps`` calls of ``read`` on each store, after one not timed, the stores in turn."""
+    times: dict[int, list[float]] = {id(store): [] for store in stores}
+    for store in stores:
+        read.call(store.reader, store.probe)  # warms this process's caches
+    for _ in range(reps):
+        for store in stores:
+            seconds, found = timed(lambda store=store: read.call(store.reader, store.probe))  # type: ignore[misc]
+            times[id(store)].append(seconds)
+            if not read.check(found, store.probe):
+                results.failures.append(f"{read.name} on {store.measured.n:,}: unexpected result {found!r:.200}")
+    for store in stores:
+        store.measured.warm[read.name] = statistics.median(times[id(store)])
 
 
 def child_env() -> dict[str, str]:
@@ -239,21 +263,19 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def cold_reads(
-    config: Path, reads: list[Read] | tuple[Read, ...], probe: Probe, measured: Measured, results: Results
-) -> None:
-    """Each read's first call in a fresh process (see :func:`cold`)."""
-    for read in reads:
-        command = [sys.executable, __file__, "--cold", read.name, "--config", str(config)]
-        command += ["--probe", json.dumps(probe.as_json())]
+def cold(read: Read, stores: list[Store], results: Results) -> None:
+    """The read's first call in a fresh process on each store (see :func:`cold_child`)."""
+    for store in stores:
+        command = [sys.executable, __file__, "--cold", read.name, "--config", str(store.config)]
+        command += ["--probe", json.dumps(store.probe.as_json())]
         done = subprocess.run(command, capture_output=True, text=True, check=False, env=child_env())
-        if done.returncode != 0:
-            results.failures.append(f"cold {read.name} on {measured.n:,}: {done.stderr.strip()[-500:]}")
-            continue
-        measured.cold[read.name] = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+        answer = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+        if not answer.get("ok"):
+            results.failures.append(f"cold {read.name} on {store.measured.n:,}: {done.stderr.strip()[-500:]}")
+        store.measured.cold[read.name] = answer.get("seconds")
 
 
-def cold(name: str, config: Path, probe: Probe) -> None:
+def cold_child(name: str, config: Path, probe: Probe) -> None:
     """In a fresh process: open the store, then time one call of the read ``name``; print JSON."""
     read = BY_NAME[name]
     with Reader.from_file(config) as reader:
@@ -261,22 +283,26 @@ def cold(name: str, config: Path, probe: Probe) -> None:
     print(json.dumps({"seconds": seconds, "ok": read.check(found, probe)}))
 
 
-def commands(config: Path, probe: Probe, measured: Measured, results: Results) -> None:
-    """Each of :data:`COMMANDS` three times, its whole wall time (a new process each), the median."""
+def commands(stores: list[Store], results: Results) -> None:
+    """Each of :data:`COMMANDS` three times on each store (the stores in turn), its whole wall time, the median."""
     for template in COMMANDS:
-        args = template.format(**probe.as_json()).split()
-        times = []
+        times: dict[int, list[float]] = {id(store): [] for store in stores}
         for _ in range(3):
-            command = [sys.executable, "-m", "meshbridge", "--config", str(config), *args]
-            seconds, done = timed(
-                lambda command=command: subprocess.run(  # type: ignore[misc]
-                    command, capture_output=True, check=False, env=child_env(), cwd=config.parent
+            for store in stores:
+                args = template.format(**store.probe.as_json()).split()
+                command = [sys.executable, "-m", "meshbridge", "--config", str(store.config), *args]
+                seconds, done = timed(
+                    lambda command=command, cwd=store.config.parent: subprocess.run(  # type: ignore[misc]
+                        command, capture_output=True, check=False, env=child_env(), cwd=cwd
+                    )
                 )
-            )
-            if done.returncode != 0:
-                results.failures.append(f"meshbridge {template} on {measured.n:,}: {done.stderr.decode()[-300:]}")
-            times.append(seconds)
-        measured.commands[template] = statistics.median(times)
+                if done.returncode != 0:
+                    results.failures.append(
+                        f"meshbridge {template} on {store.measured.n:,}: {done.stderr.decode()[-300:]}"
+                    )
+                times[id(store)].append(seconds)
+        for store in stores:
+            store.measured.commands[template] = statistics.median(times[id(store)])
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -370,13 +396,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cold", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probe", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if min(args.sizes) < 25_050:
+        parser.error("--sizes: at least 25050 messages (page 500 holds the 24,951st to the 25,000th)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.cold:
-        cold(args.cold, args.config, Probe(**json.loads(args.probe)))
+        cold_child(args.cold, args.config, Probe(**json.loads(args.probe)))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the finally blocks clean up
     logging.getLogger("meshbridge").setLevel(logging.ERROR)  # not the sweep's lines, one per overdue expectation
@@ -388,10 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = sizes_to_run(args, workdir)
         for backend in backends(args.backend):
-            stores = results.measured.setdefault(backend, [])
-            for n in sizes:
-                stores.append(measure(args, backend, n, workdir, results))
-            summary += report(backend, stores)
+            measure(args, backend, sizes, workdir, results)
+            summary += report(backend, results.measured[backend])
     except BaseException as exc:  # also Ctrl-C and SIGTERM: say so in the summary, then clean up
         results.failures.append(f"{type(exc).__name__}: {exc}")
         raise
@@ -403,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             f"meshbridge reads bench, {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, {platform.system()} "
             f"{platform.machine()}, Python {platform.python_version()}"
         )
-        print("\n".join(summary + [f"FAILED: {failure}" for failure in results.failures]))
+        print("\n".join(summary + [f"FAILED: {failure}" for failure in dict.fromkeys(results.failures)]))
         print(f"bench wall time {time.perf_counter() - started:.0f} s; load average at the end {load()}")
         print("=================")
     return 1 if results.failures else 0
