@@ -148,7 +148,7 @@ class Measured:
     build_seconds: float
     bytes_per_message: float
     warm: dict[str, float] = field(default_factory=dict)
-    cold: dict[str, float] = field(default_factory=dict)
+    cold: dict[str, float | None] = field(default_factory=dict)
     commands: dict[str, float] = field(default_factory=dict)
 
 

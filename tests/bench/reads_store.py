@@ -441,8 +441,8 @@ def query(config: Path, sql: str, params: list[Any] | None = None) -> list[tuple
     if settings.url:
         import psycopg
 
-        with psycopg.connect(settings.url, autocommit=True) as conn:
-            return conn.execute(sql.replace("?", "%s"), params or []).fetchall()  # type: ignore[arg-type]
+        with psycopg.connect(settings.url, autocommit=True) as server:
+            return server.execute(sql.replace("?", "%s"), params or []).fetchall()
     conn = sqlite3.connect(f"file:{settings.path}?mode=ro", uri=True)
     try:
         return conn.execute(sql, params or []).fetchall()
