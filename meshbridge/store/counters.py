@@ -116,7 +116,11 @@ def _sqlite_counting() -> list[str]:
 
 
 def _postgresql_counting() -> list[str]:
-    """The same on PostgreSQL: each connection counts in its own row (slot: its backend pid)."""
+    """The same on PostgreSQL: each connection counts in its own row (slot: its backend pid).
+
+    Inserts and deletes count once per statement, by group (transition tables): a bulk load or an
+    import does not update one counter row once per message, which in one transaction leaves a
+    version per update for the next one to step over (quadratic). Updates count per row."""
     return [
         "CREATE FUNCTION meshbridge_count(c TEXT, d TEXT, r TEXT, t TEXT, delta BIGINT) RETURNS void "
         "LANGUAGE sql AS $$ INSERT INTO counts (counter, direction, route, term, slot, n) "
@@ -124,64 +128,103 @@ def _postgresql_counting() -> list[str]:
         "DO UPDATE SET n = counts.n + excluded.n $$",
         """CREATE FUNCTION messages_counted() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF TG_OP <> 'INSERT' THEN
-                PERFORM meshbridge_count('messages', OLD.direction, coalesce(OLD.route, ''), OLD.state, -1);
-                IF OLD.overdue_open > 0 THEN
-                    PERFORM meshbridge_count('overdue_messages', OLD.direction, coalesce(OLD.route, ''), '', -1);
-                END IF;
+            PERFORM meshbridge_count('messages', OLD.direction, coalesce(OLD.route, ''), OLD.state, -1);
+            IF OLD.overdue_open > 0 THEN
+                PERFORM meshbridge_count('overdue_messages', OLD.direction, coalesce(OLD.route, ''), '', -1);
             END IF;
-            IF TG_OP <> 'DELETE' THEN
-                PERFORM meshbridge_count('messages', NEW.direction, coalesce(NEW.route, ''), NEW.state, 1);
-                IF NEW.overdue_open > 0 THEN
-                    PERFORM meshbridge_count('overdue_messages', NEW.direction, coalesce(NEW.route, ''), '', 1);
-                END IF;
+            PERFORM meshbridge_count('messages', NEW.direction, coalesce(NEW.route, ''), NEW.state, 1);
+            IF NEW.overdue_open > 0 THEN
+                PERFORM meshbridge_count('overdue_messages', NEW.direction, coalesce(NEW.route, ''), '', 1);
             END IF;
             RETURN NULL;
         END $$""",
-        "CREATE TRIGGER messages_counted AFTER INSERT OR DELETE ON messages "
-        "FOR EACH ROW EXECUTE FUNCTION messages_counted()",
         "CREATE TRIGGER messages_counted_update AFTER UPDATE OF direction, route, state, overdue_open ON messages "
         "FOR EACH ROW WHEN (OLD.direction IS DISTINCT FROM NEW.direction OR OLD.route IS DISTINCT FROM NEW.route "
         "OR OLD.state IS DISTINCT FROM NEW.state OR (OLD.overdue_open > 0) <> (NEW.overdue_open > 0)) "
         "EXECUTE FUNCTION messages_counted()",
+        # rows added (or removed): the transition table ``changed``, counted by group in one statement
+        """CREATE FUNCTION messages_counted_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            sign INT := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
+        BEGIN
+            INSERT INTO counts (counter, direction, route, term, slot, n)
+            SELECT 'messages', direction, coalesce(route, ''), state, pg_backend_pid(), sign * count(*)
+            FROM changed GROUP BY direction, coalesce(route, ''), state
+            UNION ALL
+            SELECT 'overdue_messages', direction, coalesce(route, ''), '', pg_backend_pid(), sign * count(*)
+            FROM changed WHERE overdue_open > 0 GROUP BY direction, coalesce(route, '')
+            ON CONFLICT (counter, direction, route, term, slot) DO UPDATE SET n = counts.n + excluded.n;
+            RETURN NULL;
+        END $$""",
+        *(
+            f"CREATE TRIGGER messages_counted_{op.lower()} AFTER {op} ON messages REFERENCING {age} TABLE AS changed "
+            "FOR EACH STATEMENT EXECUTE FUNCTION messages_counted_rows()"
+            for op, age in (("INSERT", "NEW"), ("DELETE", "OLD"))
+        ),
         *_postgresql_expectations(),
     ]
 
 
 def _postgresql_expectations() -> list[str]:
-    """PostgreSQL: the expectations' trigger (open and overdue counters, ``owes``, ``overdue_open``)."""
+    """PostgreSQL: the expectations' triggers (open and overdue counters, ``owes``, ``overdue_open``):
+    updates per row, inserts and deletes per statement by group."""
     return [
         f"""CREATE FUNCTION expectations_counted() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
-            was_open INT := 0; was_swept INT := 0; is_open INT := 0; is_swept INT := 0;
-            ident TEXT; kind TEXT; dir TEXT;
+            was_open INT := (OLD.met_at IS NULL)::INT;
+            was_swept INT := (OLD.met_at IS NULL AND OLD.overdue_at IS NOT NULL)::INT;
+            is_open INT := (NEW.met_at IS NULL)::INT;
+            is_swept INT := (NEW.met_at IS NULL AND NEW.overdue_at IS NOT NULL)::INT;
+            dir TEXT;
         BEGIN
-            IF TG_OP <> 'INSERT' THEN
-                was_open := (OLD.met_at IS NULL)::INT;
-                was_swept := (OLD.met_at IS NULL AND OLD.overdue_at IS NOT NULL)::INT;
-                ident := OLD.message_id; kind := OLD.kind;
-            END IF;
-            IF TG_OP <> 'DELETE' THEN
-                is_open := (NEW.met_at IS NULL)::INT;
-                is_swept := (NEW.met_at IS NULL AND NEW.overdue_at IS NOT NULL)::INT;
-                ident := NEW.message_id; kind := NEW.kind;
-            END IF;
             IF is_open = was_open AND is_swept = was_swept THEN
                 RETURN NULL;
             END IF;
-            SELECT direction INTO dir FROM messages WHERE id = ident;
+            SELECT direction INTO dir FROM messages WHERE id = NEW.message_id;
             IF is_open <> was_open THEN
-                PERFORM meshbridge_count('open', coalesce(dir, ''), '', kind, is_open - was_open);
-                IF kind = '{OWED_KIND}' THEN
-                    UPDATE messages SET owes = owes + is_open - was_open WHERE id = ident;
+                PERFORM meshbridge_count('open', coalesce(dir, ''), '', NEW.kind, is_open - was_open);
+                IF NEW.kind = '{OWED_KIND}' THEN
+                    UPDATE messages SET owes = owes + is_open - was_open WHERE id = NEW.message_id;
                 END IF;
             END IF;
             IF is_swept <> was_swept THEN
-                PERFORM meshbridge_count('overdue', coalesce(dir, ''), '', kind, is_swept - was_swept);
-                UPDATE messages SET overdue_open = overdue_open + is_swept - was_swept WHERE id = ident;
+                PERFORM meshbridge_count('overdue', coalesce(dir, ''), '', NEW.kind, is_swept - was_swept);
+                UPDATE messages SET overdue_open = overdue_open + is_swept - was_swept WHERE id = NEW.message_id;
             END IF;
             RETURN NULL;
         END $$""",
-        "CREATE TRIGGER expectations_counted AFTER INSERT OR DELETE OR UPDATE OF met_at, overdue_at ON expectations "
+        "CREATE TRIGGER expectations_counted AFTER UPDATE OF met_at, overdue_at ON expectations "
         "FOR EACH ROW EXECUTE FUNCTION expectations_counted()",
+        # (each message's direction and flags by its primary key, whatever the number of rows: no plan
+        # made for a bulk load's thousands is ever reused for one row)
+        f"""CREATE FUNCTION expectations_counted_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            sign INT := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
+            ident TEXT; owes_n BIGINT; swept_n BIGINT;
+        BEGIN
+            INSERT INTO counts (counter, direction, route, term, slot, n)
+            SELECT counter, direction, '', kind, pg_backend_pid(), sign * count(*) FROM (
+                SELECT c.counter, c.kind, coalesce((SELECT direction FROM messages WHERE id = c.message_id), '')
+                FROM (SELECT 'open' AS counter, message_id, kind FROM changed WHERE met_at IS NULL
+                      UNION ALL
+                      SELECT 'overdue', message_id, kind FROM changed WHERE met_at IS NULL AND overdue_at IS NOT NULL) c
+            ) AS e (counter, kind, direction)
+            GROUP BY counter, direction, kind
+            ON CONFLICT (counter, direction, route, term, slot) DO UPDATE SET n = counts.n + excluded.n;
+            FOR ident, owes_n, swept_n IN
+                SELECT message_id, count(*) FILTER (WHERE kind = '{OWED_KIND}'),
+                    count(*) FILTER (WHERE overdue_at IS NOT NULL)
+                FROM changed WHERE met_at IS NULL AND (kind = '{OWED_KIND}' OR overdue_at IS NOT NULL)
+                GROUP BY message_id
+            LOOP
+                UPDATE messages SET owes = owes + sign * owes_n, overdue_open = overdue_open + sign * swept_n
+                WHERE id = ident;
+            END LOOP;
+            RETURN NULL;
+        END $$""",
+        *(
+            f"CREATE TRIGGER expectations_counted_{op.lower()} AFTER {op} ON expectations "
+            f"REFERENCING {age} TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION expectations_counted_rows()"
+            for op, age in (("INSERT", "NEW"), ("DELETE", "OLD"))
+        ),
     ]

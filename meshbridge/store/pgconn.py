@@ -50,11 +50,16 @@ class Link:
         self._conn: psycopg.Connection[Any] | None = None
 
     def connect(self) -> psycopg.Connection[Any]:
-        """A new autocommit connection (the store's own, or one for a lock)."""
+        """A new autocommit connection (the store's own, or one for a lock). Without parallel plans:
+        each of the store's reads touches a page of rows or fewer through an index, and a plan the
+        planner makes parallel (misjudging how many rows a partial index holds) waits for its
+        workers to start, ten times what the read costs."""
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 self.url, password=self._password, autocommit=True, connect_timeout=10, application_name="meshbridge"
             )
+            conn.execute("SET max_parallel_workers_per_gather = 0")
+            return conn
         except psycopg.Error as exc:
             raise self.error(exc, "cannot connect to store") from None
 
