@@ -9,8 +9,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
+from store_backends import Backend, make_backend
+from store_workload import FUTURE, PAST, assert_derived_true
 from test_cli_listing import Listed, listed
 
 from meshbridge import Filters
@@ -62,3 +69,58 @@ def test_the_command_line_given_bytes_that_are_not_utf8_says_one_line(listed: Li
         stderr = done.stderr.decode()
         assert (done.returncode, done.stdout) == (code, b"") and says in stderr, stderr
         assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """The PostgreSQL backend alone: where several connections write at once."""
+    opened = make_backend("postgresql", request, tmp_path, monkeypatch)
+    yield opened
+    opened.close()
+
+
+def test_a_nack_closing_a_message_while_the_sweep_flags_it_waits_no_deadlock(pg: Backend) -> None:
+    """Message b's bus-ack (due last) and inf-ack (due first) are both overdue, unswept: the sweep
+    takes them in deadline order, a nack's close in kind order. Each pauses between the two (on a
+    row held here, as any writer could hold it): each must then wait for the other in turn, never
+    each for the other (PostgreSQL would abort one: "deadlock detected")."""
+    store = pg.open()
+    for ident in ("b", "x"):
+        store.add("out", "sent", id=ident)
+    store.expect("b", "inf-ack", "2000-01-01T00:00:00.000000+00:00")
+    store.expect("x", "inf-ack", "2000-01-02T00:00:00.000000+00:00")  # the sweep's pause
+    store.expect("b", "d-held", FUTURE)  # the close's pause (between bus-ack and inf-ack)
+    store.expect("b", "bus-ack", "2000-01-03T00:00:00.000000+00:00")
+    holder = psycopg.connect(pg.url, autocommit=False)
+    holder.execute("SELECT 1 FROM expectations WHERE kind = 'd-held' OR message_id = 'x' FOR UPDATE")
+    done: dict[str, object] = {}
+
+    def run(name: str, call: Callable[[], object]) -> threading.Thread:
+        def target() -> None:
+            try:
+                done[name] = call()
+            except BaseException as exc:  # (reported by the assert below)
+                done[name] = exc
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    closer, sweeper = pg.open(), pg.open()
+    threads = [run("close", lambda: closer.close_expectations("b", "closed by nack"))]
+    waiting(pg, 1)
+    threads.append(run("sweep", lambda: sorted((o.message_id, o.kind) for o in sweeper.sweep_overdue())))
+    waiting(pg, 2)
+    holder.close()
+    for thread in threads:
+        thread.join(60)
+    swept = [("b", "bus-ack"), ("b", "inf-ack"), ("x", "inf-ack")]  # (or the close first: x's alone)
+    assert done in ({"close": 1, "sweep": swept}, {"close": 3, "sweep": swept[2:]}), done
+    assert_derived_true(pg.execute)
+
+
+def waiting(pg: Backend, n: int) -> None:
+    """Until ``n`` of the database's connections wait for a lock (another transaction's row)."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    while pg.execute(sql)[0][0] < n:
+        time.sleep(0.01)
