@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from store_backends import Backend, make_backend
-from store_workload import FUTURE, PAST, assert_derived_true
+from store_workload import FUTURE, assert_derived_true
 from test_cli_listing import Listed, listed
 
 from meshbridge import Filters
