@@ -14,6 +14,16 @@ from typing import Any
 from .models import Direction, State
 
 
+def is_text(value: str) -> bool:
+    """Can a store hold ``value``: no NUL (PostgreSQL refuses it) and no lone surrogate (which is
+    how Python hands over a byte of a command line that is not UTF-8)? What is not names nothing stored."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which messages a listing holds: every field set narrows it (none set: every message).
@@ -47,6 +57,10 @@ class Filters:
                     known = ", ".join(sorted(kind._value2member_map_))
                     raise InvalidRequest(f"unknown {name} {value!r} (one of: {known})")
                 object.__setattr__(self, name, kind(value))
+        for name in ("route", "mailbox", "peer", "workflow_id"):
+            value = getattr(self, name)
+            if value is not None and not is_text(value):
+                raise InvalidRequest(f"{name}: not text (a NUL, or a byte that is not UTF-8): {value!r}")
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:

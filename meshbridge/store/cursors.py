@@ -7,6 +7,7 @@ import binascii
 import json
 
 from ..errors import InvalidRequest
+from ..views import is_text
 
 
 def cursor(created_at: str, message_id: str) -> str:
@@ -19,7 +20,7 @@ def position(token: str) -> tuple[str, str]:
     """The ``(created_at, id)`` a cursor names; a cursor not made by :func:`cursor` is an :class:`InvalidRequest`."""
     try:
         created, ident = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if isinstance(created, str) and isinstance(ident, str):
+        if isinstance(created, str) and isinstance(ident, str) and is_text(created + ident):
             return created, ident
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         pass

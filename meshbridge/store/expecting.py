@@ -46,6 +46,7 @@ class Expecting(Reads):
     def close_expectations(self, message_id: str, outcome: str) -> int:
         """A final answer (a nack) ends every open expectation of the message (verdict ``closed``)."""
         with self.immediate() as db:
+            self._lock_in_order(db, "e.message_id = ? AND e.met_at IS NULL", [message_id])
             return db.execute(
                 "UPDATE expectations SET met_at = ?, outcome = ?, verdict = 'closed' "
                 "WHERE message_id = ? AND met_at IS NULL",
@@ -68,6 +69,7 @@ class Expecting(Reads):
         the sweep costs the same at any size."""
         stamp = now()
         with self.immediate() as db:
+            self._lock_in_order(db, UNSWEPT, [stamp])
             rows = db.rows(
                 f"UPDATE expectations AS e SET overdue_at = ? WHERE {UNSWEPT} RETURNING message_id, kind, due_at",
                 [stamp, stamp],
@@ -76,6 +78,13 @@ class Expecting(Reads):
                 detail = {"expected": row["kind"], "due_at": row["due_at"]}
                 self._event(db, row["message_id"], TimelineKind.OVERDUE, None, detail, stamp)
         return [OverdueExpectation.from_row(row) for row in rows]
+
+    def _lock_in_order(self, db: Session, where: str, params: list[Any]) -> None:
+        """PostgreSQL: lock the expectations ``where`` selects in one order, their key's, before a
+        statement changes several: the sweep's (by deadline) and a close's (by kind) would each
+        otherwise hold one row the other waits for. (SQLite: one writer, nothing to order.)"""
+        if self.dialect.name == "postgresql":
+            db.execute(f"SELECT 1 FROM expectations e WHERE {where} ORDER BY e.message_id, e.kind FOR UPDATE", params)
 
     # -- bodies that could not be decoded ----------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from .. import clock
 from ..errors import UnknownMessage
 from ..models import Direction, Event, Expectation, Message, MessageSummary, Page, State
-from ..views import Filters
+from ..views import Filters, is_text
 from .cursors import cursor, position
 from .dialects import Dialect
 from .records import Counts, StoredMessage
@@ -95,7 +95,8 @@ class Reads:
         return StoredMessage.from_row(self._get(message_id))
 
     def _get(self, message_id: str) -> Row:
-        for where in ("m.id = ?", self.dialect.nocase_equals("m.mesh_message_id")):
+        keys = ("m.id = ?", self.dialect.nocase_equals("m.mesh_message_id")) if is_text(message_id) else ()
+        for where in keys:
             rows = self._select(where, [message_id], limit=1)
             if rows:
                 return rows[0]
@@ -105,6 +106,8 @@ class Reads:
         """Messages ``key`` names, newest first, at most ``limit``: by meshbridge id, MESH message id
         or ITK id (each in any case), local id (``mex-LocalID``), file name, or source file (its
         path, or ``path@sha256``). Each through an index."""
+        if not is_text(key):
+            return []
         nocase = self.dialect.nocase_equals
         path = self.dialect.bytewise("m.source_file")
         found: dict[str, Row] = {}
