@@ -67,8 +67,12 @@ def meshbridge(config: Path, *args: str | bytes) -> subprocess.CompletedProcess[
         ["messages", "--route", b"r\xff"],
         ["messages", "--workflow", b"\xfe"],
         ["messages", "--peer", b"\xff"],
+        ["export", b"\xff"],
+        ["retry", b"\xff"],
+        ["replay", b"\xff"],
+        ["ack", b"\xff", "--ok"],
     ],
-    ids=["show", "route", "workflow", "peer"],
+    ids=["show", "route", "workflow", "peer", "export", "retry", "replay", "ack"],
 )
 def test_an_argument_that_is_not_utf8_is_one_usage_line(
     backend: Any, backend_config: Callable[..., Path], args: list[str | bytes]
