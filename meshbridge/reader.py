@@ -94,10 +94,10 @@ class Reading:
         for found in self.pages(filters, after=after, oldest_first=oldest_first, page=page):
             yield from found
 
-    def lookup(self, key: str) -> list[MessageSummary]:
-        """The messages ``key`` names, newest first: a meshbridge id, MESH message id, ITK id, local
-        id or source file (see :meth:`~meshbridge.store.Store.lookup`)."""
-        return self.store.lookup(key)
+    def lookup(self, key: str, limit: int = 20) -> list[MessageSummary]:
+        """The messages ``key`` names, newest first, at most ``limit``: a meshbridge id, MESH message
+        id, ITK id, local id or source file (see :meth:`~meshbridge.store.Store.lookup`)."""
+        return self.store.lookup(key, limit)
 
     def show(self, message_id: str) -> Message:
         """One message (by meshbridge id, or MESH message id) with its timeline and expectations;

@@ -20,6 +20,7 @@ import click
 
 from .output import echo, fail
 from .session import bridge_for
+from .words import TEXT
 
 if TYPE_CHECKING:
     from ..reader import Exported, Reading
@@ -28,7 +29,7 @@ NO_LINK = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLI
 
 
 @click.command()
-@click.argument("message_id")
+@click.argument("message_id", type=TEXT)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (default: stdout)."
 )

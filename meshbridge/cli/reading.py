@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -31,6 +30,7 @@ from .output import (
 )
 from .session import bridge_for, reader_for
 from .times import LOCAL_WHEN, age, shown, spoken, stored
+from .words import TEXT, shell_command
 
 
 @click.command()
@@ -63,6 +63,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 STATES = sorted(s.value for s in State)
 PAGE = 500  # messages in memory at a time, whatever the length of the listing
+SHOW_AT_MOST = 20  # messages a key naming several lists
 
 
 @click.command()
@@ -70,10 +71,10 @@ PAGE = 500  # messages in memory at a time, whatever the length of the listing
     "--state", type=click.Choice(STATES), metavar="STATE", help=f"Only messages in this state: {', '.join(STATES)}."
 )
 @click.option("--direction", type=click.Choice(sorted(d.value for d in Direction)))
-@click.option("--route", help="Only messages of this route.")
-@click.option("--mailbox", help="Only messages of this mailbox of ours.")
-@click.option("--peer", help="Only messages to or from this mailbox (the other side).")
-@click.option("--workflow", help="Only messages on this MESH workflow id.")
+@click.option("--route", type=TEXT, help="Only messages of this route.")
+@click.option("--mailbox", type=TEXT, help="Only messages of this mailbox of ours.")
+@click.option("--peer", type=TEXT, help="Only messages to or from this mailbox (the other side).")
+@click.option("--workflow", type=TEXT, help="Only messages on this MESH workflow id.")
 @click.option("--overdue", is_flag=True, help="Only messages with an expectation past its deadline and not met.")
 @click.option("--nacked", is_flag=True, help="Only messages nacked (inf-nacked or bus-nacked).")
 @click.option("--owed", is_flag=True, help="Only inbound ITK messages still owing our business ack, with their age.")
@@ -82,7 +83,7 @@ PAGE = 500  # messages in memory at a time, whatever the length of the listing
 @click.option("--until", type=LOCAL_WHEN, help="Created before then (same forms as --since).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many; the command to list the rest goes "
               "to stderr.")  # fmt: skip
-@click.option("--after", metavar="CURSOR", help="Go on from where a listing with --limit stopped.")
+@click.option("--after", type=TEXT, metavar="CURSOR", help="Go on from where a listing with --limit stopped.")
 @click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
 @click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
@@ -161,11 +162,11 @@ def _rest(ctx: click.Context, cursor: str) -> str:
             if param.is_flag
             else [param.opts[0], stored(value) if isinstance(value, datetime) else str(value)]
         )
-    return shlex.join([*words, "--after", cursor])
+    return shell_command([*words, "--after", cursor])
 
 
 @click.command()
-@click.argument("key")
+@click.argument("key", type=TEXT)
 @click.option("--utc", is_flag=True, help="Print times in UTC (default: the local time zone, with its offset).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -173,11 +174,14 @@ def show(ctx: click.Context, key: str, utc: bool, as_json: bool) -> None:
     """One message and its timeline. KEY: its meshbridge id, MESH message id or ITK id (any case),
     local id, or source file; a KEY naming several messages (not a meshbridge id) lists them (exit 2)."""
     with bridge_for(ctx) as bridge:
-        found = bridge.lookup(key)
+        found = bridge.lookup(key, SHOW_AT_MOST + 1)  # one more than listed: are there more?
         found = [m for m in found if m.id == key] or found  # a meshbridge id names its own message
         if len(found) > 1:
-            named = ", ".join(f"{m.id} ({m.direction}, {m.state}, {shown(m.created_at, utc)})" for m in found)
-            fail(f"{key!r} names {len(found)} messages: {named}; show one by its meshbridge id", EXIT_USAGE)
+            many = f"more than {SHOW_AT_MOST}" if len(found) > SHOW_AT_MOST else str(len(found))
+            named = ", ".join(
+                f"{m.id} ({m.direction}, {m.state}, {shown(m.created_at, utc)})" for m in found[:SHOW_AT_MOST]
+            )
+            fail(f"{key!r} names {many} messages: {named}; show one by its meshbridge id", EXIT_USAGE)
         message = bridge.show(found[0].id if found else key)  # none: UnknownMessage, exit 1
         damage = bridge.payload_problem(message) if not as_json else None
     if as_json:

@@ -16,6 +16,7 @@ from .output import echo, fail, format_finding
 from .progress import transfer_bar
 from .session import bridge_for
 from .times import WHEN
+from .words import TEXT
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -81,7 +82,7 @@ def stored(message_id: str | None) -> None:
 
 
 @click.command()
-@click.argument("message_ids", metavar="[ID]...", nargs=-1)
+@click.argument("message_ids", type=TEXT, metavar="[ID]...", nargs=-1)
 @click.option("--state", type=click.Choice([s.value for s in RETRIABLE.values()]), help="Every message in this state.")
 @click.option("--since", type=WHEN, help="Last changed since then: 2h (ago) or an ISO 8601 time with an offset.")
 @click.option("--until", type=WHEN, help="Last changed until then (same forms as --since).")
@@ -128,7 +129,7 @@ def retry(
 
 
 @click.command()
-@click.argument("message_id")
+@click.argument("message_id", type=TEXT)
 @click.option("--force", is_flag=True, help="Replay a message we nacked; no new response is sent.")
 @click.pass_context
 def replay(ctx: click.Context, message_id: str, force: bool) -> None:
@@ -166,7 +167,7 @@ def replay(ctx: click.Context, message_id: str, force: bool) -> None:
 
 
 @click.command()
-@click.argument("message_id")
+@click.argument("message_id", type=TEXT)
 @click.option("--ok", "ok", is_flag=True, help="Positive business response (30001, or another positive --code).")
 @click.option("--nack", "nack", metavar="CODE", help="Negative business response code, e.g. 30002.")
 @click.option("--code", help="With --ok: another positive business code, e.g. 30004 or 30016.")

@@ -172,7 +172,7 @@ class Reads:
 
     def _listing(self, filters: Filters, limit: int | None, after: str | None, newest: bool) -> list[Row]:
         where, params = _filters(filters)
-        if after:
+        if after is not None:  # "" too: not a cursor, never the start again
             where.append(f"(m.created_at, m.id) {'<' if newest else '>'} (?, ?)")
             params.extend(position(after))
         if not filters.overdue:
