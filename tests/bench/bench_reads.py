@@ -13,7 +13,7 @@ sizes' calls alternating (a busy machine slows each alike), and removed (a Postg
 made and dropped per store, see bench_stores.py; ``--keep`` keeps the SQLite ones and says where).
 
 Per read: the median of ``--reps`` (20) warm calls in this process (``Reader``, after one call not
-timed; the lowest such median of ``--rounds`` (3), as a shared machine spoils a round now and then),
+timed; the lowest such median of ``--rounds`` (5), as a shared machine spoils a round now and then),
 the cold first call (a fresh process: open the store, then the one call, timed alone), the
 growth ratio between sizes (warm medians, larger / smaller: PASS when <= 1.5), and whether the
 largest store meets the read's goal (counts <= 50 ms, a page <= 50 ms, one message with its
@@ -395,7 +395,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both", help="default both, in turn")
     parser.add_argument("--reps", type=int, default=20, help="warm calls per read and round (default 20)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --reps calls: the best median (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --reps calls: the best median (default 5)")
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temp dir (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the SQLite stores (and say where)")
     parser.add_argument("--cold", help=argparse.SUPPRESS)
