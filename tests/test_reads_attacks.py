@@ -68,7 +68,9 @@ def test_the_command_line_given_bytes_that_are_not_utf8_says_one_line(listed: Li
         done = subprocess.run([os.fsencode(a) for a in argv], capture_output=True, timeout=120)
         stderr = done.stderr.decode()
         assert (done.returncode, done.stdout) == (code, b"") and says in stderr, stderr
-        assert "Traceback" not in stderr and says in stderr.strip().splitlines()[-1], stderr  # (click's usage lines above)
+        assert "Traceback" not in stderr and says in stderr.strip().splitlines()[-1], (
+            stderr
+        )  # (click's usage lines above)
 
 
 @pytest.fixture
