@@ -80,6 +80,11 @@ class SQLiteStore(SQLStore):
         except BaseException:
             conn.close()
             raise
+        # A statement that fires a trigger keeps a statement journal: the original of every page it
+        # changes, ~20 with the listing indexes. Over 64 KiB SQLite spills it to a temporary file,
+        # which doubled a message's INSERT. Held in memory here; the migrations above (whose index
+        # builds may sort millions of rows) spill as before.
+        conn.execute("PRAGMA temp_store=MEMORY")
         self.payloads = Payloads(self.path.parent / "payloads", conn, inline_max, self.space)
         self._payload_rows = self.payloads
         self.logins = Logins(self)  # mailboxes whose login MESH refuses (``mesh-auth``)
