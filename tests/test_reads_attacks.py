@@ -43,6 +43,16 @@ def test_a_forged_cursor_holding_what_no_store_holds_is_not_a_cursor(store: Stor
             store.page(Filters(overdue=True), after=after)
 
 
+@pytest.mark.parametrize("limit", [0, -1, True, 2.5, "5"])
+def test_a_page_limit_that_is_not_a_count_is_an_invalid_request(store: Store, limit: object) -> None:
+    """(A limit of 0 listed every message, -1 all but the last: a client's number, taken as it came.)"""
+    store.add("out", "accepted", id="m1")
+    store.add("out", "accepted", id="m2")
+    with pytest.raises(InvalidRequest, match=f"a page's limit must be a whole number of at least 1, not {limit!r}"):
+        store.page(limit=limit)  # type: ignore[arg-type]
+    assert [m.id for m in store.page(limit=None, newest=False)] == ["m1", "m2"]  # None: all, as documented
+
+
 @pytest.mark.parametrize("bad", NOT_TEXT)
 def test_a_filter_holding_what_no_store_holds_is_an_invalid_request(bad: str) -> None:
     for field in ("route", "mailbox", "peer", "workflow_id"):

@@ -161,3 +161,28 @@ def test_m015_counts_the_rows_an_older_store_holds(backend: StoreBackend) -> Non
     store.add("in", "received", id="new", route="in")
     assert_derived_true(lambda sql: backend.execute(sql))
     assert store.counts().overdue_messages == 2 and store.counts().overdue[("out", "inf-ack")] == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_overdue_listing_misses_none_the_sweep_flags_while_it_reads(
+    kind: str, stores: Callable[[str], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overdue listing reads the flagged and the not yet flagged in two statements: a sweep run
+    between them (another node's, a minute's) must not hide a message from both."""
+    store = stores(kind)
+    workload(store)
+    swept_between: list[int] = []
+    for name in ("_rows", "_select"):
+        read = getattr(store, name)
+
+        def then_sweep(*args: object, _read: Callable[..., object] = read, **kwargs: object) -> object:
+            found = _read(*args, **kwargs)
+            if not swept_between:
+                swept_between.append(-1)  # (the sweep's own reads sweep nothing)
+                swept_between[0] = len(store.sweep_overdue())  # after the listing's first statement
+            return found
+
+        monkeypatch.setattr(store, name, then_sweep, raising=False)
+    listed = [m.id for m in store.page(Filters(overdue=True), newest=False)]
+    assert swept_between == [1]  # "unswept" was flagged between the two reads
+    assert listed == ["swept", "unswept"]

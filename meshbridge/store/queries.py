@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .. import clock
-from ..errors import UnknownMessage
+from ..errors import InvalidRequest, UnknownMessage
 from ..models import Direction, Event, Expectation, Message, MessageSummary, Page, State
 from ..views import Filters, is_text
 from .cursors import cursor, position
@@ -163,7 +163,10 @@ class Reads:
         """One page of the messages ``filters`` selects, newest first (or oldest): at most ``limit``
         (None: all) from just after the cursor ``after`` (a page's ``next``). Keyset pages on
         ``(created_at, id)``: every filter walks an index in that order from the cursor, so the 500th
-        page costs what the first does (docs/store.md, "Reads at scale")."""
+        page costs what the first does (docs/store.md, "Reads at scale"). A ``limit`` below 1 is an
+        :class:`~meshbridge.errors.InvalidRequest`."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidRequest(f"a page's limit must be a whole number of at least 1, not {limit!r}")
         rows = self._listing(filters or Filters(), limit + 1 if limit else None, after, newest)
         more = bool(limit) and len(rows) > (limit or 0)
         rows = rows[:limit] if limit else rows
@@ -180,13 +183,16 @@ class Reads:
         # overdue: those the sweep has flagged (a partial index in order), and the few it has not seen
         # yet, by id. Not a join or IN (subquery): the planners cannot know how few those are (they
         # guess from the deadlines of every expectation) and would walk every message to find them.
-        rows = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest, replan=True)
+        # The unswept first: one the sweep flags between the two reads is then in one or the other.
         unswept = self._rows(f"SELECT e.message_id FROM expectations e WHERE {UNSWEPT}", [now()])
-        fresh = list(dict.fromkeys(row["message_id"] for row in unswept))
+        rows = self._select(" AND ".join([*where, "m.overdue_open > 0"]), params, limit, newest, replan=True)
+        seen = {row["id"] for row in rows}
+        fresh = [ident for ident in dict.fromkeys(row["message_id"] for row in unswept) if ident not in seen]
         for start in range(0, len(fresh), _BY_ID):
             ids = fresh[start : start + _BY_ID]
-            where_ids = " AND ".join([*where, "m.overdue_open = 0", f"m.id IN ({', '.join('?' * len(ids))})"])
+            where_ids = " AND ".join([*where, f"m.id IN ({', '.join('?' * len(ids))})"])
             rows += self._select(where_ids, [*params, *ids], limit, newest, replan=True)
+        rows = list({row["id"]: row for row in rows}.values())  # (flagged since the first read)
         rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=newest)
         return rows[:limit] if limit else rows
 
