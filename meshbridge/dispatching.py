@@ -24,7 +24,7 @@ from .config.alerts import AlertsConfig
 from .events import Notification
 from .faults import checkpoint
 from .plugins import Plugins
-from .store import Store
+from .store import Store, now
 from .store.records import AlertSend
 
 log = logging.getLogger("meshbridge")
@@ -49,7 +49,7 @@ class Dispatcher:
         self.store, self.plugins, self.config = store, plugins, config
         self.notifiers: Mapping[str, Notifier] = notifiers(config)
         self._kinds = kinds(config)
-        self.lease = max(60.0, 3 * config.timeout)  # a claim outlives one attempt, with room
+        self.lease = 3 * config.timeout  # a claim outlives one attempt, with room
 
     def targets(self, notification: Notification) -> list[str]:
         """Where a notification goes: the plugins, and each notifier whose kinds take it."""
@@ -61,10 +61,11 @@ class Dispatcher:
         outbox = self.store.outbox
         outbox.route(self.targets)
         checkpoint("alert:queued")
+        started = now()  # each send at most once a pass: one due again at once waits for the next
         for _ in range(MOST):
             if stopping is not None and stopping.is_set():
                 break
-            claimed = outbox.claim(self.lease, limit=1)
+            claimed = outbox.claim(self.lease, limit=1, due_by=started)
             if not claimed:
                 break
             self._send(claimed[0], done)
@@ -73,7 +74,7 @@ class Dispatcher:
     def _send(self, send: AlertSend, done: Dispatched) -> None:
         outbox, key = self.store.outbox, (send.notification.id, send.target)
         if send.target == PLUGINS:
-            self.plugins.notify(send.notification)  # each plugin's failure logged, never retried
+            self.plugins.on_event(send.notification)  # each plugin's failure logged, never retried
             outbox.sent(send, timeline=False)
             done.sent.append(key)
             return

@@ -66,6 +66,13 @@ class Notification:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", EventKind(self.kind))
 
+    @classmethod
+    def restored(
+        cls, kind: str, message_id: str | None, summary: str, detail: Mapping[str, Any], id: str
+    ) -> Notification:
+        """A notification as the outbox stored it (its kind checked again, its id kept)."""
+        return cls(EventKind(kind), message_id, summary, detail, id)
+
     @property
     def mailbox(self) -> str | None:
         """The mailbox a mailbox's notification is about (``detail["mailbox"]``), else None."""

@@ -70,7 +70,7 @@ class Outbox:
             )
             for row in rows:
                 detail = json.loads(row["detail"]) if row["detail"] else {}
-                notification = Notification(row["kind"], row["message_id"], row["summary"], detail, row["id"])
+                notification = Notification.restored(row["kind"], row["message_id"], row["summary"], detail, row["id"])
                 for target in dict.fromkeys(targets(notification)):
                     db.execute(
                         "INSERT INTO alert_sends (alert_id, target, attempts, due_at) VALUES (?, ?, 0, ?) "
@@ -80,13 +80,15 @@ class Outbox:
                 db.execute("UPDATE alerts SET routed_at = ? WHERE id = ?", [stamp, row["id"]])
         return len(rows)
 
-    def claim(self, lease: float, limit: int = 100, targets: Sequence[str] | None = None) -> list[AlertSend]:
-        """Take the sends that are due (oldest first; only these ``targets`` if given): each is
-        due again one ``lease`` from now unless its outcome is recorded before. Two dispatchers
-        never take the same send at once."""
+    def claim(
+        self, lease: float, limit: int = 100, targets: Sequence[str] | None = None, due_by: str | None = None
+    ) -> list[AlertSend]:
+        """Take the sends that are due (by ``due_by``, default now; oldest first; only these
+        ``targets`` if given): each is due again one ``lease`` from now unless its outcome is
+        recorded before. Two dispatchers never take the same send at once."""
         store = self._store
         stamp, until = now(), _later(lease)
-        where, params = "s.due_at <= ?", [stamp]
+        where, params = "s.due_at <= ?", [min(due_by or stamp, stamp)]
         if targets is not None:
             if not targets:
                 return []

@@ -102,5 +102,5 @@ class AlertSend:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AlertSend:
         detail = json.loads(row["detail"]) if row["detail"] else {}
-        notification = Notification(row["kind"], row["message_id"], row["summary"], detail, row["id"])
+        notification = Notification.restored(row["kind"], row["message_id"], row["summary"], detail, row["id"])
         return cls(notification, row["target"], int(row["attempts"]))
