@@ -141,7 +141,8 @@ def mailroom(tmp_path: Path) -> Iterator[Mailroom]:
             return "250 OK"
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> AuthResult:
-        ok = isinstance(auth, LoginPassword) and (auth.login, auth.password) == (SMTP_USER.encode(), SMTP_PASSWORD.encode())
+        expected = (SMTP_USER.encode(), SMTP_PASSWORD.encode())
+        ok = isinstance(auth, LoginPassword) and (auth.login, auth.password) == expected
         return AuthResult(success=ok)
 
     with socket.socket() as probe:  # a free port (the Controller checks it is up by connecting to it)
