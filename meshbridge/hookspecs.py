@@ -182,9 +182,9 @@ def meshbridge_on_event(event: Notification, plugin_config: Any) -> None:
       certificate_warning`` (``certificate``, ``file``, ``subject``, ``not_after``, ``days_left``;
       checked daily, once a day).
 
-    Each notification is queued in the store's outbox with what it reports, in one transaction,
-    and this hook is called by the dispatcher afterwards (after each Bridge operation; in
-    ``meshbridge run`` by its ``alerts`` job), at least once: a process killed between calling it
+    Called by the dispatcher, after the notification was queued in the store's outbox with what it
+    reports, in one transaction (after each Bridge operation; in ``meshbridge run`` by its
+    ``alerts`` job), at least once: a process killed between calling it
     and recording that may call it again, with the same ``event.id``. Exceptions raised here are
     logged and ignored: a failing notifier must not stop messages moving.
     """
