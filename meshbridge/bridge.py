@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from . import collecting, delivering, following, pipeline, retries, sending, steps
+from . import certificates, collecting, delivering, following, pipeline, retries, sending, steps
 from .acks import Acknowledgements
 from .config import Config, Route, load
+from .dispatching import Dispatched, Dispatcher
 from .errors import (
     ConfigError,
     InvalidRequest,
@@ -42,6 +45,26 @@ log = logging.getLogger("meshbridge")
 __all__ = ["Bridge", "PollReport"]
 
 
+_Op = TypeVar("_Op", bound=Callable[..., Any])
+
+
+def _then_dispatch(operation: _Op) -> _Op:
+    """The operation, then (the outermost one, also when it raises) a dispatcher pass, unless
+    the Bridge's ``dispatch_after`` is off: what it queued reaches the plugins and notifiers."""
+
+    @functools.wraps(operation)
+    def run(self: Bridge, *args: Any, **kwargs: Any) -> Any:
+        self._depth += 1
+        try:
+            return operation(self, *args, **kwargs)
+        finally:
+            self._depth -= 1
+            if not self._depth and self.dispatch_after:
+                self._dispatch_quietly()
+
+    return run  # type: ignore[return-value]
+
+
 class Bridge(Reading):
     """One meshbridge: a config, its store and a MESH session per mailbox. Reading (``status``,
     ``messages``, ``show``) is :class:`~meshbridge.reader.Reading`'s, the same as a Reader's."""
@@ -54,9 +77,12 @@ class Bridge(Reading):
         self.store: Store = connect(config.store)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
-        self.logins = LoginWatch(self.store, self.plugins, self.handshake)
+        self.logins = LoginWatch(self.store, self.handshake)
         self.stopping = threading.Event()  # set on SIGTERM: an upload stops after the chunk in hand
         self.progress: Progress | None = None  # told how chunked sends and downloads go (the CLI's bar)
+        self.dispatch_after = True  # each operation ends with a dispatcher pass (the service: a job instead)
+        self._dispatcher: Dispatcher | None = None
+        self._depth = 0  # operations in hand (the outermost one dispatches)
 
     def _check_routes(self) -> None:
         """Route settings that depend on installed plugins: payload types and destination kinds."""
@@ -76,12 +102,47 @@ class Bridge(Reading):
                         f"no destination kind {kind!r} is installed (have: {', '.join(sorted(kinds))})",
                     )
 
-    def notify(self, kind: EventKind, message_id: str | None, summary: str, **detail: Any) -> None:
-        """Tell the plugins (``meshbridge_on_event``) of a notification, and log it unless the store
-        logs its step already."""
-        if kind not in steps.NOTIFIED:  # those are the step lines the store logs (meshbridge.steps)
-            log.warning("%s: %s", kind, summary)
-        self.plugins.notify(Notification(kind, message_id, summary, detail))
+    def notify(self, kind: EventKind, message_id: str | None, summary: str, **detail: Any) -> Notification:
+        """Queue a notification in the store's outbox, in a transaction of its own, and log it
+        unless the store logs its step already. (What the pipeline notifies is queued with the
+        change it reports instead: the store's writes take an ``alert``.) The dispatcher hands it
+        to the plugins (``meshbridge_on_event``) and the ``[alerts]`` notifiers."""
+        return self._queue(Notification(kind, message_id, summary, detail))
+
+    def _queue(self, notification: Notification) -> Notification:
+        if notification.kind not in steps.NOTIFIED:  # those are the step lines the store logs (meshbridge.steps)
+            log.warning("%s: %s", notification.kind, notification.summary)
+        self.store.outbox.queue(notification)
+        return notification
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Hands what the outbox holds to the plugins and the ``[alerts]`` notifiers (:mod:`.dispatching`)."""
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(self.store, self.plugins, self.config.model.alerts)
+        return self._dispatcher
+
+    def dispatch(self) -> Dispatched:
+        """One pass of the dispatcher: every notification that is due, to each of its targets.
+        Run after each operation of this Bridge (unless :attr:`dispatch_after` is False, as in the
+        service's workers, where a job of its own runs it)."""
+        return self.dispatcher.run(self.stopping)
+
+    def check_certificates(self) -> list[Notification]:
+        """Queue ``certificate-expiring`` for the MESH client certificate and CA bundle if either
+        expires within ``[alerts] certificate_warning`` (once a day each); returns those queued now."""
+        mesh = self.config.mesh
+        files = {"client_cert": mesh.client_cert, "ca_bundle": mesh.ca_bundle}
+        found = certificates.expiring(files, self.config.model.alerts.certificate_warning)
+        return [self._queue(n) for n in found if self.store.outbox.queue(n)]
+
+    def _dispatch_quietly(self) -> None:
+        """A dispatcher pass after an operation: its own failure (a store that went away) is
+        logged, never raised over the operation's outcome; the next pass picks it up."""
+        try:
+            self.dispatch()
+        except Exception as exc:
+            log.error("dispatching notifications failed: %s: %s", type(exc).__name__, exc)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str] | None = None) -> Bridge:
@@ -124,17 +185,32 @@ class Bridge(Reading):
             self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
         return self._mailboxes[mailbox_id]
 
-    def handshake(self, mailbox_id: str) -> None:
-        """Validate a mailbox with MESH (daily, as MESH asks); a refused login raises ``mesh-auth``."""
+    @_then_dispatch
+    def handshake(self, mailbox_id: str, *, alert: bool = False) -> None:
+        """Validate a mailbox with MESH (daily, as MESH asks); a refused login raises ``mesh-auth``.
+        With ``alert`` (the service's daily one), any other failure queues ``handshake-failed``,
+        once a day per mailbox."""
         try:
             self.mailbox(mailbox_id).handshake()
         except MeshAuthRefused as exc:
             self.logins.refused(exc)
             raise
+        except TransportError as exc:
+            if alert:
+                day = datetime.now(UTC).strftime("%Y-%m-%d")
+                key = hashlib.sha256(f"handshake-failed:{mailbox_id}:{day}".encode()).hexdigest()[:32]
+                summary = f"the MESH handshake of mailbox {mailbox_id} failed: {exc}"
+                failed = Notification(
+                    EventKind.HANDSHAKE_FAILED, None, summary, {"mailbox": mailbox_id, "reason": str(exc)}, key
+                )
+                if self.store.outbox.queue(failed):
+                    log.warning("%s: %s", failed.kind, summary)
+            raise
         self.logins.ok(mailbox_id)
 
     # -- outbound -------------------------------------------------------------------------
 
+    @_then_dispatch
     def send(
         self,
         path: str | os.PathLike[str],
@@ -224,6 +300,7 @@ class Bridge(Reading):
         payload_type = self.plugins.payload_types().get(result.payload_type)
         return found or (payload_type.media_type if payload_type else None)
 
+    @_then_dispatch
     def flush(self, report: PollReport | None = None) -> PollReport:
         """Send every stored message still waiting (``accepted``), and resume sends whose sender died."""
         report = report or PollReport()
@@ -232,6 +309,7 @@ class Bridge(Reading):
 
     # -- inbound --------------------------------------------------------------------------
 
+    @_then_dispatch
     def poll(self, mailbox: str | None = None, *, track: bool = True) -> PollReport:
         """One pass: flush sends, collect every inbox, deliver what is due, apply REPORTs, refresh tracking.
 
@@ -254,6 +332,7 @@ class Bridge(Reading):
             self.sweep(report)
         return report
 
+    @_then_dispatch
     def collect(self, mailbox: str | None = None, report: PollReport | None = None) -> PollReport:
         """Collect every inbox (or one) and do all that needs no destination: acknowledge in MESH,
         apply REPORTs and acknowledgements, answer and validate (``valid``: ready to deliver).
@@ -272,12 +351,14 @@ class Bridge(Reading):
             collecting.prepare_all(self, report)
         return report
 
+    @_then_dispatch
     def sweep(self, report: PollReport | None = None) -> PollReport:
         """Flag expectations whose deadline passed (once each) and tell the plugins."""
         report = report or PollReport()
         following.sweep(self, report)
         return report
 
+    @_then_dispatch
     def retry(self, message_id: str) -> Message:
         """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
         (a fresh set of attempts; the inbound one is delivered by the next pass). Raises
@@ -292,6 +373,7 @@ class Bridge(Reading):
             self._transmit(self.store.get(message.id))
         return self.show(message.id)
 
+    @_then_dispatch
     def retry_many(
         self,
         ids: Sequence[str] = (),
@@ -309,6 +391,7 @@ class Bridge(Reading):
         rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
         return retries.retry(self.store, rows, self._transmit, done)
 
+    @_then_dispatch
     def replay(self, message_id: str, *, force: bool = False) -> Message:
         """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
         one again against the current config (see :mod:`meshbridge.replay`)."""
@@ -316,6 +399,7 @@ class Bridge(Reading):
 
         return self.show(replay(self, message_id, force=force).id)
 
+    @_then_dispatch
     def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Message:
         """The end application's business response to an inbound ITK message; it goes back to the sender
         on the route's ack workflow.
@@ -346,7 +430,6 @@ class Bridge(Reading):
                 self.store,
                 self.plugins,
                 self.mailbox,
-                self.notify,
                 transmit=lambda row: self._transmit(row, claimed=True),
             )
         return self._acks
@@ -359,6 +442,7 @@ class Bridge(Reading):
             if r.direction == "inbound" and r.destination and (mailboxes is None or r.mailbox in mailboxes)
         ]
 
+    @_then_dispatch
     def deliver(
         self, route: str | None = None, *, mailboxes: list[str] | None = None, report: PollReport | None = None
     ) -> PollReport:
@@ -374,6 +458,7 @@ class Bridge(Reading):
         delivering.deliver_routes(self, routes, report)
         return report
 
+    @_then_dispatch
     def track(self, report: PollReport | None = None, *, force: bool = False) -> PollReport:
         """Refresh MESH tracking of sent messages (rarely: ``[mesh] tracking_interval``)."""
         report = report or PollReport()

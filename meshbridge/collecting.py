@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from . import acks, domain_acks, pipeline
 from .errors import DiskFull, MeshAuthRefused, MeshbridgeError
-from .events import EventKind
 from .mesh import MeshMailbox
 from .models import Direction, State
 from .payloads.base import Payload
@@ -85,9 +84,7 @@ def _acknowledge_one(bridge: Bridge, mesh: MeshMailbox, message: StoredMessage, 
     pipeline.acknowledge(bridge.store, mesh, message)
     report.received.append(message.id)
     if pipeline.undecodable(message):
-        report.invalid.append(message.id)
-        summary = f"{message.id} from {message.peer}: {message.last_error}"
-        bridge.notify(EventKind.INVALID, message.id, summary)
+        report.invalid.append(message.id)  # its notification was queued with the state (pipeline.acknowledge)
         if route is not None and route.itk is not None:
             bridge.acks.answer_undecodable(route, message)
 
@@ -133,13 +130,8 @@ def prepare(bridge: Bridge, message: StoredMessage, report: PollReport, respond:
             report.correlated.append(message.id)
         return
     if route is None or route.destination is None:
-        pipeline.mark_unrouted(bridge.store, message, route)
+        pipeline.mark_unrouted(bridge.store, message, route)  # and its notification
         report.unrouted.append(message.id)
-        bridge.notify(
-            EventKind.UNROUTED,
-            message.id,
-            f"{message.id} from {message.peer} on workflow {message.workflow_id}: no inbound route; kept in the store",
-        )
         return
     if route.itk:
         state = bridge.acks.receive_message(route, message, respond=respond)
@@ -147,14 +139,8 @@ def prepare(bridge: Bridge, message: StoredMessage, report: PollReport, respond:
             report.invalid.append(message.id)
         return
     result = pipeline.validate_inbound(bridge.store, bridge.plugins, route, message)
-    if not result.valid:
+    if not result.valid:  # recorded invalid, its notification queued with it
         report.invalid.append(message.id)
-        bridge.notify(
-            EventKind.INVALID,
-            message.id,
-            f"{message.id} on {route.name} is invalid: " + "; ".join(str(f) for f in result.errors[:3]),
-            findings=[f.as_dict() for f in result.findings],
-        )
         return
     bridge.store.transition(  # lazy: lost in a power cut, the message is validated again
         message.id,
@@ -182,7 +168,7 @@ def domain_ack(bridge: Bridge, message: StoredMessage, report: PollReport) -> bo
             log.error("ack protocol %s failed on %s: %s: %s", protocol.name, message.id, type(exc).__name__, exc)
             continue
         if match is not None:
-            if domain_acks.correlate(bridge.store, protocol, message, match, bridge.notify):
+            if domain_acks.correlate(bridge.store, protocol, message, match):
                 report.correlated.append(message.id)
             return True
     return False
@@ -190,13 +176,11 @@ def domain_ack(bridge: Bridge, message: StoredMessage, report: PollReport) -> bo
 
 def apply_report(bridge: Bridge, message: StoredMessage, report: PollReport) -> None:
     """Apply a MESH REPORT (non-delivery) to the message it names, or keep it as an orphan."""
-    linked = pipeline.apply_report(bridge.store, message)
+    linked = pipeline.apply_report(bridge.store, message)  # undeliverable or orphan, notified with the change
     if linked:
         report.undeliverable.append(linked.id)
-        bridge.notify(EventKind.UNDELIVERABLE, linked.id, f"{linked.id} undeliverable: {message.last_error}")
     else:
         problem = (
             f"MESH report {message.mesh_message_id} names {message.linked_message_id}, which this store did not send"
         )
         report.problems.append(Logged(problem))
-        bridge.notify(EventKind.ORPHAN, message.id, problem)

@@ -18,7 +18,6 @@ from .collecting import RECEIVE_BATCH
 from .config import Route
 from .destinations import FolderBatch
 from .errors import DeliveryInterrupted, DiskFull, MeshbridgeError
-from .events import EventKind
 from .models import State
 from .pipeline import Logged, PollReport, store_full
 from .store import StoredMessage
@@ -125,15 +124,7 @@ def deliver_one(bridge: Bridge, route: Route, message: StoredMessage, batch: Fol
 def delivery_failed(
     bridge: Bridge, route: Route, message: StoredMessage, error: MeshbridgeError, report: PollReport
 ) -> None:
-    """Report a failed delivery; tell the plugins when its attempts are spent (``undelivered``)."""
+    """Report a failed delivery (an ``undelivered`` one's notification was queued with its state)."""
     report.problems.append(Logged(f"deliver {message.id}: {error}"))  # delivery-failed or undelivered
     if bridge.store.get(message.id).state == State.UNDELIVERED:
         report.undelivered.append(message.id)
-        bridge.notify(
-            EventKind.UNDELIVERED,
-            message.id,
-            f"{message.id} on {route.name} not delivered after "
-            f"{bridge.config.service.delivery_attempts} attempts: {error}",
-            route=route.name,
-            reason=str(error),
-        )

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import responders
 from .config import Route, parse_duration
-from .events import EventKind, Notify
+from .events import EventKind, Notification
 from .models import State
 from .payloads.base import Payload
 from .store import Store, StoredMessage
@@ -72,28 +72,29 @@ class AckProtocol:
         return frozenset({workflow, f"{workflow}_ACK"})
 
 
-def correlate(
-    store: Store, protocol: AckProtocol, message: StoredMessage, match: AckMatch, notify: Notify
-) -> StoredMessage | None:
+def correlate(store: Store, protocol: AckProtocol, message: StoredMessage, match: AckMatch) -> StoredMessage | None:
     """Apply a recognised domain acknowledgement to the message it answers, if its sender may answer it."""
     detail = {"protocol": protocol.name, "code": match.code, "text": match.text, "ack": message.id}
     target = store.by_key(protocol.name, match.key)
     if target is None:
         reason = f"{protocol.name} answers {match.key!r}, which this store did not send"
-        _orphan(store, message, reason, detail, notify)
+        _orphan(store, message, reason, detail)
         return None
     misfit = responders.misfit(message, target, protocol.arrives_on(target), f"{match.key!r}")
     if misfit:
-        _orphan(store, message, f"{protocol.name} {misfit}", {**detail, "claims": target.id}, notify)
+        _orphan(store, message, f"{protocol.name} {misfit}", {**detail, "claims": target.id})
         return None
     if not store.meet(target.id, protocol.name, match.code, positive=match.positive, text=match.text):
         reason = f"{protocol.name} answers {match.key!r}, which was already answered (or closed): it is answered once"
-        _orphan(store, message, reason, {**detail, "claims": target.id}, notify)
+        _orphan(store, message, reason, {**detail, "claims": target.id})
         return None
-    store.update(target.id, kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail)
+    summary = f"{target.id} rejected by {protocol.name} {match.code}"
+    nack = None if match.positive else Notification(EventKind.NACK, target.id, summary, detail)
+    store.update(
+        target.id, kind=protocol.name if match.positive else f"{protocol.name}-rejected", detail=detail, alert=nack
+    )
     if not match.positive:
         store.close_expectations(target.id, f"closed by {protocol.name} {match.code}")
-        notify(EventKind.NACK, target.id, f"{target.id} rejected by {protocol.name} {match.code}", **detail)
     store.transition(
         message.id,
         State.CORRELATED,
@@ -104,13 +105,14 @@ def correlate(
     return store.get(target.id)
 
 
-def _orphan(store: Store, message: StoredMessage, reason: str, detail: dict[str, Any], notify: Notify) -> None:
+def _orphan(store: Store, message: StoredMessage, reason: str, detail: dict[str, Any]) -> None:
     """Keep an acknowledgement that may not be applied, with its reason; the original is left alone."""
+    summary = f"{message.id} from {message.peer}: {reason}"
     store.transition(
         message.id,
         State.ORPHAN,
         from_states=(State.MESH_ACKED,),
         detail={**detail, "reason": reason},
         last_error=reason,
+        alert=Notification(EventKind.ORPHAN, message.id, summary, {**detail, "reason": reason}),
     )
-    notify(EventKind.ORPHAN, message.id, f"{message.id} from {message.peer}: {reason}", **detail, reason=reason)

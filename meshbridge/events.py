@@ -2,7 +2,12 @@
 
 A :class:`Notification` is not a timeline event (the steps a message's timeline records, which
 ``meshbridge show`` prints): it is a call for attention, of one :class:`EventKind`, about a
-message or (``mesh-auth``, ``mesh-auth-cleared``) about a mailbox.
+message, (``mesh-auth``, ``mesh-auth-cleared``, ``handshake-failed``) about a mailbox, or
+(``certificate-expiring``) about the MESH client certificate.
+
+A notification is queued in the store's outbox (:mod:`meshbridge.store.outbox`), in the same
+transaction as the change it reports where there is one, and handed on from there by the
+dispatcher (:mod:`meshbridge.dispatching`): to the plugins and to the built-in notifiers.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ class EventKind(StrEnum):
     UNDELIVERED = "undelivered"  # an inbound message's delivery attempts are spent
     MESH_AUTH = "mesh-auth"  # MESH refused a mailbox's login (once, until it clears)
     MESH_AUTH_CLEARED = "mesh-auth-cleared"  # a call on that mailbox succeeded again
+    HANDSHAKE_FAILED = "handshake-failed"  # the daily handshake with MESH failed (not a refused login)
+    CERTIFICATE_EXPIRING = "certificate-expiring"  # the MESH client certificate (or its CA) expires soon
 
 
-MAILBOX_KINDS = frozenset({EventKind.MESH_AUTH, EventKind.MESH_AUTH_CLEARED})
+MAILBOX_KINDS = frozenset({EventKind.MESH_AUTH, EventKind.MESH_AUTH_CLEARED, EventKind.HANDSHAKE_FAILED})
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ class Notification:
 
     :param kind: an :class:`EventKind` (a plain string is converted; an unknown one is a ValueError).
     :param message_id: the meshbridge id of the message concerned; None when it concerns a mailbox
-        (``mesh-auth``, ``mesh-auth-cleared``: ``detail["mailbox"]`` names it).
+        (``mesh-auth``, ``mesh-auth-cleared``, ``handshake-failed``: ``detail["mailbox"]`` names
+        it) or the client certificate (``certificate-expiring``).
     :param summary: one line for a person.
     :param detail: the facts (codes, reasons, findings) as a JSON-able dict.
     :param id: this notification's own id (uuid4 hex), the same for every plugin told of it: a
@@ -57,6 +65,13 @@ class Notification:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", EventKind(self.kind))
+
+    @classmethod
+    def restored(
+        cls, kind: str, message_id: str | None, summary: str, detail: Mapping[str, Any], id: str
+    ) -> Notification:
+        """A notification as the outbox stored it (its kind checked again, its id kept)."""
+        return cls(EventKind(kind), message_id, summary, detail, id)
 
     @property
     def mailbox(self) -> str | None:

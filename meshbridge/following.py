@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import pipeline
 from .errors import DiskFull, MeshbridgeError
-from .events import EventKind
-from .models import Direction, State, stamp
+from .models import Direction, State
 from .pipeline import PollReport, store_full
 
 if TYPE_CHECKING:
@@ -34,15 +33,9 @@ def track(bridge: Bridge, report: PollReport, *, force: bool = False) -> None:
 
 
 def sweep(bridge: Bridge, report: PollReport) -> None:
-    """Flag expectations whose deadline passed (once each) and tell the plugins; fold the store's
-    counters (each connection's rows into one, on PostgreSQL)."""
+    """Flag expectations whose deadline passed (once each; the store queues each ``overdue``
+    notification with the flag); fold the store's counters (each connection's rows into one, on
+    PostgreSQL)."""
     bridge.store.fold_counts()
     for row in bridge.store.sweep_overdue():
         report.overdue.append(row.message_id)
-        bridge.notify(
-            EventKind.OVERDUE,
-            row.message_id,
-            f"{row.message_id}: {row.kind} was due by {stamp(row.due_at)}",
-            expected=row.kind,
-            due_at=stamp(row.due_at),
-        )

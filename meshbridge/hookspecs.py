@@ -172,8 +172,19 @@ def meshbridge_on_event(event: Notification, plugin_config: Any) -> None:
 
     * ``mesh-auth``: MESH refused the mailbox's login (its password or the shared key), passed once
       until it clears, however many passes and processes meet it (``reason``);
-    * ``mesh-auth-cleared``: a call on that mailbox succeeded again (``since``).
+    * ``mesh-auth-cleared``: a call on that mailbox succeeded again (``since``);
+    * ``handshake-failed``: the service's daily MESH handshake of the mailbox failed, other than a
+      refused login (``reason``; once a day).
 
-    Called after what it reports is recorded in the store. Exceptions raised here are logged and
-    ignored: a failing notifier must not stop messages moving.
+    About the MESH client certificate (no message, no mailbox):
+
+    * ``certificate-expiring``: it, or a CA of ``ca_bundle``, expires within ``[alerts]
+      certificate_warning`` (``certificate``, ``file``, ``subject``, ``not_after``, ``days_left``;
+      checked daily, once a day).
+
+    Called by the dispatcher, after the notification was queued in the store's outbox with what it
+    reports, in one transaction (after each Bridge operation; in ``meshbridge run`` by its
+    ``alerts`` job), at least once: a process killed between calling it
+    and recording that may call it again, with the same ``event.id``. Exceptions raised here are
+    logged and ignored: a failing notifier must not stop messages moving.
     """

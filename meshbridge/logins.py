@@ -2,8 +2,8 @@
 
 A refused login (:class:`~meshbridge.errors.MeshAuthRefused`: a wrong mailbox password or
 ``[mesh] shared_key``) is about the mailbox, not a message. The first refusal of a mailbox is
-logged and passed to ``meshbridge_on_event`` as ``mesh-auth`` (no message id); further refusals
-are only counted, in the store (``mesh_logins``), so "once" holds across passes and processes.
+logged and queued as the notification ``mesh-auth`` (no message id) with the refusal; further
+refusals are only counted, in the store (``mesh_logins``), so "once" holds across passes and processes.
 The first call on that mailbox that succeeds afterwards clears it: ``mesh-auth-cleared``, and its
 waiting outbound messages are due at once.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
-from .events import EventKind, Notification
-from .models import stamp
+from .events import EventKind
 from .pipeline import PollReport
-from .plugins import Plugins
 from .store import Store
+from .store.logins import cleared_alert, refused_alert
 
 log = logging.getLogger("meshbridge")
 
@@ -27,8 +25,8 @@ log = logging.getLogger("meshbridge")
 class LoginWatch:
     """One Bridge's view of its mailboxes' logins (the state itself is in the store)."""
 
-    def __init__(self, store: Store, plugins: Plugins, handshake: Callable[[str], None]) -> None:
-        self.store, self.plugins, self._handshake = store, plugins, handshake
+    def __init__(self, store: Store, handshake: Callable[[str], None]) -> None:
+        self.store, self._handshake = store, handshake
         self._probed: set[str] = set()  # mailboxes whose login this process has seen refused, or tried
 
     def refused(self, exc: MeshAuthRefused, report: PollReport | None = None) -> None:
@@ -38,22 +36,15 @@ class LoginWatch:
             exc.refusals = self.store.logins.refused(exc.mailbox, str(exc))
         if report is not None:
             report.mailbox_trouble(exc.mailbox, refused=True)
-        if exc.refusals == 1:
-            summary = (
-                f"MESH refused the login of mailbox {exc.mailbox}: {exc}; its messages wait (accepted) "
-                "until the login works again"
-            )
-            self._raise(EventKind.MESH_AUTH, summary, logging.WARNING, mailbox=exc.mailbox, reason=str(exc))
+        if exc.refusals == 1:  # the store queued the notification with the refusal (mesh-auth)
+            log.warning("%s: %s", EventKind.MESH_AUTH, refused_alert(exc.mailbox, str(exc)).summary)
 
     def ok(self, mailbox: str) -> None:
-        """A call on ``mailbox`` succeeded: clear its refusal, if any (``mesh-auth-cleared``)."""
+        """A call on ``mailbox`` succeeded: clear its refusal, if any (``mesh-auth-cleared``,
+        queued by the store with the change)."""
         row = self.store.logins.accepted(mailbox)
         if row is not None:
-            summary = (
-                f"MESH takes the login of mailbox {mailbox} again (refused {row.refusals} times since "
-                f"{stamp(row.since)}); its waiting messages are due now"
-            )
-            self._raise(EventKind.MESH_AUTH_CLEARED, summary, logging.INFO, mailbox=mailbox, since=stamp(row.since))
+            log.info("%s: %s", EventKind.MESH_AUTH_CLEARED, cleared_alert(row).summary)
 
     def probe(self, report: PollReport) -> None:
         """Once per process, a handshake on each mailbox whose login was refused: a config fixed
@@ -80,7 +71,3 @@ class LoginWatch:
             self.refused(exc, report)
         elif isinstance(exc, TransportError) and not isinstance(exc, MeshRejected | UndecodableBody):
             report.mailbox_trouble(mailbox)
-
-    def _raise(self, kind: EventKind, summary: str, level: int, **detail: Any) -> None:
-        log.log(level, "%s: %s", kind, summary)
-        self.plugins.notify(Notification(kind, None, summary, detail))

@@ -139,6 +139,8 @@ class TimelineKind(StrEnum):
     RETRY = "retry"
     REPLAY = "replay"
     PAYLOAD_REMOVED = "payload-removed"  # retention removed the payload
+    ALERT_SENT = "alert-sent"  # a notifier ([alerts]) delivered a notification about this message
+    ALERT_GIVEN_UP = "alert-given-up"  # a notifier's attempts at one are spent
 
 
 def moment(value: str | None) -> datetime | None:

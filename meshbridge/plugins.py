@@ -198,14 +198,17 @@ class Plugins:
             self._protocols = [p for _impl, batch in self._call("meshbridge_ack_protocols") for p in batch or []]
         return self._protocols
 
-    def notify(self, notification: Notification) -> None:
-        """Tell every plugin; a failing notifier is logged, never allowed to stop the pipeline."""
+    def on_event(self, notification: Notification) -> None:
+        """Tell every plugin (``meshbridge_on_event``): the dispatcher's target ``plugins``. A
+        failing plugin is logged, never allowed to stop the pipeline or the other plugins."""
         for impl in self._impls("meshbridge_on_event"):
             try:
                 impl.function(**_args(impl, event=notification, plugin_config=self.plugin_config(impl.plugin_name)))
             except Exception as exc:
                 kind, error = notification.kind, f"{type(exc).__name__}: {exc}"
                 log.error("plugin %s failed on event %s: %s", impl.plugin_name, kind, error)
+
+    notify = on_event  # (its earlier name)
 
     def describe(self) -> list[PluginInfo]:
         versions = {plugin: dist.version for plugin, dist in self.pm.list_plugin_distinfo() if hasattr(dist, "version")}

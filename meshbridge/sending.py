@@ -16,12 +16,10 @@ from .errors import (
     InvalidRequest,
     MeshAuthRefused,
     MeshbridgeError,
-    MeshRejected,
     PayloadRejected,
     SendAbandoned,
     TransportError,
 )
-from .events import EventKind
 from .models import Direction, State
 from .payloads.base import Finding, Payload, ValidationResult
 from .pipeline import Logged, PollReport, store_full
@@ -76,11 +74,11 @@ def quarantine(store: Store, source: BinaryIO, result: ValidationResult, fields:
 
 
 def refuse(bridge: Bridge, message: StoredMessage) -> None:
-    """Tell of a ``rejected`` message and raise :class:`~meshbridge.PayloadRejected` with its findings."""
+    """Raise :class:`~meshbridge.PayloadRejected` with a ``rejected`` message's findings (its
+    notification was queued when it was stored)."""
     findings = list(message.findings)
     errors = [f for f in findings if f.severity == "error"]
     summary = f"{message.filename} refused: " + "; ".join(str(f) for f in errors[:3])
-    bridge.notify(EventKind.REJECTED, message.id, summary, findings=[f.as_dict() for f in findings])
     raise PayloadRejected(summary, findings, message.id)
 
 
@@ -170,18 +168,15 @@ def flush(bridge: Bridge, report: PollReport) -> None:
 
 
 def _send_failed(bridge: Bridge, message: StoredMessage, exc: MeshbridgeError, report: PollReport) -> None:
-    """Report one send of a flush that failed (and tell the plugins when it is final)."""
+    """Report one send of a flush that failed (a final one's ``failed`` notification was queued
+    with its state)."""
     if isinstance(exc, MeshAuthRefused):
         report.problems.append(f"send {message.id}: {exc}")
         report.mailbox_trouble(exc.mailbox, refused=True)
     elif isinstance(exc, SendAbandoned):
         report.problems.append(Logged(f"send {message.id}: {exc}"))
-        report.mailbox_trouble(message.mailbox)
-        bridge.notify(EventKind.FAILED, message.id, str(exc))
-    elif isinstance(exc, MeshRejected):
-        report.problems.append(Logged(f"send {message.id}: {exc}"))
-        bridge.notify(EventKind.FAILED, message.id, f"{message.id} refused by MESH: {exc}", code=exc.code)
-    elif isinstance(exc, TransportError):  # recorded as send-failed, due again after a backoff
+        report.mailbox_trouble(message.mailbox)  # failed: its notification queued with the state
+    elif isinstance(exc, TransportError):  # refused by MESH (failed), or due again after a backoff
         report.problems.append(Logged(f"send {message.id}: {exc}"))
     else:
         report.problems.append(f"send {message.id}: {exc}")

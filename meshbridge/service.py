@@ -10,7 +10,14 @@
   worker (responses) and the delivery workers;
 - ``deliver:<route>`` for each inbound route with a destination, every
   ``[service] delivery_interval``: deliver what is due, each message claimed with a lease and
-  given a total deadline, so a slow or broken destination holds only its own route.
+  given a total deadline, so a slow or broken destination holds only its own route;
+- ``alerts``: the dispatcher (:mod:`meshbridge.dispatching`), every ``[alerts] interval``: hand
+  what the store's outbox holds to the plugins and the ``[alerts]`` notifiers, so a slow webhook
+  or mail server holds up nothing else.
+
+The daily ``handshake:<mailbox>`` queues ``handshake-failed`` when it fails (not for a refused
+login: that is ``mesh-auth``); the daily ``housekeeping`` checks the MESH client certificate
+(``certificate-expiring``) and forgets finished notifications past retention.
 
 SIGTERM/SIGINT set the shared stop event: a delivery in progress is left at once (its claim
 released, the process group of a command destination killed), an upload stops between chunks,
@@ -106,6 +113,7 @@ class Service:
     def _bridge(self) -> Bridge:
         worker = Bridge(self.config, self.bridge.plugins)
         worker.stopping = self.stopping
+        worker.dispatch_after = False  # the alerts worker dispatches
         worker.store.keep_reserve()  # any worker may be the one that finds room for it again
         return worker
 
@@ -122,7 +130,11 @@ class Service:
         ]
         for mailbox in self.config.mailboxes.values():
             send_jobs.append(
-                (f"handshake:{mailbox.id}", partial(sender.handshake, mailbox.id), service.handshake_interval)
+                (
+                    f"handshake:{mailbox.id}",
+                    partial(sender.handshake, mailbox.id, alert=True),
+                    service.handshake_interval,
+                )
             )
         send_jobs.append(("housekeeping", lambda: self.housekeeping(sender), service.housekeeping_interval))
         self.workers["send"] = Worker("send", sender, send_jobs, stopping)
@@ -136,6 +148,10 @@ class Service:
             self.workers["collect"] = Worker("collect", collector, poll_jobs, stopping)
         else:
             collector.close()
+
+        dispatcher = self._bridge()
+        alerts_job: Job = ("alerts", dispatcher.dispatch, self.config.model.alerts.interval)
+        self.workers["alerts"] = Worker("alerts", dispatcher, [alerts_job], stopping)
 
         for route in self.bridge.delivery_routes():  # a claim is renewed while it waits: any deadline fits the lease
             deliverer = self._bridge()
@@ -166,8 +182,12 @@ class Service:
         return sent
 
     def housekeeping(self, bridge: Bridge | None = None) -> int:
-        """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``)."""
-        store = (bridge or self.bridge).store
+        """Payloads past retention, and temp files of killed downloads and uploads (see ``Payloads.clean``);
+        the MESH client certificate's expiry (``certificate-expiring``), finished notifications past retention."""
+        bridge = bridge or self.bridge
+        store = bridge.store
+        bridge.check_certificates()
+        store.outbox.remove_old(self.config.service.retention)
         store.payloads.clean()
         removed = store.remove_old_payloads(self.config.service.retention)
         if removed:
@@ -216,7 +236,7 @@ class Service:
                 *(j for j in by_id if j.startswith("poll:")),
                 *(j for j in by_id if j.startswith("deliver:")),
             ]
-            for job_id in [*order, "send", "track", "sweep"]:
+            for job_id in [*order, "send", "track", "sweep", "alerts"]:
                 report = _guarded(job_id, by_id[job_id])()
                 if isinstance(report, PollReport):
                     for mailbox in report.unreachable:

@@ -50,7 +50,7 @@ def test_config_schema_prints_the_shipped_schema() -> None:
     assert schema_text() == SHIPPED.read_text(), "meshbridge/schemas/config.schema.json is stale: regenerate it"
     schema = json.loads(done.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert set(schema["properties"]) == {"store", "mesh", "mailboxes", "routes", "service", "plugins"}
+    assert set(schema["properties"]) == {"store", "mesh", "mailboxes", "routes", "service", "alerts", "plugins"}
     assert schema["required"] == ["store", "mesh"] and schema["additionalProperties"] is False
     mesh = schema["$defs"]["MeshConfig"]["properties"]
     assert mesh["chunk_size"]["default"] == 100_000_000 and "description" in mesh["chunk_size"]
@@ -105,7 +105,8 @@ def test_plugin_tables_load_raw_and_relative_paths_resolve_against_the_config(tm
     assert [s.where for s in config.secrets()] == ["mesh.shared_key", "mailboxes[0].password"]
     assert load(folder / "meshbridge.toml").plugin_tables == config.plugin_tables
     (folder / "meshbridge.toml").write_text(text.replace("[plugins.csv]", "[plugin.csv]"))
-    with pytest.raises(ConfigError, match=r": plugin: unknown key \(allowed: mailboxes, mesh, plugins, routes, "):
+    allowed = r": plugin: unknown key \(allowed: alerts, mailboxes, mesh, plugins, routes, "
+    with pytest.raises(ConfigError, match=allowed):
         load(folder / "meshbridge.toml")
 
 

@@ -246,7 +246,7 @@ def test_each_worker_has_its_own_store_connection(meshbridge_config) -> None:
         service = Service(bridge)
         workers = service.build()
         try:
-            assert sorted(service.workers) == ["collect", "deliver:b", "deliver:in", "send"]
+            assert sorted(service.workers) == ["alerts", "collect", "deliver:b", "deliver:in", "send"]
             connections = {id(w.bridge.store.db.conn) for w in workers} | {id(bridge.store.db.conn)}
             assert len(connections) == len(workers) + 1
             assert all(w.bridge.stopping is bridge.stopping for w in workers)  # one stop for all
@@ -529,7 +529,7 @@ def test_sigterm_stops_the_service_even_when_a_step_hangs(
     mesh_id = mesh_peer("X26ABC1").send_message("X26ABC2", b"nobody routes this", workflow_id="NO_ROUTE")
 
     def terminate() -> None:
-        if notifier.started.wait(60):  # the collect worker is stuck in the hook
+        if notifier.started.wait(60):  # the alerts worker (the dispatcher) is stuck in the hook
             os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=terminate, daemon=True)
@@ -540,7 +540,7 @@ def test_sigterm_stops_the_service_even_when_a_step_hangs(
             service.run()  # returns: the stop does not wait for the hung step
         assert notifier.started.is_set() and not notifier.release.is_set()
         stopped = [r.getMessage() for r in caplog.records]
-        assert any("still busy" in m and "meshbridge-collect" in m for m in stopped), stopped
+        assert any("still busy" in m and "meshbridge-alerts" in m for m in stopped), stopped
         assert stopped[-1] == "meshbridge stopped"
         assert bridge.store.find("in", mesh_id).state == "unrouted"  # what the step did is recorded
     finally:

@@ -174,7 +174,8 @@ def populate(store: Store) -> dict[str, str]:
     store.event(inbound.id, "note", {"n": 1, "nested": {"a": [1, 2]}})
     store.remember_key("hl7", "MSG00001", inbound.id)
     store.sight_bad_body("X26ABC1", "MESH-3", "ab" * 32, "not gzip")
-    store.logins.refused("X26ABC1", "bad password")
+    store.logins.refused("X26ABC1", "bad password")  # and its mesh-auth notification queued (alerts)
+    store.outbox.route(lambda notification: ["plugins", "webhook:teams"])  # its sends (alert_sends)
     store.sync()
     return {"small": small, "big": big}
 

@@ -43,6 +43,31 @@ ADDED = {  # by the migrations since: m014_payload_chunks, then m015_counters_an
         "foreign_keys": [],
     },
 }
+ADDED |= {  # m017_alert_outbox: notifications queued with what they report, and each notifier's delivery
+    "table alerts": {
+        "columns": [
+            ["id", "TEXT", 0, None, 1],
+            ["kind", "TEXT", 1, None, 0],
+            ["message_id", "TEXT", 0, None, 0],
+            ["summary", "TEXT", 1, None, 0],
+            ["detail", "TEXT", 0, None, 0],
+            ["created_at", "TEXT", 1, None, 0],
+            ["routed_at", "TEXT", 0, None, 0],
+        ],
+        "constraint_indexes": [["pk", 1, [["id", 0, "BINARY"]]]],
+        "foreign_keys": [["messages", "message_id", "id"]],
+    },
+    "table alert_sends": {
+        "columns": [
+            ["alert_id", "TEXT", 1, None, 1],
+            ["target", "TEXT", 1, None, 2],
+            ["attempts", "INTEGER", 1, "0", 0],
+            *([name, "TEXT", 0, None, 0] for name in ("due_at", "sent_at", "gave_up_at", "last_error")),
+        ],
+        "constraint_indexes": [["pk", 1, [["alert_id", 0, "BINARY"], ["target", 0, "BINARY"]]]],
+        "foreign_keys": [["alerts", "alert_id", "id"]],
+    },
+}
 LISTED = [["created_at", 0, "BINARY"], ["id", 0, "BINARY"]]  # the keyset order of a listing's index
 
 
@@ -71,6 +96,8 @@ ADDED_INDEXES = {
     "index idx_messages_itk": _index("messages", [["itk_message_id", 0, "NOCASE"]]),
     "index idx_messages_local_id": _index("messages", [["local_id", 0, "BINARY"]]),
     "index idx_messages_filename": _index("messages", [["filename", 0, "BINARY"]]),
+    "index idx_alerts_unrouted": _index("alerts", [["created_at", 0, "BINARY"]], "routed_at is null"),
+    "index idx_alert_sends_due": _index("alert_sends", [["due_at", 0, "BINARY"]], "due_at is not null"),
     "index idx_expectations_unswept": _index(
         "expectations", [["due_at", 0, "BINARY"]], "met_at is null and overdue_at is null"
     ),

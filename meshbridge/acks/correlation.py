@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import itk, responders
 from ..config import Config
-from ..events import EventKind, Notify
+from ..events import EventKind, Notification
 from ..kinds import BUS, INF
 from ..models import FINAL, Direction, State, TimelineKind
 from ..store import Store, StoredMessage
@@ -37,9 +37,7 @@ def answer_workflows(config: Config, original: StoredMessage) -> set[str]:
     return ack_workflows(config, original.mailbox) | {original.workflow_id or ""}  # (an outbound one has one)
 
 
-def correlate(
-    config: Config, store: Store, response: StoredMessage, header: itk.ItkHeader, notify: Notify
-) -> StoredMessage | None:
+def correlate(config: Config, store: Store, response: StoredMessage, header: itk.ItkHeader) -> StoredMessage | None:
     """Apply an ITK response to the message it answers. Returns that message, or None (orphan/duplicate).
 
     Checked in this order, so that a response nobody may send changes nothing and blocks nothing:
@@ -68,12 +66,12 @@ def correlate(
             if code is None
             else f"answers {header.response_identifier!r}, which this store did not send"
         )
-        _orphan_response(store, response, header, reason, detail, notify)
+        _orphan_response(store, response, header, reason, detail)
         return None
     target = targets[0]
     misfit = responders.misfit(response, target, answer_workflows(config, target), header.response_identifier or "")
     if misfit:
-        _orphan_response(store, response, header, misfit, {**detail, "claims": target.id}, notify)
+        _orphan_response(store, response, header, misfit, {**detail, "claims": target.id})
         return None
     if _seen_before(store, response, header):
         store.transition(response.id, State.DUPLICATE, detail={"itk_message_id": header.message_id})
@@ -83,7 +81,7 @@ def correlate(
         store.update(target.id, kind=TimelineKind.DUPLICATE_REPORTED, detail=detail)
         store.transition(response.id, State.CORRELATED, detail={**detail, "answers": target.id}, answers=target.id)
         return store.get(target.id)
-    return _apply(store, response, header, target, code, detail, notify)
+    return _apply(store, response, header, target, code, detail)
 
 
 def _apply(
@@ -93,7 +91,6 @@ def _apply(
     target: StoredMessage,
     code: itk.ResponseCode,
     detail: dict[str, Any],
-    notify: Notify,
 ) -> StoredMessage | None:
     """Apply a response at its level (infrastructure or business) unless the message takes no more of it."""
     positive = code.positive is not False
@@ -109,15 +106,19 @@ def _apply(
         store, target, code.level, header.response_identifier or ""
     )
     if reason:
-        _orphan_response(store, response, header, reason, {**detail, "claims": target.id}, notify)
+        _orphan_response(store, response, header, reason, {**detail, "claims": target.id})
         return None
     store.meet(target.id, expectation, code.code, positive=positive, text=header.itk_text)
     answered: dict[str, Any] = {column: code.code}
-    store.update(target.id, kind=kind, detail=detail, **answered)
+    nack = (
+        None
+        if positive
+        else Notification(EventKind.NACK, target.id, f"{target.id} got {code.code} {code.display}", detail)
+    )
+    store.update(target.id, kind=kind, detail=detail, alert=nack, **answered)  # the nack notified with it
     if not positive:
         store.close_expectations(target.id, f"closed by {code.code}")
         store.transition(target.id, state, from_states=tuple(s for s in _ALL if s not in FINAL), detail=detail)
-        notify(EventKind.NACK, target.id, f"{target.id} got {code.code} {code.display}", **detail)
     else:
         store.transition(target.id, state, from_states=advance_from, detail=detail)
         if not store.open_expectations(target.id):
@@ -163,14 +164,10 @@ def _seen_before(store: Store, response: StoredMessage, header: itk.ItkHeader) -
 
 
 def _orphan_response(
-    store: Store, response: StoredMessage, header: itk.ItkHeader, reason: str, detail: dict[str, Any], notify: Notify
+    store: Store, response: StoredMessage, header: itk.ItkHeader, reason: str, detail: dict[str, Any]
 ) -> None:
-    """Keep a response that may not be applied, with its reason; the message it names is left alone."""
-    store.transition(response.id, State.ORPHAN, detail={**detail, "reason": reason}, last_error=reason)
-    notify(
-        EventKind.ORPHAN,
-        response.id,
-        f"ITK response {header.message_id} from {response.peer}: {reason}",
-        **detail,
-        reason=reason,
-    )
+    """Keep a response that may not be applied, with its reason (and its ``orphan`` notification);
+    the message it names is left alone."""
+    summary = f"ITK response {header.message_id} from {response.peer}: {reason}"
+    alert = Notification(EventKind.ORPHAN, response.id, summary, {**detail, "reason": reason})
+    store.transition(response.id, State.ORPHAN, detail={**detail, "reason": reason}, last_error=reason, alert=alert)

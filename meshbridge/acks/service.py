@@ -12,7 +12,7 @@ from typing import Any
 from .. import itk, pipeline
 from ..config import Config, Route
 from ..errors import AckRefused, InvalidRequest, TransportError
-from ..events import EventKind, Notify
+from ..events import EventKind, Notification
 from ..faults import checkpoint
 from ..itk.parse import HEAD as ITK_HEAD
 from ..kinds import BUS_OWED, INF
@@ -36,12 +36,11 @@ class Acknowledgements:
         store: Store,
         plugins: Plugins,
         mailbox: Callable[[str], MeshMailbox],
-        notify: Notify,
         transmit: Callable[[StoredMessage], object] | None = None,
     ) -> None:
         """``transmit(row)`` sends a stored response born claimed (the Bridge's: its retry policy,
         and a refused login raising ``mesh-auth``); by default :func:`pipeline.transmit`."""
-        self.config, self.store, self.plugins, self.mailbox, self.notify = config, store, plugins, mailbox, notify
+        self.config, self.store, self.plugins, self.mailbox = config, store, plugins, mailbox
         self.transmit = transmit or (
             lambda row: pipeline.transmit(self.store, self.mailbox(row.mailbox), row, claimed=True)
         )
@@ -69,7 +68,7 @@ class Acknowledgements:
         full_ack = header.level == itk.BUSINESS and handling is not None and handling.inf_ack
         if full_ack:  # our 20013 will be new data: on a full store disk, wait (DiskFull) before applying it
             self.store.space.room_for(0)
-        target = correlate(self.config, self.store, message, header, self.notify)
+        target = correlate(self.config, self.store, message, header)
         if target is not None and full_ack and handling is not None:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
@@ -86,10 +85,17 @@ class Acknowledgements:
         return target
 
     def _orphan(self, message: StoredMessage, reason: str) -> None:
-        self.store.transition(
-            message.id, State.ORPHAN, from_states=(State.MESH_ACKED,), detail={"reason": reason}, last_error=reason
+        alert = Notification(
+            EventKind.ORPHAN, message.id, f"{message.id} from {message.peer}: {reason}", {"reason": reason}
         )
-        self.notify(EventKind.ORPHAN, message.id, f"{message.id} from {message.peer}: {reason}", reason=reason)
+        self.store.transition(
+            message.id,
+            State.ORPHAN,
+            from_states=(State.MESH_ACKED,),
+            detail={"reason": reason},
+            last_error=reason,
+            alert=alert,
+        )
 
     # -- messages we receive ---------------------------------------------------------------
 
@@ -220,6 +226,12 @@ class Acknowledgements:
         options = route.itk
         assert options is not None
         answered: dict[str, Any] = {"inf_ack_code": code if answer else None} if respond else {}
+        alert = Notification(
+            EventKind.DUPLICATE if state == State.DUPLICATE else EventKind.INVALID,
+            message.id,
+            f"{message.id} on {route.name} refused with {code}",
+            {"findings": [f.as_dict() for f in findings]},
+        )
         self.store.transition(
             message.id,
             state,
@@ -227,6 +239,7 @@ class Acknowledgements:
             route=route.name,
             findings=findings_json(findings),
             detail={"code": code, "findings": [f.as_dict() for f in findings], **({} if respond else {"sent": False})},
+            alert=alert,  # its notification, with the state
             **answered,
         )
         if answer and respond:
@@ -243,12 +256,6 @@ class Acknowledgements:
                 ods_code=ods(options, message.mailbox),
                 sender_reference=sender_reference,
             )
-        self.notify(
-            EventKind.DUPLICATE if state == State.DUPLICATE else EventKind.INVALID,
-            message.id,
-            f"{message.id} on {route.name} refused with {code}",
-            findings=[f.as_dict() for f in findings],
-        )
 
     # -- the end application's business ack -------------------------------------------------
 

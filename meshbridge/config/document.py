@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .alerts import AlertsConfig
 from .route import Route
 from .tables import Mailbox, MeshConfig, ServiceConfig, StoreConfig
 from .types import Table, problem
@@ -23,6 +24,8 @@ class ConfigFile(Table):
     mailboxes: list[Mailbox] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    """``[alerts]``: notifiers (webhooks, email) fed from the store's outbox (docs/alerts.md)."""
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """``[plugins.NAME]``: each plugin's own settings, checked by the plugin's options model."""
 

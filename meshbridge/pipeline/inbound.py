@@ -21,6 +21,7 @@ from ..config import DELIVERY_TIMEOUT, Config, Route
 from ..destinations import FolderBatch, kill_commands, safe_name, to_folder
 from ..destinations import deliver as deliver_to
 from ..errors import DeliveryError, DeliveryInterrupted, MeshbridgeError, StoreError, UndecodableBody
+from ..events import EventKind, Notification
 from ..faults import checkpoint
 from ..mesh import Envelope, MeshMailbox
 from ..models import IN_FLIGHT, Direction, State, TimelineKind
@@ -149,6 +150,7 @@ def acknowledge(store: Store, mesh: MeshMailbox, message: StoredMessage) -> None
         # lost in a power cut: the message is ``received`` again and the acknowledge is repeated
         if undecodable(message):
             findings = [f.as_dict() for f in message.findings]
+            summary = f"{message.id} from {message.peer}: {message.last_error}"
             store.transition(
                 message.id,
                 State.INVALID,
@@ -156,6 +158,7 @@ def acknowledge(store: Store, mesh: MeshMailbox, message: StoredMessage) -> None
                 before=(State.MESH_ACKED, None),
                 detail={"reason": message.last_error, "findings": findings},
                 durable=False,
+                alert=Notification(EventKind.INVALID, message.id, summary, {"findings": findings}),
             )
         else:
             store.transition(message.id, State.MESH_ACKED, from_states=(State.RECEIVED,), durable=False)
@@ -213,10 +216,25 @@ def apply_report(store: Store, report: StoredMessage) -> StoredMessage | None:
     linked = store.find(Direction.OUT, report.linked_message_id or "")
     if linked is None:
         reason = f"MESH report about {report.linked_message_id}, which this store did not send"
-        store.transition(report.id, State.ORPHAN, from_states=(State.MESH_ACKED,), detail={**detail, "reason": reason})
+        problem = (
+            f"MESH report {report.mesh_message_id} names {report.linked_message_id}, which this store did not send"
+        )
+        store.transition(
+            report.id,
+            State.ORPHAN,
+            from_states=(State.MESH_ACKED,),
+            detail={**detail, "reason": reason},
+            alert=Notification(EventKind.ORPHAN, report.id, problem, {**detail, "reason": reason}),
+        )
         return None
     store.transition(
-        linked.id, State.UNDELIVERABLE, from_states=(State.ACCEPTED, State.SENDING, *IN_FLIGHT), detail=detail
+        linked.id,
+        State.UNDELIVERABLE,
+        from_states=(State.ACCEPTED, State.SENDING, *IN_FLIGHT),
+        detail=detail,
+        alert=Notification(
+            EventKind.UNDELIVERABLE, linked.id, f"{linked.id} undeliverable: {report.last_error}", detail
+        ),
     )
     store.transition(
         report.id,
@@ -235,11 +253,13 @@ def inbound_route(config: Config, message: StoredMessage) -> Route | None:
 def mark_unrouted(store: Store, message: StoredMessage, route: Route | None) -> None:
     """No route takes it: kept in the store (already acknowledged in MESH) and reported."""
     reason = "no inbound route takes this workflow" if route is None else f"route {route.name} has no destination"
+    summary = f"{message.id} from {message.peer} on workflow {message.workflow_id}: no inbound route; kept in the store"
     store.transition(
         message.id,
         State.UNROUTED,
         from_states=(State.MESH_ACKED,),
         detail={"reason": reason, "workflow_id": message.workflow_id},
+        alert=Notification(EventKind.UNROUTED, message.id, summary, {"reason": reason}),
     )  # logged as a step (meshbridge.steps)
 
 
@@ -252,6 +272,7 @@ def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Stor
     result = check_stored(store, plugins, message, route.payload_type, route)
     if not result.valid:
         findings = [f.as_dict() for f in result.findings]
+        summary = f"{message.id} on {route.name} is invalid: " + "; ".join(str(f) for f in result.errors[:3])
         store.transition(
             message.id,
             State.INVALID,
@@ -260,6 +281,7 @@ def validate_inbound(store: Store, plugins: Plugins, route: Route, message: Stor
             payload_type=result.payload_type,
             findings=json.dumps(findings),
             detail={"payload_type": result.payload_type, "findings": findings},
+            alert=Notification(EventKind.INVALID, message.id, summary, {"findings": findings}),
         )
     return result
 
@@ -406,7 +428,7 @@ class _Record:
                 message.id, kind=TimelineKind.DELIVERY_FAILED, detail={"reason": str(exc)}, last_error=str(exc)
             )
         else:
-            retry_later(store, message, str(exc), self.policy)
+            retry_later(store, message, str(exc), self.policy, self.fields.get("route"))
 
     def delivered(self, where: str, durable: bool) -> None:
         checkpoint("deliver:written")
@@ -440,11 +462,16 @@ class _Record:
             self.on_done(error)
 
 
-def retry_later(store: Store, message: StoredMessage, reason: str, policy: RetryPolicy) -> bool:
+def retry_later(
+    store: Store, message: StoredMessage, reason: str, policy: RetryPolicy, route: str | None = None
+) -> bool:
     """Record a failed delivery, its claim released: due again after the policy's backoff, or
-    ``undelivered`` once ``policy.attempts`` are spent. Returns True when it is now ``undelivered``."""
+    ``undelivered`` once ``policy.attempts`` are spent (with its notification). Returns True when
+    it is now ``undelivered``."""
     attempts = (message.attempts or 0) + 1
     if attempts >= policy.attempts:
+        route = route or message.route
+        summary = f"{message.id} on {route} not delivered after {attempts} attempts: {reason}"
         return store.transition(
             message.id,
             State.UNDELIVERED,
@@ -454,6 +481,7 @@ def retry_later(store: Store, message: StoredMessage, reason: str, policy: Retry
             attempts=attempts,
             next_attempt_at=None,
             lease_beat=None,
+            alert=Notification(EventKind.UNDELIVERED, message.id, summary, {"route": route, "reason": reason}),
         )
     retry_at = (datetime.now(UTC) + timedelta(seconds=policy.delay(attempts))).isoformat(timespec="microseconds")
     store.update(

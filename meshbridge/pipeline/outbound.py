@@ -10,6 +10,7 @@ from typing import Any, BinaryIO, TypedDict
 
 from .. import clock
 from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
+from ..events import EventKind, Notification
 from ..faults import checkpoint
 from ..mesh import MeshMailbox, chunk_count
 from ..models import IN_FLIGHT, Direction, State, TimelineKind
@@ -57,14 +58,16 @@ def accept(
     """Make an outbound message durable: payload file first, then the row.
 
     State ``accepted``, or ``sending`` when ``claim`` (the caller sends it at once: one
-    transaction less), or ``rejected`` (quarantined: bytes and findings kept, never sent).
+    transaction less), or ``rejected`` (quarantined: bytes and findings kept, never sent; its
+    ``rejected`` notification queued with it).
     """
     sha, size = store.payloads.write_file(source)
     detail: dict[str, Any] = {"sha256": sha, "size": size}
-    findings = None
+    findings, alert = None, None
     if rejected is not None:
         findings = [f.as_dict() for f in rejected.findings]
         detail["findings"] = findings
+        alert = Notification(EventKind.REJECTED, None, rejection(filename, rejected), {"findings": findings})
     state = State.REJECTED if rejected is not None else State.SENDING if claim else State.ACCEPTED
     if state == State.SENDING:
         extra = {**(extra or {}), **new_lease()}
@@ -72,6 +75,7 @@ def accept(
         Direction.OUT,
         state,
         detail=detail,
+        alert=alert,
         before=State.ACCEPTED if state == State.SENDING else "",
         source_file=source_file,
         findings=json.dumps(findings) if findings else None,
@@ -105,6 +109,12 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         return float(min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1)))
+
+
+def rejection(filename: str | None, result: ValidationResult) -> str:
+    """The one line that says why a payload was refused (its first errors)."""
+    errors = [f for f in result.findings if f.severity == "error"]
+    return f"{filename} refused: " + "; ".join(str(f) for f in errors[:3])
 
 
 def transmit(
@@ -148,7 +158,8 @@ def transmit(
         store.payloads.verify(message.sha256)
     except StoreError as exc:
         lease.hold()
-        store.transition(message.id, State.FAILED, detail={"reason": str(exc)}, last_error=str(exc))
+        alert = Notification(EventKind.FAILED, message.id, f"{message.id} not sent: {exc}")
+        store.transition(message.id, State.FAILED, detail={"reason": str(exc)}, last_error=str(exc), alert=alert)
         raise
     attempts = message.attempts + 1
     try:
@@ -249,7 +260,8 @@ def _failed_attempt(
     lease.hold()
     if isinstance(exc, MeshRejected):
         detail = {"reason": str(exc), "code": exc.code}
-        store.transition(message.id, State.FAILED, detail=detail, last_error=str(exc), attempts=attempts)
+        alert = Notification(EventKind.FAILED, message.id, f"{message.id} refused by MESH: {exc}", {"code": exc.code})
+        store.transition(message.id, State.FAILED, detail=detail, last_error=str(exc), attempts=attempts, alert=alert)
         return
     if isinstance(exc, MeshAuthRefused):
         exc.refusals = store.logins.refused(message.mailbox, str(exc))
@@ -265,14 +277,16 @@ def _failed_attempt(
         )
         return
     if attempts >= policy.attempts:
+        abandoned = SendAbandoned(f"{message.id}: gave up after {attempts} attempts: {exc}")
         store.transition(
             message.id,
             State.FAILED,
             detail={"reason": f"gave up after {attempts} attempts: {exc}"},
             last_error=str(exc),
             attempts=attempts,
+            alert=Notification(EventKind.FAILED, message.id, str(abandoned), {"attempts": attempts}),
         )
-        raise SendAbandoned(f"{message.id}: gave up after {attempts} attempts: {exc}") from None
+        raise abandoned from None
     retry_at = _retry_at(policy.delay(attempts))
     store.transition(
         message.id,
@@ -370,7 +384,11 @@ def track(store: Store, mesh: MeshMailbox, message: StoredMessage) -> None:
     if status == "acknowledged":
         store.transition(message.id, State.DELIVERED, from_states=(State.SENT,), detail=detail, tracked_at=now())
     elif status in ("undeliverable", "error"):  # not a state: MESH's tracking status
-        store.transition(message.id, State.UNDELIVERABLE, from_states=IN_FLIGHT, detail=detail, tracked_at=now())
+        summary = f"{message.id} undeliverable: MESH tracking says {status}"
+        alert = Notification(EventKind.UNDELIVERABLE, message.id, summary, detail)
+        store.transition(
+            message.id, State.UNDELIVERABLE, from_states=IN_FLIGHT, detail=detail, tracked_at=now(), alert=alert
+        )
     else:
         store.update(message.id, tracked_at=now())
 

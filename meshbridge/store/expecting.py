@@ -7,7 +7,10 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..models import TimelineKind
+from ..events import EventKind, Notification
+from ..models import TimelineKind, moment
+from ..models import stamp as shown
+from .outbox import insert
 from .queries import UNSWEPT, Reads, Session, now
 from .records import OverdueExpectation
 
@@ -63,10 +66,11 @@ class Expecting(Reads):
 
     def sweep_overdue(self) -> list[OverdueExpectation]:
         """Record the moment each expectation was first seen overdue (:data:`~.queries.OVERDUE`),
-        once each, with an ``overdue`` event for the timeline and notifications. Views never read
-        this moment to decide what is overdue: they apply ``OVERDUE`` themselves. Only expectations
-        not seen yet are looked at (:data:`~.queries.UNSWEPT`, a partial index): with nothing due,
-        the sweep costs the same at any size."""
+                once each, with an ``overdue`` event for the timeline and an ``overdue`` notification queued in the
+        same transaction (:mod:`.outbox`). Views never read
+                this moment to decide what is overdue: they apply ``OVERDUE`` themselves. Only expectations
+                not seen yet are looked at (:data:`~.queries.UNSWEPT`, a partial index): with nothing due,
+                the sweep costs the same at any size."""
         stamp = now()
         with self.immediate() as db:
             self._lock_in_order(db, UNSWEPT, [stamp])
@@ -77,6 +81,10 @@ class Expecting(Reads):
             for row in rows:
                 detail = {"expected": row["kind"], "due_at": row["due_at"]}
                 self._event(db, row["message_id"], TimelineKind.OVERDUE, None, detail, stamp)
+                due = shown(moment(row["due_at"]))
+                summary = f"{row['message_id']}: {row['kind']} was due by {due}"
+                alert = Notification(EventKind.OVERDUE, row["message_id"], summary, {**detail, "due_at": due})
+                insert(db, alert, stamp)
         return [OverdueExpectation.from_row(row) for row in rows]
 
     def _lock_in_order(self, db: Session, where: str, params: list[Any]) -> None:

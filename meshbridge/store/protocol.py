@@ -12,14 +12,15 @@ Writes take the ``messages`` table's columns as keyword arguments.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from ..events import Notification
 from ..models import Direction, Event, Expectation, Message, MessageSummary, Page, State
 from ..views import Filters
-from .records import Claimed, Counts, OverdueExpectation, RefusedLogin, StoredMessage
+from .records import AlertSend, Claimed, Counts, OverdueExpectation, RefusedLogin, StoredMessage
 
 
 class PayloadStore(Protocol):
@@ -54,6 +55,21 @@ class LoginRecords(Protocol):
     def refusing(self) -> dict[str, RefusedLogin]: ...
 
 
+class AlertOutbox(Protocol):
+    """Notifications queued durably and each notifier's delivery of them (see :mod:`.outbox`)."""
+
+    def queue(self, notification: Notification) -> bool: ...
+    def route(self, targets: Callable[[Notification], Sequence[str]], limit: int = 500) -> int: ...
+    def claim(
+        self, lease: float, limit: int = 100, targets: Sequence[str] | None = None, due_by: str | None = None
+    ) -> list[AlertSend]: ...
+    def sent(self, send: AlertSend, detail: dict[str, Any] | None = None, *, timeline: bool = True) -> bool: ...
+    def gave_up(self, send: AlertSend, error: str, detail: dict[str, Any] | None = None) -> bool: ...
+    def retry(self, send: AlertSend, error: str, delay: float) -> None: ...
+    def pending(self) -> int: ...
+    def remove_old(self, retention: float) -> int: ...
+
+
 class Store(Protocol):
     """Messages, their timelines and expectations, and their payloads. Each write is one
     transaction; a conditional one (:meth:`transition`, :meth:`claim`) is won by one process only."""
@@ -84,6 +100,8 @@ class Store(Protocol):
     def space(self) -> DiskRoom: ...
     @property
     def logins(self) -> LoginRecords: ...
+    @property
+    def outbox(self) -> AlertOutbox: ...
 
     # -- the store as a whole
     def close(self) -> None: ...
@@ -102,6 +120,7 @@ class Store(Protocol):
         *,
         before: str = "",
         durable: bool = True,
+        alert: Notification | None = None,
         **fields: Any,
     ) -> StoredMessage: ...
     def transition(
@@ -114,6 +133,7 @@ class Store(Protocol):
         detail: dict[str, Any] | None = None,
         before: tuple[str, dict[str, Any] | None] | None = None,
         durable: bool = True,
+        alert: Notification | None = None,
         **fields: Any,
     ) -> bool: ...
     def update(
@@ -123,9 +143,12 @@ class Store(Protocol):
         detail: dict[str, Any] | None = None,
         *,
         durable: bool = True,
+        alert: Notification | None = None,
         **fields: Any,
     ) -> None: ...
-    def event(self, message_id: str, kind: str, detail: dict[str, Any] | None = None) -> None: ...
+    def event(
+        self, message_id: str, kind: str, detail: dict[str, Any] | None = None, *, alert: Notification | None = None
+    ) -> None: ...
     def events(self, message_id: str) -> list[Event]: ...
 
     # -- claims (sending, delivering)

@@ -9,12 +9,14 @@ outside :mod:`meshbridge.store` reads a row (tests/test_store_protocol.py checks
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
+from ..events import Notification
 from ..models import MessageSummary, moment
 
 
@@ -86,3 +88,19 @@ class Counts:
     open: Mapping[tuple[str, str], int]
     overdue: Mapping[tuple[str, str], int]
     overdue_messages: int
+
+
+@dataclass(frozen=True)
+class AlertSend:
+    """One notifier's delivery of one queued notification, claimed by this dispatcher: its
+    ``target`` (``plugins``, ``webhook:NAME``, ``email:NAME``) and the attempts made before this one."""
+
+    notification: Notification
+    target: str
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AlertSend:
+        detail = json.loads(row["detail"]) if row["detail"] else {}
+        notification = Notification.restored(row["kind"], row["message_id"], row["summary"], detail, row["id"])
+        return cls(notification, row["target"], int(row["attempts"]))

@@ -280,3 +280,36 @@ def m015_counters_and_listing_indexes(d: Dialect) -> list[Statement]:
 # Migrations that add only indexes and what triggers derive from the rows (:mod:`.counters`): an
 # archive made before one imports into a store after it, its rows counted as they go in.
 DERIVED_ONLY = frozenset({m015_counters_and_listing_indexes.__name__})
+
+
+@migration
+def m017_alert_outbox(d: Dialect) -> list[Statement]:
+    """The alert outbox (:mod:`.outbox`): each notification queued in the transaction of the change
+    it reports (``alerts``), and each notifier's delivery of it (``alert_sends``: due, attempts,
+    sent or given up). A send is claimed by moving its ``due_at`` past its lease: a dispatcher
+    that dies leaves it due again when the lease ends."""
+    return [
+        """CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            message_id TEXT REFERENCES messages(id),
+            summary TEXT NOT NULL,
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            routed_at TEXT
+        )""",
+        # id: the notification's own, its idempotency key everywhere; routed_at: its sends were made
+        "CREATE INDEX idx_alerts_unrouted ON alerts(created_at) WHERE routed_at IS NULL",
+        f"""CREATE TABLE alert_sends (
+            alert_id TEXT NOT NULL REFERENCES alerts(id),
+            target TEXT NOT NULL,
+            attempts {d.integer} NOT NULL DEFAULT 0,
+            due_at TEXT,
+            sent_at TEXT,
+            gave_up_at TEXT,
+            last_error TEXT,
+            PRIMARY KEY (alert_id, target)
+        )""",
+        # due_at NULL: finished (sent or given up); the dispatcher reads only the due ones
+        "CREATE INDEX idx_alert_sends_due ON alert_sends(due_at) WHERE due_at IS NOT NULL",
+    ]

@@ -14,15 +14,18 @@ import json
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from .. import clock
 from ..errors import SourceTaken, StoreError
+from ..events import Notification
 from ..models import FINISHED, State, TimelineKind
 from ..steps import Event as Step
 from ..steps import Facts, log_steps
 from .expecting import Expecting
+from .outbox import Outbox, insert
 from .queries import Session, lapsed, lapsed_sql, new_lease, now, select_sql
 from .records import Claimed, StoredMessage
 
@@ -51,6 +54,7 @@ class SQLStore(Expecting):
         self._lazy: set[str] = set()  # messages this store added lazily, not synced since
         self._durable: set[str] = set()  # messages known durable (a bounded cache: see make_durable)
         self._recorded: list[Step] = []  # timeline events of the transaction in hand (see meshbridge.steps)
+        self.outbox = Outbox(self)  # notifications queued, and their deliveries (see .outbox)
 
     # -- what a backend gives
 
@@ -119,6 +123,7 @@ class SQLStore(Expecting):
         *,
         before: str = "",
         durable: bool = True,
+        alert: Notification | None = None,
         **fields: Any,
     ) -> StoredMessage:
         """Insert a message and its first event. ``direction`` is ``out`` or ``in``.
@@ -126,6 +131,8 @@ class SQLStore(Expecting):
         ``before`` names a state the message passed through on the way (e.g. ``accepted`` for a
         message born claimed as ``sending``): it gets its own event, in the same transaction.
         ``durable=False``: see the class docstring; the caller syncs before relying on the row.
+        ``alert``: a notification about the new message, queued in the same transaction (its
+        ``message_id`` is set to the new message's id).
         """
         stamp = now()
         row = {"id": fields.pop("id", None) or uuid.uuid4().hex, "direction": direction, "state": state}
@@ -146,6 +153,8 @@ class SQLStore(Expecting):
                 if before:
                     self._event(db, row["id"], before, before, detail, stamp)
                 self._event(db, row["id"], state, state, None if before else detail, stamp)
+                if alert is not None:
+                    insert(db, replace(alert, message_id=row["id"]), stamp)
         except self.integrity_errors as exc:
             raise StoreError(f"message already stored: {str(exc).strip().splitlines()[0]}") from None
         if durable:
@@ -164,12 +173,14 @@ class SQLStore(Expecting):
         detail: dict[str, Any] | None = None,
         before: tuple[str, dict[str, Any] | None] | None = None,
         durable: bool = True,
+        alert: Notification | None = None,
         **fields: Any,
     ) -> bool:
         """Move a message to ``to_state`` if it is in one of ``from_states``; record the event.
 
         ``before=(state, detail)`` records a state passed through on the way, in the same transaction.
         ``durable=False`` for a change that can be found again after a power cut (class docstring).
+        ``alert``: a notification queued in the same transaction, if the message changed.
 
         Returns False (and changes nothing) when the message was not in an allowed state, which
         is how a second process learns that the first one already did the work.
@@ -187,6 +198,8 @@ class SQLStore(Expecting):
                 self._event(db, message_id, before[0], before[0], before[1], stamp)
             if changed:
                 self._event(db, message_id, kind or to_state, to_state, detail, stamp)
+                if alert is not None:
+                    insert(db, alert, stamp)
         return bool(changed)
 
     def claim(self, message_id: str, lease: float) -> Claimed | None:
@@ -288,9 +301,11 @@ class SQLStore(Expecting):
         detail: dict[str, Any] | None = None,
         *,
         durable: bool = True,
+        alert: Notification | None = None,
         **fields: Any,
     ) -> None:
-        """Set fields without a state change; with ``kind``, also record an event."""
+        """Set fields without a state change; with ``kind``, also record an event; with ``alert``,
+        queue that notification in the same transaction."""
         stamp = now()
         sets = {"updated_at": stamp, **fields}
         with self.immediate(durable) as db:
@@ -300,10 +315,18 @@ class SQLStore(Expecting):
             )
             if kind:
                 self._event(db, message_id, kind, None, detail, stamp)
+            if alert is not None:
+                insert(db, alert, stamp)
 
-    def event(self, message_id: str, kind: str, detail: dict[str, Any] | None = None) -> None:
+    def event(
+        self, message_id: str, kind: str, detail: dict[str, Any] | None = None, *, alert: Notification | None = None
+    ) -> None:
+        """Record a timeline event (and queue ``alert`` with it, in the same transaction)."""
+        stamp = now()
         with self.immediate() as db:
-            self._event(db, message_id, kind, None, detail, now())
+            self._event(db, message_id, kind, None, detail, stamp)
+            if alert is not None:
+                insert(db, alert, stamp)
 
     def _event(
         self, db: Session, message_id: str, kind: str, state: str | None, detail: dict[str, Any] | None, at: str

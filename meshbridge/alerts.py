@@ -1,0 +1,151 @@
+"""The built-in notifiers of ``[alerts]``: a webhook (JSON POST) and email over SMTP.
+
+Each delivers one :class:`~meshbridge.Notification` and raises :class:`AlertFailed` (a one-line
+reason that never holds a secret: no URL, header, username or password) when it was not taken.
+The notification's id is the idempotency key: the webhook's ``Idempotency-Key`` header, the
+email's ``Message-ID``; a delivery repeated after a crash carries the same one. The dispatcher
+(:mod:`meshbridge.dispatching`) calls them, retries and records.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._version import __version__
+from .errors import MeshbridgeError
+from .events import Notification
+
+if TYPE_CHECKING:
+    from .config.alerts import AlertsConfig, Email, Webhook
+
+USER_AGENT = f"meshbridge/{__version__}"
+
+
+class AlertFailed(MeshbridgeError):
+    """A notifier did not deliver a notification (tried again after a backoff)."""
+
+
+class Notifier(Protocol):
+    """One configured notifier: its target name and how it delivers a notification."""
+
+    target: str
+
+    def send(self, notification: Notification) -> dict[str, Any]:
+        """Deliver it; the facts to record on the timeline (e.g. an HTTP status). Raises :class:`AlertFailed`."""
+        ...
+
+
+def slack_text(text: str) -> str:
+    """Text for Slack's ``text`` (and Teams'): ``&``, ``<`` and ``>`` escaped, so text from a
+    message (a reason, a workflow id) is never a link or a ``<!channel>`` mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def body(notification: Notification) -> dict[str, Any]:
+    """The JSON a webhook is sent: ``text`` for people (Teams and Slack incoming webhooks show
+    it), and the notification's fields as data."""
+    return {
+        "text": slack_text(f"meshbridge {notification.kind}: {notification.summary}"),
+        "id": notification.id,
+        "kind": str(notification.kind),
+        "message_id": notification.message_id,
+        "summary": notification.summary,
+        "detail": dict(notification.detail),
+    }
+
+
+class WebhookNotifier:
+    """``[[alerts.webhooks]]``: POST :func:`body` as JSON, no redirects, within the timeout."""
+
+    def __init__(self, config: Webhook, timeout: float) -> None:
+        self.config, self.timeout = config, timeout
+        self.target = f"webhook:{config.name}"
+
+    def send(self, notification: Notification) -> dict[str, Any]:
+        import requests
+
+        headers = {name: secret.reveal() for name, secret in self.config.headers.items()}
+        headers |= {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Idempotency-Key": notification.id,
+        }
+        data = json.dumps(body(notification), sort_keys=True, default=str).encode()
+        try:
+            answer = requests.post(
+                self.config.url.reveal(), data=data, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout:
+            raise AlertFailed(f"no answer within {self.timeout:g} s") from None
+        except requests.RequestException as exc:  # its text names the URL: the type only
+            raise AlertFailed(f"not reached ({type(exc).__name__})") from None
+        if not 200 <= answer.status_code < 300:
+            raise AlertFailed(f"answered HTTP {answer.status_code}")
+        return {"status": answer.status_code}
+
+
+class EmailNotifier:
+    """``[[alerts.email]]``: one mail per notification over SMTP (STARTTLS, then login)."""
+
+    def __init__(self, config: Email, timeout: float) -> None:
+        self.config, self.timeout = config, timeout
+        self.target = f"email:{config.name}"
+
+    def message(self, notification: Notification) -> EmailMessage:
+        mail = EmailMessage()
+        summary = " ".join(notification.summary.split())  # one line: a header never takes a newline
+        mail["Subject"] = f"[meshbridge] {notification.kind}: {summary[:160]}"
+        mail["From"] = self.config.sender
+        mail["To"] = ", ".join(self.config.to)
+        mail["Date"] = formatdate(localtime=False)
+        mail["Message-ID"] = f"<{notification.id}@meshbridge>"
+        mail["X-Meshbridge-Kind"] = str(notification.kind)
+        facts = json.dumps(dict(notification.detail), indent=2, sort_keys=True, default=str)
+        about = f"Message: {notification.message_id}\n" if notification.message_id else ""
+        mail.set_content(f"{notification.summary}\n\n{about}Kind: {notification.kind}\n\n{facts}\n")
+        return mail
+
+    def send(self, notification: Notification) -> dict[str, Any]:
+        config = self.config
+        secrets = [s.reveal() for s in (config.username, config.password) if s is not None]
+        try:
+            with smtplib.SMTP(config.host, config.port, timeout=self.timeout) as smtp:
+                if config.starttls:
+                    context = ssl.create_default_context(cafile=str(config.ca_bundle) if config.ca_bundle else None)
+                    smtp.starttls(context=context)
+                if config.username is not None and config.password is not None:
+                    smtp.login(secrets[0], secrets[1])
+                refused = smtp.send_message(self.message(notification))
+        except smtplib.SMTPNotSupportedError:
+            raise AlertFailed(f"{config.host}:{config.port} does not offer STARTTLS") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise AlertFailed(_scrubbed(f"{config.host}:{config.port}: {type(exc).__name__}: {exc}", secrets)) from None
+        if refused:
+            return {"refused": sorted(refused)}
+        return {"to": len(config.to)}
+
+
+def _scrubbed(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return " ".join(text.split())[:300]
+
+
+def notifiers(config: AlertsConfig) -> Mapping[str, Notifier]:
+    """The configured notifiers by target (``webhook:NAME``, ``email:NAME``)."""
+    made: list[Notifier] = [WebhookNotifier(w, config.timeout) for w in config.webhooks]
+    made += [EmailNotifier(e, config.timeout) for e in config.email]
+    return {n.target: n for n in made}
+
+
+def kinds(config: AlertsConfig) -> dict[str, frozenset[str]]:
+    """The kinds each notifier (by target) is sent."""
+    found = {f"webhook:{w.name}": frozenset(w.kinds) for w in config.webhooks}
+    return found | {f"email:{e.name}": frozenset(e.kinds) for e in config.email}
