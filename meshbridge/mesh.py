@@ -431,14 +431,15 @@ class _ErrorContext:
     ) -> None:
         self.mailbox, self.doing, self.about_message = mailbox, doing, about_message
         self.calls, self.op = calls, op
+        self._call: list[str] | None = None
 
     def __enter__(self) -> None:
         if self.calls:
-            self.calls.begin(self.op)
+            self._call = self.calls.begin(self.op)
 
     def __exit__(self, typ: type | None, exc: BaseException | None, tb: object) -> Literal[False]:
-        if self.calls:
-            self.calls.end(exc)
+        if self.calls and self._call is not None:
+            self.calls.end(self._call, exc)
         if exc is None or isinstance(exc, TransportError):
             return False
         where = f"MESH mailbox {self.mailbox}: cannot {self.doing}"

@@ -101,16 +101,20 @@ class MeshCalls:
             stack = self._local.stack = []
         return stack
 
-    def begin(self, operation: str) -> None:
-        """A call starts (calls nest: a listing's generator stays open while each message downloads)."""
-        self._stack().append([operation if operation in OPERATIONS else "other", "none"])
+    def begin(self, operation: str) -> list[str]:
+        """A call starts (calls nest: a listing's generator stays open while each message
+        downloads); hand what it returns to :meth:`end`."""
+        call = [operation if operation in OPERATIONS else "other", "none"]  # [operation, last status]
+        self._stack().append(call)
+        return call
 
-    def end(self, exc: BaseException | None) -> None:
-        """The call ends; ``exc`` (an Exception) counts it as failed, with the last status it got."""
+    def end(self, call: list[str], exc: BaseException | None) -> None:
+        """The call ends; ``exc`` (an Exception, not a generator closed early) counts it as failed,
+        with the last status it got."""
         stack = self._stack()
-        if not stack:
-            return
-        operation, status = stack.pop()
+        if any(c is call for c in stack):
+            stack[:] = [c for c in stack if c is not call]
+        operation, status = call
         if isinstance(exc, Exception):
             self.metrics.errors.labels(self.mailbox, operation, status).inc()
             if operation == "handshake":
