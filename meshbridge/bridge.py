@@ -38,6 +38,7 @@ from .progress import Progress
 from .reader import Reading
 from .sources import discard_if_changed, open_regular, text_name
 from .store import Store, StoredMessage, connect
+from .telemetry import Telemetry
 from .validation import needs_validation
 
 log = logging.getLogger("meshbridge")
@@ -75,6 +76,7 @@ class Bridge(Reading):
         self.plugins.configure(config)  # plugin tables and destination targets: refused now, not on every poll
         self._check_routes()
         self.store: Store = connect(config.store)
+        self.telemetry = Telemetry(config, self.store)  # its metrics (served at /metrics by the web package)
         self._mailboxes: dict[str, MeshMailbox] = {}
         self._acks: Acknowledgements | None = None
         self.logins = LoginWatch(self.store, self.handshake)
@@ -182,7 +184,8 @@ class Bridge(Reading):
             raise ConfigError(str(self.config.file), "mailboxes", f"mailbox {mailbox_id!r} is not configured")
         if mailbox_id not in self._mailboxes:
             self.config.require(mailboxes=[mailbox_id], destinations=False)  # secrets resolved when MESH is needed
-            self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, self.config.mailboxes[mailbox_id])
+            mailbox = self.config.mailboxes[mailbox_id]
+            self._mailboxes[mailbox_id] = MeshMailbox(self.config.mesh, mailbox, self.telemetry.mesh(mailbox_id))
         return self._mailboxes[mailbox_id]
 
     @_then_dispatch
@@ -317,6 +320,10 @@ class Bridge(Reading):
         process on the same store never delivers a message twice at once, and a broken or slow
         destination only fails its own messages (retried with backoff), never the pass.
         """
+        with self.telemetry.polling():
+            return self._poll(mailbox, track=track)
+
+    def _poll(self, mailbox: str | None, *, track: bool) -> PollReport:
         ids = [mailbox] if mailbox else list(self.config.mailboxes)
         for mailbox_id in ids:
             self.mailbox(mailbox_id)
@@ -431,6 +438,7 @@ class Bridge(Reading):
                 self.plugins,
                 self.mailbox,
                 transmit=lambda row: self._transmit(row, claimed=True),
+                correlated=self.telemetry.correlated,
             )
         return self._acks
 

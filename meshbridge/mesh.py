@@ -30,6 +30,7 @@ from .config import DEFAULT_CHUNK_SIZE, Mailbox, MeshConfig
 from .errors import MeshAuthRefused, MeshRejected, TransportError, UndecodableBody
 from .mesh_private import session
 from .printable import without_userinfo
+from .telemetry import MeshCalls
 
 T = TypeVar("T")
 PAGE_SIZE = 500  # MESH's maximum page of inbox ids
@@ -154,8 +155,10 @@ def chunk_count(size: int, chunk_size: int) -> int:
 class MeshMailbox:
     """One authenticated MESH mailbox."""
 
-    def __init__(self, mesh: MeshConfig, mailbox: Mailbox) -> None:
+    def __init__(self, mesh: MeshConfig, mailbox: Mailbox, calls: MeshCalls | None = None) -> None:
+        """``calls`` counts its calls (a Bridge's metrics); without it, on a registry of its own."""
         self.id = mailbox.id
+        self.calls = calls or MeshCalls(mailbox.id)
         self.chunk_size = mesh.chunk_size
         self.compress = mesh.compress
         self.limits = DecodeLimits(mesh.max_decoded_size, mesh.max_compression_ratio)
@@ -188,6 +191,7 @@ class MeshMailbox:
         # proxies were read once above, and the CA bundle comes from [mesh] ca_bundle, not the env.
         self._wire = session(self._client)  # mesh-client's private session: see mesh_private
         self._wire.http.trust_env = False
+        self._wire.http.hooks["response"].append(self.calls.responded)  # each answer, by status
 
     def close(self) -> None:
         self._client.close()
@@ -202,7 +206,7 @@ class MeshMailbox:
 
     def handshake(self) -> None:
         """Validate the mailbox (MESH asks for this once a day)."""
-        with self._errors("handshake"):
+        with self._errors("handshake", op="handshake"):
             self._client.handshake()
 
     def send(
@@ -243,12 +247,14 @@ class MeshMailbox:
             if v
         }
         message_id, done = resume if resume else (None, 0)
+        took = self.calls.timed_send()
         with open_payload() as reader:
             reader.seek(done * self.chunk_size)
             for n in range(done + 1, total + 1):
                 length = min(self.chunk_size, size - (n - 1) * self.chunk_size)
                 chunk = _Slice(reader, length, on_read, at)
-                with self._errors(f"send chunk {n}/{total} to {to}", about_message=n > 1):
+                operation = "send" if n == 1 else "send_chunk"
+                with self._errors(f"send chunk {n}/{total} to {to}", about_message=n > 1, op=operation):
                     if n == 1:
                         response = self._client.send_chunk(to, chunk, 1, total, compress=self.compress, **headers)
                         message_id = self._sent_id(response, to)
@@ -256,11 +262,13 @@ class MeshMailbox:
                         assert message_id is not None
                         self._send_later_chunk(to, chunk, n, total, message_id)
                 assert message_id is not None
+                self.calls.sent(length)
                 if at:
                     at((n - 1) * self.chunk_size + length)
                 if on_chunk:
                     on_chunk(message_id, n, total)
         assert message_id is not None
+        took()
         return message_id
 
     def _send_later_chunk(self, to: str, chunk: _Slice, n: int, total: int, message_id: str) -> None:
@@ -314,7 +322,7 @@ class MeshMailbox:
         timeout, a crash) can be recognised instead of sent twice.
         """
         url = f"{self._client.mailbox_url}/outbox/tracking/{local_id}"
-        with self._errors(f"look up local id {local_id}"):
+        with self._errors(f"look up local id {local_id}", op="find_sent"):
             response = self._wire.http.get(
                 url, headers={"Accept": "application/vnd.mesh.v1+json"}, timeout=self._wire.timeout
             )
@@ -334,8 +342,12 @@ class MeshMailbox:
 
     def inbox(self) -> Iterator[str]:
         """Every message id waiting in the inbox, following MESH's pages (500 ids each)."""
-        with self._errors("list the inbox"):
-            yield from self._client.iterate_message_ids(batch_size=PAGE_SIZE)
+        self.calls.listing()
+        with self._errors("list the inbox", op="inbox"):
+            for message_id in self._client.iterate_message_ids(batch_size=PAGE_SIZE):
+                self.calls.listed(message_id)
+                yield message_id
+        self.calls.listing_done()
 
     def download(
         self,
@@ -353,7 +365,7 @@ class MeshMailbox:
         the sha256 of the raw bytes. ``progress(done, total)`` follows a chunked message's bytes as
         received (see :class:`meshbridge.progress.Progress`).
         """
-        with self._errors(f"download {message_id}", about_message=True):
+        with self._errors(f"download {message_id}", about_message=True, op="download"):
             first = self._client.retrieve_message_chunk(message_id, 1)
             chunk_range = first.headers.get("mex-Chunk-Range") or "1:1"
             try:
@@ -370,7 +382,7 @@ class MeshMailbox:
                 progress if total > 1 else None,
             )
             try:
-                result = write(body.decoded())
+                result = write(self.calls.counted(body.decoded()))
             except _BadBody as exc:
                 body.drain()
                 raise UndecodableBody(
@@ -382,18 +394,19 @@ class MeshMailbox:
 
     def acknowledge(self, message_id: str) -> None:
         """Remove a message from the inbox. Call only once its bytes and row are durable."""
-        with self._errors(f"acknowledge {message_id}", about_message=True):
+        with self._errors(f"acknowledge {message_id}", about_message=True, op="acknowledge"):
             self._client.acknowledge_message(message_id)
+        self.calls.acknowledged(message_id)
 
     def track(self, message_id: str) -> dict[str, Any]:
         """The tracking record of a message this mailbox sent."""
-        with self._errors(f"track {message_id}"):
+        with self._errors(f"track {message_id}", op="track"):
             return dict(self._client.track_message(message_id))
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _errors(self, doing: str, about_message: bool = False) -> _ErrorContext:
-        return _ErrorContext(self.id, doing, about_message)
+    def _errors(self, doing: str, about_message: bool = False, op: str = "other") -> _ErrorContext:
+        return _ErrorContext(self.id, doing, about_message, self.calls, op)
 
 
 def login_refused(status: int, code: str, text: str, about_message: bool = False) -> bool:
@@ -413,13 +426,20 @@ class _ErrorContext:
     """Turns requests / mesh-client errors into TransportError with a one-line reason
     (:class:`MeshAuthRefused` when MESH refused the login, see :func:`login_refused`)."""
 
-    def __init__(self, mailbox: str, doing: str, about_message: bool = False) -> None:
+    def __init__(
+        self, mailbox: str, doing: str, about_message: bool = False, calls: MeshCalls | None = None, op: str = "other"
+    ) -> None:
         self.mailbox, self.doing, self.about_message = mailbox, doing, about_message
+        self.calls, self.op = calls, op
+        self._call: list[str] | None = None
 
     def __enter__(self) -> None:
-        return None
+        if self.calls:
+            self._call = self.calls.begin(self.op)
 
     def __exit__(self, typ: type | None, exc: BaseException | None, tb: object) -> Literal[False]:
+        if self.calls and self._call is not None:
+            self.calls.end(self._call, exc)
         if exc is None or isinstance(exc, TransportError):
             return False
         where = f"MESH mailbox {self.mailbox}: cannot {self.doing}"

@@ -8,15 +8,18 @@ else is kept as an ``orphan`` with its reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import itk, responders
 from ..config import Config
 from ..events import EventKind, Notification
 from ..kinds import BUS, INF
-from ..models import FINAL, Direction, State, TimelineKind
+from ..models import FINAL, Direction, Event, State, TimelineKind
 from ..store import Store, StoredMessage
 
+# told of a response applied: (the message's route, the level, positive?, its timeline on demand)
+Correlated = Callable[[str | None, str, bool, Callable[[], list[Event]]], None]
 _ALL = (State.ACCEPTED, State.SENDING, State.SENT, State.DELIVERED, State.INF_ACKED, State.BUS_ACKED)
 
 
@@ -37,7 +40,13 @@ def answer_workflows(config: Config, original: StoredMessage) -> set[str]:
     return ack_workflows(config, original.mailbox) | {original.workflow_id or ""}  # (an outbound one has one)
 
 
-def correlate(config: Config, store: Store, response: StoredMessage, header: itk.ItkHeader) -> StoredMessage | None:
+def correlate(
+    config: Config,
+    store: Store,
+    response: StoredMessage,
+    header: itk.ItkHeader,
+    correlated: Correlated | None = None,
+) -> StoredMessage | None:
     """Apply an ITK response to the message it answers. Returns that message, or None (orphan/duplicate).
 
     Checked in this order, so that a response nobody may send changes nothing and blocks nothing:
@@ -81,7 +90,10 @@ def correlate(config: Config, store: Store, response: StoredMessage, header: itk
         store.update(target.id, kind=TimelineKind.DUPLICATE_REPORTED, detail=detail)
         store.transition(response.id, State.CORRELATED, detail={**detail, "answers": target.id}, answers=target.id)
         return store.get(target.id)
-    return _apply(store, response, header, target, code, detail)
+    applied = _apply(store, response, header, target, code, detail)
+    if applied is not None and correlated is not None:
+        correlated(target.route, code.level, code.positive is not False, lambda: store.events(target.id))
+    return applied
 
 
 def _apply(

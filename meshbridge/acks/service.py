@@ -21,7 +21,7 @@ from ..models import Direction, State, TimelineKind
 from ..payloads.base import Finding
 from ..plugins import Plugins
 from ..store import Store, StoredMessage
-from .correlation import correlate
+from .correlation import Correlated, correlate
 from .rules import RESPONSE_CAP, business_code, due, findings_json, itk_cap, judge, not_xml, ods
 
 log = logging.getLogger("meshbridge")
@@ -37,9 +37,12 @@ class Acknowledgements:
         plugins: Plugins,
         mailbox: Callable[[str], MeshMailbox],
         transmit: Callable[[StoredMessage], object] | None = None,
+        correlated: Correlated | None = None,
     ) -> None:
         """``transmit(row)`` sends a stored response born claimed (the Bridge's: its retry policy,
-        and a refused login raising ``mesh-auth``); by default :func:`pipeline.transmit`."""
+        and a refused login raising ``mesh-auth``); by default :func:`pipeline.transmit`.
+        ``correlated`` is told of each response applied (the Bridge's metrics)."""
+        self.correlated = correlated
         self.config, self.store, self.plugins, self.mailbox = config, store, plugins, mailbox
         self.transmit = transmit or (
             lambda row: pipeline.transmit(self.store, self.mailbox(row.mailbox), row, claimed=True)
@@ -68,7 +71,7 @@ class Acknowledgements:
         full_ack = header.level == itk.BUSINESS and handling is not None and handling.inf_ack
         if full_ack:  # our 20013 will be new data: on a full store disk, wait (DiskFull) before applying it
             self.store.space.room_for(0)
-        target = correlate(self.config, self.store, message, header)
+        target = correlate(self.config, self.store, message, header, self.correlated)
         if target is not None and full_ack and handling is not None:
             # Full Acknowledgement: the business response asks us for an infrastructure ack
             self.respond(
