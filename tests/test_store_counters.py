@@ -33,6 +33,7 @@ from meshbridge.store.moving import export_store, import_store
 
 __all__ = ["backends", "stores"]  # (the fixtures test_store_export defines, used here by name)
 M015 = "m015_counters_and_listing_indexes"
+M016 = "m016_counting_in_place"
 BEFORE_M015 = Path(__file__).parent / "data" / "store_archive_m014.tar.gz"  # made by meshbridge before m015
 
 
@@ -153,7 +154,7 @@ def old_store(backend: StoreBackend, stop_before: str) -> None:
 def test_m015_counts_the_rows_an_older_store_holds(backend: StoreBackend) -> None:
     old_store(backend, M015)
     store = backend.open()
-    assert store.migrated == [M015] and NAMES[-1] == M015
+    assert store.migrated == [M015, M016] and NAMES[-1] == M016
     assert_workload_counted(store, lambda sql: backend.execute(sql))
     store.fold_counts()
     assert_workload_counted(store, lambda sql: backend.execute(sql))  # folded: the same counts
@@ -186,3 +187,32 @@ def test_an_overdue_listing_misses_none_the_sweep_flags_while_it_reads(
     listed = [m.id for m in store.page(Filters(overdue=True), newest=False)]
     assert swept_between == [1]  # "unswept" was flagged between the two reads
     assert listed == ["swept", "unswept"]
+
+
+def test_m016_counts_on_from_what_m015_counted(backend: StoreBackend) -> None:
+    """A store m015's triggers counted, its triggers rewritten (m016): the counts go on from there,
+    through each way a row changes them (state, route, direction, an overdue message moved, met, owed)."""
+    old_store(backend, M016)
+    store = backend.open()
+    assert store.migrated == [M016]
+    assert_workload_counted(store, lambda sql: backend.execute(sql))
+    store.add("out", "received", id="bare", route="r1")
+    for sql in (
+        "UPDATE messages SET route = 'r9' WHERE id = 'swept'",  # overdue: its overdue_messages row moves
+        "UPDATE messages SET state = 'acked' WHERE id = 'swept'",  # overdue, its route kept
+        "UPDATE messages SET route = NULL WHERE id = 'in-time'",
+        "UPDATE messages SET route = '' WHERE id = 'in-time'",  # (the same counter row: none changes)
+        "UPDATE messages SET route = 'x', state = 'received' WHERE id = 'unswept'",
+        "UPDATE messages SET direction = 'in', route = 'x' WHERE id = 'bare'",  # (one with no expectations)
+        "UPDATE messages SET state = 'sent', route = 'r9' WHERE id = 'late'",
+    ):
+        backend.execute(sql)
+        assert_derived_true(lambda sql: backend.execute(sql))
+    store.meet("swept", "inf-ack", "20013")  # overdue met: the message leaves overdue_messages
+    store.meet("owed", "bus-ack-owed", "sent")
+    store.expect("in-time", "bus-ack", PAST)
+    store.sweep_overdue()
+    store.add("in", "received", id="new", route="in")
+    assert_derived_true(lambda sql: backend.execute(sql))
+    flagged = flags(lambda sql: backend.execute(sql))
+    assert flagged["owed"] == (0, 0) and flagged["in-time"] == (1, 0)

@@ -228,3 +228,95 @@ def _postgresql_expectations() -> list[str]:
             for op, age in (("INSERT", "NEW"), ("DELETE", "OLD"))
         ),
     ]
+
+
+# -- m016: the same counts, written for less on PostgreSQL ------------------------------------------
+
+
+def counting_in_place(d: Dialect) -> list[str]:
+    """PostgreSQL's per-row triggers (messages and expectations updated) rewritten to count the same
+    for less: their upserts written in the trigger (a call of the SQL function ``meshbridge_count``
+    planned its upsert anew each time, a third of a state change's cost), one statement for the two
+    rows a move from one state to another changes, and nothing for rows it would leave as they are.
+    SQLite's triggers stay as they are (their upserts cost little next to the trigger itself)."""
+    if d.name != "postgresql":
+        return []
+    return [
+        _pg_messages_counted(),
+        _pg_expectations_counted(),
+        "DROP FUNCTION meshbridge_count(TEXT, TEXT, TEXT, TEXT, BIGINT)",
+    ]
+
+
+def _pg_add(*rows: tuple[str, str, str, str, str]) -> str:
+    """PostgreSQL: add to counter rows of this connection's slot, each ``(counter, direction, route,
+    term, delta)`` (SQL expressions), in one upsert: the rows must be distinct (one statement may not
+    change a row twice)."""
+    values = ", ".join(f"({c}, {d}, {r}, {t}, pg_backend_pid(), {n})" for c, d, r, t, n in rows)
+    return (
+        f"INSERT INTO counts (counter, direction, route, term, slot, n) VALUES {values} "
+        "ON CONFLICT (counter, direction, route, term, slot) DO UPDATE SET n = counts.n + excluded.n;"
+    )
+
+
+def _pg_key(row: str) -> tuple[str, str]:
+    return f"{row}.direction", f"coalesce({row}.route, '')"
+
+
+def _pg_messages_counted() -> str:
+    """PostgreSQL: a message moved to another (direction, route, state), or into or out of the overdue:
+    the counter rows it leaves and joins, none it stays in."""
+    left, joined = ("'messages'", *_pg_key("OLD"), "OLD.state", "-1"), ("'messages'", *_pg_key("NEW"), "NEW.state", "1")
+    moved = _pg_add(left, joined)
+    flag = "CASE WHEN NEW.overdue_open > 0 THEN 1 ELSE -1 END"
+    return f"""CREATE OR REPLACE FUNCTION messages_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF (OLD.direction, coalesce(OLD.route, ''), OLD.state)
+                    IS DISTINCT FROM (NEW.direction, coalesce(NEW.route, ''), NEW.state) THEN
+                {moved}
+            END IF;
+            IF (OLD.direction, coalesce(OLD.route, '')) IS DISTINCT FROM (NEW.direction, coalesce(NEW.route, '')) THEN
+                IF OLD.overdue_open > 0 THEN
+                    {_pg_add(("'overdue_messages'", *_pg_key("OLD"), "''", "-1"))}
+                END IF;
+                IF NEW.overdue_open > 0 THEN
+                    {_pg_add(("'overdue_messages'", *_pg_key("NEW"), "''", "1"))}
+                END IF;
+            ELSIF (OLD.overdue_open > 0) <> (NEW.overdue_open > 0) THEN
+                {_pg_add(("'overdue_messages'", *_pg_key("NEW"), "''", flag))}
+            END IF;
+            RETURN NULL;
+        END $$"""
+
+
+def _pg_expectations_counted() -> str:
+    """PostgreSQL: an expectation met, reopened or seen overdue: its open and overdue counters (one
+    upsert of the one or two that change) and its message's ``owes`` and ``overdue_open`` (one update)."""
+    opened, swept = "(is_open - was_open)", "(is_swept - was_swept)"
+    counted = (
+        "INSERT INTO counts (counter, direction, route, term, slot, n) "
+        "SELECT v.counter, coalesce(dir, ''), '', NEW.kind, pg_backend_pid(), v.n "
+        f"FROM (VALUES ('open', {opened}), ('overdue', {swept})) AS v (counter, n) WHERE v.n <> 0 "
+        "ON CONFLICT (counter, direction, route, term, slot) DO UPDATE SET n = counts.n + excluded.n;"
+    )
+    # (in parentheses: plpgsql's IF reads up to the first THEN outside them)
+    owed = f"(CASE WHEN NEW.kind = '{OWED_KIND}' THEN {opened} ELSE 0 END)"
+    return f"""CREATE OR REPLACE FUNCTION expectations_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            was_open INT := (OLD.met_at IS NULL)::INT;
+            was_swept INT := (OLD.met_at IS NULL AND OLD.overdue_at IS NOT NULL)::INT;
+            is_open INT := (NEW.met_at IS NULL)::INT;
+            is_swept INT := (NEW.met_at IS NULL AND NEW.overdue_at IS NOT NULL)::INT;
+            dir TEXT;
+        BEGIN
+            IF is_open = was_open AND is_swept = was_swept THEN
+                RETURN NULL;
+            END IF;
+            SELECT direction INTO dir FROM messages WHERE id = NEW.message_id;
+            {counted}
+            IF {swept} <> 0 OR {owed} <> 0 THEN
+                UPDATE messages SET owes = owes + {owed}, overdue_open = overdue_open + {swept}
+                WHERE id = NEW.message_id;
+            END IF;
+            RETURN NULL;
+        END $$"""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import clock
-from .counters import counters
+from .counters import counters, counting_in_place
 from .dialects import Dialect
 
 Statement = str | tuple[str, list[Any]]  # SQL, or SQL and its parameters (marked ``Dialect.param``)
@@ -277,9 +277,16 @@ def m015_counters_and_listing_indexes(d: Dialect) -> list[Statement]:
     ]
 
 
-# Migrations that add only indexes and what triggers derive from the rows (:mod:`.counters`): an
-# archive made before one imports into a store after it, its rows counted as they go in.
-DERIVED_ONLY = frozenset({m015_counters_and_listing_indexes.__name__})
+@migration
+def m016_counting_in_place(d: Dialect) -> list[Statement]:
+    """The same counters for less on PostgreSQL: its per-row triggers' upserts written in place
+    (:func:`.counters.counting_in_place`); nothing on SQLite."""
+    return list(counting_in_place(d))
+
+
+# Migrations that add only indexes and what triggers derive from the rows (:mod:`.counters`), or
+# change only how: an archive made before one imports into a store after it, its rows counted as they go in.
+DERIVED_ONLY = frozenset({m015_counters_and_listing_indexes.__name__, m016_counting_in_place.__name__})
 
 
 @migration
