@@ -29,7 +29,7 @@ from .archive import ArchiveReader, ArchiveWriter, Manifest, TableSpec
 from .counters import DERIVED_COLUMNS, DERIVED_TABLES
 from .migrating import MIGRATION_SET, MIGRATIONS_TABLE, NAMES, Connection
 from .protocol import Store
-from .schema import DERIVED_ONLY
+from .schema import ADDS_TABLES, DERIVED_ONLY
 from .sides import PAYLOAD_TABLES, Side, side_of
 from .tables import Table, count, lock_for_import, quoted, reset_sequences, seeded, tables
 
@@ -174,7 +174,8 @@ def _matching(manifest: Manifest, conn: Connection, side: Side, error: Callable[
             f"its schema has migrations this store lacks ({', '.join(newer)}): import it with the "
             "meshbridge that exported it, or a newer one"
         )
-    older = sorted(set(ours) - set(theirs) - DERIVED_ONLY)  # (the triggers derive what those add)
+    lacking = set(ours) - set(theirs)
+    older = sorted(lacking - DERIVED_ONLY - set(ADDS_TABLES))  # (the triggers derive what those add)
     if older:
         raise error(
             f"its schema lacks migrations this store has ({', '.join(older)}): run `meshbridge store migrate` "
@@ -183,7 +184,8 @@ def _matching(manifest: Manifest, conn: Connection, side: Side, error: Callable[
     target = {t.name: t for t in carried(conn, side)}
     listed = [spec.name for spec in manifest.tables if spec.name not in DERIVED_TABLES]
     unknown = sorted(set(listed) - set(target))
-    missing = sorted(set(target) - set(listed))
+    empty = {table for name in lacking & set(ADDS_TABLES) for table in ADDS_TABLES[name]}  # (left empty)
+    missing = sorted(set(target) - set(listed) - empty)
     if unknown or missing:
         raise error(f"its tables are not this store's: unknown {unknown or 'none'}, missing {missing or 'none'}")
     for spec in manifest.tables:

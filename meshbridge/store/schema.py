@@ -320,3 +320,8 @@ def m017_alert_outbox(d: Dialect) -> list[Statement]:
         # due_at NULL: finished (sent or given up); the dispatcher reads only the due ones
         "CREATE INDEX idx_alert_sends_due ON alert_sends(due_at) WHERE due_at IS NOT NULL",
     ]
+
+
+# Migrations that add only tables, and no rows: an archive made before one imports into a store
+# after it, those tables left empty (an older meshbridge queued no alerts).
+ADDS_TABLES = {m017_alert_outbox.__name__: frozenset({"alerts", "alert_sends"})}
