@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -98,10 +98,20 @@ class Link:
         in order: it is durable with the next commit that does wait)."""
         with self.lock, self.errors():
             conn = self.conn
-            with conn.transaction():
-                if not durable:
-                    conn.execute("SET LOCAL synchronous_commit TO OFF")
-                yield Session(self, conn)  # its statements on this connection only, never a new one
+            if durable:
+                with conn.transaction():
+                    yield Session(self, conn)  # its statements on this connection only, never a new one
+                return
+            # BEGIN and the setting in one round trip (most of the pipeline's commits are lazy ones)
+            conn.execute("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            try:
+                yield Session(self, conn)
+            except BaseException:
+                if not (conn.closed or conn.broken):
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = (), *, prepare: bool | None = None) -> list[Row]:
         """A read outside any transaction (``prepare``: see :meth:`Session.rows`)."""
