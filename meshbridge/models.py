@@ -139,6 +139,7 @@ class TimelineKind(StrEnum):
     RETRY = "retry"
     REPLAY = "replay"
     PAYLOAD_REMOVED = "payload-removed"  # retention removed the payload
+    DOWNLOADED = "downloaded"  # its payload was downloaded through the API (by whom: the detail)
 
 
 def moment(value: str | None) -> datetime | None:

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from .route import Route
 from .tables import Mailbox, MeshConfig, ServiceConfig, StoreConfig
 from .types import Table, problem
+from .web import WebConfig
 from .values import MESH_MIN_POLL
 
 
@@ -23,6 +24,8 @@ class ConfigFile(Table):
     mailboxes: list[Mailbox] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    web: WebConfig | None = None
+    """``[web]``: the local HTTP API (absent: ``meshbridge run`` serves none)."""
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """``[plugins.NAME]``: each plugin's own settings, checked by the plugin's options model."""
 
