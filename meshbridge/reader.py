@@ -116,9 +116,7 @@ class Reading:
             return str(exc)
         return None
 
-    def export(
-        self, message_id: str, out: BinaryIO, *, check_first: bool = False, by: Actor | None = None
-    ) -> Exported:
+    def export(self, message_id: str, out: BinaryIO, *, check_first: bool = False, by: Actor | None = None) -> Exported:
         """Write a message's stored payload (by meshbridge id or MESH message id) to ``out``, block
         by block (one block in memory), checked against its sha256: a changed or missing payload
         raises :class:`~meshbridge.errors.StoreError` (after what was read was written; with

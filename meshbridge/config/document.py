@@ -10,8 +10,8 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from .route import Route
 from .tables import Mailbox, MeshConfig, ServiceConfig, StoreConfig
 from .types import Table, problem
-from .web import WebConfig
 from .values import MESH_MIN_POLL
+from .web import WebConfig
 
 
 class ConfigFile(Table):
