@@ -18,6 +18,7 @@ from .session import bridge_for
 if TYPE_CHECKING:
     from ..bridge import Bridge
     from ..config import Config
+    from ..plugins import Plugins
 
 log = logging.getLogger("meshbridge")
 STOP_WAIT = 30.0  # seconds the server waits for requests in hand when stopping
@@ -26,7 +27,7 @@ STOP_WAIT = 30.0  # seconds the server waits for requests in hand when stopping
 class WebServer:
     """uvicorn serving the API on ``[web]``'s address in a thread; stops when ``stopping`` is set."""
 
-    def __init__(self, config: Config, bridge: Bridge, stopping: threading.Event) -> None:
+    def __init__(self, config: Config, plugins: Plugins, stopping: threading.Event) -> None:
         import uvicorn
 
         from ..secret import readable
@@ -40,7 +41,7 @@ class WebServer:
             if path is not None:
                 readable(config.file, f"web.{name}", path)
         self.stopping = stopping
-        self.app = create_app(config, plugins=bridge.plugins, stopping=stopping)
+        self.app = create_app(config, plugins=plugins, stopping=stopping)
         self.app.state.pool.first()  # the store opens (and migrates) before anything listens
         options: dict[str, Any] = {}
         if web.tls:
@@ -77,7 +78,7 @@ class WebServer:
                 raise MeshbridgeError(f"the API cannot listen on {self.url} (see the log line above)")
             self.thread.join(0.05)
         threading.Thread(target=self._stop_when_told, name="meshbridge-web-stop", daemon=True).start()
-        log.warning("API listening on %s", self.url)
+        log.info("API listening on %s", self.url)
 
     def _stop_when_told(self) -> None:
         self.stopping.wait()
@@ -96,7 +97,7 @@ def serve_beside(bridge: Bridge) -> WebServer | None:
     """Start the API for ``meshbridge run`` when ``[web]`` is configured (None when it is not)."""
     if bridge.config.web is None:
         return None
-    server = WebServer(bridge.config, bridge, bridge.stopping)
+    server = WebServer(bridge.config, bridge.plugins, bridge.stopping)
     server.start()
     return server
 
@@ -112,7 +113,7 @@ def serve(ctx: click.Context) -> None:
         if bridge.config.web is None:
             fail(f"{bridge.config.file}: no [web] table: configure [web] and [[web.tokens]] (docs/api.md)", 2)
         try:
-            server = WebServer(bridge.config, bridge, bridge.stopping)
+            server = WebServer(bridge.config, bridge.plugins, bridge.stopping)
             with stopped_by_signals(bridge.stopping):
                 server.start()
                 echo(f"meshbridge API on {server.url}", err=True)
