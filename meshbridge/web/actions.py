@@ -114,7 +114,12 @@ def install(app: FastAPI, pool: BridgePool) -> None:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    @app.post(f"{API}/messages/{{message_id}}/ack", tags=["actions"], responses={200: json_body(MESSAGE_SCHEMA)})
+    answered = {
+        200: json_body(MESSAGE_SCHEMA),
+        409: json_body(ERROR_SCHEMA, "Not an inbound ITK message owing an answer"),
+    }
+
+    @app.post(f"{API}/messages/{{message_id}}/ack", tags=["actions"], responses=answered)
     def ack(
         message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))], body: Ack | None = None
     ) -> JSONResponse:
@@ -123,7 +128,7 @@ def install(app: FastAPI, pool: BridgePool) -> None:
         given = body or Ack()
         return answer(pool, message_id, given.code, given.text, nack=False, caller=caller)
 
-    @app.post(f"{API}/messages/{{message_id}}/nack", tags=["actions"], responses={200: json_body(MESSAGE_SCHEMA)})
+    @app.post(f"{API}/messages/{{message_id}}/nack", tags=["actions"], responses=answered)
     def nack(
         message_id: str, body: Nack, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))]
     ) -> JSONResponse:
@@ -133,7 +138,12 @@ def install(app: FastAPI, pool: BridgePool) -> None:
     @app.post(
         f"{API}/messages/{{message_id}}/retry",
         tags=["actions"],
-        responses={200: json_body(MESSAGE_SCHEMA), 202: waiting, 409: json_body(ERROR_SCHEMA, "Not retriable")},
+        responses={
+            200: json_body(MESSAGE_SCHEMA),
+            202: waiting,
+            409: json_body(ERROR_SCHEMA, "Not retriable"),
+            502: mesh_refused,
+        },
     )
     def retry(message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))]) -> JSONResponse:
         """Send a ``failed`` outbound message again, or make an ``undelivered`` inbound one due
@@ -152,7 +162,11 @@ def install(app: FastAPI, pool: BridgePool) -> None:
     @app.post(
         f"{API}/messages/{{message_id}}/replay",
         tags=["actions"],
-        responses={200: json_body(MESSAGE_SCHEMA), 409: json_body(ERROR_SCHEMA, "Not replayable")},
+        responses={
+            200: json_body(MESSAGE_SCHEMA),
+            409: json_body(ERROR_SCHEMA, "Not replayable"),
+            502: json_body(ERROR_SCHEMA, "Its destination did not take it (tried again later)"),
+        },
     )
     def replay(
         message_id: str,

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..config import Config
 from ..errors import InvalidRequest
-from ..models import Page
+from ..models import Direction, Page, State
 from ..plugins import Plugins
 from ..views import Filters
 from . import errors
@@ -95,8 +95,8 @@ def create_app(config: Config, *, plugins: Plugins | None = None, stopping: thre
     @app.get(f"{API}/messages", tags=["messages"], responses={200: json_body(list_schema)})
     def messages(
         caller: Annotated[Caller, Depends(allowed(Permission.READ))],
-        state: Annotated[str | None, Query(description="Only messages in this state.")] = None,
-        direction: Annotated[str | None, Query(description="in or out.")] = None,
+        state: Annotated[State | None, Query(description="Only messages in this state.")] = None,
+        direction: Annotated[Direction | None, Query(description="in or out.")] = None,
         route: str | None = None,
         mailbox: Annotated[str | None, Query(description="Only messages of this mailbox of ours.")] = None,
         peer: Annotated[str | None, Query(description="Only messages to or from this mailbox.")] = None,
@@ -115,8 +115,8 @@ def create_app(config: Config, *, plugins: Plugins | None = None, stopping: thre
         for name, value in (("route", route), ("mailbox", mailbox), ("peer", peer), ("workflow", workflow)):
             text(value, name)
         filters = Filters(
-            state=state,  # type: ignore[arg-type]  # text: Filters refuses an unknown one (InvalidRequest)
-            direction=direction,  # type: ignore[arg-type]
+            state=state,
+            direction=direction,
             route=route,
             mailbox=mailbox,
             peer=peer,

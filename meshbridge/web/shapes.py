@@ -44,6 +44,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "The token's role does not allow this"),
         (404, "Unknown message or route"),
         (422, "Invalid parameters"),
+        (500, "The store failed (the error says how); never a traceback"),
+        (503, "Stopping, or MESH not reached"),
+        (507, "The store's disk is full"),
     )
 }
 
