@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -114,7 +114,7 @@ def install(app: FastAPI, pool: BridgePool) -> None:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    answered = {
+    answered: dict[int | str, dict[str, Any]] = {
         200: json_body(MESSAGE_SCHEMA),
         409: json_body(ERROR_SCHEMA, "Not an inbound ITK message owing an answer"),
     }
