@@ -19,7 +19,7 @@ from ..plugins import Plugins
 POOL_SIZE = 4  # store connections the API holds at most
 
 
-class PoolClosed(Exception):
+class _PoolClosed(Exception):
     """The pool was closed (the server is stopping): no bridge to lend."""
 
 
@@ -60,7 +60,7 @@ class BridgePool:
         with self._changed:
             while True:
                 if self._closed:
-                    raise PoolClosed("the API is stopping")
+                    raise _PoolClosed("the API is stopping")
                 if self._idle:
                     return self._idle.pop()
                 if self._open < self.size:

@@ -28,7 +28,7 @@ from ..errors import (
     TransportError,
     UnknownMessage,
 )
-from .bridges import PoolClosed
+from .bridges import _PoolClosed
 
 log = logging.getLogger("meshbridge.web")
 
@@ -47,7 +47,7 @@ STATUS: dict[type[BaseException], int] = {
     DeliveryError: 502,
     StoreError: 500,
     DiskFull: 507,
-    PoolClosed: 503,
+    _PoolClosed: 503,
 }
 
 
@@ -64,14 +64,12 @@ def problem(status: int, message: str, kind: str, headers: dict[str, str] | None
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
-def for_error(error: MeshbridgeError | PoolClosed) -> JSONResponse:
+def for_error(error: MeshbridgeError | _PoolClosed) -> JSONResponse:
     """The response for one of meshbridge's errors; a message that was stored all the same is named."""
-    more: dict[str, Any] = {}
     message_id = getattr(error, "message_id", None)
-    if message_id:
-        more["message_id"] = message_id
+    more: dict[str, Any] = {"message_id": message_id} if message_id else {}
     if isinstance(error, PayloadRejected):
-        more["findings"] = [f.as_dict() for f in error.findings]
+        more.update(findings=[f.as_dict() for f in error.findings])
     return problem(status_of(error), str(error), type(error).__name__, **more)
 
 
@@ -82,8 +80,8 @@ def install(app: FastAPI) -> None:
     async def meshbridge_error(request: Request, exc: MeshbridgeError) -> JSONResponse:
         return for_error(exc)
 
-    @app.exception_handler(PoolClosed)
-    async def stopping(request: Request, exc: PoolClosed) -> JSONResponse:
+    @app.exception_handler(_PoolClosed)
+    async def stopping(request: Request, exc: _PoolClosed) -> JSONResponse:
         return for_error(exc)
 
     @app.exception_handler(RequestValidationError)

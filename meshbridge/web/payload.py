@@ -29,7 +29,7 @@ QUEUED = 4  # blocks between the store and the client at most
 DONE = object()
 
 
-class Gone(Exception):
+class _Gone(Exception):
     """The client went away: the reader stops."""
 
 
@@ -47,7 +47,7 @@ class Handoff:
                 return len(block)
             except queue.Full:
                 continue
-        raise Gone
+        raise _Gone
 
     def flush(self) -> None:
         pass
@@ -109,7 +109,7 @@ def export(
             told = True
             bridge.export(message.id, cast(BinaryIO, handoff), by=caller.actor)  # checked again as it goes
         handoff.blocks.put(DONE)
-    except Gone:
+    except _Gone:
         return
     except BaseException as exc:
         if not told:
