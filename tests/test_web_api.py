@@ -296,3 +296,24 @@ def test_a_chunked_body_over_the_limit_is_413(one_message_small) -> None:
     done = api.call("POST", f"{API}/routes/out/messages", "submitter", content=chunks())
     assert done.status_code == 413 and "max_upload" in done.json()["error"]
     assert api.call("GET", f"{API}/messages").json()["items"] == []
+
+
+def test_concurrent_requests_each_have_a_bridge_of_their_own(backend_config, web_api) -> None:
+    """Many requests at once (FastAPI's worker threads): each borrows a bridge (its own store
+    connection) for its whole length; at most POOL_SIZE are ever open, and every request is served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from meshbridge.web.bridges import POOL_SIZE
+
+    api = web_api(with_web(backend_config(OUT_IN)))
+
+    def work(i: int) -> tuple[int, int]:
+        sent = api.call("POST", f"{API}/routes/out/messages?filename=n{i}.txt", "submitter", content=f"{i}".encode())
+        listed = api.call("GET", f"{API}/messages?limit=5", "viewer")
+        return sent.status_code, listed.status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(work, range(24)))
+    assert codes == [(201, 200)] * 24
+    assert api.call("GET", f"{API}/status").json()["counts"]["out"]["sent"] == 24
+    assert 1 <= api.app.state.pool._open <= POOL_SIZE
