@@ -8,14 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import MeshRejected, SendAbandoned, TransportError
 from .access import Caller, Permission
-from .bridges import BridgePool
+from .bridges import BridgePool, Pooled
 from .errors import for_error
 from .security import allowed
 from .shapes import API, ERROR_SCHEMA, MESSAGE_SCHEMA, json_body, text
@@ -69,115 +69,128 @@ async def received(request: Request, limit: int, folder: Path, name: str) -> Pat
     return path
 
 
-def install(app: FastAPI, pool: BridgePool) -> None:
+router = APIRouter()
+SENT = json_body(MESSAGE_SCHEMA, "Sent: the message as stored")
+WAITING = json_body(MESSAGE_SCHEMA, "Stored, not sent yet (MESH not reached): the service sends it")
+REFUSED = json_body(ERROR_SCHEMA, "Refused by validation: quarantined (message_id) with its findings")
+MESH_REFUSED = json_body(ERROR_SCHEMA, "MESH refused it: kept failed (message_id)")
+
+
+@router.post(
+    f"{API}/routes/{{route}}/messages",
+    tags=["actions"],
+    status_code=201,
+    openapi_extra={"requestBody": SUBMIT_BODY},
+    responses={
+        201: SENT,
+        202: WAITING,
+        413: json_body(ERROR_SCHEMA, "Over [web] max_upload"),
+        422: REFUSED,
+        502: MESH_REFUSED,
+    },
+)
+async def submit(
+    route: str,
+    request: Request,
+    caller: Annotated[Caller, Depends(allowed(Permission.SUBMIT))],
+    pool: Pooled,
+    filename: Annotated[str, Query(description="The payload's file name (MESH's mex-FileName).")] = "payload",
+    payload_type: Annotated[str | None, Query(description="Payload type (default: the route's).")] = None,
+) -> JSONResponse:
+    """Validate, store and send a payload on an outbound route (``meshbridge send --route``):
+    201 sent; 202 stored, not sent yet (MESH not reached: the service sends it); 422 refused
+    by validation (quarantined, with its findings); 502 MESH refused it (kept ``failed``)."""
+    text(route, "route")
     config = pool.config
     assert config.web is not None
     limit = config.web.max_upload
-    sent_schema = json_body(MESSAGE_SCHEMA, "Sent: the message as stored")
-    waiting = json_body(MESSAGE_SCHEMA, "Stored, not sent yet (MESH not reached): the service sends it")
-    refused = json_body(ERROR_SCHEMA, "Refused by validation: quarantined (message_id) with its findings")
-    mesh_refused = json_body(ERROR_SCHEMA, "MESH refused it: kept failed (message_id)")
+    known = {r.name: r for r in config.routes}
+    if route not in known or known[route].direction != "outbound":
+        raise HTTPException(404, f"no outbound route named {route!r}")
+    name = file_name(filename)
+    text(payload_type, "payload_type")
+    folder = Path(tempfile.mkdtemp(prefix="meshbridge-upload-"))
+    try:
+        path = await received(request, limit, folder, name)
+        return await run_in_threadpool(send, pool, path, route, payload_type, caller)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
-    @app.post(
-        f"{API}/routes/{{route}}/messages",
-        tags=["actions"],
-        status_code=201,
-        openapi_extra={"requestBody": SUBMIT_BODY},
-        responses={
-            201: sent_schema,
-            202: waiting,
-            413: json_body(ERROR_SCHEMA, "Over [web] max_upload"),
-            422: refused,
-            502: mesh_refused,
-        },
-    )
-    async def submit(
-        route: str,
-        request: Request,
-        caller: Annotated[Caller, Depends(allowed(Permission.SUBMIT))],
-        filename: Annotated[str, Query(description="The payload's file name (MESH's mex-FileName).")] = "payload",
-        payload_type: Annotated[str | None, Query(description="Payload type (default: the route's).")] = None,
-    ) -> JSONResponse:
-        """Validate, store and send a payload on an outbound route (``meshbridge send --route``):
-        201 sent; 202 stored, not sent yet (MESH not reached: the service sends it); 422 refused
-        by validation (quarantined, with its findings); 502 MESH refused it (kept ``failed``)."""
-        text(route, "route")
-        known = {r.name: r for r in config.routes}
-        if route not in known or known[route].direction != "outbound":
-            raise HTTPException(404, f"no outbound route named {route!r}")
-        name = file_name(filename)
-        text(payload_type, "payload_type")
-        folder = Path(tempfile.mkdtemp(prefix="meshbridge-upload-"))
-        try:
-            path = await received(request, limit, folder, name)
-            return await run_in_threadpool(send, pool, path, route, payload_type, caller)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
-    answered: dict[int | str, dict[str, Any]] = {
+ANSWERED: dict[int | str, dict[str, Any]] = {
+    200: json_body(MESSAGE_SCHEMA),
+    409: json_body(ERROR_SCHEMA, "Not an inbound ITK message owing an answer"),
+}
+
+
+@router.post(f"{API}/messages/{{message_id}}/ack", tags=["actions"], responses=ANSWERED)
+def ack(
+    message_id: str,
+    caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))],
+    pool: Pooled,
+    body: Ack | None = None,
+) -> JSONResponse:
+    """The end application's positive business response to an inbound ITK message
+    (``meshbridge ack ID --ok``); it goes back to the sender on the route's ack workflow."""
+    given = body or Ack()
+    return answer(pool, message_id, given.code, given.text, nack=False, caller=caller)
+
+
+@router.post(f"{API}/messages/{{message_id}}/nack", tags=["actions"], responses=ANSWERED)
+def nack(
+    message_id: str, body: Nack, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))], pool: Pooled
+) -> JSONResponse:
+    """A negative business response (``meshbridge ack ID --nack CODE``)."""
+    return answer(pool, message_id, body.code, body.text, nack=True, caller=caller)
+
+
+@router.post(
+    f"{API}/messages/{{message_id}}/retry",
+    tags=["actions"],
+    responses={
         200: json_body(MESSAGE_SCHEMA),
-        409: json_body(ERROR_SCHEMA, "Not an inbound ITK message owing an answer"),
-    }
+        202: WAITING,
+        409: json_body(ERROR_SCHEMA, "Not retriable"),
+        502: MESH_REFUSED,
+    },
+)
+def retry(
+    message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))], pool: Pooled
+) -> JSONResponse:
+    """Send a ``failed`` outbound message again, or make an ``undelivered`` inbound one due
+    again (``meshbridge retry ID``): 200 done, 202 queued but MESH not reached, 409 not retriable."""
+    text(message_id, "message_id")
+    with pool.bridge() as bridge:
+        try:
+            message = bridge.retry(message_id, by=caller.actor)
+        except (MeshRejected, SendAbandoned) as exc:
+            exc.message_id = exc.message_id or message_id
+            return for_error(exc)
+        except TransportError:
+            return JSONResponse(bridge.show(message_id).as_json(), status_code=202)
+    return JSONResponse(message.as_json())
 
-    @app.post(f"{API}/messages/{{message_id}}/ack", tags=["actions"], responses=answered)
-    def ack(
-        message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))], body: Ack | None = None
-    ) -> JSONResponse:
-        """The end application's positive business response to an inbound ITK message
-        (``meshbridge ack ID --ok``); it goes back to the sender on the route's ack workflow."""
-        given = body or Ack()
-        return answer(pool, message_id, given.code, given.text, nack=False, caller=caller)
 
-    @app.post(f"{API}/messages/{{message_id}}/nack", tags=["actions"], responses=answered)
-    def nack(
-        message_id: str, body: Nack, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))]
-    ) -> JSONResponse:
-        """A negative business response (``meshbridge ack ID --nack CODE``)."""
-        return answer(pool, message_id, body.code, body.text, nack=True, caller=caller)
-
-    @app.post(
-        f"{API}/messages/{{message_id}}/retry",
-        tags=["actions"],
-        responses={
-            200: json_body(MESSAGE_SCHEMA),
-            202: waiting,
-            409: json_body(ERROR_SCHEMA, "Not retriable"),
-            502: mesh_refused,
-        },
-    )
-    def retry(message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))]) -> JSONResponse:
-        """Send a ``failed`` outbound message again, or make an ``undelivered`` inbound one due
-        again (``meshbridge retry ID``): 200 done, 202 queued but MESH not reached, 409 not retriable."""
-        text(message_id, "message_id")
-        with pool.bridge() as bridge:
-            try:
-                message = bridge.retry(message_id, by=caller.actor)
-            except (MeshRejected, SendAbandoned) as exc:
-                exc.message_id = exc.message_id or message_id
-                return for_error(exc)
-            except TransportError:
-                return JSONResponse(bridge.show(message_id).as_json(), status_code=202)
-        return JSONResponse(message.as_json())
-
-    @app.post(
-        f"{API}/messages/{{message_id}}/replay",
-        tags=["actions"],
-        responses={
-            200: json_body(MESSAGE_SCHEMA),
-            409: json_body(ERROR_SCHEMA, "Not replayable"),
-            502: json_body(ERROR_SCHEMA, "Its destination did not take it (tried again later)"),
-        },
-    )
-    def replay(
-        message_id: str,
-        caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))],
-        force: Annotated[bool, Query(description="Replay a message we nacked; no new response is sent.")] = False,
-    ) -> JSONResponse:
-        """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
-        one again against the current config (``meshbridge replay ID``)."""
-        text(message_id, "message_id")
-        with pool.bridge() as bridge:
-            return JSONResponse(bridge.replay(message_id, force=force, by=caller.actor).as_json())
+@router.post(
+    f"{API}/messages/{{message_id}}/replay",
+    tags=["actions"],
+    responses={
+        200: json_body(MESSAGE_SCHEMA),
+        409: json_body(ERROR_SCHEMA, "Not replayable"),
+        502: json_body(ERROR_SCHEMA, "Its destination did not take it (tried again later)"),
+    },
+)
+def replay(
+    message_id: str,
+    caller: Annotated[Caller, Depends(allowed(Permission.OPERATE))],
+    pool: Pooled,
+    force: Annotated[bool, Query(description="Replay a message we nacked; no new response is sent.")] = False,
+) -> JSONResponse:
+    """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
+    one again against the current config (``meshbridge replay ID``)."""
+    text(message_id, "message_id")
+    with pool.bridge() as bridge:
+        return JSONResponse(bridge.replay(message_id, force=force, by=caller.actor).as_json())
 
 
 def send(pool: BridgePool, path: Path, route: str, payload_type: str | None, caller: Caller) -> JSONResponse:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from ..bridge import Bridge
 from ..config import Config
@@ -95,3 +98,12 @@ class BridgePool:
             self._changed.notify_all()
         for bridge in idle:
             bridge.close()
+
+
+async def pool_of(request: Request) -> BridgePool:
+    """The application's pool (a dependency: ``pool: Pooled``)."""
+    pool: BridgePool = request.app.state.pool
+    return pool
+
+
+Pooled = Annotated[BridgePool, Depends(pool_of)]

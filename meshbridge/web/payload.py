@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, BinaryIO, cast
 
 import anyio
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import Refused
 from ..reader import Exported
 from .access import Caller, Permission
-from .bridges import BridgePool
+from .bridges import BridgePool, Pooled
 from .security import allowed
 from .shapes import API, ERROR_SCHEMA, json_body, text
 
@@ -53,41 +53,42 @@ class Handoff:
         pass
 
 
-def install(app: FastAPI, pool: BridgePool) -> None:
-    octets = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+router = APIRouter()
+OCTETS = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
-    @app.get(
-        f"{API}/messages/{{message_id}}/payload",
-        tags=["actions"],
-        response_class=StreamingResponse,
-        responses={
-            200: {"description": "The payload's bytes, as stored", "content": octets},
-            409: json_body(ERROR_SCHEMA, "Removed by retention"),
-            500: json_body(ERROR_SCHEMA, "The stored payload is damaged or missing"),
-        },
+
+@router.get(
+    f"{API}/messages/{{message_id}}/payload",
+    tags=["actions"],
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The payload's bytes, as stored", "content": OCTETS},
+        409: json_body(ERROR_SCHEMA, "Removed by retention"),
+        500: json_body(ERROR_SCHEMA, "The stored payload is damaged or missing"),
+    },
+)
+async def download(
+    message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.DOWNLOAD))], pool: Pooled
+) -> StreamingResponse:
+    """A message's stored payload (``meshbridge export ID``): for an outbound ITK message the
+    ITK3 Bundle MESH carried. Checked against its sha256 before the first byte; the download
+    is on the message's timeline (``downloaded``, with the token's name)."""
+    text(message_id, "message_id")
+    handoff = Handoff()
+    started: queue.Queue[Exported | BaseException] = queue.Queue(1)
+    reader = threading.Thread(
+        target=export, args=(pool, message_id, caller, handoff, started), name="meshbridge-download", daemon=True
     )
-    async def download(
-        message_id: str, caller: Annotated[Caller, Depends(allowed(Permission.DOWNLOAD))]
-    ) -> StreamingResponse:
-        """A message's stored payload (``meshbridge export ID``): for an outbound ITK message the
-        ITK3 Bundle MESH carried. Checked against its sha256 before the first byte; the download
-        is on the message's timeline (``downloaded``, with the token's name)."""
-        text(message_id, "message_id")
-        handoff = Handoff()
-        started: queue.Queue[Exported | BaseException] = queue.Queue(1)
-        reader = threading.Thread(
-            target=export, args=(pool, message_id, caller, handoff, started), name="meshbridge-download", daemon=True
-        )
-        reader.start()
-        first = await run_in_threadpool(started.get)  # the check done, or why not
-        if isinstance(first, BaseException):
-            raise first
-        headers = {
-            "Content-Length": str(first.size),
-            "Content-Disposition": f'attachment; filename="{first.message_id}.payload"',
-            "X-Meshbridge-Sha256": first.sha256,
-        }
-        return StreamingResponse(blocks(handoff), media_type="application/octet-stream", headers=headers)
+    reader.start()
+    first = await run_in_threadpool(started.get)  # the check done, or why not
+    if isinstance(first, BaseException):
+        raise first
+    headers = {
+        "Content-Length": str(first.size),
+        "Content-Disposition": f'attachment; filename="{first.message_id}.payload"',
+        "X-Meshbridge-Sha256": first.sha256,
+    }
+    return StreamingResponse(blocks(handoff), media_type="application/octet-stream", headers=headers)
 
 
 def export(
