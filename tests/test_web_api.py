@@ -249,6 +249,7 @@ def test_peer_text_comes_back_as_json_data(meshbridge_config, web_api, mesh_peer
         ("GET", "/no/such/path", 404, {}),
         ("DELETE", f"{API}/status", 405, {}),
         ("GET", f"{API}/messages?after=not-a-cursor", 400, {}),
+        ("GET", f"{API}/messages?stat=failed", 400, {}),  # a misspelt filter would list everything
         ("GET", f"{API}/messages?state=flying", 422, {}),  # the error lists the states
         ("GET", f"{API}/messages?direction=sideways", 422, {}),
         ("GET", f"{API}/messages?since=2024-01-01T00:00:00", 400, {}),  # no offset: ambiguous

@@ -22,7 +22,7 @@ from meshbridge.models import Direction
 # "positive data acceptance" cannot know which opaque values exist.
 EXCLUDED = [positive_data_acceptance]
 NOTHING_TO_BREAK = {"GET /healthz", "GET /metrics", "GET /api/v1/status"}  # no parameter, no body
-EXAMPLES = 15  # per operation and variant: about 20 s in all
+EXAMPLES = 25  # per operation and variant: about 10 s in all
 
 
 def test_no_request_gets_a_server_error(meshbridge_config: Any) -> None:

@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -20,7 +20,7 @@ from ..plugins import Plugins
 from . import errors
 from .access import Tokens
 from .bridges import BridgePool
-from .shapes import ERRORS
+from .shapes import ERRORS, known_query
 
 
 def create_app(config: Config, *, plugins: Plugins | None = None, stopping: threading.Event | None = None) -> FastAPI:
@@ -48,6 +48,7 @@ def create_app(config: Config, *, plugins: Plugins | None = None, stopping: thre
         openapi_url=None,  # served below, behind a token
         lifespan=lifespan,
         responses=ERRORS,
+        dependencies=[Depends(known_query)],
     )
     app.state.pool, app.state.tokens, app.state.config = pool, tokens, config
     errors.install(app)

@@ -4,7 +4,10 @@ models' own field lists (:data:`~meshbridge.models.JSON_FIELDS`), so they name w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from fastapi import Request
 
 from ..errors import InvalidRequest
 from ..models import JSON_FIELDS
@@ -56,3 +59,25 @@ def text(value: str | None, name: str) -> str | None:
     if value is not None and not is_text(value):
         raise InvalidRequest(f"{name}: not text (a NUL, or a byte that is not UTF-8)")
     return value
+
+
+async def known_query(request: Request) -> None:
+    """Refuse a query parameter the endpoint does not take (400): ``?stat=failed`` for
+    ``?state=failed`` would otherwise list every message."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = set(query_names(dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise InvalidRequest(f"unknown query parameter {unknown[0]!r} (this endpoint takes: {takes})")
+
+
+def query_names(dependant: Any) -> Iterator[str]:
+    """The query parameters an endpoint (a FastAPI dependant) and its dependencies take."""
+    for param in dependant.query_params:
+        yield param.alias
+    for sub in dependant.dependencies:
+        yield from query_names(sub)
