@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ imports them
+    from .actors import Actor
     from .bridge import Bridge, PollReport
     from .config import (
         Config,
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
 
 # Each public name and the module it comes from (keep in step with the imports above: a test checks).
 _HOMES = {
+    ".actors": ("Actor",),
     ".bridge": ("Bridge", "PollReport"),
     ".config": ("Config", "Mailbox", "Route", "Secret", "load"),
     ".contract": ("Destination", "DestinationKind"),
@@ -158,6 +160,7 @@ _HOME = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = [  # a literal, for type checkers (a test checks it names exactly the names above)
     "__version__",
     "AckMatch",
+    "Actor",
     "AckProtocol",
     "AckRefused",
     "ArchiveError",

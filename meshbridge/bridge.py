@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from . import certificates, collecting, delivering, following, pipeline, retries, sending, steps
 from .acks import Acknowledgements
+from .actors import Actor
 from .config import Config, Route, load
 from .dispatching import Dispatched, Dispatcher
 from .errors import (
@@ -224,8 +225,10 @@ class Bridge(Reading):
         workflow_id: str | None = None,
         payload_type: str | None = None,
         source_file: str | None = None,
+        by: Actor | None = None,
     ) -> Message:
         """Validate a payload, store it durably and send it. Returns the message as stored then.
+        ``by``: who asked (a person at the command line, an API token), named on its timeline.
 
         A payload that fails validation, or an empty one, is quarantined (state ``rejected``) and
         :class:`~meshbridge.PayloadRejected` raised. A name that is not UTF-8 is stored with each
@@ -268,6 +271,7 @@ class Bridge(Reading):
                     content_type=content_type,
                     claim=True,
                     source_file=source_file,
+                    by=by,
                 )
                 if opened.st_size == 0:
                     empty = ValidationResult("binary" if ptype == "auto" else ptype, (sending.EMPTY,))
@@ -366,13 +370,14 @@ class Bridge(Reading):
         return report
 
     @_then_dispatch
-    def retry(self, message_id: str) -> Message:
+    def retry(self, message_id: str, *, by: Actor | None = None) -> Message:
         """Send a ``failed`` outbound message again, or deliver an ``undelivered`` inbound one again
         (a fresh set of attempts; the inbound one is delivered by the next pass). Raises
-        :class:`~meshbridge.RetryRefused` when it cannot be retried, and what sending it now raises."""
+        :class:`~meshbridge.RetryRefused` when it cannot be retried, and what sending it now raises.
+        ``by``: who asked, named on its ``retry`` timeline entry."""
         message = self.store.get(message_id)
         problem = retries.refusal(message)
-        if problem is None and not retries.requeue(self.store, message):
+        if problem is None and not retries.requeue(self.store, message, by):
             problem = "its state changed meanwhile (another process retried it?)"
         if problem:
             raise RetryRefused(f"{message.id}: {problem}")
@@ -388,6 +393,7 @@ class Bridge(Reading):
         state: State | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        by: Actor | None = None,
     ) -> retries.Retries:
         """Retry the messages ``ids`` name, or else every retriable one in ``state`` (``failed``,
         ``undelivered``, or both when None) last changed within ``[since, until]``; outbound ones
@@ -396,26 +402,36 @@ class Bridge(Reading):
             raise InvalidRequest(f"only failed or undelivered messages can be retried, not {state!r} ones")
         done = retries.Retries()
         rows = retries.by_ids(self.store, ids, done) if ids else retries.matching(self.store, state, since, until)
-        return retries.retry(self.store, rows, self._transmit, done)
+        return retries.retry(self.store, rows, self._transmit, done, by)
 
     @_then_dispatch
-    def replay(self, message_id: str, *, force: bool = False) -> Message:
+    def replay(self, message_id: str, *, force: bool = False, by: Actor | None = None) -> Message:
         """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
-        one again against the current config (see :mod:`meshbridge.replay`)."""
+        one again against the current config (see :mod:`meshbridge.replay`); ``by``: who asked,
+        named on its ``replay`` timeline entry."""
         from .replay import replay
 
-        return self.show(replay(self, message_id, force=force).id)
+        return self.show(replay(self, message_id, force=force, by=by).id)
 
     @_then_dispatch
-    def ack(self, message_id: str, *, code: str | None = None, nack: bool = False, text: str | None = None) -> Message:
+    def ack(
+        self,
+        message_id: str,
+        *,
+        code: str | None = None,
+        nack: bool = False,
+        text: str | None = None,
+        by: Actor | None = None,
+    ) -> Message:
         """The end application's business response to an inbound ITK message; it goes back to the sender
         on the route's ack workflow.
 
         A positive ``code`` (default 30001, "patient known here"), or with ``nack=True`` a negative one
         (e.g. 30002); a code of the other kind, or not a business code, raises
-        :class:`~meshbridge.InvalidRequest` and nothing is sent.
+        :class:`~meshbridge.InvalidRequest` and nothing is sent. ``by``: who answered, named on the
+        timeline entry of the answer.
         """
-        return self.show(self.acks.business_ack(message_id, code, text, nack=nack).id)
+        return self.show(self.acks.business_ack(message_id, code, text, nack=nack, by=by).id)
 
     def response_to(self, message_id: str) -> Message | None:
         """The response we last stored to send to this inbound message (its ITK ack or nack), if any."""

@@ -141,6 +141,7 @@ class TimelineKind(StrEnum):
     PAYLOAD_REMOVED = "payload-removed"  # retention removed the payload
     ALERT_SENT = "alert-sent"  # a notifier ([alerts]) delivered a notification about this message
     ALERT_GIVEN_UP = "alert-given-up"  # a notifier's attempts at one are spent
+    DOWNLOADED = "downloaded"  # its payload was downloaded through the API (by whom: the detail)
 
 
 def moment(value: str | None) -> datetime | None:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .actors import Actor
 from .errors import InvalidRequest, Refused, StoreError
 from .kinds import BUS_OWED
-from .models import Direction, Message, MessageSummary, Page, State, stored
+from .models import Direction, Message, MessageSummary, Page, State, TimelineKind, stored
 from .store import Store, connect
 from .views import Filters, RouteCount, Status
 
@@ -115,19 +116,23 @@ class Reading:
             return str(exc)
         return None
 
-    def export(self, message_id: str, out: BinaryIO, *, check_first: bool = False) -> Exported:
+    def export(self, message_id: str, out: BinaryIO, *, check_first: bool = False, by: Actor | None = None) -> Exported:
         """Write a message's stored payload (by meshbridge id or MESH message id) to ``out``, block
         by block (one block in memory), checked against its sha256: a changed or missing payload
         raises :class:`~meshbridge.errors.StoreError` (after what was read was written; with
         ``check_first`` it is read whole and checked before the first byte is written, and again as
         it goes). A payload removed by retention is :class:`~meshbridge.errors.Refused`; an unknown
-        id :class:`~meshbridge.UnknownMessage`. ``out`` is neither flushed nor closed."""
+        id :class:`~meshbridge.UnknownMessage`. ``out`` is neither flushed nor closed. With ``by``
+        (who asked), a ``downloaded`` timeline entry names them before the first byte is written."""
         message = self.store.get(message_id)
         sha = message.payload_sha256
         if not sha:
             raise Refused(f"{message.id}: its payload was removed by retention")
         if check_first:
             self.store.payloads.verify(sha)
+        if by is not None:
+            detail = {"sha256": sha, "size": message.payload_size, **by.detail()}
+            self.store.event(message.id, TimelineKind.DOWNLOADED, detail)
         size = 0
         for block in self.store.payloads.blocks(sha):  # raises at the end if the sha256 does not match
             out.write(block)

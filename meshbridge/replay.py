@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import collecting, itk, pipeline
+from .actors import Actor, with_actor
 from .errors import ReplayRefused
 from .models import REDELIVERABLE, REROUTABLE, Direction, State, TimelineKind
 from .pipeline import PollReport
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .bridge import Bridge
 
 
-def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> StoredMessage:
+def replay(bridge: Bridge, message_id: str, *, force: bool = False, by: Actor | None = None) -> StoredMessage:
     """Replay one inbound message (see the module docstring); returns its row afterwards.
 
     A delivery that fails raises (``DeliveryError`` or ``StoreError``); a re-routed message that
@@ -49,8 +50,8 @@ def replay(bridge: Bridge, message_id: str, *, force: bool = False) -> StoredMes
         )
     bridge.store.payloads.verify(message.payload_sha256)  # a damaged payload: one line, nothing changed
     if message.state in REROUTABLE:
-        return reroute(bridge, message, respond=not nack)
-    return redeliver(bridge, message)
+        return reroute(bridge, message, respond=not nack, by=by)
+    return redeliver(bridge, message, by)
 
 
 def nacked(message: StoredMessage) -> str | None:
@@ -65,11 +66,11 @@ def nacked(message: StoredMessage) -> str | None:
     return None
 
 
-def redeliver(bridge: Bridge, message: StoredMessage) -> StoredMessage:
+def redeliver(bridge: Bridge, message: StoredMessage, by: Actor | None = None) -> StoredMessage:
     route = pipeline.inbound_route(bridge.config, message)
     if route is None or route.destination is None:
         raise ReplayRefused(f"{message.id}: no inbound route with a destination takes workflow {message.workflow_id}")
-    bridge.store.event(message.id, TimelineKind.REPLAY)
+    bridge.store.event(message.id, TimelineKind.REPLAY, with_actor(None, by))
     pipeline.deliver_inbound(
         bridge.store,
         bridge.plugins,
@@ -82,7 +83,7 @@ def redeliver(bridge: Bridge, message: StoredMessage) -> StoredMessage:
     return bridge.store.get(message.id)
 
 
-def reroute(bridge: Bridge, message: StoredMessage, *, respond: bool) -> StoredMessage:
+def reroute(bridge: Bridge, message: StoredMessage, *, respond: bool, by: Actor | None = None) -> StoredMessage:
     """Back to ``mesh-acked``, through the steps a collected message takes, and delivered if valid."""
     if any(f.code == "payload.undecodable" for f in message.findings):
         raise ReplayRefused(
@@ -96,7 +97,7 @@ def reroute(bridge: Bridge, message: StoredMessage, *, respond: bool) -> StoredM
             State.MESH_ACKED,
             from_states=(message.state,),
             kind=TimelineKind.REPLAY,
-            detail={"from": message.state, **({} if respond else {"forced": True, "response": "none"})},
+            detail=with_actor({"from": message.state, **({} if respond else {"forced": True, "response": "none"})}, by),
             route=None,
             findings=None,
             last_error=None,

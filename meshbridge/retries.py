@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .actors import Actor, with_actor
 from .errors import MeshAuthRefused, MeshbridgeError, MeshRejected, SendAbandoned, TransportError, UnknownMessage
 from .models import AGAIN, RETRIABLE, Direction, State, TimelineKind
 from .pipeline import PollReport
@@ -53,15 +54,16 @@ def refusal(message: StoredMessage) -> str | None:
     return None
 
 
-def requeue(store: Store, message: StoredMessage) -> bool:
-    """``failed`` -> ``accepted`` or ``undelivered`` -> ``valid``, with a fresh set of attempts.
-    False when another process changed it first."""
+def requeue(store: Store, message: StoredMessage, by: Actor | None = None) -> bool:
+    """``failed`` -> ``accepted`` or ``undelivered`` -> ``valid``, with a fresh set of attempts
+    (its ``retry`` entry names ``by``, who asked). False when another process changed it first."""
     direction = message.direction
     return store.transition(
         message.id,
         AGAIN[direction],
         from_states=(RETRIABLE[direction],),
         kind=TimelineKind.RETRY,
+        detail=with_actor(None, by),
         attempts=0,
         next_attempt_at=None,
     )
@@ -99,13 +101,19 @@ def by_ids(store: Store, ids: Iterable[str], done: Retries) -> list[StoredMessag
     return rows
 
 
-def retry(store: Store, rows: list[StoredMessage], send: Callable[[StoredMessage], object], done: Retries) -> Retries:
-    """Queue each retriable message; send the outbound ones now with ``send`` (one refused login
-    or unreachable MESH and that mailbox's others wait for the next pass, queued)."""
+def retry(
+    store: Store,
+    rows: list[StoredMessage],
+    send: Callable[[StoredMessage], object],
+    done: Retries,
+    by: Actor | None = None,
+) -> Retries:
+    """Queue each retriable message (asked for ``by``); send the outbound ones now with ``send``
+    (one refused login or unreachable MESH and that mailbox's others wait for the next pass, queued)."""
     report = done.report
     for row in rows:
         problem = refusal(row)
-        if problem is None and not requeue(store, row):
+        if problem is None and not requeue(store, row, by):
             problem = "its state changed meanwhile (another process retried it?)"
         if problem:
             done.messages.append(Retried(row.id, problem=problem))

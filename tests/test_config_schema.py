@@ -50,7 +50,7 @@ def test_config_schema_prints_the_shipped_schema() -> None:
     assert schema_text() == SHIPPED.read_text(), "meshbridge/schemas/config.schema.json is stale: regenerate it"
     schema = json.loads(done.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert set(schema["properties"]) == {"store", "mesh", "mailboxes", "routes", "service", "alerts", "plugins"}
+    assert set(schema["properties"]) == {"store", "mesh", "mailboxes", "routes", "service", "alerts", "web", "plugins"}
     assert schema["required"] == ["store", "mesh"] and schema["additionalProperties"] is False
     mesh = schema["$defs"]["MeshConfig"]["properties"]
     assert mesh["chunk_size"]["default"] == 100_000_000 and "description" in mesh["chunk_size"]

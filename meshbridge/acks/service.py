@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import itk, pipeline
+from ..actors import Actor, with_actor
 from ..config import Config, Route
 from ..errors import AckRefused, InvalidRequest, TransportError
 from ..events import EventKind, Notification
@@ -262,7 +263,9 @@ class Acknowledgements:
 
     # -- the end application's business ack -------------------------------------------------
 
-    def business_ack(self, message_id: str, code: str | None, text: str | None, *, nack: bool = False) -> StoredMessage:
+    def business_ack(
+        self, message_id: str, code: str | None, text: str | None, *, nack: bool = False, by: Actor | None = None
+    ) -> StoredMessage:
         rc = business_code(code, nack=nack)
         code = rc.code
         if text is not None and (bad := not_xml(text)):
@@ -304,7 +307,7 @@ class Acknowledgements:
             State.BUS_ACKED if positive else State.BUS_NACKED,
             from_states=(State.VALID, State.DELIVERED),
             bus_ack_code=code,
-            detail={"code": code, "display": rc.display, "text": text},
+            detail=with_actor({"code": code, "display": rc.display, "text": text}, by),
         )
         return self.store.get(message.id)
 

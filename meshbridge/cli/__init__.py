@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from . import configcmd, payload, reading, running, sandbox, sending, storecmd
+from . import configcmd, payload, reading, running, sandbox, sending, serving, storecmd
 from .output import echo, fail, literal
 
 __all__ = ["echo", "fail", "literal", "main"]
@@ -55,7 +55,7 @@ def main(ctx: click.Context, config: Path | None, log_format: str, log_level: st
     ctx.obj = {"config": config}
 
 
-for _module in (sending, reading, payload, running, sandbox, configcmd, storecmd):
+for _module in (sending, reading, payload, running, sandbox, serving, configcmd, storecmd):
     _commands = [c for c in vars(_module).values() if isinstance(c, click.Command)]
     _nested = [sub for c in _commands if isinstance(c, click.Group) for sub in c.commands.values()]
     for _command in _commands:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from ..models import Event, Message
 
+ACTOR_KEYS = ("by", "via")  # who asked for an action (meshbridge.actors): the timeline's "by" column
 SHOWN_FIELDS = (("file", "filename"), ("subject", "subject"), ("local id", "local_id"), ("last error", "last_error"))
 PIPED_WIDTH = 10_000  # a table piped to a file or grep is never wrapped: each row stays one line
 
@@ -87,11 +88,17 @@ def print_timeline(message: Message, utc: bool = False) -> None:
 
     def detail(event: Event) -> str:
         return ", ".join(
-            f"{k}={shown(v, utc) if k.endswith('_at') and isinstance(v, str) else v}" for k, v in event.detail.items()
+            f"{k}={shown(v, utc) if k.endswith('_at') and isinstance(v, str) else v}"
+            for k, v in event.detail.items()
+            if k not in ACTOR_KEYS
         )
 
-    rows = ((shown(e.at, utc, "milliseconds"), e.kind, e.state, detail(e)) for e in message.events)
-    console().print(table("at", "event", "state", "detail", rows=rows, title=title, title_justify="left"))
+    def by(event: Event) -> str:
+        name, via = event.detail.get("by"), event.detail.get("via")
+        return "" if name is None else f"{name} ({via})" if via else str(name)
+
+    rows = ((shown(e.at, utc, "milliseconds"), e.kind, e.state, by(e), detail(e)) for e in message.events)
+    console().print(table("at", "event", "state", "by", "detail", rows=rows, title=title, title_justify="left"))
 
 
 def format_finding(finding: Any) -> str:

@@ -71,16 +71,23 @@ def poll(ctx: click.Context, mailbox: str | None, as_json: bool) -> None:
 @click.option("--once", is_flag=True, help="Run every job once and exit (for cron).")
 @click.pass_context
 def run(ctx: click.Context, once: bool) -> None:
-    """The service: scheduled polling, sending, tracking and deadline sweeps, until SIGTERM.
+    """The service: scheduled polling, sending, tracking and deadline sweeps, and the local API
+    when [web] is configured (docs/api.md), until SIGTERM.
 
     ``--once`` exits 3 when MESH could not be reached for a mailbox, 4 when it refused a
     mailbox's login (every job still ran)."""
     from ..service import Service
+    from .serving import serve_beside
 
     with bridge_for(ctx, secrets=True) as bridge:
         service = Service(bridge)
         if not once:
-            service.run()
+            server = serve_beside(bridge)  # the API too, when [web] is configured
+            try:
+                service.run()  # until SIGTERM or SIGINT set bridge.stopping, which stops the API too
+            finally:
+                if server is not None:
+                    server.stop()
             return
         troubles = service.run_once()
     code = mesh_exit(troubles.unreachable, troubles.login_refused)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..actors import os_user
 from ..errors import MeshAuthRefused, MeshRejected, PayloadRejected, SendAbandoned, TransportError
 from ..models import RETRIABLE
 from .exits import EXIT_LOGIN_REFUSED, EXIT_UNREACHABLE, fail_for, mesh_exit
@@ -53,7 +54,13 @@ def send(
         try:
             with transfer_bar(bridge), steps.told_by_caller():
                 message = bridge.send(
-                    path, route=route, sender=sender, to=to, workflow_id=workflow, payload_type=payload_type
+                    path,
+                    route=route,
+                    sender=sender,
+                    to=to,
+                    workflow_id=workflow,
+                    payload_type=payload_type,
+                    by=os_user(),
                 )
         except PayloadRejected as exc:
             stored(exc.message_id)
@@ -106,7 +113,9 @@ def retry(
     from .. import steps
 
     with bridge_for(ctx, secrets=True) as bridge, steps.told_by_caller():  # each outcome is its line below
-        done = bridge.retry_many(message_ids, state=State(state) if state else None, since=since, until=until)
+        done = bridge.retry_many(
+            message_ids, state=State(state) if state else None, since=since, until=until, by=os_user()
+        )
     if not done.messages:
         what = f"{state} message" if state else "failed outbound or undelivered inbound message"
         for word, moment in (("since", since), ("until", until)):
@@ -145,7 +154,7 @@ def replay(ctx: click.Context, message_id: str, force: bool) -> None:
 
     with bridge_for(ctx, secrets=True) as bridge:
         before = bridge.show(message_id)
-        message = bridge.replay(message_id, force=force)
+        message = bridge.replay(message_id, force=force, by=os_user())
     state, ident = message.state, message.id
     was = f"{ident}: {before.state} before, now"
     if before.state not in REROUTABLE:
@@ -187,7 +196,9 @@ def ack(ctx: click.Context, message_id: str, ok: bool, nack: str | None, code: s
     if nack is not None and code is not None:
         fail("--code goes with --ok; a nack's code is given to --nack", 2)
     with bridge_for(ctx, secrets=True) as bridge:
-        message = bridge.ack(message_id, code=nack if nack is not None else code, nack=nack is not None, text=text)
+        message = bridge.ack(
+            message_id, code=nack if nack is not None else code, nack=nack is not None, text=text, by=os_user()
+        )
         said = f"{message.id}: {message.state} ({message.bus_ack_code})"
         response = bridge.response_to(message.id)
         if response is None or response.state not in (State.ACCEPTED, State.SENDING, State.FAILED):

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .loading import Config, default_path, load, parse, schema, schema_text
     from .route import Route
     from .tables import ItkOptions, Mailbox, MeshConfig, ServiceConfig, Source, StoreConfig
+    from .web import Token, WebConfig
 
 _LAZY = {
     "Config": "loading",
@@ -55,6 +56,8 @@ _LAZY = {
     "ServiceConfig": "tables",
     "Source": "tables",
     "StoreConfig": "tables",
+    "Token": "web",
+    "WebConfig": "web",
 }
 
 
@@ -89,6 +92,8 @@ __all__ = [
     "ServiceConfig",
     "Source",
     "StoreConfig",
+    "Token",
+    "WebConfig",
     "default_path",
     "load",
     "parse",

@@ -12,6 +12,7 @@ from .route import Route
 from .tables import Mailbox, MeshConfig, ServiceConfig, StoreConfig
 from .types import Table, problem
 from .values import MESH_MIN_POLL
+from .web import WebConfig
 
 
 class ConfigFile(Table):
@@ -26,6 +27,8 @@ class ConfigFile(Table):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     """``[alerts]``: notifiers (webhooks, email) fed from the store's outbox (docs/alerts.md)."""
+    web: WebConfig | None = None
+    """``[web]``: the local HTTP API (absent: ``meshbridge run`` serves none)."""
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """``[plugins.NAME]``: each plugin's own settings, checked by the plugin's options model."""
 

@@ -20,6 +20,7 @@ from .document import ConfigFile
 from .errors import config_error
 from .route import Route
 from .tables import Mailbox, MeshConfig, ServiceConfig, StoreConfig
+from .web import WebConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Config:
     service: ServiceConfig
     plugin_tables: dict[str, dict[str, Any]]
     model: ConfigFile = field(repr=False)
+    web: WebConfig | None = None
 
     def route(self, name: str) -> Route:
         for route in self.routes:
@@ -128,6 +130,7 @@ def parse(raw: dict[str, Any], file: Path) -> Config:
         service=model.service,
         plugin_tables=model.plugins,
         model=model,
+        web=model.web,
     )
 
 

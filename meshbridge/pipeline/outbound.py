@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, TypedDict
 
 from .. import clock
+from ..actors import Actor, with_actor
 from ..errors import ClaimLost, MeshAuthRefused, MeshRejected, SendAbandoned, StoreError, TransportError
 from ..events import EventKind, Notification
 from ..faults import checkpoint
@@ -33,6 +34,7 @@ class NewMessage(TypedDict):
     content_type: str | None
     claim: bool
     source_file: str | None
+    by: Actor | None  # who asked (their name on the first timeline entry)
 
 
 # (IN_FLIGHT, the outbound states MESH tracking or a REPORT may still move on: meshbridge.models)
@@ -54,8 +56,10 @@ def accept(
     extra: dict[str, Any] | None = None,
     claim: bool = False,
     source_file: str | None = None,
+    by: Actor | None = None,
 ) -> StoredMessage:
-    """Make an outbound message durable: payload file first, then the row.
+    """Make an outbound message durable: payload file first, then the row (its first timeline
+    entry names ``by``, who asked, if given).
 
     State ``accepted``, or ``sending`` when ``claim`` (the caller sends it at once: one
     transaction less), or ``rejected`` (quarantined: bytes and findings kept, never sent; its
@@ -68,6 +72,7 @@ def accept(
         findings = [f.as_dict() for f in rejected.findings]
         detail["findings"] = findings
         alert = Notification(EventKind.REJECTED, None, rejection(filename, rejected), {"findings": findings})
+    detail = with_actor(detail, by) or detail
     state = State.REJECTED if rejected is not None else State.SENDING if claim else State.ACCEPTED
     if state == State.SENDING:
         extra = {**(extra or {}), **new_lease()}

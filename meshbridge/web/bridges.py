@@ -1,0 +1,109 @@
+"""Bridges for the API's requests: a store connection is never shared between threads.
+
+FastAPI runs each plain ``def`` endpoint in a worker thread of its pool. A request borrows a
+:class:`~meshbridge.Bridge` from :class:`BridgePool` for its whole length and gives it back: at
+most ``size`` bridges (store connections) are open, each used by one thread at a time; a request
+that finds them all lent waits for one. :meth:`BridgePool.close` closes them all (at shutdown).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..bridge import Bridge
+from ..config import Config
+from ..plugins import Plugins
+
+POOL_SIZE = 4  # store connections the API holds at most
+
+
+class _PoolClosed(Exception):
+    """The pool was closed (the server is stopping): no bridge to lend."""
+
+
+class BridgePool:
+    """Up to ``size`` bridges on one config, sharing its plugins and stop event, lent one at a time."""
+
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins | None = None,
+        *,
+        size: int = POOL_SIZE,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.config, self.size = config, size
+        self.plugins = plugins or Plugins()
+        self.stopping = stopping or threading.Event()
+        self._idle: list[Bridge] = []
+        self._open = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def first(self) -> None:
+        """Open one bridge now, so a config or store problem shows at startup, not at the first request."""
+        with self.bridge():
+            pass
+
+    @contextmanager
+    def bridge(self) -> Iterator[Bridge]:
+        """A bridge of this pool's own for the block (waits while all are lent)."""
+        bridge = self._take()
+        try:
+            yield bridge
+        finally:
+            self._give_back(bridge)
+
+    def _take(self) -> Bridge:
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise _PoolClosed("the API is stopping")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self.size:
+                    self._open += 1
+                    break
+                self._changed.wait()
+        try:
+            bridge = Bridge(self.config, self.plugins)
+        except BaseException:
+            with self._changed:
+                self._open -= 1
+                self._changed.notify()
+            raise
+        bridge.stopping = self.stopping
+        return bridge
+
+    def _give_back(self, bridge: Bridge) -> None:
+        with self._changed:
+            if not self._closed:
+                self._idle.append(bridge)
+                self._changed.notify()
+                return
+            self._open -= 1
+        bridge.close()  # lent when the pool closed: closed as it comes back
+
+    def close(self) -> None:
+        """Close every idle bridge now, and each lent one as it comes back."""
+        with self._changed:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._changed.notify_all()
+        for bridge in idle:
+            bridge.close()
+
+
+async def pool_of(request: Request) -> BridgePool:
+    """The application's pool (a dependency: ``pool: Pooled``)."""
+    pool: BridgePool = request.app.state.pool
+    return pool
+
+
+Pooled = Annotated[BridgePool, Depends(pool_of)]
