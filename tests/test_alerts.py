@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,4 +329,47 @@ def test_killed_between_queueing_and_sending_and_between_sending_and_recording_e
     assert len(keys) == 2
     for got in (receiver.keys(), mailroom.ids()):
         assert set(got) == keys  # each receiver has each key
+    assert len(receiver.got) + len(mailroom.mails) == 5  # one repeat, with the same key
+
+
+def run_until(config: Path, done: Callable[[], bool], crash_at: str | None = None, within: float = 60) -> int:
+    """``meshbridge run`` until ``done()`` (then SIGTERM) or until it dies: its exit status."""
+    env = {k: v for k, v in os.environ.items() if k != "MESHBRIDGE_CRASH_AT"}
+    if crash_at:
+        env["MESHBRIDGE_CRASH_AT"] = crash_at
+    command = [sys.executable, "-m", "meshbridge", "--config", str(config), "run"]
+    service = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + within
+    while service.poll() is None and not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if service.poll() is None:
+        service.send_signal(signal.SIGTERM)
+    _, errors = service.communicate(timeout=60)
+    assert "Traceback" not in errors, errors
+    return service.returncode
+
+
+@pytest.mark.usefixtures("secrets_in_env")
+def test_the_service_killed_between_queueing_and_sending_and_between_sending_and_recording_loses_no_key(
+    meshbridge_config: Any, mesh_peer: Any, receiver: Receiver, mailroom: Mailroom
+) -> None:
+    """The same as above with ``meshbridge run``: its alerts worker, not a command's last step."""
+    path = meshbridge_config(alerts_table(receiver, mailroom, "interval = 0.2"))
+    unrouted_from_peer(mesh_peer, b"first")
+    assert run_until(path, lambda: False, crash_at="alert:queued") == -signal.SIGKILL
+    assert receiver.got == [] and mailroom.mails == []
+    assert run_until(path, lambda: len(receiver.got) == 1 and len(mailroom.mails) == 1) == 0
+
+    unrouted_from_peer(mesh_peer, b"second")
+    assert run_until(path, lambda: False, crash_at="alert:sent") == -signal.SIGKILL
+    assert len(receiver.got) + len(mailroom.mails) == 3  # one notifier has the second, unrecorded
+    time.sleep(3.2)  # the dead process's claim lapses (3 x [alerts] timeout)
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        assert run_until(path, lambda: bridge.store.outbox.pending() == 0) == 0  # each send done and recorded
+        keys = {e["alert"] for m in bridge.messages(direction="in") for e in alert_events(bridge, m.id)}
+        assert bridge.store.outbox.pending() == 0
+    assert len(keys) == 2
+    for got in (receiver.keys(), mailroom.ids()):
+        assert set(got) == keys
     assert len(receiver.got) + len(mailroom.mails) == 5  # one repeat, with the same key
