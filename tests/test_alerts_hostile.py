@@ -1,0 +1,145 @@
+"""Alerts against hostile or broken receivers: real local sockets that trickle, flood or never
+answer. Each notifier has one total deadline (``[alerts] timeout``) and never reads more of an
+answer than it needs; a notifier that fails delays only its own sends.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from meshbridge import EventKind, Notification
+from meshbridge.alerts import AlertFailed, EmailNotifier, WebhookNotifier
+from meshbridge.config.alerts import Email, Webhook
+
+SLOW = 40  # lines or bytes a trickling peer sends, one each 0.25 s: 10 s unless cut off
+
+
+@dataclass
+class Peer:
+    """A raw TCP server running ``behave(connection, self)`` for each connection it accepts."""
+
+    port: int = 0
+    accepted: int = 0
+    finished: int = 0  # connections whose whole answer went out (the client read all of it)
+    sent: int = 0  # bytes sent, all connections
+    ended: threading.Event = field(default_factory=threading.Event)  # a connection's handling ended
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Callable[[socket.socket, Peer], None]], Peer]]:
+    servers: list[tuple[socket.socket, Peer]] = []
+
+    def start(behave: Callable[[socket.socket, Peer], None]) -> Peer:
+        record = Peer()
+        server = socket.create_server(("127.0.0.1", 0))
+        record.port = server.getsockname()[1]
+
+        def serve(conn: socket.socket) -> None:
+            with conn:
+                try:
+                    behave(conn, record)
+                    record.finished += 1
+                except OSError:
+                    pass
+                finally:
+                    record.ended.set()
+
+        def accept() -> None:
+            while not record.stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                record.accepted += 1
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        servers.append((server, record))
+        return record
+
+    yield start
+    for server, record in servers:
+        record.stop.set()
+        server.close()
+
+
+def request_read(conn: socket.socket) -> None:
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            raise OSError("closed")
+        data += more
+
+
+def trickled_headers(conn: socket.socket, record: Peer) -> None:
+    request_read(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(SLOW):
+        if record.stop.wait(0.25):
+            raise OSError("stopped")
+        conn.sendall(b"X-Slow: 1\r\n")
+    conn.sendall(b"Content-Length: 0\r\n\r\n")
+
+
+def flooded_body(conn: socket.socket, record: Peer) -> None:
+    request_read(conn)
+    size = 200 * 2**20
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+    block = b"x" * 2**16
+    for _ in range(size // len(block)):
+        conn.sendall(block)
+        record.sent += len(block)
+
+
+def silent(conn: socket.socket, record: Peer) -> None:
+    request_read(conn)
+    record.stop.wait(30)  # never answers
+    raise OSError("stopped")
+
+
+def webhook(port: int, timeout: float = 0.5) -> WebhookNotifier:
+    return WebhookNotifier(Webhook(name="hook", url=f"http://127.0.0.1:{port}/hook/s3cret"), timeout)
+
+
+def orphan(summary: str = "an orphan") -> Notification:
+    return Notification(EventKind.ORPHAN, None, summary, {"reason": "test"})
+
+
+def test_a_webhook_receiver_trickling_its_answer_is_cut_off_at_the_deadline(peer: Any) -> None:
+    slow = peer(trickled_headers)
+    webhook(slow.port).send(orphan())  # the status line came (200): delivered, the rest not waited for
+    assert slow.finished == 0  # cut off at the deadline (0.5 s), not held for the 10 s it trickles
+
+
+def test_a_webhook_receiver_flooding_its_answer_is_not_read(peer: Any) -> None:
+    flood = peer(flooded_body)
+    assert webhook(flood.port).send(orphan()) == {"status": 200}
+    assert flood.ended.wait(30)  # the connection closed: the server's sending failed (or it all went)
+    assert flood.finished == 0 and flood.sent < 100 * 2**20  # the body was never read into memory
+
+
+def trickled_greeting(conn: socket.socket, record: Peer) -> None:
+    for _ in range(SLOW):  # a greeting of many continuation lines, each well within a per-read timeout
+        if record.stop.wait(0.25):
+            raise OSError("stopped")
+        conn.sendall(b"220-hello\r\n")
+    conn.sendall(b"220 ready\r\n")
+    conn.recv(1024)
+    conn.sendall(b"250 hello\r\n")  # no STARTTLS offered
+
+
+def test_an_smtp_server_trickling_its_replies_is_cut_off_at_the_deadline(peer: Any) -> None:
+    slow = peer(trickled_greeting)
+    config = Email.model_validate({"name": "m", "host": "127.0.0.1", "port": slow.port, "from": "a@b", "to": ["c@d"]})
+    with pytest.raises(AlertFailed, match=r"no answer within 0\.5 s"):
+        EmailNotifier(config, 0.5).send(orphan())
+    assert slow.finished == 0
