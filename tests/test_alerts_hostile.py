@@ -9,11 +9,12 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from meshbridge import EventKind, Notification
+from meshbridge import Bridge, EventKind, Notification, load
 from meshbridge.alerts import AlertFailed, EmailNotifier, WebhookNotifier
 from meshbridge.config.alerts import Email, Webhook
 
@@ -143,3 +144,30 @@ def test_an_smtp_server_trickling_its_replies_is_cut_off_at_the_deadline(peer: A
     with pytest.raises(AlertFailed, match=r"no answer within 0\.5 s"):
         EmailNotifier(config, 0.5).send(orphan())
     assert slow.finished == 0
+
+
+def test_a_webhook_that_never_answers_is_tried_once_a_pass_and_the_others_go_on(
+    meshbridge_config: Any, peer: Any, tmp_path: Path
+) -> None:
+    dead, good = peer(silent), peer(lambda c, r: (request_read(c), c.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")))
+    path = meshbridge_config(f"""
+[alerts]
+timeout = "0.5s"
+backoff = "0s"
+
+[[alerts.webhooks]]
+name = "dead"
+url = "http://127.0.0.1:{dead.port}/hook"
+
+[[alerts.webhooks]]
+name = "good"
+url = "http://127.0.0.1:{good.port}/hook"
+""")
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        for i in range(6):  # a hostile peer's orphans, say
+            bridge.notify(EventKind.ORPHAN, None, f"orphan {i}")
+        done = bridge.dispatch()
+    assert len([t for _, t in done.sent if t == "webhook:good"]) == 6
+    assert dead.accepted == 1  # not six deadlines in a row: the rest of its sends wait for the next pass
+    assert len(done.retried) == 1
