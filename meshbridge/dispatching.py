@@ -5,9 +5,9 @@ A pass routes what was queued since the last (the plugins' ``meshbridge_on_event
 are due, one at a time, each claimed for a lease: delivered (``alert-sent`` on the message's
 timeline), or due again after a backoff that doubles, or once ``[alerts] attempts`` are spent given
 up (``alert-given-up``). A notifier that fails delays only its own sends: the rest of them wait
-for the next pass (one that never answers costs a pass one ``[alerts] timeout``, not one per send). A process killed between
-a delivery and its record leaves the send due again when the lease ends: the receiver then sees the
-same idempotency key (the notification's id) twice, never a new one.
+for the next pass (one that never answers costs a pass one ``[alerts] timeout``, not one per send).
+A process killed between a delivery and its record leaves the send due again when the lease ends:
+the receiver then sees the same idempotency key (the notification's id) twice, never a new one.
 
 Plugins are told once per notification (``plugins`` target): a plugin that raises is logged and
 ignored, as ``meshbridge_on_event`` documents, never retried.
