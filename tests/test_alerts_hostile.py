@@ -5,7 +5,10 @@ answer than it needs; a notifier that fails delays only its own sends.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,3 +174,27 @@ url = "http://127.0.0.1:{good.port}/hook"
     assert len([t for _, t in done.sent if t == "webhook:good"]) == 6
     assert dead.accepted == 1  # not six deadlines in a row: the rest of its sends wait for the next pass
     assert len(done.retried) == 1
+
+
+def test_a_webhook_url_holding_its_token_is_not_in_the_debug_log(meshbridge_config: Any, peer: Any) -> None:
+    hook = peer(lambda c, r: (request_read(c), c.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")))
+    token = "T0K3N-only-in-the-path"
+    path = meshbridge_config("""
+[[alerts.webhooks]]
+name = "slack"
+url = { env = "TEST_HOOK_URL" }
+""")
+    env = {**os.environ, "TEST_HOOK_URL": f"http://127.0.0.1:{hook.port}/services/T0/B0/{token}?x={token}2"}
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        bridge.notify(EventKind.ORPHAN, None, "an orphan")
+    run = subprocess.run(
+        [sys.executable, "-m", "meshbridge", "--config", str(path), "--log-level", "debug", "poll"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert hook.accepted == 1 and "HTTP/1.1" in run.stderr  # urllib3 logged the request line
+    assert token not in run.stderr
