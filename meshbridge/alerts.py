@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
+import requests
+
 from ._version import __version__
+from .destinations import Deadline, post_within
 from .errors import MeshbridgeError
 from .events import Notification
 
@@ -68,8 +72,6 @@ class WebhookNotifier:
         self.target = f"webhook:{config.name}"
 
     def send(self, notification: Notification) -> dict[str, Any]:
-        import requests
-
         headers = {name: secret.reveal() for name, secret in self.config.headers.items()}
         headers |= {
             "Content-Type": "application/json",
@@ -77,13 +79,11 @@ class WebhookNotifier:
             "Idempotency-Key": notification.id,
         }
         data = json.dumps(body(notification), sort_keys=True, default=str).encode()
-        try:
-            answer = requests.post(
-                self.config.url.reveal(), data=data, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
+        try:  # one total deadline, the answer's body never read (a receiver may trickle or flood it)
+            answer = post_within(self.config.url.reveal(), data, headers, self.timeout)
         except requests.Timeout:
             raise AlertFailed(f"no answer within {self.timeout:g} s") from None
-        except requests.RequestException as exc:  # its text names the URL: the type only
+        except (requests.RequestException, ValueError) as exc:  # its text names the URL: the type only
             raise AlertFailed(f"not reached ({type(exc).__name__})") from None
         if not 200 <= answer.status_code < 300:
             raise AlertFailed(f"answered HTTP {answer.status_code}")
@@ -114,8 +114,9 @@ class EmailNotifier:
     def send(self, notification: Notification) -> dict[str, Any]:
         config = self.config
         secrets = [s.reveal() for s in (config.username, config.password) if s is not None]
+        deadline = Deadline(self.timeout)  # the whole exchange: a server trickling replies cannot hold it
         try:
-            with smtplib.SMTP(config.host, config.port, timeout=self.timeout) as smtp:
+            with deadline, _WatchedSMTP(config.host, config.port, timeout=self.timeout) as smtp:
                 if config.starttls:
                     context = ssl.create_default_context(cafile=str(config.ca_bundle) if config.ca_bundle else None)
                     smtp.starttls(context=context)
@@ -125,10 +126,21 @@ class EmailNotifier:
         except smtplib.SMTPNotSupportedError:
             raise AlertFailed(f"{config.host}:{config.port} does not offer STARTTLS") from None
         except (smtplib.SMTPException, OSError) as exc:
+            if deadline.expired:
+                raise AlertFailed(f"{config.host}:{config.port}: no answer within {self.timeout:g} s") from None
             raise AlertFailed(_scrubbed(f"{config.host}:{config.port}: {type(exc).__name__}: {exc}", secrets)) from None
         if refused:
             return {"refused": sorted(refused)}
         return {"to": len(config.to)}
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """An SMTP client whose connection is put under the current :class:`~.destinations.Deadline`."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        Deadline.watch(sock)
+        return sock
 
 
 def _scrubbed(text: str, secrets: list[str]) -> str:

@@ -199,32 +199,50 @@ def to_http(
     headers = {"Content-Type": content_type, "X-Meshbridge-Name": name}
     headers.update({header: value.reveal() for header, value in options.headers.items()})
     auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
-    with _PostOnlySession() as session, _Deadline(timeout) as deadline:
-        adapter = _DeadlineAdapter()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        try:
-            response = session.post(
-                url,
-                data=iter(blocks),
-                headers=headers,
-                auth=auth,
-                timeout=timeout,  # each step; the deadline bounds them all together
-                allow_redirects=False,
-                stream=True,  # the answer's body is never read: a status line and headers are enough
-            )
-            response.close()
-        except (requests.RequestException, ValueError) as exc:
-            if deadline.expired:
-                raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
-            reason = _scrub(transport_reason(exc), options).replace(url, shown)
-            raise DeliveryError(f"POST {shown} failed: {_without_query(reason, url)}") from None
+    try:
+        response = post_within(url, iter(blocks), headers, timeout, auth)
+    except DeadlinePassed:
+        raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
+    except (requests.RequestException, ValueError) as exc:
+        reason = _scrub(transport_reason(exc), options).replace(url, shown)
+        raise DeliveryError(f"POST {shown} failed: {_without_query(reason, url)}") from None
     if 300 <= response.status_code < 400:
         where = _scrub(_redirect_target(url, response.headers.get("Location")), options)  # it may echo a secret
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}, a redirect to {where} (not followed)")
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"POST {shown} answered HTTP {response.status_code}")
     return shown
+
+
+class DeadlinePassed(requests.Timeout):
+    """:func:`post_within`'s total deadline was up before the answer's status and headers came."""
+
+
+def post_within(url: str, data: Any, headers: dict[str, str], timeout: float, auth: Any = None) -> requests.Response:
+    """POST ``data`` and return the answer with its body unread (closed: only its status and
+    headers), within one total deadline of ``timeout`` seconds (:class:`DeadlinePassed`; an
+    endpoint that trickles bytes cannot hold it longer). No redirect is followed, nor even
+    looked for, and without ``auth`` no credentials are sent (none from ``~/.netrc``)."""
+    with _PostOnlySession() as session, Deadline(timeout) as deadline:
+        adapter = _DeadlineAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            response = session.post(
+                url,
+                data=data,
+                headers=headers,
+                auth=auth or _NO_AUTH,
+                timeout=timeout,  # each step; the deadline bounds them all together
+                allow_redirects=False,
+                stream=True,  # the answer's body is never read: a status line and headers are enough
+            )
+            response.close()
+        except (requests.RequestException, ValueError):
+            if deadline.expired:
+                raise DeadlinePassed(f"no answer within {timeout:g}s") from None
+            raise
+    return response
 
 
 class _PostOnlySession(requests.Session):
@@ -329,12 +347,12 @@ class _NoAuth(requests.auth.AuthBase):
 _NO_AUTH = _NoAuth()
 
 
-class _Deadline:
+class Deadline:
     """The total time one delivery may take. When it is up, every socket the delivery opened is
     shut down, so whatever send or read is blocked on it fails at once (a per-read timeout would
     let an endpoint that trickles a byte at a time hold the delivery for ever)."""
 
-    _current: ContextVar[_Deadline | None] = ContextVar("meshbridge_delivery_deadline", default=None)
+    _current: ContextVar[Deadline | None] = ContextVar("meshbridge_delivery_deadline", default=None)
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
@@ -343,7 +361,7 @@ class _Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> _Deadline:
+    def __enter__(self) -> Deadline:
         self._token = self._current.set(self)
         self._timer.start()
         return self
@@ -385,14 +403,14 @@ def _shut(sock: socket.socket) -> None:
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _Deadline.watch(sock)
+        Deadline.watch(sock)
         return sock
 
 
 class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _Deadline.watch(sock)
+        Deadline.watch(sock)
         return sock
 
 
@@ -405,7 +423,7 @@ class _WatchedTlsPool(urllib3.HTTPSConnectionPool):
 
 
 class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter whose connections are put under the current :class:`_Deadline`."""
+    """requests' adapter whose connections are put under the current :class:`Deadline`."""
 
     _pools: ClassVar[dict[str, type]] = {"http": _WatchedPool, "https": _WatchedTlsPool}
 

@@ -4,9 +4,10 @@ A pass routes what was queued since the last (the plugins' ``meshbridge_on_event
 ``[alerts]`` notifier whose ``kinds`` take it: :mod:`meshbridge.alerts`), then takes the sends that
 are due, one at a time, each claimed for a lease: delivered (``alert-sent`` on the message's
 timeline), or due again after a backoff that doubles, or once ``[alerts] attempts`` are spent given
-up (``alert-given-up``). A notifier that fails delays only its own sends. A process killed between
-a delivery and its record leaves the send due again when the lease ends: the receiver then sees the
-same idempotency key (the notification's id) twice, never a new one.
+up (``alert-given-up``). A notifier that fails delays only its own sends: the rest of them wait
+for the next pass (one that never answers costs a pass one ``[alerts] timeout``, not one per send).
+A process killed between a delivery and its record leaves the send due again when the lease ends:
+the receiver then sees the same idempotency key (the notification's id) twice, never a new one.
 
 Plugins are told once per notification (``plugins`` target): a plugin that raises is logged and
 ignored, as ``meshbridge_on_event`` documents, never retried.
@@ -65,7 +66,8 @@ class Dispatcher:
         for _ in range(MOST):
             if stopping is not None and stopping.is_set():
                 break
-            claimed = outbox.claim(self.lease, limit=1, due_by=started)
+            failing = sorted({target for _, target in done.retried + done.given_up})
+            claimed = outbox.claim(self.lease, limit=1, due_by=started, skip=failing)
             if not claimed:
                 break
             self._send(claimed[0], done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +73,23 @@ class Config:
             secret.reveal()
 
     def revealed(self) -> list[str]:
-        """The values of the secrets resolved so far (what log redaction must hide)."""
-        return [s.reveal() for s in self.secrets() if s.resolved]
+        """The values of the secrets resolved so far (what log redaction must hide); of a URL, also
+        its path and query, which an HTTP library's debug line prints without the rest (a Slack or
+        Teams webhook's token is in its path)."""
+        values = [s.reveal() for s in self.secrets() if s.resolved]
+        return values + [part for value in values for part in _url_target(value)]
+
+
+def _url_target(value: str) -> list[str]:
+    """An http(s) URL's request target (path and query) if it has more than ``/``, else nothing."""
+    if not value.lower().startswith(("http://", "https://")):
+        return []
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:  # not a URL after all (its whole value is redacted regardless)
+        return []
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return [target] if len(target) > 1 else []
 
 
 def _secrets_in(value: Any, key: str = "") -> Iterator[tuple[str, Secret]]:

@@ -81,11 +81,16 @@ class Outbox:
         return len(rows)
 
     def claim(
-        self, lease: float, limit: int = 100, targets: Sequence[str] | None = None, due_by: str | None = None
+        self,
+        lease: float,
+        limit: int = 100,
+        targets: Sequence[str] | None = None,
+        due_by: str | None = None,
+        skip: Sequence[str] = (),
     ) -> list[AlertSend]:
         """Take the sends that are due (by ``due_by``, default now; oldest first; only these
-        ``targets`` if given): each is due again one ``lease`` from now unless its outcome is
-        recorded before. Two dispatchers never take the same send at once."""
+        ``targets`` if given, none of those in ``skip``): each is due again one ``lease`` from now
+        unless its outcome is recorded before. Two dispatchers never take the same send at once."""
         store = self._store
         stamp, until = now(), _later(lease)
         where, params = "s.due_at <= ?", [min(due_by or stamp, stamp)]
@@ -94,6 +99,9 @@ class Outbox:
                 return []
             where += f" AND s.target IN ({', '.join('?' * len(targets))})"
             params += list(targets)
+        if skip:
+            where += f" AND s.target NOT IN ({', '.join('?' * len(skip))})"
+            params += list(skip)
         if not store._rows(f"SELECT 1 AS due FROM alert_sends s WHERE {where} LIMIT 1", params):
             return []  # the usual case: a read through the partial index, no write transaction
         lock = " FOR UPDATE OF s SKIP LOCKED" if store.dialect.name == "postgresql" else ""
