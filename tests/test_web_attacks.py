@@ -4,12 +4,15 @@ it never reads, and a connection it opens and leaves. Each test failed before it
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import OUT_IN
-from web_fixtures import with_web
+from web_fixtures import TOKENS, with_web
 
 API = "/api/v1"
 
@@ -42,3 +45,30 @@ def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(api) ->
     assert head.startswith(b"HTTP/1.1 404 "), head
     assert b"location" not in head.lower() and b"evil.example" not in answer
     assert b'"type":"NotFound"' in body
+
+
+def test_a_client_gone_mid_upload_is_not_an_error_and_leaves_no_file(api, caplog, tmp_path: Path) -> None:
+    """A submit whose client disconnects part-way: logged as a client that went away (no
+    traceback, not an error), its temporary folder removed, nothing stored."""
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("meshbridge-upload-*"))
+    caplog.set_level(logging.INFO)
+    with connect(api) as sock:
+        head = (
+            f"POST {API}/routes/out/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['submitter']}\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"x" * 5000)
+        for _ in range(200):  # the upload's folder exists once the body is being received
+            if set(Path(tempfile.gettempdir()).glob("meshbridge-upload-*")) - before:
+                break
+            time.sleep(0.02)
+    for _ in range(200):
+        if not set(Path(tempfile.gettempdir()).glob("meshbridge-upload-*")) - before:
+            break
+        time.sleep(0.02)
+    assert not set(Path(tempfile.gettempdir()).glob("meshbridge-upload-*")) - before
+    assert api.call("GET", f"{API}/messages").json()["items"] == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert any("went away" in r.getMessage() for r in caplog.records)
