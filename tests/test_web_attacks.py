@@ -5,6 +5,7 @@ it never reads, and a connection it opens and leaves. Each test failed before it
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -72,3 +73,65 @@ def test_a_client_gone_mid_upload_is_not_an_error_and_leaves_no_file(api, caplog
     assert api.call("GET", f"{API}/messages").json()["items"] == []
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
     assert any("went away" in r.getMessage() for r in caplog.records)
+
+
+def slow_download(api: Any, message_id: str) -> tuple[socket.socket, bytes]:
+    """A download whose client reads its answer's head and then nothing more (a tiny receive buffer)."""
+    host, port = api.server.url.split("//")[1].rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect((host, int(port)))
+    token = TOKENS["operator"]
+    head = f"GET {API}/messages/{message_id}/payload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+    sock.sendall(head.encode() + b"\r\n")
+    return sock, sock.recv(1000)
+
+
+@pytest.fixture
+def big_payload(api: Any) -> tuple[str, bytes]:
+    """A stored payload bigger than the socket buffers and the download's handoff queue hold."""
+    data = os.urandom(24 * 1024 * 1024)
+    return api.call("POST", f"{API}/routes/out/messages", "submitter", content=data).json()["id"], data
+
+
+def test_downloads_never_read_leave_the_api_to_everyone_else(api, big_payload) -> None:
+    """Four downloads whose clients stop reading held all four bridges, so every later request
+    (/healthz too) queued for ever. Now downloads hold at most half the pool, and a request
+    waits for a bridge at most the pool's ``wait`` (then 503 Busy with Retry-After)."""
+    pool = api.app.state.pool
+    pool.wait = 1.0
+    stuck = [slow_download(api, big_payload[0]) for _ in range(4)]
+    try:
+        heads = [head.split(b"\r\n")[0] for _, head in stuck]
+        assert heads == [b"HTTP/1.1 200 OK"] * 2 + [b"HTTP/1.1 503 Service Unavailable"] * 2
+        assert all(b"\r\nretry-after: 1\r\n" in head.lower() for _, head in stuck[2:]), stuck[2][1]
+        assert api.call("GET", "/healthz", None).json() == {"status": "ok"}
+        assert api.call("GET", f"{API}/status", "viewer").status_code == 200
+        assert api.call("GET", f"{API}/messages/{big_payload[0]}", "viewer").status_code == 200
+    finally:
+        for sock, _ in stuck:
+            sock.close()
+
+
+def test_a_download_its_client_stops_reading_gives_its_bridge_back(api, big_payload, monkeypatch) -> None:
+    """A download whose client takes no block for STALL seconds stops short and gives its bridge
+    back (it held it for as long as the client kept the connection open); others download whole."""
+    import hashlib
+
+    from meshbridge.web import payload
+
+    monkeypatch.setattr(payload, "STALL", 1.0)
+    pool = api.app.state.pool
+    sock, head = slow_download(api, big_payload[0])
+    try:
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        for _ in range(300):
+            if len(pool._idle) == pool._open:
+                break
+            time.sleep(0.05)
+        assert len(pool._idle) == pool._open  # every bridge back in the pool
+    finally:
+        sock.close()
+    done = api.call("GET", f"{API}/messages/{big_payload[0]}/payload", "operator")
+    assert done.status_code == 200 and hashlib.sha256(done.content).digest() == hashlib.sha256(big_payload[1]).digest()

@@ -29,7 +29,7 @@ from ..errors import (
     TransportError,
     UnknownMessage,
 )
-from .bridges import _PoolClosed
+from .bridges import PoolBusy, _PoolClosed
 
 log = logging.getLogger("meshbridge.web")
 
@@ -91,6 +91,11 @@ def install(app: FastAPI) -> None:
         # goes nowhere). Not the catch-all below, whose error Starlette re-raises to uvicorn.
         log.info("API %s %s: the client went away before its request was whole", request.method, request.url.path)
         return problem(400, "the request ended before its body was whole", "ClientDisconnect")
+
+    @app.exception_handler(PoolBusy)
+    async def busy(request: Request, exc: PoolBusy) -> JSONResponse:
+        log.warning("API %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, str(exc), "Busy", {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
