@@ -135,3 +135,17 @@ def test_a_download_its_client_stops_reading_gives_its_bridge_back(api, big_payl
         sock.close()
     done = api.call("GET", f"{API}/messages/{big_payload[0]}/payload", "operator")
     assert done.status_code == 200 and hashlib.sha256(done.content).digest() == hashlib.sha256(big_payload[1]).digest()
+
+
+def test_a_connection_that_never_finishes_its_request_head_is_closed(api, monkeypatch) -> None:
+    """uvicorn waited for ever on a connection that sent part of a request head (or nothing): a
+    client could hold connections open without end. Now each is closed HEAD_WAIT seconds on; a
+    connection that sends its request in time is answered."""
+    from meshbridge.web import protocol
+
+    monkeypatch.setattr(protocol, "HEAD_WAIT", 1.0)
+    with connect(api) as silent, connect(api) as partial:
+        partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert silent.recv(100) == b""  # closed by the server (the socket's timeout is 10 s)
+        assert partial.recv(100) == b""
+    assert exchange(api, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
