@@ -149,3 +149,25 @@ def test_a_connection_that_never_finishes_its_request_head_is_closed(api, monkey
         assert silent.recv(100) == b""  # closed by the server (the socket's timeout is 10 s)
         assert partial.recv(100) == b""
     assert exchange(api, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+
+
+def test_an_upload_to_a_full_disk_is_507_and_leaves_nothing(api, monkeypatch, tmp_path: Path) -> None:
+    """The upload's temporary file meets a full disk (its path a link to /dev/full, which
+    refuses every write with ENOSPC): 507 DiskFull, no traceback, its folder removed, nothing
+    stored (it was a 500 InternalError with a logged traceback)."""
+    import tempfile
+
+    folder = tmp_path / "upload"
+
+    def full_folder(**_: Any) -> str:
+        folder.mkdir()
+        (folder / "payload").symlink_to("/dev/full")
+        return str(folder)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full_folder)
+    done = api.call("POST", f"{API}/routes/out/messages", "submitter", content=b"x" * 100_000)
+    assert done.status_code == 507, done.text
+    assert done.json()["type"] == "DiskFull" and "no space left" in done.json()["error"]
+    assert not folder.exists()
+    monkeypatch.undo()
+    assert api.call("GET", f"{API}/messages").json()["items"] == []
