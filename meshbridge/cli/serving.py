@@ -32,6 +32,7 @@ class WebServer:
 
         from ..secret import readable
         from ..web import create_app
+        from ..web.protocol import CONNECTIONS, TimelyH11
 
         web = config.web
         if web is None:
@@ -53,6 +54,8 @@ class WebServer:
                 port=web.port,
                 log_config=None,  # meshbridge's logging (redacted, text or JSON)
                 server_header=False,
+                http=TimelyH11,  # a request head must come in time (no slowloris)
+                limit_concurrency=CONNECTIONS,
                 timeout_graceful_shutdown=int(STOP_WAIT),
                 **options,
             )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import MeshRejected, SendAbandoned, TransportError
+from ..store.space import disk_error
 from .access import Caller, Permission
 from .bridges import BridgePool, Pooled
 from .errors import for_error
@@ -60,12 +61,18 @@ async def received(request: Request, limit: int, folder: Path, name: str) -> Pat
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"the payload is over [web] max_upload ({limit} bytes)")
     path, size = folder / name, 0
-    with open(path, "wb") as out:
-        async for block in request.stream():
-            size += len(block)
-            if size > limit:
-                raise HTTPException(413, f"the payload is over [web] max_upload ({limit} bytes)")
-            out.write(block)
+    try:
+        with open(path, "wb") as out:
+            async for block in request.stream():
+                size += len(block)
+                if size > limit:
+                    raise HTTPException(413, f"the payload is over [web] max_upload ({limit} bytes)")
+                out.write(block)
+    except OSError as exc:  # the temporary folder's disk full or failing: 507, nothing stored
+        full = disk_error(exc, folder)
+        if full is None:
+            raise
+        raise full from None
     return path
 
 

@@ -47,6 +47,7 @@ def create_app(config: Config, *, plugins: Plugins | None = None, stopping: thre
         redoc_url=None,
         openapi_url=None,  # served below, behind a token
         lifespan=lifespan,
+        redirect_slashes=False,  # its redirect names the client's Host header: a 404 instead
         responses=ERRORS,
         dependencies=[Depends(known_query)],
     )

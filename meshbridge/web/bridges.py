@@ -3,12 +3,16 @@
 FastAPI runs each plain ``def`` endpoint in a worker thread of its pool. A request borrows a
 :class:`~meshbridge.Bridge` from :class:`BridgePool` for its whole length and gives it back: at
 most ``size`` bridges (store connections) are open, each used by one thread at a time; a request
-that finds them all lent waits for one. :meth:`BridgePool.close` closes them all (at shutdown).
+that finds them all lent waits for one, at most ``wait`` seconds (then 503 with ``Retry-After``:
+a request never queues for ever behind others). Downloads, which hold a bridge as long as their
+client takes to read, may hold at most ``downloads`` of them (half), so reads and actions always
+have bridges of their own. :meth:`BridgePool.close` closes them all (at shutdown).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -20,10 +24,18 @@ from ..config import Config
 from ..plugins import Plugins
 
 POOL_SIZE = 4  # store connections the API holds at most
+POOL_WAIT = 10.0  # seconds a request waits for a bridge before it is answered 503
 
 
 class _PoolClosed(Exception):
     """The pool was closed (the server is stopping): no bridge to lend."""
+
+
+class PoolBusy(Exception):
+    """Every bridge was lent for longer than the pool's ``wait``: the request is answered 503."""
+
+    def __init__(self, what: str, wait: float) -> None:
+        super().__init__(f"the API is busy: {what} for {wait:g} s; try again shortly")
 
 
 class BridgePool:
@@ -35,9 +47,11 @@ class BridgePool:
         plugins: Plugins | None = None,
         *,
         size: int = POOL_SIZE,
+        wait: float = POOL_WAIT,
         stopping: threading.Event | None = None,
     ) -> None:
-        self.config, self.size = config, size
+        self.config, self.size, self.wait = config, size, wait
+        self.downloads = threading.BoundedSemaphore(max(1, size // 2))
         self.plugins = plugins or Plugins()
         self.stopping = stopping or threading.Event()
         self._idle: list[Bridge] = []
@@ -52,14 +66,28 @@ class BridgePool:
 
     @contextmanager
     def bridge(self) -> Iterator[Bridge]:
-        """A bridge of this pool's own for the block (waits while all are lent)."""
+        """A bridge of this pool's own for the block (waits while all are lent, at most
+        ``wait`` seconds: then :class:`PoolBusy`)."""
         bridge = self._take()
         try:
             yield bridge
         finally:
             self._give_back(bridge)
 
+    @contextmanager
+    def download(self) -> Iterator[Bridge]:
+        """A bridge for a download: one of at most half the pool's (others wait, at most ``wait``
+        seconds), so slow downloads cannot hold every bridge."""
+        if not self.downloads.acquire(timeout=self.wait):
+            raise PoolBusy("every download place was taken", self.wait)
+        try:
+            with self.bridge() as bridge:
+                yield bridge
+        finally:
+            self.downloads.release()
+
     def _take(self) -> Bridge:
+        deadline = time.monotonic() + self.wait
         with self._changed:
             while True:
                 if self._closed:
@@ -69,7 +97,10 @@ class BridgePool:
                 if self._open < self.size:
                     self._open += 1
                     break
-                self._changed.wait()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PoolBusy(f"all {self.size} store connections were in use", self.wait)
+                self._changed.wait(left)
         try:
             bridge = Bridge(self.config, self.plugins)
         except BaseException:

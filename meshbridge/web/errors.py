@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import (
     ConfigError,
@@ -28,7 +29,7 @@ from ..errors import (
     TransportError,
     UnknownMessage,
 )
-from .bridges import _PoolClosed
+from .bridges import PoolBusy, _PoolClosed
 
 log = logging.getLogger("meshbridge.web")
 
@@ -83,6 +84,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(_PoolClosed)
     async def stopping(request: Request, exc: _PoolClosed) -> JSONResponse:
         return for_error(exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client's doing, not ours: one line, no traceback (nothing was stored; the answer
+        # goes nowhere). Not the catch-all below, whose error Starlette re-raises to uvicorn.
+        log.info("API %s %s: the client went away before its request was whole", request.method, request.url.path)
+        return problem(400, "the request ended before its body was whole", "ClientDisconnect")
+
+    @app.exception_handler(PoolBusy)
+    async def busy(request: Request, exc: PoolBusy) -> JSONResponse:
+        log.warning("API %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, str(exc), "Busy", {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

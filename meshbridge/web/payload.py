@@ -8,8 +8,11 @@ client goes away, the reader stops at its next block.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, BinaryIO, cast
 
@@ -25,7 +28,9 @@ from .bridges import BridgePool, Pooled
 from .security import allowed
 from .shapes import API, ERROR_SCHEMA, json_body, text
 
+log = logging.getLogger("meshbridge.web")
 QUEUED = 4  # blocks between the store and the client at most
+STALL = 60.0  # seconds a client may take no block before the download gives up (its bridge freed)
 DONE = object()
 
 
@@ -36,18 +41,38 @@ class _Gone(Exception):
 class Handoff:
     """A writable the store's export writes into, feeding a bounded queue (the response reads it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stall: float | None = None) -> None:
         self.blocks: queue.Queue[object] = queue.Queue(QUEUED)
-        self.gone = threading.Event()
+        self.gone = threading.Event()  # set by the response: the client went away
+        self.stalled = threading.Event()  # set by the reader: it gave up on a client that took nothing
+        self.stall = STALL if stall is None else stall
 
     def write(self, block: bytes) -> int:
-        while not self.gone.is_set():
+        self.put(bytes(block))
+        return len(block)
+
+    def put(self, item: object) -> None:
+        """Hand ``item`` over; :class:`_Gone` when the client went away, or took none for ``stall`` s."""
+        deadline = time.monotonic() + self.stall
+        while not self.gone.is_set() and time.monotonic() < deadline:
             try:
-                self.blocks.put(bytes(block), timeout=0.5)
-                return len(block)
+                self.blocks.put(item, timeout=min(0.5, self.stall))
+                return
             except queue.Full:
                 continue
+        if not self.gone.is_set():
+            log.warning("a download stalled: its client took no block for %g s; it stops short", self.stall)
+            self.stalled.set()
         raise _Gone
+
+    def take(self) -> object:
+        """The next block for the response (waits); a :class:`_Gone` once the reader gave up."""
+        while True:
+            try:
+                return self.blocks.get(timeout=0.5)
+            except queue.Empty:
+                if self.stalled.is_set():
+                    return _Gone("the download stalled: its client took no block for too long")
 
     def flush(self) -> None:
         pass
@@ -101,7 +126,7 @@ def export(
     """The reader thread: check, tell the response what it will send, then write every block."""
     told = False
     try:
-        with pool.bridge() as bridge:
+        with pool.download() as bridge:
             message = bridge.store.get(message_id)
             if not message.payload_sha256:
                 raise Refused(f"{message.id}: its payload was removed by retention")
@@ -109,21 +134,22 @@ def export(
             started.put(Exported(message.id, message.payload_sha256, message.payload_size or 0))
             told = True
             bridge.export(message.id, cast(BinaryIO, handoff), by=caller.actor)  # checked again as it goes
-        handoff.blocks.put(DONE)
+        handoff.put(DONE)
     except _Gone:
         return
     except BaseException as exc:
         if not told:
             started.put(exc)
         else:
-            handoff.blocks.put(exc)  # the response stops short: the client sees an incomplete body
+            with contextlib.suppress(_Gone):
+                handoff.put(exc)  # the response stops short: the client sees an incomplete body
 
 
 async def blocks(handoff: Handoff) -> AsyncIterator[bytes]:
     """The blocks the reader hands over, until it is done; a failure part-way ends the body short."""
     try:
         while True:
-            item = await anyio.to_thread.run_sync(handoff.blocks.get)
+            item = await anyio.to_thread.run_sync(handoff.take)
             if item is DONE:
                 return
             if isinstance(item, BaseException):
