@@ -18,17 +18,13 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._version import __version__
-from .errors import MeshbridgeError
+from .errors import AlertFailed
 from .events import Notification
 
 if TYPE_CHECKING:
     from .config.alerts import AlertsConfig, Email, Webhook
 
 USER_AGENT = f"meshbridge/{__version__}"
-
-
-class AlertFailed(MeshbridgeError):
-    """A notifier did not deliver a notification (tried again after a backoff)."""
 
 
 class Notifier(Protocol):
