@@ -4,12 +4,17 @@ FastAPI runs each plain ``def`` endpoint in a worker thread of its pool. A reque
 :class:`~meshbridge.Bridge` from :class:`BridgePool` for its whole length and gives it back: at
 most ``size`` bridges (store connections) are open, each used by one thread at a time; a request
 that finds them all lent waits for one. :meth:`BridgePool.close` closes them all (at shutdown).
+
+Its bridges never dispatch notifications inline (``dispatch_after`` is off): a webhook or mail
+server is never called inside a request. What an action queued is sent by a dispatcher of its
+own: the service's ``alerts`` worker under ``meshbridge run``, one started beside the API by
+``meshbridge serve``; ``acted`` (called after each action's bridge is given back) wakes it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -36,8 +41,9 @@ class BridgePool:
         *,
         size: int = POOL_SIZE,
         stopping: threading.Event | None = None,
+        acted: Callable[[], None] | None = None,
     ) -> None:
-        self.config, self.size = config, size
+        self.config, self.size, self.acted = config, size, acted
         self.plugins = plugins or Plugins()
         self.stopping = stopping or threading.Event()
         self._idle: list[Bridge] = []
@@ -51,13 +57,16 @@ class BridgePool:
             pass
 
     @contextmanager
-    def bridge(self) -> Iterator[Bridge]:
-        """A bridge of this pool's own for the block (waits while all are lent)."""
+    def bridge(self, *, acting: bool = False) -> Iterator[Bridge]:
+        """A bridge of this pool's own for the block (waits while all are lent). ``acting``: the
+        block may queue notifications (an action): the dispatcher is woken after it."""
         bridge = self._take()
         try:
             yield bridge
         finally:
             self._give_back(bridge)
+            if acting and self.acted is not None:
+                self.acted()
 
     def _take(self) -> Bridge:
         with self._changed:
@@ -78,6 +87,7 @@ class BridgePool:
                 self._changed.notify()
             raise
         bridge.stopping = self.stopping
+        bridge.dispatch_after = False  # never a webhook or an email inside a request (see above)
         return bridge
 
     def _give_back(self, bridge: Bridge) -> None:
