@@ -328,3 +328,19 @@ def test_the_service_killed_between_queueing_and_sending_and_between_sending_and
     for got in (receiver.keys(), mailroom.ids()):
         assert set(got) == keys
     assert len(receiver.got) + len(mailroom.mails) == 5  # one repeat, with the same key
+
+
+@pytest.mark.usefixtures("secrets_in_env")
+def test_at_debug_no_line_names_the_webhook_url_or_a_secret(
+    meshbridge_config: Any, mesh_peer: Any, receiver: Receiver, mailroom: Mailroom
+) -> None:
+    """A Teams or Slack webhook's secret is its URL's path: urllib3 names it in its DEBUG request
+    lines, which meshbridge's logging never writes; the redactor hides it wherever else it shows."""
+    path = meshbridge_config(alerts_table(receiver, mailroom))
+    unrouted_from_peer(mesh_peer)
+    done = meshbridge(path, "--log-level", "DEBUG", "poll")
+    assert done.returncode == 0, done.stderr
+    assert len(receiver.got) == 1 and len(mailroom.mails) == 1  # sent: the lines were there to be written
+    assert " DEBUG " in done.stderr  # logging at DEBUG
+    for secret in (HOOK_TOKEN, "/hook/", HEADER_SECRET, SMTP_PASSWORD):
+        assert secret not in done.stderr + done.stdout
