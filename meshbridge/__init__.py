@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .domain_acks import AckMatch, AckProtocol
     from .errors import (
         AckRefused,
+        AlertFailed,
         ArchiveError,
         ClaimLost,
         ConfigError,
@@ -103,6 +104,7 @@ _HOMES = {
     ".domain_acks": ("AckMatch", "AckProtocol"),
     ".errors": (
         "AckRefused",
+        "AlertFailed",
         "ArchiveError",
         "ClaimLost",
         "ConfigError",
@@ -163,6 +165,7 @@ __all__ = [  # a literal, for type checkers (a test checks it names exactly the 
     "Actor",
     "AckProtocol",
     "AckRefused",
+    "AlertFailed",
     "ArchiveError",
     "Bridge",
     "ClaimLost",

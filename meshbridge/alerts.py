@@ -22,17 +22,13 @@ import requests
 
 from ._version import __version__
 from .destinations import Deadline, post_within
-from .errors import MeshbridgeError
+from .errors import AlertFailed
 from .events import Notification
 
 if TYPE_CHECKING:
     from .config.alerts import AlertsConfig, Email, Webhook
 
 USER_AGENT = f"meshbridge/{__version__}"
-
-
-class AlertFailed(MeshbridgeError):
-    """A notifier did not deliver a notification (tried again after a backoff)."""
 
 
 class Notifier(Protocol):

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import certificates, collecting, delivering, following, pipeline, retries, sending, steps
 from .acks import Acknowledgements
@@ -47,15 +47,16 @@ log = logging.getLogger("meshbridge")
 __all__ = ["Bridge", "PollReport"]
 
 
-_Op = TypeVar("_Op", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def _then_dispatch(operation: _Op) -> _Op:
+def _then_dispatch(operation: Callable[Concatenate[Bridge, _P], _R]) -> Callable[Concatenate[Bridge, _P], _R]:
     """The operation, then (the outermost one, also when it raises) a dispatcher pass, unless
     the Bridge's ``dispatch_after`` is off: what it queued reaches the plugins and notifiers."""
 
     @functools.wraps(operation)
-    def run(self: Bridge, *args: Any, **kwargs: Any) -> Any:
+    def run(self: Bridge, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         self._depth += 1
         try:
             return operation(self, *args, **kwargs)
@@ -64,7 +65,7 @@ def _then_dispatch(operation: _Op) -> _Op:
             if not self._depth and self.dispatch_after:
                 self._dispatch_quietly()
 
-    return run  # type: ignore[return-value]
+    return run
 
 
 class Bridge(Reading):

@@ -1,4 +1,5 @@
-"""The MESH client certificate (and its CA bundle) checked for expiry: ``certificate-expiring``.
+"""The MESH client certificate (and its CA bundle) checked for expiry: ``certificate-expiring``;
+:func:`read`, the one reader of PEM certificates (the expiry metrics use it too).
 
 Checked daily by the service (its housekeeping job) and on demand. Each certificate that expires
 within ``[alerts] certificate_warning`` gives one notification a day: its id is made from the
@@ -9,11 +10,43 @@ queue it once (:meth:`~meshbridge.store.protocol.AlertOutbox.queue` ignores a re
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .events import EventKind, Notification
+
+PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """One certificate: its subject, end of validity (UTC) and SHA-256 fingerprint (hex)."""
+
+    subject: str
+    not_after: datetime
+    fingerprint: str
+
+
+def read(path: Path) -> list[Certificate]:
+    """Every certificate in a PEM file, in file order (other blocks, such as a key, are skipped).
+    Raises :class:`OSError` when it cannot be read, :class:`ValueError` when it holds no
+    certificate or a damaged one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    found = []
+    for block in PEM.findall(path.read_bytes()):
+        cert = x509.load_pem_x509_certificate(block)
+        found.append(
+            Certificate(
+                cert.subject.rfc4514_string(), cert.not_valid_after_utc, cert.fingerprint(hashes.SHA256()).hex()
+            )
+        )
+    if not found:
+        raise ValueError("no PEM certificate in it")
+    return found
 
 
 @dataclass(frozen=True)
@@ -33,20 +66,15 @@ class Expiry:
 def expiries(files: dict[str, Path | None]) -> list[Expiry]:
     """Every certificate in these PEM files (by role); a file that cannot be read or parsed gives none
     (the MESH session reports it when it loads the file)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
     found = []
     for role, path in files.items():
         if path is None:
             continue
         try:
-            certificates = x509.load_pem_x509_certificates(path.read_bytes())
+            certificates = read(path)
         except (OSError, ValueError):
             continue
-        for cert in certificates:
-            fingerprint = cert.fingerprint(hashes.SHA256()).hex()
-            found.append(Expiry(role, path, cert.subject.rfc4514_string(), cert.not_valid_after_utc, fingerprint))
+        found += [Expiry(role, path, c.subject, c.not_after, c.fingerprint) for c in certificates]
     return found
 
 

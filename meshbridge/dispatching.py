@@ -20,8 +20,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .alerts import AlertFailed, Notifier, kinds, notifiers
+from .alerts import Notifier, kinds, notifiers
 from .config.alerts import AlertsConfig
+from .errors import AlertFailed
 from .events import Notification
 from .faults import checkpoint
 from .plugins import Plugins

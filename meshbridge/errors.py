@@ -32,6 +32,7 @@ MeshbridgeError
 │   ├── ArchiveError     a store archive cannot be imported: damaged, cut short, another schema
 │   └── StoreNotEmpty    a store import's target already holds messages (or other rows)
 ├── DeliveryError        a destination did not take a payload (tried again after a backoff)
+├── AlertFailed          an [alerts] notifier did not deliver a notification (tried again after a backoff)
 ├── DeliveryInterrupted  meshbridge stopped while a destination was still working
 └── ClaimLost            another process took over a send whose claim had lapsed (this one stops)
 
@@ -237,6 +238,12 @@ class ArchiveError(StoreError):
 
 class StoreNotEmpty(StoreError):
     """``meshbridge store import`` was given a target store that already holds rows; nothing was imported."""
+
+
+class AlertFailed(MeshbridgeError):
+    """An ``[alerts]`` notifier (webhook, email) did not deliver a notification; the dispatcher
+    tries it again after a backoff. Its text is one line that never holds a secret (no URL,
+    header, username or password)."""
 
 
 class DeliveryError(MeshbridgeError):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from .printable import visible
 
@@ -83,6 +84,7 @@ class Redactor(logging.Filter):
         if found != self._known or not self._sorted:
             self._known = found
             values = self._fixed | {s for s in found if len(s) >= 4}
+            values |= {p for p in map(url_path, values) if p is not None and len(p) >= 4}
             self._sorted = sorted(values, key=len, reverse=True)
         return self._sorted
 
@@ -105,6 +107,19 @@ class Redactor(logging.Filter):
         for secret in self._sorted:
             text = text.replace(secret, REDACTED)
         return text
+
+
+def url_path(secret: str) -> str | None:
+    """The path and query of a secret that is an http(s) URL (a Slack or Teams webhook's secret is
+    its path), which a line may name without the scheme and host (urllib3's request lines); None
+    for anything else."""
+    try:
+        parts = urlsplit(secret)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc or (parts.path in ("", "/") and not parts.query):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 class TextFormatter(logging.Formatter):
@@ -140,6 +155,9 @@ def configure(level: str = "WARNING", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # urllib3's DEBUG lines name each request's path, and a webhook's path is its secret (Slack,
+    # Teams): never written, even at DEBUG (meshbridge's own lines say what was called)
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
 
 
 def redact(secrets: Iterable[str] = (), source: Callable[[], Iterable[str]] | None = None) -> None:

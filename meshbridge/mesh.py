@@ -17,7 +17,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, BinaryIO, Literal, TypeVar
+from types import TracebackType
+from typing import Any, BinaryIO, Literal, Self, TypeVar, cast
 from urllib.parse import quote
 
 import requests
@@ -48,6 +49,29 @@ LOGIN_REFUSALS = (
     "inactive mailbox",
 )
 LOGIN_HINT = "MESH refused the login (check the mailbox password and [mesh] shared_key)"
+
+
+class _Retry(MeshRetry):
+    """mesh-client's retry policy, except that the answer it gives up on is read and its
+    connection given back to the pool: mesh-client raises for a send it does not retry (a POST
+    to the outbox) before urllib3 can do that, so its socket stayed open until garbage collected."""
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: urllib3.BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: urllib3.connectionpool.ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        try:
+            return cast(Self, super().increment(method, url, response, error, _pool, _stacktrace))
+        except urllib3.exceptions.ResponseError:
+            if response is not None:
+                response.drain_conn()
+                response.release_conn()
+            raise
 
 
 @dataclass(frozen=True)
@@ -179,7 +203,7 @@ class MeshMailbox:
             proxies=requests.utils.get_environ_proxies(mesh.url) or None,
             # mesh-client's retry policy, except that a server's Retry-After is not obeyed blindly:
             # urllib3 would sleep for any value it is given, stalling a poll for as long as it says.
-            max_retries=MeshRetry(
+            max_retries=_Retry(
                 total=3,
                 backoff_factor=0.5,
                 status_forcelist=(425, 429, 502, 503, 504),

@@ -102,6 +102,13 @@ class Worker(threading.Thread):
         )
 
 
+def alerts_worker(bridge: Bridge) -> Worker:
+    """The ``alerts`` worker: a pass of ``bridge``'s dispatcher every ``[alerts] interval`` (and
+    when woken), stopped by its stop event. ``bridge`` is its own, with ``dispatch_after`` off."""
+    job: Job = ("alerts", bridge.dispatch, bridge.config.model.alerts.interval)
+    return Worker("alerts", bridge, [job], bridge.stopping)
+
+
 class Service:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
@@ -149,9 +156,7 @@ class Service:
         else:
             collector.close()
 
-        dispatcher = self._bridge()
-        alerts_job: Job = ("alerts", dispatcher.dispatch, self.config.model.alerts.interval)
-        self.workers["alerts"] = Worker("alerts", dispatcher, [alerts_job], stopping)
+        self.workers["alerts"] = alerts_worker(self._bridge())
 
         for route in self.bridge.delivery_routes():  # a claim is renewed while it waits: any deadline fits the lease
             deliverer = self._bridge()
@@ -274,6 +279,12 @@ class Service:
             kill_commands()  # no command destination outlives the service (its delivery is not recorded)
             self.close()
             log.info("meshbridge stopped")
+
+    def wake_alerts(self) -> None:
+        """Dispatch now what was queued (the API calls it after an action); no-op before :meth:`build`."""
+        worker = self.workers.get("alerts")
+        if worker is not None:
+            worker.wake()
 
     def close(self) -> None:
         """Close the workers' bridges, except those still busy (abandoned to the exit)."""

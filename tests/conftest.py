@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alert_fixtures import receiver  # noqa: F401 (a fixture: a real local webhook receiver)
 from postgres_fixtures import postgres, postgres_server, postgres_url  # noqa: F401 (fixtures for every test)
 from store_backends import backend, backend_config, store  # noqa: F401 (fixtures: a test on each backend)
 from web_fixtures import web_api  # noqa: F401 (a fixture: the local API on a real uvicorn)

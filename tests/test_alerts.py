@@ -11,7 +11,6 @@ nothing: after a restart each receiver has each key, a repeat only with the same
 from __future__ import annotations
 
 import email
-import json
 import logging
 import os
 import signal
@@ -19,18 +18,17 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from alert_fixtures import HOOK_TOKEN, Receiver
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,52 +38,9 @@ from meshbridge import Bridge, EventKind, load
 from meshbridge.errors import TransportError
 from meshbridge.models import State, TimelineKind
 
-HOOK_TOKEN = "T0K3N-in-the-url"  # Teams and Slack webhook URLs hold their secret
 HEADER_SECRET = "Bearer hdr-s3cret"
 SMTP_USER, SMTP_PASSWORD = "alerts", "smtp-pa55word"
 NO_ROUTE = "NO_ROUTE_WF"  # a workflow no route takes: the message is unrouted
-
-
-# -- a real HTTP receiver ----------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """Records each POST (its Idempotency-Key and JSON body); answers ``fail`` statuses first."""
-
-    fail: list[int] = field(default_factory=list)
-    got: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
-    url: str = ""
-
-    def keys(self) -> list[str]:
-        return [key for key, _, _ in self.got]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    record = Receiver()
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                status = record.fail.pop(0) if record.fail else 200
-                record.got.append((self.headers["Idempotency-Key"], data, dict(self.headers)))
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    record.url = f"http://127.0.0.1:{server.server_address[1]}/hook/{HOOK_TOKEN}"
-    yield record
-    server.shutdown()
-    server.server_close()
 
 
 # -- a real SMTP server: STARTTLS required, then a login ----------------------------------------
@@ -373,3 +328,19 @@ def test_the_service_killed_between_queueing_and_sending_and_between_sending_and
     for got in (receiver.keys(), mailroom.ids()):
         assert set(got) == keys
     assert len(receiver.got) + len(mailroom.mails) == 5  # one repeat, with the same key
+
+
+@pytest.mark.usefixtures("secrets_in_env")
+def test_at_debug_no_line_names_the_webhook_url_or_a_secret(
+    meshbridge_config: Any, mesh_peer: Any, receiver: Receiver, mailroom: Mailroom
+) -> None:
+    """A Teams or Slack webhook's secret is its URL's path: urllib3 names it in its DEBUG request
+    lines, which meshbridge's logging never writes; the redactor hides it wherever else it shows."""
+    path = meshbridge_config(alerts_table(receiver, mailroom))
+    unrouted_from_peer(mesh_peer)
+    done = meshbridge(path, "--log-level", "DEBUG", "poll")
+    assert done.returncode == 0, done.stderr
+    assert len(receiver.got) == 1 and len(mailroom.mails) == 1  # sent: the lines were there to be written
+    assert " DEBUG " in done.stderr  # logging at DEBUG
+    for secret in (HOOK_TOKEN, "/hook/", HEADER_SECRET, SMTP_PASSWORD):
+        assert secret not in done.stderr + done.stdout

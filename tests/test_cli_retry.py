@@ -6,8 +6,10 @@ Failed messages are made for real: MESH (the sandbox, behind the fault proxy) an
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,18 @@ def test_retry_takes_several_ids_and_says_what_it_could_not_retry(
             assert kinds.count("retry") == 1 and kinds[-1] == "sent"
         assert mesh_fault_proxy.seen("POST", r"/X26ABC1/outbox$") and bridge.poll().problems == []
         assert len(bridge.messages(direction="in", state="delivered")) == 2  # each arrived once
+
+
+def test_a_send_mesh_answers_503_leaves_no_connection_open(
+    config: Path, mesh_fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """mesh-client gives up on an outbox POST before urllib3 gives its connection back: the
+    answer is read and the connection pooled (closed with the bridge), not left to the GC."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        failed_messages(config, mesh_fault_proxy, tmp_path, 2)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_retry_by_state_and_time(config: Path, mesh_fault_proxy: FaultProxy, tmp_path: Path) -> None:

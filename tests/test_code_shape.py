@@ -27,10 +27,15 @@ LONG_FUNCTIONS = {
 LONG_MODULES = {
     "destinations.py": "the built-in destinations (folder batch, http, command) and their delivery "
     "helpers; to be split per destination kind",
+    "bridge.py": "the facade: every operation (send, poll, collect, deliver, retry, replay, ack) and "
+    "its dispatcher pass after it; to be split: notifications (notify, dispatch, certificates) and "
+    "the operator's actions (retry, replay, ack) into modules of their own",
     "faultproxy.py": "a test tool (the MESH fault proxy): one HTTP handler with its fault table",
     "mesh.py": "the MESH transport (send, chunked upload, download with bounded decoding, tracking); "
     "to be split into sending and receiving",
     "payloads/edifact.py": "the EDIFACT checker (one class; its syntax tables are in edifact_syntax.py)",
+    "pipeline/outbound.py": "the outbound steps (accept, claim, upload with its lease, record each "
+    "outcome with its notification); to be split into accepting and sending",
     "pipeline/inbound.py": "the inbound steps (download, acknowledge, route, validate, deliver with "
     "deadline and heartbeat); to be split into receiving and delivery",
 }

@@ -262,3 +262,15 @@ def test_a_late_job_is_warned_as_missed_naming_it(caplog) -> None:
     [missed] = [r for r in caplog.records if "missed" in r.getMessage()]
     assert missed.levelno == logging.WARNING and missed.job == "tick"  # type: ignore[attr-defined]
     assert "worker send was busy with slow" in missed.getMessage(), missed.getMessage()
+
+
+def test_a_url_secret_is_redacted_by_its_path_too() -> None:
+    """A webhook URL's path is its secret (Slack, Teams): a line naming the path without the
+    scheme and host (urllib3's request lines) hides it as well."""
+    from meshbridge.logs import Redactor, url_path
+
+    hook = "https://hooks.example.com/services/T0/B0/s3cret?code=k3y"
+    record = logging.LogRecord("urllib3", logging.DEBUG, __file__, 1, '"POST %s HTTP/1.1" 200', (url_path(hook),), None)
+    Redactor([hook]).filter(record)
+    assert record.getMessage() == '"POST ******** HTTP/1.1" 200'
+    assert [url_path(s) for s in ("plain-secret", "https://example.com", "https://example.com/")] == [None] * 3

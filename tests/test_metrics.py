@@ -19,7 +19,7 @@ import pytest
 from conftest import ITK_RECEIVER_ROUTE, ITK_SENDER_ROUTE, OUT_IN, PATIENT
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshbridge import Bridge, MeshAuthRefused, TransportError, itk
+from meshbridge import Bridge, MeshAuthRefused, TransportError, __version__, itk
 from meshbridge.faultproxy import FaultProxy, answer, reset
 from meshbridge.store import pgconn
 from meshbridge.store import sqlite as sqlite_store
@@ -295,3 +295,25 @@ def test_ack_latency_expectations_and_no_peer_text_in_labels(
     for (_, labels), _ in counts.items():
         for name, label in labels:
             assert label in allowed.get(name, {label}), (name, label)
+
+
+def test_the_served_api_answers_a_scrape_with_a_viewer_token_only(meshbridge_config, web_api) -> None:
+    """``/metrics`` through the real server (uvicorn, as ``meshbridge serve`` runs it), called as
+    Prometheus does with docs/metrics.md's scrape config: a viewer token as a Bearer header."""
+    from web_fixtures import TOKENS, with_web
+
+    api = web_api(with_web(meshbridge_config(OUT_IN)))
+    submitted = api.call("POST", "/api/v1/routes/out/messages", "submitter", content=b"scraped")
+    assert submitted.status_code == 201, submitted.text
+    refused = api.call("GET", "/metrics", None)
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    scraped = api.call("GET", "/metrics", None, headers={"Authorization": f"Bearer {TOKENS['viewer']}"})
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain; version=")
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    state = submitted.json()["state"]
+    assert value(samples, "meshbridge_messages", route="out", direction="out", state=state) == 1
+    assert value(samples, "meshbridge_build_info", version=__version__) == 1

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import OUT_IN
+from alert_fixtures import HOOK_TOKEN, Receiver
+from conftest import ITK_SENDER_ROUTE, OUT_IN
 from web_fixtures import NAMES, auth, free_port, web_toml
 
-from meshbridge import ConfigError, load
+from meshbridge import Bridge, ConfigError, EventKind, load
+from meshbridge.models import TimelineKind
 
 
 def start(config: Path, *args: str) -> subprocess.Popen[str]:
@@ -67,6 +69,82 @@ def test_serve_and_run_answer_and_stop_on_sigterm(meshbridge_config, tmp_path: P
     assert "-token-0123456789abcdef" not in err  # no token in the log
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/healthz", timeout=2)
+
+
+def rejected_alerts(interval: str) -> str:
+    """``[alerts]`` with one webhook (its URL from the environment) that takes ``rejected``."""
+    return f"""
+[alerts]
+interval = "{interval}"
+backoff = "0s"
+timeout = "5s"
+
+[[alerts.webhooks]]
+name = "teams"
+url = {{ env = "TEST_ALERT_HOOK" }}
+kinds = ["rejected"]
+"""
+
+
+def refuse_one(url: str) -> str:
+    """Submit a payload its route refuses (422); the rejected message's id."""
+    done = httpx.post(
+        f"{url}/api/v1/routes/toc-out/messages?filename=bad.xml", content=b"<Patient>", headers=auth("submitter")
+    )
+    assert done.status_code == 422, done.text
+    message_id: str = done.json()["message_id"]
+    return message_id
+
+
+def test_serve_sends_the_alert_an_action_queued(
+    meshbridge_config, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``meshbridge serve`` alone runs a dispatcher: a refused submission's ``rejected`` alert
+    reaches a real webhook receiver. Its interval is an hour, so only the action's wake-up
+    (after the dispatcher's first pass at the start) can have sent it."""
+    monkeypatch.setenv("TEST_ALERT_HOOK", receiver.url)
+    port = free_port()
+    config = meshbridge_config(ITK_SENDER_ROUTE)
+    config.write_text(config.read_text() + web_toml(f"port = {port}\n") + rejected_alerts("1h"))
+    process = start(config, "serve")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(url, process)
+        message_id = refuse_one(url)
+        for _ in range(600):
+            if receiver.got or process.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        code, err = stop(process)
+    assert code == 0, err
+    [(key, body, headers)] = receiver.got  # once
+    assert body["kind"] == EventKind.REJECTED and headers["Idempotency-Key"] == key == body["id"]
+    assert "bad.xml refused" in body["summary"]
+    with Bridge(load(config)) as bridge:
+        assert bridge.store.outbox.pending() == 0
+        sent = [e.detail for e in bridge.store.events(message_id) if e.kind == TimelineKind.ALERT_SENT]
+    assert [(d["notifier"], d["alert"]) for d in sent] == [("webhook:teams", key)]
+    assert HOOK_TOKEN not in err and "Traceback" not in err
+
+
+def test_the_api_never_sends_an_alert_inside_a_request(
+    meshbridge_config, web_api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's bridges do not dispatch inline: with no dispatcher beside it (the bare server),
+    the alert stays queued after the response, and a dispatcher pass then sends it once."""
+    monkeypatch.setenv("TEST_ALERT_HOOK", receiver.url)
+    config = meshbridge_config(ITK_SENDER_ROUTE)
+    config.write_text(config.read_text() + web_toml() + rejected_alerts("1h"))
+    api = web_api(config)
+    message_id = refuse_one(api.server.url)
+    assert receiver.got == []
+    with Bridge(load(config)) as bridge:
+        assert bridge.store.outbox.pending() == 1
+        bridge.dispatch()
+        assert bridge.store.outbox.pending() == 0
+    [(_, body, _)] = receiver.got
+    assert (body["kind"], body["message_id"]) == (EventKind.REJECTED, message_id)
 
 
 def test_serve_over_tls(meshbridge_config, tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def run(ctx: click.Context, once: bool) -> None:
     with bridge_for(ctx, secrets=True) as bridge:
         service = Service(bridge)
         if not once:
-            server = serve_beside(bridge)  # the API too, when [web] is configured
+            server = serve_beside(bridge, service.wake_alerts)  # the API too, when [web] is configured
             try:
                 service.run()  # until SIGTERM or SIGINT set bridge.stopping, which stops the API too
             finally:

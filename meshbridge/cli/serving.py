@@ -1,11 +1,16 @@
 """``meshbridge serve`` (the local API alone) and the API beside the scheduler in ``meshbridge run``:
 uvicorn in a thread of its own, stopped by the same stop event as the service's workers (SIGTERM
-or SIGINT set it: one stop path)."""
+or SIGINT set it: one stop path).
+
+The API's bridges never send notifications inline (:mod:`meshbridge.web.bridges`): under ``run``
+the service's ``alerts`` worker sends what an action queued, under ``serve`` an ``alerts`` worker
+of its own (the same worker, on a bridge of its own); each action wakes it."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,7 +32,14 @@ STOP_WAIT = 30.0  # seconds the server waits for requests in hand when stopping
 class WebServer:
     """uvicorn serving the API on ``[web]``'s address in a thread; stops when ``stopping`` is set."""
 
-    def __init__(self, config: Config, plugins: Plugins, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins,
+        stopping: threading.Event,
+        acted: Callable[[], None] | None = None,
+    ) -> None:
+        """``acted``: called after each action the API takes (wakes the dispatcher)."""
         import uvicorn
 
         from ..secret import readable
@@ -42,7 +54,7 @@ class WebServer:
             if path is not None:
                 readable(config.file, f"web.{name}", path)
         self.stopping = stopping
-        self.app = create_app(config, plugins=plugins, stopping=stopping)
+        self.app = create_app(config, plugins=plugins, stopping=stopping, acted=acted)
         self.app.state.pool.first()  # the store opens (and migrates) before anything listens
         options: dict[str, Any] = {}
         if web.tls:
@@ -96,11 +108,12 @@ class WebServer:
         self.app.state.pool.close()
 
 
-def serve_beside(bridge: Bridge) -> WebServer | None:
-    """Start the API for ``meshbridge run`` when ``[web]`` is configured (None when it is not)."""
+def serve_beside(bridge: Bridge, acted: Callable[[], None] | None = None) -> WebServer | None:
+    """Start the API for ``meshbridge run`` when ``[web]`` is configured (None when it is not);
+    ``acted``: wakes the service's alerts worker after each action."""
     if bridge.config.web is None:
         return None
-    server = WebServer(bridge.config, bridge.plugins, bridge.stopping)
+    server = WebServer(bridge.config, bridge.plugins, bridge.stopping, acted)
     server.start()
     return server
 
@@ -110,19 +123,24 @@ def serve_beside(bridge: Bridge) -> WebServer | None:
 def serve(ctx: click.Context) -> None:
     """The local HTTP API alone (see docs/api.md), on [web]'s host and port (127.0.0.1:8780 by
     default), until SIGTERM or SIGINT. ``meshbridge run`` serves it too when [web] is configured."""
-    from ..service import stopped_by_signals
+    from ..service import alerts_worker, stopped_by_signals
 
     with bridge_for(ctx) as bridge:
         if bridge.config.web is None:
             fail(f"{bridge.config.file}: no [web] table: configure [web] and [[web.tokens]] (docs/api.md)", 2)
         try:
-            server = WebServer(bridge.config, bridge.plugins, bridge.stopping)
+            bridge.dispatch_after = False  # this bridge is the alerts worker's
+            alerts = alerts_worker(bridge)
+            server = WebServer(bridge.config, bridge.plugins, bridge.stopping, alerts.wake)
             with stopped_by_signals(bridge.stopping):
                 server.start()
+                alerts.start()  # sends what the API's actions queue (and what was left queued)
                 echo(f"meshbridge API on {server.url}", err=True)
                 try:
                     bridge.stopping.wait()
                 finally:
                     server.stop()
+                    alerts.wake()  # it sees the stop now, not after its interval
+                    alerts.join(STOP_WAIT)  # its send in hand (its bridge closes after it)
         except MeshbridgeError as exc:
             fail_for(exc)

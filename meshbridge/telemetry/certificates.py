@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,25 +20,19 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .. import certificates
+
 if TYPE_CHECKING:
     from ..config import MeshConfig
 
 log = logging.getLogger("meshbridge")
-PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 Expiries = tuple[float, ...]  # each certificate's notAfter (Unix time), in file order
 
 
 def expiries(path: Path) -> Expiries:
-    """The notAfter of each PEM certificate in ``path`` (:class:`ValueError`: none, or unreadable)."""
-    from cryptography import x509
-
-    found = tuple(
-        x509.load_pem_x509_certificate(block).not_valid_after_utc.timestamp()
-        for block in PEM.findall(path.read_bytes())
-    )
-    if not found:
-        raise ValueError("no PEM certificate in it")
-    return found
+    """The notAfter of each PEM certificate in ``path`` (read by :func:`meshbridge.certificates.read`:
+    :class:`OSError` unreadable, :class:`ValueError` no certificate or a damaged one)."""
+    return tuple(cert.not_after.timestamp() for cert in certificates.read(path))
 
 
 class CertificateCollector(Collector):

@@ -167,7 +167,7 @@ def retry(
     """Send a ``failed`` outbound message again, or make an ``undelivered`` inbound one due
     again (``meshbridge retry ID``): 200 done, 202 queued but MESH not reached, 409 not retriable."""
     text(message_id, "message_id")
-    with pool.bridge() as bridge:
+    with pool.bridge(acting=True) as bridge:
         try:
             message = bridge.retry(message_id, by=caller.actor)
         except (MeshRejected, SendAbandoned) as exc:
@@ -196,13 +196,13 @@ def replay(
     """Deliver an inbound message again, or route and validate an ``unrouted`` or ``invalid``
     one again against the current config (``meshbridge replay ID``)."""
     text(message_id, "message_id")
-    with pool.bridge() as bridge:
+    with pool.bridge(acting=True) as bridge:
         return JSONResponse(bridge.replay(message_id, force=force, by=caller.actor).as_json())
 
 
 def send(pool: BridgePool, path: Path, route: str, payload_type: str | None, caller: Caller) -> JSONResponse:
     """``Bridge.send`` in a worker thread with a bridge of its own; the response for what it did."""
-    with pool.bridge() as bridge:
+    with pool.bridge(acting=True) as bridge:
         try:
             message = bridge.send(path, route=route, payload_type=payload_type, by=caller.actor)
         except (MeshRejected, SendAbandoned) as exc:
@@ -220,5 +220,5 @@ def answer(
 ) -> JSONResponse:
     text(message_id, "message_id")
     text(code, "code")
-    with pool.bridge() as bridge:
+    with pool.bridge(acting=True) as bridge:
         return JSONResponse(bridge.ack(message_id, code=code, nack=nack, text=said, by=caller.actor).as_json())

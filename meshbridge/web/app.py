@@ -7,7 +7,7 @@ call (each request borrows a bridge of its own: :mod:`.bridges`); JSON bodies ar
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -23,14 +23,22 @@ from .bridges import BridgePool
 from .shapes import ERRORS, known_query
 
 
-def create_app(config: Config, *, plugins: Plugins | None = None, stopping: threading.Event | None = None) -> FastAPI:
+def create_app(
+    config: Config,
+    *,
+    plugins: Plugins | None = None,
+    stopping: threading.Event | None = None,
+    acted: Callable[[], None] | None = None,
+) -> FastAPI:
     """The API over ``config`` (its ``[web]`` table: tokens and limits). Its bridges are opened
     as requests need them and closed when the application shuts down (its lifespan), or by
-    ``app.state.pool.close()``. ``stopping``: the service's stop event, shared with them."""
+    ``app.state.pool.close()``. ``stopping``: the service's stop event, shared with them;
+    ``acted``: called after each action (wakes the dispatcher that sends what it queued: the
+    API's bridges never dispatch inline)."""
     if config.web is None:
         raise InvalidRequest(f"{config.file}: no [web] table: the API needs [web] and [[web.tokens]]")
     tokens = Tokens(config.web.tokens, str(config.file))
-    pool = BridgePool(config, plugins, stopping=stopping)
+    pool = BridgePool(config, plugins, stopping=stopping, acted=acted)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,13 +7,18 @@ that finds them all lent waits for one, at most ``wait`` seconds (then 503 with 
 a request never queues for ever behind others). Downloads, which hold a bridge as long as their
 client takes to read, may hold at most ``downloads`` of them (half), so reads and actions always
 have bridges of their own. :meth:`BridgePool.close` closes them all (at shutdown).
+
+Its bridges never dispatch notifications inline (``dispatch_after`` is off): a webhook or mail
+server is never called inside a request. What an action queued is sent by a dispatcher of its
+own: the service's ``alerts`` worker under ``meshbridge run``, one started beside the API by
+``meshbridge serve``; ``acted`` (called after each action's bridge is given back) wakes it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -49,8 +54,9 @@ class BridgePool:
         size: int = POOL_SIZE,
         wait: float = POOL_WAIT,
         stopping: threading.Event | None = None,
+        acted: Callable[[], None] | None = None,
     ) -> None:
-        self.config, self.size, self.wait = config, size, wait
+        self.config, self.size, self.wait, self.acted = config, size, wait, acted
         self.downloads = threading.BoundedSemaphore(max(1, size // 2))
         self.plugins = plugins or Plugins()
         self.stopping = stopping or threading.Event()
@@ -65,14 +71,17 @@ class BridgePool:
             pass
 
     @contextmanager
-    def bridge(self) -> Iterator[Bridge]:
-        """A bridge of this pool's own for the block (waits while all are lent, at most
-        ``wait`` seconds: then :class:`PoolBusy`)."""
+    def bridge(self, *, acting: bool = False) -> Iterator[Bridge]:
+        """A bridge of this pool's own for the block (waits while all are lent, at most ``wait``
+        seconds: then :class:`PoolBusy`). ``acting``: the block may queue notifications (an
+        action): the dispatcher is woken after it."""
         bridge = self._take()
         try:
             yield bridge
         finally:
             self._give_back(bridge)
+            if acting and self.acted is not None:
+                self.acted()
 
     @contextmanager
     def download(self) -> Iterator[Bridge]:
@@ -109,6 +118,7 @@ class BridgePool:
                 self._changed.notify()
             raise
         bridge.stopping = self.stopping
+        bridge.dispatch_after = False  # never a webhook or an email inside a request (see above)
         return bridge
 
     def _give_back(self, bridge: Bridge) -> None:
