@@ -134,7 +134,7 @@ class _WatchedSMTP(smtplib.SMTP):
     """An SMTP client whose connection is put under the current :class:`~.destinations.Deadline`."""
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock = socket.create_connection((host, port), timeout, self.source_address)  # (what smtplib does)
         Deadline.watch(sock)
         return sock
 

@@ -201,7 +201,7 @@ def to_http(
     auth = (options.auth[0], options.auth[1].reveal()) if options.auth else _NO_AUTH
     try:
         response = post_within(url, iter(blocks), headers, timeout, auth)
-    except DeadlinePassed:
+    except _DeadlinePassed:
         raise DeliveryError(f"POST {shown} took more than its {timeout:g}s deadline") from None
     except (requests.RequestException, ValueError) as exc:
         reason = _scrub(transport_reason(exc), options).replace(url, shown)
@@ -214,13 +214,13 @@ def to_http(
     return shown
 
 
-class DeadlinePassed(requests.Timeout):
+class _DeadlinePassed(requests.Timeout):
     """:func:`post_within`'s total deadline was up before the answer's status and headers came."""
 
 
 def post_within(url: str, data: Any, headers: dict[str, str], timeout: float, auth: Any = None) -> requests.Response:
     """POST ``data`` and return the answer with its body unread (closed: only its status and
-    headers), within one total deadline of ``timeout`` seconds (:class:`DeadlinePassed`; an
+    headers), within one total deadline of ``timeout`` seconds (:class:`_DeadlinePassed`; an
     endpoint that trickles bytes cannot hold it longer). No redirect is followed, nor even
     looked for, and without ``auth`` no credentials are sent (none from ``~/.netrc``)."""
     with _PostOnlySession() as session, Deadline(timeout) as deadline:
@@ -240,7 +240,7 @@ def post_within(url: str, data: Any, headers: dict[str, str], timeout: float, au
             response.close()
         except (requests.RequestException, ValueError):
             if deadline.expired:
-                raise DeadlinePassed(f"no answer within {timeout:g}s") from None
+                raise _DeadlinePassed(f"no answer within {timeout:g}s") from None
             raise
     return response
 

@@ -36,7 +36,7 @@ class _PoolClosed(Exception):
     """The pool was closed (the server is stopping): no bridge to lend."""
 
 
-class PoolBusy(Exception):
+class _PoolBusy(Exception):
     """Every bridge was lent for longer than the pool's ``wait``: the request is answered 503."""
 
     def __init__(self, what: str, wait: float) -> None:
@@ -73,7 +73,7 @@ class BridgePool:
     @contextmanager
     def bridge(self, *, acting: bool = False) -> Iterator[Bridge]:
         """A bridge of this pool's own for the block (waits while all are lent, at most ``wait``
-        seconds: then :class:`PoolBusy`). ``acting``: the block may queue notifications (an
+        seconds: then :class:`_PoolBusy`). ``acting``: the block may queue notifications (an
         action): the dispatcher is woken after it."""
         bridge = self._take()
         try:
@@ -88,7 +88,7 @@ class BridgePool:
         """A bridge for a download: one of at most half the pool's (others wait, at most ``wait``
         seconds), so slow downloads cannot hold every bridge."""
         if not self.downloads.acquire(timeout=self.wait):
-            raise PoolBusy("every download place was taken", self.wait)
+            raise _PoolBusy("every download place was taken", self.wait)
         try:
             with self.bridge() as bridge:
                 yield bridge
@@ -108,7 +108,7 @@ class BridgePool:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PoolBusy(f"all {self.size} store connections were in use", self.wait)
+                    raise _PoolBusy(f"all {self.size} store connections were in use", self.wait)
                 self._changed.wait(left)
         try:
             bridge = Bridge(self.config, self.plugins)

@@ -29,7 +29,7 @@ from ..errors import (
     TransportError,
     UnknownMessage,
 )
-from .bridges import PoolBusy, _PoolClosed
+from .bridges import _PoolBusy, _PoolClosed
 
 log = logging.getLogger("meshbridge.web")
 
@@ -92,8 +92,8 @@ def install(app: FastAPI) -> None:
         log.info("API %s %s: the client went away before its request was whole", request.method, request.url.path)
         return problem(400, "the request ended before its body was whole", "ClientDisconnect")
 
-    @app.exception_handler(PoolBusy)
-    async def busy(request: Request, exc: PoolBusy) -> JSONResponse:
+    @app.exception_handler(_PoolBusy)
+    async def busy(request: Request, exc: _PoolBusy) -> JSONResponse:
         log.warning("API %s %s: %s", request.method, request.url.path, exc)
         return problem(503, str(exc), "Busy", {"Retry-After": "1"})
 

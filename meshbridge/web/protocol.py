@@ -25,7 +25,8 @@ class TimelyH11(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # (a stream's, as uvicorn's own annotation says)
         super().connection_made(transport)
         self._arm()
 
