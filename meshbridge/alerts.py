@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from .config.alerts import AlertsConfig, Email, Webhook
 
 USER_AGENT = f"meshbridge/{__version__}"
+SUMMARY_MOST = 1000  # characters of a summary a notifier is sent (Teams refuses big bodies: 413)
+FIELD_MOST = 500  # characters of each text in ``detail``
+ITEMS_MOST = 20  # items of each list, keys of each table, in ``detail``
+DEPTH_MOST = 4  # tables and lists nested in ``detail``; deeper ones are sent as cut text
 
 
 class AlertFailed(MeshbridgeError):
@@ -51,16 +55,45 @@ def slack_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def cut(text: str, most: int) -> str:
+    """``text`` up to ``most`` characters, a cut one marked (the whole is on the message's timeline)."""
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}… [{len(text) - most} more characters cut; all of it: meshbridge show]"
+
+
+def capped(value: Any, depth: int = 0) -> Any:
+    """``detail`` (or a value in it) bounded: each text :data:`FIELD_MOST` characters, each list
+    and table :data:`ITEMS_MOST` items, :data:`DEPTH_MOST` deep; each cut marked."""
+    if isinstance(value, str):
+        return cut(value, FIELD_MOST)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if depth >= DEPTH_MOST or not isinstance(value, Mapping | list | tuple):
+        return cut(json.dumps(value, sort_keys=True, default=str), FIELD_MOST)
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        kept = {cut(str(k), 100): capped(v, depth + 1) for k, v in items[:ITEMS_MOST]}
+        if len(items) > ITEMS_MOST:
+            kept["…"] = f"{len(items) - ITEMS_MOST} more keys cut; all of them: meshbridge show"
+        return kept
+    listed = [capped(v, depth + 1) for v in value[:ITEMS_MOST]]
+    if len(value) > ITEMS_MOST:
+        listed.append(f"… {len(value) - ITEMS_MOST} more items cut; all of them: meshbridge show")
+    return listed
+
+
 def body(notification: Notification) -> dict[str, Any]:
     """The JSON a webhook is sent: ``text`` for people (Teams and Slack incoming webhooks show
-    it), and the notification's fields as data."""
+    it), and the notification's fields as data, each bounded (:func:`cut`, :func:`capped`)."""
+    summary = cut(notification.summary, SUMMARY_MOST)
     return {
-        "text": slack_text(f"meshbridge {notification.kind}: {notification.summary}"),
+        "text": slack_text(f"meshbridge {notification.kind}: {summary}"),
         "id": notification.id,
         "kind": str(notification.kind),
         "message_id": notification.message_id,
-        "summary": notification.summary,
-        "detail": dict(notification.detail),
+        "summary": summary,
+        "detail": capped(dict(notification.detail)),
     }
 
 
@@ -106,9 +139,9 @@ class EmailNotifier:
         mail["Date"] = formatdate(localtime=False)
         mail["Message-ID"] = f"<{notification.id}@meshbridge>"
         mail["X-Meshbridge-Kind"] = str(notification.kind)
-        facts = json.dumps(dict(notification.detail), indent=2, sort_keys=True, default=str)
+        facts = json.dumps(capped(dict(notification.detail)), indent=2, sort_keys=True, default=str)
         about = f"Message: {notification.message_id}\n" if notification.message_id else ""
-        mail.set_content(f"{notification.summary}\n\n{about}Kind: {notification.kind}\n\n{facts}\n")
+        mail.set_content(f"{cut(notification.summary, SUMMARY_MOST)}\n\n{about}Kind: {notification.kind}\n\n{facts}\n")
         return mail
 
     def send(self, notification: Notification) -> dict[str, Any]:
