@@ -10,6 +10,7 @@ email's ``Message-ID``; a delivery repeated after a crash carries the same one. 
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 import socket
 import ssl
@@ -49,9 +50,28 @@ class Notifier(Protocol):
         ...
 
 
+SCHEME = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{0,30}):(?=/)")  # https: ftp: ... before a slash
+MAILTO = re.compile(r"(?i)\b(mailto|tel|sip|callto|file):")
+DOMAIN = re.compile(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]{1,62}\b")  # evil.com, www.x.org
+# markdown (Teams) and mrkdwn (Slack) link and code marks, and emphasis marks at a word's edge
+# (inside a word, as in a workflow id NO_ROUTE_WF, they emphasise nothing and stay as they are)
+MARKUP = re.compile(r"([\\`\[\]|]|(?<![A-Za-z0-9])[*_~]|[*_~](?![A-Za-z0-9]))")
+
+
+def defanged(text: str) -> str:
+    """Peer text made inert for a chat client: markdown marks escaped (``[click](…)`` is no link
+    in Teams), URL schemes broken (``https://`` → ``https[:]//``), domains' dots bracketed
+    (``evil.com`` → ``evil[.]com``: Slack and Teams link bare domains), and ``&``, ``<``, ``>``
+    escaped (Slack's ``<https://x|click>``, ``<!channel>``, ``<@U123>`` and Teams' ``<at>`` stay text)."""
+    text = MARKUP.sub(r"\\\1", text)
+    text = SCHEME.sub(r"\1[:]", text)
+    text = MAILTO.sub(r"\1[:]", text)
+    text = DOMAIN.sub(lambda m: m.group(0).replace(".", "[.]"), text)
+    return slack_text(text)
+
+
 def slack_text(text: str) -> str:
-    """Text for Slack's ``text`` (and Teams'): ``&``, ``<`` and ``>`` escaped, so text from a
-    message (a reason, a workflow id) is never a link or a ``<!channel>`` mention."""
+    """``&``, ``<`` and ``>`` escaped, as Slack's ``text`` wants (so ``<!channel>`` is no mention)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -88,7 +108,7 @@ def body(notification: Notification) -> dict[str, Any]:
     it), and the notification's fields as data, each bounded (:func:`cut`, :func:`capped`)."""
     summary = cut(notification.summary, SUMMARY_MOST)
     return {
-        "text": slack_text(f"meshbridge {notification.kind}: {summary}"),
+        "text": f"meshbridge {notification.kind}: {defanged(summary)}",
         "id": notification.id,
         "kind": str(notification.kind),
         "message_id": notification.message_id,

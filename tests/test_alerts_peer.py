@@ -50,3 +50,30 @@ def test_a_huge_peer_summary_and_detail_are_cut_to_a_bound_and_marked(
     assert len(json.dumps(got["detail"]["deep"])) < FIELD_MOST + 200
     [mail] = mailroom.mails
     assert len(mail.as_bytes()) < 60_000
+
+
+HOSTILE = (
+    "<https://evil.example/login|click here> <!channel> <!here> <@U123> [click](https://evil.example) "
+    "![x](http://evil.example/x.png) *urgent* _now_ ~gone~ `code` www.evil.example evil.example mailto:a@evil.example"
+)
+
+
+def test_peer_text_is_no_live_link_or_mention_in_teams_or_slack(
+    meshbridge_config: Any, receiver: Receiver, mailroom: Mailroom, monkeypatch: Any
+) -> None:
+    hooked(monkeypatch, receiver)
+    path = meshbridge_config(alerts_table(receiver, mailroom))
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        bridge.notify(EventKind.NACK, None, f"3f0c got 30002 Business Error: {HOSTILE}", text=HOSTILE)
+        bridge.dispatch()
+    [(_, got, _)] = receiver.got
+    text = got["text"]
+    assert text.startswith("meshbridge nack: 3f0c got 30002 Business Error: ")  # meshbridge's own words
+    assert "<" not in text and ">" not in text  # Slack: no <url|label>, <!channel>, <@user>; Teams: no <at>
+    assert "://" not in text and "mailto:" not in text  # no URL a client links
+    assert "evil.example" not in text and "evil[.]example" in text  # no bare domain either
+    peer = text.replace("[.]", "").replace("[:]", "")  # meshbridge's own brackets: never followed by (
+    for mark in "[]*_~`":  # markdown (Teams), mrkdwn (Slack): escaped (at a word's edge)
+        assert all(peer[i - 1] == "\\" for i, c in enumerate(peer) if c == mark), mark
+    assert got["summary"].endswith(HOSTILE) and got["detail"]["text"] == HOSTILE  # the fields are data
