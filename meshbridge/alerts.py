@@ -9,14 +9,17 @@ email's ``Message-ID``; a delivery repeated after a crash carries the same one. 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
@@ -24,7 +27,7 @@ import requests
 from ._version import __version__
 from .destinations import Deadline, post_within
 from .errors import MeshbridgeError
-from .events import Notification
+from .events import EventKind, Notification
 
 if TYPE_CHECKING:
     from .config.alerts import AlertsConfig, Email, Webhook
@@ -37,7 +40,29 @@ DEPTH_MOST = 4  # tables and lists nested in ``detail``; deeper ones are sent as
 
 
 class AlertFailed(MeshbridgeError):
-    """A notifier did not deliver a notification (tried again after a backoff)."""
+    """A notifier did not deliver a notification (tried again after a backoff, or after the
+    ``retry_after`` seconds the receiver asked for: a 429's ``Retry-After``)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header's seconds (a number, or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class Notifier(Protocol):
@@ -117,6 +142,27 @@ def body(notification: Notification) -> dict[str, Any]:
     }
 
 
+def digest(notifications: Sequence[Notification], target: str) -> Notification:
+    """One notification standing for many (a notifier's sends past ``[alerts] burst`` in a
+    pass): how many of each kind, since when, and the first messages. Its id is made from theirs,
+    so the same set sent again (after a crash) carries the same idempotency key."""
+    counted = Counter(str(n.kind) for n in notifications)
+    kinds = ", ".join(f"{n:,} {kind}" for kind, n in counted.most_common())
+    ids = sorted(n.id for n in notifications)
+    messages = list(dict.fromkeys(n.message_id for n in notifications if n.message_id))
+    mailboxes = sorted({str(n.mailbox) for n in notifications if n.mailbox})
+    summary = f"and {len(notifications):,} more alerts for {target.split(':', 1)[-1]}: {kinds} (meshbridge messages)"
+    detail = {
+        "digest": len(notifications),
+        "kinds": dict(counted.most_common()),
+        "messages": messages[:ITEMS_MOST],
+        "mailboxes": mailboxes[:ITEMS_MOST],
+        "alerts": ids[:ITEMS_MOST],
+    }
+    key = hashlib.sha256("\n".join([target, *ids]).encode()).hexdigest()[:32]
+    return Notification(EventKind(counted.most_common(1)[0][0]), None, summary, detail, key)
+
+
 class WebhookNotifier:
     """``[[alerts.webhooks]]``: POST :func:`body` as JSON, no redirects, within the timeout."""
 
@@ -138,6 +184,9 @@ class WebhookNotifier:
             raise AlertFailed(f"no answer within {self.timeout:g} s") from None
         except (requests.RequestException, ValueError) as exc:  # its text names the URL: the type only
             raise AlertFailed(f"not reached ({type(exc).__name__})") from None
+        if answer.status_code == 429:  # throttled (Slack): wait as long as it asks, at least
+            wait = retry_after(answer.headers.get("Retry-After"))
+            raise AlertFailed("answered HTTP 429" + (f", retry after {wait:g} s" if wait is not None else ""), wait)
         if not 200 <= answer.status_code < 300:
             raise AlertFailed(f"answered HTTP {answer.status_code}")
         return {"status": answer.status_code}

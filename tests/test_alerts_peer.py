@@ -6,11 +6,18 @@ mention in Teams or Slack, and bounded in number however many a peer causes (doc
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import pytest
+from conftest import OUT_IN
 from test_alerts import HEADER_SECRET, SMTP_PASSWORD, Mailroom, Receiver, alerts_table, mailroom, receiver
 
 from meshbridge import Bridge, EventKind, load
+from meshbridge.models import TimelineKind
 
 SUMMARY_MOST, FIELD_MOST = 1000, 500  # meshbridge.alerts' bounds, as docs/alerts.md gives them
 
@@ -77,3 +84,89 @@ def test_peer_text_is_no_live_link_or_mention_in_teams_or_slack(
     for mark in "[]*_~`":  # markdown (Teams), mrkdwn (Slack): escaped (at a word's edge)
         assert all(peer[i - 1] == "\\" for i, c in enumerate(peer) if c == mark), mark
     assert got["summary"].endswith(HOSTILE) and got["detail"]["text"] == HOSTILE  # the fields are data
+
+
+def test_a_flood_of_alerts_is_bounded_per_notifier_and_the_rest_sent_as_one_digest(
+    meshbridge_config: Any, receiver: Receiver, mailroom: Mailroom, monkeypatch: Any, tmp_path: Path
+) -> None:
+    hooked(monkeypatch, receiver)
+    path = meshbridge_config(OUT_IN + alerts_table(receiver, mailroom))
+    payload = tmp_path / "p.txt"
+    payload.write_bytes(b"x")
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        messages = [bridge.send(payload, route="out").id for _ in range(3)]
+        for i in range(300):  # a hostile peer's orphans and unrouted messages
+            bridge.notify(EventKind.ORPHAN if i % 3 else EventKind.UNROUTED, None, f"orphan {i} from X26ABC9")
+        for message in messages:  # the last ones, about messages: their timelines say where they went
+            bridge.notify(EventKind.NACK, message, f"{message} got 30002")
+        done = bridge.dispatch()
+        assert len(receiver.got) == 11 and len(mailroom.mails) == 11  # burst: 10 each, then one digest each
+        assert len(done.sent) == 3 * 303 and not done.retried  # every alert delivered: alone or in a digest
+        [(key, got, _)] = receiver.got[-1:]
+        assert got["summary"].startswith("and 293 more alerts for teams: 194 orphan, 96 unrouted, 3 nack")
+        assert got["detail"]["kinds"] == {"orphan": 194, "unrouted": 96, "nack": 3}
+        assert got["detail"]["messages"] == messages
+        assert mailroom.mails[-1]["Subject"].startswith("[meshbridge] orphan: and 293 more alerts for oncall")
+        for message in messages:
+            sent = [e.detail for e in bridge.store.events(message) if e.kind == TimelineKind.ALERT_SENT]
+            assert {e["notifier"] for e in sent} == {"webhook:teams", "email:oncall"}
+            assert {e["digest"] for e in sent if e["notifier"] == "webhook:teams"} == {key}
+        assert bridge.store.outbox.pending() == 0
+        assert bridge.dispatch().sent == [] and len(receiver.got) == 11  # nothing sent twice
+
+
+@pytest.fixture
+def throttling() -> Iterator[tuple[str, list[str]]]:
+    """A webhook receiver answering ``429 Too Many Requests`` with ``Retry-After: 3600``."""
+    got: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            got.append(self.headers["Idempotency-Key"])
+            self.send_response(429)
+            self.send_header("Retry-After", "3600")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_429_retry_after_is_honoured_as_the_backoff(meshbridge_config: Any, throttling: Any, caplog: Any) -> None:
+    url, got = throttling
+    path = meshbridge_config(f'[alerts]\nbackoff = "0s"\n\n[[alerts.webhooks]]\nname = "slack"\nurl = "{url}"\n')
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        bridge.notify(EventKind.ORPHAN, None, "an orphan")
+        first = bridge.dispatch()
+        second = bridge.dispatch()  # backoff 0 s would try at once; Slack asked for an hour
+        assert len(first.retried) == 1 and second.retried == [] and second.sent == []
+        assert len(got) == 1 and bridge.store.outbox.pending() == 1
+    assert "answered HTTP 429, retry after 3600 s" in caplog.text
+
+
+def test_a_digest_that_fails_leaves_each_alert_in_it_due_again(
+    meshbridge_config: Any, receiver: Receiver, mailroom: Mailroom, monkeypatch: Any
+) -> None:
+    hooked(monkeypatch, receiver)
+    receiver.fail = [200] * 10 + [503]  # the digest is refused
+    path = meshbridge_config(alerts_table(receiver, mailroom, 'attempts = 2\nbackoff_max = "0s"'))
+    with Bridge(load(path)) as bridge:
+        bridge.dispatch_after = False
+        for i in range(40):
+            bridge.notify(EventKind.ORPHAN, None, f"orphan {i}")
+        first = bridge.dispatch()
+        assert len([t for _, t in first.retried if t == "webhook:teams"]) == 30  # each of the digest's
+        second = bridge.dispatch()  # the 30 again: 10 alone, 20 in a digest, taken
+        assert not second.retried and not second.given_up and bridge.store.outbox.pending() == 0
+    keys = [key for key, got, _ in receiver.got if "digest" not in got["detail"]]
+    digests = [got["detail"]["digest"] for _, got, _ in receiver.got if "digest" in got["detail"]]
+    assert len(set(keys)) == 20 and digests == [30, 20]  # 40 alerts: 20 alone, 20 only in the digest that went
