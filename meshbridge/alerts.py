@@ -160,7 +160,12 @@ def digest(notifications: Sequence[Notification], target: str) -> Notification:
         "alerts": ids[:ITEMS_MOST],
     }
     key = hashlib.sha256("\n".join([target, *ids]).encode()).hexdigest()[:32]
-    return Notification(EventKind(counted.most_common(1)[0][0]), None, summary, detail, key)
+    return _digest_of(EventKind(counted.most_common(1)[0][0]), summary, detail, key)
+
+
+def _digest_of(kind: EventKind, summary: str, detail: dict[str, Any], key: str) -> Notification:
+    """A digest, of the kind most of its notifications are."""
+    return Notification(kind, None, summary, detail, key)
 
 
 class WebhookNotifier:
