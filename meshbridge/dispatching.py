@@ -32,6 +32,7 @@ log = logging.getLogger("meshbridge")
 
 PLUGINS = "plugins"  # the target that is the plugins' meshbridge_on_event
 MOST = 1000  # sends one pass takes at most (the next pass takes the rest)
+ROUTE_MOST = 500  # notifications routed in one transaction
 DIGEST_MOST = 10_000  # sends one digest carries at most (the next pass's digest takes the rest)
 
 
@@ -61,7 +62,12 @@ class Dispatcher:
         """One pass (see the module docstring); stops between sends when ``stopping`` is set."""
         done = Dispatched()
         outbox = self.store.outbox
-        outbox.route(self.targets)
+        routed = 0
+        while routed < DIGEST_MOST:  # a flood routed whole, so one digest can name it all
+            fresh = outbox.route(self.targets, limit=ROUTE_MOST)
+            routed += fresh
+            if fresh < ROUTE_MOST:
+                break
         checkpoint("alert:queued")
         started = now()  # each send at most once a pass: one due again at once waits for the next
         count: dict[str, int] = {}
