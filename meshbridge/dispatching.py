@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .alerts import Notifier, kinds, notifiers
+from .alerts import Notifier, digest, kinds, notifiers
 from .config.alerts import AlertsConfig
 from .errors import AlertFailed
 from .events import Notification
@@ -33,6 +33,8 @@ log = logging.getLogger("meshbridge")
 
 PLUGINS = "plugins"  # the target that is the plugins' meshbridge_on_event
 MOST = 1000  # sends one pass takes at most (the next pass takes the rest)
+ROUTE_MOST = 500  # notifications routed in one transaction
+DIGEST_MOST = 10_000  # sends one digest carries at most (the next pass's digest takes the rest)
 
 
 @dataclass
@@ -61,18 +63,73 @@ class Dispatcher:
         """One pass (see the module docstring); stops between sends when ``stopping`` is set."""
         done = Dispatched()
         outbox = self.store.outbox
-        outbox.route(self.targets)
+        routed = 0
+        while routed < DIGEST_MOST:  # a flood routed whole, so one digest can name it all
+            fresh = outbox.route(self.targets, limit=ROUTE_MOST)
+            routed += fresh
+            if fresh < ROUTE_MOST:
+                break
         checkpoint("alert:queued")
         started = now()  # each send at most once a pass: one due again at once waits for the next
+        count: dict[str, int] = {}
+        digested: set[str] = set()
         for _ in range(MOST):
             if stopping is not None and stopping.is_set():
                 break
-            failing = sorted({target for _, target in done.retried + done.given_up})
-            claimed = outbox.claim(self.lease, limit=1, due_by=started, skip=failing)
+            failing = {target for _, target in done.retried + done.given_up}
+            claimed = outbox.claim(self.lease, limit=1, due_by=started, skip=sorted(failing | digested))
             if not claimed:
                 break
-            self._send(claimed[0], done)
+            send = claimed[0]
+            if send.target != PLUGINS and count.get(send.target, 0) >= self.config.burst:
+                digested.add(send.target)  # past its burst: the rest due for it go as one digest
+                more = outbox.claim(self.lease, limit=DIGEST_MOST - 1, targets=[send.target], due_by=started)
+                self._digest([send, *more], done)
+                continue
+            count[send.target] = count.get(send.target, 0) + 1
+            self._send(send, done)
         return done
+
+    def _digest(self, sends: list[AlertSend], done: Dispatched) -> None:
+        """Send one notification standing for ``sends`` (:func:`~.alerts.digest`) and record
+        each of them as delivered in it (``alert-sent`` with the digest's id on each timeline),
+        or each failed attempt (all due again after the backoff, or given up)."""
+        target, outbox = sends[0].target, self.store.outbox
+        notifier, keys = self.notifiers.get(target), [(s.notification.id, target) for s in sends]
+        summary = digest([s.notification for s in sends], target)
+        try:
+            if notifier is None:
+                raise AlertFailed("no such notifier is configured now")
+            facts = notifier.send(summary)
+        except Exception as exc:  # an AlertFailed's reason, else a notifier's own fault: its type only
+            reason = str(exc) if isinstance(exc, AlertFailed) else f"failed ({type(exc).__name__})"
+            wait = exc.retry_after if isinstance(exc, AlertFailed) else None
+            spent = [s for s in sends if s.attempts + 1 >= self.config.attempts or notifier is None]
+            again = [(s, self._delay(s.attempts + 1, wait)) for s in sends if s not in spent]
+            log.warning("a digest of %d alerts to %s failed: %s", len(sends), target, reason)
+            if spent:
+                log.error("%d alerts to %s given up: %s", len(spent), target, reason)
+                outbox.gave_up_all(spent, reason, {"digest": summary.id})
+            outbox.retry_all(again, reason)
+            done.given_up += [(s.notification.id, target) for s in spent]
+            done.retried += [(s.notification.id, target) for s, _ in again]
+            return
+        checkpoint("alert:sent")
+        outbox.sent_all(sends, {**facts, "digest": summary.id})
+        done.sent += keys
+        log.warning(
+            "%d alerts to %s past its burst of %d sent as one digest %s",
+            len(sends),
+            target,
+            self.config.burst,
+            summary.id,
+        )
+
+    def _delay(self, attempts: int, wait: float | None) -> float:
+        """The backoff after ``attempts`` failed attempts, at least ``wait`` (a 429's Retry-After)."""
+        config = self.config
+        delay = float(min(config.backoff * 2 ** (attempts - 1), config.backoff_max))
+        return delay if wait is None else max(delay, min(wait, config.backoff_max))
 
     def _send(self, send: AlertSend, done: Dispatched) -> None:
         outbox, key = self.store.outbox, (send.notification.id, send.target)
@@ -89,7 +146,7 @@ class Dispatcher:
         try:
             facts = notifier.send(send.notification)
         except AlertFailed as exc:
-            self._failed(send, str(exc), done)
+            self._failed(send, str(exc), done, exc.retry_after)
             return
         except Exception as exc:  # a notifier's own fault: its type only (its text may hold a secret)
             self._failed(send, f"failed ({type(exc).__name__})", done)
@@ -98,7 +155,7 @@ class Dispatcher:
         outbox.sent(send, {**facts, "attempt": send.attempts + 1})
         done.sent.append(key)
 
-    def _failed(self, send: AlertSend, reason: str, done: Dispatched) -> None:
+    def _failed(self, send: AlertSend, reason: str, done: Dispatched, wait: float | None = None) -> None:
         attempts, config = send.attempts + 1, self.config
         what = f"{send.notification.kind} alert {send.notification.id} to {send.target}"
         if attempts >= config.attempts:
@@ -106,7 +163,7 @@ class Dispatcher:
             self.store.outbox.gave_up(send, reason, {"attempts": attempts})
             done.given_up.append((send.notification.id, send.target))
             return
-        delay = min(config.backoff * 2 ** (attempts - 1), config.backoff_max)
+        delay = self._delay(attempts, wait)
         log.warning(
             "%s failed (attempt %d of %d): %s; tried again in %g s", what, attempts, config.attempts, reason, delay
         )

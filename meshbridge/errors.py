@@ -242,8 +242,13 @@ class StoreNotEmpty(StoreError):
 
 class AlertFailed(MeshbridgeError):
     """An ``[alerts]`` notifier (webhook, email) did not deliver a notification; the dispatcher
-    tries it again after a backoff. Its text is one line that never holds a secret (no URL,
-    header, username or password)."""
+    tries it again after a backoff, or after the ``retry_after`` seconds the receiver asked for (a
+    429's ``Retry-After``). Its text is one line that never holds a secret (no URL, header,
+    username or password)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class DeliveryError(MeshbridgeError):

@@ -81,6 +81,8 @@ class AlertsConfig(Table):
     backoff_max: Duration = 3600.0
     timeout: Deadline = 10.0
     """The deadline of one attempt (connect, send, answer)."""
+    burst: Whole = 10
+    """Sends per notifier per pass; the rest due for it then go as one digest (docs/alerts.md)."""
     certificate_warning: Duration = 30 * 86400.0
     """``certificate-expiring`` when the MESH client certificate (or its CA) expires within this."""
 

@@ -128,31 +128,63 @@ class Outbox:
         """Record a send whose attempts are spent: ``alert-given-up`` on the message's timeline."""
         return self._finish(send, "gave_up_at", TimelineKind.ALERT_GIVEN_UP, {**(detail or {}), "error": error})
 
+    def sent_all(self, sends: Sequence[AlertSend], detail: dict[str, Any]) -> int:
+        """Record many sends done at once (a digest carried them), in one transaction: an
+        ``alert-sent`` event on each one's message; how many were recorded."""
+        return self._finish_all(sends, "sent_at", TimelineKind.ALERT_SENT, detail)
+
+    def gave_up_all(self, sends: Sequence[AlertSend], error: str, detail: dict[str, Any]) -> int:
+        """Record many sends given up at once (a digest of them was), in one transaction."""
+        return self._finish_all(sends, "gave_up_at", TimelineKind.ALERT_GIVEN_UP, {**detail, "error": error})
+
     def _finish(
         self, send: AlertSend, column: str, kind: str, detail: dict[str, Any] | None, *, timeline: bool = True
     ) -> bool:
+        return bool(self._finish_all([send], column, kind, detail, timeline=timeline))
+
+    def _finish_all(
+        self,
+        sends: Sequence[AlertSend],
+        column: str,
+        kind: str,
+        detail: dict[str, Any] | None,
+        *,
+        timeline: bool = True,
+    ) -> int:
         store, stamp = self._store, now()
         error = (detail or {}).get("error")
+        done = 0
         with store.immediate() as db:
-            changed = db.execute(
-                f"UPDATE alert_sends SET due_at = NULL, {column} = ?, attempts = attempts + 1, last_error = ? "
-                "WHERE alert_id = ? AND target = ? AND due_at IS NOT NULL",
-                [stamp, error, send.notification.id, send.target],
-            ).rowcount
-            message_id = send.notification.message_id
-            if changed and timeline and message_id:
-                facts = {"alert": send.notification.id, "kind": str(send.notification.kind), "notifier": send.target}
-                store._event(db, message_id, kind, None, {**facts, **(detail or {})}, stamp)
-        return bool(changed)
+            for send in sends:
+                changed = db.execute(
+                    f"UPDATE alert_sends SET due_at = NULL, {column} = ?, attempts = attempts + 1, last_error = ? "
+                    "WHERE alert_id = ? AND target = ? AND due_at IS NOT NULL",
+                    [stamp, error, send.notification.id, send.target],
+                ).rowcount
+                done += bool(changed)
+                message_id = send.notification.message_id
+                if changed and timeline and message_id:
+                    facts = {
+                        "alert": send.notification.id,
+                        "kind": str(send.notification.kind),
+                        "notifier": send.target,
+                    }
+                    store._event(db, message_id, kind, None, {**facts, **(detail or {})}, stamp)
+        return done
 
     def retry(self, send: AlertSend, error: str, delay: float) -> None:
         """Record a failed attempt: due again in ``delay`` seconds."""
+        self.retry_all([(send, delay)], error)
+
+    def retry_all(self, sends: Sequence[tuple[AlertSend, float]], error: str) -> None:
+        """Record a failed attempt of each send, in one transaction: each due again after its delay."""
         with self._store.immediate() as db:
-            db.execute(
-                "UPDATE alert_sends SET attempts = attempts + 1, due_at = ?, last_error = ? "
-                "WHERE alert_id = ? AND target = ? AND due_at IS NOT NULL",
-                [_later(delay), error, send.notification.id, send.target],
-            )
+            for send, delay in sends:
+                db.execute(
+                    "UPDATE alert_sends SET attempts = attempts + 1, due_at = ?, last_error = ? "
+                    "WHERE alert_id = ? AND target = ? AND due_at IS NOT NULL",
+                    [_later(delay), error, send.notification.id, send.target],
+                )
 
     def pending(self) -> int:
         """Notifications not routed yet, and sends not finished (sent or given up)."""

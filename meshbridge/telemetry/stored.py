@@ -1,11 +1,17 @@
 """Metrics read from the shared store at scrape time: one read of its counters
 (:meth:`~meshbridge.store.Store.counts`, the same cost for any number of messages), never a
-table scan. Every node on one store reports the same numbers (cluster-wide: ``max()`` them)."""
+table scan. Every node on one store reports the same numbers (cluster-wide: ``max()`` them).
+
+A scrape never waits for a store in trouble longer than :data:`STORE_DEADLINE`: the read runs in
+a thread of its own; one not done by then (a PostgreSQL server gone silent, a SQLite file held
+by a process in exclusive mode) is reported as ``meshbridge_store_up 0``, and no second read is
+started while it hangs (each scrape meanwhile answers at once, store down)."""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +23,12 @@ from ..models import Direction, State
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..store.records import Counts
 
 log = logging.getLogger("meshbridge")
 
+
+STORE_DEADLINE = 5.0  # seconds a scrape waits for the store's counters
 
 KIND = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # an expectation kind: built-in or an ack protocol's (a plugin's) name
 
@@ -34,13 +43,39 @@ class StoreCollector(Collector):
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._lock = threading.Lock()
+        self._reading: threading.Thread | None = None
+        self._read: list[Counts | BaseException] = []
+
+    def counts(self) -> Counts:
+        """The store's counters, read within :data:`STORE_DEADLINE` (else :class:`TimeoutError`)."""
+        with self._lock:  # one read at a time: a scrape during a hung read waits for that one
+            if self._reading is None or not self._reading.is_alive():
+                read: list[Counts | BaseException] = []
+                self._reading = threading.Thread(target=self._count, args=(read,), name="metrics-store", daemon=True)
+                self._read = read
+                self._reading.start()
+            reading, read = self._reading, self._read
+        reading.join(STORE_DEADLINE)
+        if not read:
+            raise TimeoutError(f"no answer within {STORE_DEADLINE:g} s")
+        if isinstance(read[0], BaseException):
+            raise read[0]
+        return read[0]
+
+    def _count(self, read: list[Counts | BaseException]) -> None:
+        try:
+            read.append(self.store.counts())
+        except Exception as exc:  # reported by the scrape that waits for it
+            read.append(exc)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("meshbridge_store_up", "1 if the store's counters could be read at this scrape")
         try:
-            counts = self.store.counts()
-        except (MeshbridgeError, OSError) as exc:
-            log.warning("metrics: cannot read the store's counters: %s", exc)
+            counts = self.counts()
+        except Exception as exc:  # a MeshbridgeError says what; anything else (a driver's own) by its type
+            reason = str(exc) if isinstance(exc, MeshbridgeError | TimeoutError) else type(exc).__name__
+            log.warning("metrics: cannot read the store's counters: %s", reason)
             up.add_metric([], 0)
             yield up
             return
