@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alert_fixtures import Receiver
 from conftest import OUT_IN
-from test_alerts import HEADER_SECRET, SMTP_PASSWORD, Mailroom, Receiver, alerts_table, mailroom, receiver
+from test_alerts import HEADER_SECRET, SMTP_PASSWORD, Mailroom, alerts_table, mailroom
 
 from meshbridge import Bridge, EventKind, load
 from meshbridge.models import TimelineKind
 
 SUMMARY_MOST, FIELD_MOST = 1000, 500  # meshbridge.alerts' bounds, as docs/alerts.md gives them
 
-__all__ = ["mailroom", "receiver"]  # the fixtures, used by name
+__all__ = ["mailroom"]  # the fixture, used by name (receiver: conftest)
 
 
 def hooked(monkeypatch: Any, receiver: Receiver) -> None:
