@@ -120,8 +120,11 @@ def orphan(summary: str = "an orphan") -> Notification:
 
 def test_a_webhook_receiver_trickling_its_answer_is_cut_off_at_the_deadline(peer: Any) -> None:
     slow = peer(trickled_headers)
-    webhook(slow.port).send(orphan())  # the status line came (200): delivered, the rest not waited for
-    assert slow.finished == 0  # cut off at the deadline (0.5 s), not held for the 10 s it trickles
+    try:
+        webhook(slow.port, timeout=2).send(orphan())  # the status line came (200): delivered, the rest not waited for
+    except AlertFailed as exc:  # (a loaded machine: the status line itself came after the deadline)
+        assert str(exc) == "no answer within 2 s"  # noqa: PT017 (which of the two it is depends on the load)
+    assert slow.finished == 0  # cut off at the deadline (2 s), not held for the 10 s it trickles
 
 
 def test_a_webhook_receiver_flooding_its_answer_is_not_read(peer: Any) -> None:
