@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_crash import meshbridge
 
 from meshbridge import Bridge, EventKind, load
 from meshbridge.errors import TransportError
@@ -240,19 +241,6 @@ def test_a_failed_handshake_and_an_expiring_certificate_are_notified_once_a_day(
 
 
 # -- killed between queueing and sending, and between sending and recording -------------------
-
-
-def meshbridge(config: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MESHBRIDGE_CRASH_AT"}
-    if crash_at:
-        env["MESHBRIDGE_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "meshbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 @pytest.mark.usefixtures("secrets_in_env")

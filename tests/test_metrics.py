@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ITK_RECEIVER_ROUTE, ITK_SENDER_ROUTE, OUT_IN, PATIENT
 from prometheus_client.parser import text_string_to_metric_families
+from test_reads_at_scale import captured
 
 from meshbridge import Bridge, MeshAuthRefused, TransportError, __version__, itk
 from meshbridge.faultproxy import FaultProxy, answer, reset
-from meshbridge.store import pgconn
-from meshbridge.store import sqlite as sqlite_store
 from meshbridge.telemetry.inbox import taken_at
 from meshbridge.web.metrics import exposition
 
@@ -52,25 +49,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """The SQL the store sends in the block (both backends' sessions)."""
-    seen: list[str] = []
-
-    def spying(run: Callable[..., Any]) -> Callable[..., Any]:
-        def spy(session: Any, sql: str, params: Any = (), **options: Any) -> Any:
-            seen.append(sql)
-            return run(session, sql, params, **options)
-
-        return spy
-
-    with pytest.MonkeyPatch.context() as patch:
-        for session in (sqlite_store.Session, pgconn.Session):
-            for name in ("execute", "rows"):
-                patch.setattr(session, name, spying(getattr(session, name)))
-        yield seen
-
-
 def payloads(tmp_path: Path, n: int) -> list[Path]:
     paths = []
     for i in range(n):
@@ -86,9 +64,9 @@ def test_send_three_collect_three_on_each_store(backend_config, make_bridge, tmp
     for path in sent:
         bridge.send(path, route="out")
     assert bridge.poll().problems == []
-    with statements() as seen:
+    with captured() as seen:
         samples = scrape(bridge)
-    assert len(seen) == 1 and seen[0].startswith("SELECT counter, direction, route, term, sum(n) AS n FROM counts")
+    assert len(seen) == 1 and seen[0][0].startswith("SELECT counter, direction, route, term, sum(n) AS n FROM counts")
     size = sum(p.stat().st_size for p in sent)
     assert value(samples, "meshbridge_messages", route="out", direction="out", state="sent") == 3
     assert value(samples, "meshbridge_messages", route="in", direction="in", state="delivered") == 3
